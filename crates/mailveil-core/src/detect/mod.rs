@@ -1,0 +1,250 @@
+//! Detection: is a URL remote, is it a tracker, does it carry the reader's address.
+//! Read-only: produces verdicts; the HTML rewriter decides what to do with them.
+
+pub mod tokens;
+
+use crate::report::FindingKind;
+use crate::rules::Rules;
+pub use tokens::RecipientTokens;
+use url::Url;
+
+/// A remote URL found in a place that fetches on open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteUrl {
+    /// The parsed URL (protocol-relative URLs are taken as https).
+    pub url: Url,
+}
+
+impl RemoteUrl {
+    /// The lowercased host, or "" for URLs without one.
+    pub fn host(&self) -> &str {
+        self.url.host_str().unwrap_or("")
+    }
+
+    /// Path plus `?query`.
+    pub fn path_and_query(&self) -> String {
+        match self.url.query() {
+            Some(q) => format!("{}?{q}", self.url.path()),
+            None => self.url.path().to_string(),
+        }
+    }
+}
+
+/// Why a URL is taken for a tracker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerVerdict {
+    /// Pixel (by rule or shape) or recipient token.
+    pub kind: FindingKind,
+    /// Rule id or `heuristic:<name>`.
+    pub rule: String,
+    /// Tracker display name, where a rule names one.
+    pub tracker: Option<String>,
+}
+
+/// What a URL may be resolved against: a `<base href>` seen earlier in the part.
+pub type Base = Option<Url>;
+
+/// Everything detection needs for one message.
+#[derive(Debug)]
+pub struct Detector<'r> {
+    rules: &'r Rules,
+    tokens: RecipientTokens,
+}
+
+impl<'r> Detector<'r> {
+    /// A detector for one message with these recipient addresses.
+    pub fn new<'a>(rules: &'r Rules, recipients: impl IntoIterator<Item = &'a str>) -> Self {
+        Detector {
+            rules,
+            tokens: RecipientTokens::new(recipients),
+        }
+    }
+
+    /// Tracker verdict for a remote URL in a place that fetches on open, by rule, by
+    /// recipient token, or (for images) by the shape of open beacons.
+    pub fn tracker(&self, remote: &RemoteUrl, image: bool) -> Option<TrackerVerdict> {
+        let path = remote.path_and_query();
+        if let Some(m) = self.rules.match_pixel(remote.host(), &path) {
+            return Some(TrackerVerdict {
+                kind: FindingKind::Pixel,
+                rule: m.rule.to_string(),
+                tracker: Some(m.tracker.to_string()),
+            });
+        }
+        if self.carries_token(remote.url.as_str()) {
+            return Some(TrackerVerdict {
+                kind: FindingKind::RecipientToken,
+                rule: "heuristic:recipient-token".into(),
+                tracker: None,
+            });
+        }
+        if image && beacon_shaped(remote) {
+            return Some(TrackerVerdict {
+                kind: FindingKind::Pixel,
+                rule: "heuristic:beacon-url".into(),
+                tracker: None,
+            });
+        }
+        None
+    }
+
+    /// Whether a string (a URL, raw or percent-decoded) carries a recipient token.
+    pub fn carries_token(&self, text: &str) -> bool {
+        if self.tokens.is_empty() {
+            return false;
+        }
+        if self.tokens.found_in(text) {
+            return true;
+        }
+        let decoded = percent_decode(text);
+        decoded != text && self.tokens.found_in(&decoded)
+    }
+}
+
+/// Parses `raw` (already entity-decoded) as a URL that a client would fetch over the
+/// network: http(s), ftp, ws(s), protocol-relative `//host`, `view-source:` wrappers, or a
+/// relative URL when a `<base>` makes it remote. `cid:`, `data:`, `#frag` and plain relative
+/// URLs are not remote.
+pub fn remote_url(raw: &str, base: &Base) -> Option<RemoteUrl> {
+    let cleaned = strip_url_noise(raw);
+    let s = cleaned.as_str();
+    if s.is_empty() || s.starts_with('#') {
+        return None;
+    }
+    let lower = s.get(..16.min(s.len()))?.to_ascii_lowercase();
+    if let Some(inner) = lower.strip_prefix("view-source:") {
+        let _ = inner;
+        return remote_url(&s[12..], base);
+    }
+    let slashes = s.starts_with("//") || s.starts_with("\\\\") || s.starts_with("/\\") || s.starts_with("\\/");
+    let parsed = if slashes {
+        Url::parse(&format!("https:{}", s.replace('\\', "/"))).ok()
+    } else if has_scheme(s) {
+        Url::parse(s).ok()
+    } else {
+        base.as_ref().and_then(|b| b.join(s).ok())
+    }?;
+    match parsed.scheme() {
+        "http" | "https" | "ftp" | "ws" | "wss" => Some(RemoteUrl { url: parsed }),
+        _ => None,
+    }
+}
+
+/// Whether `raw` has a URL scheme (`letters:`), whatever it is.
+fn has_scheme(s: &str) -> bool {
+    match s.find(':') {
+        Some(i) if i > 0 => s[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) && s.as_bytes()[0].is_ascii_alphabetic(),
+        _ => false,
+    }
+}
+
+/// Browsers drop leading/trailing spaces and C0 controls and every tab and newline inside
+/// a URL before parsing it; do the same, or `ht\ttp://` slips past.
+pub fn strip_url_noise(raw: &str) -> String {
+    raw.trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect()
+}
+
+/// Path segments and host labels that only open beacons use. Kept short on purpose:
+/// content images never carry these names, and the known trackers are matched by rules.
+const BEACON_SEGMENTS: &[&str] = &[
+    "open", "opens", "open.php", "open.aspx", "open.gif", "open.png", "open.jpg", "openpixel", "open-pixel",
+    "pixel", "pixel.gif", "pixel.png", "pixel.php", "beacon", "beacon.gif", "beacon.png", "track.gif",
+    "tracking.gif", "trackopen", "trackingpixel", "tracking-pixel", "emailopen", "mailopen", "impression",
+    "impression.gif", "imp.gif",
+];
+const BEACON_HOST_LABELS: &[&str] = &["open", "opens", "pixel", "pixels", "beacon", "tracking", "track", "trk", "tracker"];
+
+/// The shape of an open beacon: a host like `open.` / `pixel.` or a path segment like
+/// `/open/`, `/pixel.gif`, `/track/open`.
+pub fn beacon_shaped(remote: &RemoteUrl) -> bool {
+    let host = remote.host();
+    if let Some(first) = host.split('.').next()
+        && host.matches('.').count() >= 2
+        && BEACON_HOST_LABELS.contains(&first)
+    {
+        return true;
+    }
+    remote
+        .url
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .any(|seg| BEACON_SEGMENTS.iter().any(|b| seg.eq_ignore_ascii_case(b)))
+}
+
+/// Percent-decodes (lossy), for token search only.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len() + 0
+            && let (Some(h), Some(l)) = (hexval(bytes[i + 1]), bytes.get(i + 2).and_then(|b| hexval(*b)))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hexval(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(s: &str) -> Option<String> {
+        remote_url(s, &None).map(|r| r.url.to_string())
+    }
+
+    #[test]
+    fn remote_urls_are_recognised_in_all_their_spellings() {
+        assert_eq!(remote("http://a.example/x").as_deref(), Some("http://a.example/x"));
+        assert_eq!(remote("  HTTPS://A.example/x ").as_deref(), Some("https://a.example/x"));
+        assert_eq!(remote("//a.example/x").as_deref(), Some("https://a.example/x"));
+        assert_eq!(remote("ht\ntp://a.example/x").as_deref(), Some("http://a.example/x"));
+        assert_eq!(remote("view-source:http://a.example/x").as_deref(), Some("http://a.example/x"));
+        assert_eq!(remote("\\\\a.example/x").as_deref(), Some("https://a.example/x"));
+    }
+
+    #[test]
+    fn local_urls_are_not_remote() {
+        for s in ["cid:logo@x", "data:image/gif;base64,R0lG", "#top", "images/a.png", "mailto:a@b.c", "javascript:x", ""] {
+            assert_eq!(remote(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn a_base_makes_relative_urls_remote() {
+        let base = Some(Url::parse("http://sender.example/news/").unwrap());
+        assert_eq!(remote_url("img/a.png", &base).unwrap().url.as_str(), "http://sender.example/news/img/a.png");
+    }
+
+    #[test]
+    fn beacon_shapes() {
+        let yes = ["https://open.convertkit-mail.example/abc", "https://x.example/track/open", "https://x.example/e/pixel.gif?id=1"];
+        let no = ["https://cdn.example/img/hero.jpg", "https://open.example/logo.png", "https://x.example/music/track/cover.jpg"];
+        for s in yes {
+            assert!(beacon_shaped(&remote_url(s, &None).unwrap()), "{s}");
+        }
+        for s in no {
+            assert!(!beacon_shaped(&remote_url(s, &None).unwrap()), "{s}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_is_lossy_but_safe() {
+        assert_eq!(percent_decode("a%40b%2"), "a@b%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,146 @@
+//! Recipient tokens: the reader's address as it appears in tracking URLs: plain,
+//! lowercased, URL-encoded, base64 (both alphabets, at every byte alignment), and the
+//! MD5 / SHA-1 / SHA-256 hex digests that ESPs use as subscriber ids.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use md5::Md5;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// Shorter addresses (and base64 runs) would match by chance.
+const MIN_TOKEN_LEN: usize = 6;
+
+/// A matcher for one message's recipient tokens.
+#[derive(Debug, Clone, Default)]
+pub struct RecipientTokens {
+    /// Case-insensitive forms: the address, URL-encoded forms, hex digests.
+    folded: Option<AhoCorasick>,
+    /// Case-sensitive forms: base64.
+    exact: Option<AhoCorasick>,
+}
+
+impl RecipientTokens {
+    /// Builds the matcher for these addresses (duplicates and junk are fine).
+    pub fn new<'a>(addresses: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut folded = Vec::new();
+        let mut exact = Vec::new();
+        for addr in addresses {
+            let addr = addr.trim().trim_start_matches('<').trim_end_matches('>');
+            if addr.len() < MIN_TOKEN_LEN || !addr.contains('@') {
+                continue;
+            }
+            let lower = addr.to_ascii_lowercase();
+            for form in [addr, lower.as_str()] {
+                folded.push(form.to_string());
+                folded.push(form.replace('@', "%40").replace('+', "%2B"));
+                folded.push(form.replace('@', "%2540"));
+                folded.push(hex(&Md5::digest(form.as_bytes())));
+                folded.push(hex(&Sha1::digest(form.as_bytes())));
+                folded.push(hex(&Sha256::digest(form.as_bytes())));
+                exact.extend(base64_forms(form.as_bytes()));
+            }
+        }
+        RecipientTokens {
+            folded: automaton(folded, true),
+            exact: automaton(exact, false),
+        }
+    }
+
+    /// Whether `text` carries a recipient token.
+    pub fn found_in(&self, text: &str) -> bool {
+        self.folded.as_ref().is_some_and(|a| a.is_match(text)) || self.exact.as_ref().is_some_and(|a| a.is_match(text))
+    }
+
+    /// Whether there is anything to look for.
+    pub fn is_empty(&self) -> bool {
+        self.folded.is_none() && self.exact.is_none()
+    }
+}
+
+/// The base64 runs that appear in any base64 text containing `bytes`, whatever the
+/// alignment of `bytes` inside the encoded data: for each of the three alignments,
+/// the encoding of the whole 3-byte groups.
+fn base64_forms(bytes: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for skip in 0..3 {
+        let rest = &bytes[skip.min(bytes.len())..];
+        let whole = rest.len() / 3 * 3;
+        if whole < 9 {
+            continue;
+        }
+        let chunk = &rest[..whole];
+        out.push(STANDARD_NO_PAD.encode(chunk));
+        out.push(URL_SAFE_NO_PAD.encode(chunk));
+    }
+    out
+}
+
+fn automaton(mut patterns: Vec<String>, fold: bool) -> Option<AhoCorasick> {
+    patterns.sort();
+    patterns.dedup();
+    patterns.retain(|p| p.len() >= MIN_TOKEN_LEN);
+    if patterns.is_empty() {
+        return None;
+    }
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(fold)
+        .match_kind(MatchKind::Standard)
+        .build(&patterns)
+        .ok()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADDR: &str = "Reader.Name@example.org";
+
+    fn tokens() -> RecipientTokens {
+        RecipientTokens::new([ADDR])
+    }
+
+    #[test]
+    fn plain_lowercase_and_url_encoded_forms_match() {
+        let t = tokens();
+        assert!(t.found_in("https://t.example/o?e=reader.name@example.org"));
+        assert!(t.found_in("https://t.example/o?e=Reader.Name%40example.org"));
+        assert!(!t.found_in("https://t.example/o?e=someone.else%40example.org"));
+    }
+
+    #[test]
+    fn digests_match_in_either_case() {
+        let t = tokens();
+        let md5 = hex(&Md5::digest(b"reader.name@example.org"));
+        let sha256 = hex(&Sha256::digest(b"reader.name@example.org")).to_uppercase();
+        assert!(t.found_in(&format!("https://p.example/i/{md5}.gif")));
+        assert!(t.found_in(&format!("https://p.example/i?h={sha256}")));
+    }
+
+    #[test]
+    fn base64_matches_at_every_alignment_inside_larger_data() {
+        let t = tokens();
+        for prefix in ["", "x", "xy", "{\"r\":\""] {
+            let blob = URL_SAFE_NO_PAD.encode(format!("{prefix}reader.name@example.org\",\"id\":7}}"));
+            assert!(t.found_in(&format!("https://x.example/c/{blob}")), "prefix {prefix:?}");
+        }
+    }
+
+    #[test]
+    fn no_addresses_match_nothing() {
+        let t = RecipientTokens::new(["", "x@y"]);
+        assert!(t.is_empty());
+        assert!(!t.found_in("anything"));
+    }
+}

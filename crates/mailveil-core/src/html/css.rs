@@ -1,0 +1,327 @@
+//! CSS: find every URL a stylesheet or a `style` attribute would fetch (`url()`, `src()`,
+//! `@import "..."`, `image-set("...")`, also behind CSS escapes, which the tokenizer undoes)
+//! and remove the declarations or rules that hold the ones to strip. Removal is by byte
+//! range into the original text, so untouched CSS keeps every byte.
+
+use cssparser::{Parser, ParserInput, Token};
+use std::ops::Range;
+
+/// Deeper block nesting than this is hostile; such a statement is removed whole.
+const MAX_NESTING: usize = 32;
+
+/// Something in CSS that fetches or runs when the mail is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CssEvent<'a> {
+    /// A URL, with the property (or `@import`) it belongs to, lowercased.
+    Url {
+        /// The URL as written (CSS escapes undone).
+        url: &'a str,
+        /// The property, or `@import`.
+        property: &'a str,
+    },
+    /// `expression()`, `behavior`, `-moz-binding`: script in CSS.
+    Active {
+        /// What it is.
+        what: &'a str,
+    },
+}
+
+/// A rule in a stylesheet, for the visibility heuristics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleText {
+    /// The selector list.
+    pub selectors: String,
+    /// The declarations.
+    pub declarations: String,
+    /// Whether the rule sits inside an `@media` block (responsive show/hide).
+    pub in_media: bool,
+}
+
+/// The result of scanning CSS.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Byte ranges to remove (whole declarations or rules), sorted and disjoint.
+    pub remove: Vec<Range<usize>>,
+    /// Qualified rules seen (stylesheets only).
+    pub rules: Vec<RuleText>,
+}
+
+impl Scan {
+    /// The CSS with the ranges removed, or `None` when nothing is removed.
+    pub fn apply(&self, css: &str) -> Option<String> {
+        if self.remove.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(css.len());
+        let mut at = 0;
+        for r in &self.remove {
+            out.push_str(&css[at..r.start]);
+            at = r.end;
+        }
+        out.push_str(&css[at..]);
+        Some(out)
+    }
+}
+
+/// Scans CSS (a stylesheet or a declaration list); `remove(event)` says whether the
+/// statement holding that event goes.
+pub fn scan(css: &str, remove: &mut dyn FnMut(CssEvent) -> bool) -> Scan {
+    let mut input = ParserInput::new(css);
+    let mut parser = Parser::new(&mut input);
+    let mut scan = Scan::default();
+    let mut walker = Walker { css, remove, scan: &mut scan };
+    walker.block(&mut parser, 0, false);
+    scan.remove = merge(std::mem::take(&mut scan.remove));
+    scan
+}
+
+struct Walker<'c, 'f, 's> {
+    css: &'c str,
+    remove: &'f mut dyn FnMut(CssEvent) -> bool,
+    scan: &'s mut Scan,
+}
+
+/// What the statement being read has shown so far.
+#[derive(Default)]
+struct Statement {
+    start: usize,
+    property: Option<String>,
+    significant: usize,
+    import: bool,
+    remove: bool,
+}
+
+impl Walker<'_, '_, '_> {
+    /// Reads statements (rules, at-rules, declarations) until the end of a block.
+    fn block(&mut self, p: &mut Parser, depth: usize, in_media: bool) {
+        let mut st = Statement { start: p.position().byte_index(), ..Statement::default() };
+        loop {
+            let token = match p.next_including_whitespace_and_comments() {
+                Ok(t) => t.clone(),
+                Err(_) => break,
+            };
+            let significant = !matches!(token, Token::WhiteSpace(_) | Token::Comment(_));
+            match token {
+                Token::Semicolon => {
+                    self.end_statement(&st, p.position().byte_index());
+                    st = Statement { start: p.position().byte_index(), ..Statement::default() };
+                    continue;
+                }
+                Token::CurlyBracketBlock => {
+                    let open = p.position().byte_index();
+                    let prelude = self.css[st.start..open.saturating_sub(1)].trim().to_string();
+                    let media = in_media || prelude.to_ascii_lowercase().starts_with("@media");
+                    if depth >= MAX_NESTING {
+                        st.remove = true;
+                        let _ = p.parse_nested_block(|_np| Ok::<(), cssparser::ParseError<()>>(()));
+                    } else {
+                        let _ = p.parse_nested_block(|np| {
+                            self.block(np, depth + 1, media);
+                            Ok::<(), cssparser::ParseError<()>>(())
+                        });
+                    }
+                    let close = p.position().byte_index();
+                    if !prelude.starts_with('@') && !prelude.is_empty() {
+                        let inner = self.css.get(open..close.saturating_sub(1)).unwrap_or("").to_string();
+                        self.scan.rules.push(RuleText { selectors: prelude, declarations: inner, in_media });
+                    }
+                    self.end_statement(&st, close);
+                    st = Statement { start: close, ..Statement::default() };
+                    continue;
+                }
+                Token::AtKeyword(ref k) if st.significant == 0 => st.import = k.eq_ignore_ascii_case("import"),
+                Token::Ident(ref name) if st.significant == 0 => st.property = Some(name.to_ascii_lowercase()),
+                Token::QuotedString(ref s) if st.import => {
+                    let s = s.to_string();
+                    st.remove |= (self.remove)(CssEvent::Url { url: &s, property: "@import" });
+                }
+                _ => self.value_token(p, &token, &mut st, depth),
+            }
+            if significant {
+                st.significant += 1;
+            }
+        }
+        self.end_statement(&st, p.position().byte_index());
+    }
+
+    /// A token inside a statement's value: URLs, functions, nested parentheses.
+    fn value_token(&mut self, p: &mut Parser, token: &Token, st: &mut Statement, depth: usize) {
+        let property = if st.import { "@import".to_string() } else { st.property.clone().unwrap_or_default() };
+        match token {
+            Token::UnquotedUrl(u) => {
+                let u = u.to_string();
+                st.remove |= self.url(&u, &property);
+            }
+            Token::Function(name) => {
+                let name = name.to_ascii_lowercase();
+                if name == "expression" {
+                    st.remove |= (self.remove)(CssEvent::Active { what: "expression()" });
+                }
+                let strings_are_urls = matches!(name.as_str(), "url" | "src") || name.ends_with("image-set") || st.import;
+                st.remove |= self.nested_values(p, &property, strings_are_urls, depth);
+            }
+            Token::ParenthesisBlock | Token::SquareBracketBlock => {
+                st.remove |= self.nested_values(p, &property, false, depth);
+            }
+            Token::Ident(_) | Token::Colon => {}
+            _ => {}
+        }
+        if matches!(st.property.as_deref(), Some("behavior" | "-moz-binding")) && !st.remove && matches!(token, Token::UnquotedUrl(_) | Token::Function(_)) {
+            st.remove |= (self.remove)(CssEvent::Active { what: "behavior" });
+        }
+    }
+
+    /// The inside of a function or parenthesis: any URL in it counts for the statement.
+    fn nested_values(&mut self, p: &mut Parser, property: &str, strings_are_urls: bool, depth: usize) -> bool {
+        if depth >= MAX_NESTING {
+            let _ = p.parse_nested_block(|_np| Ok::<(), cssparser::ParseError<()>>(()));
+            return true;
+        }
+        let mut remove = false;
+        let _ = p.parse_nested_block(|np| {
+            let mut inner = Statement { property: Some(property.to_string()), ..Statement::default() };
+            loop {
+                let token = match np.next_including_whitespace_and_comments() {
+                    Ok(t) => t.clone(),
+                    Err(_) => break,
+                };
+                match token {
+                    Token::QuotedString(ref s) if strings_are_urls => {
+                        let s = s.to_string();
+                        inner.remove |= self.url(&s, property);
+                    }
+                    ref t => self.value_token(np, t, &mut inner, depth + 1),
+                }
+            }
+            remove = inner.remove;
+            Ok::<(), cssparser::ParseError<()>>(())
+        });
+        remove
+    }
+
+    fn url(&mut self, url: &str, property: &str) -> bool {
+        (self.remove)(CssEvent::Url { url, property })
+    }
+
+    fn end_statement(&mut self, st: &Statement, end: usize) {
+        if st.remove && end > st.start {
+            self.scan.remove.push(st.start..end);
+        }
+    }
+}
+
+/// Sorts ranges and merges overlapping ones (an outer rule removed with inner removals).
+fn merge(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
+    ranges.sort_by_key(|r| (r.start, std::cmp::Reverse(r.end)));
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start < last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Declarations of a declaration list as lowercased `(name, value)` pairs, without
+/// `!important`. For the visibility heuristics; not a full CSS parser.
+pub fn declarations(css: &str) -> Vec<(String, String)> {
+    css.split(';')
+        .filter_map(|d| {
+            let (name, value) = d.split_once(':')?;
+            let value = value.trim().to_ascii_lowercase();
+            let value = value.trim_end_matches("!important").trim().to_string();
+            Some((name.trim().to_ascii_lowercase(), value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip_remote(css: &str) -> (Option<String>, Vec<String>) {
+        let mut seen = Vec::new();
+        let scan = scan(css, &mut |e| {
+            match e {
+                CssEvent::Url { url, property } => seen.push(format!("{property}:{url}")),
+                CssEvent::Active { what } => seen.push(format!("active:{what}")),
+            }
+            match e {
+                CssEvent::Url { url, .. } => url.contains("://"),
+                CssEvent::Active { .. } => true,
+            }
+        });
+        (scan.apply(css), seen)
+    }
+
+    #[test]
+    fn inline_declarations_with_remote_urls_are_removed_and_the_rest_kept_byte_for_byte() {
+        let (out, seen) = strip_remote("color: red; background-image:url('http://t.example/p.gif');  font-size:12px");
+        assert_eq!(out.as_deref(), Some("color: red;  font-size:12px"));
+        assert_eq!(seen, vec!["background-image:http://t.example/p.gif"]);
+    }
+
+    #[test]
+    fn local_urls_and_unrelated_strings_stay() {
+        let css = "background:url(cid:bg@x) no-repeat; font-family:\"http://not-a-url\"";
+        let (out, _) = strip_remote(css);
+        assert_eq!(out, None);
+    }
+
+    #[test]
+    fn imports_font_faces_media_and_image_set_are_found() {
+        let css = "@import 'http://a.example/i.css';\n@import url(http://b.example/j.css) screen;\n\
+                   @font-face { font-family: x; src: url(\"http://c.example/f.woff\") format('woff') }\n\
+                   @media print { #eoa { background-image: url(http://d.example/P) } }\n\
+                   .h { background-image: image-set(\"http://e.example/1x.png\" 1x) }\n\
+                   p { color: blue }";
+        let (out, seen) = strip_remote(css);
+        let out = out.unwrap();
+        for host in ["a.example", "b.example", "c.example", "d.example", "e.example"] {
+            assert!(!out.contains(host), "{host} left in {out}");
+            assert!(seen.iter().any(|s| s.contains(host)), "{host} not seen");
+        }
+        assert!(out.contains("p { color: blue }"));
+        assert!(out.contains("font-family: x;"));
+        assert!(out.contains("@media print { #eoa {"));
+    }
+
+    #[test]
+    fn css_escapes_do_not_hide_urls() {
+        let (out, seen) = strip_remote("background:\\75 rl(http://t.example/x); b: u\\rl(http://t.example/y)");
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(out.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn expressions_and_behaviors_are_removed() {
+        let (out, _) = strip_remote("color:red;background-color:expression(alert(1));behavior:url(x.htc)");
+        assert_eq!(out.as_deref(), Some("color:red;"));
+    }
+
+    #[test]
+    fn rules_are_reported_with_their_media_context() {
+        let s = scan("#a,.b{display:none} @media (max-width:600px){ .m{display:block!important} }", &mut |_| false);
+        assert_eq!(s.rules.len(), 2);
+        assert_eq!(s.rules[0].selectors, "#a,.b");
+        assert!(!s.rules[0].in_media);
+        assert_eq!(s.rules[1].selectors, ".m");
+        assert!(s.rules[1].in_media);
+    }
+
+    #[test]
+    fn hostile_nesting_is_bounded() {
+        let css = format!("{}background:url(http://t.example/x){}", "a{".repeat(200), "}".repeat(200));
+        let (out, _) = strip_remote(&css);
+        assert!(!out.unwrap_or_default().contains("t.example"));
+    }
+
+    #[test]
+    fn declarations_are_split_and_lowercased() {
+        assert_eq!(
+            declarations("Display: NONE !important; width:1px"),
+            vec![("display".to_string(), "none".to_string()), ("width".to_string(), "1px".to_string())]
+        );
+    }
+}

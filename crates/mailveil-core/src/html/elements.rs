@@ -1,0 +1,361 @@
+//! The element handler: every tag and attribute that fetches on open.
+
+use super::visibility::{ImageAttrs, invisible};
+use super::{DEADLINE_MSG, HtmlContext, State, css, css_event, escape_attr, fetch_verdict, finding, unescape_attr};
+use crate::detect::{Base, remote_url};
+use crate::report::{Action, FindingKind};
+use lol_html::HandlerResult;
+use lol_html::html_content::Element;
+use std::cell::RefCell;
+use std::time::Instant;
+use url::Url;
+
+/// Elements that run code or embed documents: always removed, content and all.
+const ACTIVE_TAGS: &[&str] = &["script", "iframe", "frame", "frameset", "object", "embed", "applet", "bgsound", "portal", "fencedframe"];
+
+/// `<link rel>` values that make a client fetch without showing anything.
+const HINT_RELS: &[&str] = &[
+    "prefetch", "preload", "dns-prefetch", "preconnect", "prerender", "modulepreload", "icon", "shortcut",
+    "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon", "manifest", "alternate", "search", "pingback",
+    "import", "subresource", "next", "prev",
+];
+
+/// Attributes that fetch what they name when the element is shown.
+const FETCH_ATTRS: &[&str] = &["src", "lowsrc", "dynsrc", "poster", "background", "data", "codebase", "xlink:href"];
+
+/// SVG elements whose `href` fetches (an `<a>`'s does not).
+const SVG_FETCH_HREF: &[&str] = &["image", "use", "feimage", "script", "tref", "set", "animate"];
+
+/// Check the clock every this many elements.
+const CLOCK_EVERY: u32 = 256;
+
+pub(super) fn on_element(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) -> HandlerResult {
+    tick(ctx, state)?;
+    let tag = el.tag_name();
+    if ACTIVE_TAGS.contains(&tag.as_str()) {
+        let url = ["src", "data", "code", "codebase"].iter().find_map(|a| el.get_attribute(a)).map(|v| unescape_attr(&v));
+        remove_element(el, state, ctx, FindingKind::ActiveContent, &tag, url, format!("element:{tag}"));
+        return Ok(());
+    }
+    match tag.as_str() {
+        "meta" => meta(el, ctx, state),
+        "base" => base(el, ctx, state),
+        "link" => link(el, ctx, state),
+        _ => {}
+    }
+    if el.removed() {
+        return Ok(());
+    }
+    event_handlers(el, &tag, ctx, state);
+    if tag == "html" && el.has_attribute("manifest") {
+        strip_attr(el, state, ctx, "html@manifest", "manifest", FindingKind::Prefetch, "attribute:manifest");
+    }
+    if is_image(el, &tag) && image(el, &tag, ctx, state) {
+        return Ok(());
+    }
+    for attr in FETCH_ATTRS {
+        fetch_attr(el, &tag, attr, ctx, state);
+    }
+    if el.has_attribute("href") && (SVG_FETCH_HREF.contains(&tag.as_str())) {
+        fetch_attr(el, &tag, "href", ctx, state);
+    }
+    if matches!(tag.as_str(), "a" | "area") {
+        resolve_link(el, &tag, ctx, state);
+    }
+    for attr in ["srcset", "imagesrcset"] {
+        srcset(el, &tag, attr, ctx, state);
+    }
+    style_attr(el, &tag, ctx, state);
+    Ok(())
+}
+
+fn tick(ctx: &HtmlContext, state: &RefCell<State>) -> HandlerResult {
+    let mut st = state.borrow_mut();
+    st.elements = st.elements.wrapping_add(1);
+    if st.elements.is_multiple_of(CLOCK_EVERY) && Instant::now() > ctx.deadline {
+        return Err(DEADLINE_MSG.into());
+    }
+    Ok(())
+}
+
+fn is_image(el: &Element, tag: &str) -> bool {
+    match tag {
+        "img" | "image" | "feimage" => true,
+        "input" => el.get_attribute("type").is_some_and(|t| t.trim().eq_ignore_ascii_case("image")),
+        _ => false,
+    }
+}
+
+/// An image element: a tracker or an invisible image goes whole; a content image keeps
+/// its place (and alt text) and loses its URL only under `strip`. Returns whether the
+/// element was removed.
+fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) -> bool {
+    let base = state.borrow().base.clone();
+    let src_attr = ["src", "href", "xlink:href", "lowsrc", "dynsrc"].into_iter().find(|a| el.has_attribute(a));
+    let Some(src_attr) = src_attr else { return false };
+    let raw = unescape_attr(&el.get_attribute(src_attr).unwrap_or_default());
+    let Some(remote) = remote_url(&raw, &base) else { return false };
+    let location = format!("{tag}@{src_attr}");
+    if let Some(v) = ctx.detector.tracker(&remote, true) {
+        let f = finding(ctx, v.kind, &location, Some(remote.url.to_string()), v.rule, v.tracker, Action::Strip);
+        el.remove();
+        let mut st = state.borrow_mut();
+        st.findings.push(f);
+        st.changed = true;
+        return true;
+    }
+    let (style, class, id) = (el.get_attribute("style").map(|s| unescape_attr(&s)), el.get_attribute("class"), el.get_attribute("id"));
+    let (width, height) = (el.get_attribute("width"), el.get_attribute("height"));
+    let attrs = ImageAttrs {
+        width: width.as_deref(),
+        height: height.as_deref(),
+        style: style.as_deref(),
+        class: class.as_deref(),
+        id: id.as_deref(),
+        hidden: el.has_attribute("hidden"),
+    };
+    let reason = invisible(&attrs, &state.borrow().sheets);
+    if let Some(reason) = reason.filter(|_| !is_spacer(&remote.url)) {
+        let f = finding(ctx, FindingKind::Pixel, &location, Some(remote.url.to_string()), format!("heuristic:{reason}"), None, Action::Strip);
+        el.remove();
+        let mut st = state.borrow_mut();
+        st.findings.push(f);
+        st.changed = true;
+        return true;
+    }
+    false
+}
+
+/// Static spacer GIFs (`spacer.gif`, `blank.gif`, no query) are layout, not beacons: the
+/// same file for every reader.
+fn is_spacer(url: &Url) -> bool {
+    if url.query().is_some() {
+        return false;
+    }
+    let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("").to_ascii_lowercase();
+    let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+    ["spacer", "blank", "clear", "transparent", "trans", "shim", "spc", "space", "empty"]
+        .iter()
+        .any(|p| stem.strip_prefix(p).is_some_and(|rest| rest.chars().all(|c| !c.is_alphabetic())))
+}
+
+/// A fetching attribute: strip it when its URL is a tracker or the policy strips content.
+fn fetch_attr(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state: &RefCell<State>) {
+    let Some(value) = el.get_attribute(attr) else { return };
+    let raw = unescape_attr(&value);
+    let base = state.borrow().base.clone();
+    let Some(remote) = remote_url(&raw, &base) else { return };
+    let location = format!("{tag}@{attr}");
+    let f = fetch_verdict(&remote, true, &location, ctx);
+    let mut st = state.borrow_mut();
+    if f.action == Action::Strip {
+        el.remove_attribute(attr);
+        st.changed = true;
+    } else if remote_url(&raw, &None).is_none() {
+        // Relative URL made remote by a removed <base>: write it absolute.
+        let _ = el.set_attribute(attr, &escape_attr(remote.url.as_str()));
+        st.changed = true;
+    }
+    st.findings.push(f);
+}
+
+/// `srcset` candidates are judged one by one; the attribute keeps the ones that stay.
+fn srcset(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state: &RefCell<State>) {
+    let Some(value) = el.get_attribute(attr) else { return };
+    let raw = unescape_attr(&value);
+    let base = state.borrow().base.clone();
+    let location = format!("{tag}@{attr}");
+    let mut kept = Vec::new();
+    let mut dropped = false;
+    let mut findings = Vec::new();
+    for (url, descriptor) in srcset_candidates(&raw) {
+        match remote_url(url, &base) {
+            Some(remote) => {
+                let f = fetch_verdict(&remote, true, &location, ctx);
+                if f.action == Action::Strip {
+                    dropped = true;
+                } else {
+                    kept.push(format!("{} {descriptor}", remote.url).trim_end().to_string());
+                }
+                findings.push(f);
+            }
+            None => kept.push(format!("{url} {descriptor}").trim_end().to_string()),
+        }
+    }
+    let mut st = state.borrow_mut();
+    st.findings.extend(findings);
+    if dropped {
+        if kept.is_empty() {
+            el.remove_attribute(attr);
+        } else {
+            let _ = el.set_attribute(attr, &escape_attr(&kept.join(", ")));
+        }
+        st.changed = true;
+    }
+}
+
+/// Splits a srcset into (URL, descriptor) pairs (HTML's "parse a srcset attribute",
+/// simplified: URLs end at whitespace, a trailing comma ends a candidate).
+fn srcset_candidates(value: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        if rest.is_empty() {
+            break;
+        }
+        let url_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let mut url = &rest[..url_end];
+        let mut after = &rest[url_end..];
+        if let Some(stripped) = url.strip_suffix(',') {
+            url = stripped.trim_end_matches(',');
+            out.push((url, ""));
+            rest = after;
+            continue;
+        }
+        let desc_end = after.find(',').unwrap_or(after.len());
+        out.push((url, after[..desc_end].trim()));
+        after = &after[desc_end..];
+        rest = after;
+    }
+    out
+}
+
+fn style_attr(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
+    let Some(value) = el.get_attribute("style") else { return };
+    let css_text = unescape_attr(&value);
+    if !css_text.contains('(') && !css_text.to_ascii_lowercase().contains("behavior") {
+        return; // no url(), image-set(), expression(): nothing fetches
+    }
+    let base = state.borrow().base.clone();
+    let mut findings = Vec::new();
+    let location = format!("{tag}@style");
+    let scan = css::scan(&css_text, &mut |ev| css_event(ev, &location, &base, ctx, &mut findings));
+    let mut st = state.borrow_mut();
+    st.findings.extend(findings);
+    if let Some(new) = scan.apply(&css_text) {
+        let _ = el.set_attribute("style", &escape_attr(&new));
+        st.changed = true;
+    }
+}
+
+fn meta(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
+    let equiv = el.get_attribute("http-equiv").unwrap_or_default().trim().to_ascii_lowercase();
+    if matches!(equiv.as_str(), "refresh" | "link" | "set-cookie") {
+        let content = el.get_attribute("content").map(|c| unescape_attr(&c));
+        remove_element(el, state, ctx, FindingKind::Refresh, "meta", content, format!("element:meta-{equiv}"));
+    }
+}
+
+/// `<base href>` would turn every relative URL into a request to the sender: remember it
+/// to resolve relative links and images, and remove it.
+fn base(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
+    let Some(href) = el.get_attribute("href") else { return };
+    let href = unescape_attr(&href);
+    let url = Url::parse(crate::detect::strip_url_noise(&href).as_str()).ok();
+    if let Some(u) = &url
+        && state.borrow().base.is_none()
+    {
+        state.borrow_mut().base = Some(u.clone());
+    }
+    remove_element(el, state, ctx, FindingKind::Base, "base", Some(href), "element:base".into());
+}
+
+fn link(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
+    let rel = el.get_attribute("rel").unwrap_or_default().to_ascii_lowercase();
+    let href = el.get_attribute("href").map(|h| unescape_attr(&h));
+    let rels: Vec<&str> = rel.split_ascii_whitespace().collect();
+    if rels.contains(&"stylesheet") {
+        let base = state.borrow().base.clone();
+        let Some(href) = href else { return };
+        if href.trim().to_ascii_lowercase().starts_with("cid:") {
+            // An attached stylesheet is not inspected; its url()s would load on open.
+            remove_element(el, state, ctx, FindingKind::RemoteContent, "link", Some(href), "element:link-stylesheet-cid".into());
+            return;
+        }
+        if let Some(remote) = remote_url(&href, &base) {
+            let f = fetch_verdict(&remote, false, "link@href", ctx);
+            let strip = f.action == Action::Strip;
+            if strip {
+                el.remove();
+            }
+            let mut st = state.borrow_mut();
+            st.changed |= strip;
+            st.findings.push(f);
+        }
+    } else if rels.iter().any(|r| HINT_RELS.contains(r)) {
+        remove_element(el, state, ctx, FindingKind::Prefetch, "link", href, format!("element:link-{}", rels.join("-")));
+    }
+}
+
+/// Event handler attributes (`onload`, `onerror`...) are script; `ping` reports clicks.
+fn event_handlers(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
+    let names: Vec<String> = el
+        .attributes()
+        .iter()
+        .map(|a| a.name())
+        .filter(|n| (n.len() > 2 && n.starts_with("on")) || n == "ping")
+        .collect();
+    for name in names {
+        let kind = FindingKind::ActiveContent;
+        strip_attr(el, state, ctx, &format!("{tag}@{name}"), &name, kind, &format!("attribute:{name}"));
+    }
+}
+
+/// A relative link under a removed `<base>` is written absolute, so it still leads
+/// where it led.
+fn resolve_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
+    let base: Base = state.borrow().base.clone();
+    let (Some(b), Some(href)) = (base, el.get_attribute("href")) else { return };
+    let href = unescape_attr(&href);
+    let trimmed = href.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') || crate::detect::remote_url(trimmed, &None).is_some() || trimmed.contains(':') {
+        return;
+    }
+    if let Ok(abs) = b.join(trimmed) {
+        let _ = el.set_attribute("href", &escape_attr(abs.as_str()));
+        let mut st = state.borrow_mut();
+        st.changed = true;
+        st.findings.push(finding(ctx, FindingKind::Base, &format!("{tag}@href"), Some(abs.to_string()), "element:base".into(), None, Action::Resolve));
+    }
+}
+
+fn strip_attr(el: &mut Element, state: &RefCell<State>, ctx: &HtmlContext, location: &str, attr: &str, kind: FindingKind, rule: &str) {
+    let url = el.get_attribute(attr).map(|v| unescape_attr(&v));
+    el.remove_attribute(attr);
+    let mut st = state.borrow_mut();
+    st.changed = true;
+    let url = if kind == FindingKind::ActiveContent { None } else { url };
+    st.findings.push(finding(ctx, kind, location, url, rule.to_string(), None, Action::Strip));
+}
+
+fn remove_element(el: &mut Element, state: &RefCell<State>, ctx: &HtmlContext, kind: FindingKind, tag: &str, url: Option<String>, rule: String) {
+    el.remove();
+    let mut st = state.borrow_mut();
+    st.changed = true;
+    st.findings.push(finding(ctx, kind, tag, url, rule, None, Action::Strip));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn srcset_candidates_are_split() {
+        assert_eq!(
+            srcset_candidates("a.png 1x, http://t.example/b.png 2x,c.png"),
+            vec![("a.png", "1x"), ("http://t.example/b.png", "2x"), ("c.png", "")]
+        );
+        assert_eq!(srcset_candidates("http://x.example/a.png,"), vec![("http://x.example/a.png", "")]);
+    }
+
+    #[test]
+    fn spacers_are_recognised_by_name_without_query() {
+        let u = |s| Url::parse(s).unwrap();
+        assert!(is_spacer(&u("https://cdn.example/img/spacer.gif")));
+        assert!(is_spacer(&u("https://cdn.example/blank_1.png")));
+        assert!(!is_spacer(&u("https://cdn.example/spacer.gif?u=123")));
+        assert!(!is_spacer(&u("https://cdn.example/open.gif")));
+        assert!(!is_spacer(&u("https://cdn.example/clearance-sale.jpg")));
+    }
+}

@@ -1,0 +1,254 @@
+//! The HTML rewrite of one part: one streaming lol_html pass that finds every way the
+//! markup makes a client fetch something on open (../corpus/vectors.md sections A and C)
+//! and strips trackers, or all remote content under `--remote-content strip`.
+//!
+//! Attribute values arrive with their entities (lol_html does not decode them): they
+//! are decoded before a URL is read and re-escaped when an attribute is written.
+
+pub mod css;
+mod elements;
+pub mod visibility;
+
+use crate::detect::{Base, Detector, RemoteUrl, remote_url};
+use crate::policy::{Policy, RemoteContent};
+use crate::report::{Action, Finding, FindingKind};
+use lol_html::html_content::{Comment, ContentType, TextChunk};
+use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, doc_comments, element, text};
+use std::cell::RefCell;
+use std::time::Instant;
+use visibility::HiddenSelectors;
+
+/// What one part's rewrite needs to know.
+pub(crate) struct HtmlContext<'a> {
+    pub detector: &'a Detector<'a>,
+    pub policy: &'a Policy,
+    /// The MIME part number, for findings.
+    pub part: &'a str,
+    pub deadline: Instant,
+}
+
+/// Why a part could not be rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HtmlError {
+    /// lol_html refused the input (an ambiguous parse in strict mode, the memory limit):
+    /// attacker-controlled, so the part is neutralised rather than passed on.
+    Refused(String),
+    /// The time budget ran out.
+    Deadline,
+}
+
+/// The result of rewriting one part.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// New bytes, or `None` when nothing had to change.
+    pub bytes: Option<Vec<u8>>,
+    pub findings: Vec<Finding>,
+}
+
+/// Mutable state shared by the handlers of one pass.
+#[derive(Default)]
+struct State {
+    base: Base,
+    sheets: HiddenSelectors,
+    style_buf: String,
+    raw_text_buf: String,
+    findings: Vec<Finding>,
+    changed: bool,
+    elements: u32,
+}
+
+const DEADLINE_MSG: &str = "mailveil: time budget exceeded";
+
+/// Rewrites an HTML part given in `encoding` (ASCII-compatible); output is in the same
+/// encoding, and bytes of everything not rewritten are the input's bytes.
+pub(crate) fn rewrite(input: &[u8], encoding: &'static encoding_rs::Encoding, ctx: &HtmlContext) -> Result<Outcome, HtmlError> {
+    let state = RefCell::new(State::default());
+    let bytes = run(input, encoding, ctx, &state)?;
+    let st = state.into_inner();
+    Ok(Outcome { bytes: st.changed.then_some(bytes), findings: st.findings })
+}
+
+fn run(input: &[u8], encoding: &'static encoding_rs::Encoding, ctx: &HtmlContext, state: &RefCell<State>) -> Result<Vec<u8>, HtmlError> {
+    let encoding = AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
+    let mut out = Vec::with_capacity(input.len());
+    let settings = Settings::new()
+        .with_encoding(encoding)
+        .with_strict(true)
+        .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(ctx.policy.limits.html_memory_bytes))
+        .append_element_content_handler(element!("*", |el| elements::on_element(el, ctx, state)))
+        .append_element_content_handler(text!("style", |t| on_style_text(t, ctx, state)))
+        .append_element_content_handler(text!("noscript", |t| on_noscript_text(t, ctx, state)))
+        .append_document_content_handler(doc_comments!(|c| on_comment(c, ctx, state)));
+    let mut rewriter = HtmlRewriter::new(settings, |chunk: &[u8]| out.extend_from_slice(chunk));
+    let result = rewriter.write(input).and_then(|()| rewriter.end());
+    result.map_err(|e| match e {
+        lol_html::errors::RewritingError::ContentHandlerError(err) if err.to_string() == DEADLINE_MSG => HtmlError::Deadline,
+        other => HtmlError::Refused(other.to_string()),
+    })?;
+    Ok(out)
+}
+
+/// Rewrites a fragment of HTML found inside a comment or raw text (Outlook conditional
+/// comments, `<noscript>`), inheriting what the outer pass learned. `None`: unchanged.
+fn rewrite_fragment(html: &str, ctx: &HtmlContext, outer: &RefCell<State>) -> Result<Option<String>, HtmlError> {
+    let inner = {
+        let o = outer.borrow();
+        RefCell::new(State { base: o.base.clone(), sheets: o.sheets.clone(), ..State::default() })
+    };
+    let bytes = run(html.as_bytes(), encoding_rs::UTF_8, ctx, &inner)?;
+    let inner = inner.into_inner();
+    let mut o = outer.borrow_mut();
+    o.findings.extend(inner.findings);
+    Ok(inner.changed.then(|| String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// `<style>` text arrives in chunks: buffer to the last one, then rewrite the sheet.
+fn on_style_text(t: &mut TextChunk, ctx: &HtmlContext, state: &RefCell<State>) -> lol_html::HandlerResult {
+    let mut st = state.borrow_mut();
+    if !t.last_in_text_node() {
+        st.style_buf.push_str(t.as_str());
+        t.remove();
+        return Ok(());
+    }
+    let split = !st.style_buf.is_empty();
+    let mut sheet = std::mem::take(&mut st.style_buf);
+    sheet.push_str(t.as_str());
+    let base = st.base.clone();
+    let mut findings = Vec::new();
+    let scan = css::scan(&sheet, &mut |ev| css_event(ev, "<style>", &base, ctx, &mut findings));
+    st.sheets.learn(&scan.rules);
+    st.findings.extend(findings);
+    match scan.apply(&sheet) {
+        Some(new) => {
+            t.replace(&new, ContentType::Html);
+            st.changed = true;
+        }
+        None if split => t.replace(&sheet, ContentType::Html),
+        None => {}
+    }
+    Ok(())
+}
+
+/// `<noscript>` is raw text to lol_html but markup to a mail client with scripts off.
+fn on_noscript_text(t: &mut TextChunk, ctx: &HtmlContext, state: &RefCell<State>) -> lol_html::HandlerResult {
+    let buffered = {
+        let mut st = state.borrow_mut();
+        st.raw_text_buf.push_str(t.as_str());
+        if !t.last_in_text_node() {
+            t.remove();
+            return Ok(());
+        }
+        std::mem::take(&mut st.raw_text_buf)
+    };
+    let split = buffered.len() != t.as_str().len();
+    match rewrite_fragment(&buffered, ctx, state) {
+        Ok(Some(new)) => {
+            t.replace(&new, ContentType::Html);
+            state.borrow_mut().changed = true;
+        }
+        Ok(None) if split => t.replace(&buffered, ContentType::Html),
+        Ok(None) => {}
+        Err(HtmlError::Deadline) => return Err(DEADLINE_MSG.into()),
+        Err(HtmlError::Refused(_)) => {
+            t.remove();
+            state.borrow_mut().changed = true;
+        }
+    }
+    Ok(())
+}
+
+/// Outlook reads markup inside `<!--[if mso]> ... <![endif]-->` (VML backgrounds,
+/// buttons); rewrite it like the rest.
+fn on_comment(c: &mut Comment, ctx: &HtmlContext, state: &RefCell<State>) -> lol_html::HandlerResult {
+    let text = c.text();
+    let Some((head, inner, tail)) = split_conditional(&text) else {
+        return Ok(());
+    };
+    match rewrite_fragment(inner, ctx, state) {
+        Ok(Some(new)) => {
+            if c.set_text(&format!("{head}{new}{tail}")).is_err() {
+                c.remove();
+            }
+            state.borrow_mut().changed = true;
+        }
+        Ok(None) => {}
+        Err(HtmlError::Deadline) => return Err(DEADLINE_MSG.into()),
+        Err(HtmlError::Refused(_)) => {
+            c.remove();
+            state.borrow_mut().changed = true;
+        }
+    }
+    Ok(())
+}
+
+/// `[if mso]>` + markup + `<![endif]` of a downlevel-hidden conditional comment.
+fn split_conditional(text: &str) -> Option<(&str, &str, &str)> {
+    let trimmed = text.trim_start();
+    if !trimmed.get(..3)?.eq_ignore_ascii_case("[if") {
+        return None;
+    }
+    let open = text.find("]>")? + 2;
+    let close = text.rfind("<![endif]").filter(|&c| c >= open).unwrap_or(text.len());
+    Some((&text[..open], &text[open..close], &text[close..]))
+}
+
+/// Decides a CSS event (from a `style` attribute or a `<style>` sheet): `true` = remove.
+fn css_event(ev: css::CssEvent, location: &str, base: &Base, ctx: &HtmlContext, findings: &mut Vec<Finding>) -> bool {
+    match ev {
+        css::CssEvent::Active { what } => {
+            findings.push(finding(ctx, FindingKind::ActiveContent, location, None, format!("css:{what}"), None, Action::Strip));
+            true
+        }
+        css::CssEvent::Url { url, property } => {
+            let Some(remote) = remote_url(url, base) else {
+                return false;
+            };
+            let loc = format!("{location}:{property}");
+            let f = fetch_verdict(&remote, true, &loc, ctx);
+            let strip = f.action == Action::Strip;
+            findings.push(f);
+            strip
+        }
+    }
+}
+
+/// The verdict on a remote URL in a place that fetches on open: a tracker is stripped;
+/// other content follows the remote-content policy.
+fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlContext) -> Finding {
+    let url = Some(remote.url.to_string());
+    match ctx.detector.tracker(remote, image) {
+        Some(v) => finding(ctx, v.kind, location, url, v.rule, v.tracker, Action::Strip),
+        None => {
+            let action = match ctx.policy.remote_content {
+                RemoteContent::Keep => Action::Keep,
+                RemoteContent::Strip => Action::Strip,
+            };
+            finding(ctx, FindingKind::RemoteContent, location, url, "policy:remote-content".into(), None, action)
+        }
+    }
+}
+
+fn finding(
+    ctx: &HtmlContext,
+    kind: FindingKind,
+    location: &str,
+    url: Option<String>,
+    rule: String,
+    tracker: Option<String>,
+    action: Action,
+) -> Finding {
+    Finding { kind, part: ctx.part.to_string(), location: location.to_string(), url, rule, tracker, action }
+}
+
+/// Escapes a value for a double-quoted attribute (lol_html escapes only `"`).
+fn escape_attr(value: &str) -> String {
+    value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Decodes entities of an attribute value as a browser would.
+fn unescape_attr(value: &str) -> String {
+    htmlize::unescape_attribute(value).into_owned()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+//! The pure core of mailveil: [`clean`] takes the raw bytes of one message, its envelope,
+//! the policy and the compiled rules, and returns the cleaned bytes and a report of every
+//! finding. No network, no files, no global state: every frontend (pipe, SMTP, milter,
+//! IMAP) calls this one function.
+//!
+//! ```
+//! use mailveil_core::{clean, Envelope, Policy, Rules};
+//!
+//! let raw = b"From: news@sender.example\r\nTo: reader@example.org\r\n\
+//! Content-Type: text/html\r\n\r\n<p>Hi</p><img src=\"https://t.example/open.gif?e=reader@example.org\" width=1 height=1>\r\n";
+//! let out = clean(raw, &Envelope::to(["reader@example.org"]), &Policy::default(), &Rules::default());
+//! let text = String::from_utf8(out.bytes).unwrap();
+//! assert!(text.starts_with("X-Mailveil: v="));
+//! assert!(!text.contains("t.example"));
+//! assert!(text.contains("<p>Hi</p>"));
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod detect;
+mod envelope;
+mod headers;
+pub mod html;
+mod mime;
+mod policy;
+mod report;
+pub mod rules;
+
+pub use envelope::Envelope;
+pub use policy::{Limits, OnError, Policy, RemoteContent};
+pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report};
+pub use rules::{RuleError, RuleSource, Rules};
+
+use mime::transfer::Eol;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+/// The version written into the `X-Mailveil` header.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Headers that ask the reader's client to send a read receipt.
+const READ_RECEIPT_HEADERS: &[&str] = &["Disposition-Notification-To", "Return-Receipt-To", "X-Confirm-Reading-To"];
+
+/// Headers whose addresses are the reader's (besides the envelope recipients).
+const RECIPIENT_HEADERS: &[&str] = &["To", "Delivered-To", "X-Original-To", "Envelope-To"];
+
+/// The result of cleaning one message.
+#[derive(Debug, Clone)]
+pub struct Cleaned {
+    /// The message to deliver: cleaned, or the original with an error header.
+    pub bytes: Vec<u8>,
+    /// What was found and done.
+    pub report: Report,
+    /// The policy asks for a temporary failure instead of passing an uncleanable
+    /// message (frontends answer 4xx or exit 75); `bytes` is still a valid message.
+    pub tempfail: bool,
+}
+
+/// Cleans one message. Never panics and never fails: a message that cannot be cleaned
+/// comes back unchanged with `X-Mailveil: v=...; error=...` on top (or flagged
+/// `tempfail` when the policy says so). Idempotent: cleaning the output again returns it
+/// byte for byte.
+pub fn clean(raw: &[u8], envelope: &Envelope, policy: &Policy, rules: &Rules) -> Cleaned {
+    let started = Instant::now();
+    match catch_unwind(AssertUnwindSafe(|| clean_message(raw, envelope, policy, rules, started))) {
+        Ok(cleaned) => cleaned,
+        Err(_) => failed(raw, "internal", policy),
+    }
+}
+
+fn clean_message(raw: &[u8], envelope: &Envelope, policy: &Policy, rules: &Rules, started: Instant) -> Cleaned {
+    if raw.len() > policy.limits.max_message_bytes {
+        return failed(raw, mime::CleanError::TooLarge.code(), policy);
+    }
+    let eol = Eol::detect(raw, Eol::CrLf);
+    let fields = headers::fields(raw);
+    let mut addresses: Vec<String> = envelope.recipients.clone();
+    for name in RECIPIENT_HEADERS {
+        for f in headers::named(&fields, name) {
+            addresses.extend(addresses_in(&raw[f.range.clone()]));
+        }
+    }
+    let detector = detect::Detector::new(rules, addresses.iter().map(String::as_str));
+    let mut report = Report::new();
+    let deadline = started + policy.limits.max_time;
+    let body = {
+        let mut walk = mime::Walk::new(&detector, policy, deadline, &mut report, eol);
+        mime::clean_parts(raw, "", 0, &mut walk)
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return failed(raw, e.code(), policy),
+    };
+    let out = body.as_deref().unwrap_or(raw);
+    let out_fields = headers::fields(out);
+    let mut drop: Vec<std::ops::Range<usize>> = headers::named(&out_fields, HEADER_NAME).map(|f| f.range.clone()).collect();
+    let had_own_header = !drop.is_empty();
+    let mut receipts_stripped = false;
+    for name in READ_RECEIPT_HEADERS {
+        for f in headers::named(&out_fields, name) {
+            let action = if policy.strip_read_receipts { Action::Strip } else { Action::Keep };
+            let value = String::from_utf8_lossy(&out[f.range.clone()]).into_owned();
+            report.push(
+                Finding {
+                    kind: FindingKind::ReadReceipt,
+                    part: "header".into(),
+                    location: format!("header:{}", f.name),
+                    url: value.split_once(':').map(|(_, v)| v.trim().to_string()),
+                    rule: "header:read-receipt".into(),
+                    tracker: None,
+                    action,
+                },
+                policy.limits.max_findings,
+            );
+            if policy.strip_read_receipts {
+                drop.push(f.range.clone());
+                receipts_stripped = true;
+            }
+        }
+    }
+    if body.is_none() && !receipts_stripped && had_own_header {
+        return Cleaned { bytes: raw.to_vec(), report, tempfail: false };
+    }
+    let header = headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes());
+    let bytes = with_header(out, &header, &drop);
+    report.changed = bytes != raw;
+    Cleaned { bytes, report, tempfail: false }
+}
+
+/// The original message with an error header on top (or as it came, if it already
+/// carries our header: that keeps the error path idempotent too).
+fn failed(raw: &[u8], code: &str, policy: &Policy) -> Cleaned {
+    let mut report = Report::new();
+    report.error = Some(code.to_string());
+    let fields = headers::fields(raw);
+    let bytes = if headers::named(&fields, HEADER_NAME).next().is_some() {
+        raw.to_vec()
+    } else {
+        let eol = Eol::detect(raw, Eol::CrLf);
+        with_header(raw, &headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes()), &[])
+    };
+    report.changed = bytes != raw;
+    Cleaned { bytes, report, tempfail: policy.on_error == OnError::Tempfail }
+}
+
+/// `header` inserted on top (after an mbox `From ` line), the `drop` ranges removed.
+fn with_header(msg: &[u8], header: &[u8], drop: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let insert_at = if msg.starts_with(b"From ") { msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1) } else { 0 };
+    let mut drop = drop.to_vec();
+    drop.sort_by_key(|r| r.start);
+    let mut out = Vec::with_capacity(msg.len() + header.len());
+    out.extend_from_slice(&msg[..insert_at]);
+    out.extend_from_slice(header);
+    let mut at = insert_at;
+    for r in drop {
+        if r.start < at {
+            continue;
+        }
+        out.extend_from_slice(&msg[at..r.start]);
+        at = r.end;
+    }
+    out.extend_from_slice(&msg[at..]);
+    out
+}
+
+/// Mail addresses in a header field (`Name <a@b>`, `a@b, c@d`).
+fn addresses_in(field: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(field);
+    let value = text.split_once(':').map_or("", |(_, v)| v);
+    value
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '<' | '>' | '"' | ';' | '(' | ')'))
+        .filter(|w| w.contains('@') && w.len() >= 6)
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,269 @@
+//! The MIME walk: find every part that can make a client fetch (text/html at any depth,
+//! nested messages whatever their transfer encoding), rewrite it, and splice the new
+//! bytes in by offset. Every other byte of the message stays as it came.
+
+pub mod charset;
+pub mod transfer;
+
+use crate::detect::Detector;
+use crate::html::{self, HtmlContext, HtmlError};
+use crate::policy::Policy;
+use crate::report::{Action, Finding, FindingKind, Report};
+use charset::Plan;
+use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
+use std::ops::Range;
+use std::time::Instant;
+use transfer::{Eol, Transfer};
+
+/// Why a message could not be cleaned (the codes go into `X-Mailveil: error=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CleanError {
+    Unparseable,
+    TooDeep,
+    TooManyParts,
+    TooLarge,
+    Deadline,
+}
+
+impl CleanError {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            CleanError::Unparseable => "unparseable",
+            CleanError::TooDeep => "too-deep",
+            CleanError::TooManyParts => "too-many-parts",
+            CleanError::TooLarge => "too-large",
+            CleanError::Deadline => "time-limit",
+        }
+    }
+}
+
+/// What the walk of one message (and its nested messages) shares.
+pub(crate) struct Walk<'a> {
+    pub detector: &'a Detector<'a>,
+    pub policy: &'a Policy,
+    pub deadline: Instant,
+    pub report: &'a mut Report,
+    pub eol: Eol,
+    parts_seen: usize,
+}
+
+impl<'a> Walk<'a> {
+    pub(crate) fn new(detector: &'a Detector<'a>, policy: &'a Policy, deadline: Instant, report: &'a mut Report, eol: Eol) -> Self {
+        Walk { detector, policy, deadline, report, eol, parts_seen: 0 }
+    }
+
+    fn note(&mut self, finding: Finding) {
+        self.report.push(finding, self.policy.limits.max_findings);
+    }
+}
+
+/// A replacement of a byte range of the message.
+struct Edit {
+    range: Range<usize>,
+    bytes: Vec<u8>,
+}
+
+/// Cleans the parts of one message. `prefix` numbers its parts ("" at the top, "2." for
+/// the message inside part 2). Returns the new bytes, or `None` if nothing changed.
+pub(crate) fn clean_parts(raw: &[u8], prefix: &str, depth: usize, walk: &mut Walk) -> Result<Option<Vec<u8>>, CleanError> {
+    if depth > walk.policy.limits.max_depth {
+        return Err(CleanError::TooDeep);
+    }
+    let msg = MessageParser::default().parse(raw).ok_or(CleanError::Unparseable)?;
+    let mut edits = Vec::new();
+    // Explicit stack: hostile nesting must not exhaust the call stack.
+    let mut stack: Vec<(u32, String, usize, bool)> = vec![(0, String::new(), depth, true)];
+    while let Some((id, number, depth, root)) = stack.pop() {
+        if depth > walk.policy.limits.max_depth {
+            return Err(CleanError::TooDeep);
+        }
+        walk.parts_seen += 1;
+        if walk.parts_seen > walk.policy.limits.max_parts {
+            return Err(CleanError::TooManyParts);
+        }
+        if Instant::now() > walk.deadline {
+            return Err(CleanError::Deadline);
+        }
+        let Some(part) = msg.parts.get(id as usize) else { continue };
+        let (ctype, subtype) = content_type(part);
+        if let PartType::Multipart(children) = &part.body {
+            let shown = if root { prefix.trim_end_matches('.').to_string() } else { number.clone() };
+            if let Some(kind) = sealed(&ctype, &subtype, part) {
+                walk.note(untouched(kind, &shown, &format!("{ctype}/{subtype}")));
+                continue;
+            }
+            for (i, child) in children.iter().enumerate().rev() {
+                let n = if root { format!("{prefix}{}", i + 1) } else { format!("{number}.{}", i + 1) };
+                stack.push((*child, n, depth + 1, false));
+            }
+            continue;
+        }
+        let number = if root { format!("{prefix}1") } else { number };
+        if let Some(kind) = sealed(&ctype, &subtype, part) {
+            walk.note(untouched(kind, &number, &format!("{ctype}/{subtype}")));
+            continue;
+        }
+        let attachment = part.content_disposition().is_some_and(|d| d.is_attachment());
+        let leaf = match (ctype.as_str(), subtype.as_str()) {
+            ("text", "html") if !attachment => html_part(raw, part, &number, walk)?,
+            ("message", "rfc822" | "global") => nested_message(raw, part, &number, depth, walk)?,
+            _ => Vec::new(),
+        };
+        edits.extend(leaf);
+    }
+    Ok(apply(raw, edits))
+}
+
+/// The lowercased type and subtype (text/plain when absent).
+fn content_type(part: &MessagePart) -> (String, String) {
+    match part.content_type() {
+        Some(ct) => (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase()),
+        None => ("text".into(), "plain".into()),
+    }
+}
+
+/// Signed and encrypted content is never touched: changing a byte breaks the signature.
+fn sealed(ctype: &str, subtype: &str, part: &MessagePart) -> Option<FindingKind> {
+    match (ctype, subtype) {
+        ("multipart", "signed") => Some(FindingKind::Signed),
+        ("multipart", "encrypted") => Some(FindingKind::Encrypted),
+        ("application", "pkcs7-mime" | "x-pkcs7-mime") => {
+            let smime = part.content_type().and_then(|c| c.attribute("smime-type")).unwrap_or("").to_ascii_lowercase();
+            Some(if smime.contains("enveloped") || smime.contains("authenv") { FindingKind::Encrypted } else { FindingKind::Signed })
+        }
+        _ => None,
+    }
+}
+
+fn untouched(kind: FindingKind, part: &str, what: &str) -> Finding {
+    Finding {
+        kind,
+        part: if part.is_empty() { "1".into() } else { part.to_string() },
+        location: what.to_string(),
+        url: None,
+        rule: "mime:sealed".into(),
+        tracker: None,
+        action: Action::Untouched,
+    }
+}
+
+fn body_range(part: &MessagePart, raw: &[u8]) -> Range<usize> {
+    let start = (part.offset_body as usize).min(raw.len());
+    let end = (part.offset_end as usize).clamp(start, raw.len());
+    start..end
+}
+
+/// Rewrites one HTML part; returns the edits (body, and the header if relabelled).
+fn html_part(raw: &[u8], part: &MessagePart, number: &str, walk: &mut Walk) -> Result<Vec<Edit>, CleanError> {
+    let range = body_range(part, raw);
+    let body = &raw[range.clone()];
+    let transfer = Transfer::from_header(part.content_transfer_encoding());
+    let (decoded, damaged) = transfer::decode(body, transfer);
+    if damaged {
+        walk.note(malformed(number, "transfer-encoding", Action::Keep));
+    }
+    let label = part.content_type().and_then(|c| c.attribute("charset"));
+    let plan = charset::plan(label, &decoded);
+    let (input, encoding) = match plan {
+        Plan::InPlace(e) => (decoded, e),
+        Plan::RoundTrip(e) | Plan::ToUtf8(e) => (charset::to_utf8(&decoded, e).into_bytes(), encoding_rs::UTF_8),
+    };
+    let ctx = HtmlContext { detector: walk.detector, policy: walk.policy, part: number, deadline: walk.deadline };
+    let rewritten = if input.len() > walk.policy.limits.max_part_bytes {
+        walk.note(malformed(number, "part-too-large", Action::Strip));
+        Some(neutralise(&input))
+    } else {
+        match html::rewrite(&input, encoding, &ctx) {
+            Ok(outcome) => {
+                for f in outcome.findings {
+                    walk.note(f);
+                }
+                outcome.bytes
+            }
+            Err(HtmlError::Deadline) => return Err(CleanError::Deadline),
+            Err(HtmlError::Refused(why)) => {
+                walk.note(malformed(number, &format!("html-refused: {why}"), Action::Strip));
+                Some(neutralise(&input))
+            }
+        }
+    };
+    let Some(content) = rewritten else { return Ok(Vec::new()) };
+    let content = match plan {
+        Plan::RoundTrip(_) => charset::from_utf8(&String::from_utf8_lossy(&content), plan),
+        _ => content,
+    };
+    walk.report.parts_changed += 1;
+    let mut edits = vec![Edit { bytes: transfer::encode(&content, transfer, body, walk.eol), range }];
+    if let Plan::ToUtf8(_) = plan {
+        let header = (part.offset_header as usize).min(raw.len())..(part.offset_body as usize).min(raw.len());
+        edits.push(Edit { bytes: charset::relabel_utf8(&raw[header.clone()]), range: header });
+    }
+    Ok(edits)
+}
+
+/// A message inside a part: decode it, clean it as a message, encode it back.
+fn nested_message(raw: &[u8], part: &MessagePart, number: &str, depth: usize, walk: &mut Walk) -> Result<Vec<Edit>, CleanError> {
+    let range = body_range(part, raw);
+    let body = &raw[range.clone()];
+    let transfer = Transfer::from_header(part.content_transfer_encoding());
+    let (decoded, _) = transfer::decode(body, transfer);
+    if decoded.is_empty() {
+        return Ok(Vec::new());
+    }
+    match clean_parts(&decoded, &format!("{number}."), depth + 1, walk) {
+        Ok(Some(new)) => Ok(vec![Edit { bytes: transfer::encode(&new, transfer, body, walk.eol), range }]),
+        Ok(None) => Ok(Vec::new()),
+        // A nested message no parser reads is an attachment to any client too.
+        Err(CleanError::Unparseable) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The fail-closed form of an HTML part the rewriter refused: its source shown as text,
+/// so nothing in it can fetch.
+fn neutralise(html: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(html.len() + html.len() / 8 + 16);
+    out.extend_from_slice(b"<pre>");
+    for &b in html {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            _ => out.push(b),
+        }
+    }
+    out.extend_from_slice(b"</pre>");
+    out
+}
+
+fn malformed(part: &str, what: &str, action: Action) -> Finding {
+    Finding {
+        kind: FindingKind::Malformed,
+        part: part.to_string(),
+        location: "body".into(),
+        url: None,
+        rule: format!("mime:{what}"),
+        tracker: None,
+        action,
+    }
+}
+
+/// Applies non-overlapping edits; `None` when there are none.
+fn apply(raw: &[u8], mut edits: Vec<Edit>) -> Option<Vec<u8>> {
+    if edits.is_empty() {
+        return None;
+    }
+    edits.sort_by_key(|e| e.range.start);
+    let mut out = Vec::with_capacity(raw.len() + 256);
+    let mut at = 0;
+    for e in edits {
+        if e.range.start < at {
+            continue; // overlapping (cannot happen for disjoint parts); keep the first
+        }
+        out.extend_from_slice(&raw[at..e.range.start]);
+        out.extend_from_slice(&e.bytes);
+        at = e.range.end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    Some(out)
+}

@@ -1,0 +1,195 @@
+//! Content-Transfer-Encoding: undo it leniently (as mail clients do), and redo it in the
+//! part's own encoding and line-ending style.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// A part's transfer encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// 7bit, 8bit, binary, absent or unknown: the bytes are the content.
+    Identity,
+    QuotedPrintable,
+    Base64,
+}
+
+impl Transfer {
+    /// From the `Content-Transfer-Encoding` value.
+    pub fn from_header(value: Option<&str>) -> Transfer {
+        match value.map(|v| v.trim().to_ascii_lowercase()) {
+            Some(v) if v == "base64" => Transfer::Base64,
+            Some(v) if v == "quoted-printable" => Transfer::QuotedPrintable,
+            _ => Transfer::Identity,
+        }
+    }
+}
+
+/// The line break style of a body or a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eol {
+    CrLf,
+    Lf,
+}
+
+impl Eol {
+    /// The style of the first line break in `bytes`, or `fallback` if there is none.
+    pub fn detect(bytes: &[u8], fallback: Eol) -> Eol {
+        match memchr_lf(bytes) {
+            Some(i) if i > 0 && bytes[i - 1] == b'\r' => Eol::CrLf,
+            Some(_) => Eol::Lf,
+            None => fallback,
+        }
+    }
+
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Eol::CrLf => b"\r\n",
+            Eol::Lf => b"\n",
+        }
+    }
+}
+
+fn memchr_lf(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+/// Lenient base64: skips whitespace and junk characters, ignores padding, drops a
+/// dangling final character (what clients do with a damaged part).
+const LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent).with_decode_allow_trailing_bits(true),
+);
+
+/// Decodes a body. Base64 and QP are decoded leniently; the boolean says whether the
+/// input was damaged (junk, bad escapes), for the report.
+pub fn decode(body: &[u8], transfer: Transfer) -> (Vec<u8>, bool) {
+    match transfer {
+        Transfer::Identity => (body.to_vec(), false),
+        Transfer::Base64 => {
+            let mut clean: Vec<u8> = Vec::with_capacity(body.len());
+            let mut junk = false;
+            for &b in body {
+                match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => clean.push(b),
+                    b'=' | b'\r' | b'\n' | b' ' | b'\t' => {}
+                    _ => junk = true,
+                }
+            }
+            if clean.len() % 4 == 1 {
+                clean.pop();
+                junk = true;
+            }
+            match LENIENT.decode(&clean) {
+                Ok(v) => (v, junk),
+                Err(_) => (Vec::new(), true),
+            }
+        }
+        Transfer::QuotedPrintable => match quoted_printable::decode(body, quoted_printable::ParseMode::Strict) {
+            Ok(v) => (v, false),
+            Err(_) => (quoted_printable::decode(body, quoted_printable::ParseMode::Robust).unwrap_or_else(|_| body.to_vec()), true),
+        },
+    }
+}
+
+/// Encodes new content for a part whose original body was `original` (its trailing line
+/// break and line-ending style are kept).
+pub fn encode(content: &[u8], transfer: Transfer, original: &[u8], eol: Eol) -> Vec<u8> {
+    let eol = Eol::detect(original, eol);
+    let trailing = original.ends_with(b"\n");
+    let mut out = match transfer {
+        Transfer::Identity => return content.to_vec(),
+        Transfer::Base64 => {
+            let encoded = STANDARD.encode(content);
+            let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 76 * 2 + 2);
+            for (i, line) in encoded.as_bytes().chunks(76).enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(eol.as_bytes());
+                }
+                out.extend_from_slice(line);
+            }
+            out
+        }
+        Transfer::QuotedPrintable => {
+            let crlf = to_crlf(content);
+            let encoded = quoted_printable::encode(&crlf);
+            let mut out = match eol {
+                Eol::CrLf => encoded,
+                Eol::Lf => from_crlf(&encoded),
+            };
+            while out.last() == Some(&b'\n') || out.last() == Some(&b'\r') {
+                out.pop();
+            }
+            out
+        }
+    };
+    if trailing {
+        out.extend_from_slice(eol.as_bytes());
+    }
+    out
+}
+
+/// Every line break as CRLF (QP's hard line breaks).
+fn to_crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 40);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+fn from_crlf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_with_76_char_lines_and_the_original_line_ending() {
+        let content = vec![b'x'; 200];
+        let original = b"eHh4\r\n";
+        let enc = encode(&content, Transfer::Base64, original, Eol::CrLf);
+        let text = String::from_utf8(enc.clone()).unwrap();
+        assert!(text.lines().all(|l| l.len() <= 76));
+        assert!(text.ends_with("\r\n"));
+        assert_eq!(decode(&enc, Transfer::Base64), (content, false));
+        let lf = encode(b"abc", Transfer::Base64, b"eHh4\n", Eol::CrLf);
+        assert_eq!(lf, b"YWJj\n");
+    }
+
+    #[test]
+    fn damaged_base64_is_decoded_leniently_and_flagged() {
+        let (v, damaged) = decode(b"SGVsbG8g*\r\nd29y bGQh\r\n", Transfer::Base64);
+        assert_eq!(v, b"Hello world!");
+        assert!(damaged);
+    }
+
+    #[test]
+    fn quoted_printable_round_trips_long_lines_and_keeps_lf_style() {
+        let content = format!("<p>{}</p>\n<a href=\"x\">=</a>\n", "é".repeat(60));
+        let enc = encode(content.as_bytes(), Transfer::QuotedPrintable, b"a=3D\n", Eol::CrLf);
+        assert!(!enc.contains(&b'\r'));
+        assert!(String::from_utf8_lossy(&enc).lines().all(|l| l.len() <= 76));
+        // QP hard line breaks decode as CRLF whatever the message uses.
+        assert_eq!(decode(&enc, Transfer::QuotedPrintable).0, to_crlf(content.as_bytes()));
+    }
+
+    #[test]
+    fn bad_quoted_printable_is_decoded_robustly() {
+        let (v, damaged) = decode(b"a=ZZb=3D", Transfer::QuotedPrintable);
+        assert!(damaged);
+        assert!(v.ends_with(b"b="));
+    }
+}

@@ -1,0 +1,82 @@
+//! What to do with what is found: the user's choices and the resource limits.
+
+use std::time::Duration;
+
+/// What happens to remote content (images, stylesheets, fonts, media) that is not a
+/// known or suspected tracker. Trackers are always stripped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RemoteContent {
+    /// Keep content images and other remote content; remove only trackers.
+    #[default]
+    Keep,
+    /// Remove every remote fetch: the mail opens without any network request.
+    Strip,
+}
+
+impl std::str::FromStr for RemoteContent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" => Ok(RemoteContent::Keep),
+            "strip" => Ok(RemoteContent::Strip),
+            other => Err(format!("unknown remote-content policy {other:?} (keep|strip)")),
+        }
+    }
+}
+
+/// What happens when a mail cannot be cleaned (parse failure, limit, internal error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Pass the original on unchanged, with `X-Mailveil: error=...` on top.
+    #[default]
+    PassUnchanged,
+    /// Ask the sender to retry later (frontends answer 4xx / exit 75).
+    Tempfail,
+}
+
+/// Bounds on the work done for one message (DESIGN invariant 8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Larger messages are passed on unchanged with `error=too-large`.
+    pub max_message_bytes: usize,
+    /// Decoded HTML parts larger than this are neutralised instead of rewritten.
+    pub max_part_bytes: usize,
+    /// Deeper MIME nesting (multipart and message/rfc822) is an error.
+    pub max_depth: usize,
+    /// More parts than this is an error.
+    pub max_parts: usize,
+    /// Memory lol_html may use for one part (buffers of a single tag, a style block).
+    pub html_memory_bytes: usize,
+    /// Wall-clock budget for cleaning one message.
+    pub max_time: Duration,
+    /// At most this many findings are listed in the report (all are still acted on).
+    pub max_findings: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 128 << 20,
+            max_part_bytes: 32 << 20,
+            max_depth: 64,
+            max_parts: 5000,
+            html_memory_bytes: 16 << 20,
+            max_time: Duration::from_secs(10),
+            max_findings: 2000,
+        }
+    }
+}
+
+/// The policy applied to one message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    /// Remote content that is not a tracker.
+    pub remote_content: RemoteContent,
+    /// Remove `Disposition-Notification-To` / `Return-Receipt-To` read-receipt requests
+    /// (they are always reported).
+    pub strip_read_receipts: bool,
+    /// What to do with a mail that cannot be cleaned.
+    pub on_error: OnError,
+    /// Resource bounds.
+    pub limits: Limits,
+}

@@ -1,0 +1,226 @@
+//! What a pass found and did: findings, the `X-Mailveil` header and the JSON report.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The header mailveil adds on top of every mail it passes on.
+pub const HEADER_NAME: &str = "X-Mailveil";
+
+/// What kind of thing was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// An open-tracking image or beacon (known by rule, or by heuristic).
+    Pixel,
+    /// A remote resource URL that carries the recipient's address (plain, encoded or hashed).
+    RecipientToken,
+    /// Remote content that is not known to track: content images, stylesheets, fonts, media.
+    RemoteContent,
+    /// Script, frames, objects, embeds, applets, event handlers, CSS expressions.
+    ActiveContent,
+    /// Prefetch / preload / dns-prefetch / preconnect / manifest hints.
+    Prefetch,
+    /// `<meta http-equiv=refresh>` and similar navigation on open.
+    Refresh,
+    /// A `<base href>` that would make relative URLs remote.
+    Base,
+    /// A read-receipt request header.
+    ReadReceipt,
+    /// A signed part (multipart/signed, S/MIME), left untouched.
+    Signed,
+    /// An encrypted part, left untouched.
+    Encrypted,
+    /// Something could not be parsed or decoded; see the rule field.
+    Malformed,
+}
+
+impl FindingKind {
+    /// The kebab-case name used in the header and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Pixel => "pixel",
+            FindingKind::RecipientToken => "recipient-token",
+            FindingKind::RemoteContent => "remote-content",
+            FindingKind::ActiveContent => "active-content",
+            FindingKind::Prefetch => "prefetch",
+            FindingKind::Refresh => "refresh",
+            FindingKind::Base => "base",
+            FindingKind::ReadReceipt => "read-receipt",
+            FindingKind::Signed => "signed",
+            FindingKind::Encrypted => "encrypted",
+            FindingKind::Malformed => "malformed",
+        }
+    }
+}
+
+/// What was done about a finding (DESIGN.md, "Findings and actions").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// The element, attribute, CSS declaration or header was removed.
+    Strip,
+    /// A relative URL was made absolute (after a `<base>` was removed).
+    Resolve,
+    /// Left as it was, and reported.
+    Keep,
+    /// Left untouched on purpose (signed or encrypted content).
+    Untouched,
+}
+
+/// One thing found in a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What was found.
+    pub kind: FindingKind,
+    /// The MIME part, numbered as IMAP does ("1", "1.2"); "header" for the top header.
+    pub part: String,
+    /// Where in the part: `img@src`, `style@background-image`, `<style>`, `link@href`...
+    pub location: String,
+    /// The URL involved, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The rule id that matched, or `heuristic:<name>`.
+    pub rule: String,
+    /// The tracker or ESP it belongs to, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracker: Option<String>,
+    /// What was done.
+    pub action: Action,
+}
+
+/// Everything one pass found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The mailveil version that wrote this report.
+    pub version: &'static str,
+    /// Every finding, up to `Limits::max_findings`.
+    pub findings: Vec<Finding>,
+    /// Findings beyond the limit: acted on, not listed.
+    pub findings_dropped: usize,
+    /// Number of MIME parts whose bytes were rewritten.
+    pub parts_changed: usize,
+    /// Why the mail could not be cleaned, if it could not (then it passed unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the output bytes differ from the input bytes.
+    pub changed: bool,
+}
+
+impl Report {
+    pub(crate) fn new() -> Self {
+        Report {
+            version: crate::VERSION,
+            ..Report::default()
+        }
+    }
+
+    /// Findings per kind, counting only those acted on (not `keep`).
+    pub fn counts(&self) -> BTreeMap<FindingKind, usize> {
+        let mut counts = BTreeMap::new();
+        for f in self.findings.iter().filter(|f| f.action != Action::Keep) {
+            *counts.entry(f.kind).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Number of findings left as they were (remote content kept by policy).
+    pub fn kept(&self) -> usize {
+        self.findings.iter().filter(|f| f.action == Action::Keep).count()
+    }
+
+    /// Names of the trackers found, sorted, each once.
+    pub fn trackers(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.findings.iter().filter_map(|f| f.tracker.as_deref()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// The value of the `X-Mailveil` header: short, greppable, ASCII.
+    /// `v=0.1.0; pixel=2; remote-content=1; kept=3; trackers=Litmus,Mailchimp`
+    pub fn header_value(&self) -> String {
+        let mut out = format!("v={}", self.version);
+        if let Some(err) = &self.error {
+            out.push_str("; error=");
+            out.push_str(err);
+            return ascii(&out);
+        }
+        for (kind, n) in self.counts() {
+            out.push_str(&format!("; {}={n}", kind.as_str()));
+        }
+        let kept = self.kept();
+        if kept > 0 {
+            out.push_str(&format!("; kept={kept}"));
+        }
+        let trackers = self.trackers();
+        if !trackers.is_empty() {
+            out.push_str("; trackers=");
+            out.push_str(&trackers.join(","));
+        }
+        ascii(&out)
+    }
+
+    pub(crate) fn push(&mut self, finding: Finding, max: usize) {
+        if self.findings.len() < max {
+            self.findings.push(finding);
+        } else {
+            self.findings_dropped += 1;
+        }
+    }
+}
+
+/// Header values must be 7-bit and free of line breaks and `;` inside names.
+fn ascii(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(kind: FindingKind, tracker: Option<&str>, action: Action) -> Finding {
+        Finding {
+            kind,
+            part: "1".into(),
+            location: "img@src".into(),
+            url: None,
+            rule: "r".into(),
+            tracker: tracker.map(String::from),
+            action,
+        }
+    }
+
+    #[test]
+    fn header_counts_acted_on_findings_and_lists_trackers_once() {
+        let mut r = Report::new();
+        r.push(finding(FindingKind::Pixel, Some("Mailchimp"), Action::Strip), 10);
+        r.push(finding(FindingKind::Pixel, Some("Litmus"), Action::Strip), 10);
+        r.push(finding(FindingKind::Pixel, Some("Mailchimp"), Action::Strip), 10);
+        r.push(finding(FindingKind::RemoteContent, None, Action::Keep), 10);
+        let v = r.header_value();
+        assert!(v.starts_with("v="), "{v}");
+        assert!(v.contains("; pixel=3"), "{v}");
+        assert!(v.contains("; kept=1"), "{v}");
+        assert!(v.ends_with("; trackers=Litmus,Mailchimp"), "{v}");
+        assert!(!v.contains("remote-content"), "{v}");
+    }
+
+    #[test]
+    fn findings_beyond_the_limit_are_counted_not_listed() {
+        let mut r = Report::new();
+        for _ in 0..5 {
+            r.push(finding(FindingKind::Pixel, None, Action::Strip), 3);
+        }
+        assert_eq!(r.findings.len(), 3);
+        assert_eq!(r.findings_dropped, 2);
+    }
+
+    #[test]
+    fn header_value_is_ascii() {
+        let mut r = Report::new();
+        r.push(finding(FindingKind::Pixel, Some("Ünïcode\r\nX"), Action::Strip), 10);
+        assert!(r.header_value().chars().all(|c| c.is_ascii() && !c.is_ascii_control()));
+    }
+}

@@ -1,0 +1,435 @@
+//! Rules: what a tracker is, as data (docs/rules.md). Parsed from TOML text, compiled once
+//! into regex sets so that classifying a URL is one automaton pass, not a loop over rules.
+//! Reading files is the caller's job: this module takes text.
+
+mod glob;
+#[allow(missing_docs)] // the format is documented field by field in docs/rules.md
+pub mod schema;
+
+use regex::RegexSet;
+use schema::{ParamClass, PixelEntry, RedirectEntry, RuleFile, TrackerEntry};
+use std::collections::HashMap;
+
+pub use schema::{Category, ParamEntry, RedirectEncoding};
+
+/// One rule file's text and where it came from (a path, or `shipped:NAME`).
+#[derive(Debug, Clone)]
+pub struct RuleSource {
+    /// Shown in errors and in `rules explain`.
+    pub name: String,
+    /// The TOML text.
+    pub text: String,
+}
+
+/// A rule file that could not be used, with the line it broke on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct RuleError {
+    /// The source name.
+    pub file: String,
+    /// 1-based line (0 when the error is not tied to a line).
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A known tracker or ESP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracker {
+    /// Stable id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// What it is.
+    pub category: Category,
+}
+
+/// A rule that matched a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleMatch<'r> {
+    /// The rule id.
+    pub rule: &'r str,
+    /// The tracker's display name.
+    pub tracker: &'r str,
+    /// The file the rule came from.
+    pub file: &'r str,
+}
+
+/// A compiled redirect rule.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    /// Where the destination is and how it is encoded.
+    pub entry: RedirectEntry,
+    file: String,
+}
+
+/// A compiled parameter rule.
+#[derive(Debug, Clone)]
+pub struct Param {
+    /// The entry as written.
+    pub entry: ParamEntry,
+    hosts: Option<RegexSet>,
+    file: String,
+}
+
+/// The compiled rule set.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    trackers: HashMap<String, Tracker>,
+    pixels: Vec<(PixelEntry, String)>,
+    pixel_set: RegexSet,
+    redirects: Vec<Redirect>,
+    redirect_set: RegexSet,
+    params: Vec<Param>,
+    param_set: RegexSet,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules::compile(&[]).expect("the empty rule set compiles")
+    }
+}
+
+impl Rules {
+    /// Compiles rule files in order; an entry with the id of an earlier one replaces it
+    /// (that is how user files override shipped rules). Any error fails the whole set.
+    pub fn compile(sources: &[RuleSource]) -> Result<Rules, RuleError> {
+        let mut files = Vec::with_capacity(sources.len());
+        for src in sources {
+            files.push((src, parse(src)?));
+        }
+        build(&files)
+    }
+
+    /// Compiles what can be compiled: a broken file is left out and its error returned,
+    /// so that a typo in one file never stops mail.
+    pub fn compile_lenient(sources: &[RuleSource]) -> (Rules, Vec<RuleError>) {
+        let mut errors = Vec::new();
+        let mut good: Vec<RuleSource> = Vec::new();
+        for src in sources {
+            let mut trial = good.clone();
+            trial.push(src.clone());
+            match Rules::compile(&trial) {
+                Ok(_) => good.push(src.clone()),
+                Err(e) => errors.push(e),
+            }
+        }
+        let rules = Rules::compile(&good).unwrap_or_default();
+        (rules, errors)
+    }
+
+    /// The known tracker with this id.
+    pub fn tracker(&self, id: &str) -> Option<&Tracker> {
+        self.trackers.get(id)
+    }
+
+    /// Number of trackers, pixel, redirect and parameter rules.
+    pub fn stats(&self) -> (usize, usize, usize, usize) {
+        (self.trackers.len(), self.pixels.len(), self.redirects.len(), self.params.len())
+    }
+
+    /// The pixel rule matching `host` + `path_and_query` (lowercased by the caller or not).
+    pub fn match_pixel(&self, host: &str, path_and_query: &str) -> Option<RuleMatch<'_>> {
+        let key = url_key(host, path_and_query);
+        let idx = self.pixel_set.matches(&key).iter().next()?;
+        let (entry, file) = &self.pixels[idx];
+        Some(RuleMatch {
+            rule: &entry.id,
+            tracker: self.tracker_name(&entry.tracker),
+            file,
+        })
+    }
+
+    /// The redirect rules matching a URL, most specific (longest pattern) first.
+    pub fn match_redirect(&self, host: &str, path_and_query: &str) -> Vec<&Redirect> {
+        let key = url_key(host, path_and_query);
+        let mut found: Vec<&Redirect> = self.redirect_set.matches(&key).iter().map(|i| &self.redirects[i]).collect();
+        found.sort_by_key(|r| std::cmp::Reverse(r.entry.host.len() + r.entry.path.as_deref().map_or(0, str::len)));
+        found
+    }
+
+    /// The parameter rules whose name pattern matches `name` and whose hosts include `host`.
+    pub fn match_params(&self, host: &str, name: &str) -> impl Iterator<Item = &Param> {
+        let name = name.to_ascii_lowercase();
+        let host = host.to_ascii_lowercase();
+        self.param_set
+            .matches(&name)
+            .into_iter()
+            .map(|i| &self.params[i])
+            .filter(move |p| p.hosts.as_ref().is_none_or(|h| h.is_match(&host)))
+    }
+
+    /// The display name of a tracker id (the id itself if unknown).
+    pub fn tracker_name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.trackers.get(id).map_or(id, |t| t.name.as_str())
+    }
+}
+
+impl Redirect {
+    /// The file this rule came from.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+}
+
+impl Param {
+    /// The file this rule came from.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+    /// Whether the parameter is an aggregate campaign tag.
+    pub fn is_campaign(&self) -> bool {
+        self.entry.class == ParamClass::Campaign
+    }
+}
+
+/// The string rule patterns are matched against: `host` + `/path?query`, lowercased.
+fn url_key(host: &str, path_and_query: &str) -> String {
+    let mut key = String::with_capacity(host.len() + path_and_query.len() + 1);
+    key.push_str(&host.to_ascii_lowercase());
+    if !path_and_query.starts_with('/') {
+        key.push('/');
+    }
+    key.push_str(&path_and_query.to_ascii_lowercase());
+    key
+}
+
+fn url_pattern(host: &str, path: Option<&str>) -> String {
+    let path = path.map_or_else(|| "/".to_string(), glob::path_regex);
+    format!("^{}{}", glob::host_regex(host), path)
+}
+
+fn parse(src: &RuleSource) -> Result<RuleFile, RuleError> {
+    toml::from_str::<RuleFile>(&src.text).map_err(|e| {
+        let (line, column) = e.span().map_or((0, 0), |s| line_col(&src.text, s.start));
+        RuleError {
+            file: src.name.clone(),
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Entries keyed by id, later files replacing earlier ones.
+struct Layered<T> {
+    order: Vec<String>,
+    by_id: HashMap<String, (T, String)>,
+}
+
+impl<T> Layered<T> {
+    fn new() -> Self {
+        Layered { order: Vec::new(), by_id: HashMap::new() }
+    }
+    fn insert(&mut self, id: &str, value: T, file: &str) {
+        if self.by_id.insert(id.to_string(), (value, file.to_string())).is_none() {
+            self.order.push(id.to_string());
+        }
+    }
+    fn into_vec(mut self) -> Vec<(T, String)> {
+        self.order.iter().filter_map(|id| self.by_id.remove(id)).collect()
+    }
+}
+
+fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
+    let mut trackers: Layered<TrackerEntry> = Layered::new();
+    let mut pixels: Layered<PixelEntry> = Layered::new();
+    let mut redirects: Layered<RedirectEntry> = Layered::new();
+    let mut params: Layered<ParamEntry> = Layered::new();
+    for (src, file) in files {
+        let err = |id: &str, message: String| RuleError {
+            file: src.name.clone(),
+            line: find_line(&src.text, id),
+            column: 1,
+            message,
+        };
+        let mut seen = std::collections::HashSet::new();
+        let ids = file.tracker.iter().map(|e| &e.id)
+            .chain(file.pixel.iter().map(|e| &e.id))
+            .chain(file.redirect.iter().map(|e| &e.id))
+            .chain(file.param.iter().map(|e| &e.id));
+        for id in ids {
+            check_id(id).map_err(|m| err(id, m))?;
+            if !seen.insert(id) {
+                return Err(err(id, format!("id {id:?} is used twice in this file")));
+            }
+        }
+        for e in &file.tracker {
+            trackers.insert(&e.id, e.clone(), &src.name);
+        }
+        for e in &file.pixel {
+            check_host(&e.host).map_err(|m| err(&e.id, m))?;
+            pixels.insert(&e.id, e.clone(), &src.name);
+        }
+        for e in &file.redirect {
+            check_host(&e.host).map_err(|m| err(&e.id, m))?;
+            check_redirect(e).map_err(|m| err(&e.id, m))?;
+            redirects.insert(&e.id, e.clone(), &src.name);
+        }
+        for e in &file.param {
+            if e.names.is_empty() {
+                return Err(err(&e.id, "a [[param]] needs at least one name".into()));
+            }
+            params.insert(&e.id, e.clone(), &src.name);
+        }
+    }
+    let trackers: HashMap<String, Tracker> = trackers
+        .into_vec()
+        .into_iter()
+        .map(|(t, _)| (t.id.clone(), Tracker { id: t.id, name: t.name, category: t.category }))
+        .collect();
+    let pixels = pixels.into_vec();
+    let redirects = redirects.into_vec();
+    let params = params.into_vec();
+    let unknown = |id: &str, tracker: &str, file: &str| RuleError {
+        file: file.to_string(),
+        line: 0,
+        column: 0,
+        message: format!("rule {id:?} names tracker {tracker:?}, which no [[tracker]] defines"),
+    };
+    for (e, f) in &pixels {
+        if !trackers.contains_key(&e.tracker) {
+            return Err(unknown(&e.id, &e.tracker, f));
+        }
+    }
+    for (e, f) in &redirects {
+        if !trackers.contains_key(&e.tracker) {
+            return Err(unknown(&e.id, &e.tracker, f));
+        }
+    }
+    for (e, f) in &params {
+        if let Some(t) = &e.tracker
+            && !trackers.contains_key(t)
+        {
+            return Err(unknown(&e.id, t, f));
+        }
+    }
+    let regex_err = |e: regex::Error| RuleError { file: String::new(), line: 0, column: 0, message: e.to_string() };
+    let pixel_set = RegexSet::new(pixels.iter().map(|(e, _)| url_pattern(&e.host, e.path.as_deref()))).map_err(regex_err)?;
+    let redirect_set =
+        RegexSet::new(redirects.iter().map(|(e, _)| url_pattern(&e.host, e.path.as_deref()))).map_err(regex_err)?;
+    let param_set = RegexSet::new(params.iter().map(|(e, _)| {
+        e.names.iter().map(|n| glob::name_regex(n)).collect::<Vec<_>>().join("|")
+    }))
+    .map_err(regex_err)?;
+    let params = params
+        .into_iter()
+        .map(|(entry, file)| {
+            let hosts = if entry.hosts.is_empty() {
+                None
+            } else {
+                Some(RegexSet::new(entry.hosts.iter().map(|h| format!("^{}$", glob::host_regex(h)))).map_err(regex_err)?)
+            };
+            Ok(Param { entry, hosts, file })
+        })
+        .collect::<Result<Vec<_>, RuleError>>()?;
+    Ok(Rules {
+        trackers,
+        pixels,
+        pixel_set,
+        redirects: redirects.into_iter().map(|(entry, file)| Redirect { entry, file }).collect(),
+        redirect_set,
+        params,
+        param_set,
+    })
+}
+
+fn find_line(text: &str, id: &str) -> usize {
+    let needle = format!("\"{id}\"");
+    text.lines().position(|l| l.contains("id") && l.contains(&needle)).map_or(0, |i| i + 1)
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if ok { Ok(()) } else { Err(format!("id {id:?} must be kebab-case (a-z, 0-9, -)")) }
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    let h = host.trim();
+    if h.is_empty() || h.chars().all(|c| c == '*' || c == '.') {
+        return Err(format!("host {host:?} would match every host"));
+    }
+    if h.contains('/') {
+        return Err(format!("host {host:?} must not contain '/' (put that in path)"));
+    }
+    Ok(())
+}
+
+fn check_redirect(e: &RedirectEntry) -> Result<(), String> {
+    if e.opaque {
+        return Ok(());
+    }
+    match (&e.param, e.segment) {
+        (Some(_), Some(_)) => Err("give either param or segment, not both".into()),
+        (None, None) => Err("a redirect that is not opaque needs param or segment".into()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(name: &str, text: &str) -> RuleSource {
+        RuleSource { name: name.into(), text: text.into() }
+    }
+
+    const MAILCHIMP: &str = r#"
+[[tracker]]
+id = "mailchimp"
+name = "Mailchimp"
+category = "esp"
+source = "test"
+
+[[pixel]]
+id = "mailchimp-open"
+tracker = "mailchimp"
+host = "list-manage.com"
+path = "/track/open.php"
+source = "test"
+"#;
+
+    #[test]
+    fn pixel_rules_match_host_and_path_prefix() {
+        let rules = Rules::compile(&[src("a.toml", MAILCHIMP)]).unwrap();
+        let m = rules.match_pixel("us3.list-manage.com", "/track/open.php?u=1&e=2").unwrap();
+        assert_eq!(m.rule, "mailchimp-open");
+        assert_eq!(m.tracker, "Mailchimp");
+        assert!(rules.match_pixel("us3.list-manage.com", "/track/click?u=1").is_none());
+        assert!(rules.match_pixel("example.com", "/track/open.php").is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let text = "[[tracker]]\nid = \"x\"\nname = \"X\"\ncategory = \"esp\"\nsource = \"s\"\nhots = \"typo\"\n";
+        let e = Rules::compile(&[src("bad.toml", text)]).unwrap_err();
+        assert_eq!(e.file, "bad.toml");
+        assert!(e.line >= 1 && e.line <= 6, "{e}");
+        assert!(e.message.contains("hots"), "{e}");
+    }
+
+    #[test]
+    fn later_files_override_earlier_ids_and_broken_files_are_skipped() {
+        let user = MAILCHIMP.replace("/track/open.php", "/never");
+        let rules = Rules::compile(&[src("a", MAILCHIMP), src("b", &user)]).unwrap();
+        assert!(rules.match_pixel("us3.list-manage.com", "/track/open.php").is_none());
+        let (rules, errors) = Rules::compile_lenient(&[src("a", MAILCHIMP), src("b", "not toml [")]);
+        assert_eq!(errors.len(), 1);
+        assert!(rules.match_pixel("us3.list-manage.com", "/track/open.php").is_some());
+    }
+
+    #[test]
+    fn a_rule_naming_an_unknown_tracker_is_an_error() {
+        let text = MAILCHIMP.replace("tracker = \"mailchimp\"", "tracker = \"nobody\"");
+        assert!(Rules::compile(&[src("a", &text)]).is_err());
+    }
+}

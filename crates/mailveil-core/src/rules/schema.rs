@@ -1,0 +1,122 @@
+//! The TOML rule format (docs/rules.md). Unknown keys are errors, so a typo is caught.
+
+use serde::Deserialize;
+
+/// One rule file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    #[serde(default)]
+    pub tracker: Vec<TrackerEntry>,
+    #[serde(default)]
+    pub pixel: Vec<PixelEntry>,
+    #[serde(default)]
+    pub redirect: Vec<RedirectEntry>,
+    #[serde(default)]
+    pub param: Vec<ParamEntry>,
+}
+
+/// An ESP or tracking service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerEntry {
+    pub id: String,
+    pub name: String,
+    pub category: Category,
+    #[serde(default)]
+    pub website: Option<String>,
+    pub source: String,
+}
+
+/// What a tracker is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Esp,
+    Analytics,
+    Advertising,
+    Social,
+    Deliverability,
+    Security,
+    Other,
+}
+
+/// An open-tracking image or beacon.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PixelEntry {
+    pub id: String,
+    pub tracker: String,
+    pub host: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    pub source: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A click-tracking redirect.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectEntry {
+    pub id: String,
+    pub tracker: String,
+    pub host: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    pub opaque: bool,
+    #[serde(default)]
+    pub param: Option<String>,
+    #[serde(default)]
+    pub segment: Option<i32>,
+    #[serde(default)]
+    pub encoding: Option<RedirectEncoding>,
+    #[serde(default)]
+    pub field: Option<String>,
+    pub source: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// How a redirect carries its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedirectEncoding {
+    Plain,
+    Base64,
+    Base64url,
+    Base64Json,
+    ZlibBase64urlQuery,
+    Sailthru,
+    Convertkit,
+    Mailjet,
+    Postmark,
+}
+
+/// Identifying URL parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamEntry {
+    pub id: String,
+    #[serde(default)]
+    pub tracker: Option<String>,
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub class: ParamClass,
+    pub source: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Why a parameter is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamClass {
+    /// Aggregate campaign tags (utm_*): kept when the user asks.
+    Campaign,
+    /// Identifies the reader.
+    Subscriber,
+    /// Ad click identifiers.
+    ClickId,
+}
