@@ -1,1 +1,7 @@
+//! mailveil: a privacy filter for incoming mail. The cleaning core lives in
+//! `mailveil-core` and is re-exported here; this crate adds what touches the outside
+//! world: loading rule files, and the frontends.
+
 pub use mailveil_core::*;
+
+pub mod rule_files;

@@ -1,1 +1,171 @@
-fn main(){}
+//! The `mailveil` command: parses flags and hands the work to the library.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use mailveil::{Envelope, OnError, Policy, RemoteContent, clean, rule_files};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// sysexits.h EX_TEMPFAIL: the MDA (sieve, procmail, maildrop) keeps the mail and retries.
+const EX_TEMPFAIL: u8 = 75;
+
+#[derive(Parser)]
+#[command(
+    name = "mailveil",
+    version,
+    about = "Removes what lets a sender watch the reader: tracking pixels, remote content, read receipts."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Clean one mail: read it on stdin, write it on stdout (for sieve, procmail, maildrop).
+    Filter(FilterArgs),
+    /// Work with rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Args)]
+struct FilterArgs {
+    /// The recipient's address (repeatable): URLs carrying it, plain, encoded or hashed, are trackers.
+    #[arg(long = "recipient", value_name = "ADDR")]
+    recipients: Vec<String>,
+    /// A directory of *.toml rule files added on top of the shipped rules (repeatable).
+    #[arg(long = "rules", value_name = "DIR")]
+    rules: Vec<PathBuf>,
+    /// What happens to remote content that is not a known tracker.
+    #[arg(long, value_name = "keep|strip", default_value = "keep")]
+    remote_content: RemoteContent,
+    /// Write every finding as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    report_json: Option<PathBuf>,
+    /// Remove read-receipt requests (Disposition-Notification-To, Return-Receipt-To).
+    #[arg(long)]
+    strip_read_receipts: bool,
+    /// When a mail cannot be cleaned: pass it on unchanged (with an error header) or exit 75.
+    #[arg(long, value_name = "pass|tempfail", default_value = "pass")]
+    on_error: String,
+    /// Time budget for one mail, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    max_time: u64,
+    /// Do not read the system rules directory (/etc/mailveil/rules.d).
+    #[arg(long)]
+    no_system_rules: bool,
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Check rule files: every error with its file and line. Exit 1 if any.
+    Check {
+        /// Directories to check (default: the shipped rules only).
+        dirs: Vec<PathBuf>,
+    },
+    /// How many trackers, pixel patterns, redirect formats and parameters are loaded.
+    Stats {
+        /// Extra rule directories.
+        #[arg(long = "rules", value_name = "DIR")]
+        rules: Vec<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Filter(args) => filter(args),
+        Command::Rules { command } => match rules_command(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("mailveil: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Pipe mode. Exit 0 whenever a mail was written; 75 only when none could be.
+fn filter(args: FilterArgs) -> ExitCode {
+    let mut raw = Vec::new();
+    if let Err(e) = std::io::stdin().lock().read_to_end(&mut raw) {
+        eprintln!("mailveil: cannot read the mail from stdin: {e}");
+        return ExitCode::from(EX_TEMPFAIL);
+    }
+    let (rules, errors) = rule_files::load(&args.rules, !args.no_system_rules);
+    for e in &errors {
+        eprintln!("mailveil: rule file skipped: {e}");
+    }
+    let policy = Policy {
+        remote_content: args.remote_content,
+        strip_read_receipts: args.strip_read_receipts,
+        on_error: if args.on_error == "tempfail" {
+            OnError::Tempfail
+        } else {
+            OnError::PassUnchanged
+        },
+        limits: mailveil::Limits {
+            max_time: Duration::from_secs(args.max_time),
+            ..Default::default()
+        },
+    };
+    let envelope = Envelope {
+        sender: None,
+        recipients: args.recipients,
+    };
+    let cleaned = clean(&raw, &envelope, &policy, &rules);
+    if let Some(err) = &cleaned.report.error {
+        eprintln!("mailveil: mail passed unchanged: {err}");
+        if cleaned.tempfail {
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(&cleaned.bytes).and_then(|()| out.flush()) {
+        eprintln!("mailveil: cannot write the mail to stdout: {e}");
+        return ExitCode::from(EX_TEMPFAIL);
+    }
+    if let Some(path) = &args.report_json {
+        let json = serde_json::to_vec_pretty(&cleaned.report).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!(
+                "mailveil: cannot write the report to {}: {e}",
+                path.display()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn rules_command(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RulesCommand::Check { dirs } => {
+            let (_, errors) = rule_files::load(&dirs, false);
+            for e in &errors {
+                println!("{e}");
+            }
+            if errors.is_empty() {
+                println!("ok");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        RulesCommand::Stats { rules } => {
+            let (loaded, errors) = rule_files::load(&rules, true);
+            for e in &errors {
+                eprintln!("mailveil: rule file skipped: {e}");
+            }
+            let (trackers, pixels, redirects, params) = loaded.stats();
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "trackers\t{trackers}\npixel patterns\t{pixels}\nredirect formats\t{redirects}\nparameter rules\t{params}")
+                .context("writing stats")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -16,7 +16,10 @@ pub fn fields(raw: &[u8]) -> Vec<Field> {
     let mut out: Vec<Field> = Vec::new();
     let mut at = 0;
     while at < raw.len() {
-        let end = raw[at..].iter().position(|&b| b == b'\n').map_or(raw.len(), |i| at + i + 1);
+        let end = raw[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |i| at + i + 1);
         let line = &raw[at..end];
         let content = trim_eol(line);
         if content.is_empty() {
@@ -29,8 +32,13 @@ pub fn fields(raw: &[u8]) -> Vec<Field> {
                 last.range.end = end;
             }
         } else if let Some(colon) = content.iter().position(|&b| b == b':') {
-            let name = String::from_utf8_lossy(&content[..colon]).trim().to_string();
-            out.push(Field { name, range: at..end });
+            let name = String::from_utf8_lossy(&content[..colon])
+                .trim()
+                .to_string();
+            out.push(Field {
+                name,
+                range: at..end,
+            });
         } else {
             break; // not a header line: the body starts without a blank line
         }
@@ -46,7 +54,9 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 
 /// The ranges of the fields with this name (case-insensitive).
 pub fn named<'f>(fields: &'f [Field], name: &'f str) -> impl Iterator<Item = &'f Field> + 'f {
-    fields.iter().filter(move |f| f.name.eq_ignore_ascii_case(name))
+    fields
+        .iter()
+        .filter(move |f| f.name.eq_ignore_ascii_case(name))
 }
 
 /// A header field line, folded at `; ` so that no line exceeds 78 characters.
@@ -56,7 +66,11 @@ pub fn render(name: &str, value: &str, eol: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b": ");
     let mut line_len = name.len() + 2;
     for (i, piece) in value.split("; ").enumerate() {
-        let piece = if i + 1 < value.split("; ").count() { format!("{piece};") } else { piece.to_string() };
+        let piece = if i + 1 < value.split("; ").count() {
+            format!("{piece};")
+        } else {
+            piece.to_string()
+        };
         if i > 0 {
             if line_len + 1 + piece.len() > 78 {
                 out.extend_from_slice(eol);
@@ -97,7 +111,13 @@ mod tests {
 
     #[test]
     fn long_values_are_folded() {
-        let v = format!("v=0.1.0; pixel=2; {}", (0..10).map(|i| format!("k{i}=value{i}")).collect::<Vec<_>>().join("; "));
+        let v = format!(
+            "v=0.1.0; pixel=2; {}",
+            (0..10)
+                .map(|i| format!("k{i}=value{i}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
         let out = String::from_utf8(render("X-Mailveil", &v, b"\r\n")).unwrap();
         assert!(out.lines().all(|l| l.len() <= 78), "{out}");
         assert!(out.ends_with("\r\n"));

@@ -39,7 +39,11 @@ use std::time::Instant;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Headers that ask the reader's client to send a read receipt.
-const READ_RECEIPT_HEADERS: &[&str] = &["Disposition-Notification-To", "Return-Receipt-To", "X-Confirm-Reading-To"];
+const READ_RECEIPT_HEADERS: &[&str] = &[
+    "Disposition-Notification-To",
+    "Return-Receipt-To",
+    "X-Confirm-Reading-To",
+];
 
 /// Headers whose addresses are the reader's (besides the envelope recipients).
 const RECIPIENT_HEADERS: &[&str] = &["To", "Delivered-To", "X-Original-To", "Envelope-To"];
@@ -62,13 +66,21 @@ pub struct Cleaned {
 /// byte for byte.
 pub fn clean(raw: &[u8], envelope: &Envelope, policy: &Policy, rules: &Rules) -> Cleaned {
     let started = Instant::now();
-    match catch_unwind(AssertUnwindSafe(|| clean_message(raw, envelope, policy, rules, started))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        clean_message(raw, envelope, policy, rules, started)
+    })) {
         Ok(cleaned) => cleaned,
         Err(_) => failed(raw, "internal", policy),
     }
 }
 
-fn clean_message(raw: &[u8], envelope: &Envelope, policy: &Policy, rules: &Rules, started: Instant) -> Cleaned {
+fn clean_message(
+    raw: &[u8],
+    envelope: &Envelope,
+    policy: &Policy,
+    rules: &Rules,
+    started: Instant,
+) -> Cleaned {
     if raw.len() > policy.limits.max_message_bytes {
         return failed(raw, mime::CleanError::TooLarge.code(), policy);
     }
@@ -93,12 +105,18 @@ fn clean_message(raw: &[u8], envelope: &Envelope, policy: &Policy, rules: &Rules
     };
     let out = body.as_deref().unwrap_or(raw);
     let out_fields = headers::fields(out);
-    let mut drop: Vec<std::ops::Range<usize>> = headers::named(&out_fields, HEADER_NAME).map(|f| f.range.clone()).collect();
+    let mut drop: Vec<std::ops::Range<usize>> = headers::named(&out_fields, HEADER_NAME)
+        .map(|f| f.range.clone())
+        .collect();
     let had_own_header = !drop.is_empty();
     let mut receipts_stripped = false;
     for name in READ_RECEIPT_HEADERS {
         for f in headers::named(&out_fields, name) {
-            let action = if policy.strip_read_receipts { Action::Strip } else { Action::Keep };
+            let action = if policy.strip_read_receipts {
+                Action::Strip
+            } else {
+                Action::Keep
+            };
             let value = String::from_utf8_lossy(&out[f.range.clone()]).into_owned();
             report.push(
                 Finding {
@@ -119,12 +137,20 @@ fn clean_message(raw: &[u8], envelope: &Envelope, policy: &Policy, rules: &Rules
         }
     }
     if body.is_none() && !receipts_stripped && had_own_header {
-        return Cleaned { bytes: raw.to_vec(), report, tempfail: false };
+        return Cleaned {
+            bytes: raw.to_vec(),
+            report,
+            tempfail: false,
+        };
     }
     let header = headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes());
     let bytes = with_header(out, &header, &drop);
     report.changed = bytes != raw;
-    Cleaned { bytes, report, tempfail: false }
+    Cleaned {
+        bytes,
+        report,
+        tempfail: false,
+    }
 }
 
 /// The original message with an error header on top (or as it came, if it already
@@ -137,15 +163,27 @@ fn failed(raw: &[u8], code: &str, policy: &Policy) -> Cleaned {
         raw.to_vec()
     } else {
         let eol = Eol::detect(raw, Eol::CrLf);
-        with_header(raw, &headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes()), &[])
+        with_header(
+            raw,
+            &headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes()),
+            &[],
+        )
     };
     report.changed = bytes != raw;
-    Cleaned { bytes, report, tempfail: policy.on_error == OnError::Tempfail }
+    Cleaned {
+        bytes,
+        report,
+        tempfail: policy.on_error == OnError::Tempfail,
+    }
 }
 
 /// `header` inserted on top (after an mbox `From ` line), the `drop` ranges removed.
 fn with_header(msg: &[u8], header: &[u8], drop: &[std::ops::Range<usize>]) -> Vec<u8> {
-    let insert_at = if msg.starts_with(b"From ") { msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1) } else { 0 };
+    let insert_at = if msg.starts_with(b"From ") {
+        msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
+    } else {
+        0
+    };
     let mut drop = drop.to_vec();
     drop.sort_by_key(|r| r.start);
     let mut out = Vec::with_capacity(msg.len() + header.len());

@@ -19,7 +19,9 @@ impl std::str::FromStr for RemoteContent {
         match s {
             "keep" => Ok(RemoteContent::Keep),
             "strip" => Ok(RemoteContent::Strip),
-            other => Err(format!("unknown remote-content policy {other:?} (keep|strip)")),
+            other => Err(format!(
+                "unknown remote-content policy {other:?} (keep|strip)"
+            )),
         }
     }
 }

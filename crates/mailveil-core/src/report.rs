@@ -125,12 +125,19 @@ impl Report {
 
     /// Number of findings left as they were (remote content kept by policy).
     pub fn kept(&self) -> usize {
-        self.findings.iter().filter(|f| f.action == Action::Keep).count()
+        self.findings
+            .iter()
+            .filter(|f| f.action == Action::Keep)
+            .count()
     }
 
     /// Names of the trackers found, sorted, each once.
     pub fn trackers(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.findings.iter().filter_map(|f| f.tracker.as_deref()).collect();
+        let mut names: Vec<&str> = self
+            .findings
+            .iter()
+            .filter_map(|f| f.tracker.as_deref())
+            .collect();
         names.sort_unstable();
         names.dedup();
         names
@@ -172,7 +179,13 @@ impl Report {
 /// Header values must be 7-bit and free of line breaks and `;` inside names.
 fn ascii(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -195,9 +208,18 @@ mod tests {
     #[test]
     fn header_counts_acted_on_findings_and_lists_trackers_once() {
         let mut r = Report::new();
-        r.push(finding(FindingKind::Pixel, Some("Mailchimp"), Action::Strip), 10);
-        r.push(finding(FindingKind::Pixel, Some("Litmus"), Action::Strip), 10);
-        r.push(finding(FindingKind::Pixel, Some("Mailchimp"), Action::Strip), 10);
+        r.push(
+            finding(FindingKind::Pixel, Some("Mailchimp"), Action::Strip),
+            10,
+        );
+        r.push(
+            finding(FindingKind::Pixel, Some("Litmus"), Action::Strip),
+            10,
+        );
+        r.push(
+            finding(FindingKind::Pixel, Some("Mailchimp"), Action::Strip),
+            10,
+        );
         r.push(finding(FindingKind::RemoteContent, None, Action::Keep), 10);
         let v = r.header_value();
         assert!(v.starts_with("v="), "{v}");
@@ -220,7 +242,14 @@ mod tests {
     #[test]
     fn header_value_is_ascii() {
         let mut r = Report::new();
-        r.push(finding(FindingKind::Pixel, Some("Ünïcode\r\nX"), Action::Strip), 10);
-        assert!(r.header_value().chars().all(|c| c.is_ascii() && !c.is_ascii_control()));
+        r.push(
+            finding(FindingKind::Pixel, Some("Ünïcode\r\nX"), Action::Strip),
+            10,
+        );
+        assert!(
+            r.header_value()
+                .chars()
+                .all(|c| c.is_ascii() && !c.is_ascii_control())
+        );
     }
 }

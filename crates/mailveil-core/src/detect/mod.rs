@@ -116,7 +116,10 @@ pub fn remote_url(raw: &str, base: &Base) -> Option<RemoteUrl> {
         let _ = inner;
         return remote_url(&s[12..], base);
     }
-    let slashes = s.starts_with("//") || s.starts_with("\\\\") || s.starts_with("/\\") || s.starts_with("\\/");
+    let slashes = s.starts_with("//")
+        || s.starts_with("\\\\")
+        || s.starts_with("/\\")
+        || s.starts_with("\\/");
     let parsed = if slashes {
         Url::parse(&format!("https:{}", s.replace('\\', "/"))).ok()
     } else if has_scheme(s) {
@@ -133,7 +136,12 @@ pub fn remote_url(raw: &str, base: &Base) -> Option<RemoteUrl> {
 /// Whether `raw` has a URL scheme (`letters:`), whatever it is.
 fn has_scheme(s: &str) -> bool {
     match s.find(':') {
-        Some(i) if i > 0 => s[..i].bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) && s.as_bytes()[0].is_ascii_alphabetic(),
+        Some(i) if i > 0 => {
+            s[..i]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+                && s.as_bytes()[0].is_ascii_alphabetic()
+        }
         _ => false,
     }
 }
@@ -150,12 +158,36 @@ pub fn strip_url_noise(raw: &str) -> String {
 /// Path segments and host labels that only open beacons use. Kept short on purpose:
 /// content images never carry these names, and the known trackers are matched by rules.
 const BEACON_SEGMENTS: &[&str] = &[
-    "open", "opens", "open.php", "open.aspx", "open.gif", "open.png", "open.jpg", "openpixel", "open-pixel",
-    "pixel", "pixel.gif", "pixel.png", "pixel.php", "beacon", "beacon.gif", "beacon.png", "track.gif",
-    "tracking.gif", "trackopen", "trackingpixel", "tracking-pixel", "emailopen", "mailopen", "impression",
-    "impression.gif", "imp.gif",
+    "open",
+    "opens",
+    "open.php",
+    "open.aspx",
+    "open.gif",
+    "open.png",
+    "open.jpg",
+    "openpixel",
+    "open-pixel",
+    "pixel",
+    "pixel.gif",
+    "pixel.png",
+    "pixel.php",
+    "beacon",
+    "beacon.gif",
+    "beacon.png",
+    "track.gif",
+    "tracking.gif",
+    "trackopen",
+    "trackingpixel",
+    "tracking-pixel",
+    "emailopen",
+    "mailopen",
+    "impression",
+    "impression.gif",
+    "imp.gif",
 ];
-const BEACON_HOST_LABELS: &[&str] = &["open", "opens", "pixel", "pixels", "beacon", "tracking", "track", "trk", "tracker"];
+const BEACON_HOST_LABELS: &[&str] = &[
+    "open", "opens", "pixel", "pixels", "beacon", "tracking", "track", "trk", "tracker",
+];
 
 /// The shape of an open beacon: a host like `open.` / `pixel.` or a path segment like
 /// `/open/`, `/pixel.gif`, `/track/open`.
@@ -183,7 +215,10 @@ pub fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len() + 0
-            && let (Some(h), Some(l)) = (hexval(bytes[i + 1]), bytes.get(i + 2).and_then(|b| hexval(*b)))
+            && let (Some(h), Some(l)) = (
+                hexval(bytes[i + 1]),
+                bytes.get(i + 2).and_then(|b| hexval(*b)),
+            )
         {
             out.push(h << 4 | l);
             i += 3;
@@ -209,17 +244,43 @@ mod tests {
 
     #[test]
     fn remote_urls_are_recognised_in_all_their_spellings() {
-        assert_eq!(remote("http://a.example/x").as_deref(), Some("http://a.example/x"));
-        assert_eq!(remote("  HTTPS://A.example/x ").as_deref(), Some("https://a.example/x"));
-        assert_eq!(remote("//a.example/x").as_deref(), Some("https://a.example/x"));
-        assert_eq!(remote("ht\ntp://a.example/x").as_deref(), Some("http://a.example/x"));
-        assert_eq!(remote("view-source:http://a.example/x").as_deref(), Some("http://a.example/x"));
-        assert_eq!(remote("\\\\a.example/x").as_deref(), Some("https://a.example/x"));
+        assert_eq!(
+            remote("http://a.example/x").as_deref(),
+            Some("http://a.example/x")
+        );
+        assert_eq!(
+            remote("  HTTPS://A.example/x ").as_deref(),
+            Some("https://a.example/x")
+        );
+        assert_eq!(
+            remote("//a.example/x").as_deref(),
+            Some("https://a.example/x")
+        );
+        assert_eq!(
+            remote("ht\ntp://a.example/x").as_deref(),
+            Some("http://a.example/x")
+        );
+        assert_eq!(
+            remote("view-source:http://a.example/x").as_deref(),
+            Some("http://a.example/x")
+        );
+        assert_eq!(
+            remote("\\\\a.example/x").as_deref(),
+            Some("https://a.example/x")
+        );
     }
 
     #[test]
     fn local_urls_are_not_remote() {
-        for s in ["cid:logo@x", "data:image/gif;base64,R0lG", "#top", "images/a.png", "mailto:a@b.c", "javascript:x", ""] {
+        for s in [
+            "cid:logo@x",
+            "data:image/gif;base64,R0lG",
+            "#top",
+            "images/a.png",
+            "mailto:a@b.c",
+            "javascript:x",
+            "",
+        ] {
             assert_eq!(remote(s), None, "{s}");
         }
     }
@@ -227,13 +288,24 @@ mod tests {
     #[test]
     fn a_base_makes_relative_urls_remote() {
         let base = Some(Url::parse("http://sender.example/news/").unwrap());
-        assert_eq!(remote_url("img/a.png", &base).unwrap().url.as_str(), "http://sender.example/news/img/a.png");
+        assert_eq!(
+            remote_url("img/a.png", &base).unwrap().url.as_str(),
+            "http://sender.example/news/img/a.png"
+        );
     }
 
     #[test]
     fn beacon_shapes() {
-        let yes = ["https://open.convertkit-mail.example/abc", "https://x.example/track/open", "https://x.example/e/pixel.gif?id=1"];
-        let no = ["https://cdn.example/img/hero.jpg", "https://open.example/logo.png", "https://x.example/music/track/cover.jpg"];
+        let yes = [
+            "https://open.convertkit-mail.example/abc",
+            "https://x.example/track/open",
+            "https://x.example/e/pixel.gif?id=1",
+        ];
+        let no = [
+            "https://cdn.example/img/hero.jpg",
+            "https://open.example/logo.png",
+            "https://x.example/music/track/cover.jpg",
+        ];
         for s in yes {
             assert!(beacon_shaped(&remote_url(s, &None).unwrap()), "{s}");
         }

@@ -50,7 +50,8 @@ impl RecipientTokens {
 
     /// Whether `text` carries a recipient token.
     pub fn found_in(&self, text: &str) -> bool {
-        self.folded.as_ref().is_some_and(|a| a.is_match(text)) || self.exact.as_ref().is_some_and(|a| a.is_match(text))
+        self.folded.as_ref().is_some_and(|a| a.is_match(text))
+            || self.exact.as_ref().is_some_and(|a| a.is_match(text))
     }
 
     /// Whether there is anything to look for.
@@ -132,8 +133,12 @@ mod tests {
     fn base64_matches_at_every_alignment_inside_larger_data() {
         let t = tokens();
         for prefix in ["", "x", "xy", "{\"r\":\""] {
-            let blob = URL_SAFE_NO_PAD.encode(format!("{prefix}reader.name@example.org\",\"id\":7}}"));
-            assert!(t.found_in(&format!("https://x.example/c/{blob}")), "prefix {prefix:?}");
+            let blob =
+                URL_SAFE_NO_PAD.encode(format!("{prefix}reader.name@example.org\",\"id\":7}}"));
+            assert!(
+                t.found_in(&format!("https://x.example/c/{blob}")),
+                "prefix {prefix:?}"
+            );
         }
     }
 

@@ -69,7 +69,11 @@ pub fn scan(css: &str, remove: &mut dyn FnMut(CssEvent) -> bool) -> Scan {
     let mut input = ParserInput::new(css);
     let mut parser = Parser::new(&mut input);
     let mut scan = Scan::default();
-    let mut walker = Walker { css, remove, scan: &mut scan };
+    let mut walker = Walker {
+        css,
+        remove,
+        scan: &mut scan,
+    };
     walker.block(&mut parser, 0, false);
     scan.remove = merge(std::mem::take(&mut scan.remove));
     scan
@@ -94,7 +98,10 @@ struct Statement {
 impl Walker<'_, '_, '_> {
     /// Reads statements (rules, at-rules, declarations) until the end of a block.
     fn block(&mut self, p: &mut Parser, depth: usize, in_media: bool) {
-        let mut st = Statement { start: p.position().byte_index(), ..Statement::default() };
+        let mut st = Statement {
+            start: p.position().byte_index(),
+            ..Statement::default()
+        };
         loop {
             let token = match p.next_including_whitespace_and_comments() {
                 Ok(t) => t.clone(),
@@ -104,12 +111,17 @@ impl Walker<'_, '_, '_> {
             match token {
                 Token::Semicolon => {
                     self.end_statement(&st, p.position().byte_index());
-                    st = Statement { start: p.position().byte_index(), ..Statement::default() };
+                    st = Statement {
+                        start: p.position().byte_index(),
+                        ..Statement::default()
+                    };
                     continue;
                 }
                 Token::CurlyBracketBlock => {
                     let open = p.position().byte_index();
-                    let prelude = self.css[st.start..open.saturating_sub(1)].trim().to_string();
+                    let prelude = self.css[st.start..open.saturating_sub(1)]
+                        .trim()
+                        .to_string();
                     let media = in_media || prelude.to_ascii_lowercase().starts_with("@media");
                     if depth >= MAX_NESTING {
                         st.remove = true;
@@ -122,18 +134,36 @@ impl Walker<'_, '_, '_> {
                     }
                     let close = p.position().byte_index();
                     if !prelude.starts_with('@') && !prelude.is_empty() {
-                        let inner = self.css.get(open..close.saturating_sub(1)).unwrap_or("").to_string();
-                        self.scan.rules.push(RuleText { selectors: prelude, declarations: inner, in_media });
+                        let inner = self
+                            .css
+                            .get(open..close.saturating_sub(1))
+                            .unwrap_or("")
+                            .to_string();
+                        self.scan.rules.push(RuleText {
+                            selectors: prelude,
+                            declarations: inner,
+                            in_media,
+                        });
                     }
                     self.end_statement(&st, close);
-                    st = Statement { start: close, ..Statement::default() };
+                    st = Statement {
+                        start: close,
+                        ..Statement::default()
+                    };
                     continue;
                 }
-                Token::AtKeyword(ref k) if st.significant == 0 => st.import = k.eq_ignore_ascii_case("import"),
-                Token::Ident(ref name) if st.significant == 0 => st.property = Some(name.to_ascii_lowercase()),
+                Token::AtKeyword(ref k) if st.significant == 0 => {
+                    st.import = k.eq_ignore_ascii_case("import")
+                }
+                Token::Ident(ref name) if st.significant == 0 => {
+                    st.property = Some(name.to_ascii_lowercase())
+                }
                 Token::QuotedString(ref s) if st.import => {
                     let s = s.to_string();
-                    st.remove |= (self.remove)(CssEvent::Url { url: &s, property: "@import" });
+                    st.remove |= (self.remove)(CssEvent::Url {
+                        url: &s,
+                        property: "@import",
+                    });
                 }
                 _ => self.value_token(p, &token, &mut st, depth),
             }
@@ -146,7 +176,11 @@ impl Walker<'_, '_, '_> {
 
     /// A token inside a statement's value: URLs, functions, nested parentheses.
     fn value_token(&mut self, p: &mut Parser, token: &Token, st: &mut Statement, depth: usize) {
-        let property = if st.import { "@import".to_string() } else { st.property.clone().unwrap_or_default() };
+        let property = if st.import {
+            "@import".to_string()
+        } else {
+            st.property.clone().unwrap_or_default()
+        };
         match token {
             Token::UnquotedUrl(u) => {
                 let u = u.to_string();
@@ -155,9 +189,13 @@ impl Walker<'_, '_, '_> {
             Token::Function(name) => {
                 let name = name.to_ascii_lowercase();
                 if name == "expression" {
-                    st.remove |= (self.remove)(CssEvent::Active { what: "expression()" });
+                    st.remove |= (self.remove)(CssEvent::Active {
+                        what: "expression()",
+                    });
                 }
-                let strings_are_urls = matches!(name.as_str(), "url" | "src") || name.ends_with("image-set") || st.import;
+                let strings_are_urls = matches!(name.as_str(), "url" | "src")
+                    || name.ends_with("image-set")
+                    || st.import;
                 st.remove |= self.nested_values(p, &property, strings_are_urls, depth);
             }
             Token::ParenthesisBlock | Token::SquareBracketBlock => {
@@ -166,20 +204,32 @@ impl Walker<'_, '_, '_> {
             Token::Ident(_) | Token::Colon => {}
             _ => {}
         }
-        if matches!(st.property.as_deref(), Some("behavior" | "-moz-binding")) && !st.remove && matches!(token, Token::UnquotedUrl(_) | Token::Function(_)) {
+        if matches!(st.property.as_deref(), Some("behavior" | "-moz-binding"))
+            && !st.remove
+            && matches!(token, Token::UnquotedUrl(_) | Token::Function(_))
+        {
             st.remove |= (self.remove)(CssEvent::Active { what: "behavior" });
         }
     }
 
     /// The inside of a function or parenthesis: any URL in it counts for the statement.
-    fn nested_values(&mut self, p: &mut Parser, property: &str, strings_are_urls: bool, depth: usize) -> bool {
+    fn nested_values(
+        &mut self,
+        p: &mut Parser,
+        property: &str,
+        strings_are_urls: bool,
+        depth: usize,
+    ) -> bool {
         if depth >= MAX_NESTING {
             let _ = p.parse_nested_block(|_np| Ok::<(), cssparser::ParseError<()>>(()));
             return true;
         }
         let mut remove = false;
         let _ = p.parse_nested_block(|np| {
-            let mut inner = Statement { property: Some(property.to_string()), ..Statement::default() };
+            let mut inner = Statement {
+                property: Some(property.to_string()),
+                ..Statement::default()
+            };
             loop {
                 let token = match np.next_including_whitespace_and_comments() {
                     Ok(t) => t.clone(),
@@ -257,7 +307,9 @@ mod tests {
 
     #[test]
     fn inline_declarations_with_remote_urls_are_removed_and_the_rest_kept_byte_for_byte() {
-        let (out, seen) = strip_remote("color: red; background-image:url('http://t.example/p.gif');  font-size:12px");
+        let (out, seen) = strip_remote(
+            "color: red; background-image:url('http://t.example/p.gif');  font-size:12px",
+        );
         assert_eq!(out.as_deref(), Some("color: red;  font-size:12px"));
         assert_eq!(seen, vec!["background-image:http://t.example/p.gif"]);
     }
@@ -278,7 +330,13 @@ mod tests {
                    p { color: blue }";
         let (out, seen) = strip_remote(css);
         let out = out.unwrap();
-        for host in ["a.example", "b.example", "c.example", "d.example", "e.example"] {
+        for host in [
+            "a.example",
+            "b.example",
+            "c.example",
+            "d.example",
+            "e.example",
+        ] {
             assert!(!out.contains(host), "{host} left in {out}");
             assert!(seen.iter().any(|s| s.contains(host)), "{host} not seen");
         }
@@ -289,20 +347,25 @@ mod tests {
 
     #[test]
     fn css_escapes_do_not_hide_urls() {
-        let (out, seen) = strip_remote("background:\\75 rl(http://t.example/x); b: u\\rl(http://t.example/y)");
+        let (out, seen) =
+            strip_remote("background:\\75 rl(http://t.example/x); b: u\\rl(http://t.example/y)");
         assert_eq!(seen.len(), 2, "{seen:?}");
         assert_eq!(out.as_deref(), Some(""));
     }
 
     #[test]
     fn expressions_and_behaviors_are_removed() {
-        let (out, _) = strip_remote("color:red;background-color:expression(alert(1));behavior:url(x.htc)");
+        let (out, _) =
+            strip_remote("color:red;background-color:expression(alert(1));behavior:url(x.htc)");
         assert_eq!(out.as_deref(), Some("color:red;"));
     }
 
     #[test]
     fn rules_are_reported_with_their_media_context() {
-        let s = scan("#a,.b{display:none} @media (max-width:600px){ .m{display:block!important} }", &mut |_| false);
+        let s = scan(
+            "#a,.b{display:none} @media (max-width:600px){ .m{display:block!important} }",
+            &mut |_| false,
+        );
         assert_eq!(s.rules.len(), 2);
         assert_eq!(s.rules[0].selectors, "#a,.b");
         assert!(!s.rules[0].in_media);
@@ -312,7 +375,11 @@ mod tests {
 
     #[test]
     fn hostile_nesting_is_bounded() {
-        let css = format!("{}background:url(http://t.example/x){}", "a{".repeat(200), "}".repeat(200));
+        let css = format!(
+            "{}background:url(http://t.example/x){}",
+            "a{".repeat(200),
+            "}".repeat(200)
+        );
         let (out, _) = strip_remote(&css);
         assert!(!out.unwrap_or_default().contains("t.example"));
     }
@@ -321,7 +388,10 @@ mod tests {
     fn declarations_are_split_and_lowercased() {
         assert_eq!(
             declarations("Display: NONE !important; width:1px"),
-            vec![("display".to_string(), "none".to_string()), ("width".to_string(), "1px".to_string())]
+            vec![
+                ("display".to_string(), "none".to_string()),
+                ("width".to_string(), "1px".to_string())
+            ]
         );
     }
 }

@@ -1,7 +1,10 @@
 //! The element handler: every tag and attribute that fetches on open.
 
 use super::visibility::{ImageAttrs, invisible};
-use super::{DEADLINE_MSG, HtmlContext, State, css, css_event, escape_attr, fetch_verdict, finding, unescape_attr};
+use super::{
+    DEADLINE_MSG, HtmlContext, State, css, css_event, escape_attr, fetch_verdict, finding,
+    unescape_attr,
+};
 use crate::detect::{Base, remote_url};
 use crate::report::{Action, FindingKind};
 use lol_html::HandlerResult;
@@ -11,30 +14,83 @@ use std::time::Instant;
 use url::Url;
 
 /// Elements that run code or embed documents: always removed, content and all.
-const ACTIVE_TAGS: &[&str] = &["script", "iframe", "frame", "frameset", "object", "embed", "applet", "bgsound", "portal", "fencedframe"];
+const ACTIVE_TAGS: &[&str] = &[
+    "script",
+    "iframe",
+    "frame",
+    "frameset",
+    "object",
+    "embed",
+    "applet",
+    "bgsound",
+    "portal",
+    "fencedframe",
+];
 
 /// `<link rel>` values that make a client fetch without showing anything.
 const HINT_RELS: &[&str] = &[
-    "prefetch", "preload", "dns-prefetch", "preconnect", "prerender", "modulepreload", "icon", "shortcut",
-    "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon", "manifest", "alternate", "search", "pingback",
-    "import", "subresource", "next", "prev",
+    "prefetch",
+    "preload",
+    "dns-prefetch",
+    "preconnect",
+    "prerender",
+    "modulepreload",
+    "icon",
+    "shortcut",
+    "apple-touch-icon",
+    "apple-touch-icon-precomposed",
+    "mask-icon",
+    "manifest",
+    "alternate",
+    "search",
+    "pingback",
+    "import",
+    "subresource",
+    "next",
+    "prev",
 ];
 
 /// Attributes that fetch what they name when the element is shown.
-const FETCH_ATTRS: &[&str] = &["src", "lowsrc", "dynsrc", "poster", "background", "data", "codebase", "xlink:href"];
+const FETCH_ATTRS: &[&str] = &[
+    "src",
+    "lowsrc",
+    "dynsrc",
+    "poster",
+    "background",
+    "data",
+    "codebase",
+    "xlink:href",
+];
 
 /// SVG elements whose `href` fetches (an `<a>`'s does not).
-const SVG_FETCH_HREF: &[&str] = &["image", "use", "feimage", "script", "tref", "set", "animate"];
+const SVG_FETCH_HREF: &[&str] = &[
+    "image", "use", "feimage", "script", "tref", "set", "animate",
+];
 
 /// Check the clock every this many elements.
 const CLOCK_EVERY: u32 = 256;
 
-pub(super) fn on_element(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) -> HandlerResult {
+pub(super) fn on_element(
+    el: &mut Element,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) -> HandlerResult {
     tick(ctx, state)?;
     let tag = el.tag_name();
     if ACTIVE_TAGS.contains(&tag.as_str()) {
-        let url = ["src", "data", "code", "codebase"].iter().find_map(|a| el.get_attribute(a)).map(|v| unescape_attr(&v));
-        remove_element(el, state, ctx, FindingKind::ActiveContent, &tag, url, format!("element:{tag}"));
+        let url = ["src", "data", "code", "codebase"]
+            .iter()
+            .find_map(|a| el.get_attribute(a))
+            .map(|v| unescape_attr(&v));
+        remove_element(
+            el,
+            state,
+            ctx,
+            FindingKind::ActiveContent,
+            &tag,
+            url,
+            format!("element:{tag}"),
+        );
         return Ok(());
     }
     match tag.as_str() {
@@ -48,7 +104,15 @@ pub(super) fn on_element(el: &mut Element, ctx: &HtmlContext, state: &RefCell<St
     }
     event_handlers(el, &tag, ctx, state);
     if tag == "html" && el.has_attribute("manifest") {
-        strip_attr(el, state, ctx, "html@manifest", "manifest", FindingKind::Prefetch, "attribute:manifest");
+        strip_attr(
+            el,
+            state,
+            ctx,
+            "html@manifest",
+            "manifest",
+            FindingKind::Prefetch,
+            "attribute:manifest",
+        );
     }
     if is_image(el, &tag) && image(el, &tag, ctx, state) {
         return Ok(());
@@ -81,7 +145,9 @@ fn tick(ctx: &HtmlContext, state: &RefCell<State>) -> HandlerResult {
 fn is_image(el: &Element, tag: &str) -> bool {
     match tag {
         "img" | "image" | "feimage" => true,
-        "input" => el.get_attribute("type").is_some_and(|t| t.trim().eq_ignore_ascii_case("image")),
+        "input" => el
+            .get_attribute("type")
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("image")),
         _ => false,
     }
 }
@@ -91,20 +157,38 @@ fn is_image(el: &Element, tag: &str) -> bool {
 /// element was removed.
 fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) -> bool {
     let base = state.borrow().base.clone();
-    let src_attr = ["src", "href", "xlink:href", "lowsrc", "dynsrc"].into_iter().find(|a| el.has_attribute(a));
-    let Some(src_attr) = src_attr else { return false };
+    let src_attr = ["src", "href", "xlink:href", "lowsrc", "dynsrc"]
+        .into_iter()
+        .find(|a| el.has_attribute(a));
+    let Some(src_attr) = src_attr else {
+        return false;
+    };
     let raw = unescape_attr(&el.get_attribute(src_attr).unwrap_or_default());
-    let Some(remote) = remote_url(&raw, &base) else { return false };
+    let Some(remote) = remote_url(&raw, &base) else {
+        return false;
+    };
     let location = format!("{tag}@{src_attr}");
     if let Some(v) = ctx.detector.tracker(&remote, true) {
-        let f = finding(ctx, v.kind, &location, Some(remote.url.to_string()), v.rule, v.tracker, Action::Strip);
+        let f = finding(
+            ctx,
+            v.kind,
+            &location,
+            Some(remote.url.to_string()),
+            v.rule,
+            v.tracker,
+            Action::Strip,
+        );
         el.remove();
         let mut st = state.borrow_mut();
         st.findings.push(f);
         st.changed = true;
         return true;
     }
-    let (style, class, id) = (el.get_attribute("style").map(|s| unescape_attr(&s)), el.get_attribute("class"), el.get_attribute("id"));
+    let (style, class, id) = (
+        el.get_attribute("style").map(|s| unescape_attr(&s)),
+        el.get_attribute("class"),
+        el.get_attribute("id"),
+    );
     let (width, height) = (el.get_attribute("width"), el.get_attribute("height"));
     let attrs = ImageAttrs {
         width: width.as_deref(),
@@ -116,7 +200,15 @@ fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>)
     };
     let reason = invisible(&attrs, &state.borrow().sheets);
     if let Some(reason) = reason.filter(|_| !is_spacer(&remote.url)) {
-        let f = finding(ctx, FindingKind::Pixel, &location, Some(remote.url.to_string()), format!("heuristic:{reason}"), None, Action::Strip);
+        let f = finding(
+            ctx,
+            FindingKind::Pixel,
+            &location,
+            Some(remote.url.to_string()),
+            format!("heuristic:{reason}"),
+            None,
+            Action::Strip,
+        );
         el.remove();
         let mut st = state.borrow_mut();
         st.findings.push(f);
@@ -132,19 +224,40 @@ fn is_spacer(url: &Url) -> bool {
     if url.query().is_some() {
         return false;
     }
-    let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or("").to_ascii_lowercase();
+    let name = url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
-    ["spacer", "blank", "clear", "transparent", "trans", "shim", "spc", "space", "empty"]
-        .iter()
-        .any(|p| stem.strip_prefix(p).is_some_and(|rest| rest.chars().all(|c| !c.is_alphabetic())))
+    [
+        "spacer",
+        "blank",
+        "clear",
+        "transparent",
+        "trans",
+        "shim",
+        "spc",
+        "space",
+        "empty",
+    ]
+    .iter()
+    .any(|p| {
+        stem.strip_prefix(p)
+            .is_some_and(|rest| rest.chars().all(|c| !c.is_alphabetic()))
+    })
 }
 
 /// A fetching attribute: strip it when its URL is a tracker or the policy strips content.
 fn fetch_attr(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state: &RefCell<State>) {
-    let Some(value) = el.get_attribute(attr) else { return };
+    let Some(value) = el.get_attribute(attr) else {
+        return;
+    };
     let raw = unescape_attr(&value);
     let base = state.borrow().base.clone();
-    let Some(remote) = remote_url(&raw, &base) else { return };
+    let Some(remote) = remote_url(&raw, &base) else {
+        return;
+    };
     let location = format!("{tag}@{attr}");
     let f = fetch_verdict(&remote, true, &location, ctx);
     let mut st = state.borrow_mut();
@@ -161,7 +274,9 @@ fn fetch_attr(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state:
 
 /// `srcset` candidates are judged one by one; the attribute keeps the ones that stay.
 fn srcset(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state: &RefCell<State>) {
-    let Some(value) = el.get_attribute(attr) else { return };
+    let Some(value) = el.get_attribute(attr) else {
+        return;
+    };
     let raw = unescape_attr(&value);
     let base = state.borrow().base.clone();
     let location = format!("{tag}@{attr}");
@@ -175,7 +290,11 @@ fn srcset(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state: &Re
                 if f.action == Action::Strip {
                     dropped = true;
                 } else {
-                    kept.push(format!("{} {descriptor}", remote.url).trim_end().to_string());
+                    kept.push(
+                        format!("{} {descriptor}", remote.url)
+                            .trim_end()
+                            .to_string(),
+                    );
                 }
                 findings.push(f);
             }
@@ -222,7 +341,9 @@ fn srcset_candidates(value: &str) -> Vec<(&str, &str)> {
 }
 
 fn style_attr(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
-    let Some(value) = el.get_attribute("style") else { return };
+    let Some(value) = el.get_attribute("style") else {
+        return;
+    };
     let css_text = unescape_attr(&value);
     if !css_text.contains('(') && !css_text.to_ascii_lowercase().contains("behavior") {
         return; // no url(), image-set(), expression(): nothing fetches
@@ -230,7 +351,9 @@ fn style_attr(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<St
     let base = state.borrow().base.clone();
     let mut findings = Vec::new();
     let location = format!("{tag}@style");
-    let scan = css::scan(&css_text, &mut |ev| css_event(ev, &location, &base, ctx, &mut findings));
+    let scan = css::scan(&css_text, &mut |ev| {
+        css_event(ev, &location, &base, ctx, &mut findings)
+    });
     let mut st = state.borrow_mut();
     st.findings.extend(findings);
     if let Some(new) = scan.apply(&css_text) {
@@ -240,17 +363,31 @@ fn style_attr(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<St
 }
 
 fn meta(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
-    let equiv = el.get_attribute("http-equiv").unwrap_or_default().trim().to_ascii_lowercase();
+    let equiv = el
+        .get_attribute("http-equiv")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     if matches!(equiv.as_str(), "refresh" | "link" | "set-cookie") {
         let content = el.get_attribute("content").map(|c| unescape_attr(&c));
-        remove_element(el, state, ctx, FindingKind::Refresh, "meta", content, format!("element:meta-{equiv}"));
+        remove_element(
+            el,
+            state,
+            ctx,
+            FindingKind::Refresh,
+            "meta",
+            content,
+            format!("element:meta-{equiv}"),
+        );
     }
 }
 
 /// `<base href>` would turn every relative URL into a request to the sender: remember it
 /// to resolve relative links and images, and remove it.
 fn base(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
-    let Some(href) = el.get_attribute("href") else { return };
+    let Some(href) = el.get_attribute("href") else {
+        return;
+    };
     let href = unescape_attr(&href);
     let url = Url::parse(crate::detect::strip_url_noise(&href).as_str()).ok();
     if let Some(u) = &url
@@ -258,11 +395,22 @@ fn base(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
     {
         state.borrow_mut().base = Some(u.clone());
     }
-    remove_element(el, state, ctx, FindingKind::Base, "base", Some(href), "element:base".into());
+    remove_element(
+        el,
+        state,
+        ctx,
+        FindingKind::Base,
+        "base",
+        Some(href),
+        "element:base".into(),
+    );
 }
 
 fn link(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
-    let rel = el.get_attribute("rel").unwrap_or_default().to_ascii_lowercase();
+    let rel = el
+        .get_attribute("rel")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let href = el.get_attribute("href").map(|h| unescape_attr(&h));
     let rels: Vec<&str> = rel.split_ascii_whitespace().collect();
     if rels.contains(&"stylesheet") {
@@ -270,7 +418,15 @@ fn link(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
         let Some(href) = href else { return };
         if href.trim().to_ascii_lowercase().starts_with("cid:") {
             // An attached stylesheet is not inspected; its url()s would load on open.
-            remove_element(el, state, ctx, FindingKind::RemoteContent, "link", Some(href), "element:link-stylesheet-cid".into());
+            remove_element(
+                el,
+                state,
+                ctx,
+                FindingKind::RemoteContent,
+                "link",
+                Some(href),
+                "element:link-stylesheet-cid".into(),
+            );
             return;
         }
         if let Some(remote) = remote_url(&href, &base) {
@@ -284,7 +440,15 @@ fn link(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
             st.findings.push(f);
         }
     } else if rels.iter().any(|r| HINT_RELS.contains(r)) {
-        remove_element(el, state, ctx, FindingKind::Prefetch, "link", href, format!("element:link-{}", rels.join("-")));
+        remove_element(
+            el,
+            state,
+            ctx,
+            FindingKind::Prefetch,
+            "link",
+            href,
+            format!("element:link-{}", rels.join("-")),
+        );
     }
 }
 
@@ -298,7 +462,15 @@ fn event_handlers(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCel
         .collect();
     for name in names {
         let kind = FindingKind::ActiveContent;
-        strip_attr(el, state, ctx, &format!("{tag}@{name}"), &name, kind, &format!("attribute:{name}"));
+        strip_attr(
+            el,
+            state,
+            ctx,
+            &format!("{tag}@{name}"),
+            &name,
+            kind,
+            &format!("attribute:{name}"),
+        );
     }
 }
 
@@ -306,34 +478,77 @@ fn event_handlers(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCel
 /// where it led.
 fn resolve_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
     let base: Base = state.borrow().base.clone();
-    let (Some(b), Some(href)) = (base, el.get_attribute("href")) else { return };
+    let (Some(b), Some(href)) = (base, el.get_attribute("href")) else {
+        return;
+    };
     let href = unescape_attr(&href);
     let trimmed = href.trim();
-    if trimmed.is_empty() || trimmed.starts_with('#') || crate::detect::remote_url(trimmed, &None).is_some() || trimmed.contains(':') {
+    if trimmed.is_empty()
+        || trimmed.starts_with('#')
+        || crate::detect::remote_url(trimmed, &None).is_some()
+        || trimmed.contains(':')
+    {
         return;
     }
     if let Ok(abs) = b.join(trimmed) {
         let _ = el.set_attribute("href", &escape_attr(abs.as_str()));
         let mut st = state.borrow_mut();
         st.changed = true;
-        st.findings.push(finding(ctx, FindingKind::Base, &format!("{tag}@href"), Some(abs.to_string()), "element:base".into(), None, Action::Resolve));
+        st.findings.push(finding(
+            ctx,
+            FindingKind::Base,
+            &format!("{tag}@href"),
+            Some(abs.to_string()),
+            "element:base".into(),
+            None,
+            Action::Resolve,
+        ));
     }
 }
 
-fn strip_attr(el: &mut Element, state: &RefCell<State>, ctx: &HtmlContext, location: &str, attr: &str, kind: FindingKind, rule: &str) {
+fn strip_attr(
+    el: &mut Element,
+    state: &RefCell<State>,
+    ctx: &HtmlContext,
+    location: &str,
+    attr: &str,
+    kind: FindingKind,
+    rule: &str,
+) {
     let url = el.get_attribute(attr).map(|v| unescape_attr(&v));
     el.remove_attribute(attr);
     let mut st = state.borrow_mut();
     st.changed = true;
-    let url = if kind == FindingKind::ActiveContent { None } else { url };
-    st.findings.push(finding(ctx, kind, location, url, rule.to_string(), None, Action::Strip));
+    let url = if kind == FindingKind::ActiveContent {
+        None
+    } else {
+        url
+    };
+    st.findings.push(finding(
+        ctx,
+        kind,
+        location,
+        url,
+        rule.to_string(),
+        None,
+        Action::Strip,
+    ));
 }
 
-fn remove_element(el: &mut Element, state: &RefCell<State>, ctx: &HtmlContext, kind: FindingKind, tag: &str, url: Option<String>, rule: String) {
+fn remove_element(
+    el: &mut Element,
+    state: &RefCell<State>,
+    ctx: &HtmlContext,
+    kind: FindingKind,
+    tag: &str,
+    url: Option<String>,
+    rule: String,
+) {
     el.remove();
     let mut st = state.borrow_mut();
     st.changed = true;
-    st.findings.push(finding(ctx, kind, tag, url, rule, None, Action::Strip));
+    st.findings
+        .push(finding(ctx, kind, tag, url, rule, None, Action::Strip));
 }
 
 #[cfg(test)]
@@ -344,9 +559,16 @@ mod tests {
     fn srcset_candidates_are_split() {
         assert_eq!(
             srcset_candidates("a.png 1x, http://t.example/b.png 2x,c.png"),
-            vec![("a.png", "1x"), ("http://t.example/b.png", "2x"), ("c.png", "")]
+            vec![
+                ("a.png", "1x"),
+                ("http://t.example/b.png", "2x"),
+                ("c.png", "")
+            ]
         );
-        assert_eq!(srcset_candidates("http://x.example/a.png,"), vec![("http://x.example/a.png", "")]);
+        assert_eq!(
+            srcset_candidates("http://x.example/a.png,"),
+            vec![("http://x.example/a.png", "")]
+        );
     }
 
     #[test]

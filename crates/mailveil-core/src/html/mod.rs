@@ -13,7 +13,9 @@ use crate::detect::{Base, Detector, RemoteUrl, remote_url};
 use crate::policy::{Policy, RemoteContent};
 use crate::report::{Action, Finding, FindingKind};
 use lol_html::html_content::{Comment, ContentType, TextChunk};
-use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, doc_comments, element, text};
+use lol_html::{
+    AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, doc_comments, element, text,
+};
 use std::cell::RefCell;
 use std::time::Instant;
 use visibility::HiddenSelectors;
@@ -61,20 +63,36 @@ const DEADLINE_MSG: &str = "mailveil: time budget exceeded";
 
 /// Rewrites an HTML part given in `encoding` (ASCII-compatible); output is in the same
 /// encoding, and bytes of everything not rewritten are the input's bytes.
-pub(crate) fn rewrite(input: &[u8], encoding: &'static encoding_rs::Encoding, ctx: &HtmlContext) -> Result<Outcome, HtmlError> {
+pub(crate) fn rewrite(
+    input: &[u8],
+    encoding: &'static encoding_rs::Encoding,
+    ctx: &HtmlContext,
+) -> Result<Outcome, HtmlError> {
     let state = RefCell::new(State::default());
     let bytes = run(input, encoding, ctx, &state)?;
     let st = state.into_inner();
-    Ok(Outcome { bytes: st.changed.then_some(bytes), findings: st.findings })
+    Ok(Outcome {
+        bytes: st.changed.then_some(bytes),
+        findings: st.findings,
+    })
 }
 
-fn run(input: &[u8], encoding: &'static encoding_rs::Encoding, ctx: &HtmlContext, state: &RefCell<State>) -> Result<Vec<u8>, HtmlError> {
-    let encoding = AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
+fn run(
+    input: &[u8],
+    encoding: &'static encoding_rs::Encoding,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) -> Result<Vec<u8>, HtmlError> {
+    let encoding =
+        AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
     let mut out = Vec::with_capacity(input.len());
     let settings = Settings::new()
         .with_encoding(encoding)
         .with_strict(true)
-        .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(ctx.policy.limits.html_memory_bytes))
+        .with_memory_settings(
+            MemorySettings::new()
+                .with_max_allowed_memory_usage(ctx.policy.limits.html_memory_bytes),
+        )
         .append_element_content_handler(element!("*", |el| elements::on_element(el, ctx, state)))
         .append_element_content_handler(text!("style", |t| on_style_text(t, ctx, state)))
         .append_element_content_handler(text!("noscript", |t| on_noscript_text(t, ctx, state)))
@@ -82,7 +100,11 @@ fn run(input: &[u8], encoding: &'static encoding_rs::Encoding, ctx: &HtmlContext
     let mut rewriter = HtmlRewriter::new(settings, |chunk: &[u8]| out.extend_from_slice(chunk));
     let result = rewriter.write(input).and_then(|()| rewriter.end());
     result.map_err(|e| match e {
-        lol_html::errors::RewritingError::ContentHandlerError(err) if err.to_string() == DEADLINE_MSG => HtmlError::Deadline,
+        lol_html::errors::RewritingError::ContentHandlerError(err)
+            if err.to_string() == DEADLINE_MSG =>
+        {
+            HtmlError::Deadline
+        }
         other => HtmlError::Refused(other.to_string()),
     })?;
     Ok(out)
@@ -90,20 +112,34 @@ fn run(input: &[u8], encoding: &'static encoding_rs::Encoding, ctx: &HtmlContext
 
 /// Rewrites a fragment of HTML found inside a comment or raw text (Outlook conditional
 /// comments, `<noscript>`), inheriting what the outer pass learned. `None`: unchanged.
-fn rewrite_fragment(html: &str, ctx: &HtmlContext, outer: &RefCell<State>) -> Result<Option<String>, HtmlError> {
+fn rewrite_fragment(
+    html: &str,
+    ctx: &HtmlContext,
+    outer: &RefCell<State>,
+) -> Result<Option<String>, HtmlError> {
     let inner = {
         let o = outer.borrow();
-        RefCell::new(State { base: o.base.clone(), sheets: o.sheets.clone(), ..State::default() })
+        RefCell::new(State {
+            base: o.base.clone(),
+            sheets: o.sheets.clone(),
+            ..State::default()
+        })
     };
     let bytes = run(html.as_bytes(), encoding_rs::UTF_8, ctx, &inner)?;
     let inner = inner.into_inner();
     let mut o = outer.borrow_mut();
     o.findings.extend(inner.findings);
-    Ok(inner.changed.then(|| String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(inner
+        .changed
+        .then(|| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// `<style>` text arrives in chunks: buffer to the last one, then rewrite the sheet.
-fn on_style_text(t: &mut TextChunk, ctx: &HtmlContext, state: &RefCell<State>) -> lol_html::HandlerResult {
+fn on_style_text(
+    t: &mut TextChunk,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) -> lol_html::HandlerResult {
     let mut st = state.borrow_mut();
     if !t.last_in_text_node() {
         st.style_buf.push_str(t.as_str());
@@ -115,7 +151,9 @@ fn on_style_text(t: &mut TextChunk, ctx: &HtmlContext, state: &RefCell<State>) -
     sheet.push_str(t.as_str());
     let base = st.base.clone();
     let mut findings = Vec::new();
-    let scan = css::scan(&sheet, &mut |ev| css_event(ev, "<style>", &base, ctx, &mut findings));
+    let scan = css::scan(&sheet, &mut |ev| {
+        css_event(ev, "<style>", &base, ctx, &mut findings)
+    });
     st.sheets.learn(&scan.rules);
     st.findings.extend(findings);
     match scan.apply(&sheet) {
@@ -130,7 +168,11 @@ fn on_style_text(t: &mut TextChunk, ctx: &HtmlContext, state: &RefCell<State>) -
 }
 
 /// `<noscript>` is raw text to lol_html but markup to a mail client with scripts off.
-fn on_noscript_text(t: &mut TextChunk, ctx: &HtmlContext, state: &RefCell<State>) -> lol_html::HandlerResult {
+fn on_noscript_text(
+    t: &mut TextChunk,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) -> lol_html::HandlerResult {
     let buffered = {
         let mut st = state.borrow_mut();
         st.raw_text_buf.push_str(t.as_str());
@@ -159,7 +201,11 @@ fn on_noscript_text(t: &mut TextChunk, ctx: &HtmlContext, state: &RefCell<State>
 
 /// Outlook reads markup inside `<!--[if mso]> ... <![endif]-->` (VML backgrounds,
 /// buttons); rewrite it like the rest.
-fn on_comment(c: &mut Comment, ctx: &HtmlContext, state: &RefCell<State>) -> lol_html::HandlerResult {
+fn on_comment(
+    c: &mut Comment,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) -> lol_html::HandlerResult {
     let text = c.text();
     let Some((head, inner, tail)) = split_conditional(&text) else {
         return Ok(());
@@ -188,15 +234,32 @@ fn split_conditional(text: &str) -> Option<(&str, &str, &str)> {
         return None;
     }
     let open = text.find("]>")? + 2;
-    let close = text.rfind("<![endif]").filter(|&c| c >= open).unwrap_or(text.len());
+    let close = text
+        .rfind("<![endif]")
+        .filter(|&c| c >= open)
+        .unwrap_or(text.len());
     Some((&text[..open], &text[open..close], &text[close..]))
 }
 
 /// Decides a CSS event (from a `style` attribute or a `<style>` sheet): `true` = remove.
-fn css_event(ev: css::CssEvent, location: &str, base: &Base, ctx: &HtmlContext, findings: &mut Vec<Finding>) -> bool {
+fn css_event(
+    ev: css::CssEvent,
+    location: &str,
+    base: &Base,
+    ctx: &HtmlContext,
+    findings: &mut Vec<Finding>,
+) -> bool {
     match ev {
         css::CssEvent::Active { what } => {
-            findings.push(finding(ctx, FindingKind::ActiveContent, location, None, format!("css:{what}"), None, Action::Strip));
+            findings.push(finding(
+                ctx,
+                FindingKind::ActiveContent,
+                location,
+                None,
+                format!("css:{what}"),
+                None,
+                Action::Strip,
+            ));
             true
         }
         css::CssEvent::Url { url, property } => {
@@ -223,7 +286,15 @@ fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlCont
                 RemoteContent::Keep => Action::Keep,
                 RemoteContent::Strip => Action::Strip,
             };
-            finding(ctx, FindingKind::RemoteContent, location, url, "policy:remote-content".into(), None, action)
+            finding(
+                ctx,
+                FindingKind::RemoteContent,
+                location,
+                url,
+                "policy:remote-content".into(),
+                None,
+                action,
+            )
         }
     }
 }
@@ -237,12 +308,23 @@ fn finding(
     tracker: Option<String>,
     action: Action,
 ) -> Finding {
-    Finding { kind, part: ctx.part.to_string(), location: location.to_string(), url, rule, tracker, action }
+    Finding {
+        kind,
+        part: ctx.part.to_string(),
+        location: location.to_string(),
+        url,
+        rule,
+        tracker,
+        action,
+    }
 }
 
 /// Escapes a value for a double-quoted attribute (lol_html escapes only `"`).
 fn escape_attr(value: &str) -> String {
-    value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    value
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Decodes entities of an attribute value as a browser would.

@@ -34,11 +34,15 @@ impl HiddenSelectors {
             .map(|c| format!(".{c}"))
             .chain(id.map(|i| format!("#{}", i.trim())))
             .collect();
-        names.iter().any(|n| self.hidden.contains(n)) && !names.iter().any(|n| self.responsive.contains(n))
+        names.iter().any(|n| self.hidden.contains(n))
+            && !names.iter().any(|n| self.responsive.contains(n))
     }
 
     fn responsive(&self, class: Option<&str>, id: Option<&str>) -> bool {
-        class.unwrap_or("").split_ascii_whitespace().any(|c| self.responsive.contains(&format!(".{c}")))
+        class
+            .unwrap_or("")
+            .split_ascii_whitespace()
+            .any(|c| self.responsive.contains(&format!(".{c}")))
             || id.is_some_and(|i| self.responsive.contains(&format!("#{}", i.trim())))
     }
 }
@@ -47,11 +51,16 @@ impl HiddenSelectors {
 fn simple_names(selectors: &str) -> Vec<String> {
     let mut out = Vec::new();
     for sel in selectors.split(',') {
-        let last = sel.split(|c: char| c.is_whitespace() || c == '>' || c == '+' || c == '~').rfind(|s| !s.is_empty()).unwrap_or("");
+        let last = sel
+            .split(|c: char| c.is_whitespace() || c == '>' || c == '+' || c == '~')
+            .rfind(|s| !s.is_empty())
+            .unwrap_or("");
         let mut rest = last;
         while let Some(i) = rest.find(['.', '#']) {
             let tail = &rest[i + 1..];
-            let end = tail.find(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_')).unwrap_or(tail.len());
+            let end = tail
+                .find(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+                .unwrap_or(tail.len());
             out.push(format!("{}{}", &rest[i..=i], &tail[..end]));
             rest = &tail[end..];
         }
@@ -79,16 +88,32 @@ pub fn invisible(img: &ImageAttrs, sheets: &HiddenSelectors) -> Option<&'static 
     // An image that an @media rule shows on some screens is responsive: its inline CSS
     // (display:none;width:0 on desktop) says nothing about tracking.
     let responsive = sheets.responsive(img.class, img.id);
-    let decls = if responsive { Vec::new() } else { img.style.map(declarations).unwrap_or_default() };
-    let css = |name: &str| decls.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    let decls = if responsive {
+        Vec::new()
+    } else {
+        img.style.map(declarations).unwrap_or_default()
+    };
+    let css = |name: &str| {
+        decls
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
     let width = css("width").and_then(px).or_else(|| img.width.and_then(px));
-    let height = css("height").and_then(px).or_else(|| img.height.and_then(px));
-    let (w_given, h_given) = (css("width").or(img.width).is_some(), css("height").or(img.height).is_some());
+    let height = css("height")
+        .and_then(px)
+        .or_else(|| img.height.and_then(px));
+    let (w_given, h_given) = (
+        css("width").or(img.width).is_some(),
+        css("height").or(img.height).is_some(),
+    );
     if width == Some(0) || height == Some(0) {
         return Some("zero-size");
     }
     let tiny = |v: Option<u32>| v.is_some_and(|v| v <= 3);
-    let sized_tiny = (tiny(width) && tiny(height)) || (tiny(width) && !h_given) || (tiny(height) && !w_given);
+    let sized_tiny =
+        (tiny(width) && tiny(height)) || (tiny(width) && !h_given) || (tiny(height) && !w_given);
     if sized_tiny {
         return Some("tiny-size");
     }
@@ -116,10 +141,13 @@ fn hides(decls: &[(String, String)]) -> bool {
 }
 
 fn off_screen(decls: &[(String, String)]) -> bool {
-    let positioned = decls.iter().any(|(n, v)| n == "position" && (v == "absolute" || v == "fixed"));
+    let positioned = decls
+        .iter()
+        .any(|(n, v)| n == "position" && (v == "absolute" || v == "fixed"));
     positioned
         && decls.iter().any(|(n, v)| {
-            matches!(n.as_str(), "left" | "top" | "right" | "bottom") && v.strip_prefix('-').and_then(px).is_some_and(|d| d >= 500)
+            matches!(n.as_str(), "left" | "top" | "right" | "bottom")
+                && v.strip_prefix('-').and_then(px).is_some_and(|d| d >= 500)
         })
 }
 
@@ -145,38 +173,135 @@ mod tests {
 
     #[test]
     fn tiny_and_zero_images_are_invisible() {
-        assert_eq!(check(ImageAttrs { width: Some("1"), height: Some("1"), ..Default::default() }), Some("tiny-size"));
-        assert_eq!(check(ImageAttrs { width: Some("0"), height: Some("0"), ..Default::default() }), Some("zero-size"));
-        assert_eq!(check(ImageAttrs { style: Some("width:1px;height:1px"), ..Default::default() }), Some("tiny-size"));
-        assert_eq!(check(ImageAttrs { width: Some("2"), ..Default::default() }), Some("tiny-size"));
+        assert_eq!(
+            check(ImageAttrs {
+                width: Some("1"),
+                height: Some("1"),
+                ..Default::default()
+            }),
+            Some("tiny-size")
+        );
+        assert_eq!(
+            check(ImageAttrs {
+                width: Some("0"),
+                height: Some("0"),
+                ..Default::default()
+            }),
+            Some("zero-size")
+        );
+        assert_eq!(
+            check(ImageAttrs {
+                style: Some("width:1px;height:1px"),
+                ..Default::default()
+            }),
+            Some("tiny-size")
+        );
+        assert_eq!(
+            check(ImageAttrs {
+                width: Some("2"),
+                ..Default::default()
+            }),
+            Some("tiny-size")
+        );
     }
 
     #[test]
     fn wide_rules_and_tall_gradients_are_visible() {
-        assert_eq!(check(ImageAttrs { width: Some("620"), height: Some("1"), ..Default::default() }), None);
-        assert_eq!(check(ImageAttrs { width: Some("1"), height: Some("100"), ..Default::default() }), None);
-        assert_eq!(check(ImageAttrs { width: Some("100%"), height: Some("1"), ..Default::default() }), None);
+        assert_eq!(
+            check(ImageAttrs {
+                width: Some("620"),
+                height: Some("1"),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            check(ImageAttrs {
+                width: Some("1"),
+                height: Some("100"),
+                ..Default::default()
+            }),
+            None
+        );
+        assert_eq!(
+            check(ImageAttrs {
+                width: Some("100%"),
+                height: Some("1"),
+                ..Default::default()
+            }),
+            None
+        );
     }
 
     #[test]
     fn css_hiding_is_invisible() {
-        for style in ["display:none", "visibility: hidden", "opacity:0", "max-height:0px;overflow:hidden", "position:absolute;left:-9999px"] {
-            assert!(check(ImageAttrs { style: Some(style), ..Default::default() }).is_some(), "{style}");
+        for style in [
+            "display:none",
+            "visibility: hidden",
+            "opacity:0",
+            "max-height:0px;overflow:hidden",
+            "position:absolute;left:-9999px",
+        ] {
+            assert!(
+                check(ImageAttrs {
+                    style: Some(style),
+                    ..Default::default()
+                })
+                .is_some(),
+                "{style}"
+            );
         }
-        assert_eq!(check(ImageAttrs { style: Some("display:block;opacity:1"), ..Default::default() }), None);
+        assert_eq!(
+            check(ImageAttrs {
+                style: Some("display:block;opacity:1"),
+                ..Default::default()
+            }),
+            None
+        );
     }
 
     #[test]
     fn stylesheet_classes_hide_unless_a_media_query_shows_them() {
         let mut sheets = HiddenSelectors::default();
         sheets.learn(&[
-            RuleText { selectors: "#_eoa_img, .px".into(), declarations: "display:none".into(), in_media: false },
-            RuleText { selectors: ".mobile-logo".into(), declarations: "display:block !important".into(), in_media: true },
+            RuleText {
+                selectors: "#_eoa_img, .px".into(),
+                declarations: "display:none".into(),
+                in_media: false,
+            },
+            RuleText {
+                selectors: ".mobile-logo".into(),
+                declarations: "display:block !important".into(),
+                in_media: true,
+            },
         ]);
-        let img = |class, id| ImageAttrs { class, id, ..Default::default() };
-        assert_eq!(invisible(&img(None, Some("_eoa_img")), &sheets), Some("stylesheet-hidden"));
-        assert_eq!(invisible(&img(Some("x px"), None), &sheets), Some("stylesheet-hidden"));
-        let logo = ImageAttrs { class: Some("mobile-logo"), style: Some("display:none;width:0;max-height:0"), ..Default::default() };
-        assert_eq!(invisible(&ImageAttrs { width: None, ..logo }, &sheets), None);
+        let img = |class, id| ImageAttrs {
+            class,
+            id,
+            ..Default::default()
+        };
+        assert_eq!(
+            invisible(&img(None, Some("_eoa_img")), &sheets),
+            Some("stylesheet-hidden")
+        );
+        assert_eq!(
+            invisible(&img(Some("x px"), None), &sheets),
+            Some("stylesheet-hidden")
+        );
+        let logo = ImageAttrs {
+            class: Some("mobile-logo"),
+            style: Some("display:none;width:0;max-height:0"),
+            ..Default::default()
+        };
+        assert_eq!(
+            invisible(
+                &ImageAttrs {
+                    width: None,
+                    ..logo
+                },
+                &sheets
+            ),
+            None
+        );
     }
 }

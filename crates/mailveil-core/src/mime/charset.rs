@@ -51,11 +51,18 @@ pub fn from_utf8(text: &str, plan: Plan) -> Vec<u8> {
 /// out as UTF-8). The header otherwise keeps its bytes.
 pub fn relabel_utf8(header: &[u8]) -> Vec<u8> {
     let lower: Vec<u8> = header.to_ascii_lowercase();
-    let Some(at) = find(&lower, b"charset=") else { return header.to_vec() };
+    let Some(at) = find(&lower, b"charset=") else {
+        return header.to_vec();
+    };
     let start = at + b"charset=".len();
     let mut end = start;
     if header.get(start) == Some(&b'"') {
-        end = start + 1 + header[start + 1..].iter().position(|&b| b == b'"').map_or(0, |p| p + 1);
+        end = start
+            + 1
+            + header[start + 1..]
+                .iter()
+                .position(|&b| b == b'"')
+                .map_or(0, |p| p + 1);
     } else {
         while end < header.len() && !matches!(header[end], b';' | b' ' | b'\t' | b'\r' | b'\n') {
             end += 1;
@@ -79,10 +86,16 @@ mod tests {
     fn plans_by_label() {
         assert_eq!(plan(Some("windows-1252"), b""), Plan::InPlace(WINDOWS_1252));
         assert_eq!(plan(Some("ISO-8859-1"), b""), Plan::InPlace(WINDOWS_1252));
-        assert_eq!(plan(Some("\"shift_jis\""), b""), Plan::InPlace(encoding_rs::SHIFT_JIS));
+        assert_eq!(
+            plan(Some("\"shift_jis\""), b""),
+            Plan::InPlace(encoding_rs::SHIFT_JIS)
+        );
         assert_eq!(plan(Some("iso-2022-jp"), b""), Plan::RoundTrip(ISO_2022_JP));
         assert_eq!(plan(Some("utf-16le"), b""), Plan::ToUtf8(UTF_16LE));
-        assert_eq!(plan(Some("x-unknown-charset"), "é".as_bytes()), Plan::InPlace(UTF_8));
+        assert_eq!(
+            plan(Some("x-unknown-charset"), "é".as_bytes()),
+            Plan::InPlace(UTF_8)
+        );
         assert_eq!(plan(None, b"\xe9t\xe9"), Plan::InPlace(WINDOWS_1252));
     }
 
@@ -97,8 +110,14 @@ mod tests {
     #[test]
     fn relabel_replaces_only_the_charset_value() {
         let h = b"Content-Type: text/html; charset=\"UTF-16\"; format=flowed\r\n";
-        assert_eq!(relabel_utf8(h), b"Content-Type: text/html; charset=utf-8; format=flowed\r\n".to_vec());
+        assert_eq!(
+            relabel_utf8(h),
+            b"Content-Type: text/html; charset=utf-8; format=flowed\r\n".to_vec()
+        );
         let h = b"Content-Type: text/html;\r\n\tcharset=utf-16le\r\n";
-        assert_eq!(relabel_utf8(h), b"Content-Type: text/html;\r\n\tcharset=utf-8\r\n".to_vec());
+        assert_eq!(
+            relabel_utf8(h),
+            b"Content-Type: text/html;\r\n\tcharset=utf-8\r\n".to_vec()
+        );
     }
 }

@@ -48,8 +48,21 @@ pub(crate) struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    pub(crate) fn new(detector: &'a Detector<'a>, policy: &'a Policy, deadline: Instant, report: &'a mut Report, eol: Eol) -> Self {
-        Walk { detector, policy, deadline, report, eol, parts_seen: 0 }
+    pub(crate) fn new(
+        detector: &'a Detector<'a>,
+        policy: &'a Policy,
+        deadline: Instant,
+        report: &'a mut Report,
+        eol: Eol,
+    ) -> Self {
+        Walk {
+            detector,
+            policy,
+            deadline,
+            report,
+            eol,
+            parts_seen: 0,
+        }
     }
 
     fn note(&mut self, finding: Finding) {
@@ -65,11 +78,18 @@ struct Edit {
 
 /// Cleans the parts of one message. `prefix` numbers its parts ("" at the top, "2." for
 /// the message inside part 2). Returns the new bytes, or `None` if nothing changed.
-pub(crate) fn clean_parts(raw: &[u8], prefix: &str, depth: usize, walk: &mut Walk) -> Result<Option<Vec<u8>>, CleanError> {
+pub(crate) fn clean_parts(
+    raw: &[u8],
+    prefix: &str,
+    depth: usize,
+    walk: &mut Walk,
+) -> Result<Option<Vec<u8>>, CleanError> {
     if depth > walk.policy.limits.max_depth {
         return Err(CleanError::TooDeep);
     }
-    let msg = MessageParser::default().parse(raw).ok_or(CleanError::Unparseable)?;
+    let msg = MessageParser::default()
+        .parse(raw)
+        .ok_or(CleanError::Unparseable)?;
     let mut edits = Vec::new();
     // Explicit stack: hostile nesting must not exhaust the call stack.
     let mut stack: Vec<(u32, String, usize, bool)> = vec![(0, String::new(), depth, true)];
@@ -84,16 +104,26 @@ pub(crate) fn clean_parts(raw: &[u8], prefix: &str, depth: usize, walk: &mut Wal
         if Instant::now() > walk.deadline {
             return Err(CleanError::Deadline);
         }
-        let Some(part) = msg.parts.get(id as usize) else { continue };
+        let Some(part) = msg.parts.get(id as usize) else {
+            continue;
+        };
         let (ctype, subtype) = content_type(part);
         if let PartType::Multipart(children) = &part.body {
-            let shown = if root { prefix.trim_end_matches('.').to_string() } else { number.clone() };
+            let shown = if root {
+                prefix.trim_end_matches('.').to_string()
+            } else {
+                number.clone()
+            };
             if let Some(kind) = sealed(&ctype, &subtype, part) {
                 walk.note(untouched(kind, &shown, &format!("{ctype}/{subtype}")));
                 continue;
             }
             for (i, child) in children.iter().enumerate().rev() {
-                let n = if root { format!("{prefix}{}", i + 1) } else { format!("{number}.{}", i + 1) };
+                let n = if root {
+                    format!("{prefix}{}", i + 1)
+                } else {
+                    format!("{number}.{}", i + 1)
+                };
                 stack.push((*child, n, depth + 1, false));
             }
             continue;
@@ -103,7 +133,9 @@ pub(crate) fn clean_parts(raw: &[u8], prefix: &str, depth: usize, walk: &mut Wal
             walk.note(untouched(kind, &number, &format!("{ctype}/{subtype}")));
             continue;
         }
-        let attachment = part.content_disposition().is_some_and(|d| d.is_attachment());
+        let attachment = part
+            .content_disposition()
+            .is_some_and(|d| d.is_attachment());
         let leaf = match (ctype.as_str(), subtype.as_str()) {
             ("text", "html") if !attachment => html_part(raw, part, &number, walk)?,
             ("message", "rfc822" | "global") => nested_message(raw, part, &number, depth, walk)?,
@@ -117,7 +149,10 @@ pub(crate) fn clean_parts(raw: &[u8], prefix: &str, depth: usize, walk: &mut Wal
 /// The lowercased type and subtype (text/plain when absent).
 fn content_type(part: &MessagePart) -> (String, String) {
     match part.content_type() {
-        Some(ct) => (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase()),
+        Some(ct) => (
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or("").to_ascii_lowercase(),
+        ),
         None => ("text".into(), "plain".into()),
     }
 }
@@ -128,8 +163,18 @@ fn sealed(ctype: &str, subtype: &str, part: &MessagePart) -> Option<FindingKind>
         ("multipart", "signed") => Some(FindingKind::Signed),
         ("multipart", "encrypted") => Some(FindingKind::Encrypted),
         ("application", "pkcs7-mime" | "x-pkcs7-mime") => {
-            let smime = part.content_type().and_then(|c| c.attribute("smime-type")).unwrap_or("").to_ascii_lowercase();
-            Some(if smime.contains("enveloped") || smime.contains("authenv") { FindingKind::Encrypted } else { FindingKind::Signed })
+            let smime = part
+                .content_type()
+                .and_then(|c| c.attribute("smime-type"))
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            Some(
+                if smime.contains("enveloped") || smime.contains("authenv") {
+                    FindingKind::Encrypted
+                } else {
+                    FindingKind::Signed
+                },
+            )
         }
         _ => None,
     }
@@ -138,7 +183,11 @@ fn sealed(ctype: &str, subtype: &str, part: &MessagePart) -> Option<FindingKind>
 fn untouched(kind: FindingKind, part: &str, what: &str) -> Finding {
     Finding {
         kind,
-        part: if part.is_empty() { "1".into() } else { part.to_string() },
+        part: if part.is_empty() {
+            "1".into()
+        } else {
+            part.to_string()
+        },
         location: what.to_string(),
         url: None,
         rule: "mime:sealed".into(),
@@ -154,7 +203,12 @@ fn body_range(part: &MessagePart, raw: &[u8]) -> Range<usize> {
 }
 
 /// Rewrites one HTML part; returns the edits (body, and the header if relabelled).
-fn html_part(raw: &[u8], part: &MessagePart, number: &str, walk: &mut Walk) -> Result<Vec<Edit>, CleanError> {
+fn html_part(
+    raw: &[u8],
+    part: &MessagePart,
+    number: &str,
+    walk: &mut Walk,
+) -> Result<Vec<Edit>, CleanError> {
     let range = body_range(part, raw);
     let body = &raw[range.clone()];
     let transfer = Transfer::from_header(part.content_transfer_encoding());
@@ -166,9 +220,17 @@ fn html_part(raw: &[u8], part: &MessagePart, number: &str, walk: &mut Walk) -> R
     let plan = charset::plan(label, &decoded);
     let (input, encoding) = match plan {
         Plan::InPlace(e) => (decoded, e),
-        Plan::RoundTrip(e) | Plan::ToUtf8(e) => (charset::to_utf8(&decoded, e).into_bytes(), encoding_rs::UTF_8),
+        Plan::RoundTrip(e) | Plan::ToUtf8(e) => (
+            charset::to_utf8(&decoded, e).into_bytes(),
+            encoding_rs::UTF_8,
+        ),
     };
-    let ctx = HtmlContext { detector: walk.detector, policy: walk.policy, part: number, deadline: walk.deadline };
+    let ctx = HtmlContext {
+        detector: walk.detector,
+        policy: walk.policy,
+        part: number,
+        deadline: walk.deadline,
+    };
     let rewritten = if input.len() > walk.policy.limits.max_part_bytes {
         walk.note(malformed(number, "part-too-large", Action::Strip));
         Some(neutralise(&input))
@@ -182,27 +244,46 @@ fn html_part(raw: &[u8], part: &MessagePart, number: &str, walk: &mut Walk) -> R
             }
             Err(HtmlError::Deadline) => return Err(CleanError::Deadline),
             Err(HtmlError::Refused(why)) => {
-                walk.note(malformed(number, &format!("html-refused: {why}"), Action::Strip));
+                walk.note(malformed(
+                    number,
+                    &format!("html-refused: {why}"),
+                    Action::Strip,
+                ));
                 Some(neutralise(&input))
             }
         }
     };
-    let Some(content) = rewritten else { return Ok(Vec::new()) };
+    let Some(content) = rewritten else {
+        return Ok(Vec::new());
+    };
     let content = match plan {
         Plan::RoundTrip(_) => charset::from_utf8(&String::from_utf8_lossy(&content), plan),
         _ => content,
     };
     walk.report.parts_changed += 1;
-    let mut edits = vec![Edit { bytes: transfer::encode(&content, transfer, body, walk.eol), range }];
+    let mut edits = vec![Edit {
+        bytes: transfer::encode(&content, transfer, body, walk.eol),
+        range,
+    }];
     if let Plan::ToUtf8(_) = plan {
-        let header = (part.offset_header as usize).min(raw.len())..(part.offset_body as usize).min(raw.len());
-        edits.push(Edit { bytes: charset::relabel_utf8(&raw[header.clone()]), range: header });
+        let header = (part.offset_header as usize).min(raw.len())
+            ..(part.offset_body as usize).min(raw.len());
+        edits.push(Edit {
+            bytes: charset::relabel_utf8(&raw[header.clone()]),
+            range: header,
+        });
     }
     Ok(edits)
 }
 
 /// A message inside a part: decode it, clean it as a message, encode it back.
-fn nested_message(raw: &[u8], part: &MessagePart, number: &str, depth: usize, walk: &mut Walk) -> Result<Vec<Edit>, CleanError> {
+fn nested_message(
+    raw: &[u8],
+    part: &MessagePart,
+    number: &str,
+    depth: usize,
+    walk: &mut Walk,
+) -> Result<Vec<Edit>, CleanError> {
     let range = body_range(part, raw);
     let body = &raw[range.clone()];
     let transfer = Transfer::from_header(part.content_transfer_encoding());
@@ -211,7 +292,10 @@ fn nested_message(raw: &[u8], part: &MessagePart, number: &str, depth: usize, wa
         return Ok(Vec::new());
     }
     match clean_parts(&decoded, &format!("{number}."), depth + 1, walk) {
-        Ok(Some(new)) => Ok(vec![Edit { bytes: transfer::encode(&new, transfer, body, walk.eol), range }]),
+        Ok(Some(new)) => Ok(vec![Edit {
+            bytes: transfer::encode(&new, transfer, body, walk.eol),
+            range,
+        }]),
         Ok(None) => Ok(Vec::new()),
         // A nested message no parser reads is an attachment to any client too.
         Err(CleanError::Unparseable) => Ok(Vec::new()),

@@ -58,7 +58,9 @@ fn memchr_lf(bytes: &[u8]) -> Option<usize> {
 /// dangling final character (what clients do with a damaged part).
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent).with_decode_allow_trailing_bits(true),
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// Decodes a body. Base64 and QP are decoded leniently; the boolean says whether the
@@ -85,10 +87,16 @@ pub fn decode(body: &[u8], transfer: Transfer) -> (Vec<u8>, bool) {
                 Err(_) => (Vec::new(), true),
             }
         }
-        Transfer::QuotedPrintable => match quoted_printable::decode(body, quoted_printable::ParseMode::Strict) {
-            Ok(v) => (v, false),
-            Err(_) => (quoted_printable::decode(body, quoted_printable::ParseMode::Robust).unwrap_or_else(|_| body.to_vec()), true),
-        },
+        Transfer::QuotedPrintable => {
+            match quoted_printable::decode(body, quoted_printable::ParseMode::Strict) {
+                Ok(v) => (v, false),
+                Err(_) => (
+                    quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
+                        .unwrap_or_else(|_| body.to_vec()),
+                    true,
+                ),
+            }
+        }
     }
 }
 
@@ -179,11 +187,19 @@ mod tests {
     #[test]
     fn quoted_printable_round_trips_long_lines_and_keeps_lf_style() {
         let content = format!("<p>{}</p>\n<a href=\"x\">=</a>\n", "é".repeat(60));
-        let enc = encode(content.as_bytes(), Transfer::QuotedPrintable, b"a=3D\n", Eol::CrLf);
+        let enc = encode(
+            content.as_bytes(),
+            Transfer::QuotedPrintable,
+            b"a=3D\n",
+            Eol::CrLf,
+        );
         assert!(!enc.contains(&b'\r'));
         assert!(String::from_utf8_lossy(&enc).lines().all(|l| l.len() <= 76));
         // QP hard line breaks decode as CRLF whatever the message uses.
-        assert_eq!(decode(&enc, Transfer::QuotedPrintable).0, to_crlf(content.as_bytes()));
+        assert_eq!(
+            decode(&enc, Transfer::QuotedPrintable).0,
+            to_crlf(content.as_bytes())
+        );
     }
 
     #[test]

@@ -14,7 +14,11 @@ pub fn host_regex(glob: &str) -> String {
 /// Regex source for a path glob: case-insensitive prefix match, `*` = any run.
 pub fn path_regex(glob: &str) -> String {
     let glob = glob.trim().to_ascii_lowercase();
-    let glob = if glob.starts_with('/') { glob } else { format!("/{glob}") };
+    let glob = if glob.starts_with('/') {
+        glob
+    } else {
+        format!("/{glob}")
+    };
     glob_regex(&glob, ".*")
 }
 
@@ -24,7 +28,10 @@ pub fn name_regex(glob: &str) -> String {
 }
 
 fn glob_regex(glob: &str, star: &str) -> String {
-    glob.split('*').map(regex::escape).collect::<Vec<_>>().join(star)
+    glob.split('*')
+        .map(regex::escape)
+        .collect::<Vec<_>>()
+        .join(star)
 }
 
 #[cfg(test)]
@@ -33,7 +40,9 @@ mod tests {
     use regex::Regex;
 
     fn host_matches(glob: &str, host: &str) -> bool {
-        Regex::new(&format!("^{}$", host_regex(glob))).unwrap().is_match(host)
+        Regex::new(&format!("^{}$", host_regex(glob)))
+            .unwrap()
+            .is_match(host)
     }
 
     #[test]

@@ -127,7 +127,12 @@ impl Rules {
 
     /// Number of trackers, pixel, redirect and parameter rules.
     pub fn stats(&self) -> (usize, usize, usize, usize) {
-        (self.trackers.len(), self.pixels.len(), self.redirects.len(), self.params.len())
+        (
+            self.trackers.len(),
+            self.pixels.len(),
+            self.redirects.len(),
+            self.params.len(),
+        )
     }
 
     /// The pixel rule matching `host` + `path_and_query` (lowercased by the caller or not).
@@ -145,8 +150,15 @@ impl Rules {
     /// The redirect rules matching a URL, most specific (longest pattern) first.
     pub fn match_redirect(&self, host: &str, path_and_query: &str) -> Vec<&Redirect> {
         let key = url_key(host, path_and_query);
-        let mut found: Vec<&Redirect> = self.redirect_set.matches(&key).iter().map(|i| &self.redirects[i]).collect();
-        found.sort_by_key(|r| std::cmp::Reverse(r.entry.host.len() + r.entry.path.as_deref().map_or(0, str::len)));
+        let mut found: Vec<&Redirect> = self
+            .redirect_set
+            .matches(&key)
+            .iter()
+            .map(|i| &self.redirects[i])
+            .collect();
+        found.sort_by_key(|r| {
+            std::cmp::Reverse(r.entry.host.len() + r.entry.path.as_deref().map_or(0, str::len))
+        });
         found
     }
 
@@ -228,15 +240,25 @@ struct Layered<T> {
 
 impl<T> Layered<T> {
     fn new() -> Self {
-        Layered { order: Vec::new(), by_id: HashMap::new() }
+        Layered {
+            order: Vec::new(),
+            by_id: HashMap::new(),
+        }
     }
     fn insert(&mut self, id: &str, value: T, file: &str) {
-        if self.by_id.insert(id.to_string(), (value, file.to_string())).is_none() {
+        if self
+            .by_id
+            .insert(id.to_string(), (value, file.to_string()))
+            .is_none()
+        {
             self.order.push(id.to_string());
         }
     }
     fn into_vec(mut self) -> Vec<(T, String)> {
-        self.order.iter().filter_map(|id| self.by_id.remove(id)).collect()
+        self.order
+            .iter()
+            .filter_map(|id| self.by_id.remove(id))
+            .collect()
     }
 }
 
@@ -253,7 +275,10 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             message,
         };
         let mut seen = std::collections::HashSet::new();
-        let ids = file.tracker.iter().map(|e| &e.id)
+        let ids = file
+            .tracker
+            .iter()
+            .map(|e| &e.id)
             .chain(file.pixel.iter().map(|e| &e.id))
             .chain(file.redirect.iter().map(|e| &e.id))
             .chain(file.param.iter().map(|e| &e.id));
@@ -285,7 +310,16 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
     let trackers: HashMap<String, Tracker> = trackers
         .into_vec()
         .into_iter()
-        .map(|(t, _)| (t.id.clone(), Tracker { id: t.id, name: t.name, category: t.category }))
+        .map(|(t, _)| {
+            (
+                t.id.clone(),
+                Tracker {
+                    id: t.id,
+                    name: t.name,
+                    category: t.category,
+                },
+            )
+        })
         .collect();
     let pixels = pixels.into_vec();
     let redirects = redirects.into_vec();
@@ -313,12 +347,30 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             return Err(unknown(&e.id, t, f));
         }
     }
-    let regex_err = |e: regex::Error| RuleError { file: String::new(), line: 0, column: 0, message: e.to_string() };
-    let pixel_set = RegexSet::new(pixels.iter().map(|(e, _)| url_pattern(&e.host, e.path.as_deref()))).map_err(regex_err)?;
-    let redirect_set =
-        RegexSet::new(redirects.iter().map(|(e, _)| url_pattern(&e.host, e.path.as_deref()))).map_err(regex_err)?;
+    let regex_err = |e: regex::Error| RuleError {
+        file: String::new(),
+        line: 0,
+        column: 0,
+        message: e.to_string(),
+    };
+    let pixel_set = RegexSet::new(
+        pixels
+            .iter()
+            .map(|(e, _)| url_pattern(&e.host, e.path.as_deref())),
+    )
+    .map_err(regex_err)?;
+    let redirect_set = RegexSet::new(
+        redirects
+            .iter()
+            .map(|(e, _)| url_pattern(&e.host, e.path.as_deref())),
+    )
+    .map_err(regex_err)?;
     let param_set = RegexSet::new(params.iter().map(|(e, _)| {
-        e.names.iter().map(|n| glob::name_regex(n)).collect::<Vec<_>>().join("|")
+        e.names
+            .iter()
+            .map(|n| glob::name_regex(n))
+            .collect::<Vec<_>>()
+            .join("|")
     }))
     .map_err(regex_err)?;
     let params = params
@@ -327,7 +379,15 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             let hosts = if entry.hosts.is_empty() {
                 None
             } else {
-                Some(RegexSet::new(entry.hosts.iter().map(|h| format!("^{}$", glob::host_regex(h)))).map_err(regex_err)?)
+                Some(
+                    RegexSet::new(
+                        entry
+                            .hosts
+                            .iter()
+                            .map(|h| format!("^{}$", glob::host_regex(h))),
+                    )
+                    .map_err(regex_err)?,
+                )
             };
             Ok(Param { entry, hosts, file })
         })
@@ -336,7 +396,10 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         trackers,
         pixels,
         pixel_set,
-        redirects: redirects.into_iter().map(|(entry, file)| Redirect { entry, file }).collect(),
+        redirects: redirects
+            .into_iter()
+            .map(|(entry, file)| Redirect { entry, file })
+            .collect(),
         redirect_set,
         params,
         param_set,
@@ -345,12 +408,21 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
 
 fn find_line(text: &str, id: &str) -> usize {
     let needle = format!("\"{id}\"");
-    text.lines().position(|l| l.contains("id") && l.contains(&needle)).map_or(0, |i| i + 1)
+    text.lines()
+        .position(|l| l.contains("id") && l.contains(&needle))
+        .map_or(0, |i| i + 1)
 }
 
 fn check_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty() && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-    if ok { Ok(()) } else { Err(format!("id {id:?} must be kebab-case (a-z, 0-9, -)")) }
+    let ok = !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("id {id:?} must be kebab-case (a-z, 0-9, -)"))
+    }
 }
 
 fn check_host(host: &str) -> Result<(), String> {
@@ -359,7 +431,9 @@ fn check_host(host: &str) -> Result<(), String> {
         return Err(format!("host {host:?} would match every host"));
     }
     if h.contains('/') {
-        return Err(format!("host {host:?} must not contain '/' (put that in path)"));
+        return Err(format!(
+            "host {host:?} must not contain '/' (put that in path)"
+        ));
     }
     Ok(())
 }
@@ -380,7 +454,10 @@ mod tests {
     use super::*;
 
     fn src(name: &str, text: &str) -> RuleSource {
-        RuleSource { name: name.into(), text: text.into() }
+        RuleSource {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     const MAILCHIMP: &str = r#"
@@ -401,11 +478,21 @@ source = "test"
     #[test]
     fn pixel_rules_match_host_and_path_prefix() {
         let rules = Rules::compile(&[src("a.toml", MAILCHIMP)]).unwrap();
-        let m = rules.match_pixel("us3.list-manage.com", "/track/open.php?u=1&e=2").unwrap();
+        let m = rules
+            .match_pixel("us3.list-manage.com", "/track/open.php?u=1&e=2")
+            .unwrap();
         assert_eq!(m.rule, "mailchimp-open");
         assert_eq!(m.tracker, "Mailchimp");
-        assert!(rules.match_pixel("us3.list-manage.com", "/track/click?u=1").is_none());
-        assert!(rules.match_pixel("example.com", "/track/open.php").is_none());
+        assert!(
+            rules
+                .match_pixel("us3.list-manage.com", "/track/click?u=1")
+                .is_none()
+        );
+        assert!(
+            rules
+                .match_pixel("example.com", "/track/open.php")
+                .is_none()
+        );
     }
 
     #[test]
@@ -421,10 +508,19 @@ source = "test"
     fn later_files_override_earlier_ids_and_broken_files_are_skipped() {
         let user = MAILCHIMP.replace("/track/open.php", "/never");
         let rules = Rules::compile(&[src("a", MAILCHIMP), src("b", &user)]).unwrap();
-        assert!(rules.match_pixel("us3.list-manage.com", "/track/open.php").is_none());
-        let (rules, errors) = Rules::compile_lenient(&[src("a", MAILCHIMP), src("b", "not toml [")]);
+        assert!(
+            rules
+                .match_pixel("us3.list-manage.com", "/track/open.php")
+                .is_none()
+        );
+        let (rules, errors) =
+            Rules::compile_lenient(&[src("a", MAILCHIMP), src("b", "not toml [")]);
         assert_eq!(errors.len(), 1);
-        assert!(rules.match_pixel("us3.list-manage.com", "/track/open.php").is_some());
+        assert!(
+            rules
+                .match_pixel("us3.list-manage.com", "/track/open.php")
+                .is_some()
+        );
     }
 
     #[test]
