@@ -62,7 +62,11 @@ source = "test"
 "#;
 
 pub fn rules() -> Rules {
-    Rules::compile(&[RuleSource { name: "test.toml".into(), text: TEST_RULES.into() }]).unwrap()
+    Rules::compile(&[RuleSource {
+        name: "test.toml".into(),
+        text: TEST_RULES.into(),
+    }])
+    .unwrap()
 }
 
 pub fn keep() -> Policy {
@@ -70,7 +74,10 @@ pub fn keep() -> Policy {
 }
 
 pub fn strip() -> Policy {
-    Policy { remote_content: RemoteContent::Strip, ..Policy::default() }
+    Policy {
+        remote_content: RemoteContent::Strip,
+        ..Policy::default()
+    }
 }
 
 pub fn run(raw: &[u8], policy: &Policy) -> Cleaned {
@@ -88,7 +95,9 @@ pub fn html_mail(html: &str) -> Vec<u8> {
 
 /// Every decoded text/html body of a message, nested ones included.
 pub fn html_bodies(raw: &[u8]) -> Vec<String> {
-    let msg = MessageParser::default().parse(raw).expect("output parses as a mail");
+    let msg = MessageParser::default()
+        .parse(raw)
+        .expect("output parses as a mail");
     let mut out = Vec::new();
     collect(&msg, &mut out);
     out
@@ -98,7 +107,13 @@ fn collect(msg: &mail_parser::Message, out: &mut Vec<String>) {
     for part in &msg.parts {
         match &part.body {
             PartType::Html(h) => out.push(h.to_string()),
-            PartType::Text(t) if part.content_type().is_some_and(|c| c.subtype() == Some("html")) => out.push(t.to_string()),
+            PartType::Text(t)
+                if part
+                    .content_type()
+                    .is_some_and(|c| c.subtype() == Some("html")) =>
+            {
+                out.push(t.to_string())
+            }
             PartType::Message(m) => collect(m, out),
             _ => {}
         }
@@ -114,4 +129,43 @@ pub fn html(raw: &[u8]) -> String {
 
 pub fn text(c: &Cleaned) -> String {
     String::from_utf8_lossy(&c.bytes).into_owned()
+}
+
+/// What a spec-following HTML tokenizer sees that could fetch: every attribute value,
+/// the text of `<style>` and `<noscript>`, and conditional comments. Text that only looks
+/// like markup (inside a bogus comment, say) is not in it.
+pub fn live_markup(html: &str) -> String {
+    use lol_html::{HtmlRewriter, Settings, doc_comments, element, text};
+    use std::cell::RefCell;
+    let seen = RefCell::new(String::new());
+    let settings = Settings::new()
+        .append_element_content_handler(element!("*", |el| {
+            // `<a<link href=..>` is an element named "a<link": no standard element, no fetch.
+            if !el
+                .tag_name()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '-')
+            {
+                return Ok(());
+            }
+            for a in el.attributes() {
+                seen.borrow_mut()
+                    .push_str(&format!(" {}={}", a.name(), a.value()));
+            }
+            Ok(())
+        }))
+        .append_element_content_handler(text!("style, noscript", |t| {
+            seen.borrow_mut().push_str(t.as_str());
+            Ok(())
+        }))
+        .append_document_content_handler(doc_comments!(|c| {
+            if c.text().trim_start().starts_with("[if") {
+                seen.borrow_mut().push_str(&c.text());
+            }
+            Ok(())
+        }));
+    let mut rw = HtmlRewriter::new(settings, |_: &[u8]| {});
+    let _ = rw.write(html.as_bytes());
+    let _ = rw.end();
+    seen.into_inner()
 }
