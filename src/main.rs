@@ -53,6 +53,9 @@ struct FilterArgs {
     /// When a mail cannot be cleaned: pass it on unchanged (with an error header) or exit 75.
     #[arg(long, value_name = "pass|tempfail", default_value = "pass")]
     on_error: String,
+    /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
+    #[arg(long)]
+    keep_campaign_params: bool,
     /// Time budget for one mail, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     max_time: u64,
@@ -108,6 +111,10 @@ fn filter(args: FilterArgs) -> ExitCode {
             OnError::Tempfail
         } else {
             OnError::PassUnchanged
+        },
+        links: mailveil::links::LinkPolicy {
+            keep_campaign_params: args.keep_campaign_params,
+            ..Default::default()
         },
         limits: mailveil::Limits {
             max_time: Duration::from_secs(args.max_time),
