@@ -11,7 +11,7 @@ use crate::detect::Detector;
 use crate::links::{self, LinkContext, LinkOutcome, LinkPolicy, LinkStep};
 use crate::report::{Action, Finding, FindingKind};
 use crate::rules::Rules;
-use lol_html::html_content::{Element, TextChunk};
+use lol_html::html_content::{ContentType, Element, TextChunk};
 use std::cell::RefCell;
 
 const MARKER: &str = "mailveil-pending-link:";
@@ -37,7 +37,9 @@ fn link_context<'a>(ctx: &'a HtmlContext, text: Option<&'a str>) -> LinkContext<
 /// The `href` of a link element.
 pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
     if tag == "a" {
-        state.borrow_mut().anchor = None;
+        let mut st = state.borrow_mut();
+        st.anchor = None;
+        st.shown_url = None;
     }
     let Some(value) = el.get_attribute("href") else {
         return;
@@ -54,6 +56,10 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
             text: String::new(),
         });
         st.anchor = Some(i);
+        st.shown_url = Some((
+            escape_attr(&st.pending[i].original),
+            format!("{MARKER}{i}:"),
+        ));
         let _ = el.set_attribute("href", &format!("{MARKER}{i}:"));
         st.changed = true;
         return;
@@ -61,13 +67,17 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
     if let Some(url) = &outcome.url {
         let _ = el.set_attribute("href", &escape_attr(url));
         st.changed = true;
+        if tag == "a" {
+            st.shown_url = Some((escape_attr(&raw), escape_attr(url)));
+        }
     }
     let part = ctx.part;
     st.findings
         .extend(findings(&outcome, &raw, &location, part));
 }
 
-/// Text inside an `<a>` whose decision waits.
+/// Text inside an `<a>`: collected for a link whose decision waits, and rewritten where
+/// it shows the link's own URL (text arrives in chunks: buffered to the node's end).
 pub(super) fn on_anchor_text(t: &mut TextChunk, state: &RefCell<State>) {
     let mut st = state.borrow_mut();
     if let Some(i) = st.anchor {
@@ -75,6 +85,24 @@ pub(super) fn on_anchor_text(t: &mut TextChunk, state: &RefCell<State>) {
         if let Some(p) = st.pending.get_mut(i) {
             p.text.push_str(&chunk);
         }
+    }
+    let Some((shown, replacement)) = st.shown_url.clone() else {
+        return;
+    };
+    st.text_buf.push_str(t.as_str());
+    if !t.last_in_text_node() {
+        t.remove();
+        return;
+    }
+    let text = std::mem::take(&mut st.text_buf);
+    if text.contains(shown.as_str()) {
+        t.replace(
+            &text.replace(shown.as_str(), &replacement),
+            ContentType::Html,
+        );
+        st.changed = true;
+    } else if text.len() != t.as_str().len() {
+        t.replace(&text, ContentType::Html);
     }
 }
 

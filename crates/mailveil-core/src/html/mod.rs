@@ -64,6 +64,9 @@ struct State {
     /// Links whose decision waits for their text, and the one collecting text now.
     pending: Vec<links::Pending>,
     anchor: Option<usize>,
+    /// In the current `<a>`: its old URL as written in text, and what replaces it.
+    shown_url: Option<(String, String)>,
+    text_buf: String,
 }
 
 const DEADLINE_MSG: &str = "mailveil: time budget exceeded";

@@ -2,12 +2,14 @@
 //! confirm / verify / reset / activate links. They must keep working, so their
 //! parameters are never stripped, even when they carry the reader's address (an
 //! unsubscribe link that no longer says who unsubscribes does not unsubscribe).
-//! Unwrapping a recoverable redirect around them is still done: the destination is
-//! where the click led anyway.
+//! Unwrapping a recoverable redirect around them is still done when the destination
+//! itself is functional (it is where the click led anyway). When only a wrapper says so
+//! (its URL is the one in `List-Unsubscribe`, or only its own URL has the keyword), the
+//! link is kept wrapped and whole: that keeps the decision the same on a second run.
 //!
 //! A link is functional when
-//! - it (or a stage of its unwrapping) is one of the URLs in `List-Unsubscribe`, or has
-//!   the same host and path as one of them, or
+//! - it is one of the URLs in `List-Unsubscribe`, or has the same host and path as one
+//!   of them, or
 //! - its text, or its host, path and query (percent-decoded), say so: any of
 //!   [`FUNCTIONAL_STEMS`] as a substring, or any of [`FUNCTIONAL_WORDS`] as a whole word
 //!   (or a run of whole words). Text is lowercased and common accents are folded first,
@@ -149,12 +151,14 @@ pub const FUNCTIONAL_WORDS: &[&str] = &[
     "otp",
 ];
 
-/// Why a link is functional, or `None`.
+/// Why the link `url` (one stage of unwrapping) is functional, or `None`; the link
+/// text counts for every stage.
 pub(crate) fn functional_reason(
-    stages: &[String],
+    url: &str,
     link_text: Option<&str>,
     list_unsubscribe: &[String],
 ) -> Option<String> {
+    let parts = Parts::parse(url);
     for entry in list_unsubscribe {
         let lu = entry
             .trim()
@@ -164,17 +168,15 @@ pub(crate) fn functional_reason(
         let Some(lu_parts) = Parts::parse(lu) else {
             continue;
         };
-        for stage in stages {
-            if stage == lu {
-                return Some("list-unsubscribe".into());
-            }
-            if let Some(p) = Parts::parse(stage)
-                && p.host == lu_parts.host
-                && p.path.len() > 1
-                && p.path.trim_end_matches('/') == lu_parts.path.trim_end_matches('/')
-            {
-                return Some("list-unsubscribe (same host and path)".into());
-            }
+        if url == lu {
+            return Some("list-unsubscribe".into());
+        }
+        if let Some(p) = &parts
+            && p.host == lu_parts.host
+            && p.path.len() > 1
+            && p.path.trim_end_matches('/') == lu_parts.path.trim_end_matches('/')
+        {
+            return Some("list-unsubscribe (same host and path)".into());
         }
     }
     if let Some(text) = link_text
@@ -182,13 +184,8 @@ pub(crate) fn functional_reason(
     {
         return Some(format!("link text: {k}"));
     }
-    for stage in stages {
-        let without_scheme = stage.split_once("://").map_or(stage.as_str(), |(_, r)| r);
-        if let Some(k) = keyword(&percent_decode_str(without_scheme, true)) {
-            return Some(format!("url: {k}"));
-        }
-    }
-    None
+    let without_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    keyword(&percent_decode_str(without_scheme, true)).map(|k| format!("url: {k}"))
 }
 
 /// The first functional keyword in `text`.
@@ -281,7 +278,7 @@ mod tests {
             "<mailto:unsub@list.example>".to_string(),
             "<https://list.example/u/abc?e=1>".to_string(),
         ];
-        let r = |s: &str| functional_reason(&[s.to_string()], None, &lu);
+        let r = |s: &str| functional_reason(s, None, &lu);
         assert!(r("https://list.example/u/abc?e=1").is_some());
         assert!(r("https://list.example/u/abc?e=1&utm_source=x").is_some());
         assert!(r("https://list.example/news/1").is_none());

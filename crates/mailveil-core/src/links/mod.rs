@@ -231,10 +231,18 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     }
     let mut result = stages.last().cloned().unwrap_or_default();
     if !opaque {
-        if let Some(reason) =
-            functional::functional_reason(&stages, ctx.link_text, ctx.list_unsubscribe)
-        {
+        let reason =
+            |url: &str| functional::functional_reason(url, ctx.link_text, ctx.list_unsubscribe);
+        if let Some(reason) = reason(&result) {
             steps.push(LinkStep::Functional { reason });
+        } else if let Some(reason) = stages[..stages.len() - 1].iter().find_map(|s| reason(s)) {
+            // Only a wrapper says it is functional: keep the link whole.
+            return LinkOutcome {
+                url: None,
+                steps: vec![LinkStep::Functional {
+                    reason: format!("{reason} (kept wrapped)"),
+                }],
+            };
         } else if let Some(cleaned) = clean_params(&result, ctx, &mut steps) {
             result = cleaned;
         }

@@ -1052,6 +1052,15 @@ fn a_wrapped_unsubscribe_link_is_unwrapped_but_not_stripped() {
     run.list_unsubscribe = vec!["<https://lists.example/x/y?id=1>".into()];
     let inner = "https://lists.example/x/y?id=1&s=reader@example.org";
     assert_eq!(run.result(&google(inner)), inner);
+    // The header names the wrapped form: the link is kept whole (a second run must
+    // decide the same, and it would no longer see the wrapper).
+    let wrapped = google(inner);
+    run.list_unsubscribe = vec![format!("<{wrapped}>")];
+    let out = run.clean(&wrapped);
+    assert_eq!(out.url, None);
+    assert!(
+        matches!(&out.steps[..], [LinkStep::Functional { reason }] if reason.contains("kept wrapped"))
+    );
 }
 
 // ---- property test ----
