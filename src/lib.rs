@@ -4,4 +4,5 @@
 
 pub use mailveil_core::*;
 
+pub mod explain;
 pub mod rule_files;

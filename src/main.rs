@@ -71,6 +71,20 @@ enum RulesCommand {
         /// Directories to check (default: the shipped rules only).
         dirs: Vec<PathBuf>,
     },
+    /// What mailveil would do with a link or image URL, and which rule decided it.
+    Explain {
+        /// The URL.
+        url: String,
+        /// The recipient's address (repeatable), for recipient-token detection.
+        #[arg(long = "recipient", value_name = "ADDR")]
+        recipients: Vec<String>,
+        /// Extra rule directories.
+        #[arg(long = "rules", value_name = "DIR")]
+        rules: Vec<PathBuf>,
+        /// Keep aggregate campaign parameters (utm_*).
+        #[arg(long)]
+        keep_campaign_params: bool,
+    },
     /// How many trackers, pixel patterns, redirect formats and parameters are loaded.
     Stats {
         /// Extra rule directories.
@@ -162,6 +176,26 @@ fn rules_command(command: RulesCommand) -> anyhow::Result<ExitCode> {
             } else {
                 Ok(ExitCode::FAILURE)
             }
+        }
+        RulesCommand::Explain {
+            url,
+            recipients,
+            rules,
+            keep_campaign_params,
+        } => {
+            let (loaded, errors) = rule_files::load(&rules, true);
+            for e in &errors {
+                eprintln!("mailveil: rule file skipped: {e}");
+            }
+            let policy = mailveil::links::LinkPolicy {
+                keep_campaign_params,
+                ..Default::default()
+            };
+            print!(
+                "{}",
+                mailveil::explain::explain(&url, &recipients, &loaded, &policy)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Stats { rules } => {
             let (loaded, errors) = rule_files::load(&rules, true);

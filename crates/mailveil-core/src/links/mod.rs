@@ -27,8 +27,6 @@ mod decode;
 pub mod functional;
 mod parts;
 #[cfg(test)]
-mod scratch_corpus;
-#[cfg(test)]
 mod tests;
 mod text;
 
