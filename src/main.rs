@@ -59,6 +59,12 @@ struct FilterArgs {
     /// Time budget for one mail, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     max_time: u64,
+    /// Larger mails are passed on unchanged (with `error=too-large`).
+    #[arg(long, value_name = "BYTES", default_value_t = mailveil::Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Deeper MIME nesting is an error (the mail passes unchanged).
+    #[arg(long, value_name = "N", default_value_t = mailveil::Limits::default().max_depth)]
+    max_depth: usize,
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     no_system_rules: bool,
@@ -132,6 +138,8 @@ fn filter(args: FilterArgs) -> ExitCode {
         },
         limits: mailveil::Limits {
             max_time: Duration::from_secs(args.max_time),
+            max_message_bytes: args.max_message_bytes,
+            max_depth: args.max_depth,
             ..Default::default()
         },
     };
