@@ -105,6 +105,10 @@ fn main() {
             },
             Duration::from_secs(3),
         );
+        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "clean") {
+            println!("{name}: clean() {:.1} mails/s", set.len() as f64 / t_clean);
+            continue;
+        }
         let t_bare = time(
             || {
                 for h in &html {
@@ -112,6 +116,14 @@ fn main() {
                 }
             },
             Duration::from_secs(3),
+        );
+        let t_parse = time(
+            || {
+                for m in &set {
+                    std::hint::black_box(MessageParser::default().parse(m));
+                }
+            },
+            Duration::from_secs(2),
         );
         let mb = |bytes: usize, t: f64| bytes as f64 / t / 1e6;
         println!(

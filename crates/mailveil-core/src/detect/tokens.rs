@@ -2,23 +2,25 @@
 //! lowercased, URL-encoded, base64 (both alphabets, at every byte alignment), and the
 //! MD5 / SHA-1 / SHA-256 hex digests that ESPs use as subscriber ids.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use md5::Md5;
+use memchr::memmem::Finder;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 /// Shorter addresses (and base64 runs) would match by chance.
 const MIN_TOKEN_LEN: usize = 6;
 
-/// A matcher for one message's recipient tokens.
+/// A matcher for one message's recipient tokens. A message has a handful of forms to
+/// look for and a few dozen URLs to look in: precompiled substring finders cost
+/// nothing to build, where an automaton would cost more to build than it saves.
 #[derive(Debug, Clone, Default)]
 pub struct RecipientTokens {
-    /// Case-insensitive forms: the address, URL-encoded forms, hex digests.
-    folded: Option<AhoCorasick>,
+    /// Case-insensitive forms (lowercased): the address, URL-encoded forms, hex digests.
+    folded: Vec<Finder<'static>>,
     /// Case-sensitive forms: base64.
-    exact: Option<AhoCorasick>,
+    exact: Vec<Finder<'static>>,
 }
 
 impl RecipientTokens {
@@ -42,21 +44,30 @@ impl RecipientTokens {
                 exact.extend(base64_forms(form.as_bytes()));
             }
         }
+        let folded = folded.into_iter().map(|f| f.to_ascii_lowercase()).collect();
         RecipientTokens {
-            folded: automaton(folded, true),
-            exact: automaton(exact, false),
+            folded: finders(folded),
+            exact: finders(exact),
         }
     }
 
     /// Whether `text` carries a recipient token.
     pub fn found_in(&self, text: &str) -> bool {
-        self.folded.as_ref().is_some_and(|a| a.is_match(text))
-            || self.exact.as_ref().is_some_and(|a| a.is_match(text))
+        if self.is_empty() {
+            return false;
+        }
+        if self.exact.iter().any(|f| f.find(text.as_bytes()).is_some()) {
+            return true;
+        }
+        let lower = text.to_ascii_lowercase();
+        self.folded
+            .iter()
+            .any(|f| f.find(lower.as_bytes()).is_some())
     }
 
     /// Whether there is anything to look for.
     pub fn is_empty(&self) -> bool {
-        self.folded.is_none() && self.exact.is_none()
+        self.folded.is_empty() && self.exact.is_empty()
     }
 }
 
@@ -78,21 +89,14 @@ fn base64_forms(bytes: &[u8]) -> Vec<String> {
     out
 }
 
-fn automaton(mut patterns: Vec<String>, fold: bool) -> Option<AhoCorasick> {
+fn finders(mut patterns: Vec<String>) -> Vec<Finder<'static>> {
     patterns.sort();
     patterns.dedup();
     patterns.retain(|p| p.len() >= MIN_TOKEN_LEN);
-    if patterns.is_empty() {
-        return None;
-    }
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(fold)
-        .match_kind(MatchKind::Standard)
-        // Built once per message for a handful of patterns: a DFA would cost more to
-        // build than it saves in the few URLs it scans.
-        .kind(Some(AhoCorasickKind::ContiguousNFA))
-        .build(&patterns)
-        .ok()
+    patterns
+        .iter()
+        .map(|p| Finder::new(p.as_bytes()).into_owned())
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -81,8 +81,9 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
 
 /// Whether an `[[allow]]` rule exempts this URL.
 fn allowed(rules: &Rules, url: &str) -> bool {
-    crate::detect::remote_url(url, &None)
-        .is_some_and(|r| rules.allowed_url(r.host(), r.url.as_str()).is_some())
+    rules.has_allows()
+        && crate::detect::remote_url(url, &None)
+            .is_some_and(|r| rules.allowed_url(r.host(), r.url.as_str()).is_some())
 }
 
 /// Text inside an `<a>`: collected for a link whose decision waits, and rewritten where
@@ -174,7 +175,7 @@ fn replace_markers(out: &[u8], urls: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// Report findings for what `clean_link` did to one link.

@@ -11,6 +11,7 @@ use crate::policy::Policy;
 use crate::report::{Action, Finding, FindingKind, Report};
 use charset::Plan;
 use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
+use std::borrow::Cow;
 use std::ops::Range;
 use std::time::Instant;
 use transfer::{Eol, Transfer};
@@ -221,16 +222,24 @@ fn html_part(
     let range = body_range(part, raw);
     let body = &raw[range.clone()];
     let transfer = Transfer::from_header(part.content_transfer_encoding());
-    let (decoded, damaged) = transfer::decode(body, transfer);
-    if damaged {
-        walk.note(malformed(number, "transfer-encoding", Action::Keep));
-    }
     let label = part.content_type().and_then(|c| c.attribute("charset"));
+    // The parser has already decoded the part; for UTF-8 text that is exactly our input,
+    // so it is not decoded a second time.
+    let decoded: Cow<[u8]> = match utf8_body(part, label) {
+        Some(text) => Cow::Borrowed(text.as_bytes()),
+        None => {
+            let (decoded, damaged) = transfer::decode(body, transfer);
+            if damaged {
+                walk.note(malformed(number, "transfer-encoding", Action::Keep));
+            }
+            Cow::Owned(decoded)
+        }
+    };
     let plan = charset::plan(label, &decoded);
-    let (input, encoding) = match plan {
+    let (input, encoding): (Cow<[u8]>, _) = match plan {
         Plan::InPlace(e) => (decoded, e),
         Plan::RoundTrip(e) | Plan::ToUtf8(e) => (
-            charset::to_utf8(&decoded, e).into_bytes(),
+            Cow::Owned(charset::to_utf8(&decoded, e).into_bytes()),
             encoding_rs::UTF_8,
         ),
     };
@@ -285,6 +294,21 @@ fn html_part(
         });
     }
     Ok(edits)
+}
+
+/// The parser's decoded text of an HTML part when it is byte for byte the decoded body:
+/// a UTF-8 (or unlabelled) part that decoded without problems or replacement characters.
+fn utf8_body<'p>(part: &'p MessagePart, label: Option<&str>) -> Option<&'p str> {
+    let utf8 = label.is_none_or(|l| {
+        encoding_rs::Encoding::for_label(l.trim().trim_matches('"').as_bytes())
+            == Some(encoding_rs::UTF_8)
+    });
+    match &part.body {
+        PartType::Html(text) if utf8 && !part.is_encoding_problem && !text.contains('\u{fffd}') => {
+            Some(text)
+        }
+        _ => None,
+    }
 }
 
 /// Rewrites the links of a text/plain part (inline-signed PGP text is left alone).

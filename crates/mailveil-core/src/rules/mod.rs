@@ -144,6 +144,11 @@ impl Rules {
             .map(|a| a.entry.id.as_str())
     }
 
+    /// Whether any `[[allow]]` entry exists (the common case is none: skip the checks).
+    pub fn has_allows(&self) -> bool {
+        !self.allows.is_empty()
+    }
+
     /// The `[[allow]]` entry that exempts this URL (by host or URL glob), if any.
     pub fn allowed_url(&self, host: &str, url: &str) -> Option<&str> {
         if self.allows.is_empty() {
