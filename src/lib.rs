@@ -5,3 +5,4 @@
 pub use mailveil_core::*;
 
 pub mod rule_files;
+pub mod smtp;
