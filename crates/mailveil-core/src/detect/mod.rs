@@ -214,7 +214,7 @@ pub fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%'
-            && i + 2 < bytes.len() + 0
+            && i + 2 < bytes.len()
             && let (Some(h), Some(l)) = (
                 hexval(bytes[i + 1]),
                 bytes.get(i + 2).and_then(|b| hexval(*b)),

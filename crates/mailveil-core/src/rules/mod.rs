@@ -107,17 +107,28 @@ impl Rules {
     /// so that a typo in one file never stops mail.
     pub fn compile_lenient(sources: &[RuleSource]) -> (Rules, Vec<RuleError>) {
         let mut errors = Vec::new();
-        let mut good: Vec<RuleSource> = Vec::new();
+        let mut files: Vec<(&RuleSource, RuleFile)> = Vec::new();
         for src in sources {
-            let mut trial = good.clone();
-            trial.push(src.clone());
-            match Rules::compile(&trial) {
-                Ok(_) => good.push(src.clone()),
+            match parse(src) {
+                Ok(file) => files.push((src, file)),
                 Err(e) => errors.push(e),
             }
         }
-        let rules = Rules::compile(&good).unwrap_or_default();
-        (rules, errors)
+        // Entries may name trackers of any file, so the set is built whole; a file that
+        // breaks it is left out and the rest built again.
+        loop {
+            match build(&files) {
+                Ok(rules) => return (rules, errors),
+                Err(e) => {
+                    let before = files.len();
+                    files.retain(|(src, _)| src.name != e.file);
+                    errors.push(e);
+                    if files.len() == before {
+                        return (Rules::default(), errors);
+                    }
+                }
+            }
+        }
     }
 
     /// The known tracker with this id.
@@ -326,8 +337,8 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
     let params = params.into_vec();
     let unknown = |id: &str, tracker: &str, file: &str| RuleError {
         file: file.to_string(),
-        line: 0,
-        column: 0,
+        line: files.iter().find(|(s, _)| s.name == file).map_or(0, |(s, _)| find_line(&s.text, id)),
+        column: 1,
         message: format!("rule {id:?} names tracker {tracker:?}, which no [[tracker]] defines"),
     };
     for (e, f) in &pixels {
@@ -521,6 +532,25 @@ source = "test"
                 .match_pixel("us3.list-manage.com", "/track/open.php")
                 .is_some()
         );
+    }
+
+    #[test]
+    fn trackers_may_be_defined_in_a_later_file() {
+        let tracker_only = MAILCHIMP.split("[[pixel]]").next().unwrap().to_string();
+        let pixel_only = format!("[[pixel]]{}", MAILCHIMP.split("[[pixel]]").nth(1).unwrap());
+        let sources = [src("a-pixels.toml", &pixel_only), src("z-trackers.toml", &tracker_only)];
+        let (rules, errors) = Rules::compile_lenient(&sources);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(rules.match_pixel("us3.list-manage.com", "/track/open.php").is_some());
+    }
+
+    #[test]
+    fn a_file_naming_an_unknown_tracker_is_left_out_with_its_line() {
+        let bad = "[[pixel]]\nid = \"stray\"\ntracker = \"nobody\"\nhost = \"x.example\"\nsource = \"s\"\n";
+        let (rules, errors) = Rules::compile_lenient(&[src("good.toml", MAILCHIMP), src("bad.toml", bad)]);
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].file.as_str(), errors[0].line), ("bad.toml", 2));
+        assert!(rules.match_pixel("us3.list-manage.com", "/track/open.php").is_some());
     }
 
     #[test]

@@ -1,0 +1,222 @@
+//! A raw http(s) URL split into its pieces without re-encoding anything: what is not
+//! removed must come back byte for byte, so nothing here goes through a serializer.
+
+use url::Url;
+
+/// The pieces of an absolute http(s) URL, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Parts<'a> {
+    /// `http` or `https` as written (case kept).
+    pub scheme: &'a str,
+    /// Everything between `//` and the path: userinfo, host, port.
+    pub authority: &'a str,
+    /// The host, lowercased (punycode where the URL parser gives it).
+    pub host: String,
+    /// The path as written (may be empty).
+    pub path: &'a str,
+    /// The query without `?`, if there is a `?`.
+    pub query: Option<&'a str>,
+    /// The fragment without `#`, if there is a `#`.
+    pub fragment: Option<&'a str>,
+}
+
+impl<'a> Parts<'a> {
+    /// Splits `s` if it is an absolute http(s) URL that the URL parser accepts.
+    pub fn parse(s: &'a str) -> Option<Parts<'a>> {
+        let colon = s.find("://")?;
+        let scheme = &s[..colon];
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return None;
+        }
+        let rest = &s[colon + 3..];
+        let auth_end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
+        let authority = &rest[..auth_end];
+        let rest = &rest[auth_end..];
+        let (before_frag, fragment) = match rest.find('#') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        let (path, query) = match before_frag.find('?') {
+            Some(i) => (&before_frag[..i], Some(&before_frag[i + 1..])),
+            None => (before_frag, None),
+        };
+        let parsed = Url::parse(s).ok()?;
+        let host = parsed.host_str()?.to_ascii_lowercase();
+        if host.is_empty() {
+            return None;
+        }
+        Some(Parts {
+            scheme,
+            authority,
+            host,
+            path,
+            query,
+            fragment,
+        })
+    }
+
+    /// `path?query`, as the rule patterns are matched against.
+    pub fn path_and_query(&self) -> String {
+        match self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.to_string(),
+        }
+    }
+
+    /// The raw path segments (the leading `/` dropped; an empty path has none).
+    pub fn segments(&self) -> Vec<&'a str> {
+        let p = self.path.strip_prefix('/').unwrap_or(self.path);
+        if p.is_empty() {
+            Vec::new()
+        } else {
+            p.split('/').collect()
+        }
+    }
+
+    /// The raw query pieces (split on `&`, empty pieces included).
+    pub fn query_pieces(&self) -> Vec<&'a str> {
+        self.query.map_or_else(Vec::new, |q| q.split('&').collect())
+    }
+
+    /// The raw value of the first query parameter named `name` (exact name first, then
+    /// ignoring ASCII case).
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        let pieces = self.query_pieces();
+        let find = |exact: bool| {
+            pieces.iter().find_map(|piece| {
+                let (n, v) = piece.split_once('=').unwrap_or((piece, ""));
+                let n = percent_decode_str(n, true);
+                let hit = if exact {
+                    n == name
+                } else {
+                    n.eq_ignore_ascii_case(name)
+                };
+                hit.then_some(v)
+            })
+        };
+        find(true).or_else(|| find(false))
+    }
+
+    /// Rebuilds the URL with another query (None: no `?` at all).
+    pub fn with_query(&self, query: Option<&str>) -> String {
+        let mut out = String::with_capacity(
+            self.scheme.len() + self.authority.len() + self.path.len() + 64,
+        );
+        out.push_str(self.scheme);
+        out.push_str("://");
+        out.push_str(self.authority);
+        out.push_str(self.path);
+        if let Some(q) = query {
+            out.push('?');
+            out.push_str(q);
+        }
+        if let Some(f) = self.fragment {
+            out.push('#');
+            out.push_str(f);
+        }
+        out
+    }
+}
+
+/// Percent-decodes `s` (invalid escapes are kept as they are); with `plus`, `+` is a
+/// space (form encoding, as servers read query values). Lossy on invalid UTF-8.
+pub(crate) fn percent_decode_str(s: &str, plus: bool) -> String {
+    String::from_utf8_lossy(&percent_decode_bytes(s.as_bytes(), plus)).into_owned()
+}
+
+/// Percent-decodes bytes (invalid escapes kept).
+pub(crate) fn percent_decode_bytes(b: &[u8], plus: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(byte) = escape_at(b, i)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(if plus && b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    out
+}
+
+/// The byte of a valid `%XX` escape starting at `i`.
+fn escape_at(b: &[u8], i: usize) -> Option<u8> {
+    let h = hex(*b.get(i + 1)?)?;
+    let l = hex(*b.get(i + 2)?)?;
+    Some(h << 4 | l)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The destination a redirect carried, if it is one a link may be rewritten to: an
+/// absolute http(s) URL with a real host. Characters that cannot stand in a URL
+/// (controls, space, `"`, `<`, `>`, backtick) are percent-encoded; nothing else changes.
+pub(crate) fn valid_destination(decoded: &str) -> Option<String> {
+    let d = decoded.trim_matches(|c: char| c.is_whitespace() || c.is_control());
+    let lower = d.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    if !lower.starts_with("http://") && !lower.starts_with("https://") {
+        return None;
+    }
+    let mut out = String::with_capacity(d.len());
+    for c in d.chars() {
+        if c.is_control() || matches!(c, ' ' | '"' | '<' | '>' | '`') {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    let parts = Parts::parse(&out)?;
+    let host_ok = parts.host.len() <= 253
+        && (parts.host.starts_with('[')
+            || parts
+                .host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+        && parts.host.contains(|c: char| c.is_ascii_alphanumeric());
+    host_ok.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_without_reencoding() {
+        let p = Parts::parse("HTTPS://User@Ex.example:8443/a%2Fb/c?x=1+2&y=%20#frag?x").unwrap();
+        assert_eq!(p.scheme, "HTTPS");
+        assert_eq!(p.authority, "User@Ex.example:8443");
+        assert_eq!(p.host, "ex.example");
+        assert_eq!(p.path, "/a%2Fb/c");
+        assert_eq!(p.query, Some("x=1+2&y=%20"));
+        assert_eq!(p.fragment, Some("frag?x"));
+        assert_eq!(p.segments(), vec!["a%2Fb", "c"]);
+        assert_eq!(p.param("x"), Some("1+2"));
+        assert_eq!(
+            p.with_query(Some("y=%20")),
+            "HTTPS://User@Ex.example:8443/a%2Fb/c?y=%20#frag?x"
+        );
+        assert_eq!(Parts::parse("mailto:a@b.example"), None);
+        assert_eq!(Parts::parse("javascript://x.example/%0aalert(1)"), None);
+    }
+
+    #[test]
+    fn destinations_must_be_absolute_http() {
+        assert_eq!(
+            valid_destination("https://a.example/x y").as_deref(),
+            Some("https://a.example/x%20y")
+        );
+        assert!(valid_destination("javascript:alert(1)").is_none());
+        assert!(valid_destination("//a.example/").is_none());
+        assert!(valid_destination("https://").is_none());
+        assert!(valid_destination("https://a.example&quot;/").is_none());
+        assert!(valid_destination("www.example.com").is_none());
+    }
+}

@@ -1,0 +1,171 @@
+//! Shared helpers of the core's integration tests: a small rule set, mail builders, and
+//! readers for the cleaned output. The mails are the project's own, modelled on the
+//! shapes of real newsletters (../shared/corpus), never copies of them.
+#![allow(dead_code)]
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mailveil_core::{Cleaned, Envelope, Policy, RemoteContent, RuleSource, Rules, clean};
+
+pub const READER: &str = "reader.one@example.org";
+
+/// A few trackers, as the shipped rules describe them.
+pub const TEST_RULES: &str = r#"
+[[tracker]]
+id = "mailchimp"
+name = "Mailchimp"
+category = "esp"
+source = "test"
+
+[[tracker]]
+id = "sendgrid"
+name = "SendGrid"
+category = "esp"
+source = "test"
+
+[[tracker]]
+id = "litmus"
+name = "Litmus"
+category = "analytics"
+source = "test"
+
+[[tracker]]
+id = "email-on-acid"
+name = "Email on Acid"
+category = "analytics"
+source = "test"
+
+[[pixel]]
+id = "mailchimp-open"
+tracker = "mailchimp"
+host = "list-manage.com"
+path = "/track/open.php"
+source = "test"
+
+[[pixel]]
+id = "sendgrid-open"
+tracker = "sendgrid"
+host = "*.ct.sendgrid.net"
+path = "/wf/open"
+source = "test"
+
+[[pixel]]
+id = "litmus-emltrk"
+tracker = "litmus"
+host = "emltrk.com"
+source = "test"
+
+[[pixel]]
+id = "eoa-pixel"
+tracker = "email-on-acid"
+host = "eoapxl.com"
+source = "test"
+"#;
+
+pub fn rules() -> Rules {
+    Rules::compile(&[RuleSource {
+        name: "test.toml".into(),
+        text: TEST_RULES.into(),
+    }])
+    .unwrap()
+}
+
+pub fn keep() -> Policy {
+    Policy::default()
+}
+
+pub fn strip() -> Policy {
+    Policy {
+        remote_content: RemoteContent::Strip,
+        ..Policy::default()
+    }
+}
+
+pub fn run(raw: &[u8], policy: &Policy) -> Cleaned {
+    clean(raw, &Envelope::to([READER]), policy, &rules())
+}
+
+/// A single-part HTML mail in UTF-8, 8bit.
+pub fn html_mail(html: &str) -> Vec<u8> {
+    format!(
+        "From: News <news@sender.example>\r\nTo: {READER}\r\nSubject: Test\r\nMessage-ID: <t1@sender.example>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{html}\r\n"
+    )
+    .into_bytes()
+}
+
+/// Every decoded text/html body of a message, nested ones included.
+pub fn html_bodies(raw: &[u8]) -> Vec<String> {
+    let msg = MessageParser::default()
+        .parse(raw)
+        .expect("output parses as a mail");
+    let mut out = Vec::new();
+    collect(&msg, &mut out);
+    out
+}
+
+fn collect(msg: &mail_parser::Message, out: &mut Vec<String>) {
+    for part in &msg.parts {
+        match &part.body {
+            PartType::Html(h) => out.push(h.to_string()),
+            PartType::Text(t)
+                if part
+                    .content_type()
+                    .is_some_and(|c| c.subtype() == Some("html")) =>
+            {
+                out.push(t.to_string())
+            }
+            PartType::Message(m) => collect(m, out),
+            _ => {}
+        }
+    }
+}
+
+/// The single HTML body of a message.
+pub fn html(raw: &[u8]) -> String {
+    let bodies = html_bodies(raw);
+    assert_eq!(bodies.len(), 1, "expected one html part");
+    bodies.into_iter().next().unwrap()
+}
+
+pub fn text(c: &Cleaned) -> String {
+    String::from_utf8_lossy(&c.bytes).into_owned()
+}
+
+/// What a spec-following HTML tokenizer sees that could fetch: every attribute value,
+/// the text of `<style>` and `<noscript>`, and conditional comments. Text that only looks
+/// like markup (inside a bogus comment, say) is not in it.
+pub fn live_markup(html: &str) -> String {
+    use lol_html::{HtmlRewriter, Settings, doc_comments, element, text};
+    use std::cell::RefCell;
+    let seen = RefCell::new(String::new());
+    let settings = Settings::new()
+        .append_element_content_handler(element!("*", |el| {
+            // `<a<link href=..>` is an element named "a<link": no standard element, no fetch.
+            if !el
+                .tag_name()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == ':' || c == '-')
+            {
+                return Ok(());
+            }
+            for a in el.attributes() {
+                seen.borrow_mut()
+                    .push_str(&format!(" {}={}", a.name(), a.value()));
+            }
+            Ok(())
+        }))
+        .append_element_content_handler(text!("style, noscript", |t| {
+            seen.borrow_mut().push_str(t.as_str());
+            Ok(())
+        }))
+        .append_document_content_handler(doc_comments!(|c| {
+            if c.text().trim_start().starts_with("[if") {
+                seen.borrow_mut().push_str(&c.text());
+            }
+            Ok(())
+        }));
+    let mut rw = HtmlRewriter::new(settings, |_: &[u8]| {});
+    let _ = rw.write(html.as_bytes());
+    let _ = rw.end();
+    seen.into_inner()
+}

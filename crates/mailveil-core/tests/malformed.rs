@@ -1,0 +1,121 @@
+//! Bad input: the mail still comes out (cleaned where possible, else unchanged with an
+//! error header), never a panic, never an empty output.
+
+mod common;
+use common::*;
+
+const TRACKER: &str =
+    r#"<img src="https://news.us3.list-manage.com/track/open.php?u=1" width="1" height="1">"#;
+
+fn check(name: &str, raw: &[u8]) -> mailveil_core::Cleaned {
+    let out = run(raw, &keep());
+    assert!(!out.bytes.is_empty(), "{name}: empty output");
+    assert!(
+        out.bytes.starts_with(b"X-Mailveil: v=")
+            || out.bytes.windows(12).any(|w| w == b"X-Mailveil: "),
+        "{name}: no header"
+    );
+    assert_eq!(
+        run(&out.bytes, &keep()).bytes,
+        out.bytes,
+        "{name}: not idempotent"
+    );
+    out
+}
+
+#[test]
+fn damaged_mails_come_out_cleaned_where_possible() {
+    let head = format!("From: a@sender.example\r\nTo: {READER}\r\n");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("nul bytes", format!("{head}Content-Type: text/html\r\n\r\n<p>a\0b</p>{TRACKER}\0\r\n").into_bytes()),
+        ("bare cr", format!("{head}Content-Type: text/html\r\n\r\n<p>a\rb</p>{TRACKER}\r").into_bytes()),
+        ("mixed endings", format!("From: a@sender.example\nTo: {READER}\r\nContent-Type: text/html\n\r\n<p>x</p>\r{TRACKER}\n").into_bytes()),
+        ("invalid base64", format!("{head}Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGltZyBzcmM9Imh0dHBzOi8vbmV3cy51czMubGlzdC1tYW5hZ2UuY29tL3RyYWNrL29wZW4ucGhwIiB3aWR0aD0xIGhlaWdodD0xPg==*!!\r\n").into_bytes()),
+        ("invalid qp", format!("{head}Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n=ZZ<p>x</p>=\r\n{}\r\n", TRACKER.replace('=', "=3D")).into_bytes()),
+        ("8-bit headers", [format!("{head}Subject: Caf").into_bytes(), vec![0xe9, 0xff], format!("\r\nContent-Type: text/html\r\n\r\n{TRACKER}\r\n").into_bytes()].concat()),
+        ("unknown charset", format!("{head}Content-Type: text/html; charset=x-klingon\r\n\r\n{TRACKER}\r\n").into_bytes()),
+        ("lying charset", [format!("{head}Content-Type: text/html; charset=utf-8\r\n\r\n<p>").into_bytes(), vec![0xe9, 0xe8], format!("</p>{TRACKER}\r\n").into_bytes()].concat()),
+        ("missing closing boundary", format!("{head}Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n{TRACKER}\r\n").into_bytes()),
+        ("boundary never appears", format!("{head}Content-Type: multipart/mixed; boundary=\"nope\"\r\n\r\n{TRACKER}\r\n").into_bytes()),
+        ("duplicate boundaries", format!("{head}Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n--b\r\nContent-Type: text/html\r\n\r\n{TRACKER}\r\n--b--\r\n--b--\r\n").into_bytes()),
+        ("boundary inside body", format!("{head}Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>--b is here</p>{TRACKER}\r\n--b--\r\n").into_bytes()),
+        ("no headers", format!("{TRACKER}\r\n").into_bytes()),
+        ("empty", Vec::new()),
+        ("headers only", head.clone().into_bytes()),
+        ("select xmp", format!("{head}Content-Type: text/html\r\n\r\n<select><xmp><img src=\"http://x.tracker.test/\"></xmp></select>{TRACKER}\r\n").into_bytes()),
+    ];
+    for (name, raw) in cases {
+        let out = check(name, &raw);
+        // What a client would render as HTML carries no tracker.
+        if out.report.error.is_none() {
+            for body in html_bodies(&out.bytes) {
+                assert!(
+                    !body.contains("<img src=\"https://news.us3.list-manage"),
+                    "{name}: tracker left\n{body}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_refused_html_part_is_neutralised_not_passed_through() {
+    let raw = html_mail(r#"<select><xmp><img src="http://x.tracker.test/"></xmp></select>"#);
+    let out = run(&raw, &keep());
+    for body in html_bodies(&out.bytes) {
+        assert!(!body.contains("<img"), "{body}");
+    }
+    assert!(
+        out.report
+            .findings
+            .iter()
+            .any(|f| f.rule.starts_with("mime:html-refused"))
+    );
+}
+
+#[test]
+fn deep_nesting_is_bounded() {
+    let depth = 1000;
+    let mut raw = format!("From: a@sender.example\r\nTo: {READER}\r\n");
+    for i in 0..depth {
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    raw.push_str(&format!("Content-Type: text/html\r\n\r\n{TRACKER}\r\n"));
+    for i in (0..depth).rev() {
+        raw.push_str(&format!("--b{i}--\r\n"));
+    }
+    let out = check("deep", raw.as_bytes());
+    assert_eq!(out.report.error.as_deref(), Some("too-deep"));
+}
+
+#[test]
+fn many_attributes_and_huge_css_are_handled() {
+    let attrs: String = (0..20_000).map(|i| format!(" data-a{i}=\"{i}\"")).collect();
+    let css: String = (0..20_000)
+        .map(|i| format!(".c{i}{{background:url(http://css.tracker.test/{i}.png)}}"))
+        .collect();
+    let raw = html_mail(&format!(
+        "<style>{css}</style><img{attrs} src=\"http://x.tracker.test/a.gif\" width=1 height=1><p>end</p>"
+    ));
+    let out = run(&raw, &strip());
+    let body = html(&out.bytes);
+    assert!(!body.contains("tracker.test"));
+    assert!(body.contains("<p>end</p>"));
+}
+
+#[test]
+fn the_time_budget_is_enforced() {
+    let policy = mailveil_core::Policy {
+        limits: mailveil_core::Limits {
+            max_time: std::time::Duration::ZERO,
+            ..Default::default()
+        },
+        ..keep()
+    };
+    let raw = html_mail(&"<p>x</p>".repeat(5000));
+    let out = run(&raw, &policy);
+    assert_eq!(out.report.error.as_deref(), Some("time-limit"));
+    assert!(out.bytes.ends_with(&raw));
+}
