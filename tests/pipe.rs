@@ -17,9 +17,13 @@ const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/newsl
 
 /// The code block that follows `<!-- snippet:NAME -->` in the README.
 fn snippet(name: &str) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let marker = format!("<!-- snippet:{name} -->");
-    let after = &readme[readme.find(&marker).unwrap_or_else(|| panic!("no {marker} in README")) + marker.len()..];
+    let after = &readme[readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {marker} in README"))
+        + marker.len()..];
     let start = after.find("```").unwrap();
     let body = &after[start..];
     let body = &body[body.find('\n').unwrap() + 1..];
@@ -60,12 +64,23 @@ fn maildir(root: &Path) -> PathBuf {
 fn delivered(maildir: &Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let files: Vec<PathBuf> = std::fs::read_dir(maildir.join("new")).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        let files: Vec<PathBuf> = std::fs::read_dir(maildir.join("new"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .collect();
         if files.len() == 1 {
             return String::from_utf8(std::fs::read(&files[0]).unwrap()).unwrap();
         }
-        assert!(files.len() < 2, "more than one message delivered: {files:?}");
-        assert!(Instant::now() < deadline, "nothing delivered into {}", maildir.display());
+        assert!(
+            files.len() < 2,
+            "more than one message delivered: {files:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "nothing delivered into {}",
+            maildir.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -73,15 +88,38 @@ fn delivered(maildir: &Path) -> String {
 /// The delivered mail is the fixture, cleaned: header on top, trackers gone, content and
 /// the text part kept.
 fn assert_cleaned(mail: &str) {
-    let fixture = std::fs::read_to_string(FIXTURE).unwrap().replace("\r\n", "\n");
+    let fixture = std::fs::read_to_string(FIXTURE)
+        .unwrap()
+        .replace("\r\n", "\n");
     let mail = mail.replace("\r\n", "\n");
-    assert!(mail.contains("X-Mailveil: v="), "no report header:\n{}", &mail[..mail.len().min(600)]);
-    assert!(mail.contains("trackers=Email on Acid,Mailchimp,"), "{}", &mail[..600.min(mail.len())]);
-    assert!(!mail.contains("track/open.php"), "the Mailchimp pixel was delivered");
-    assert!(!mail.contains("eoapxl.com"), "the Email on Acid beacon was delivered");
-    assert!(mail.contains("img/tomatoes.jpg"), "a content image was lost");
-    let text_part = &fixture[fixture.find("--_----------=_MCPart_2081534766\nContent-Type: text/plain").unwrap()..];
-    let text_part = &text_part[..text_part.find("\n--_----------=_MCPart_2081534766\nContent-Type: text/html").unwrap()];
+    assert!(
+        mail.contains("X-Mailveil: v="),
+        "no report header:\n{}",
+        &mail[..mail.len().min(600)]
+    );
+    assert!(
+        mail.contains("trackers=Email on Acid,Mailchimp,"),
+        "{}",
+        &mail[..600.min(mail.len())]
+    );
+    assert!(
+        !mail.contains("track/open.php"),
+        "the Mailchimp pixel was delivered"
+    );
+    assert!(
+        !mail.contains("eoapxl.com"),
+        "the Email on Acid beacon was delivered"
+    );
+    assert!(
+        mail.contains("img/tomatoes.jpg"),
+        "a content image was lost"
+    );
+    let text_part = &fixture[fixture
+        .find("--_----------=_MCPart_2081534766\nContent-Type: text/plain")
+        .unwrap()..];
+    let text_part = &text_part[..text_part
+        .find("\n--_----------=_MCPart_2081534766\nContent-Type: text/html")
+        .unwrap()];
     assert!(mail.contains(text_part), "the text part changed");
 }
 
@@ -94,7 +132,15 @@ fn procmail_snippet_delivers_the_cleaned_mail() {
     let md = maildir(&home);
     let rc = home.join("procmailrc");
     let recipe = snippet("procmail").replace("/usr/local/bin/mailveil", BIN);
-    std::fs::write(&rc, format!("MAILDIR={0}/\nDEFAULT={0}/\nLOGFILE={1}/procmail.log\n{recipe}", md.display(), home.display())).unwrap();
+    std::fs::write(
+        &rc,
+        format!(
+            "MAILDIR={0}/\nDEFAULT={0}/\nLOGFILE={1}/procmail.log\n{recipe}",
+            md.display(),
+            home.display()
+        ),
+    )
+    .unwrap();
     let mut child = Command::new("/usr/bin/procmail")
         .arg("-m")
         .arg(&rc)
@@ -105,8 +151,17 @@ fn procmail_snippet_delivers_the_cleaned_mail() {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&std::fs::read(FIXTURE).unwrap()).unwrap();
-    assert!(child.wait().unwrap().success(), "procmail failed: {}", std::fs::read_to_string(home.join("procmail.log")).unwrap_or_default());
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(FIXTURE).unwrap())
+        .unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "procmail failed: {}",
+        std::fs::read_to_string(home.join("procmail.log")).unwrap_or_default()
+    );
     assert_cleaned(&delivered(&md));
 }
 
@@ -129,9 +184,18 @@ fn maildrop_snippet_delivers_the_cleaned_mail() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(&std::fs::read(FIXTURE).unwrap()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(FIXTURE).unwrap())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "maildrop failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "maildrop failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_cleaned(&delivered(&md));
 }
 
@@ -163,7 +227,10 @@ fn start_dovecot(dir: &Path) -> Dovecot {
     chown(&mail_root, vuid, vgid);
     std::fs::write(dir.join("users"), "you@example.org:{PLAIN}secret::::::\n").unwrap();
     let sieve_conf = snippet("dovecot-conf")
-        .replace("/etc/dovecot/sieve/mailveil.sieve", &sieve_dir.join("mailveil.sieve").display().to_string())
+        .replace(
+            "/etc/dovecot/sieve/mailveil.sieve",
+            &sieve_dir.join("mailveil.sieve").display().to_string(),
+        )
         .replace("/etc/dovecot/sieve-filter", &bin_dir.display().to_string());
     let conf = format!(
         "base_dir = {d}/base\nstate_dir = {d}/state\ninstance_name = mailveil-pipe-test\nlog_path = {d}/dovecot.log\n\
@@ -179,8 +246,17 @@ fn start_dovecot(dir: &Path) -> Dovecot {
     let conf_path = dir.join("dovecot.conf");
     std::fs::write(&conf_path, conf).unwrap();
     // As the README says: compile the global script once (the delivery user cannot).
-    let sievec = Command::new("/usr/bin/sievec").arg("-c").arg(&conf_path).arg(sieve_dir.join("mailveil.sieve")).output().unwrap();
-    assert!(sievec.status.success(), "sievec: {}", String::from_utf8_lossy(&sievec.stderr));
+    let sievec = Command::new("/usr/bin/sievec")
+        .arg("-c")
+        .arg(&conf_path)
+        .arg(sieve_dir.join("mailveil.sieve"))
+        .output()
+        .unwrap();
+    assert!(
+        sievec.status.success(),
+        "sievec: {}",
+        String::from_utf8_lossy(&sievec.stderr)
+    );
     let log = std::fs::File::create(dir.join("stdio.log")).unwrap();
     let child = Command::new("/usr/sbin/dovecot")
         .args(["-F", "-c"])
@@ -190,11 +266,18 @@ fn start_dovecot(dir: &Path) -> Dovecot {
         .stderr(log)
         .spawn()
         .unwrap();
-    let dovecot = Dovecot { child, dir: dir.to_path_buf() };
+    let dovecot = Dovecot {
+        child,
+        dir: dir.to_path_buf(),
+    };
     let socket = dir.join("base/lmtp");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !socket.exists() {
-        assert!(Instant::now() < deadline, "dovecot did not start: {}", std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "dovecot did not start: {}",
+            std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     dovecot
@@ -202,9 +285,15 @@ fn start_dovecot(dir: &Path) -> Dovecot {
 
 fn ids(user: &str) -> (u32, u32) {
     let out = Command::new("id").arg("-u").arg(user).output().unwrap();
-    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| panic!("no user {user}: run `bash .ci/setup`"));
+    let uid = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no user {user}: run `bash .ci/setup`"));
     let out = Command::new("id").arg("-g").arg(user).output().unwrap();
-    (uid, String::from_utf8_lossy(&out.stdout).trim().parse().unwrap())
+    (
+        uid,
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap(),
+    )
 }
 
 fn chown(path: &Path, uid: u32, gid: u32) {
@@ -214,7 +303,9 @@ fn chown(path: &Path, uid: u32, gid: u32) {
 /// Delivers a message over LMTP and returns the reply to the final dot.
 fn lmtp_deliver(socket: &Path, rcpt: &str, message: &[u8]) -> String {
     let stream = UnixStream::connect(socket).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     let mut reply = || {
@@ -229,12 +320,19 @@ fn lmtp_deliver(socket: &Path, rcpt: &str, message: &[u8]) -> String {
         }
     };
     assert!(reply().starts_with("220"));
-    for cmd in ["LHLO test.example\r\n".to_string(), "MAIL FROM:<hello@gardenletter.example>\r\n".into(), format!("RCPT TO:<{rcpt}>\r\n"), "DATA\r\n".into()] {
+    for cmd in [
+        "LHLO test.example\r\n".to_string(),
+        "MAIL FROM:<hello@gardenletter.example>\r\n".into(),
+        format!("RCPT TO:<{rcpt}>\r\n"),
+        "DATA\r\n".into(),
+    ] {
         writer.write_all(cmd.as_bytes()).unwrap();
         let r = reply();
         assert!(r.starts_with('2') || r.starts_with('3'), "{cmd:?} -> {r}");
     }
-    let text = String::from_utf8_lossy(message).replace("\r\n", "\n").replace('\n', "\r\n");
+    let text = String::from_utf8_lossy(message)
+        .replace("\r\n", "\n")
+        .replace('\n', "\r\n");
     for line in text.split_inclusive("\r\n") {
         if line.starts_with('.') {
             writer.write_all(b".").unwrap();
@@ -247,17 +345,33 @@ fn lmtp_deliver(socket: &Path, rcpt: &str, message: &[u8]) -> String {
 
 #[test]
 fn dovecot_sieve_snippet_delivers_the_cleaned_mail() {
-    if !available(&["/usr/sbin/dovecot", "/usr/lib/dovecot/lmtp", "/usr/lib/dovecot/modules/sieve/lib90_sieve_extprograms_plugin.so", "/usr/bin/sievec"]) {
+    if !available(&[
+        "/usr/sbin/dovecot",
+        "/usr/lib/dovecot/lmtp",
+        "/usr/lib/dovecot/modules/sieve/lib90_sieve_extprograms_plugin.so",
+        "/usr/bin/sievec",
+    ]) {
         return;
     }
     let dir = scratch("sieve");
     let dovecot = start_dovecot(&dir);
-    let reply = lmtp_deliver(&dir.join("base/lmtp"), "you@example.org", &std::fs::read(FIXTURE).unwrap());
-    assert!(reply.starts_with("250"), "LMTP: {reply}\n{}", std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default());
+    let reply = lmtp_deliver(
+        &dir.join("base/lmtp"),
+        "you@example.org",
+        &std::fs::read(FIXTURE).unwrap(),
+    );
+    assert!(
+        reply.starts_with("250"),
+        "LMTP: {reply}\n{}",
+        std::fs::read_to_string(dir.join("dovecot.log")).unwrap_or_default()
+    );
     let md = dir.join("mail/you/Maildir");
     let mail = delivered(&md);
     let log = std::fs::read_to_string(dovecot.dir.join("dovecot.log")).unwrap_or_default();
-    assert!(mail.contains("X-Mailveil"), "sieve did not run the filter:\n{log}");
+    assert!(
+        mail.contains("X-Mailveil"),
+        "sieve did not run the filter:\n{log}"
+    );
     assert!(!log.contains("Error"), "dovecot logged errors:\n{log}");
     assert_cleaned(&mail);
 }

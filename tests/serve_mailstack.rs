@@ -50,16 +50,30 @@ fn swaks_tracked(stack: &Stack, port: u16, to: &str, token: &str) -> (bool, Stri
 }
 
 fn assert_cleaned(msg: &str, token: &str) {
-    assert_eq!(header(msg, "X-Mailveil").len(), 1, "one X-Mailveil header:\n{msg}");
+    assert_eq!(
+        header(msg, "X-Mailveil").len(),
+        1,
+        "one X-Mailveil header:\n{msg}"
+    );
     assert!(header(msg, "X-Mailveil")[0].starts_with("v="), "{msg}");
-    assert!(!msg.contains("t.example/open.gif"), "tracker still there:\n{msg}");
-    assert!(msg.contains(&format!("Hello {token}, the content stays.")), "content lost:\n{msg}");
+    assert!(
+        !msg.contains("t.example/open.gif"),
+        "tracker still there:\n{msg}"
+    );
+    assert!(
+        msg.contains(&format!("Hello {token}, the content stays.")),
+        "content lost:\n{msg}"
+    );
     assert_eq!(
         header(msg, "Message-ID"),
         [format!("<{token}@sender.example>").as_str()],
         "Message-ID changed:\n{msg}"
     );
-    assert_eq!(header(msg, "To"), ["alice@example.test,bob@example.test"], "{msg}");
+    assert_eq!(
+        header(msg, "To"),
+        ["alice@example.test,bob@example.test"],
+        "{msg}"
+    );
 }
 
 #[test]
@@ -69,7 +83,12 @@ fn tracked_mail_through_postfix_and_reinjection_arrives_cleaned() {
     let down = format!("smtp://127.0.0.1:{}", stack.ports.reinject);
     stack.start_mailveil(stack.ports.filter, &down, &[]);
     let token = format!("e2e{}", std::process::id());
-    let (ok, out) = swaks_tracked(&stack, stack.ports.inbound, "alice@example.test,bob@example.test", &token);
+    let (ok, out) = swaks_tracked(
+        &stack,
+        stack.ports.inbound,
+        "alice@example.test,bob@example.test",
+        &token,
+    );
     assert!(ok, "{out}");
     for user in ["alice", "bob"] {
         let msgs = stack.wait_mail(user, 1, Duration::from_secs(30));
@@ -86,12 +105,19 @@ fn tracked_mail_through_postfix_and_reinjection_arrives_cleaned() {
     assert!(!fetched[0].contains("t.example/open.gif"));
     // one log line for the mail, with Postfix's queue id (from XFORWARD)
     let log = stack.mailveil_log();
-    let line = log.lines().find(|l| l.contains(": mail queue_id=")).unwrap_or_else(|| panic!("{log}"));
+    let line = log
+        .lines()
+        .find(|l| l.contains(": mail queue_id="))
+        .unwrap_or_else(|| panic!("{log}"));
     assert!(!line.contains("queue_id= "), "queue id missing: {line}");
     assert!(line.contains("rcpts=2"), "{line}");
     assert!(line.contains("recipient-token=1"), "{line}");
     // the XFORWARD attributes reached the reinjection smtpd
-    assert!(stack.postfix_log().contains("orig_queue_id="), "{}", tail(&stack.postfix_log(), 20));
+    assert!(
+        stack.postfix_log().contains("orig_queue_id="),
+        "{}",
+        tail(&stack.postfix_log(), 20)
+    );
     assert_eq!(stack.queued(), 0);
 }
 
@@ -102,7 +128,12 @@ fn lmtp_direct_postfix_speaks_lmtp_to_mailveil_which_delivers_to_dovecot() {
     let down = format!("lmtp:unix:{}", stack.lmtp_socket().display());
     stack.start_mailveil(stack.ports.filter, &down, &[]);
     let token = format!("lmtp{}", std::process::id());
-    let (ok, out) = swaks_tracked(&stack, stack.ports.inbound, "alice@example.test,bob@example.test", &token);
+    let (ok, out) = swaks_tracked(
+        &stack,
+        stack.ports.inbound,
+        "alice@example.test,bob@example.test",
+        &token,
+    );
     assert!(ok, "{out}");
     for user in ["alice", "bob"] {
         let msgs = stack.wait_mail(user, 1, Duration::from_secs(30));
@@ -125,11 +156,22 @@ fn two_thousand_mails_through_the_chain_each_delivered_once() {
     let started = Instant::now();
     let out = std::process::Command::new("smtp-source")
         .args(["-s", "20", "-m", &n.to_string(), "-l", "5000"])
-        .args(["-M", "client.example.org", "-f", "sender@example.org", "-t", "bench@example.test"])
+        .args([
+            "-M",
+            "client.example.org",
+            "-f",
+            "sender@example.org",
+            "-t",
+            "bench@example.test",
+        ])
         .arg(format!("127.0.0.1:{}", stack.ports.inbound))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let accepted = started.elapsed();
     stack.wait_mail("bench", n, Duration::from_secs(240));
     let delivered = started.elapsed();
@@ -139,14 +181,25 @@ fn two_thousand_mails_through_the_chain_each_delivered_once() {
     let mut ids = HashSet::new();
     for f in &files {
         let msg = std::fs::read_to_string(f).unwrap();
-        assert!(msg.contains("X-Mailveil: v="), "not filtered: {}", f.display());
-        let id = header(&msg, "Message-Id").first().map(|s| s.to_string()).unwrap_or_default();
+        assert!(
+            msg.contains("X-Mailveil: v="),
+            "not filtered: {}",
+            f.display()
+        );
+        let id = header(&msg, "Message-Id")
+            .first()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         assert!(ids.insert(id.clone()), "duplicate Message-Id {id}");
     }
     assert_eq!(files.len(), n, "files");
     assert_eq!(ids.len(), n, "distinct Message-Ids");
     assert_eq!(stack.queued(), 0);
-    let mails_logged = stack.mailveil_log().lines().filter(|l| l.contains("reply=[250]")).count();
+    let mails_logged = stack
+        .mailveil_log()
+        .lines()
+        .filter(|l| l.contains("reply=[250]"))
+        .count();
     assert_eq!(mails_logged, n);
     eprintln!(
         "LOAD: {n} mails accepted by Postfix in {:.1} s, all {n} in the Maildir after {:.1} s ({:.0} mails/s end to end)",
@@ -170,7 +223,12 @@ fn downstream_down_means_451_and_queued_then_all_arrive_once() {
     // through Postfix: deferred, kept in the queue, nothing delivered
     let n = 5;
     for i in 0..n {
-        let (ok, out) = swaks_tracked(&stack, stack.ports.inbound, "alice@example.test", &format!("held{i}x"));
+        let (ok, out) = swaks_tracked(
+            &stack,
+            stack.ports.inbound,
+            "alice@example.test",
+            &format!("held{i}x"),
+        );
         assert!(ok, "{out}");
     }
     wait_until(Duration::from_secs(30), || {
@@ -178,7 +236,11 @@ fn downstream_down_means_451_and_queued_then_all_arrive_once() {
     })
     .unwrap_or_else(|| panic!("not deferred:\n{}", tail(&stack.postfix_log(), 20)));
     assert_eq!(stack.queued(), n, "{}", stack.postqueue("-p"));
-    assert!(stack.postqueue("-p").contains("451"), "{}", stack.postqueue("-p"));
+    assert!(
+        stack.postqueue("-p").contains("451"),
+        "{}",
+        stack.postqueue("-p")
+    );
     assert!(stack.maildir("alice").is_empty());
     // downstream back, flush: every mail arrives, once
     stack.script("dovecot-up.sh");
@@ -194,7 +256,11 @@ fn downstream_down_means_451_and_queued_then_all_arrive_once() {
     assert_eq!(msgs.len(), n, "none twice");
     for i in 0..n {
         let want = format!("Subject: held{i}x");
-        assert_eq!(msgs.iter().filter(|m| m.contains(&want)).count(), 1, "{want}");
+        assert_eq!(
+            msgs.iter().filter(|m| m.contains(&want)).count(),
+            1,
+            "{want}"
+        );
     }
 }
 
@@ -219,7 +285,8 @@ impl CutProxy {
                     continue;
                 };
                 let (c, f) = (Arc::clone(&c), Arc::clone(&f));
-                let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
                     // client -> server, freezing 2000 bytes into the data when cutting
                     let mut seen = Vec::new();
@@ -285,16 +352,32 @@ fn sigkill_in_the_middle_of_data_loses_nothing() {
     stack.start_mailveil(mv_port, &down, &[]);
     let big = "x".repeat(76);
     let body: String = (0..2000).map(|i| format!("line {i} {big}\n")).collect();
+    let body_file = stack.run.join("big-body.txt");
+    std::fs::write(&body_file, body).unwrap();
+    let body_arg = format!("@{}", body_file.display());
     let (ok, out) = stack.swaks(
         stack.ports.inbound,
-        &["--from", "a@sender.example", "--to", "alice@example.test", "--header", "Subject: killed-mid-data", "--body", &body],
+        &[
+            "--from",
+            "a@sender.example",
+            "--to",
+            "alice@example.test",
+            "--header",
+            "Subject: killed-mid-data",
+            "--body",
+            &body_arg,
+        ],
     );
     assert!(ok, "{out}");
-    wait_until(Duration::from_secs(30), || proxy.frozen.load(Ordering::SeqCst))
-        .expect("Postfix started the data");
+    wait_until(Duration::from_secs(30), || {
+        proxy.frozen.load(Ordering::SeqCst)
+    })
+    .expect("Postfix started the data");
     stack.kill_mailveil();
-    wait_until(Duration::from_secs(30), || stack.postfix_log().contains("status=deferred"))
-        .unwrap_or_else(|| panic!("not deferred:\n{}", tail(&stack.postfix_log(), 20)));
+    wait_until(Duration::from_secs(30), || {
+        stack.postfix_log().contains("status=deferred")
+    })
+    .unwrap_or_else(|| panic!("not deferred:\n{}", tail(&stack.postfix_log(), 20)));
     assert_eq!(stack.queued(), 1);
     assert!(stack.maildir("alice").is_empty());
     // mailveil back, no more cutting, Postfix retries
@@ -317,14 +400,28 @@ fn foreign_recipient_is_for_the_downstream_to_decide() {
     stack.start_mailveil(stack.ports.filter, &down, &[]);
     let (ok, out) = stack.swaks(
         stack.ports.filter,
-        &["--from", "a@sender.example", "--to", "someone@foreign.example", "--body", "relay?"],
+        &[
+            "--from",
+            "a@sender.example",
+            "--to",
+            "someone@foreign.example",
+            "--body",
+            "relay?",
+        ],
     );
     assert!(!ok);
     // Dovecot knows no such user: its refusal comes back as it is
     assert!(out.contains("<** 550 5.1.1"), "{out}");
     let (ok, out) = stack.swaks(
         stack.ports.filter,
-        &["--from", "a@sender.example", "--to", "bob@example.test", "--body", "local"],
+        &[
+            "--from",
+            "a@sender.example",
+            "--to",
+            "bob@example.test",
+            "--body",
+            "local",
+        ],
     );
     assert!(ok, "{out}");
     stack.wait_mail("bob", 1, Duration::from_secs(20));

@@ -167,7 +167,12 @@ impl Stack {
         wait_until(Duration::from_secs(20), || {
             TcpStream::connect(&listen).is_ok()
         })
-        .unwrap_or_else(|| panic!("mailveil did not listen on {listen}: {}", self.mailveil_log()));
+        .unwrap_or_else(|| {
+            panic!(
+                "mailveil did not listen on {listen}: {}",
+                self.mailveil_log()
+            )
+        });
     }
 
     /// SIGKILL (no chance to answer anything).
@@ -207,7 +212,11 @@ impl Stack {
 
     /// Files in a user's Maildir (new and cur).
     pub fn maildir(&self, user: &str) -> Vec<PathBuf> {
-        let base = self.run.join("mail/example.test").join(user).join("Maildir");
+        let base = self
+            .run
+            .join("mail/example.test")
+            .join(user)
+            .join("Maildir");
         let mut files = Vec::new();
         for sub in ["new", "cur"] {
             if let Ok(rd) = fs::read_dir(base.join(sub)) {
@@ -253,10 +262,11 @@ impl Stack {
         }
         out.lines()
             .filter(|l| {
-                l.split_whitespace()
-                    .next()
-                    .is_some_and(|w| w.len() >= 8 && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '!'))
-                    && l.contains('@')
+                l.split_whitespace().next().is_some_and(|w| {
+                    w.len() >= 8
+                        && w.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '*' || c == '!')
+                }) && l.contains('@')
             })
             .count()
     }
@@ -367,11 +377,17 @@ pub fn imap_fetch(port: u16, user: &str, pass: &str, needle: &str) -> Vec<String
     };
     run("a1", &format!("LOGIN {user} {pass}"));
     run("a2", "SELECT INBOX");
-    let search = String::from_utf8_lossy(&run("a3", &format!("SEARCH TEXT \"{needle}\""))).to_string();
+    let search =
+        String::from_utf8_lossy(&run("a3", &format!("SEARCH TEXT \"{needle}\""))).to_string();
     let ids: Vec<String> = search
         .lines()
         .filter(|l| l.starts_with("* SEARCH"))
-        .flat_map(|l| l.split_whitespace().skip(2).map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|l| {
+            l.split_whitespace()
+                .skip(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let mut msgs = Vec::new();
     for id in ids {

@@ -337,7 +337,10 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
     let params = params.into_vec();
     let unknown = |id: &str, tracker: &str, file: &str| RuleError {
         file: file.to_string(),
-        line: files.iter().find(|(s, _)| s.name == file).map_or(0, |(s, _)| find_line(&s.text, id)),
+        line: files
+            .iter()
+            .find(|(s, _)| s.name == file)
+            .map_or(0, |(s, _)| find_line(&s.text, id)),
         column: 1,
         message: format!("rule {id:?} names tracker {tracker:?}, which no [[tracker]] defines"),
     };
@@ -538,19 +541,31 @@ source = "test"
     fn trackers_may_be_defined_in_a_later_file() {
         let tracker_only = MAILCHIMP.split("[[pixel]]").next().unwrap().to_string();
         let pixel_only = format!("[[pixel]]{}", MAILCHIMP.split("[[pixel]]").nth(1).unwrap());
-        let sources = [src("a-pixels.toml", &pixel_only), src("z-trackers.toml", &tracker_only)];
+        let sources = [
+            src("a-pixels.toml", &pixel_only),
+            src("z-trackers.toml", &tracker_only),
+        ];
         let (rules, errors) = Rules::compile_lenient(&sources);
         assert!(errors.is_empty(), "{errors:?}");
-        assert!(rules.match_pixel("us3.list-manage.com", "/track/open.php").is_some());
+        assert!(
+            rules
+                .match_pixel("us3.list-manage.com", "/track/open.php")
+                .is_some()
+        );
     }
 
     #[test]
     fn a_file_naming_an_unknown_tracker_is_left_out_with_its_line() {
         let bad = "[[pixel]]\nid = \"stray\"\ntracker = \"nobody\"\nhost = \"x.example\"\nsource = \"s\"\n";
-        let (rules, errors) = Rules::compile_lenient(&[src("good.toml", MAILCHIMP), src("bad.toml", bad)]);
+        let (rules, errors) =
+            Rules::compile_lenient(&[src("good.toml", MAILCHIMP), src("bad.toml", bad)]);
         assert_eq!(errors.len(), 1);
         assert_eq!((errors[0].file.as_str(), errors[0].line), ("bad.toml", 2));
-        assert!(rules.match_pixel("us3.list-manage.com", "/track/open.php").is_some());
+        assert!(
+            rules
+                .match_pixel("us3.list-manage.com", "/track/open.php")
+                .is_some()
+        );
     }
 
     #[test]
