@@ -78,6 +78,8 @@ impl Conn {
         self.stream
     }
 
+    /// Reads more bytes into the buffer. Cancel-safe (`read_buf` appends only what was
+    /// read), so a session can stop waiting for a command when the server shuts down.
     async fn fill(&mut self, timeout: Duration) -> Result<(), ReadError> {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
@@ -86,17 +88,13 @@ impl Conn {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        let start = self.buf.len();
-        self.buf.resize(start + READ_CHUNK, 0);
-        let read = tokio::time::timeout(timeout, self.stream.read(&mut self.buf[start..])).await;
-        let n = match read {
+        self.buf.reserve(READ_CHUNK);
+        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(e)) => Err(ReadError::Io(e)),
             Ok(Ok(0)) => Err(ReadError::Eof),
-            Ok(Ok(n)) => Ok(n),
-        };
-        self.buf.truncate(start + n.as_ref().copied().unwrap_or(0));
-        n.map(|_| ())
+            Ok(Ok(_)) => Ok(()),
+        }
     }
 
     /// One line, CRLF (or LF) included. A line over `max` bytes is consumed and
@@ -239,6 +237,20 @@ mod tests {
         assert!(matches!(c.read_line(100, T).await, Err(ReadError::TooLong)));
         assert_eq!(c.read_line(100, T).await.unwrap(), b"NOOP\r\n");
         assert!(matches!(c.read_line(100, T).await, Err(ReadError::Eof)));
+    }
+
+    #[tokio::test]
+    async fn only_crlf_dot_crlf_ends_the_data() {
+        // SMTP smuggling: a bare LF before the dot must not end the message.
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut c = Conn::new(Box::new(a));
+        tokio::spawn(async move {
+            b.write_all(b"Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@x>\r\n.\r\n")
+                .await
+                .unwrap();
+        });
+        let body = c.read_data(1000, T).await.unwrap();
+        assert_eq!(body.bytes, b"Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@x>\r\n");
     }
 
     #[tokio::test]
