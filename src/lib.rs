@@ -4,5 +4,6 @@
 
 pub use mailveil_core::*;
 
+pub mod explain;
 pub mod rule_files;
 pub mod smtp;

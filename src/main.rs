@@ -55,9 +55,18 @@ struct FilterArgs {
     /// When a mail cannot be cleaned: pass it on unchanged (with an error header) or exit 75.
     #[arg(long, value_name = "pass|tempfail", default_value = "pass")]
     on_error: String,
+    /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
+    #[arg(long)]
+    keep_campaign_params: bool,
     /// Time budget for one mail, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     max_time: u64,
+    /// Larger mails are passed on unchanged (with `error=too-large`).
+    #[arg(long, value_name = "BYTES", default_value_t = mailveil::Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Deeper MIME nesting is an error (the mail passes unchanged).
+    #[arg(long, value_name = "N", default_value_t = mailveil::Limits::default().max_depth)]
+    max_depth: usize,
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     no_system_rules: bool,
@@ -97,6 +106,20 @@ enum RulesCommand {
     Check {
         /// Directories to check (default: the shipped rules only).
         dirs: Vec<PathBuf>,
+    },
+    /// What mailveil would do with a link or image URL, and which rule decided it.
+    Explain {
+        /// The URL.
+        url: String,
+        /// The recipient's address (repeatable), for recipient-token detection.
+        #[arg(long = "recipient", value_name = "ADDR")]
+        recipients: Vec<String>,
+        /// Extra rule directories.
+        #[arg(long = "rules", value_name = "DIR")]
+        rules: Vec<PathBuf>,
+        /// Keep aggregate campaign parameters (utm_*).
+        #[arg(long)]
+        keep_campaign_params: bool,
     },
     /// How many trackers, pixel patterns, redirect formats and parameters are loaded.
     Stats {
@@ -140,8 +163,14 @@ fn filter(args: FilterArgs) -> ExitCode {
         } else {
             OnError::PassUnchanged
         },
+        links: mailveil::links::LinkPolicy {
+            keep_campaign_params: args.keep_campaign_params,
+            ..Default::default()
+        },
         limits: mailveil::Limits {
             max_time: Duration::from_secs(args.max_time),
+            max_message_bytes: args.max_message_bytes,
+            max_depth: args.max_depth,
             ..Default::default()
         },
     };
@@ -237,6 +266,26 @@ fn rules_command(command: RulesCommand) -> anyhow::Result<ExitCode> {
             } else {
                 Ok(ExitCode::FAILURE)
             }
+        }
+        RulesCommand::Explain {
+            url,
+            recipients,
+            rules,
+            keep_campaign_params,
+        } => {
+            let (loaded, errors) = rule_files::load(&rules, true);
+            for e in &errors {
+                eprintln!("mailveil: rule file skipped: {e}");
+            }
+            let policy = mailveil::links::LinkPolicy {
+                keep_campaign_params,
+                ..Default::default()
+            };
+            print!(
+                "{}",
+                mailveil::explain::explain(&url, &recipients, &loaded, &policy)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Stats { rules } => {
             let (loaded, errors) = rule_files::load(&rules, true);

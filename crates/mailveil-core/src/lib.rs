@@ -21,6 +21,7 @@ pub mod detect;
 mod envelope;
 mod headers;
 pub mod html;
+pub mod links;
 mod mime;
 mod policy;
 mod report;
@@ -93,10 +94,21 @@ fn clean_message(
         }
     }
     let detector = detect::Detector::new(rules, addresses.iter().map(String::as_str));
+    let list_unsubscribe: Vec<String> = headers::named(&fields, "List-Unsubscribe")
+        .flat_map(|f| bracketed(&raw[f.range.clone()]))
+        .collect();
     let mut report = Report::new();
     let deadline = started + policy.limits.max_time;
     let body = {
-        let mut walk = mime::Walk::new(&detector, policy, deadline, &mut report, eol);
+        let mut walk = mime::Walk::new(
+            &detector,
+            rules,
+            &list_unsubscribe,
+            policy,
+            deadline,
+            &mut report,
+            eol,
+        );
         mime::clean_parts(raw, "", 0, &mut walk)
     };
     let body = match body {
@@ -127,6 +139,7 @@ fn clean_message(
                     rule: "header:read-receipt".into(),
                     tracker: None,
                     action,
+                    params: Vec::new(),
                 },
                 policy.limits.max_findings,
             );
@@ -199,6 +212,16 @@ fn with_header(msg: &[u8], header: &[u8], drop: &[std::ops::Range<usize>]) -> Ve
     }
     out.extend_from_slice(&msg[at..]);
     out
+}
+
+/// The `<...>` items of a header field (List-Unsubscribe URLs).
+fn bracketed(field: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(field);
+    text.split('<')
+        .skip(1)
+        .filter_map(|s| s.split_once('>'))
+        .map(|(u, _)| u.split_whitespace().collect::<String>())
+        .collect()
 }
 
 /// Mail addresses in a header field (`Name <a@b>`, `a@b, c@d`).

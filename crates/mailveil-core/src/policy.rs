@@ -79,6 +79,8 @@ pub struct Policy {
     pub strip_read_receipts: bool,
     /// What to do with a mail that cannot be cleaned.
     pub on_error: OnError,
+    /// Links: unwrap redirects, remove identifying parameters.
+    pub links: crate::links::LinkPolicy,
     /// Resource bounds.
     pub limits: Limits,
 }

@@ -24,6 +24,10 @@ pub enum FindingKind {
     Refresh,
     /// A `<base href>` that would make relative URLs remote.
     Base,
+    /// A click-tracking redirect link: unwrapped to its destination, or kept (opaque).
+    ClickRedirect,
+    /// Identifying parameters removed from a link.
+    TrackingParam,
     /// A read-receipt request header.
     ReadReceipt,
     /// A signed part (multipart/signed, S/MIME), left untouched.
@@ -45,6 +49,8 @@ impl FindingKind {
             FindingKind::Prefetch => "prefetch",
             FindingKind::Refresh => "refresh",
             FindingKind::Base => "base",
+            FindingKind::ClickRedirect => "click-redirect",
+            FindingKind::TrackingParam => "tracking-param",
             FindingKind::ReadReceipt => "read-receipt",
             FindingKind::Signed => "signed",
             FindingKind::Encrypted => "encrypted",
@@ -59,6 +65,10 @@ impl FindingKind {
 pub enum Action {
     /// The element, attribute, CSS declaration or header was removed.
     Strip,
+    /// A redirect link was replaced by the destination it carries.
+    Unwrap,
+    /// Identifying parameters were removed from a link.
+    Clean,
     /// A relative URL was made absolute (after a `<base>` was removed).
     Resolve,
     /// Left as it was, and reported.
@@ -86,6 +96,9 @@ pub struct Finding {
     pub tracker: Option<String>,
     /// What was done.
     pub action: Action,
+    /// The parameters removed from a link, where that is what was done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub params: Vec<String>,
 }
 
 /// Everything one pass found and did.
@@ -127,7 +140,15 @@ impl Report {
     pub fn kept(&self) -> usize {
         self.findings
             .iter()
-            .filter(|f| f.action == Action::Keep)
+            .filter(|f| f.action == Action::Keep && f.kind == FindingKind::RemoteContent)
+            .count()
+    }
+
+    /// Number of opaque click trackers kept (their links must keep working).
+    pub fn opaque_links(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.action == Action::Keep && f.kind == FindingKind::ClickRedirect)
             .count()
     }
 
@@ -158,6 +179,10 @@ impl Report {
         let kept = self.kept();
         if kept > 0 {
             out.push_str(&format!("; kept={kept}"));
+        }
+        let opaque = self.opaque_links();
+        if opaque > 0 {
+            out.push_str(&format!("; opaque-links={opaque}"));
         }
         let trackers = self.trackers();
         if !trackers.is_empty() {
@@ -202,6 +227,7 @@ mod tests {
             rule: "r".into(),
             tracker: tracker.map(String::from),
             action,
+            params: Vec::new(),
         }
     }
 

@@ -123,8 +123,9 @@ pub(super) fn on_element(
     if el.has_attribute("href") && (SVG_FETCH_HREF.contains(&tag.as_str())) {
         fetch_attr(el, &tag, "href", ctx, state);
     }
-    if matches!(tag.as_str(), "a" | "area") {
+    if matches!(tag.as_str(), "a" | "area") || (tag.starts_with("v:") && el.has_attribute("href")) {
         resolve_link(el, &tag, ctx, state);
+        super::links::on_link(el, &tag, ctx, state);
     }
     for attr in ["srcset", "imagesrcset"] {
         srcset(el, &tag, attr, ctx, state);

@@ -7,6 +7,8 @@
 
 pub mod css;
 mod elements;
+mod links;
+pub use links::rewrite_text_links;
 pub mod visibility;
 
 use crate::detect::{Base, Detector, RemoteUrl, remote_url};
@@ -23,6 +25,8 @@ use visibility::HiddenSelectors;
 /// What one part's rewrite needs to know.
 pub(crate) struct HtmlContext<'a> {
     pub detector: &'a Detector<'a>,
+    pub rules: &'a crate::rules::Rules,
+    pub list_unsubscribe: &'a [String],
     pub policy: &'a Policy,
     /// The MIME part number, for findings.
     pub part: &'a str,
@@ -57,6 +61,12 @@ struct State {
     findings: Vec<Finding>,
     changed: bool,
     elements: u32,
+    /// Links whose decision waits for their text, and the one collecting text now.
+    pending: Vec<links::Pending>,
+    anchor: Option<usize>,
+    /// In the current `<a>`: its old URL as written in text, and what replaces it.
+    shown_url: Option<(String, String)>,
+    text_buf: String,
 }
 
 const DEADLINE_MSG: &str = "mailveil: time budget exceeded";
@@ -83,11 +93,11 @@ fn run(
     ctx: &HtmlContext,
     state: &RefCell<State>,
 ) -> Result<Vec<u8>, HtmlError> {
-    let encoding =
+    let ascii =
         AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
     let mut out = Vec::with_capacity(input.len());
     let settings = Settings::new()
-        .with_encoding(encoding)
+        .with_encoding(ascii)
         .with_strict(true)
         .with_memory_settings(
             MemorySettings::new()
@@ -96,6 +106,10 @@ fn run(
         .append_element_content_handler(element!("*", |el| elements::on_element(el, ctx, state)))
         .append_element_content_handler(text!("style", |t| on_style_text(t, ctx, state)))
         .append_element_content_handler(text!("noscript", |t| on_noscript_text(t, ctx, state)))
+        .append_element_content_handler(text!("a", |t| {
+            links::on_anchor_text(t, state);
+            Ok(())
+        }))
         .append_document_content_handler(doc_comments!(|c| on_comment(c, ctx, state)));
     let mut rewriter = HtmlRewriter::new(settings, |chunk: &[u8]| out.extend_from_slice(chunk));
     let result = rewriter.write(input).and_then(|()| rewriter.end());
@@ -107,6 +121,7 @@ fn run(
         }
         other => HtmlError::Refused(other.to_string()),
     })?;
+    links::finish(&mut out, ctx, state, encoding);
     Ok(out)
 }
 
@@ -316,6 +331,7 @@ fn finding(
         rule,
         tracker,
         action,
+        params: Vec::new(),
     }
 }
 

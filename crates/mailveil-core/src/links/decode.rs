@@ -8,8 +8,8 @@ use super::parts::{Parts, percent_decode_bytes, percent_decode_str, valid_destin
 use crate::rules::RedirectEncoding;
 use crate::rules::schema::RedirectEntry;
 use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use std::io::Read;
 
 /// Largest carrier (encoded destination) looked at.
@@ -17,27 +17,42 @@ const MAX_CARRIER: usize = 32 * 1024;
 /// Largest zlib output accepted (a bigger one is a bomb, not a link).
 pub(crate) const MAX_INFLATED: u64 = 64 * 1024;
 
-/// The destination carried by a URL that matched `entry`, validated as an absolute
-/// http(s) URL, or `None`.
-pub(crate) fn destination(entry: &RedirectEntry, parts: &Parts<'_>) -> Option<String> {
+/// What a recoverable redirect rule found in a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Carried {
+    /// The destination, validated as an absolute http(s) URL.
+    Destination(String),
+    /// The parameter or segment that should carry it is not there (a plain link on a
+    /// host that also serves redirects, like `www.amazon.com/gp/r.html`).
+    Absent,
+    /// It is there but does not decode to a valid destination.
+    Undecodable,
+}
+
+/// What the URL that matched `entry` carries.
+pub(crate) fn destination(entry: &RedirectEntry, parts: &Parts<'_>) -> Carried {
     if entry.opaque {
-        return None;
+        return Carried::Undecodable;
     }
     let encoding = entry.encoding.unwrap_or(RedirectEncoding::Plain);
     let field = entry.field.as_deref();
     let decoded = if let Some(name) = entry.param.as_deref() {
-        let raw = parts.param(name)?;
+        let Some(raw) = parts.param(name).filter(|v| !v.is_empty()) else {
+            return Carried::Absent;
+        };
         if raw.len() > MAX_CARRIER {
-            return None;
+            return Carried::Undecodable;
         }
-        decode(encoding, raw, true, field, parts)?
+        decode(encoding, raw, true, field, parts)
     } else {
         let segments = parts.segments();
-        let index = segment_index(entry.segment?, &segments)?;
+        let Some(index) = entry.segment.and_then(|s| segment_index(s, &segments)) else {
+            return Carried::Absent;
+        };
         let single = segments[index];
         let rest = segments[index..].join("/");
         if rest.len() > MAX_CARRIER {
-            return None;
+            return Carried::Undecodable;
         }
         let std_alphabet = matches!(
             encoding,
@@ -45,17 +60,17 @@ pub(crate) fn destination(entry: &RedirectEntry, parts: &Parts<'_>) -> Option<St
         );
         // Standard base64 may hold '/', which splits it over several segments: the
         // destination is then the rest of the path.
-        let first = if std_alphabet && rest != single {
+        let whole = if std_alphabet && rest != single {
             decode(encoding, &rest, false, field, parts).and_then(|d| valid_destination(&d))
         } else {
             None
         };
-        match first {
-            Some(d) => d,
-            None => decode(encoding, single, false, field, parts)?,
-        }
+        whole.or_else(|| decode(encoding, single, false, field, parts))
     };
-    valid_destination(&decoded)
+    match decoded.as_deref().and_then(valid_destination) {
+        Some(d) => Carried::Destination(d),
+        None => Carried::Undecodable,
+    }
 }
 
 /// Resolves a rule's segment number (0-based, -1 = last non-empty) to an index.
@@ -68,10 +83,7 @@ fn segment_index(segment: i32, segments: &[&str]) -> Option<usize> {
         let non_empty: Vec<usize> = (0..segments.len())
             .filter(|&i| !segments[i].is_empty())
             .collect();
-        non_empty
-            .len()
-            .checked_sub(from_end)
-            .map(|k| non_empty[k])
+        non_empty.len().checked_sub(from_end).map(|k| non_empty[k])
     }
 }
 
@@ -91,7 +103,7 @@ fn decode(
         | RedirectEncoding::Sailthru
         | RedirectEncoding::Convertkit => base64_text(raw).map(|s| trim_attribute_junk(&s)),
         RedirectEncoding::Mailjet => {
-            base64_text(raw).map(|s| trim_attribute_junk(&htmlize::unescape(s)))
+            base64_text(raw).map(|s| trim_attribute_junk(&htmlize::unescape_attribute(s)))
         }
         RedirectEncoding::Base64Json => base64_json(raw, field),
         RedirectEncoding::ZlibBase64urlQuery => zlib_query(raw, field.unwrap_or("l")),
@@ -103,7 +115,10 @@ fn decode(
 /// twice when the first pass still leaves an encoded scheme (`https%3A%2F%2F`).
 pub(crate) fn plain(raw: &str, form: bool) -> String {
     let once = percent_decode_str(raw, form);
-    let lower = once.get(..10).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower = once
+        .get(..10)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     if lower.starts_with("http%3a") || lower.starts_with("https%3a") {
         percent_decode_str(&once, false)
     } else {
@@ -212,10 +227,17 @@ fn postmark(marker: &str, raw: &str) -> Option<String> {
     if host_part.contains('%') {
         dest = percent_decode_str(&dest, false);
     }
-    let lower = dest.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower = dest
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         return Some(dest);
     }
-    let scheme = if marker.contains('s') { "https" } else { "http" };
+    let scheme = if marker.contains('s') {
+        "https"
+    } else {
+        "http"
+    };
     Some(format!("{scheme}://{dest}"))
 }

@@ -99,9 +99,8 @@ impl<'a> Parts<'a> {
 
     /// Rebuilds the URL with another query (None: no `?` at all).
     pub fn with_query(&self, query: Option<&str>) -> String {
-        let mut out = String::with_capacity(
-            self.scheme.len() + self.authority.len() + self.path.len() + 64,
-        );
+        let mut out =
+            String::with_capacity(self.scheme.len() + self.authority.len() + self.path.len() + 64);
         out.push_str(self.scheme);
         out.push_str("://");
         out.push_str(self.authority);

@@ -40,6 +40,9 @@ impl CleanError {
 /// What the walk of one message (and its nested messages) shares.
 pub(crate) struct Walk<'a> {
     pub detector: &'a Detector<'a>,
+    pub rules: &'a crate::rules::Rules,
+    /// The URLs of the top message's `List-Unsubscribe` header (functional links).
+    pub list_unsubscribe: &'a [String],
     pub policy: &'a Policy,
     pub deadline: Instant,
     pub report: &'a mut Report,
@@ -50,6 +53,8 @@ pub(crate) struct Walk<'a> {
 impl<'a> Walk<'a> {
     pub(crate) fn new(
         detector: &'a Detector<'a>,
+        rules: &'a crate::rules::Rules,
+        list_unsubscribe: &'a [String],
         policy: &'a Policy,
         deadline: Instant,
         report: &'a mut Report,
@@ -57,6 +62,8 @@ impl<'a> Walk<'a> {
     ) -> Self {
         Walk {
             detector,
+            rules,
+            list_unsubscribe,
             policy,
             deadline,
             report,
@@ -138,6 +145,7 @@ pub(crate) fn clean_parts(
             .is_some_and(|d| d.is_attachment());
         let leaf = match (ctype.as_str(), subtype.as_str()) {
             ("text", "html") if !attachment => html_part(raw, part, &number, walk)?,
+            ("text", "plain") if !attachment => text_part(raw, part, &number, walk),
             ("message", "rfc822" | "global") => nested_message(raw, part, &number, depth, walk)?,
             _ => Vec::new(),
         };
@@ -193,6 +201,7 @@ fn untouched(kind: FindingKind, part: &str, what: &str) -> Finding {
         rule: "mime:sealed".into(),
         tracker: None,
         action: Action::Untouched,
+        params: Vec::new(),
     }
 }
 
@@ -226,6 +235,8 @@ fn html_part(
         ),
     };
     let ctx = HtmlContext {
+        rules: walk.rules,
+        list_unsubscribe: walk.list_unsubscribe,
         detector: walk.detector,
         policy: walk.policy,
         part: number,
@@ -274,6 +285,49 @@ fn html_part(
         });
     }
     Ok(edits)
+}
+
+/// Rewrites the links of a text/plain part (inline-signed PGP text is left alone).
+fn text_part(raw: &[u8], part: &MessagePart, number: &str, walk: &mut Walk) -> Vec<Edit> {
+    let range = body_range(part, raw);
+    let body = &raw[range.clone()];
+    if !body.windows(4).any(|w| w.eq_ignore_ascii_case(b"http")) {
+        return Vec::new();
+    }
+    let transfer = Transfer::from_header(part.content_transfer_encoding());
+    let (decoded, _) = transfer::decode(body, transfer);
+    let label = part.content_type().and_then(|c| c.attribute("charset"));
+    let enc = match charset::plan(label, &decoded) {
+        Plan::InPlace(e) | Plan::RoundTrip(e) => e,
+        Plan::ToUtf8(_) => return Vec::new(), // UTF-16 plain text: rare, left alone
+    };
+    let text = charset::to_utf8(&decoded, enc);
+    if text.contains("-----BEGIN PGP SIGNED MESSAGE-----") {
+        walk.note(untouched(
+            FindingKind::Signed,
+            number,
+            "text/plain (inline PGP)",
+        ));
+        return Vec::new();
+    }
+    let (new, findings) = crate::html::rewrite_text_links(
+        &text,
+        walk.rules,
+        walk.detector,
+        &walk.policy.links,
+        walk.list_unsubscribe,
+        number,
+    );
+    for f in findings {
+        walk.note(f);
+    }
+    let Some(new) = new else { return Vec::new() };
+    let content = charset::from_utf8(&new, Plan::RoundTrip(enc));
+    walk.report.parts_changed += 1;
+    vec![Edit {
+        bytes: transfer::encode(&content, transfer, body, walk.eol),
+        range,
+    }]
 }
 
 /// A message inside a part: decode it, clean it as a message, encode it back.
@@ -329,6 +383,7 @@ fn malformed(part: &str, what: &str, action: Action) -> Finding {
         rule: format!("mime:{what}"),
         tracker: None,
         action,
+        params: Vec::new(),
     }
 }
 

@@ -84,6 +84,8 @@ pub struct Rules {
     redirect_set: RegexSet,
     params: Vec<Param>,
     param_set: RegexSet,
+    /// Where each entry id was defined (the last definition wins): file and line.
+    locations: HashMap<String, (String, usize)>,
 }
 
 impl Default for Rules {
@@ -129,6 +131,11 @@ impl Rules {
                 }
             }
         }
+    }
+
+    /// The file and line where the entry with this id is defined.
+    pub fn locate(&self, id: &str) -> Option<(&str, usize)> {
+        self.locations.get(id).map(|(f, l)| (f.as_str(), *l))
     }
 
     /// The known tracker with this id.
@@ -278,6 +285,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
     let mut pixels: Layered<PixelEntry> = Layered::new();
     let mut redirects: Layered<RedirectEntry> = Layered::new();
     let mut params: Layered<ParamEntry> = Layered::new();
+    let mut locations = HashMap::new();
     for (src, file) in files {
         let err = |id: &str, message: String| RuleError {
             file: src.name.clone(),
@@ -298,6 +306,16 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             if !seen.insert(id) {
                 return Err(err(id, format!("id {id:?} is used twice in this file")));
             }
+        }
+        for id in file
+            .tracker
+            .iter()
+            .map(|e| &e.id)
+            .chain(file.pixel.iter().map(|e| &e.id))
+            .chain(file.redirect.iter().map(|e| &e.id))
+            .chain(file.param.iter().map(|e| &e.id))
+        {
+            locations.insert(id.clone(), (src.name.clone(), find_line(&src.text, id)));
         }
         for e in &file.tracker {
             trackers.insert(&e.id, e.clone(), &src.name);
@@ -417,13 +435,17 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         redirect_set,
         params,
         param_set,
+        locations,
     })
 }
 
 fn find_line(text: &str, id: &str) -> usize {
     let needle = format!("\"{id}\"");
     text.lines()
-        .position(|l| l.contains("id") && l.contains(&needle))
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with("id") && l[2..].trim_start().starts_with('=') && l.contains(&needle)
+        })
         .map_or(0, |i| i + 1)
 }
 

@@ -1,0 +1,305 @@
+//! Links in HTML and plain text: every `href` of `<a>`, `<area>` and Outlook's VML buttons,
+//! and every URL in text/plain, goes through `links::clean_link`.
+//!
+//! An `<a>` whose parameters would be removed waits for its text: "Unsubscribe" or
+//! "Abmelden" makes it a functional link whose parameters stay. lol_html writes the start
+//! tag before the text arrives, so the `href` gets a marker that the end of the pass
+//! replaces with the decided URL: one pass, no second parse.
+
+use super::{HtmlContext, State, escape_attr, unescape_attr};
+use crate::detect::Detector;
+use crate::links::{self, LinkContext, LinkOutcome, LinkPolicy, LinkStep};
+use crate::report::{Action, Finding, FindingKind};
+use crate::rules::Rules;
+use lol_html::html_content::{ContentType, Element, TextChunk};
+use std::cell::RefCell;
+
+const MARKER: &str = "mailveil-pending-link:";
+
+/// A link whose decision waits for its text.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    original: String,
+    location: String,
+    text: String,
+}
+
+fn link_context<'a>(ctx: &'a HtmlContext, text: Option<&'a str>) -> LinkContext<'a> {
+    LinkContext {
+        rules: ctx.rules,
+        detector: ctx.detector,
+        policy: &ctx.policy.links,
+        link_text: text,
+        list_unsubscribe: ctx.list_unsubscribe,
+    }
+}
+
+/// The `href` of a link element.
+pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
+    if tag == "a" {
+        let mut st = state.borrow_mut();
+        st.anchor = None;
+        st.shown_url = None;
+    }
+    let Some(value) = el.get_attribute("href") else {
+        return;
+    };
+    let raw = unescape_attr(&value);
+    let outcome = links::clean_link(&raw, &link_context(ctx, None));
+    let location = format!("{tag}@href");
+    let mut st = state.borrow_mut();
+    if tag == "a" && outcome.removed_params().next().is_some() {
+        let i = st.pending.len();
+        st.pending.push(Pending {
+            original: raw,
+            location,
+            text: String::new(),
+        });
+        st.anchor = Some(i);
+        st.shown_url = Some((
+            escape_attr(&st.pending[i].original),
+            format!("{MARKER}{i}:"),
+        ));
+        let _ = el.set_attribute("href", &format!("{MARKER}{i}:"));
+        st.changed = true;
+        return;
+    }
+    if let Some(url) = &outcome.url {
+        let _ = el.set_attribute("href", &escape_attr(url));
+        st.changed = true;
+        if tag == "a" {
+            st.shown_url = Some((escape_attr(&raw), escape_attr(url)));
+        }
+    }
+    let part = ctx.part;
+    st.findings
+        .extend(findings(&outcome, &raw, &location, part));
+}
+
+/// Text inside an `<a>`: collected for a link whose decision waits, and rewritten where
+/// it shows the link's own URL (text arrives in chunks: buffered to the node's end).
+pub(super) fn on_anchor_text(t: &mut TextChunk, state: &RefCell<State>) {
+    let mut st = state.borrow_mut();
+    if let Some(i) = st.anchor {
+        let chunk = t.as_str().to_string();
+        if let Some(p) = st.pending.get_mut(i) {
+            p.text.push_str(&chunk);
+        }
+    }
+    let Some((shown, replacement)) = st.shown_url.clone() else {
+        return;
+    };
+    st.text_buf.push_str(t.as_str());
+    if !t.last_in_text_node() {
+        t.remove();
+        return;
+    }
+    let text = std::mem::take(&mut st.text_buf);
+    if text.contains(shown.as_str()) {
+        t.replace(
+            &text.replace(shown.as_str(), &replacement),
+            ContentType::Html,
+        );
+        st.changed = true;
+    } else if text.len() != t.as_str().len() {
+        t.replace(&text, ContentType::Html);
+    }
+}
+
+/// Decides the waiting links now that their text is known and writes their URLs over the
+/// markers in `out` (in the part's encoding).
+pub(super) fn finish(
+    out: &mut Vec<u8>,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+    encoding: &'static encoding_rs::Encoding,
+) {
+    let pending = std::mem::take(&mut state.borrow_mut().pending);
+    if pending.is_empty() {
+        return;
+    }
+    let mut urls = Vec::with_capacity(pending.len());
+    for p in &pending {
+        let text = htmlize::unescape(p.text.as_str()).into_owned();
+        let outcome = links::clean_link(&p.original, &link_context(ctx, Some(text.trim())));
+        let url = outcome.url.clone().unwrap_or_else(|| p.original.clone());
+        urls.push(encoding.encode(&escape_attr(&url)).0.into_owned());
+        state
+            .borrow_mut()
+            .findings
+            .extend(findings(&outcome, &p.original, &p.location, ctx.part));
+    }
+    *out = replace_markers(out, &urls);
+}
+
+/// `out` with each `MARKER<i>:` replaced by `urls[i]`.
+fn replace_markers(out: &[u8], urls: &[Vec<u8>]) -> Vec<u8> {
+    let marker = MARKER.as_bytes();
+    let mut result = Vec::with_capacity(out.len() + urls.iter().map(Vec::len).sum::<usize>());
+    let mut at = 0;
+    while let Some(pos) = find(&out[at..], marker) {
+        let start = at + pos;
+        let digits_from = start + marker.len();
+        let digits_len = out[digits_from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let end = digits_from + digits_len;
+        let index = std::str::from_utf8(&out[digits_from..end])
+            .ok()
+            .and_then(|d| d.parse::<usize>().ok());
+        result.extend_from_slice(&out[at..start]);
+        match (index, out.get(end)) {
+            (Some(i), Some(b':')) if i < urls.len() => {
+                result.extend_from_slice(&urls[i]);
+                at = end + 1;
+            }
+            _ => {
+                result.extend_from_slice(marker);
+                at = digits_from;
+            }
+        }
+    }
+    result.extend_from_slice(&out[at..]);
+    result
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Report findings for what `clean_link` did to one link.
+pub(crate) fn findings(
+    outcome: &LinkOutcome,
+    original: &str,
+    location: &str,
+    part: &str,
+) -> Vec<Finding> {
+    let base = |kind, rule: String, tracker: Option<String>, action, url: &str| Finding {
+        kind,
+        part: part.to_string(),
+        location: location.to_string(),
+        url: Some(url.to_string()),
+        rule,
+        tracker,
+        action,
+        params: Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    let mut param_rule: Option<(String, Option<String>)> = None;
+    for step in &outcome.steps {
+        match step {
+            LinkStep::Unwrapped { rule, tracker, .. } => out.push(base(
+                FindingKind::ClickRedirect,
+                rule.clone(),
+                Some(tracker.clone()),
+                Action::Unwrap,
+                original,
+            )),
+            LinkStep::Opaque { rule, tracker } => out.push(base(
+                FindingKind::ClickRedirect,
+                rule.clone(),
+                Some(tracker.clone()),
+                Action::Keep,
+                original,
+            )),
+            LinkStep::ParamRemoved {
+                name,
+                rule,
+                tracker,
+            } => {
+                removed.push(name.clone());
+                if param_rule.is_none() || tracker.is_some() {
+                    param_rule = Some((rule.clone(), tracker.clone()));
+                }
+            }
+            LinkStep::TokenKept { place } => out.push(base(
+                FindingKind::RecipientToken,
+                format!("{}:{place}", links::TOKEN_HEURISTIC),
+                None,
+                Action::Keep,
+                original,
+            )),
+            LinkStep::DepthLimit { max } => out.push(base(
+                FindingKind::ClickRedirect,
+                format!("limit:unwrap-depth-{max}"),
+                None,
+                Action::Keep,
+                original,
+            )),
+            LinkStep::Functional { .. } => {}
+        }
+    }
+    if let Some((rule, tracker)) = param_rule {
+        let url = outcome.url.as_deref().unwrap_or(original);
+        let mut f = base(
+            FindingKind::TrackingParam,
+            rule,
+            tracker,
+            Action::Clean,
+            url,
+        );
+        f.params = removed;
+        out.push(f);
+    }
+    out
+}
+
+/// Rewrites the URLs of plain text; `None` when nothing changed.
+pub fn rewrite_text_links(
+    text: &str,
+    rules: &Rules,
+    detector: &Detector,
+    policy: &LinkPolicy,
+    list_unsubscribe: &[String],
+    part: &str,
+) -> (Option<String>, Vec<Finding>) {
+    let ranges = links::find_urls(text);
+    let mut out = String::with_capacity(text.len());
+    let mut findings_all = Vec::new();
+    let mut at = 0;
+    let mut changed = false;
+    for r in ranges {
+        let url = &text[r.clone()];
+        let ctx = LinkContext {
+            rules,
+            detector,
+            policy,
+            link_text: None,
+            list_unsubscribe,
+        };
+        let outcome = links::clean_link(url, &ctx);
+        findings_all.extend(findings(&outcome, url, "text", part));
+        if let Some(new) = outcome.url {
+            out.push_str(&text[at..r.start]);
+            out.push_str(&new);
+            at = r.end;
+            changed = true;
+        }
+    }
+    if !changed {
+        return (None, findings_all);
+    }
+    out.push_str(&text[at..]);
+    (Some(out), findings_all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_replaced_and_strangers_left() {
+        let out = b"<a href=\"mailveil-pending-link:0:\">x</a><a href=\"mailveil-pending-link:7:\">y</a>mailveil-pending-link:1:";
+        let urls = vec![
+            b"https://a.example/".to_vec(),
+            b"https://b.example/".to_vec(),
+        ];
+        let r = String::from_utf8(replace_markers(out, &urls)).unwrap();
+        assert_eq!(
+            r,
+            "<a href=\"https://a.example/\">x</a><a href=\"mailveil-pending-link:7:\">y</a>https://b.example/"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Functional links: unsubscribe and preference links, sign-in and magic links,
+//! confirm / verify / reset / activate links. They must keep working, so their
+//! parameters are never stripped, even when they carry the reader's address (an
+//! unsubscribe link that no longer says who unsubscribes does not unsubscribe).
+//! Unwrapping a recoverable redirect around them is still done when the destination
+//! itself is functional (it is where the click led anyway). When only a wrapper says so
+//! (its URL is the one in `List-Unsubscribe`, or only its own URL has the keyword), the
+//! link is kept wrapped and whole: that keeps the decision the same on a second run.
+//!
+//! A link is functional when
+//! - it is one of the URLs in `List-Unsubscribe`, or has the same host and path as one
+//!   of them, or
+//! - its text, or its host, path and query (percent-decoded), say so: any of
+//!   [`FUNCTIONAL_STEMS`] as a substring, or any of [`FUNCTIONAL_WORDS`] as a whole word
+//!   (or a run of whole words). Text is lowercased and common accents are folded first,
+//!   so the lists are written in plain ASCII.
+
+use super::parts::{Parts, percent_decode_str};
+
+/// Distinctive unsubscribe / opt-out / preference-centre stems in common languages,
+/// matched as substrings (they do not occur inside other words).
+pub const FUNCTIONAL_STEMS: &[&str] = &[
+    // English
+    "unsubscrib",
+    "optout",
+    "opt-out",
+    "opt_out",
+    "opt out",
+    "preference center",
+    "preference-center",
+    "preference_center",
+    "preferencecenter",
+    "preferences-center",
+    "subscription center",
+    "subscription-center",
+    "subscriptioncenter",
+    "manage subscription",
+    "manage-subscription",
+    "manage_subscription",
+    "managesubscription",
+    "email preferences",
+    "email-preferences",
+    "email_preferences",
+    "emailpreferences",
+    "list-unsubscribe",
+    // Dutch (afmelden, uitschrijven), Danish/Norwegian (afmeld, avmeld)
+    "afmeld",
+    "uitschrijv",
+    "avmeld",
+    // German (abmelden, abbestellen, austragen aus dem Newsletter)
+    "abmeld",
+    "abbestell",
+    "newsletter austragen",
+    "newsletter-austragen",
+    // French (se désabonner, désinscription)
+    "desabonn",
+    "desinscri",
+    // Spanish (darse de baja, cancelar suscripción)
+    "darse de baja",
+    "darse-de-baja",
+    "dar de baja",
+    "date de baja",
+    "cancelar suscripcion",
+    "cancelar-suscripcion",
+    "anular suscripcion",
+    "anular-suscripcion",
+    // Italian (disiscriviti, disiscrizione)
+    "disiscriv",
+    "disiscrizion",
+    "annulla iscrizione",
+    // Portuguese (cancelar inscrição, descadastrar)
+    "cancelar inscricao",
+    "cancelar-inscricao",
+    "descadastr",
+    // Swedish (avregistrera, avsluta prenumeration)
+    "avregistrer",
+    "avsluta prenumeration",
+    "avprenumerer",
+    // Polish, Czech, Hungarian, Finnish
+    "wypisz",
+    "odhlasit",
+    "odhlaseni",
+    "leiratkoz",
+    "peruuta tilaus",
+];
+
+/// Words for preferences, sign-in / magic links and confirm / verify / reset / activate
+/// links, matched as whole words (a space means consecutive words), so that `author`
+/// is not `auth` and `reconfirmed` in an article slug is not `confirm`.
+pub const FUNCTIONAL_WORDS: &[&str] = &[
+    // preferences, opt-in
+    "unsub",
+    "preferences",
+    "preference",
+    "optin",
+    "opt in",
+    "double opt in",
+    // confirm
+    "confirm",
+    "confirmation",
+    "confirmer",
+    "confirmar",
+    "conferma",
+    "confermare",
+    "bestatigen",
+    "bestaetigen",
+    "bestatigung",
+    "bevestig",
+    "bevestigen",
+    "bekraefta",
+    "bekrafta",
+    // verify, validate
+    "verify",
+    "verification",
+    "verifizieren",
+    "verifier",
+    "verificar",
+    "validate",
+    "validation",
+    // activate
+    "activate",
+    "activation",
+    "aktivieren",
+    "activer",
+    "activar",
+    "attiva",
+    // reset, password
+    "reset",
+    "password",
+    "passwort",
+    "wachtwoord",
+    "mot de passe",
+    "contrasena",
+    // sign-in, magic links
+    "login",
+    "log in",
+    "logon",
+    "signin",
+    "sign in",
+    "einloggen",
+    "anmelden",
+    "inloggen",
+    "connexion",
+    "se connecter",
+    "iniciar sesion",
+    "accedi",
+    "magic link",
+    "magiclink",
+    "auth",
+    "authenticate",
+    "otp",
+];
+
+/// Why the link `url` (one stage of unwrapping) is functional, or `None`; the link
+/// text counts for every stage.
+pub(crate) fn functional_reason(
+    url: &str,
+    link_text: Option<&str>,
+    list_unsubscribe: &[String],
+) -> Option<String> {
+    let parts = Parts::parse(url);
+    for entry in list_unsubscribe {
+        let lu = entry
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim();
+        let Some(lu_parts) = Parts::parse(lu) else {
+            continue;
+        };
+        if url == lu {
+            return Some("list-unsubscribe".into());
+        }
+        if let Some(p) = &parts
+            && p.host == lu_parts.host
+            && p.path.len() > 1
+            && p.path.trim_end_matches('/') == lu_parts.path.trim_end_matches('/')
+        {
+            return Some("list-unsubscribe (same host and path)".into());
+        }
+    }
+    if let Some(text) = link_text
+        && let Some(k) = keyword(text)
+    {
+        return Some(format!("link text: {k}"));
+    }
+    let without_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    keyword(&percent_decode_str(without_scheme, true)).map(|k| format!("url: {k}"))
+}
+
+/// The first functional keyword in `text`.
+pub(crate) fn keyword(text: &str) -> Option<&'static str> {
+    let folded = fold(text);
+    if let Some(k) = FUNCTIONAL_STEMS.iter().find(|k| folded.contains(*k)) {
+        return Some(k);
+    }
+    let words: Vec<&str> = folded
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    FUNCTIONAL_WORDS.iter().copied().find(|k| {
+        let phrase: Vec<&str> = k.split(' ').collect();
+        words.windows(phrase.len()).any(|w| w == phrase.as_slice())
+    })
+}
+
+/// Lowercased, common Latin accents folded to ASCII, separators `_` and `-` kept.
+fn fold(text: &str) -> String {
+    text.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+            'ç' => 'c',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ñ' => 'n',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ý' | 'ÿ' => 'y',
+            'ś' => 's',
+            'ł' => 'l',
+            'ě' => 'e',
+            'š' => 's',
+            'č' => 'c',
+            'ř' => 'r',
+            'ž' => 'z',
+            'ő' => 'o',
+            'ű' => 'u',
+            c if c.is_whitespace() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keywords_in_many_languages() {
+        for text in [
+            "Unsubscribe",
+            "Hier abmelden",
+            "Newsletter abbestellen",
+            "Afmelden",
+            "Uitschrijven",
+            "Se désabonner",
+            "Désinscription",
+            "Darse de baja",
+            "Cancelar suscripción",
+            "Disiscriviti",
+            "Cancelar inscrição",
+            "Avregistrera dig",
+            "Manage subscription",
+            "Update your email preferences",
+            "Confirm your address",
+            "Bestätigen",
+            "Reset password",
+            "Sign in",
+            "Opt-out",
+        ] {
+            assert!(keyword(text).is_some(), "{text}");
+        }
+        for text in [
+            "Read more",
+            "The author speaks",
+            "Reconfirmed: the deal",
+            "Weiterlesen",
+            "Shop now",
+        ] {
+            assert_eq!(keyword(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn list_unsubscribe_matches_exactly_or_by_host_and_path() {
+        let lu = vec![
+            "<mailto:unsub@list.example>".to_string(),
+            "<https://list.example/u/abc?e=1>".to_string(),
+        ];
+        let r = |s: &str| functional_reason(s, None, &lu);
+        assert!(r("https://list.example/u/abc?e=1").is_some());
+        assert!(r("https://list.example/u/abc?e=1&utm_source=x").is_some());
+        assert!(r("https://list.example/news/1").is_none());
+    }
+}
