@@ -101,6 +101,8 @@ pub struct FileConfig {
     pub remote_content: Option<String>,
     /// Remove read-receipt requests.
     pub strip_read_receipts: Option<bool>,
+    /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
+    pub keep_campaign_params: Option<bool>,
     /// `pass` (original + error header, the default) or `tempfail` (answer 451).
     pub on_error: Option<String>,
     /// Time budget for cleaning one message, in seconds.
@@ -261,6 +263,10 @@ impl Config {
                 remote_content,
                 strip_read_receipts: file.strip_read_receipts.unwrap_or(false),
                 on_error,
+                links: mailveil_core::links::LinkPolicy {
+                    keep_campaign_params: file.keep_campaign_params.unwrap_or(false),
+                    ..Default::default()
+                },
                 limits: Limits {
                     // The server refuses larger mail before cleaning; the core never sees it.
                     max_message_bytes: max_message_bytes.max(Limits::default().max_message_bytes),
