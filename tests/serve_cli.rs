@@ -148,6 +148,9 @@ fn check_validates_the_config() {
     );
     let (ok, out) = check(&good);
     assert!(ok, "{out}");
+    let shipped = include_str!("../contrib/mailveil.toml");
+    let (ok, out) = check(shipped);
+    assert!(ok, "contrib/mailveil.toml: {out}");
     assert!(out.contains("ok: listen 127.0.0.1:10025 -> smtp://127.0.0.1:10026"));
     let (ok, out) =
         check("listen = \"127.0.0.1:10025\"\ndownstream = \"smtp://127.0.0.1:1\"\nlisten_on = 1\n");
