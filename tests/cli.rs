@@ -35,18 +35,46 @@ fn filter_cleans_the_fixture_and_writes_the_json_report() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let raw = std::fs::read(FIXTURE).unwrap();
-    let out = run(&["filter", "--recipient", "you@example.org", "--report-json", report.to_str().unwrap()], &raw);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "filter",
+            "--recipient",
+            "you@example.org",
+            "--report-json",
+            report.to_str().unwrap(),
+        ],
+        &raw,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mail = String::from_utf8(out.stdout).unwrap();
     assert!(mail.starts_with("X-Mailveil: v="));
     assert!(!mail.contains("track/open.php"));
     assert!(mail.ends_with("--_----------=_MCPart_2081534766--\r\n"));
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let findings = json["findings"].as_array().unwrap();
-    let pixels: Vec<&str> = findings.iter().filter(|f| f["kind"] == "pixel").filter_map(|f| f["tracker"].as_str()).collect();
+    let pixels: Vec<&str> = findings
+        .iter()
+        .filter(|f| f["kind"] == "pixel")
+        .filter_map(|f| f["tracker"].as_str())
+        .collect();
     assert!(pixels.contains(&"Mailchimp"), "{pixels:?}");
-    assert!(findings.iter().any(|f| f["kind"] == "tracking-param" && f["params"].as_array().unwrap().iter().any(|p| p == "mc_eid")));
-    assert!(findings.iter().all(|f| f["rule"].is_string() && f["action"].is_string() && f["part"].is_string()));
+    assert!(findings.iter().any(|f| {
+        f["kind"] == "tracking-param"
+            && f["params"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "mc_eid")
+    }));
+    assert!(
+        findings
+            .iter()
+            .all(|f| f["rule"].is_string() && f["action"].is_string() && f["part"].is_string())
+    );
 }
 
 #[test]
@@ -64,7 +92,15 @@ fn a_mail_that_cannot_be_cleaned_passes_unchanged_with_an_error_header_and_exit_
     let raw = std::fs::read(FIXTURE).unwrap();
     let out = run(&["filter", "--max-time", "0"], &raw);
     assert!(out.status.success());
-    let expected = [format!("X-Mailveil: v={}; error=time-limit\r\n", env!("CARGO_PKG_VERSION")).into_bytes(), raw].concat();
+    let expected = [
+        format!(
+            "X-Mailveil: v={}; error=time-limit\r\n",
+            env!("CARGO_PKG_VERSION")
+        )
+        .into_bytes(),
+        raw,
+    ]
+    .concat();
     assert_eq!(out.stdout, expected);
     assert!(String::from_utf8_lossy(&out.stderr).contains("time-limit"));
 }
@@ -72,9 +108,15 @@ fn a_mail_that_cannot_be_cleaned_passes_unchanged_with_an_error_header_and_exit_
 #[test]
 fn tempfail_policy_exits_75_for_a_mail_that_cannot_be_cleaned() {
     let raw = std::fs::read(FIXTURE).unwrap();
-    let out = run(&["filter", "--on-error", "tempfail", "--max-time", "0"], &raw);
+    let out = run(
+        &["filter", "--on-error", "tempfail", "--max-time", "0"],
+        &raw,
+    );
     assert_eq!(out.status.code(), Some(75));
-    assert!(out.stdout.is_empty(), "nothing written when the MDA is told to retry");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing written when the MDA is told to retry"
+    );
 }
 
 #[test]
@@ -92,13 +134,21 @@ fn a_broken_user_rule_file_is_reported_and_mail_still_flows() {
     let check = rules_cmd(&["check", dir.path().to_str().unwrap()]);
     assert_eq!(check.status.code(), Some(1));
     let report = String::from_utf8(check.stdout).unwrap();
-    assert!(report.contains("typo.toml:4:1:") || report.contains("typo.toml:1:1:") || report.contains("typo.toml:"), "{report}");
+    assert!(
+        report.contains("typo.toml:4:1:")
+            || report.contains("typo.toml:1:1:")
+            || report.contains("typo.toml:"),
+        "{report}"
+    );
     assert!(report.contains("hots"), "{report}");
     let mail = b"From: a@b.example\r\nTo: r@example.org\r\nContent-Type: text/html\r\n\r\n<p>x</p><img src=\"https://t.acme.example/o/1\" alt=\"\">\r\n";
     let out = run(&["filter", "--rules", dir.path().to_str().unwrap()], mail);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(!text.contains("t.acme.example"), "the good user rule was not applied: {text}");
+    assert!(
+        !text.contains("t.acme.example"),
+        "the good user rule was not applied: {text}"
+    );
     assert!(text.contains("trackers=ACME"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("typo.toml"));
 }
@@ -106,7 +156,11 @@ fn a_broken_user_rule_file_is_reported_and_mail_still_flows() {
 #[test]
 fn rules_check_gives_the_line_of_the_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.toml"), "# comment\n[[tracker]]\nid = \"ok\"\nname = \"OK\"\ncategory = \"nope\"\nsource = \"s\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "# comment\n[[tracker]]\nid = \"ok\"\nname = \"OK\"\ncategory = \"nope\"\nsource = \"s\"\n",
+    )
+    .unwrap();
     let out = rules_cmd(&["check", dir.path().to_str().unwrap()]);
     let report = String::from_utf8(out.stdout).unwrap();
     assert!(report.contains("bad.toml:5:"), "{report}");
@@ -115,10 +169,19 @@ fn rules_check_gives_the_line_of_the_error() {
 #[test]
 fn shipped_rules_check_clean_and_stats_count_them() {
     let check = rules_cmd(&["check"]);
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     let stats = String::from_utf8(rules_cmd(&["stats"]).stdout).unwrap();
     let count = |label: &str| -> usize {
-        stats.lines().find(|l| l.starts_with(label)).and_then(|l| l.split('\t').nth(1)).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+        stats
+            .lines()
+            .find(|l| l.starts_with(label))
+            .and_then(|l| l.split('\t').nth(1))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
     };
     assert!(count("trackers") >= 60, "{stats}");
     assert!(count("pixel patterns") >= 60, "{stats}");
@@ -127,11 +190,25 @@ fn shipped_rules_check_clean_and_stats_count_them() {
 
 #[test]
 fn rules_explain_names_the_rule_file_and_line() {
-    let out = rules_cmd(&["explain", "https://us3.list-manage.com/track/open.php?u=1&e=2"]);
+    let out = rules_cmd(&[
+        "explain",
+        "https://us3.list-manage.com/track/open.php?u=1&e=2",
+    ]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("as an image: an open-tracking pixel of Mailchimp, by mailchimp-open (shipped:mailchimp.toml:"), "{text}");
-    let out = rules_cmd(&["explain", "--recipient", "you@example.org", "https://shop.example/x?em=you%40example.org&k=1"]);
+    let out = rules_cmd(&[
+        "explain",
+        "--recipient",
+        "you@example.org",
+        "https://shop.example/x?em=you%40example.org&k=1",
+    ]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("removed parameter em, by heuristic:recipient-token"), "{text}");
-    assert!(text.contains("link becomes: https://shop.example/x?k=1"), "{text}");
+    assert!(
+        text.contains("removed parameter em, by heuristic:recipient-token"),
+        "{text}"
+    );
+    assert!(
+        text.contains("link becomes: https://shop.example/x?k=1"),
+        "{text}"
+    );
 }

@@ -310,3 +310,27 @@ where
         }
     }
 }
+
+#[test]
+fn sessions_over_the_limit_get_421() {
+    let (down, _) = fake_downstream();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailveil.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:{port}\"\ndownstream = \"smtp://127.0.0.1:{down}\"\nmax_sessions = 1\n"),
+    )
+    .unwrap();
+    let _s = serve(&["--config", config.to_str().unwrap()], port);
+    // the readiness probe's session ends on its own
+    std::thread::sleep(Duration::from_millis(300));
+    let mut first = Client::connect(port);
+    assert!(first.reply().starts_with("220"));
+    let mut second = Client::connect(port);
+    assert!(second.reply().starts_with("421 4.3.2"));
+    assert!(first.cmd("QUIT").starts_with("221"));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = Client::connect(port);
+    assert!(third.reply().starts_with("220"), "a freed slot is reused");
+}

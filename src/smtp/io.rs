@@ -250,7 +250,10 @@ mod tests {
                 .unwrap();
         });
         let body = c.read_data(1000, T).await.unwrap();
-        assert_eq!(body.bytes, b"Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@x>\r\n");
+        assert_eq!(
+            body.bytes,
+            b"Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@x>\r\n"
+        );
     }
 
     #[tokio::test]

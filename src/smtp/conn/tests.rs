@@ -146,7 +146,11 @@ impl Fake {
 }
 
 fn shared(fake: &Fake, max: usize) -> Arc<Shared> {
-    Arc::new(Shared {
+    Arc::new(shared_plain(fake, max))
+}
+
+fn shared_plain(fake: &Fake, max: usize) -> Shared {
+    Shared {
         settings: Settings {
             hostname: "filter.test".into(),
             max_message_bytes: max,
@@ -163,7 +167,7 @@ fn shared(fake: &Fake, max: usize) -> Arc<Shared> {
         policy: Policy::default(),
         rules: Arc::new(crate::rule_files::load(&[], false).0),
         tls: None,
-    })
+    }
 }
 
 struct Client {
@@ -422,7 +426,9 @@ async fn shutdown_lets_the_transaction_in_flight_finish() {
 #[tokio::test]
 async fn client_vanishing_mid_data_delivers_nothing() {
     let fake = Fake::smtp();
-    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    let mut sh = shared_plain(&fake, 1 << 20);
+    sh.data_timeout = Duration::from_millis(300);
+    let mut c = Client::start(Arc::new(sh)).await;
     c.cmd("EHLO p").await;
     c.cmd("MAIL FROM:<a@b>").await;
     c.cmd("RCPT TO:<c@d>").await;
@@ -434,6 +440,48 @@ async fn client_vanishing_mid_data_delivers_nothing() {
     c.task.await.unwrap();
     assert!(fake.messages().is_empty());
     assert!(!fake.log().iter().any(|l| l == "DATA"));
+}
+
+/// A mail the core cannot clean: MIME nested deeper than the limit.
+fn too_deep() -> String {
+    let mut m = String::from("Subject: deep\r\n");
+    for i in 0..100 {
+        m.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    m.push_str("Content-Type: text/plain\r\n\r\nhi\r\n");
+    m
+}
+
+#[tokio::test]
+async fn uncleanable_mail_passes_unchanged_with_error_header_or_451_by_policy() {
+    for (on_error, want) in [(OnError::PassUnchanged, "250"), (OnError::Tempfail, "451")] {
+        let fake = Fake::smtp();
+        let mut sh = shared_plain(&fake, 1 << 20);
+        sh.policy.on_error = on_error;
+        let mut c = Client::start(Arc::new(sh)).await;
+        c.cmd("EHLO p").await;
+        c.cmd("MAIL FROM:<a@b>").await;
+        c.cmd("RCPT TO:<c@d>").await;
+        c.cmd("DATA").await;
+        c.send(&format!("{}.\r\n", too_deep())).await;
+        let r = c.reply().await;
+        assert!(r.starts_with(want), "{on_error:?}: {r}");
+        let msgs = fake.messages();
+        if on_error == OnError::PassUnchanged {
+            let text = String::from_utf8_lossy(&msgs[0]).to_string();
+            let (first, rest) = text.split_once("\r\n").unwrap();
+            assert!(
+                first.starts_with("X-Mailveil: v=") && first.contains("error="),
+                "{first}"
+            );
+            assert_eq!(rest, too_deep(), "the original, byte for byte");
+        } else {
+            assert!(msgs.is_empty());
+            assert!(fake.log().iter().any(|l| l == "RSET"));
+        }
+    }
 }
 
 #[test]
