@@ -2,7 +2,7 @@
 //! lowercased, URL-encoded, base64 (both alphabets, at every byte alignment), and the
 //! MD5 / SHA-1 / SHA-256 hex digests that ESPs use as subscriber ids.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use md5::Md5;
@@ -88,6 +88,9 @@ fn automaton(mut patterns: Vec<String>, fold: bool) -> Option<AhoCorasick> {
     AhoCorasickBuilder::new()
         .ascii_case_insensitive(fold)
         .match_kind(MatchKind::Standard)
+        // Built once per message for a handful of patterns: a DFA would cost more to
+        // build than it saves in the few URLs it scans.
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
         .build(&patterns)
         .ok()
 }

@@ -1,0 +1,112 @@
+//! Throughput of `clean()` against the limit of a streaming rewrite: a bare lol_html pass
+//! with one no-op element handler over the same HTML parts, measured in the same run.
+//!
+//! `cargo bench --bench clean [-- DIR]`: the project's fixtures, plus the mails of DIR
+//! (default ../shared/corpus/real) read in place when it exists. Prints MB/s, mails/s and
+//! the ratio. Figures, not assertions: this machine is shared and noisy.
+
+use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mailveil::{Envelope, Policy, clean, rule_files};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn mails(dirs: &[PathBuf]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect();
+        paths.sort();
+        out.extend(paths.iter().filter_map(|p| std::fs::read(p).ok()));
+    }
+    out
+}
+
+/// The decoded text/html parts of a mail.
+fn html_parts(raw: &[u8]) -> Vec<Vec<u8>> {
+    let Some(msg) = MessageParser::default().parse(raw) else { return Vec::new() };
+    msg.parts
+        .iter()
+        .filter(|p| p.content_type().is_some_and(|c| c.subtype() == Some("html")))
+        .filter_map(|p| match &p.body {
+            PartType::Html(h) => Some(h.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn bare_lol_html(html: &[u8]) -> usize {
+    let mut n = 0usize;
+    let mut out_len = 0usize;
+    let settings = lol_html::Settings::new().append_element_content_handler(lol_html::element!("*", |_el| {
+        n += 1;
+        Ok(())
+    }));
+    let mut rw = lol_html::HtmlRewriter::new(settings, |c: &[u8]| out_len += c.len());
+    rw.write(html).unwrap();
+    rw.end().unwrap();
+    out_len
+}
+
+/// Runs `f` over the set until at least `min` has passed; returns seconds per round.
+fn time<F: FnMut()>(mut f: F, min: Duration) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut rounds = 0u32;
+    while start.elapsed() < min {
+        f();
+        rounds += 1;
+    }
+    start.elapsed().as_secs_f64() / f64::from(rounds)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let corpus = args.first().map(PathBuf::from).unwrap_or_else(|| here.join("../shared/corpus/real"));
+    let sets = [("fixtures", vec![here.join("tests/fixtures")]), ("corpus", vec![corpus])];
+    let (rules, _) = rule_files::load(&[], false);
+    let envelope = Envelope::to(["reader@example.org"]);
+    let policy = Policy::default();
+    for (name, dirs) in sets {
+        let set = mails(&dirs);
+        if set.is_empty() {
+            println!("{name}: no mails");
+            continue;
+        }
+        let html: Vec<Vec<u8>> = set.iter().flat_map(|m| html_parts(m)).collect();
+        let mail_bytes: usize = set.iter().map(Vec::len).sum();
+        let html_bytes: usize = html.iter().map(Vec::len).sum();
+        let t_clean = time(
+            || {
+                for m in &set {
+                    std::hint::black_box(clean(m, &envelope, &policy, &rules));
+                }
+            },
+            Duration::from_secs(3),
+        );
+        let t_bare = time(
+            || {
+                for h in &html {
+                    std::hint::black_box(bare_lol_html(h));
+                }
+            },
+            Duration::from_secs(3),
+        );
+        let mb = |bytes: usize, t: f64| bytes as f64 / t / 1e6;
+        println!(
+            "{name}: {} mails, {:.1} MB ({:.1} MB of HTML in {} parts)",
+            set.len(),
+            mail_bytes as f64 / 1e6,
+            html_bytes as f64 / 1e6,
+            html.len()
+        );
+        println!(
+            "  clean():        {:8.1} mails/s  {:7.1} MB/s of mail  {:7.1} MB/s of HTML",
+            set.len() as f64 / t_clean,
+            mb(mail_bytes, t_clean),
+            mb(html_bytes, t_clean)
+        );
+        println!("  bare lol_html:                     {:7.1} MB/s of HTML", mb(html_bytes, t_bare));
+        println!("  ratio clean/bare (HTML MB/s):  {:.2}", t_bare / t_clean);
+    }
+}
