@@ -13,8 +13,14 @@ use std::time::{Duration, Instant};
 fn mails(dirs: &[PathBuf]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for dir in dirs {
-        let Ok(rd) = std::fs::read_dir(dir) else { continue };
-        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect();
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut paths: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
         paths.sort();
         out.extend(paths.iter().filter_map(|p| std::fs::read(p).ok()));
     }
@@ -23,10 +29,15 @@ fn mails(dirs: &[PathBuf]) -> Vec<Vec<u8>> {
 
 /// The decoded text/html parts of a mail.
 fn html_parts(raw: &[u8]) -> Vec<Vec<u8>> {
-    let Some(msg) = MessageParser::default().parse(raw) else { return Vec::new() };
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Vec::new();
+    };
     msg.parts
         .iter()
-        .filter(|p| p.content_type().is_some_and(|c| c.subtype() == Some("html")))
+        .filter(|p| {
+            p.content_type()
+                .is_some_and(|c| c.subtype() == Some("html"))
+        })
         .filter_map(|p| match &p.body {
             PartType::Html(h) => Some(h.as_bytes().to_vec()),
             _ => None,
@@ -37,10 +48,11 @@ fn html_parts(raw: &[u8]) -> Vec<Vec<u8>> {
 fn bare_lol_html(html: &[u8]) -> usize {
     let mut n = 0usize;
     let mut out_len = 0usize;
-    let settings = lol_html::Settings::new().append_element_content_handler(lol_html::element!("*", |_el| {
-        n += 1;
-        Ok(())
-    }));
+    let settings =
+        lol_html::Settings::new().append_element_content_handler(lol_html::element!("*", |_el| {
+            n += 1;
+            Ok(())
+        }));
     let mut rw = lol_html::HtmlRewriter::new(settings, |c: &[u8]| out_len += c.len());
     rw.write(html).unwrap();
     rw.end().unwrap();
@@ -60,10 +72,19 @@ fn time<F: FnMut()>(mut f: F, min: Duration) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let corpus = args.first().map(PathBuf::from).unwrap_or_else(|| here.join("../shared/corpus/real"));
-    let sets = [("fixtures", vec![here.join("tests/fixtures")]), ("corpus", vec![corpus])];
+    let corpus = args
+        .first()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| here.join("../shared/corpus/real"));
+    let sets = [
+        ("fixtures", vec![here.join("tests/fixtures")]),
+        ("corpus", vec![corpus]),
+    ];
     let (rules, _) = rule_files::load(&[], false);
     let envelope = Envelope::to(["reader@example.org"]);
     let policy = Policy::default();
@@ -106,7 +127,10 @@ fn main() {
             mb(mail_bytes, t_clean),
             mb(html_bytes, t_clean)
         );
-        println!("  bare lol_html:                     {:7.1} MB/s of HTML", mb(html_bytes, t_bare));
+        println!(
+            "  bare lol_html:                     {:7.1} MB/s of HTML",
+            mb(html_bytes, t_bare)
+        );
         println!("  ratio clean/bare (HTML MB/s):  {:.2}", t_bare / t_clean);
     }
 }

@@ -12,11 +12,18 @@ use std::path::{Path, PathBuf};
 
 /// The hrefs of a mail's HTML parts, in order, entity-decoded.
 fn hrefs(raw: &[u8]) -> Vec<String> {
-    let Some(msg) = MessageParser::default().parse(raw) else { return Vec::new() };
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for part in &msg.parts {
-        let PartType::Html(html) = &part.body else { continue };
-        if !part.content_type().is_some_and(|c| c.subtype() == Some("html")) {
+        let PartType::Html(html) = &part.body else {
+            continue;
+        };
+        if !part
+            .content_type()
+            .is_some_and(|c| c.subtype() == Some("html"))
+        {
             continue;
         }
         let mut rest = html.as_ref();
@@ -28,7 +35,9 @@ fn hrefs(raw: &[u8]) -> Vec<String> {
                 let end = body.find(quote).unwrap_or(body.len());
                 (&body[..end], &body[end..])
             } else {
-                let end = rest.find(|c: char| c.is_whitespace() || c == '>').unwrap_or(rest.len());
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || c == '>')
+                    .unwrap_or(rest.len());
                 (&rest[..end], &rest[end..])
             };
             out.push(htmlize::unescape_attribute(value).into_owned());
@@ -42,13 +51,20 @@ fn hrefs(raw: &[u8]) -> Vec<String> {
 fn recipient(raw: &[u8]) -> Vec<String> {
     MessageParser::default()
         .parse(raw)
-        .and_then(|m| m.to().and_then(|a| a.first()).and_then(|a| a.address.as_ref().map(|s| s.to_string())))
+        .and_then(|m| {
+            m.to()
+                .and_then(|a| a.first())
+                .and_then(|a| a.address.as_ref().map(|s| s.to_string()))
+        })
         .into_iter()
         .collect()
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/real"));
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/real"));
     if !dir.is_dir() {
         println!("no corpus at {}: nothing to do", dir.display());
         return;
@@ -58,16 +74,48 @@ fn main() {
     let mut numbers: Vec<u32> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("unspy_")?.strip_suffix(".eml")?.parse().ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("unspy_")?
+                .strip_suffix(".eml")?
+                .parse()
+                .ok()
+        })
         .collect();
     numbers.sort_unstable();
-    let (mut total_links, mut total_same, mut total_opaque, mut total_functional, mut total_miss) = (0, 0, 0, 0, 0);
-    println!("{:<16} {:>6} {:>10} {:>8} {:>8} {:>6}", "pair", "links", "identical", "opaque", "funct.", "miss");
+    let (mut total_links, mut total_same, mut total_opaque, mut total_functional, mut total_miss) =
+        (0, 0, 0, 0, 0);
+    println!(
+        "{:<16} {:>6} {:>10} {:>8} {:>8} {:>6}",
+        "pair", "links", "identical", "opaque", "funct.", "miss"
+    );
     for odd in numbers.iter().copied().filter(|n| n % 2 == 1) {
-        let (a, b) = (dir.join(format!("unspy_{odd}.eml")), dir.join(format!("unspy_{}.eml", odd + 1)));
-        let (Ok(ra), Ok(rb)) = (std::fs::read(&a), std::fs::read(&b)) else { continue };
-        let ca = clean(&ra, &Envelope { sender: None, recipients: recipient(&ra) }, &policy, &rules);
-        let cb = clean(&rb, &Envelope { sender: None, recipients: recipient(&rb) }, &policy, &rules);
+        let (a, b) = (
+            dir.join(format!("unspy_{odd}.eml")),
+            dir.join(format!("unspy_{}.eml", odd + 1)),
+        );
+        let (Ok(ra), Ok(rb)) = (std::fs::read(&a), std::fs::read(&b)) else {
+            continue;
+        };
+        let ca = clean(
+            &ra,
+            &Envelope {
+                sender: None,
+                recipients: recipient(&ra),
+            },
+            &policy,
+            &rules,
+        );
+        let cb = clean(
+            &rb,
+            &Envelope {
+                sender: None,
+                recipients: recipient(&rb),
+            },
+            &policy,
+            &rules,
+        );
         let (la, lb) = (hrefs(&ca.bytes), hrefs(&cb.bytes));
         let opaque_urls: Vec<&str> = ca
             .report
@@ -92,9 +140,16 @@ fn main() {
             }
         }
         let n = la.len().min(lb.len());
-        println!("unspy_{odd}/{:<6} {n:>6} {same:>10} {opaque:>8} {functional:>8} {miss:>6}", odd + 1);
+        println!(
+            "unspy_{odd}/{:<6} {n:>6} {same:>10} {opaque:>8} {functional:>8} {miss:>6}",
+            odd + 1
+        );
         for (x, y) in misses.iter().take(3) {
-            println!("    differs: {}\n             {}", &x[..x.len().min(140)], &y[..y.len().min(140)]);
+            println!(
+                "    differs: {}\n             {}",
+                &x[..x.len().min(140)],
+                &y[..y.len().min(140)]
+            );
         }
         if la.len() != lb.len() {
             println!("    (link counts differ: {} vs {})", la.len(), lb.len());
@@ -113,5 +168,10 @@ fn main() {
 /// A link whose parameters mailveil keeps on purpose (unsubscribe, preferences, ...).
 fn is_functional(url: &str) -> bool {
     let lower = url.to_ascii_lowercase();
-    mailveil::links::FUNCTIONAL_STEMS.iter().any(|w| lower.contains(w)) || mailveil::links::FUNCTIONAL_WORDS.iter().any(|w| lower.contains(w))
+    mailveil::links::FUNCTIONAL_STEMS
+        .iter()
+        .any(|w| lower.contains(w))
+        || mailveil::links::FUNCTIONAL_WORDS
+            .iter()
+            .any(|w| lower.contains(w))
 }

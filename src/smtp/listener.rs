@@ -6,8 +6,7 @@ use super::conn::{Shared, run_session};
 use ipnet::IpNet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -40,7 +39,7 @@ pub async fn serve(
             _ = int.recv() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             accepted = listener.accept() => {
-                let (mut stream, peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(x) => x,
                     Err(e) => {
                         // EMFILE and friends: wait instead of spinning.
@@ -51,22 +50,12 @@ pub async fn serve(
                 };
                 if !super::config::allowed(&limits.allowed, peer.ip()) {
                     warn!(%peer, "refused: client not in allowed_networks");
-                    tasks.spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            let _ = stream.write_all(b"554 5.7.1 Access denied\r\n").await;
-                            let _ = stream.shutdown().await;
-                        }).await;
-                    });
+                    refuse(stream, b"554 5.7.1 Access denied\r\n");
                     continue;
                 }
                 let Ok(permit) = Arc::clone(&sessions).try_acquire_owned() else {
                     warn!(%peer, "refused: too many sessions");
-                    tasks.spawn(async move {
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            let _ = stream.write_all(b"421 4.3.2 Too many sessions, try again later\r\n").await;
-                            let _ = stream.shutdown().await;
-                        }).await;
-                    });
+                    refuse(stream, b"421 4.3.2 Too many sessions, try again later\r\n");
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
@@ -98,4 +87,11 @@ pub async fn serve(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Answers a refused client without a task: one non-blocking write (a fresh socket's
+/// send buffer takes a short line), then close. Refused clients cost nothing that lasts.
+fn refuse(stream: TcpStream, line: &[u8]) {
+    let _ = stream.try_write(line);
+    drop(stream);
 }
