@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod import;
+
 /// sysexits.h EX_TEMPFAIL: the MDA (sieve, procmail, maildrop) keeps the mail and retries.
 const EX_TEMPFAIL: u8 = 75;
 
@@ -127,6 +129,8 @@ enum RulesCommand {
         #[arg(long = "rules", value_name = "DIR")]
         rules: Vec<PathBuf>,
     },
+    /// Convert a ClearURLs or $removeparam list into one rule file (stdout or --out).
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -298,5 +302,6 @@ fn rules_command(command: RulesCommand) -> anyhow::Result<ExitCode> {
                 .context("writing stats")?;
             Ok(ExitCode::SUCCESS)
         }
+        RulesCommand::Import(args) => import::run(&args),
     }
 }

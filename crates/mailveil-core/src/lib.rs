@@ -93,6 +93,20 @@ fn clean_message(
             addresses.extend(addresses_in(&raw[f.range.clone()]));
         }
     }
+    let mut senders: Vec<String> = envelope.sender.iter().cloned().collect();
+    for name in ["From", "Sender"] {
+        for f in headers::named(&fields, name) {
+            senders.extend(addresses_in(&raw[f.range.clone()]));
+        }
+    }
+    if let Some(id) = rules.allowed_sender(&senders) {
+        return skipped(raw, &fields, format!("allow:{id}"));
+    }
+    let policy = &effective_policy(policy, rules, &senders, &addresses);
+    if let Some(why) = &policy.1 {
+        return skipped(raw, &fields, why.clone());
+    }
+    let policy = &policy.0;
     let detector = detect::Detector::new(rules, addresses.iter().map(String::as_str));
     let list_unsubscribe: Vec<String> = headers::named(&fields, "List-Unsubscribe")
         .flat_map(|f| bracketed(&raw[f.range.clone()]))
@@ -158,6 +172,58 @@ fn clean_message(
     }
     let header = headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes());
     let bytes = with_header(out, &header, &drop);
+    report.changed = bytes != raw;
+    Cleaned {
+        bytes,
+        report,
+        tempfail: false,
+    }
+}
+
+/// The policy for this mail after the `[[policy]]` rules that apply to its senders and
+/// recipients, in order; the second value is set when one of them says to leave
+/// tracking alone.
+fn effective_policy(
+    base: &Policy,
+    rules: &Rules,
+    senders: &[String],
+    recipients: &[String],
+) -> (Policy, Option<String>) {
+    let mut policy = base.clone();
+    for p in rules.policies_for(senders, recipients) {
+        if let Some(choice) = p.remote_content {
+            policy.remote_content = match choice {
+                rules::RemoteChoice::Keep => RemoteContent::Keep,
+                rules::RemoteChoice::Strip => RemoteContent::Strip,
+            };
+        }
+        if let Some(keep) = p.keep_campaign_params {
+            policy.links.keep_campaign_params = keep;
+        }
+        if let Some(strip) = p.strip_read_receipts {
+            policy.strip_read_receipts = strip;
+        }
+        if p.tracking == Some(rules::RuleAction::Keep) {
+            return (policy, Some(format!("policy:{}", p.id)));
+        }
+    }
+    (policy, None)
+}
+
+/// A mail let through on purpose: only the header is added (and not twice).
+fn skipped(raw: &[u8], fields: &[headers::Field], why: String) -> Cleaned {
+    let mut report = Report::new();
+    report.skipped = Some(why);
+    let bytes = if headers::named(fields, HEADER_NAME).next().is_some() {
+        raw.to_vec()
+    } else {
+        let eol = Eol::detect(raw, Eol::CrLf);
+        with_header(
+            raw,
+            &headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes()),
+            &[],
+        )
+    };
     report.changed = bytes != raw;
     Cleaned {
         bytes,

@@ -115,6 +115,9 @@ pub struct Report {
     /// Why the mail could not be cleaned, if it could not (then it passed unchanged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the mail was let through untouched on purpose (`allow:<id>`, `policy:<id>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     /// Whether the output bytes differ from the input bytes.
     pub changed: bool,
 }
@@ -171,6 +174,11 @@ impl Report {
         if let Some(err) = &self.error {
             out.push_str("; error=");
             out.push_str(err);
+            return ascii(&out);
+        }
+        if let Some(why) = &self.skipped {
+            out.push_str("; skipped=");
+            out.push_str(why);
             return ascii(&out);
         }
         for (kind, n) in self.counts() {

@@ -168,6 +168,13 @@ fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>)
     let Some(remote) = remote_url(&raw, &base) else {
         return false;
     };
+    if ctx
+        .rules
+        .allowed_url(remote.host(), remote.url.as_str())
+        .is_some()
+    {
+        return false;
+    }
     let location = format!("{tag}@{src_attr}");
     if let Some(v) = ctx.detector.tracker(&remote, true) {
         let f = finding(

@@ -45,6 +45,9 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
         return;
     };
     let raw = unescape_attr(&value);
+    if allowed(ctx.rules, &raw) {
+        return;
+    }
     let outcome = links::clean_link(&raw, &link_context(ctx, None));
     let location = format!("{tag}@href");
     let mut st = state.borrow_mut();
@@ -74,6 +77,12 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
     let part = ctx.part;
     st.findings
         .extend(findings(&outcome, &raw, &location, part));
+}
+
+/// Whether an `[[allow]]` rule exempts this URL.
+fn allowed(rules: &Rules, url: &str) -> bool {
+    crate::detect::remote_url(url, &None)
+        .is_some_and(|r| rules.allowed_url(r.host(), r.url.as_str()).is_some())
 }
 
 /// Text inside an `<a>`: collected for a link whose decision waits, and rewritten where
@@ -262,6 +271,9 @@ pub fn rewrite_text_links(
     let mut changed = false;
     for r in ranges {
         let url = &text[r.clone()];
+        if allowed(rules, url) {
+            continue;
+        }
         let ctx = LinkContext {
             rules,
             detector,

@@ -294,6 +294,17 @@ fn css_event(
 /// other content follows the remote-content policy.
 fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlContext) -> Finding {
     let url = Some(remote.url.to_string());
+    if let Some(id) = ctx.rules.allowed_url(remote.host(), remote.url.as_str()) {
+        return finding(
+            ctx,
+            FindingKind::RemoteContent,
+            location,
+            url,
+            format!("allow:{id}"),
+            None,
+            Action::Keep,
+        );
+    }
     match ctx.detector.tracker(remote, image) {
         Some(v) => finding(ctx, v.kind, location, url, v.rule, v.tracker, Action::Strip),
         None => {

@@ -2,6 +2,7 @@
 //! into regex sets so that classifying a URL is one automaton pass, not a loop over rules.
 //! Reading files is the caller's job: this module takes text.
 
+mod exceptions;
 mod glob;
 #[allow(missing_docs)] // the format is documented field by field in docs/rules.md
 pub mod schema;
@@ -10,7 +11,7 @@ use regex::RegexSet;
 use schema::{ParamClass, PixelEntry, RedirectEntry, RuleFile, TrackerEntry};
 use std::collections::HashMap;
 
-pub use schema::{Category, ParamEntry, RedirectEncoding};
+pub use schema::{Category, ParamEntry, PolicyEntry, RedirectEncoding, RemoteChoice, RuleAction};
 
 /// One rule file's text and where it came from (a path, or `shipped:NAME`).
 #[derive(Debug, Clone)]
@@ -86,6 +87,8 @@ pub struct Rules {
     param_set: RegexSet,
     /// Where each entry id was defined (the last definition wins): file and line.
     locations: HashMap<String, (String, usize)>,
+    allows: Vec<exceptions::Allow>,
+    policies: Vec<exceptions::Policy>,
 }
 
 impl Default for Rules {
@@ -133,6 +136,37 @@ impl Rules {
         }
     }
 
+    /// The `[[allow]]` entry that exempts mail from one of these senders, if any.
+    pub fn allowed_sender(&self, senders: &[String]) -> Option<&str> {
+        self.allows
+            .iter()
+            .find(|a| senders.iter().any(|s| a.sender(s)))
+            .map(|a| a.entry.id.as_str())
+    }
+
+    /// The `[[allow]]` entry that exempts this URL (by host or URL glob), if any.
+    pub fn allowed_url(&self, host: &str, url: &str) -> Option<&str> {
+        if self.allows.is_empty() {
+            return None;
+        }
+        self.allows
+            .iter()
+            .find(|a| a.url(host, url))
+            .map(|a| a.entry.id.as_str())
+    }
+
+    /// The `[[policy]]` entries that apply to a mail, in the order they were defined.
+    pub fn policies_for<'a>(
+        &'a self,
+        senders: &'a [String],
+        recipients: &'a [String],
+    ) -> impl Iterator<Item = &'a PolicyEntry> + 'a {
+        self.policies
+            .iter()
+            .filter(move |p| p.applies(senders, recipients))
+            .map(|p| &p.entry)
+    }
+
     /// The file and line where the entry with this id is defined.
     pub fn locate(&self, id: &str) -> Option<(&str, usize)> {
         self.locations.get(id).map(|(f, l)| (f.as_str(), *l))
@@ -156,7 +190,15 @@ impl Rules {
     /// The pixel rule matching `host` + `path_and_query` (lowercased by the caller or not).
     pub fn match_pixel(&self, host: &str, path_and_query: &str) -> Option<RuleMatch<'_>> {
         let key = url_key(host, path_and_query);
-        let idx = self.pixel_set.matches(&key).iter().next()?;
+        let matches = self.pixel_set.matches(&key);
+        // A matching rule whose action is `keep` (a user override) wins: leave it.
+        if matches
+            .iter()
+            .any(|i| self.pixels[i].0.action == RuleAction::Keep)
+        {
+            return None;
+        }
+        let idx = matches.iter().next()?;
         let (entry, file) = &self.pixels[idx];
         Some(RuleMatch {
             rule: &entry.id,
@@ -180,15 +222,20 @@ impl Rules {
         found
     }
 
-    /// The parameter rules whose name pattern matches `name` and whose hosts include `host`.
+    /// The parameter rules whose name pattern matches `name` and whose hosts include
+    /// `host`; none when a matching rule says `action = "keep"` (a user override).
     pub fn match_params(&self, host: &str, name: &str) -> impl Iterator<Item = &Param> {
         let name = name.to_ascii_lowercase();
         let host = host.to_ascii_lowercase();
-        self.param_set
+        let found: Vec<&Param> = self
+            .param_set
             .matches(&name)
             .into_iter()
             .map(|i| &self.params[i])
-            .filter(move |p| p.hosts.as_ref().is_none_or(|h| h.is_match(&host)))
+            .filter(|p| p.hosts.as_ref().is_none_or(|h| h.is_match(&host)))
+            .collect();
+        let keep = found.iter().any(|p| p.entry.action == RuleAction::Keep);
+        found.into_iter().filter(move |_| !keep)
     }
 
     /// The display name of a tracker id (the id itself if unknown).
@@ -286,6 +333,8 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
     let mut redirects: Layered<RedirectEntry> = Layered::new();
     let mut params: Layered<ParamEntry> = Layered::new();
     let mut locations = HashMap::new();
+    let mut allows: Layered<schema::AllowEntry> = Layered::new();
+    let mut policies: Layered<schema::PolicyEntry> = Layered::new();
     for (src, file) in files {
         let err = |id: &str, message: String| RuleError {
             file: src.name.clone(),
@@ -300,7 +349,9 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             .map(|e| &e.id)
             .chain(file.pixel.iter().map(|e| &e.id))
             .chain(file.redirect.iter().map(|e| &e.id))
-            .chain(file.param.iter().map(|e| &e.id));
+            .chain(file.param.iter().map(|e| &e.id))
+            .chain(file.allow.iter().map(|e| &e.id))
+            .chain(file.policy.iter().map(|e| &e.id));
         for id in ids {
             check_id(id).map_err(|m| err(id, m))?;
             if !seen.insert(id) {
@@ -314,11 +365,19 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             .chain(file.pixel.iter().map(|e| &e.id))
             .chain(file.redirect.iter().map(|e| &e.id))
             .chain(file.param.iter().map(|e| &e.id))
+            .chain(file.allow.iter().map(|e| &e.id))
+            .chain(file.policy.iter().map(|e| &e.id))
         {
             locations.insert(id.clone(), (src.name.clone(), find_line(&src.text, id)));
         }
         for e in &file.tracker {
             trackers.insert(&e.id, e.clone(), &src.name);
+        }
+        for e in &file.allow {
+            allows.insert(&e.id, e.clone(), &src.name);
+        }
+        for e in &file.policy {
+            policies.insert(&e.id, e.clone(), &src.name);
         }
         for e in &file.pixel {
             check_host(&e.host).map_err(|m| err(&e.id, m))?;
@@ -436,6 +495,18 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         params,
         param_set,
         locations,
+        allows: allows
+            .into_vec()
+            .into_iter()
+            .map(|(e, _)| exceptions::Allow::compile(e))
+            .collect::<Result<_, _>>()
+            .map_err(regex_err)?,
+        policies: policies
+            .into_vec()
+            .into_iter()
+            .map(|(e, _)| exceptions::Policy::compile(e))
+            .collect::<Result<_, _>>()
+            .map_err(regex_err)?,
     })
 }
 

@@ -14,6 +14,68 @@ pub struct RuleFile {
     pub redirect: Vec<RedirectEntry>,
     #[serde(default)]
     pub param: Vec<ParamEntry>,
+    #[serde(default)]
+    pub allow: Vec<AllowEntry>,
+    #[serde(default)]
+    pub policy: Vec<PolicyEntry>,
+}
+
+/// What a rule does when it matches (a user override can turn a shipped rule off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleAction {
+    /// Remove what matches (the default).
+    #[default]
+    Strip,
+    /// Leave it as it is.
+    Keep,
+}
+
+/// Exceptions: senders, hosts or URLs that mailveil never touches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowEntry {
+    pub id: String,
+    #[serde(default)]
+    pub senders: Vec<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    pub source: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Remote content choice of a per-sender / per-recipient policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemoteChoice {
+    Keep,
+    Strip,
+}
+
+/// A policy for mail from some senders and/or to some recipients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEntry {
+    pub id: String,
+    #[serde(default)]
+    pub senders: Vec<String>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    #[serde(default)]
+    pub remote_content: Option<RemoteChoice>,
+    /// `keep`: leave tracking alone for these mails (they pass untouched).
+    #[serde(default)]
+    pub tracking: Option<RuleAction>,
+    #[serde(default)]
+    pub keep_campaign_params: Option<bool>,
+    #[serde(default)]
+    pub strip_read_receipts: Option<bool>,
+    pub source: String,
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// An ESP or tracking service.
@@ -50,6 +112,8 @@ pub struct PixelEntry {
     pub host: String,
     #[serde(default)]
     pub path: Option<String>,
+    #[serde(default)]
+    pub action: RuleAction,
     pub source: String,
     #[serde(default)]
     pub note: Option<String>,
@@ -104,6 +168,8 @@ pub struct ParamEntry {
     #[serde(default)]
     pub hosts: Vec<String>,
     pub class: ParamClass,
+    #[serde(default)]
+    pub action: RuleAction,
     pub source: String,
     #[serde(default)]
     pub note: Option<String>,

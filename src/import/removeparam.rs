@@ -1,0 +1,327 @@
+//! uBlock Origin / AdGuard filter lists, their `$removeparam` filters:
+//! `[||domain^]$removeparam=NAME`, `$removeparam=/regex/[i]` (tested against `name=value`),
+//! `$removeparam` alone (every parameter), `~` (every parameter but), `@@` (exceptions).
+
+use super::clearurls::{check_name, class_by_name};
+use super::out::{Param, RuleFile};
+use super::pattern::{self, Node};
+
+/// Content types a filter may name. A filter limited to some of them applies to a
+/// clicked link only when `document` is among them.
+const CONTENT_TYPES: &[&str] = &[
+    "document",
+    "doc",
+    "subdocument",
+    "frame",
+    "script",
+    "stylesheet",
+    "css",
+    "image",
+    "media",
+    "font",
+    "object",
+    "xmlhttprequest",
+    "xhr",
+    "websocket",
+    "webrtc",
+    "ping",
+    "beacon",
+    "other",
+    "popup",
+];
+
+/// Converts the filter list `text`; `label` names the input file in every `source`.
+pub fn import(text: &str, label: &str) -> RuleFile {
+    let mut f = RuleFile::new(&[
+        format!("Imported by `mailveil rules import removeparam` from {label}."),
+        "Every entry names its line. mailveil matches parameter names case-insensitively, so a".into(),
+        "`$removeparam=name` (case-sensitive in the source) also removes UTM_Source-style spellings of that name.".into(),
+        "Not expressible, so listed as `# skipped:` lines: exceptions (@@), inverted (~) and remove-all filters,".into(),
+        "filters limited to pages, parties, paths or non-document requests, and regexes without an exact glob.".into(),
+    ]);
+    f.blank();
+    let mut in_if = 0usize;
+    let mut others = 0usize;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with("!#if") {
+            in_if += 1;
+            continue;
+        }
+        if line.starts_with("!#endif") {
+            in_if = in_if.saturating_sub(1);
+            continue;
+        }
+        if line.is_empty() || line.starts_with('!') || line.starts_with('[') {
+            continue;
+        }
+        let Some((pattern, options)) = split_filter(line) else {
+            others += 1;
+            continue;
+        };
+        let what = format!("line {} `{line}`", i + 1);
+        if in_if > 0 {
+            f.skip(&what, "inside a !#if block: meant for some platforms only");
+            continue;
+        }
+        match filter(pattern, &options) {
+            Err(why) => f.skip(&what, &why),
+            Ok((hosts, names)) => {
+                let domain = hosts
+                    .first()
+                    .map(|h| h.replace('*', ""))
+                    .unwrap_or_default();
+                let id = f.id(&["removeparam", &domain, &names[0].replace('*', "")]);
+                f.param(&Param {
+                    id: &id,
+                    tracker: None,
+                    names: &names,
+                    hosts: &hosts,
+                    class: class_by_name(&names),
+                    source: &format!("$removeparam list {label}, line {}: {line}", i + 1),
+                    note: None,
+                });
+            }
+        }
+    }
+    if others > 0 {
+        f.comment(&format!(
+            "{others} line(s) of {label} are not $removeparam filters and were left alone."
+        ));
+    }
+    f
+}
+
+/// The hosts (none: every host) and name globs of one filter, or why it is skipped.
+fn filter(pattern: &str, options: &[String]) -> Result<(Vec<String>, Vec<String>), String> {
+    if pattern.starts_with("@@") {
+        return Err(
+            "an exception (@@): mailveil rules have no exceptions yet, so other entries still apply there"
+                .into(),
+        );
+    }
+    let hosts = hosts(pattern)?;
+    let mut names = None;
+    for opt in options {
+        let (key, value) = match opt.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), Some(v)),
+            None => (opt.trim().to_ascii_lowercase(), None),
+        };
+        match key.as_str() {
+            "removeparam" => names = Some(value_names(value.unwrap_or(""))?),
+            "queryprune" => return Err("the old uBO $queryprune syntax".into()),
+            "important" | "match-case" | "document" | "doc" => {}
+            k if k.chars().all(|c| c == '_') => {} // noop
+            k if k.starts_with('~')
+                && CONTENT_TYPES.contains(&&k[1..])
+                && !matches!(&k[1..], "document" | "doc") => {}
+            k if CONTENT_TYPES.contains(&k) => {
+                return Err(format!(
+                    "limited to ${k} requests, and a link in a mail is a document"
+                ));
+            }
+            "domain" | "from" => {
+                return Err(
+                    "limited to requests made from some pages ($domain), which a mail link is not"
+                        .into(),
+                );
+            }
+            "third-party" | "3p" | "~third-party" | "first-party" | "1p" | "~first-party"
+            | "strict1p" | "strict3p" => {
+                return Err(format!("${key} depends on the page a request comes from"));
+            }
+            "badfilter" => return Err("$badfilter cancels another filter".into()),
+            _ => return Err(format!("the option ${key} has no mailveil equivalent")),
+        }
+    }
+    let names = names.ok_or("no $removeparam option")?;
+    Ok((hosts, names))
+}
+
+/// `||example.com^` → `example.com` (the domain and its subdomains); `||example.*^` (an
+/// entity: any suffix) → `example.*` and `*.example.*`; empty or `*` → every host.
+fn hosts(pattern: &str) -> Result<Vec<String>, String> {
+    if pattern.is_empty() || pattern == "*" {
+        return Ok(Vec::new());
+    }
+    let domain = pattern
+        .strip_prefix("||")
+        .map(|d| d.strip_suffix('^').unwrap_or(d).to_ascii_lowercase());
+    let (base, entity) = match &domain {
+        Some(d) => match d.strip_suffix(".*") {
+            Some(b) => (b, true),
+            None => (d.as_str(), false),
+        },
+        None => ("", false),
+    };
+    let plain = !base.is_empty()
+        && (entity || base.contains('.'))
+        && !base.starts_with('.')
+        && !base.ends_with('.')
+        && !base.contains("..")
+        && base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
+    if !plain {
+        return Err(format!(
+            "the URL pattern {pattern:?} is not a whole domain (||example.com^), and a [[param]] applies to whole hosts"
+        ));
+    }
+    Ok(if entity {
+        vec![format!("{base}.*"), format!("*.{base}.*")]
+    } else {
+        vec![base.to_string()]
+    })
+}
+
+/// Name globs for a `$removeparam` value.
+fn value_names(value: &str) -> Result<Vec<String>, String> {
+    if value.is_empty() {
+        return Err("removes every parameter (too broad)".into());
+    }
+    if value.starts_with('~') {
+        return Err("inverted: removes every parameter except the one named".into());
+    }
+    let names = if let Some(body) = value.strip_prefix('/') {
+        let end = body.rfind('/').ok_or("a regex without its closing '/'")?;
+        let flags = &body[end + 1..];
+        if !flags.is_empty() && flags != "i" {
+            return Err(format!("the regex flags {flags:?}"));
+        }
+        regex_names(&body[..end])?
+    } else {
+        let name = value.replace("\\,", ",").replace("\\$", "$");
+        if name.contains('*') {
+            return Err("a literal '*' in the name (a wildcard in mailveil)".into());
+        }
+        vec![name.to_ascii_lowercase()]
+    };
+    for n in &names {
+        check_name(n)?;
+    }
+    Ok(names)
+}
+
+/// Name globs for a regex tested against `name=value`: exact when the regex is
+/// `^NAME=` (a whole name) or `^PREFIX` (names that start so); without `^` the name
+/// must contain it. A regex that looks at values is refused.
+fn regex_names(re: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for alt in pattern::parse(re)? {
+        let mut core: &[Node] = &alt;
+        let start = core.first() == Some(&Node::Start);
+        if start {
+            core = &core[1..];
+        }
+        let end = core.last() == Some(&Node::End);
+        if end {
+            core = &core[..core.len() - 1];
+        }
+        let lead = if start { "" } else { "*" };
+        let globs = match core.iter().position(|n| *n == Node::Lit('=')) {
+            Some(p) if p + 1 == core.len() => {
+                if end {
+                    return Err("matches only parameters with an empty value".into());
+                }
+                pattern::globs(&core[..p], &|_| None)?
+                    .into_iter()
+                    .map(|g| format!("{lead}{g}"))
+                    .collect::<Vec<_>>()
+            }
+            Some(_) => return Err("looks at parameter values".into()),
+            None => {
+                if end {
+                    return Err("anchored at the end of the value: looks at values".into());
+                }
+                pattern::globs(core, &|_| None)?
+                    .into_iter()
+                    .map(|g| format!("{lead}{g}*"))
+                    .collect()
+            }
+        };
+        out.extend(globs.into_iter().map(|g| g.replace("**", "*")));
+    }
+    pattern::dedup(&mut out);
+    Ok(out)
+}
+
+/// The URL pattern and the options of a filter with a `$removeparam` (or `$queryprune`)
+/// option; `None` for any other line.
+fn split_filter(line: &str) -> Option<(&str, Vec<String>)> {
+    for (i, _) in line.match_indices('$') {
+        if i > 0 && line.as_bytes()[i - 1] == b'\\' {
+            continue;
+        }
+        let options = split_options(&line[i + 1..]);
+        let has = options.iter().any(|o| {
+            let key = o
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            key == "removeparam" || key == "queryprune"
+        });
+        if has {
+            return Some((&line[..i], options));
+        }
+    }
+    None
+}
+
+/// Splits options at commas, except escaped ones (`\,`) and those inside a `/regex/`.
+fn split_options(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_re = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                cur.push(c);
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            '/' if !in_re && (cur.ends_with('=') || cur.ends_with("=~")) => {
+                in_re = true;
+                cur.push(c);
+            }
+            '/' if in_re => {
+                in_re = false;
+                cur.push(c);
+            }
+            ',' if !in_re => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_values_translate_when_exact() {
+        assert_eq!(regex_names("^utm_").unwrap(), ["utm_*"]);
+        assert_eq!(
+            regex_names("^(gclid|fbclid)=").unwrap(),
+            ["gclid", "fbclid"]
+        );
+        assert_eq!(regex_names("^a=|^b=").unwrap(), ["a", "b"]);
+        assert_eq!(regex_names("mc_eid=").unwrap(), ["*mc_eid"]);
+        assert!(regex_names("^utm_source=campaign$").is_err());
+        assert!(regex_names("^utm_[a-z]+=").is_err());
+        assert!(regex_names("^x$").is_err());
+    }
+
+    #[test]
+    fn filters_split_at_the_option_dollar() {
+        let (p, o) = split_filter(r"||x.example^$removeparam=/^a\,b$/,important").unwrap();
+        assert_eq!(p, "||x.example^");
+        assert_eq!(o, [r"removeparam=/^a\,b$/", "important"]);
+        assert!(split_filter("||ads.example^$third-party").is_none());
+    }
+}
