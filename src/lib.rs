@@ -6,3 +6,4 @@ pub use mailveil_core::*;
 
 pub mod explain;
 pub mod rule_files;
+pub mod smtp;

@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Clean one mail: read it on stdin, write it on stdout (for sieve, procmail, maildrop).
     Filter(FilterArgs),
+    /// Run the SMTP/LMTP content filter (Postfix content_filter, or in front of Dovecot LMTP).
+    Serve(ServeArgs),
     /// Work with rule files.
     Rules {
         #[command(subcommand)]
@@ -72,6 +74,34 @@ struct FilterArgs {
     no_system_rules: bool,
 }
 
+#[derive(Args)]
+struct ServeArgs {
+    /// The configuration file (TOML); the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:10025.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// Where cleaned mail goes: smtp://IP:PORT, lmtp://IP:PORT or lmtp:unix:/path.
+    #[arg(long, value_name = "URL")]
+    downstream: Option<String>,
+    /// A directory of *.toml rule files added on top of the shipped rules (repeatable).
+    #[arg(long = "rules", value_name = "DIR")]
+    rules: Vec<PathBuf>,
+    /// What happens to remote content that is not a known tracker.
+    #[arg(long, value_name = "keep|strip")]
+    remote_content: Option<RemoteContent>,
+    /// A client network allowed to connect (repeatable; replaces the config's list).
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<String>,
+    /// Do not read the system rules directory (/etc/mailveil/rules.d).
+    #[arg(long)]
+    no_system_rules: bool,
+    /// Check the configuration, rules and TLS files, then exit (1 on any error).
+    #[arg(long)]
+    check: bool,
+}
+
 #[derive(Subcommand)]
 enum RulesCommand {
     /// Check rule files: every error with its file and line. Exit 1 if any.
@@ -107,6 +137,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Filter(args) => filter(args),
+        Command::Serve(args) => serve(args),
         Command::Rules { command } => match rules_command(command) {
             Ok(code) => code,
             Err(e) => {
@@ -173,6 +204,57 @@ fn filter(args: FilterArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The SMTP frontend: exit 0 after a graceful shutdown, 1 on a configuration error.
+fn serve(args: ServeArgs) -> ExitCode {
+    let overrides = mailveil::smtp::config::Overrides {
+        listen: args.listen,
+        downstream: args.downstream,
+        rules: args.rules,
+        remote_content: args.remote_content,
+        allowed_networks: args.allow,
+        no_system_rules: args.no_system_rules,
+    };
+    let config = match mailveil::smtp::config::Config::load(args.config.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check {
+        return match mailveil::smtp::check(&config) {
+            Ok(rule_errors) if rule_errors.is_empty() => {
+                println!("ok: listen {} -> {}", config.listen, config.downstream);
+                ExitCode::SUCCESS
+            }
+            Ok(rule_errors) => {
+                for e in rule_errors {
+                    println!("{e}");
+                }
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("mailveil: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILVEIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    match mailveil::smtp::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn rules_command(command: RulesCommand) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,384 @@
+//! The configuration of `mailveil serve`: a TOML file (unknown keys are errors) with a
+//! few command-line flags on top. Validation happens here, before anything listens.
+
+use ipnet::IpNet;
+use mailveil_core::{Limits, OnError, Policy, RemoteContent};
+use serde::Deserialize;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where cleaned mail goes: the one server that receives everything this filter accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownstreamAddr {
+    /// `smtp://HOST:PORT`: an SMTP server (Postfix's reinjection smtpd).
+    Smtp(SocketAddr),
+    /// `lmtp://HOST:PORT`: an LMTP server (Dovecot's LMTP), one reply per recipient.
+    LmtpTcp(SocketAddr),
+    /// `lmtp:unix:/path`: an LMTP server on a unix socket.
+    LmtpUnix(PathBuf),
+}
+
+impl DownstreamAddr {
+    /// LMTP answers once per recipient after the final dot.
+    pub fn is_lmtp(&self) -> bool {
+        !matches!(self, DownstreamAddr::Smtp(_))
+    }
+}
+
+impl FromStr for DownstreamAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let addr = |rest: &str| {
+            rest.trim_end_matches('/')
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("downstream {s:?}: expected IP:PORT (numeric, no DNS)"))
+        };
+        if let Some(rest) = s.strip_prefix("smtp://") {
+            Ok(DownstreamAddr::Smtp(addr(rest)?))
+        } else if let Some(rest) = s.strip_prefix("lmtp://") {
+            Ok(DownstreamAddr::LmtpTcp(addr(rest)?))
+        } else if let Some(rest) = s.strip_prefix("lmtp:unix:") {
+            if rest.is_empty() {
+                return Err(format!("downstream {s:?}: empty socket path"));
+            }
+            Ok(DownstreamAddr::LmtpUnix(PathBuf::from(rest)))
+        } else {
+            Err(format!(
+                "downstream {s:?}: expected smtp://IP:PORT, lmtp://IP:PORT or lmtp:unix:/path"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for DownstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DownstreamAddr::Smtp(a) => write!(f, "smtp://{a}"),
+            DownstreamAddr::LmtpTcp(a) => write!(f, "lmtp://{a}"),
+            DownstreamAddr::LmtpUnix(p) => write!(f, "lmtp:unix:{}", p.display()),
+        }
+    }
+}
+
+/// The configuration file as written. Every key is optional; `listen` and `downstream`
+/// must come from the file or the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `IP:PORT` to listen on.
+    pub listen: Option<String>,
+    /// `smtp://IP:PORT`, `lmtp://IP:PORT` or `lmtp:unix:/path`.
+    pub downstream: Option<String>,
+    /// The name in the greeting, in EHLO replies and in our EHLO/LHLO downstream.
+    pub hostname: Option<String>,
+    /// Client networks allowed to connect (CIDR). Default: loopback only.
+    pub allowed_networks: Option<Vec<String>>,
+    /// Largest message accepted, in bytes (announced with SIZE).
+    pub max_message_bytes: Option<usize>,
+    /// Concurrent sessions; more get `421` and are closed.
+    pub max_sessions: Option<usize>,
+    /// Seconds to wait for a command.
+    pub command_timeout_secs: Option<u64>,
+    /// Seconds to wait for each read of message data.
+    pub data_timeout_secs: Option<u64>,
+    /// Seconds to wait for the downstream to connect.
+    pub downstream_connect_timeout_secs: Option<u64>,
+    /// Seconds to wait for each downstream reply (also after the final dot).
+    pub downstream_timeout_secs: Option<u64>,
+    /// Seconds that sessions in flight get to finish after SIGTERM.
+    pub shutdown_grace_secs: Option<u64>,
+    /// Accept Postfix's XFORWARD attributes and pass them to a downstream that announces
+    /// XFORWARD (default true).
+    pub xforward: Option<bool>,
+    /// Rule directories added on top of the shipped rules.
+    pub rules: Option<Vec<PathBuf>>,
+    /// Read `/etc/mailveil/rules.d` (default true).
+    pub system_rules: Option<bool>,
+    /// `keep` or `strip`.
+    pub remote_content: Option<String>,
+    /// Remove read-receipt requests.
+    pub strip_read_receipts: Option<bool>,
+    /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
+    pub keep_campaign_params: Option<bool>,
+    /// `pass` (original + error header, the default) or `tempfail` (answer 451).
+    pub on_error: Option<String>,
+    /// Time budget for cleaning one message, in seconds.
+    pub max_clean_secs: Option<u64>,
+    /// STARTTLS certificate and key (PEM).
+    pub tls: Option<TlsFiles>,
+}
+
+/// Paths of the STARTTLS certificate chain and private key, PEM.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`
+    pub listen: Option<String>,
+    /// `--downstream`
+    pub downstream: Option<String>,
+    /// `--rules` (added to the file's list)
+    pub rules: Vec<PathBuf>,
+    /// `--remote-content`
+    pub remote_content: Option<RemoteContent>,
+    /// `--allow` (replaces the file's list)
+    pub allowed_networks: Vec<String>,
+    /// `--no-system-rules`
+    pub no_system_rules: bool,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The only server mail is passed to.
+    pub downstream: DownstreamAddr,
+    /// Our name.
+    pub hostname: String,
+    /// Who may connect.
+    pub allowed_networks: Vec<IpNet>,
+    /// Largest message accepted.
+    pub max_message_bytes: usize,
+    /// Concurrent sessions.
+    pub max_sessions: usize,
+    /// Wait for a command.
+    pub command_timeout: Duration,
+    /// Wait for each read of message data.
+    pub data_timeout: Duration,
+    /// Wait for the downstream to connect.
+    pub downstream_connect_timeout: Duration,
+    /// Wait for each downstream reply.
+    pub downstream_timeout: Duration,
+    /// Time sessions get to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Accept and pass on XFORWARD.
+    pub xforward: bool,
+    /// Extra rule directories.
+    pub rules: Vec<PathBuf>,
+    /// Read the system rules directory.
+    pub system_rules: bool,
+    /// The cleaning policy.
+    pub policy: Policy,
+    /// STARTTLS files, if STARTTLS is offered.
+    pub tls: Option<TlsFiles>,
+}
+
+impl Config {
+    /// Reads the file (if any), applies the flags, validates.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, String> {
+        let file = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", p.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        Config::build(file, overrides)
+    }
+
+    /// Applies the flags to a parsed file and validates.
+    pub fn build(file: FileConfig, o: &Overrides) -> Result<Config, String> {
+        let listen = o
+            .listen
+            .clone()
+            .or(file.listen)
+            .ok_or("no listen address (--listen or `listen` in the config)")?;
+        let listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| format!("listen {listen:?}: expected IP:PORT"))?;
+        let downstream: DownstreamAddr = o
+            .downstream
+            .clone()
+            .or(file.downstream)
+            .ok_or("no downstream (--downstream or `downstream` in the config)")?
+            .parse()?;
+        let nets = if o.allowed_networks.is_empty() {
+            file.allowed_networks
+                .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()])
+        } else {
+            o.allowed_networks.clone()
+        };
+        let allowed_networks = nets
+            .iter()
+            .map(|n| parse_net(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let remote_content = match (o.remote_content, file.remote_content) {
+            (Some(r), _) => r,
+            (None, Some(s)) => s.parse()?,
+            (None, None) => RemoteContent::Keep,
+        };
+        let on_error = match file.on_error.as_deref() {
+            None | Some("pass") => OnError::PassUnchanged,
+            Some("tempfail") => OnError::Tempfail,
+            Some(other) => return Err(format!("on_error {other:?}: expected pass or tempfail")),
+        };
+        let max_message_bytes = file.max_message_bytes.unwrap_or(50 << 20);
+        let secs = |v: Option<u64>, default: u64, name: &str| match v.unwrap_or(default) {
+            0 => Err(format!("{name} must be at least 1")),
+            n => Ok(Duration::from_secs(n)),
+        };
+        let mut rules = file.rules.unwrap_or_default();
+        rules.extend(o.rules.iter().cloned());
+        let hostname = file.hostname.unwrap_or_else(|| "localhost".into());
+        if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(format!("hostname {hostname:?} is not a host name"));
+        }
+        let max_sessions = file.max_sessions.unwrap_or(100);
+        if max_sessions == 0 || max_message_bytes == 0 {
+            return Err("max_sessions and max_message_bytes must be at least 1".into());
+        }
+        Ok(Config {
+            listen,
+            downstream,
+            hostname,
+            allowed_networks,
+            max_message_bytes,
+            max_sessions,
+            command_timeout: secs(file.command_timeout_secs, 300, "command_timeout_secs")?,
+            data_timeout: secs(file.data_timeout_secs, 180, "data_timeout_secs")?,
+            downstream_connect_timeout: secs(
+                file.downstream_connect_timeout_secs,
+                30,
+                "downstream_connect_timeout_secs",
+            )?,
+            downstream_timeout: secs(file.downstream_timeout_secs, 300, "downstream_timeout_secs")?,
+            shutdown_grace: secs(file.shutdown_grace_secs, 60, "shutdown_grace_secs")?,
+            xforward: file.xforward.unwrap_or(true),
+            rules,
+            system_rules: file.system_rules.unwrap_or(true) && !o.no_system_rules,
+            policy: Policy {
+                remote_content,
+                strip_read_receipts: file.strip_read_receipts.unwrap_or(false),
+                on_error,
+                links: mailveil_core::links::LinkPolicy {
+                    keep_campaign_params: file.keep_campaign_params.unwrap_or(false),
+                    ..Default::default()
+                },
+                limits: Limits {
+                    // The server refuses larger mail before cleaning; the core never sees it.
+                    max_message_bytes: max_message_bytes.max(Limits::default().max_message_bytes),
+                    max_time: secs(file.max_clean_secs, 10, "max_clean_secs")?,
+                    ..Limits::default()
+                },
+            },
+            tls: file.tls,
+        })
+    }
+
+    /// Whether a client address may connect.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        allowed(&self.allowed_networks, ip)
+    }
+}
+
+/// A network in CIDR notation, or a single address.
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("allowed network {s:?}: expected CIDR such as 127.0.0.0/8"))
+}
+
+/// Whether `ip` is in one of `nets`. IPv4-mapped IPv6 addresses count as IPv4.
+pub fn allowed(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(listen: &str, down: &str) -> Overrides {
+        Overrides {
+            listen: Some(listen.into()),
+            downstream: Some(down.into()),
+            ..Overrides::default()
+        }
+    }
+
+    #[test]
+    fn downstream_forms() {
+        assert_eq!(
+            "smtp://127.0.0.1:10026".parse::<DownstreamAddr>(),
+            Ok(DownstreamAddr::Smtp("127.0.0.1:10026".parse().unwrap()))
+        );
+        assert_eq!(
+            "lmtp:unix:/run/dovecot/lmtp".parse::<DownstreamAddr>(),
+            Ok(DownstreamAddr::LmtpUnix("/run/dovecot/lmtp".into()))
+        );
+        assert!(
+            "lmtp://[::1]:24"
+                .parse::<DownstreamAddr>()
+                .unwrap()
+                .is_lmtp()
+        );
+        assert!(
+            "smtp://mail.example.org:25"
+                .parse::<DownstreamAddr>()
+                .is_err()
+        );
+        assert!("http://127.0.0.1:1".parse::<DownstreamAddr>().is_err());
+    }
+
+    #[test]
+    fn defaults_allow_loopback_only() {
+        let c = Config::build(
+            FileConfig::default(),
+            &flags("127.0.0.1:10025", "smtp://127.0.0.1:10026"),
+        )
+        .unwrap();
+        assert!(c.allows("127.0.0.1".parse().unwrap()));
+        assert!(c.allows("::1".parse().unwrap()));
+        assert!(c.allows("::ffff:127.0.0.5".parse().unwrap()));
+        assert!(!c.allows("192.168.1.1".parse().unwrap()));
+        assert!(!c.allows("10.0.0.1".parse().unwrap()));
+        assert_eq!(c.policy.on_error, OnError::PassUnchanged);
+    }
+
+    #[test]
+    fn file_keys_and_unknown_keys() {
+        let f: FileConfig = toml::from_str(
+            r#"
+            listen = "127.0.0.1:10025"
+            downstream = "lmtp://127.0.0.1:24"
+            allowed_networks = ["127.0.0.2/32", "10.1.2.3"]
+            on_error = "tempfail"
+            remote_content = "strip"
+            [tls]
+            cert = "/etc/ssl/c.pem"
+            key = "/etc/ssl/k.pem"
+            "#,
+        )
+        .unwrap();
+        let c = Config::build(f, &Overrides::default()).unwrap();
+        assert!(c.allows("10.1.2.3".parse().unwrap()));
+        assert!(!c.allows("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.policy.on_error, OnError::Tempfail);
+        assert_eq!(c.policy.remote_content, RemoteContent::Strip);
+        assert!(c.tls.is_some());
+        assert!(toml::from_str::<FileConfig>("listne = \"x\"").is_err());
+        assert!(
+            Config::build(
+                toml::from_str("on_error = \"drop\"").unwrap(),
+                &flags("127.0.0.1:1", "smtp://127.0.0.1:2")
+            )
+            .is_err()
+        );
+    }
+}

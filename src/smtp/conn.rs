@@ -1,0 +1,439 @@
+//! Drives one client connection: reads commands, runs the [`Session`] state machine,
+//! passes the envelope to the downstream as it arrives, reads the message, cleans it
+//! and delivers it, and answers only after the downstream has answered.
+
+use super::downstream::{Connector, DownError, Downstream, Timeouts};
+use super::io::{Conn, Io, ReadError};
+use super::session::{Rcpt, Reply, Session, Settings, Step, down_unreachable};
+use mailveil_core::{Envelope, HEADER_NAME, OnError, Policy, Rules, VERSION, clean};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+/// Longest command line accepted (RFC 5321 says 512; XFORWARD and parameters run longer).
+const MAX_COMMAND_LINE: usize = 4096;
+
+/// What every session of one server shares.
+pub struct Shared {
+    /// Protocol settings.
+    pub settings: Settings,
+    /// Wait for a command.
+    pub command_timeout: Duration,
+    /// Wait for each read of message data.
+    pub data_timeout: Duration,
+    /// Where mail goes.
+    pub connector: Arc<dyn Connector>,
+    /// Downstream timeouts.
+    pub down_timeouts: Timeouts,
+    /// Cleaning policy.
+    pub policy: Policy,
+    /// Compiled rules.
+    pub rules: Arc<Rules>,
+    /// STARTTLS, when configured.
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// Resolves when the server starts shutting down.
+async fn shutdown_signal(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|down| *down).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Runs one session to its end. Never panics on client input; errors end the session.
+pub async fn run_session(
+    shared: Arc<Shared>,
+    stream: Box<dyn Io>,
+    peer: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut conn = Conn::new(stream);
+    let mut session = Session::new(shared.settings.clone());
+    let mut down: Option<Downstream> = None;
+    let t = shared.command_timeout;
+    debug!(%peer, "session start");
+    if conn.write(&session.greeting().to_wire(), t).await.is_err() {
+        return;
+    }
+    loop {
+        let stopping = *shutdown.borrow();
+        if stopping && !session.in_transaction() {
+            let _ = conn.write(b"421 4.3.2 Service shutting down\r\n", t).await;
+            break;
+        }
+        let read = tokio::select! {
+            r = conn.read_line(MAX_COMMAND_LINE, t) => r,
+            () = shutdown_signal(&mut shutdown), if !stopping && !session.in_transaction() => continue,
+        };
+        let line = match read {
+            Ok(line) => line,
+            Err(ReadError::TooLong) => {
+                if conn.write(b"500 5.5.2 Line too long\r\n", t).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Err(ReadError::Timeout) => {
+                let _ = conn.write(b"421 4.4.2 Timeout, closing\r\n", t).await;
+                break;
+            }
+            Err(e) => {
+                debug!(%peer, "client gone: {e}");
+                break;
+            }
+        };
+        let replies: Vec<Reply> = match session.command(&line) {
+            Step::Reply(r) => vec![r],
+            Step::Close(r) => {
+                let _ = conn.write(&r.to_wire(), t).await;
+                break;
+            }
+            Step::Hello => {
+                if let Some(d) = down.as_mut().filter(|d| d.in_transaction())
+                    && d.rset().await.is_err()
+                {
+                    down = None;
+                }
+                if down.is_none() {
+                    down = connect(&shared).await;
+                }
+                vec![session.hello_reply(down.as_ref().map(Downstream::caps))]
+            }
+            Step::StartTls => {
+                let Some(acceptor) = shared.tls.clone() else {
+                    break;
+                };
+                if conn
+                    .write(b"220 2.0.0 Ready to start TLS\r\n", t)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                // Whatever the client pipelined in plaintext after STARTTLS is dropped.
+                let stream = conn.into_stream();
+                match tokio::time::timeout(t, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        conn = Conn::new(Box::new(tls));
+                        session.tls_started();
+                        continue;
+                    }
+                    Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+                    Err(_) => debug!(%peer, "TLS handshake timed out"),
+                }
+                if let Some(d) = down {
+                    d.quit().await;
+                }
+                return;
+            }
+            Step::Mail { sender, params } => {
+                let reply = mail(&shared, &mut down, &session, &sender, &params).await;
+                vec![session.mail_result(sender, params, &reply)]
+            }
+            Step::Rcpt(rcpt) => {
+                let reply = rcpt_downstream(&mut down, &rcpt).await;
+                vec![session.rcpt_result(rcpt, &reply)]
+            }
+            Step::Data => {
+                if conn
+                    .write(b"354 End data with <CR><LF>.<CR><LF>\r\n", t)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let body = match conn
+                    .read_data(shared.settings.max_message_bytes, shared.data_timeout)
+                    .await
+                {
+                    Ok(body) => body,
+                    Err(e) => {
+                        // Nothing was sent downstream yet: the mail stays with the client.
+                        warn!(%peer, "message not received: {e}");
+                        if matches!(e, ReadError::Timeout) {
+                            let _ = conn.write(b"421 4.4.2 Timeout, closing\r\n", t).await;
+                        }
+                        break;
+                    }
+                };
+                if body.too_big {
+                    abandon(&mut down, &mut session).await;
+                    vec![Reply::new(552, "5.3.4 Message size exceeds the limit")]
+                } else {
+                    deliver(&shared, &mut down, &mut session, body.bytes, &peer).await
+                }
+            }
+            Step::Bdat {
+                size,
+                discard,
+                reply,
+            } => {
+                let mut chunks = session
+                    .transaction_mut()
+                    .map(|tx| std::mem::take(&mut tx.chunks))
+                    .unwrap_or_default();
+                if let Err(e) = conn
+                    .read_chunk(size, &mut chunks, discard, shared.data_timeout)
+                    .await
+                {
+                    warn!(%peer, "BDAT chunk not received: {e}");
+                    break;
+                }
+                match reply {
+                    Some(r) => {
+                        if r.code >= 500 && !session.in_transaction() {
+                            abandon(&mut down, &mut session).await;
+                        } else if let Some(tx) = session.transaction_mut() {
+                            tx.chunks = chunks;
+                        }
+                        vec![r]
+                    }
+                    None => deliver(&shared, &mut down, &mut session, chunks, &peer).await,
+                }
+            }
+            Step::Rset(r) => {
+                if let Some(d) = down.as_mut().filter(|d| d.in_transaction())
+                    && d.rset().await.is_err()
+                {
+                    down = None;
+                }
+                vec![r]
+            }
+        };
+        let wire: Vec<u8> = replies.iter().flat_map(Reply::to_wire).collect();
+        if conn.write(&wire, t).await.is_err() {
+            break;
+        }
+    }
+    if let Some(d) = down {
+        d.quit().await;
+    }
+    conn.shutdown().await;
+    debug!(%peer, "session end");
+}
+
+async fn connect(shared: &Shared) -> Option<Downstream> {
+    match Downstream::connect(
+        shared.connector.as_ref(),
+        &shared.settings.hostname,
+        shared.down_timeouts,
+    )
+    .await
+    {
+        Ok(d) => Some(d),
+        Err(e) => {
+            warn!("downstream not available: {e}");
+            None
+        }
+    }
+}
+
+/// MAIL FROM downstream. A connection that broke while idle (the downstream's own idle
+/// timeout) is redialled once.
+async fn mail(
+    shared: &Shared,
+    down: &mut Option<Downstream>,
+    session: &Session,
+    sender: &str,
+    params: &[String],
+) -> Reply {
+    for attempt in 0..2 {
+        if down.is_none() {
+            *down = connect(shared).await;
+        }
+        let Some(d) = down.as_mut() else {
+            return down_unreachable();
+        };
+        match d.mail(sender, params, session.xforward()).await {
+            Ok(r) if r.code == 421 && attempt == 0 => *down = None,
+            Ok(r) => return r,
+            Err(e) => {
+                debug!("downstream MAIL failed: {e}");
+                *down = None;
+            }
+        }
+    }
+    down_unreachable()
+}
+
+async fn rcpt_downstream(down: &mut Option<Downstream>, rcpt: &Rcpt) -> Reply {
+    let Some(d) = down.as_mut() else {
+        return down_unreachable();
+    };
+    match d.rcpt(rcpt).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!("downstream RCPT failed: {e}");
+            *down = None;
+            down_unreachable()
+        }
+    }
+}
+
+/// Ends a transaction that will not be delivered, here and downstream.
+async fn abandon(down: &mut Option<Downstream>, session: &mut Session) {
+    session.end_transaction();
+    if let Some(d) = down.as_mut().filter(|d| d.in_transaction())
+        && d.rset().await.is_err()
+    {
+        *down = None;
+    }
+}
+
+/// Cleans the message and hands it to the downstream; returns the replies for the
+/// client (one, or one per recipient for LMTP clients). Ends the transaction.
+async fn deliver(
+    shared: &Shared,
+    down: &mut Option<Downstream>,
+    session: &mut Session,
+    raw: Vec<u8>,
+    peer: &str,
+) -> Vec<Reply> {
+    let started = Instant::now();
+    let Some(tx) = session.transaction() else {
+        return vec![Reply::new(503, "5.5.1 No transaction")];
+    };
+    let queue_id = session
+        .queue_id()
+        .map(str::to_string)
+        .or_else(|| received_queue_id(&raw))
+        .unwrap_or_default();
+    let sender = tx.sender.clone();
+    let rcpts = tx.rcpts.len();
+    let envelope = Envelope {
+        sender: (!sender.is_empty()).then(|| sender.clone()),
+        recipients: tx.rcpts.iter().map(|r| r.address.clone()).collect(),
+    };
+    let size = raw.len();
+    let (bytes, findings, tempfail) = clean_caught(shared, raw, envelope).await;
+    let (replies, downstream_reply) = if tempfail {
+        abandon_keep_tx(down).await;
+        let r = Reply::new(451, "4.3.0 Message could not be cleaned, try again later");
+        (vec![r], "not sent (on_error=tempfail)".to_string())
+    } else {
+        match down.as_mut() {
+            None => (vec![], "not connected".to_string()),
+            Some(d) => match d.data(&bytes, rcpts).await {
+                Ok(outcomes) => {
+                    let text = outcomes
+                        .iter()
+                        .map(|r| format!("{} {}", r.code, r.text()))
+                        .collect::<Vec<_>>()
+                        .join(" | ");
+                    (outcomes, text)
+                }
+                Err(e) => {
+                    *down = None;
+                    (vec![], error_text(&e))
+                }
+            },
+        }
+    };
+    let answers = session.data_replies(&replies);
+    let codes: Vec<u16> = answers.iter().map(|r| r.code).collect();
+    info!(
+        queue_id = %queue_id,
+        from = %sender,
+        rcpts,
+        size,
+        out_size = bytes.len(),
+        findings = %findings,
+        ms = started.elapsed().as_millis() as u64,
+        downstream = %downstream_reply,
+        reply = ?codes,
+        %peer,
+        "mail"
+    );
+    session.end_transaction();
+    answers
+}
+
+async fn abandon_keep_tx(down: &mut Option<Downstream>) {
+    if let Some(d) = down.as_mut().filter(|d| d.in_transaction())
+        && d.rset().await.is_err()
+    {
+        *down = None;
+    }
+}
+
+fn error_text(e: &DownError) -> String {
+    format!("failed: {e}")
+}
+
+/// Runs the core on a blocking thread with any panic caught, so one mail cannot take the
+/// server down. Returns the bytes to deliver, the findings summary and whether the
+/// policy asks for a temporary failure.
+async fn clean_caught(
+    shared: &Shared,
+    raw: Vec<u8>,
+    envelope: Envelope,
+) -> (Vec<u8>, String, bool) {
+    let raw = Arc::new(raw);
+    let policy = shared.policy.clone();
+    let rules = Arc::clone(&shared.rules);
+    let input = Arc::clone(&raw);
+    let job = tokio::task::spawn_blocking(move || {
+        catch_unwind(AssertUnwindSafe(|| {
+            clean(&input, &envelope, &policy, &rules)
+        }))
+    });
+    match job.await {
+        Ok(Ok(cleaned)) => {
+            let summary = cleaned.report.header_value();
+            if let Some(err) = &cleaned.report.error {
+                warn!("mail passed unchanged: {err}");
+            }
+            (cleaned.bytes, summary, cleaned.tempfail)
+        }
+        _ => {
+            warn!("cleaning panicked; mail passed unchanged");
+            let tempfail = shared.policy.on_error == OnError::Tempfail;
+            let mut out = format!("{HEADER_NAME}: v={VERSION}; error=internal\r\n").into_bytes();
+            out.extend_from_slice(&raw);
+            (out, format!("v={VERSION}; error=internal"), tempfail)
+        }
+    }
+}
+
+/// The queue id from the top `Received:` header (`... with ESMTP id 4Xyz...;`).
+pub fn received_queue_id(raw: &[u8]) -> Option<String> {
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(raw.len().min(64 * 1024));
+    let head = String::from_utf8_lossy(&raw[..head_end.min(64 * 1024)]);
+    let mut lines = head.split('\n');
+    let mut received = String::new();
+    for line in lines.by_ref() {
+        if line.len() >= 9 && line[..9].eq_ignore_ascii_case("received:") {
+            received.push_str(line);
+            break;
+        }
+    }
+    if received.is_empty() {
+        return None;
+    }
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            received.push(' ');
+            received.push_str(line);
+        } else {
+            break;
+        }
+    }
+    let mut words = received.split_ascii_whitespace();
+    while let Some(w) = words.next() {
+        if w == "id" {
+            let id = words.next()?.trim_end_matches(';');
+            return (!id.is_empty()).then(|| id.to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

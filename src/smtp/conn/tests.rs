@@ -1,0 +1,492 @@
+//! Sessions end to end over `tokio::io::duplex`, against a scripted downstream that
+//! records what it was sent.
+
+use super::*;
+use crate::smtp::downstream::BoxFuture;
+use std::io;
+use std::sync::Mutex;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+/// A fake downstream: Dovecot-like LMTP or Postfix-like SMTP.
+#[derive(Clone)]
+struct Fake {
+    lmtp: bool,
+    /// Extra EHLO keywords.
+    caps: Vec<&'static str>,
+    /// Reply after the final dot (per recipient for LMTP: recipients containing "full"
+    /// get 452, "gone" get 550).
+    data_code: u16,
+    /// Connection refused.
+    down: bool,
+    log: Arc<Mutex<Vec<String>>>,
+    messages: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Fake {
+    fn smtp() -> Self {
+        Fake {
+            lmtp: false,
+            caps: vec![
+                "SIZE 10240000",
+                "8BITMIME",
+                "DSN",
+                "XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT",
+            ],
+            data_code: 250,
+            down: false,
+            log: Arc::default(),
+            messages: Arc::default(),
+        }
+    }
+    fn lmtp() -> Self {
+        Fake {
+            lmtp: true,
+            caps: vec!["8BITMIME", "ENHANCEDSTATUSCODES", "PIPELINING"],
+            ..Fake::smtp()
+        }
+    }
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+    fn messages(&self) -> Vec<Vec<u8>> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+impl Connector for Fake {
+    fn connect(&self) -> BoxFuture<'_, io::Result<Box<dyn Io>>> {
+        Box::pin(async move {
+            if self.down {
+                return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
+            }
+            let (ours, theirs) = tokio::io::duplex(1 << 16);
+            tokio::spawn(self.clone().serve(theirs));
+            Ok(Box::new(ours) as Box<dyn Io>)
+        })
+    }
+    fn lmtp(&self) -> bool {
+        self.lmtp
+    }
+}
+
+impl Fake {
+    async fn serve(self, stream: DuplexStream) {
+        let (r, mut w) = tokio::io::split(stream);
+        let mut r = BufReader::new(r);
+        w.write_all(b"220 fake ready\r\n").await.unwrap();
+        let mut rcpts: Vec<String> = Vec::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let cmd = line.trim_end().to_string();
+            self.log.lock().unwrap().push(cmd.clone());
+            let upper = cmd.to_ascii_uppercase();
+            let reply = if upper.starts_with("EHLO") || upper.starts_with("LHLO") {
+                let mut s = String::from("250-fake\r\n");
+                for c in &self.caps {
+                    s.push_str(&format!("250-{c}\r\n"));
+                }
+                s.push_str("250 ENHANCEDSTATUSCODES\r\n");
+                s
+            } else if upper.starts_with("MAIL") {
+                rcpts.clear();
+                if !self.lmtp
+                    && upper.contains("SIZE=")
+                    && !self.caps.iter().any(|c| c.starts_with("SIZE"))
+                {
+                    "555 5.5.4 Unsupported parameters\r\n".into()
+                } else {
+                    "250 2.1.0 Ok\r\n".into()
+                }
+            } else if upper.starts_with("RCPT") {
+                if cmd.contains("nobody") {
+                    "550 5.1.1 User doesn't exist\r\n".into()
+                } else {
+                    rcpts.push(cmd.clone());
+                    "250 2.1.5 Ok\r\n".into()
+                }
+            } else if upper == "DATA" {
+                w.write_all(b"354 go\r\n").await.unwrap();
+                let mut msg = Vec::new();
+                loop {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    msg.extend_from_slice(&l);
+                }
+                self.messages.lock().unwrap().push(msg);
+                let n = if self.lmtp { rcpts.len() } else { 1 };
+                let mut s = String::new();
+                for rc in rcpts.iter().take(n) {
+                    let code = if rc.contains("full") {
+                        452
+                    } else if rc.contains("gone") {
+                        550
+                    } else {
+                        self.data_code
+                    };
+                    s.push_str(&format!("{code} {}.0.0 result\r\n", code / 100));
+                }
+                s
+            } else if upper == "QUIT" {
+                w.write_all(b"221 bye\r\n").await.unwrap();
+                return;
+            } else {
+                "250 2.0.0 Ok\r\n".into()
+            };
+            w.write_all(reply.as_bytes()).await.unwrap();
+        }
+    }
+}
+
+fn shared(fake: &Fake, max: usize) -> Arc<Shared> {
+    Arc::new(shared_plain(fake, max))
+}
+
+fn shared_plain(fake: &Fake, max: usize) -> Shared {
+    Shared {
+        settings: Settings {
+            hostname: "filter.test".into(),
+            max_message_bytes: max,
+            tls_available: false,
+            xforward: true,
+        },
+        command_timeout: Duration::from_secs(5),
+        data_timeout: Duration::from_secs(5),
+        connector: Arc::new(fake.clone()),
+        down_timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            reply: Duration::from_secs(5),
+        },
+        policy: Policy::default(),
+        rules: Arc::new(crate::rule_files::load(&[], false).0),
+        tls: None,
+    }
+}
+
+struct Client {
+    r: BufReader<tokio::io::ReadHalf<DuplexStream>>,
+    w: tokio::io::WriteHalf<DuplexStream>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Client {
+    async fn start(shared: Arc<Shared>) -> Client {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let (stop, rx) = watch::channel(false);
+        let task = tokio::spawn(run_session(shared, Box::new(theirs), "test".into(), rx));
+        let (r, w) = tokio::io::split(ours);
+        let mut c = Client {
+            r: BufReader::new(r),
+            w,
+            stop,
+            task,
+        };
+        assert!(c.reply().await.starts_with("220 "));
+        c
+    }
+    /// One reply (all its lines).
+    async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+    async fn send(&mut self, s: &str) {
+        self.w.write_all(s.as_bytes()).await.unwrap();
+    }
+    async fn cmd(&mut self, s: &str) -> String {
+        self.send(&format!("{s}\r\n")).await;
+        self.reply().await
+    }
+}
+
+const TRACKED: &str = "From: news@sender.example\r\nTo: alice@example.test\r\nMessage-ID: <m1@sender.example>\r\nSubject: hi\r\nContent-Type: text/html\r\n\r\n<p>Hello reader</p><img src=\"https://t.example/open.gif?e=alice@example.test\" width=1 height=1>\r\n.leading dot\r\n";
+
+#[tokio::test]
+async fn clean_mail_is_delivered_before_250() {
+    let fake = Fake::lmtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    let ehlo = c.cmd("EHLO postfix.test").await;
+    assert!(ehlo.contains("8BITMIME"), "{ehlo}");
+    assert!(ehlo.contains("SIZE 1048576"));
+    assert!(
+        !ehlo.contains("XFORWARD"),
+        "Dovecot-like downstream has no XFORWARD"
+    );
+    assert!(
+        c.cmd("MAIL FROM:<news@sender.example> SIZE=300 BODY=8BITMIME")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        c.cmd("RCPT TO:<alice@example.test>")
+            .await
+            .starts_with("250")
+    );
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(&format!(
+        "{}.\r\n",
+        TRACKED.replace("\r\n.leading", "\r\n..leading")
+    ))
+    .await;
+    let done = c.reply().await;
+    assert!(done.starts_with("250 "), "{done}");
+    let log = fake.log();
+    assert!(
+        log.contains(&"MAIL FROM:<news@sender.example> BODY=8BITMIME".to_string()),
+        "SIZE= must not reach an LMTP server without SIZE: {log:?}"
+    );
+    let msgs = fake.messages();
+    assert_eq!(msgs.len(), 1);
+    let text = String::from_utf8_lossy(&msgs[0]);
+    assert!(text.starts_with("X-Mailveil: v="), "{text}");
+    assert!(text.contains("Message-ID: <m1@sender.example>"));
+    assert!(text.contains("Hello reader"));
+    assert!(!text.contains("t.example/open.gif"));
+    assert!(
+        text.contains("\r\n..leading dot"),
+        "dot-stuffed again downstream"
+    );
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+}
+
+#[tokio::test]
+async fn pipelined_envelope_and_foreign_rcpt_decided_downstream() {
+    let fake = Fake::smtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    c.cmd("EHLO postfix.test").await;
+    c.send("XFORWARD NAME=client.example ADDR=192.0.2.1 IDENT=4QueueId\r\nMAIL FROM:<a@b.example> SIZE=100\r\nRCPT TO:<x@foreign.example>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n").await;
+    let replies = [
+        c.reply().await,
+        c.reply().await,
+        c.reply().await,
+        c.reply().await,
+        c.reply().await,
+    ];
+    assert!(replies[0].starts_with("250"));
+    assert!(replies[1].starts_with("250"));
+    assert!(
+        replies[2].starts_with("250"),
+        "downstream decides the foreign domain"
+    );
+    assert!(replies[3].starts_with("550 5.1.1"), "{}", replies[3]);
+    assert!(replies[4].starts_with("354"));
+    c.send("Subject: x\r\n\r\nbody\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250"));
+    let log = fake.log();
+    assert!(
+        log.iter()
+            .any(|l| l == "XFORWARD NAME=client.example ADDR=192.0.2.1 IDENT=4QueueId"),
+        "{log:?}"
+    );
+    assert!(log.iter().any(|l| l == "MAIL FROM:<a@b.example> SIZE=100"));
+    assert!(log.iter().any(|l| l == "RCPT TO:<x@foreign.example>"));
+}
+
+#[tokio::test]
+async fn downstream_down_gives_451_and_nothing_is_acknowledged() {
+    let fake = Fake {
+        down: true,
+        ..Fake::smtp()
+    };
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    let ehlo = c.cmd("EHLO postfix.test").await;
+    assert!(ehlo.starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@b>").await.starts_with("451 4.4.1"));
+    assert!(c.cmd("RCPT TO:<c@d>").await.starts_with("503"));
+}
+
+#[tokio::test]
+async fn downstream_4xx_after_data_gives_451_and_5xx_passes() {
+    for (code, want) in [(452, "451 "), (554, "554 ")] {
+        let fake = Fake {
+            data_code: code,
+            ..Fake::smtp()
+        };
+        let mut c = Client::start(shared(&fake, 1 << 20)).await;
+        c.cmd("EHLO p").await;
+        c.cmd("MAIL FROM:<a@b>").await;
+        c.cmd("RCPT TO:<c@d>").await;
+        c.cmd("DATA").await;
+        c.send("Subject: x\r\n\r\nhi\r\n.\r\n").await;
+        let r = c.reply().await;
+        assert!(r.starts_with(want), "{code}: {r}");
+    }
+}
+
+#[tokio::test]
+async fn lmtp_client_gets_one_reply_per_recipient() {
+    let fake = Fake::lmtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    c.cmd("LHLO postfix.test").await;
+    c.cmd("MAIL FROM:<a@b>").await;
+    for r in ["alice@t", "full@t", "gone@t"] {
+        assert!(c.cmd(&format!("RCPT TO:<{r}>")).await.starts_with("250"));
+    }
+    c.cmd("DATA").await;
+    c.send("Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    let codes: Vec<String> = [c.reply().await, c.reply().await, c.reply().await]
+        .iter()
+        .map(|r| r[..3].to_string())
+        .collect();
+    assert_eq!(codes, ["250", "451", "550"]);
+}
+
+#[tokio::test]
+async fn smtp_client_with_lmtp_downstream_and_a_full_mailbox_gets_451() {
+    let fake = Fake::lmtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    c.cmd("EHLO postfix.test").await;
+    c.cmd("MAIL FROM:<a@b>").await;
+    c.cmd("RCPT TO:<alice@t>").await;
+    c.cmd("RCPT TO:<full@t>").await;
+    c.cmd("DATA").await;
+    c.send("Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("451"));
+}
+
+#[tokio::test]
+async fn oversized_mail_is_refused_and_not_delivered() {
+    let fake = Fake::smtp();
+    let mut c = Client::start(shared(&fake, 100)).await;
+    c.cmd("EHLO p").await;
+    c.cmd("MAIL FROM:<a@b>").await;
+    c.cmd("RCPT TO:<c@d>").await;
+    c.cmd("DATA").await;
+    c.send(&format!("Subject: x\r\n\r\n{}\r\n.\r\n", "y".repeat(500)))
+        .await;
+    assert!(c.reply().await.starts_with("552 5.3.4"));
+    assert!(fake.messages().is_empty());
+    assert!(fake.log().iter().any(|l| l == "RSET"));
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+}
+
+#[tokio::test]
+async fn bdat_chunks_are_delivered() {
+    let fake = Fake::smtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    assert!(c.cmd("EHLO p").await.contains("CHUNKING"));
+    c.cmd("MAIL FROM:<a@b>").await;
+    c.cmd("RCPT TO:<c@d>").await;
+    c.send("BDAT 14\r\nSubject: x\r\n\r\n").await;
+    assert!(c.reply().await.starts_with("250"));
+    c.send("BDAT 8 LAST\r\n.hello\r\n").await;
+    assert!(c.reply().await.starts_with("250"));
+    let msgs = fake.messages();
+    assert_eq!(
+        String::from_utf8_lossy(&msgs[0]).lines().last(),
+        Some("..hello")
+    );
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_sessions_with_421() {
+    let fake = Fake::smtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    c.cmd("EHLO p").await;
+    c.stop.send(true).unwrap();
+    assert!(c.reply().await.starts_with("421 4.3.2"));
+    c.task.await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_transaction_in_flight_finish() {
+    let fake = Fake::smtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    c.cmd("EHLO p").await;
+    c.cmd("MAIL FROM:<a@b>").await;
+    c.stop.send(true).unwrap();
+    assert!(c.cmd("RCPT TO:<c@d>").await.starts_with("250"));
+    c.cmd("DATA").await;
+    c.send("Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250"));
+    assert!(c.reply().await.starts_with("421"));
+    assert_eq!(fake.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn client_vanishing_mid_data_delivers_nothing() {
+    let fake = Fake::smtp();
+    let mut sh = shared_plain(&fake, 1 << 20);
+    sh.data_timeout = Duration::from_millis(300);
+    let mut c = Client::start(Arc::new(sh)).await;
+    c.cmd("EHLO p").await;
+    c.cmd("MAIL FROM:<a@b>").await;
+    c.cmd("RCPT TO:<c@d>").await;
+    c.cmd("DATA").await;
+    c.send("Subject: x\r\n\r\nhalf a mes").await;
+    drop(c.w);
+    let mut rest = String::new();
+    let _ = c.r.read_to_string(&mut rest).await;
+    c.task.await.unwrap();
+    assert!(fake.messages().is_empty());
+    assert!(!fake.log().iter().any(|l| l == "DATA"));
+}
+
+/// A mail the core cannot clean: MIME nested deeper than the limit.
+fn too_deep() -> String {
+    let mut m = String::from("Subject: deep\r\n");
+    for i in 0..100 {
+        m.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    m.push_str("Content-Type: text/plain\r\n\r\nhi\r\n");
+    m
+}
+
+#[tokio::test]
+async fn uncleanable_mail_passes_unchanged_with_error_header_or_451_by_policy() {
+    for (on_error, want) in [(OnError::PassUnchanged, "250"), (OnError::Tempfail, "451")] {
+        let fake = Fake::smtp();
+        let mut sh = shared_plain(&fake, 1 << 20);
+        sh.policy.on_error = on_error;
+        let mut c = Client::start(Arc::new(sh)).await;
+        c.cmd("EHLO p").await;
+        c.cmd("MAIL FROM:<a@b>").await;
+        c.cmd("RCPT TO:<c@d>").await;
+        c.cmd("DATA").await;
+        c.send(&format!("{}.\r\n", too_deep())).await;
+        let r = c.reply().await;
+        assert!(r.starts_with(want), "{on_error:?}: {r}");
+        let msgs = fake.messages();
+        if on_error == OnError::PassUnchanged {
+            let text = String::from_utf8_lossy(&msgs[0]).to_string();
+            let (first, rest) = text.split_once("\r\n").unwrap();
+            assert!(
+                first.starts_with("X-Mailveil: v=") && first.contains("error="),
+                "{first}"
+            );
+            assert_eq!(rest, too_deep(), "the original, byte for byte");
+        } else {
+            assert!(msgs.is_empty());
+            assert!(fake.log().iter().any(|l| l == "RSET"));
+        }
+    }
+}
+
+#[test]
+fn queue_id_from_received() {
+    let raw = b"Received: from mx.example.test (localhost [127.0.0.1])\r\n\tby mx.example.test (Postfix) with ESMTP id 4ZxY12AbCd\r\n\tfor <alice@example.test>; Sun, 1 Jan 2026 00:00:00 +0000\r\nSubject: x\r\n\r\nbody";
+    assert_eq!(received_queue_id(raw).as_deref(), Some("4ZxY12AbCd"));
+    assert_eq!(received_queue_id(b"Subject: x\r\n\r\nid 5"), None);
+}

@@ -1,0 +1,288 @@
+//! The client side: one connection to the configured downstream (Postfix's reinjection
+//! smtpd over SMTP, or Dovecot over LMTP), kept for the length of one client session.
+//! The envelope is passed on as the client sent it, minus the parameters of extensions
+//! the downstream did not announce (Dovecot's LMTP has no SIZE and answers `555` to it).
+
+use super::config::DownstreamAddr;
+use super::io::{Conn, Io, ReadError, dot_stuff};
+use super::session::{Caps, Rcpt, Reply};
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed future, for the object-safe [`Connector`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Opens a byte stream to the downstream. The real one dials TCP or a unix socket;
+/// tests plug in an in-memory server.
+pub trait Connector: Send + Sync {
+    /// A new stream.
+    fn connect(&self) -> BoxFuture<'_, io::Result<Box<dyn Io>>>;
+    /// Whether the downstream speaks LMTP.
+    fn lmtp(&self) -> bool;
+}
+
+/// Dials the configured address.
+pub struct Dialer(pub DownstreamAddr);
+
+impl Connector for Dialer {
+    fn connect(&self) -> BoxFuture<'_, io::Result<Box<dyn Io>>> {
+        Box::pin(async move {
+            let stream: Box<dyn Io> = match &self.0 {
+                DownstreamAddr::Smtp(a) | DownstreamAddr::LmtpTcp(a) => {
+                    let s = tokio::net::TcpStream::connect(a).await?;
+                    s.set_nodelay(true)?;
+                    Box::new(s)
+                }
+                DownstreamAddr::LmtpUnix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
+            };
+            Ok(stream)
+        })
+    }
+    fn lmtp(&self) -> bool {
+        self.0.is_lmtp()
+    }
+}
+
+/// Why talking to the downstream failed (every kind means: answer 451).
+#[derive(Debug)]
+pub enum DownError {
+    /// Could not connect, or the greeting was not 220.
+    Connect(String),
+    /// No reply in time.
+    Timeout,
+    /// The connection broke or the peer spoke nonsense.
+    Broken(String),
+}
+
+impl std::fmt::Display for DownError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownError::Connect(e) => write!(f, "connect: {e}"),
+            DownError::Timeout => f.write_str("timeout"),
+            DownError::Broken(e) => write!(f, "connection broken: {e}"),
+        }
+    }
+}
+
+impl From<ReadError> for DownError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Timeout => DownError::Timeout,
+            other => DownError::Broken(other.to_string()),
+        }
+    }
+}
+
+/// Timeouts for the downstream.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Connecting plus the greeting.
+    pub connect: Duration,
+    /// Each reply, including the one(s) after the final dot.
+    pub reply: Duration,
+}
+
+/// Longest reply line accepted from the downstream.
+const MAX_REPLY_LINE: usize = 4096;
+/// Most lines in one reply.
+const MAX_REPLY_LINES: usize = 100;
+
+/// An open downstream session.
+pub struct Downstream {
+    conn: Conn,
+    caps: Caps,
+    lmtp: bool,
+    timeouts: Timeouts,
+    /// A MAIL was accepted and not yet ended by the data or RSET.
+    in_transaction: bool,
+}
+
+impl Downstream {
+    /// Connects, reads the greeting, says EHLO (or LHLO).
+    pub async fn connect(
+        connector: &dyn Connector,
+        helo_name: &str,
+        timeouts: Timeouts,
+    ) -> Result<Downstream, DownError> {
+        let stream = tokio::time::timeout(timeouts.connect, connector.connect())
+            .await
+            .map_err(|_| DownError::Connect("timeout".into()))?
+            .map_err(|e| DownError::Connect(e.to_string()))?;
+        let mut conn = Conn::new(stream);
+        let greeting = read_reply(&mut conn, timeouts.connect).await?;
+        if greeting.code != 220 {
+            return Err(DownError::Connect(format!(
+                "greeting {}",
+                greeting.to_string().trim_end()
+            )));
+        }
+        let lmtp = connector.lmtp();
+        let verb = if lmtp { "LHLO" } else { "EHLO" };
+        let mut down = Downstream {
+            conn,
+            caps: Caps::default(),
+            lmtp,
+            timeouts,
+            in_transaction: false,
+        };
+        let reply = down.command(&format!("{verb} {helo_name}\r\n")).await?;
+        if !reply.is_positive() {
+            return Err(DownError::Connect(format!("{verb}: {}", reply.text())));
+        }
+        down.caps = Caps::from_ehlo(&reply);
+        Ok(down)
+    }
+
+    /// What the downstream announced.
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    /// Whether a MAIL transaction is open downstream.
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    async fn command(&mut self, line: &str) -> Result<Reply, DownError> {
+        self.conn
+            .write(line.as_bytes(), self.timeouts.reply)
+            .await
+            .map_err(|e| DownError::Broken(e.to_string()))?;
+        read_reply(&mut self.conn, self.timeouts.reply).await
+    }
+
+    fn keep(&self, params: &[String]) -> String {
+        params
+            .iter()
+            .filter(|p| self.caps.takes_param(p.split('=').next().unwrap_or("")))
+            .fold(String::new(), |mut s, p| {
+                s.push(' ');
+                s.push_str(p);
+                s
+            })
+    }
+
+    /// XFORWARD (the attributes the downstream takes), then MAIL FROM.
+    pub async fn mail(
+        &mut self,
+        sender: &str,
+        params: &[String],
+        xforward: &[(String, String)],
+    ) -> Result<Reply, DownError> {
+        if let Some(accepted) = &self.caps.xforward {
+            let attrs: Vec<String> = xforward
+                .iter()
+                .filter(|(k, _)| accepted.contains(k))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            // Postfix limits an XFORWARD line to 512 bytes: send the attributes in pieces.
+            let mut line = String::new();
+            for attr in attrs {
+                if !line.is_empty() && line.len() + attr.len() > 400 {
+                    self.xforward_line(&line).await?;
+                    line.clear();
+                }
+                line.push(' ');
+                line.push_str(&attr);
+            }
+            if !line.is_empty() {
+                self.xforward_line(&line).await?;
+            }
+        }
+        let line = format!("MAIL FROM:<{sender}>{}\r\n", self.keep(params));
+        let reply = self.command(&line).await?;
+        self.in_transaction = reply.is_positive();
+        Ok(reply)
+    }
+
+    async fn xforward_line(&mut self, attrs: &str) -> Result<(), DownError> {
+        let reply = self.command(&format!("XFORWARD{attrs}\r\n")).await?;
+        if reply.is_positive() {
+            Ok(())
+        } else {
+            Err(DownError::Broken(format!(
+                "XFORWARD refused: {}",
+                reply.text()
+            )))
+        }
+    }
+
+    /// RCPT TO.
+    pub async fn rcpt(&mut self, rcpt: &Rcpt) -> Result<Reply, DownError> {
+        let line = format!("RCPT TO:<{}>{}\r\n", rcpt.address, self.keep(&rcpt.params));
+        self.command(&line).await
+    }
+
+    /// DATA, the message, the final dot; the outcome per accepted recipient (LMTP: one
+    /// reply each; SMTP: one reply for all). `Ok` with a non-2xx reply is the downstream
+    /// refusing; `Err` is not knowing (answer 451).
+    pub async fn data(&mut self, message: &[u8], rcpts: usize) -> Result<Vec<Reply>, DownError> {
+        let reply = self.command("DATA\r\n").await?;
+        if reply.code != 354 {
+            self.in_transaction = false;
+            return Ok(vec![reply]);
+        }
+        let stuffed = dot_stuff(message);
+        self.conn
+            .write(&stuffed, self.timeouts.reply.max(Duration::from_secs(60)))
+            .await
+            .map_err(|e| DownError::Broken(e.to_string()))?;
+        let n = if self.lmtp { rcpts.max(1) } else { 1 };
+        let mut replies = Vec::with_capacity(n);
+        for _ in 0..n {
+            replies.push(read_reply(&mut self.conn, self.timeouts.reply).await?);
+        }
+        self.in_transaction = false;
+        Ok(replies)
+    }
+
+    /// RSET (ends a transaction the client gave up).
+    pub async fn rset(&mut self) -> Result<(), DownError> {
+        self.in_transaction = false;
+        let reply = self.command("RSET\r\n").await?;
+        if reply.is_positive() {
+            Ok(())
+        } else {
+            Err(DownError::Broken(format!("RSET: {}", reply.text())))
+        }
+    }
+
+    /// QUIT and close (best effort).
+    pub async fn quit(mut self) {
+        let t = self.timeouts.reply.min(Duration::from_secs(5));
+        if self.conn.write(b"QUIT\r\n", t).await.is_ok() {
+            let _ = read_reply(&mut self.conn, t).await;
+        }
+        self.conn.shutdown().await;
+    }
+}
+
+/// Reads one (possibly multi-line) reply.
+pub async fn read_reply(conn: &mut Conn, timeout: Duration) -> Result<Reply, DownError> {
+    let mut lines = Vec::new();
+    loop {
+        let raw = conn.read_line(MAX_REPLY_LINE, timeout).await?;
+        let text = String::from_utf8_lossy(&raw);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let bytes = text.as_bytes();
+        let code = text
+            .get(..3)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|c| (200..600).contains(c))
+            .ok_or_else(|| DownError::Broken("malformed reply".into()))?;
+        let more = bytes.get(3) == Some(&b'-');
+        if bytes.len() > 3 && !more && bytes[3] != b' ' {
+            return Err(DownError::Broken("malformed reply".into()));
+        }
+        lines.push(text.get(4..).unwrap_or("").to_string());
+        if lines.len() > MAX_REPLY_LINES {
+            return Err(DownError::Broken("reply too long".into()));
+        }
+        if !more {
+            return Ok(Reply { code, lines });
+        }
+    }
+}

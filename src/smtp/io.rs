@@ -1,0 +1,274 @@
+//! Buffered reading of SMTP lines, dot-terminated data and BDAT chunks over any byte
+//! stream (TCP, TLS, unix socket, or `tokio::io::duplex` in tests), with a timeout per read.
+
+use smtp_proto::request::receiver::DataReceiver;
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A byte stream that a session can run over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How a read failed.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer closed the connection.
+    Eof,
+    /// No byte arrived within the timeout.
+    Timeout,
+    /// A line longer than the limit (it was consumed and dropped).
+    TooLong,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Eof => f.write_str("connection closed"),
+            ReadError::Timeout => f.write_str("timeout"),
+            ReadError::TooLong => f.write_str("line too long"),
+            ReadError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The result of reading a message body: the bytes, or how many were dropped over the limit.
+pub struct Body {
+    /// The message (complete unless `too_big`).
+    pub bytes: Vec<u8>,
+    /// The limit was passed; `bytes` is incomplete and must not be delivered.
+    pub too_big: bool,
+}
+
+/// A stream plus a read buffer. Bytes the peer pipelined after a command stay buffered
+/// for the next read.
+pub struct Conn {
+    stream: Box<dyn Io>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl Conn {
+    /// Wraps a stream.
+    pub fn new(stream: Box<dyn Io>) -> Self {
+        Conn {
+            stream,
+            buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+        }
+    }
+
+    /// Bytes received but not consumed yet.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Drops buffered input (after STARTTLS: nothing sent in plaintext may be used).
+    pub fn discard_pending(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+    }
+
+    /// Gives the stream back (for the TLS handshake). Buffered input is dropped.
+    pub fn into_stream(self) -> Box<dyn Io> {
+        self.stream
+    }
+
+    /// Reads more bytes into the buffer. Cancel-safe (`read_buf` appends only what was
+    /// read), so a session can stop waiting for a command when the server shuts down.
+    async fn fill(&mut self, timeout: Duration) -> Result<(), ReadError> {
+        if self.pos > 0 && self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > READ_CHUNK {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.reserve(READ_CHUNK);
+        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Ok(Ok(0)) => Err(ReadError::Eof),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// One line, CRLF (or LF) included. A line over `max` bytes is consumed and
+    /// reported as `TooLong`.
+    pub async fn read_line(&mut self, max: usize, timeout: Duration) -> Result<Vec<u8>, ReadError> {
+        let mut overflow = false;
+        loop {
+            let pending = &self.buf[self.pos..];
+            if let Some(i) = pending.iter().position(|&b| b == b'\n') {
+                let line = pending[..=i].to_vec();
+                self.pos += i + 1;
+                return if overflow || line.len() > max {
+                    Err(ReadError::TooLong)
+                } else {
+                    Ok(line)
+                };
+            }
+            if pending.len() > max {
+                overflow = true;
+                self.pos = self.buf.len();
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// A dot-terminated message body, unstuffed, without the final `.` line. Past `max`
+    /// bytes the rest is read and dropped so the session stays in step.
+    pub async fn read_data(&mut self, max: usize, timeout: Duration) -> Result<Body, ReadError> {
+        let mut receiver = DataReceiver::new();
+        let mut bytes = Vec::new();
+        let mut too_big = false;
+        loop {
+            let mut iter = self.buf[self.pos..].iter();
+            let before = iter.len();
+            let done = receiver.ingest(&mut iter, &mut bytes);
+            self.pos += before - iter.len();
+            if bytes.len() > max {
+                too_big = true;
+                bytes.clear();
+            }
+            if done {
+                if too_big {
+                    bytes = Vec::new();
+                }
+                return Ok(Body { bytes, too_big });
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Exactly `n` bytes (a BDAT chunk), appended to `out` unless `discard`.
+    pub async fn read_chunk(
+        &mut self,
+        mut n: usize,
+        out: &mut Vec<u8>,
+        discard: bool,
+        timeout: Duration,
+    ) -> Result<(), ReadError> {
+        loop {
+            let take = n.min(self.buf.len() - self.pos);
+            if !discard {
+                out.extend_from_slice(&self.buf[self.pos..self.pos + take]);
+            }
+            self.pos += take;
+            n -= take;
+            if n == 0 {
+                return Ok(());
+            }
+            self.fill(timeout).await?;
+        }
+    }
+
+    /// Writes and flushes.
+    pub async fn write(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        };
+        tokio::time::timeout(timeout, write)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")))
+    }
+
+    /// Shuts the write side down (best effort).
+    pub async fn shutdown(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.stream.shutdown()).await;
+    }
+}
+
+/// Dot-stuffs a message for DATA and appends the terminating `.` line. Bare LF line ends
+/// are left as they are (the core keeps what it was given); a missing final line end is
+/// added.
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 8);
+    let mut at_line_start = true;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+    }
+    if !message.is_empty() && !out.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn stuffing() {
+        assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(dot_stuff(b".\r\nx"), b"..\r\nx\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    #[tokio::test]
+    async fn lines_data_and_pipelined_rest() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut c = Conn::new(Box::new(a));
+        tokio::spawn(async move {
+            b.write_all(b"DATA\r\nSubject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n")
+                .await
+                .unwrap();
+            b.write_all(&[b'x'; 300]).await.unwrap();
+            b.write_all(b"\r\nNOOP\r\n").await.unwrap();
+        });
+        assert_eq!(c.read_line(100, T).await.unwrap(), b"DATA\r\n");
+        let body = c.read_data(1000, T).await.unwrap();
+        assert_eq!(body.bytes, b"Subject: x\r\n\r\n.dot\r\n");
+        assert!(!body.too_big);
+        assert_eq!(c.read_line(100, T).await.unwrap(), b"QUIT\r\n");
+        assert!(matches!(c.read_line(100, T).await, Err(ReadError::TooLong)));
+        assert_eq!(c.read_line(100, T).await.unwrap(), b"NOOP\r\n");
+        assert!(matches!(c.read_line(100, T).await, Err(ReadError::Eof)));
+    }
+
+    #[tokio::test]
+    async fn only_crlf_dot_crlf_ends_the_data() {
+        // SMTP smuggling: a bare LF before the dot must not end the message.
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut c = Conn::new(Box::new(a));
+        tokio::spawn(async move {
+            b.write_all(b"Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@x>\r\n.\r\n")
+                .await
+                .unwrap();
+        });
+        let body = c.read_data(1000, T).await.unwrap();
+        assert_eq!(
+            body.bytes,
+            b"Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@x>\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn data_over_the_limit_is_drained() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut c = Conn::new(Box::new(a));
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                b.write_all(&[b'y'; 998]).await.unwrap();
+                b.write_all(b"\r\n").await.unwrap();
+            }
+            b.write_all(b".\r\nRSET\r\n").await.unwrap();
+        });
+        let body = c.read_data(10_000, T).await.unwrap();
+        assert!(body.too_big);
+        assert_eq!(c.read_line(100, T).await.unwrap(), b"RSET\r\n");
+    }
+}

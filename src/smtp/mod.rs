@@ -1,0 +1,87 @@
+//! `mailveil serve`: an SMTP/LMTP content filter for Postfix's after-queue
+//! `content_filter` (or in front of Dovecot's LMTP). Each mail is cleaned with
+//! [`mailveil_core::clean`] and passed to the one configured downstream; the client gets
+//! `250` only after the downstream accepted the mail, and `451` whenever that is not
+//! known, so the sending MTA keeps the mail and retries (DESIGN.md invariants 1 and 7).
+//!
+//! - [`session`]: the protocol state machine, no I/O.
+//! - [`conn`]: drives one connection and the downstream for it.
+//! - [`downstream`]: the SMTP/LMTP client.
+//! - [`listener`]: access control, session limit, graceful shutdown.
+//! - [`config`]: the TOML file and flags.
+
+pub mod config;
+pub mod conn;
+pub mod downstream;
+pub mod io;
+pub mod listener;
+pub mod session;
+pub mod tls;
+
+use config::Config;
+use std::sync::Arc;
+
+/// Loads what the server needs and reports every problem: the rules (errors are listed;
+/// broken files are skipped) and the TLS files.
+pub fn check(config: &Config) -> Result<Vec<String>, String> {
+    let (_, rule_errors) = crate::rule_files::load(&config.rules, config.system_rules);
+    if let Some(files) = &config.tls {
+        tls::acceptor(files)?;
+    }
+    Ok(rule_errors.iter().map(ToString::to_string).collect())
+}
+
+/// Binds, loads rules and TLS, and serves until SIGTERM.
+pub fn run(config: Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(run_async(config))
+}
+
+async fn run_async(config: Config) -> Result<(), String> {
+    let (rules, errors) = crate::rule_files::load(&config.rules, config.system_rules);
+    for e in &errors {
+        tracing::warn!("rule file skipped: {e}");
+    }
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let shared = Arc::new(conn::Shared {
+        settings: session::Settings {
+            hostname: config.hostname.clone(),
+            max_message_bytes: config.max_message_bytes,
+            tls_available: tls.is_some(),
+            xforward: config.xforward,
+        },
+        command_timeout: config.command_timeout,
+        data_timeout: config.data_timeout,
+        connector: Arc::new(downstream::Dialer(config.downstream.clone())),
+        down_timeouts: downstream::Timeouts {
+            connect: config.downstream_connect_timeout,
+            reply: config.downstream_timeout,
+        },
+        policy: config.policy.clone(),
+        rules: Arc::new(rules),
+        tls,
+    });
+    tracing::info!(
+        listen = %config.listen,
+        downstream = %config.downstream,
+        tls = shared.tls.is_some(),
+        "listening"
+    );
+    listener::serve(
+        listener,
+        shared,
+        listener::ListenerLimits {
+            allowed: config.allowed_networks.clone(),
+            max_sessions: config.max_sessions,
+            shutdown_grace: config.shutdown_grace,
+        },
+    )
+    .await
+    .map_err(|e| format!("serve: {e}"))
+}
