@@ -21,8 +21,8 @@ pub fn import(json: &str, label: &str) -> Result<RuleFile, String> {
     let mut f = RuleFile::new(&[
         format!("Imported by `mailveil rules import clearurls` from {label}."),
         "Every entry names its ClearURLs provider and rule. ClearURLs matches names case-insensitively, as mailveil does.".into(),
-        "Not expressible in mailveil rules, so listed as `# skipped:` lines: rawRules (they edit the URL text),".into(),
-        "exceptions (mailveil rules have no exceptions yet: the entries of that provider apply there too),".into(),
+        "Exceptions become action = \"keep\" entries where they can (parameters on whole hosts, pixels on hosts and paths).".into(),
+        "Not expressible, so listed as `# skipped:` lines: rawRules (they edit the URL text), the other exceptions,".into(),
         "and every regex without an exact glob translation (a rule must never match more than its source).".into(),
     ]);
     for (name, p) in providers {
@@ -39,6 +39,10 @@ fn strings<'a>(p: &'a Value, key: &str) -> Vec<&'a str> {
         .unwrap_or_default()
 }
 
+/// Why a ClearURLs exception is only partly honoured.
+const EXCEPTION_KEEP_NOTE: &str = "A ClearURLs exception, as action = \"keep\": it also turns off other rules for these names on these hosts (recipient-address detection still applies)";
+const EXCEPTION_PIXEL_NOTE: &str = "A ClearURLs exception, as action = \"keep\": it also turns off other pixel rules for these URLs";
+
 fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
     f.comment(&format!("---- ClearURLs provider \"{name}\" ----"));
     let mark = f.mark();
@@ -48,42 +52,66 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
         |what: &str| format!("ClearURLs data.min.json ({label}), provider \"{name}\", {what}");
     let what = |key: &str, i: usize, re: &str| format!("provider \"{name}\" {key}[{i}] \"{re}\"");
     let pattern = p.get("urlPattern").and_then(Value::as_str).unwrap_or("");
-    let scope = url::scope(pattern).map_err(|e| format!("urlPattern \"{pattern}\": {e}"));
+    let scope = if pattern.is_empty() {
+        Err("the provider has no urlPattern".to_string())
+    } else {
+        url::scope(pattern).map_err(|e| format!("urlPattern \"{pattern}\": {e}"))
+    };
+    // Exceptions become `action = "keep"` entries where they can: on whole hosts for
+    // parameters, on hosts and paths for pixels. Redirects have no keep.
     let exceptions = strings(p, "exceptions");
-    let note = (!exceptions.is_empty()).then(|| {
-        format!(
-            "ClearURLs lists {} exception(s) for this provider, which mailveil cannot express: this rule applies there too",
-            exceptions.len()
-        )
-    });
-    let note = note.as_deref();
+    let exception_scopes: Vec<Result<url::Scope, String>> = exceptions
+        .iter()
+        .map(|e| match url::scope(e) {
+            Ok(s) if s.hosts.is_empty() => Err("an exception for every URL".into()),
+            other => other,
+        })
+        .collect();
+    let lost = |host_level_only: bool| {
+        exception_scopes
+            .iter()
+            .filter(|s| match s {
+                Ok(s) => host_level_only && !s.paths.is_empty(),
+                Err(_) => true,
+            })
+            .count()
+    };
+    let lost_note = |n: usize| {
+        (n > 0).then(|| {
+            format!(
+                "ClearURLs lists {n} exception(s) for this provider that mailveil cannot express (see `# skipped:`): this rule applies there too"
+            )
+        })
+    };
+    let param_note = lost_note(lost(true));
+    let redirect_note = lost_note(exceptions.len());
 
+    let mut pixels = 0;
     if p.get("completeProvider").and_then(Value::as_bool) == Some(true) {
         let pixel_note = format!(
             "ClearURLs blocks every request to this provider; mailveil removes what would load on open{}",
-            note.map(|n| format!(". {n}")).unwrap_or_default()
+            lost_note(lost(false))
+                .map(|n| format!(". {n}"))
+                .unwrap_or_default()
         );
         let what = format!("provider \"{name}\" completeProvider");
         match &scope {
             Err(e) => f.skip(&what, e),
             Ok(s) if s.hosts.is_empty() => f.skip(&what, "the urlPattern matches every URL"),
             Ok(s) => {
-                let paths: Vec<Option<&str>> = if s.paths.is_empty() {
-                    vec![None]
-                } else {
-                    s.paths.iter().map(|p| Some(p.as_str())).collect()
-                };
                 for host in &s.hosts {
-                    for path in &paths {
+                    for path in optional(&s.paths) {
                         let id = f.id(&[&tracker, "block"]);
                         f.pixel(
                             &id,
                             &tracker,
                             host,
-                            *path,
+                            path,
+                            false,
                             &src(&format!("completeProvider, urlPattern \"{pattern}\"")),
                             Some(&pixel_note),
                         );
+                        pixels += 1;
                     }
                 }
             }
@@ -134,16 +162,27 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
                 names: &names,
                 hosts,
                 class,
+                keep: false,
                 source: &src(&format!("{key}[{i}] \"{re}\"")),
-                note,
+                note: param_note.as_deref(),
             });
             imported.push((names, id));
         }
     }
 
+    let mut redirects = 0;
     for (i, re) in strings(p, "redirections").into_iter().enumerate() {
         let what = what("redirections", i, re);
-        match redirect_targets(re) {
+        // ClearURLs applies a redirection only where the provider's urlPattern matches too.
+        let targets = match (&scope, redirect_targets(re)) {
+            (Err(e), _) => Err(e.clone()),
+            (_, Err(e)) => Err(e),
+            (Ok(s), Ok(t)) if !t.iter().all(|t| s.covers(&t.host, t.path.as_deref())) => Err(
+                format!("reaches beyond the provider's urlPattern \"{pattern}\""),
+            ),
+            (_, Ok(t)) => Ok(t),
+        };
+        match targets {
             Err(e) => f.skip(&what, &e),
             Ok(targets) => {
                 for t in targets {
@@ -155,8 +194,9 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
                         t.path.as_deref(),
                         &t.param,
                         &src(&format!("redirections[{i}] \"{re}\"")),
-                        note,
+                        redirect_note.as_deref(),
                     );
+                    redirects += 1;
                 }
             }
         }
@@ -167,11 +207,97 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
             "a raw rule edits the URL text (often the path), which mailveil never does",
         );
     }
-    for (i, re) in exceptions.iter().enumerate() {
-        f.skip(
-            &what("exceptions", i, re),
-            "mailveil rules have no exceptions yet, so this provider's entries above also apply to these URLs",
-        );
+
+    let kept_names: Vec<String> = {
+        let mut v: Vec<String> = imported.iter().flat_map(|(n, _)| n.clone()).collect();
+        pattern::dedup(&mut v);
+        v
+    };
+    for (i, (re, exception)) in exceptions.iter().zip(&exception_scopes).enumerate() {
+        let what = what("exceptions", i, re);
+        let source = src(&format!("exceptions[{i}] \"{re}\""));
+        let s = match exception {
+            Err(e) => {
+                if pixels + imported.len() + redirects > 0 {
+                    f.skip(
+                        &what,
+                        &format!("{e}, so this provider's entries above also apply to these URLs"),
+                    );
+                }
+                continue;
+            }
+            Ok(s) => s,
+        };
+        let Ok(provider) = &scope else {
+            continue;
+        };
+        let mut kept = 0;
+        if pixels > 0 {
+            for host in &s.hosts {
+                for path in optional(&s.paths) {
+                    if provider.covers(host, path) {
+                        let id = f.id(&[&tracker, "except"]);
+                        f.pixel(
+                            &id,
+                            &tracker,
+                            host,
+                            path,
+                            true,
+                            &source,
+                            Some(EXCEPTION_PIXEL_NOTE),
+                        );
+                        kept += 1;
+                    }
+                }
+            }
+        }
+        let mut still = Vec::new();
+        // Only where this provider's rules apply: elsewhere a keep would only turn other rules off.
+        let hosts: Vec<String> = s
+            .hosts
+            .iter()
+            .filter(|h| provider.covers(h, None))
+            .cloned()
+            .collect();
+        if !kept_names.is_empty() && !hosts.is_empty() {
+            if s.paths.is_empty() {
+                let id = f.id(&[&tracker, "except", &hosts[0].replace('*', "")]);
+                f.param(&Param {
+                    id: &id,
+                    tracker: Some(&tracker),
+                    names: &kept_names,
+                    hosts: &hosts,
+                    class: class_by_name(&kept_names),
+                    keep: true,
+                    source: &source,
+                    note: Some(EXCEPTION_KEEP_NOTE),
+                });
+                kept += 1;
+            } else {
+                still.push("parameter rules");
+            }
+        }
+        if redirects > 0 {
+            still.push("redirects");
+        }
+        if !still.is_empty() {
+            let how = if s.paths.is_empty() {
+                "redirects"
+            } else {
+                "a path from parameter or redirect rules"
+            };
+            f.skip(
+                &what,
+                &format!(
+                    "mailveil cannot except {how}, so this provider's {} still apply to these URLs",
+                    still.join(" and ")
+                ),
+            );
+        } else if kept == 0 && pixels + imported.len() > 0 {
+            f.comment(&format!(
+                "outside: {what}: not within this provider's URLs, nothing to except"
+            ));
+        }
     }
     if f.entries > entries_before {
         f.tracker_at(
@@ -181,6 +307,15 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
             category(name),
             &src(&format!("urlPattern \"{pattern}\"")),
         );
+    }
+}
+
+/// `[None]` for no paths (every path), else each path.
+fn optional(paths: &[String]) -> Vec<Option<&str>> {
+    if paths.is_empty() {
+        vec![None]
+    } else {
+        paths.iter().map(|p| Some(p.as_str())).collect()
     }
 }
 

@@ -3,10 +3,12 @@
 //! file (docs/rules.md), ready to drop into a `--rules` directory.
 //!
 //! What maps is translated exactly or not at all: a regex without an exact glob, and
-//! anything the format cannot say (exceptions, raw URL edits, page-dependent options),
-//! becomes a `# skipped: WHAT: WHY` line, counted on stderr. An imported rule never
-//! matches more than its source meant. Ids are prefixed (`clearurls-`, `removeparam-`) so
-//! that they never replace shipped rules.
+//! anything the format cannot say (raw URL edits, page-dependent options, exceptions
+//! limited to a path), becomes a `# skipped: WHAT: WHY` line, counted on stderr. An
+//! imported rule never matches more than its source meant. Exceptions on whole hosts (and,
+//! for pixels, on paths) become `action = "keep"` entries, limited to the names and hosts
+//! the source's rules cover. Ids are prefixed (`clearurls-`, `removeparam-`) so that they
+//! never replace shipped rules.
 
 mod clearurls;
 mod out;
@@ -70,4 +72,127 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         "mailveil: imported {entries} entries from {label}; skipped {skipped} (see the `# skipped:` lines)"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    fn compiles(toml: &str) -> Result<(), mailveil::RuleError> {
+        mailveil::Rules::compile(&[mailveil::RuleSource {
+            name: "imported.toml".into(),
+            text: toml.into(),
+        }])
+        .map(|_| ())
+    }
+
+    fn pick(options: &'static [&'static str]) -> impl Strategy<Value = String> {
+        prop::sample::select(options).prop_map(str::to_string)
+    }
+
+    /// Realistic fragments, and now and then random ones.
+    fn mixed(
+        options: &'static [&'static str],
+        random: &'static str,
+    ) -> impl Strategy<Value = String> {
+        prop_oneof![3 => pick(options), 1 => random]
+    }
+
+    fn removeparam_line() -> impl Strategy<Value = String> {
+        (
+            mixed(
+                &[
+                    "",
+                    "@@",
+                    "||shop.example^",
+                    "||megamart.*^",
+                    "||a.example/b",
+                    "*",
+                    "|https://x",
+                ],
+                r"[|@a-z.*^/]{0,8}",
+            ),
+            mixed(
+                &[
+                    "",
+                    "=utm_source",
+                    "=/^utm_/",
+                    "=/^(a|b_c)=/i",
+                    "=~x",
+                    "=/x$/",
+                    "=/^x=1/",
+                    "=/y/",
+                    "=a\\,b",
+                ],
+                r"=~?/?[a-zA-Z_.*()|\[\]=,\\?+^$%-]{0,14}",
+            ),
+            mixed(
+                &[
+                    "",
+                    ",important",
+                    ",domain=x.com",
+                    ",~xhr",
+                    ",script",
+                    ",doc",
+                    ",3p",
+                ],
+                r",[a-z~=._-]{0,8}",
+            ),
+        )
+            .prop_map(|(p, v, o)| format!("{p}$removeparam{v}{o}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever the filter lines, the importer does not panic and what it writes compiles.
+        #[test]
+        fn removeparam_output_always_compiles(lines in prop::collection::vec(removeparam_line(), 0..12)) {
+            let f = super::removeparam::import(&lines.join("\n"), "fuzz.txt");
+            let toml = f.finish();
+            prop_assert!(compiles(&toml).is_ok(), "{toml}");
+        }
+
+        /// Whatever the regexes of a provider, the importer does not panic and what it writes compiles.
+        #[test]
+        fn clearurls_output_always_compiles(
+            host in mixed(
+                &[
+                    r"^https?:\/\/(?:[a-z0-9-]+\.)*?amazon(?:\.[a-z]{2,}){1,}",
+                    r"^https?:\/\/(?:[a-z0-9-]+\.)*?shop\.example",
+                    r"^https?:\/\/(?:[a-z0-9-]+\.)*?(?:a|b)\.example\/x\?",
+                    r"^https?:\/\/links\.example",
+                    r"^https?:\/\/(?:[a-z0-9-]+\.)+x.example\/?",
+                    ".*",
+                ],
+                r"(\^https\?:\\/\\/)?[a-z.|()?\\-]{1,10}(\\/[a-z?*.\\]{0,6})?",
+            ),
+            rules in prop::collection::vec(
+                mixed(&["qid", "ref_?", "p[fd]_x", "utm_.*", "(?:%3F)?fbclid", "a.b", "[a-z]+x", "(?:x|y)_(?:1|2)"],
+                      r"[a-zA-Z_.*()|\[\]?+^$%{},0-9\\-]{0,12}"),
+                0..6,
+            ),
+            redirect in mixed(&[r"\/go\?.*?(?:to|u)=", r"\/r\/", r".*?[?&]url=", r"\/x\?u="], r"[a-z?*.=()\[\]^&\\/-]{0,14}"),
+            complete in any::<bool>(),
+        ) {
+            let provider = serde_json::json!({
+                "urlPattern": host,
+                "completeProvider": complete,
+                "rules": rules,
+                "referralMarketing": ["ref"],
+                "exceptions": [
+                    "^https?:\\/\\/x\\.example",
+                    "^https?:\\/\\/(?:[a-z0-9-]+\\.)*?sub\\.shop\\.example",
+                    "^https?:\\/\\/(?:[a-z0-9-]+\\.)*?amazon(?:\\.[a-z]{2,}){1,}\\/gp\\/",
+                    "^https?:\\/\\/(?:[a-z0-9-]+\\.)*?docs\\.amazon(?:\\.[a-z]{2,}){1,}",
+                ],
+                "rawRules": ["\\/ref=[^/?]*"],
+                "redirections": [format!("{host}{redirect}([^&]*)")],
+            });
+            let json = serde_json::json!({ "providers": { "Fuzz Co": provider } }).to_string();
+            let f = super::clearurls::import(&json, "fuzz.json").unwrap();
+            let toml = f.finish();
+            prop_assert!(compiles(&toml).is_ok(), "{toml}");
+        }
+    }
 }

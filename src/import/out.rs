@@ -21,6 +21,8 @@ pub struct Param<'a> {
     pub names: &'a [String],
     pub hosts: &'a [String],
     pub class: &'a str,
+    /// `action = "keep"`: an exception, these parameters stay.
+    pub keep: bool,
     pub source: &'a str,
     pub note: Option<&'a str>,
 }
@@ -93,7 +95,10 @@ impl RuleFile {
     /// A `[[tracker]]`, inserted at `mark` (so that it precedes the entries naming it).
     pub fn tracker_at(&mut self, mark: usize, id: &str, name: &str, category: &str, source: &str) {
         self.entries += 1;
-        let tail = self.text.split_off(mark);
+        let mut tail = self.text.split_off(mark);
+        if tail.starts_with('\n') {
+            tail.remove(0);
+        }
         self.text.push_str("[[tracker]]\n");
         self.kv("id", id);
         self.kv("name", name);
@@ -106,6 +111,7 @@ impl RuleFile {
     /// A `[[param]]`.
     pub fn param(&mut self, p: &Param<'_>) {
         self.entries += 1;
+        self.blank();
         self.text.push_str("[[param]]\n");
         self.kv("id", p.id);
         if let Some(t) = p.tracker {
@@ -116,6 +122,9 @@ impl RuleFile {
             self.list("hosts", p.hosts);
         }
         self.kv("class", p.class);
+        if p.keep {
+            self.kv("action", "keep");
+        }
         self.kv("source", p.source);
         if let Some(n) = p.note {
             self.kv("note", n);
@@ -136,6 +145,7 @@ impl RuleFile {
         note: Option<&str>,
     ) {
         self.entries += 1;
+        self.blank();
         self.text.push_str("[[redirect]]\n");
         self.kv("id", id);
         self.kv("tracker", tracker);
@@ -153,23 +163,29 @@ impl RuleFile {
         self.text.push('\n');
     }
 
-    /// A `[[pixel]]`.
+    /// A `[[pixel]]`; `keep`: an exception, what matches stays.
+    #[allow(clippy::too_many_arguments)]
     pub fn pixel(
         &mut self,
         id: &str,
         tracker: &str,
         host: &str,
         path: Option<&str>,
+        keep: bool,
         source: &str,
         note: Option<&str>,
     ) {
         self.entries += 1;
+        self.blank();
         self.text.push_str("[[pixel]]\n");
         self.kv("id", id);
         self.kv("tracker", tracker);
         self.kv("host", host);
         if let Some(p) = path {
             self.kv("path", p);
+        }
+        if keep {
+            self.kv("action", "keep");
         }
         self.kv("source", source);
         if let Some(n) = note {

@@ -5,6 +5,7 @@
 use super::clearurls::{check_name, class_by_name};
 use super::out::{Param, RuleFile};
 use super::pattern::{self, Node};
+use super::url;
 
 /// Content types a filter may name. A filter limited to some of them applies to a
 /// clicked link only when `document` is among them.
@@ -30,18 +31,33 @@ const CONTENT_TYPES: &[&str] = &[
     "popup",
 ];
 
+/// Why an exception is kept with `action = "keep"`, and what that also does.
+const EXCEPTION_KEEP_NOTE: &str = "An exception (@@), as action = \"keep\": it also turns off other rules for the same names on these hosts (recipient-address detection still applies)";
+
+/// One `$removeparam` filter.
+struct Filter {
+    /// `@@`: the parameters stay.
+    exception: bool,
+    /// mailveil host globs; empty: every host.
+    hosts: Vec<String>,
+    /// `None`: every parameter (`$removeparam` with no value).
+    names: Option<Vec<String>>,
+}
+
 /// Converts the filter list `text`; `label` names the input file in every `source`.
 pub fn import(text: &str, label: &str) -> RuleFile {
     let mut f = RuleFile::new(&[
         format!("Imported by `mailveil rules import removeparam` from {label}."),
         "Every entry names its line. mailveil matches parameter names case-insensitively, so a".into(),
         "`$removeparam=name` (case-sensitive in the source) also removes UTM_Source-style spellings of that name.".into(),
-        "Not expressible, so listed as `# skipped:` lines: exceptions (@@), inverted (~) and remove-all filters,".into(),
-        "filters limited to pages, parties, paths or non-document requests, and regexes without an exact glob.".into(),
+        "Exceptions (@@) on a domain become action = \"keep\" entries. Not expressible, so listed as `# skipped:`".into(),
+        "lines: inverted (~) and remove-all filters, exceptions on every host, filters limited to pages, parties,".into(),
+        "paths or non-document requests, and regexes without an exact glob.".into(),
     ]);
     f.blank();
     let mut in_if = 0usize;
     let mut others = 0usize;
+    let mut parsed = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.starts_with("!#if") {
@@ -59,30 +75,80 @@ pub fn import(text: &str, label: &str) -> RuleFile {
             others += 1;
             continue;
         };
-        let what = format!("line {} `{line}`", i + 1);
-        if in_if > 0 {
-            f.skip(&what, "inside a !#if block: meant for some platforms only");
-            continue;
-        }
-        match filter(pattern, &options) {
-            Err(why) => f.skip(&what, &why),
-            Ok((hosts, names)) => {
-                let domain = hosts
-                    .first()
-                    .map(|h| h.replace('*', ""))
-                    .unwrap_or_default();
-                let id = f.id(&["removeparam", &domain, &names[0].replace('*', "")]);
-                f.param(&Param {
-                    id: &id,
-                    tracker: None,
-                    names: &names,
-                    hosts: &hosts,
-                    class: class_by_name(&names),
-                    source: &format!("$removeparam list {label}, line {}: {line}", i + 1),
-                    note: None,
-                });
+        let result = if in_if > 0 {
+            Err("inside a !#if block: meant for some platforms only".to_string())
+        } else {
+            filter(pattern, &options)
+        };
+        parsed.push((i + 1, line, result));
+    }
+    // What `@@||example.org^$removeparam` (every parameter) keeps: the names this list
+    // removes there (by filters for every host, or for a domain that holds these hosts).
+    let removals: Vec<(Vec<String>, Vec<String>)> = parsed
+        .iter()
+        .filter_map(|(_, _, r)| match r {
+            Ok(Filter {
+                exception: false,
+                hosts,
+                names: Some(n),
+            }) => Some((hosts.clone(), n.clone())),
+            _ => None,
+        })
+        .collect();
+    let names_on = |hosts: &[String]| {
+        let mut v: Vec<String> = removals
+            .iter()
+            .filter(|(on, _)| {
+                on.is_empty()
+                    || hosts
+                        .iter()
+                        .all(|h| on.iter().any(|o| url::host_within(h, o)))
+            })
+            .flat_map(|(_, n)| n.clone())
+            .collect();
+        pattern::dedup(&mut v);
+        v
+    };
+    for (n, line, result) in parsed {
+        let what = format!("line {n} `{line}`");
+        let source = format!("$removeparam list {label}, line {n}: {line}");
+        let filter = match result {
+            Err(why) => {
+                f.skip(&what, &why);
+                continue;
             }
-        }
+            Ok(filter) => filter,
+        };
+        let every = names_on(&filter.hosts);
+        let names = match (&filter.names, filter.exception) {
+            (Some(names), _) => names,
+            (None, false) => {
+                f.skip(&what, "removes every parameter (too broad)");
+                continue;
+            }
+            (None, true) if every.is_empty() => {
+                f.skip(&what, "no parameter rule of this list applies there");
+                continue;
+            }
+            (None, true) => &every,
+        };
+        let domain = filter
+            .hosts
+            .first()
+            .map(|h| h.replace('*', ""))
+            .unwrap_or_default();
+        let keep = if filter.exception { "keep" } else { "" };
+        let id = f.id(&["removeparam", &domain, keep, &names[0].replace('*', "")]);
+        f.param(&Param {
+            id: &id,
+            tracker: None,
+            names,
+            hosts: &filter.hosts,
+            class: class_by_name(names),
+            keep: filter.exception,
+            source: &source,
+            note: filter.exception.then_some(EXCEPTION_KEEP_NOTE),
+        });
     }
     if others > 0 {
         f.comment(&format!(
@@ -92,14 +158,12 @@ pub fn import(text: &str, label: &str) -> RuleFile {
     f
 }
 
-/// The hosts (none: every host) and name globs of one filter, or why it is skipped.
-fn filter(pattern: &str, options: &[String]) -> Result<(Vec<String>, Vec<String>), String> {
-    if pattern.starts_with("@@") {
-        return Err(
-            "an exception (@@): mailveil rules have no exceptions yet, so other entries still apply there"
-                .into(),
-        );
-    }
+/// One filter, or why it is skipped.
+fn filter(pattern: &str, options: &[String]) -> Result<Filter, String> {
+    let (exception, pattern) = match pattern.strip_prefix("@@") {
+        Some(p) => (true, p),
+        None => (false, pattern),
+    };
     let hosts = hosts(pattern)?;
     let mut names = None;
     for opt in options {
@@ -135,7 +199,17 @@ fn filter(pattern: &str, options: &[String]) -> Result<(Vec<String>, Vec<String>
         }
     }
     let names = names.ok_or("no $removeparam option")?;
-    Ok((hosts, names))
+    if exception && hosts.is_empty() {
+        return Err(
+            "an exception on every host would turn off mailveil's own rules for these names everywhere"
+                .into(),
+        );
+    }
+    Ok(Filter {
+        exception,
+        hosts,
+        names,
+    })
 }
 
 /// `||example.com^` → `example.com` (the domain and its subdomains); `||example.*^` (an
@@ -174,10 +248,10 @@ fn hosts(pattern: &str) -> Result<Vec<String>, String> {
     })
 }
 
-/// Name globs for a `$removeparam` value.
-fn value_names(value: &str) -> Result<Vec<String>, String> {
+/// Name globs for a `$removeparam` value; `None` for every parameter (no value).
+fn value_names(value: &str) -> Result<Option<Vec<String>>, String> {
     if value.is_empty() {
-        return Err("removes every parameter (too broad)".into());
+        return Ok(None);
     }
     if value.starts_with('~') {
         return Err("inverted: removes every parameter except the one named".into());
@@ -199,7 +273,7 @@ fn value_names(value: &str) -> Result<Vec<String>, String> {
     for n in &names {
         check_name(n)?;
     }
-    Ok(names)
+    Ok(Some(names))
 }
 
 /// Name globs for a regex tested against `name=value`: exact when the regex is

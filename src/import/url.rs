@@ -50,7 +50,7 @@ pub struct Scope {
 
 /// Whether `re` matches every URL.
 pub fn is_everything(re: &str) -> bool {
-    matches!(re.trim(), "" | ".*" | "^.*" | "^.*$" | ".*?" | "^.*?")
+    matches!(re.trim(), ".*" | "^.*" | "^.*$" | ".*?" | "^.*?")
 }
 
 /// The host globs of an anchored URL regex, and the nodes that follow the host.
@@ -120,6 +120,30 @@ pub fn scope(re: &str) -> Result<Scope, String> {
     let (hosts, rest) = split(re)?;
     let paths = paths(&rest)?;
     Ok(Scope { hosts, paths })
+}
+
+impl Scope {
+    /// Whether every URL matching `host` (a glob of [`split`]) and `path` is in this scope.
+    pub fn covers(&self, host: &str, path: Option<&str>) -> bool {
+        let host_ok = self.hosts.is_empty() || self.hosts.iter().any(|h| host_within(host, h));
+        let path_ok = self.paths.is_empty()
+            || path.is_some_and(|p| self.paths.iter().any(|q| p.starts_with(q.as_str())));
+        host_ok && path_ok
+    }
+}
+
+/// Whether every host that glob `a` matches is matched by glob `b` (false when unsure).
+pub fn host_within(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match b.strip_prefix('*') {
+        // `*.example.*` holds `docs.example.*` and `*.docs.example.*`: what `a` adds in
+        // front stays within one host, which `*` matches.
+        Some(rest) => a.len() > rest.len() && a.ends_with(rest),
+        // A bare domain: itself and its subdomains.
+        None => !b.contains('*') && a.ends_with(&format!(".{b}")),
+    }
 }
 
 /// Path globs for the nodes after a host; empty when the regex says nothing about the path.
@@ -235,6 +259,20 @@ mod tests {
         assert_eq!(s.hosts, hosts(&["social.example"]));
         let s = scope(r"^https?:\/\/(?:[a-z0-9-]+\.)*?x\.example\/redirect?").unwrap();
         assert_eq!(s.paths, hosts(&["/redirec"]));
+    }
+
+    #[test]
+    fn scopes_know_what_they_cover() {
+        let s = scope(r"^https?:\/\/(?:[a-z0-9-]+\.)*?google(?:\.[a-z]{2,}){1,}").unwrap();
+        assert!(s.covers("docs.google.*", None));
+        assert!(s.covers("*.google.*", Some("/url?")));
+        assert!(!s.covers("google.com", None)); // unsure: refused
+        assert!(!s.covers("evilgoogle.*", None));
+        let s = scope(r"^https?:\/\/(?:[a-z0-9-]+\.)*?shop\.example\/s\?").unwrap();
+        assert!(s.covers("www.shop.example", Some("/s?q=1")));
+        assert!(!s.covers("shop.example", Some("/r?")));
+        assert!(!s.covers("shop.example", None));
+        assert!(!s.covers("notshop.example", Some("/s?")));
     }
 
     #[test]
