@@ -143,6 +143,11 @@ fn main() {
             "  bare lol_html:                     {:7.1} MB/s of HTML",
             mb(html_bytes, t_bare)
         );
+        println!(
+            "  mail-parser parse only: {:8.1} mails/s  {:7.1} MB/s of mail",
+            set.len() as f64 / t_parse,
+            mb(mail_bytes, t_parse)
+        );
         println!("  ratio clean/bare (HTML MB/s):  {:.2}", t_bare / t_clean);
     }
 }

@@ -20,9 +20,9 @@ fn hrefs(raw: &[u8]) -> Vec<String> {
         let PartType::Html(html) = &part.body else {
             continue;
         };
-        if !part
+        if part
             .content_type()
-            .is_some_and(|c| c.subtype() == Some("html"))
+            .is_none_or(|c| c.subtype() != Some("html"))
         {
             continue;
         }

@@ -38,7 +38,10 @@ fn zlib(data: &[u8]) -> Vec<u8> {
 }
 
 /// Each recoverable format of the issue, as its ESP writes it.
-fn wrappers() -> Vec<(&'static str, Box<dyn Fn(&str) -> String>)> {
+/// A named wrapper: builds the redirect URL that carries a destination.
+type Wrapper = (&'static str, Box<dyn Fn(&str) -> String>);
+
+fn wrappers() -> Vec<Wrapper> {
     vec![
         (
             "Google /url?q=",
