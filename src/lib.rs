@@ -5,5 +5,7 @@
 pub use mailveil_core::*;
 
 pub mod explain;
+pub mod imap;
+pub mod milter;
 pub mod rule_files;
 pub mod smtp;

@@ -1,0 +1,181 @@
+//! `mailveil milter` with the real parts: Postfix using it as `smtpd_milters` (no
+//! content filter) delivering to Dovecot LMTP, and `miltertest` driving it directly.
+//! Skips when they are not installed, unless MAILVEIL_REQUIRE_MAILSTACK=1.
+
+#[path = "mailstack/harness.rs"]
+mod harness;
+
+use harness::{MAILVEIL, Stack, free_port, guard, header, imap_fetch, tail, wait_until};
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn swaks(stack: &Stack, extra: &[&str], body: &str) -> (bool, String) {
+    let mut args = vec![
+        "--from",
+        "news@sender.example",
+        "--to",
+        "alice@example.test,bob@example.test",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--body", body]);
+    stack.swaks(stack.ports.inbound, &args)
+}
+
+#[test]
+fn postfix_smtpd_milter_delivers_tracked_mail_cleaned_to_dovecot() {
+    let Some(_g) = guard() else { return };
+    // content_filter empty: the milter is the only way mailveil sees the mail
+    let mut stack = Stack::start_with("", "inet:127.0.0.1:{milter}");
+    let port = stack.ports.filter;
+    let listen = format!("inet:127.0.0.1:{port}");
+    stack.start_mailveil_args(
+        &[
+            "milter",
+            "--listen",
+            &listen,
+            "--no-system-rules",
+            "--strip-read-receipts",
+        ],
+        port,
+    );
+    let token = format!("milter{}", std::process::id());
+    let mid = format!("Message-Id: <{token}@sender.example>");
+    let subject = format!("Subject: {token}");
+    let body = format!(
+        "<html><body><p>Hello {token}, the content stays.</p>\
+         <img src=\"https://t.example/open.gif?e=alice@example.test\" width=\"1\" height=\"1\">\
+         </body></html>"
+    );
+    let started = Instant::now();
+    let (ok, out) = swaks(
+        &stack,
+        &[
+            "--header",
+            &subject,
+            "--header",
+            &mid,
+            "--add-header",
+            "Disposition-Notification-To: news@sender.example",
+            "--add-header",
+            "MIME-Version: 1.0",
+            "--add-header",
+            "Content-Type: text/html; charset=utf-8",
+        ],
+        &body,
+    );
+    assert!(ok, "{out}");
+    for user in ["alice", "bob"] {
+        let msgs = stack.wait_mail(user, 1, Duration::from_secs(30));
+        assert_eq!(msgs.len(), 1, "{user}");
+        let msg = &msgs[0];
+        assert_eq!(header(msg, "X-Mailveil").len(), 1, "{msg}");
+        assert!(header(msg, "X-Mailveil")[0].starts_with("v="), "{msg}");
+        assert!(!msg.contains("t.example/open.gif"), "tracker left:\n{msg}");
+        assert!(msg.contains(&format!("Hello {token}, the content stays.")), "{msg}");
+        assert_eq!(
+            header(msg, "Message-Id"),
+            [format!("<{token}@sender.example>").as_str()]
+        );
+        assert!(
+            header(msg, "Disposition-Notification-To").is_empty(),
+            "read receipt kept:\n{msg}"
+        );
+        // one Postfix hop (no reinjection), then LMTP
+        assert_eq!(header(msg, "Received").len(), 2, "{msg}");
+    }
+    eprintln!(
+        "MILTER: submitted -> cleaned in both Maildirs in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let fetched = imap_fetch(stack.ports.imap, "alice@example.test", "secret", &token);
+    assert_eq!(fetched.len(), 1);
+    assert!(fetched[0].contains("X-Mailveil: v="));
+
+    // A plain mail: only the header is added, the body arrives byte for byte.
+    let plain_body = "Just text.\nSee https://example.org/page?utm_source=x\n";
+    let (ok, out) = swaks(&stack, &["--header", "Subject: plain-milter"], plain_body);
+    assert!(ok, "{out}");
+    let msgs = stack.wait_mail("alice", 2, Duration::from_secs(30));
+    let plain = msgs
+        .iter()
+        .find(|m| m.contains("Subject: plain-milter"))
+        .expect("plain mail");
+    assert_eq!(header(plain, "X-Mailveil").len(), 1, "{plain}");
+    assert!(plain.contains("Just text.\n"), "{plain}");
+
+    let log = stack.mailveil_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" mail ") && l.contains("body_replaced=true")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" mail ") && l.contains("headers_removed=1")),
+        "{log}"
+    );
+    assert!(
+        stack.postfix_log().contains("status=sent"),
+        "{}",
+        tail(&stack.postfix_log(), 20)
+    );
+    assert_eq!(stack.queued(), 0);
+}
+
+#[test]
+fn miltertest_drives_the_milter_directly() {
+    if !Path::new("/usr/bin/miltertest").exists() {
+        let msg = "miltertest not installed (tests/mailstack/ci.sh installs it)";
+        if std::env::var("MAILVEIL_REQUIRE_MAILSTACK").as_deref() == Ok("1") {
+            panic!("{msg} -- MAILVEIL_REQUIRE_MAILSTACK=1");
+        }
+        let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {msg}");
+        return;
+    }
+    let port = free_port();
+    let listen = format!("inet:127.0.0.1:{port}");
+    let mut child = Command::new(MAILVEIL)
+        .args([
+            "milter",
+            "--listen",
+            &listen,
+            "--no-system-rules",
+            "--strip-read-receipts",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = wait_until(Duration::from_secs(20), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mailstack/mailveil-milter.lua");
+    let started = Instant::now();
+    let out = up.map(|()| {
+        Command::new("miltertest")
+            .args(["-D", &format!("port={port}"), "-s", script])
+            .output()
+            .unwrap()
+    });
+    let took = started.elapsed();
+    let _ = child.kill();
+    let milter_out = child.wait_with_output().unwrap();
+    let out = out.unwrap_or_else(|| panic!("milter did not listen"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("PASS all"),
+        "miltertest: {}\n{stdout}{}\n--- milter:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&milter_out.stderr)
+    );
+    eprintln!(
+        "MILTERTEST: {} checks passed in {:.3} s",
+        stdout.matches("PASS ").count() - 1,
+        took.as_secs_f64()
+    );
+}
