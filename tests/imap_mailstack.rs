@@ -81,7 +81,12 @@ impl Imap {
         self.tag += 1;
         let tag = format!("t{}", self.tag);
         // LITERAL+ (Dovecot has it): no continuation round trip
-        write!(self.w, "{tag} APPEND INBOX ({flags}) \"{date}\" {{{}+}}\r\n", msg.len()).unwrap();
+        write!(
+            self.w,
+            "{tag} APPEND INBOX ({flags}) \"{date}\" {{{}+}}\r\n",
+            msg.len()
+        )
+        .unwrap();
         self.w.write_all(msg).unwrap();
         self.w.write_all(b"\r\n").unwrap();
         self.read(&tag);
@@ -133,7 +138,7 @@ fn mail(i: usize) -> Vec<u8> {
          MIME-Version: 1.0\r\n",
         i % 60
     );
-    let body = if i % 2 == 0 {
+    let body = if i.is_multiple_of(2) {
         format!(
             "Content-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Issue {i} for you.</p>\
              <img src=\"https://t.example/open.gif?e={USER}&m={i}\" width=\"1\" height=\"1\">\
@@ -147,20 +152,25 @@ fn mail(i: usize) -> Vec<u8> {
 
 fn flags_of(i: usize) -> String {
     let mut f = Vec::new();
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         f.push("\\Seen");
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         f.push("\\Flagged");
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         f.push("$Label1");
     }
     f.join(" ")
 }
 
 fn date_of(i: usize) -> String {
-    format!("{:02}-Mar-2024 10:{:02}:{:02} +0100", 1 + i % 28, i % 60, (i * 7) % 60)
+    format!(
+        "{:02}-Mar-2024 10:{:02}:{:02} +0100",
+        1 + i % 28,
+        i % 60,
+        (i * 7) % 60
+    )
 }
 
 /// Appends the 50 mails; returns the internal date the server reports for each (the
@@ -257,7 +267,7 @@ fn assert_swept(
         want_flags.sort();
         assert_eq!(flags, &want_flags, "flags of mail {i} (uid {uid})");
         assert_eq!(date, &dates[i], "internal date of mail {i}");
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             assert_eq!(text.matches("X-Mailveil: v=").count(), 1, "{text}");
             assert!(!text.contains("t.example/open.gif"), "{text}");
             assert!(text.contains(&format!("Issue {i} for you.")), "{text}");
@@ -304,7 +314,11 @@ fn sweep_cleans_fifty_mails_once_and_a_second_sweep_changes_nothing() {
     // and without the state file it still changes nothing (idempotent by content)
     std::fs::remove_file(&sweep.state).unwrap();
     assert!(sweep.run(&stack, None).success(), "{}", sweep.log());
-    assert_eq!(imap.all(), after, "a sweep without state changed the mailbox");
+    assert_eq!(
+        imap.all(),
+        after,
+        "a sweep without state changed the mailbox"
+    );
     let last = sweep.log();
     let last = last.lines().last().unwrap_or("").to_string();
     assert!(last.contains("cleaned=0"), "{last}");
@@ -325,7 +339,11 @@ fn sweep_killed_halfway_resumes_without_losing_or_doubling_mail() {
     // or anything recorded: the copy and the original both exist
     let st = sweep.run(&stack, Some(6));
     assert_eq!(st.signal(), Some(9), "{}", sweep.log());
-    assert_eq!(imap.all().len(), N + 1, "copy appended, original not yet removed");
+    assert_eq!(
+        imap.all().len(),
+        N + 1,
+        "copy appended, original not yet removed"
+    );
     // again, a little further
     let st = sweep.run(&stack, Some(5));
     assert_eq!(st.signal(), Some(9), "{}", sweep.log());
@@ -370,7 +388,11 @@ fn watch_cleans_a_mail_delivered_while_it_runs() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let mut imap = Imap::connect(stack.ports.imap);
     wait_until(Duration::from_secs(30), || {
         let all = imap.all();
@@ -390,5 +412,13 @@ fn watch_cleans_a_mail_delivered_while_it_runs() {
         took.as_secs_f64()
     );
     // still watching: the process is alive
-    assert!(stack.mailveil.as_mut().unwrap().try_wait().unwrap().is_none());
+    assert!(
+        stack
+            .mailveil
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none()
+    );
 }

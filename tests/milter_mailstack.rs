@@ -74,7 +74,10 @@ fn postfix_smtpd_milter_delivers_tracked_mail_cleaned_to_dovecot() {
         assert_eq!(header(msg, "X-Mailveil").len(), 1, "{msg}");
         assert!(header(msg, "X-Mailveil")[0].starts_with("v="), "{msg}");
         assert!(!msg.contains("t.example/open.gif"), "tracker left:\n{msg}");
-        assert!(msg.contains(&format!("Hello {token}, the content stays.")), "{msg}");
+        assert!(
+            msg.contains(&format!("Hello {token}, the content stays.")),
+            "{msg}"
+        );
         assert_eq!(
             header(msg, "Message-Id"),
             [format!("<{token}@sender.example>").as_str()]
@@ -153,7 +156,10 @@ fn miltertest_drives_the_milter_directly() {
     let up = wait_until(Duration::from_secs(20), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mailstack/mailveil-milter.lua");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/mailstack/mailveil-milter.lua"
+    );
     let started = Instant::now();
     let out = up.map(|()| {
         Command::new("miltertest")

@@ -28,10 +28,13 @@ fn err(what: &str) -> impl Fn(async_imap::error::Error) -> String + '_ {
 /// to the server only; errors never contain it.
 pub async fn connect(server: &str, user: &str, password: &str) -> Result<Imap, String> {
     let (tls, host, port) = plan::parse_server(server)?;
-    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect((host.as_str(), port)))
-        .await
-        .map_err(|_| format!("connect {host}:{port}: timeout"))?
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
+    let tcp = tokio::time::timeout(
+        TIMEOUT,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| format!("connect {host}:{port}: timeout"))?
+    .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let stream: Box<dyn Io> = if tls {
         let mut roots = rustls::RootCertStore::empty();
@@ -206,9 +209,9 @@ pub async fn append(
                 ));
             }
             let uid = match &outcome.code {
-                Some(ResponseCode::AppendUid(_, set)) => set.iter().find_map(|m| match m {
-                    UidSetMember::Uid(u) => Some(*u),
-                    UidSetMember::UidRange(r) => Some(*r.start()),
+                Some(ResponseCode::AppendUid(_, set)) => set.first().map(|m| match m {
+                    UidSetMember::Uid(u) => *u,
+                    UidSetMember::UidRange(r) => *r.start(),
                 }),
                 _ => None,
             };
@@ -225,10 +228,7 @@ pub struct Caps {
 }
 
 pub async fn caps(session: &mut Imap) -> Result<Caps, String> {
-    let c = session
-        .capabilities()
-        .await
-        .map_err(err("CAPABILITY"))?;
+    let c = session.capabilities().await.map_err(err("CAPABILITY"))?;
     drain(session);
     Ok(Caps {
         uidplus: c.has_str("UIDPLUS"),
@@ -249,10 +249,7 @@ pub async fn remove_original(
     let set = uid.to_string();
     if let Some(keep) = keep {
         if caps.r#move {
-            session
-                .uid_mv(&set, keep)
-                .await
-                .map_err(err("UID MOVE"))?;
+            session.uid_mv(&set, keep).await.map_err(err("UID MOVE"))?;
             drain(session);
             return Ok(());
         }

@@ -116,7 +116,10 @@ async fn run_async(opts: Options) -> Result<(), String> {
         .unwrap_or("")
         .to_string();
     if password.is_empty() {
-        return Err(format!("{}: no password in it", opts.password_file.display()));
+        return Err(format!(
+            "{}: no password in it",
+            opts.password_file.display()
+        ));
     }
     plan::parse_server(&opts.server)?;
     let since = opts.since.as_deref().map(plan::imap_date).transpose()?;
@@ -291,10 +294,7 @@ async fn one(
         (c, raw)
     };
     if let Some(e) = &cleaned.report.error {
-        warn!(
-            folder,
-            uid, "could not be cleaned ({e}); left as it is"
-        );
+        warn!(folder, uid, "could not be cleaned ({e}); left as it is");
         record(ctx, folder, uidvalidity, uid)?;
         return Ok(Outcome::Failed);
     }
@@ -323,10 +323,12 @@ async fn one(
             Ok(Outcome::Unchanged)
         }
         Decision::FinishMove { copy_uid } => {
-            info!(folder, uid, copy_uid, "cleaned copy already there: finishing the move");
+            info!(
+                folder,
+                uid, copy_uid, "cleaned copy already there: finishing the move"
+            );
             record(ctx, folder, uidvalidity, copy_uid)?;
-            client::remove_original(session, caps, uid, ctx.opts.keep_originals.as_deref())
-                .await?;
+            client::remove_original(session, caps, uid, ctx.opts.keep_originals.as_deref()).await?;
             record(ctx, folder, uidvalidity, uid)?;
             Ok(Outcome::FinishedMove)
         }
@@ -350,8 +352,7 @@ async fn one(
             if let Some(new_uid) = new_uid {
                 record(ctx, folder, uidvalidity, new_uid)?;
             }
-            client::remove_original(session, caps, uid, ctx.opts.keep_originals.as_deref())
-                .await?;
+            client::remove_original(session, caps, uid, ctx.opts.keep_originals.as_deref()).await?;
             record(ctx, folder, uidvalidity, uid)?;
             Ok(Outcome::Cleaned)
         }
@@ -383,11 +384,7 @@ async fn watch(ctx: &mut Ctx) -> Result<(), String> {
     }
 }
 
-async fn watch_once(
-    ctx: &mut Ctx,
-    first: &mut bool,
-    backoff: &mut Duration,
-) -> Result<(), String> {
+async fn watch_once(ctx: &mut Ctx, first: &mut bool, backoff: &mut Duration) -> Result<(), String> {
     let mut session = login(ctx).await?;
     sweep_all(ctx, &mut session, *first).await?;
     *first = false;

@@ -148,7 +148,9 @@ impl fmt::Debug for Reply {
             Reply::Accept => f.write_str("Accept"),
             Reply::Tempfail => f.write_str("Tempfail"),
             Reply::ReplaceBody(b) => write!(f, "ReplaceBody({} bytes)", b.len()),
-            Reply::AddHeader { name, value } => write!(f, "AddHeader({name}, {} bytes)", value.len()),
+            Reply::AddHeader { name, value } => {
+                write!(f, "AddHeader({name}, {} bytes)", value.len())
+            }
             Reply::InsertHeader { index, name, value } => {
                 write!(f, "InsertHeader({index}, {name}, {} bytes)", value.len())
             }
@@ -215,8 +217,8 @@ impl Decoder {
         let Some(len_bytes) = self.buf.get(..4) else {
             return Ok(None);
         };
-        let len = u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
-            as usize;
+        let len =
+            u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]) as usize;
         if len > self.max_frame {
             return Err(FrameError::TooLong {
                 announced: len,
@@ -489,7 +491,10 @@ mod tests {
             },
             &mut out,
         );
-        assert_eq!(out, [0, 0, 0, 13, b'O', 0, 0, 0, 6, 0, 0, 0, 0x13, 0, 0x10, 0, 0]);
+        assert_eq!(
+            out,
+            [0, 0, 0, 13, b'O', 0, 0, 0, 6, 0, 0, 0, 0x13, 0, 0x10, 0, 0]
+        );
         out.clear();
         encode(
             &Reply::InsertHeader {

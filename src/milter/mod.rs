@@ -46,7 +46,11 @@ impl std::str::FromStr for Listen {
         }
         let rest = s.strip_prefix("inet:").ok_or_else(bad)?;
         if let Some((port, host)) = rest.split_once('@') {
-            let host = if host == "localhost" { "127.0.0.1" } else { host };
+            let host = if host == "localhost" {
+                "127.0.0.1"
+            } else {
+                host
+            };
             return format!("{host}:{port}")
                 .parse()
                 .map(Listen::Inet)

@@ -282,7 +282,9 @@ pub fn split_message(raw: &[u8]) -> (Vec<Field>, &[u8]) {
             }
         } else if let Some(colon) = content.iter().position(|&b| b == b':') {
             fields.push(Field {
-                name: String::from_utf8_lossy(&content[..colon]).trim().to_string(),
+                name: String::from_utf8_lossy(&content[..colon])
+                    .trim()
+                    .to_string(),
                 value: content[colon + 1..].to_vec(),
             });
         } else {
@@ -554,7 +556,9 @@ mod tests {
             assert!(changes.body_replaced);
             assert_eq!(changes.headers_added, 1);
             assert_eq!(changes.headers_removed + changes.headers_changed, 0);
-            assert!(matches!(&replies[0], Reply::InsertHeader { index: 0, name, .. } if name == "X-Mailveil"));
+            assert!(
+                matches!(&replies[0], Reply::InsertHeader { index: 0, name, .. } if name == "X-Mailveil")
+            );
             assert_eq!(replies.last(), Some(&Reply::Continue));
             assert_eq!(apply(&msg, &replies), cleaned.bytes, "leadspc {leadspc}");
         }
@@ -596,11 +600,19 @@ mod tests {
     #[test]
     fn an_already_cleaned_mail_needs_no_change() {
         let msg = session_with(
-            &[("From", " a@sender.example"), ("Content-Type", " text/html")],
+            &[
+                ("From", " a@sender.example"),
+                ("Content-Type", " text/html"),
+            ],
             TRACKED,
             true,
         );
-        let once = clean(&msg.raw(), &Envelope::default(), &Policy::default(), &Rules::default());
+        let once = clean(
+            &msg.raw(),
+            &Envelope::default(),
+            &Policy::default(),
+            &Rules::default(),
+        );
         // the same mail passing a second mailveil milter
         let (fields, body) = split_message(&once.bytes);
         let msg2 = Message {
@@ -609,7 +621,12 @@ mod tests {
             ..msg
         };
         assert_eq!(msg2.raw(), once.bytes);
-        let twice = clean(&msg2.raw(), &Envelope::default(), &Policy::default(), &Rules::default());
+        let twice = clean(
+            &msg2.raw(),
+            &Envelope::default(),
+            &Policy::default(),
+            &Rules::default(),
+        );
         let (replies, changes) = eom_replies(&msg2, &twice);
         assert_eq!(replies, vec![Reply::Continue]);
         assert_eq!(changes, Changes::default());
@@ -650,7 +667,9 @@ mod tests {
         let cleaned = clean(&msg.raw(), &Envelope::default(), &policy, &Rules::default());
         let (replies, changes) = eom_replies(&msg, &cleaned);
         assert!(!changes.body_replaced, "a cut body is never written back");
-        assert!(matches!(&replies[0], Reply::InsertHeader { value, .. } if String::from_utf8_lossy(value).contains("error=")));
+        assert!(
+            matches!(&replies[0], Reply::InsertHeader { value, .. } if String::from_utf8_lossy(value).contains("error="))
+        );
     }
 
     #[test]
@@ -676,7 +695,12 @@ mod tests {
     fn without_chgbody_the_body_stays_and_it_is_said() {
         let mut msg = session_with(&[("Content-Type", " text/html")], TRACKED, true);
         msg.actions = action::ADDHDRS;
-        let cleaned = clean(&msg.raw(), &Envelope::default(), &Policy::default(), &Rules::default());
+        let cleaned = clean(
+            &msg.raw(),
+            &Envelope::default(),
+            &Policy::default(),
+            &Rules::default(),
+        );
         let (replies, changes) = eom_replies(&msg, &cleaned);
         assert!(changes.not_allowed);
         assert!(!replies.iter().any(|r| matches!(r, Reply::ReplaceBody(_))));
