@@ -5,5 +5,6 @@
 pub use mailveil_core::*;
 
 pub mod explain;
+pub mod reload;
 pub mod rule_files;
 pub mod smtp;
