@@ -13,8 +13,9 @@
 pub mod codec;
 pub mod session;
 
+use crate::rule_files::LiveRules;
 use codec::{Decoder, Reply};
-use mailveil_core::{Envelope, Policy, Rules};
+use mailveil_core::{Envelope, Policy};
 use session::{Session, Step};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -84,7 +85,8 @@ pub struct Options {
 
 struct Shared {
     policy: Policy,
-    rules: Arc<Rules>,
+    /// Reloaded on SIGHUP and when a rule file changes (as for `serve`).
+    rules: Arc<LiveRules>,
     max_frame: usize,
     timeout: Duration,
 }
@@ -99,13 +101,15 @@ pub fn run(opts: Options) -> Result<(), String> {
 }
 
 async fn run_async(opts: Options) -> Result<(), String> {
-    let (rules, errors) = crate::rule_files::load(&opts.rules, opts.system_rules);
+    let (rules, errors) = LiveRules::load(&opts.rules, opts.system_rules);
     for e in &errors {
         warn!("rule file skipped: {e}");
     }
+    let rules = Arc::new(rules);
+    crate::reload::spawn(Arc::clone(&rules));
     let shared = Arc::new(Shared {
         policy: opts.policy.clone(),
-        rules: Arc::new(rules),
+        rules,
         max_frame: opts.max_frame,
         timeout: opts.timeout,
     });
@@ -233,7 +237,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 
 async fn end_of_message(shared: &Shared, msg: session::Message) -> Vec<Reply> {
     let policy = shared.policy.clone();
-    let rules = Arc::clone(&shared.rules);
+    let rules = shared.rules.get();
     let queue_id = msg.queue_id.clone().unwrap_or_default();
     let rcpts = msg.recipients.len();
     let result = tokio::task::spawn_blocking(move || {
@@ -319,7 +323,7 @@ mod tests {
     async fn a_whole_conversation_over_a_duplex_stream() {
         let shared = Shared {
             policy: Policy::default(),
-            rules: Arc::new(Rules::default()),
+            rules: Arc::new(LiveRules::load(&[], false).0),
             max_frame: DEFAULT_MAX_FRAME,
             timeout: Duration::from_secs(5),
         };
@@ -355,7 +359,7 @@ mod tests {
     async fn an_oversize_frame_closes_the_connection() {
         let shared = Shared {
             policy: Policy::default(),
-            rules: Arc::new(Rules::default()),
+            rules: Arc::new(LiveRules::load(&[], false).0),
             max_frame: 1000,
             timeout: Duration::from_secs(5),
         };

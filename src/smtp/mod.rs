@@ -41,10 +41,12 @@ pub fn run(config: Config) -> Result<(), String> {
 }
 
 async fn run_async(config: Config) -> Result<(), String> {
-    let (rules, errors) = crate::rule_files::load(&config.rules, config.system_rules);
+    let (rules, errors) = crate::rule_files::LiveRules::load(&config.rules, config.system_rules);
     for e in &errors {
         tracing::warn!("rule file skipped: {e}");
     }
+    let rules = Arc::new(rules);
+    crate::reload::spawn(Arc::clone(&rules));
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -64,7 +66,7 @@ async fn run_async(config: Config) -> Result<(), String> {
             reply: config.downstream_timeout,
         },
         policy: config.policy.clone(),
-        rules: Arc::new(rules),
+        rules,
         tls,
     });
     tracing::info!(
