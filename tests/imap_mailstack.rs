@@ -422,3 +422,43 @@ fn watch_cleans_a_mail_delivered_while_it_runs() {
             .is_none()
     );
 }
+
+#[test]
+fn since_limits_the_sweep_and_keep_originals_keeps_them() {
+    let Some(_g) = guard() else { return };
+    let stack = Stack::start("");
+    let mut imap = Imap::connect(stack.ports.imap);
+    // mails 0..4: internal dates 1..4 March 2024; 0 and 2 are tracked
+    for i in 0..4 {
+        imap.append(&flags_of(i), &date_of(i), &mail(i));
+    }
+    let sweep = Sweep::new(&stack);
+    let keep = ["--keep-originals", "Originals"];
+    let st = sweep
+        .command(&stack, &[&keep[..], &["--since", "2024-03-03"]].concat())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{}", sweep.log());
+    let tracked = |all: &BTreeMap<u32, (Vec<String>, String, Vec<u8>)>, i: usize| {
+        all.values()
+            .filter(|(_, _, raw)| index_of(raw) == i)
+            .map(|(_, _, raw)| String::from_utf8_lossy(raw).contains("X-Mailveil: v="))
+            .collect::<Vec<_>>()
+    };
+    let all = imap.all();
+    assert_eq!(all.len(), 4);
+    assert_eq!(tracked(&all, 0), [false], "before --since: left alone");
+    assert_eq!(tracked(&all, 2), [true], "on/after --since: cleaned");
+    // without --since the rest is done; the originals are in the keep folder
+    assert!(sweep.command(&stack, &keep).status().unwrap().success());
+    let all = imap.all();
+    assert_eq!(all.len(), 4);
+    assert_eq!(tracked(&all, 0), [true]);
+    imap.cmd("SELECT Originals");
+    let kept = imap.all();
+    let mut kept: Vec<Vec<u8>> = kept.into_values().map(|(_, _, raw)| raw).collect();
+    kept.sort();
+    let mut want = vec![mail(0), mail(2)];
+    want.sort();
+    assert_eq!(kept, want, "the originals, byte for byte");
+}

@@ -128,23 +128,13 @@ fn postfix_smtpd_milter_delivers_tracked_mail_cleaned_to_dovecot() {
     assert_eq!(stack.queued(), 0);
 }
 
-#[test]
-fn miltertest_drives_the_milter_directly() {
-    if !Path::new("/usr/bin/miltertest").exists() {
-        let msg = "miltertest not installed (tests/mailstack/ci.sh installs it)";
-        if std::env::var("MAILVEIL_REQUIRE_MAILSTACK").as_deref() == Ok("1") {
-            panic!("{msg} -- MAILVEIL_REQUIRE_MAILSTACK=1");
-        }
-        let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {msg}");
-        return;
-    }
-    let port = free_port();
-    let listen = format!("inet:127.0.0.1:{port}");
+/// Runs the Lua script against a milter listening on `listen` (miltertest's `socket`).
+fn miltertest_against(listen: &str, socket: &str, ready: impl Fn() -> bool) {
     let mut child = Command::new(MAILVEIL)
         .args([
             "milter",
             "--listen",
-            &listen,
+            listen,
             "--no-system-rules",
             "--strip-read-receipts",
         ])
@@ -153,9 +143,7 @@ fn miltertest_drives_the_milter_directly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let up = wait_until(Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
+    let up = wait_until(Duration::from_secs(20), ready);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/mailstack/mailveil-milter.lua"
@@ -163,14 +151,14 @@ fn miltertest_drives_the_milter_directly() {
     let started = Instant::now();
     let out = up.map(|()| {
         Command::new("miltertest")
-            .args(["-D", &format!("port={port}"), "-s", script])
+            .args(["-D", &format!("socket={socket}"), "-s", script])
             .output()
             .unwrap()
     });
     let took = started.elapsed();
     let _ = child.kill();
     let milter_out = child.wait_with_output().unwrap();
-    let out = out.unwrap_or_else(|| panic!("milter did not listen"));
+    let out = out.unwrap_or_else(|| panic!("milter did not listen on {listen}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("PASS all"),
@@ -180,8 +168,46 @@ fn miltertest_drives_the_milter_directly() {
         String::from_utf8_lossy(&milter_out.stderr)
     );
     eprintln!(
-        "MILTERTEST: {} checks passed in {:.3} s",
+        "MILTERTEST ({listen}): {} checks passed in {:.3} s",
         stdout.matches("PASS ").count() - 1,
         took.as_secs_f64()
     );
+}
+
+fn miltertest_installed() -> bool {
+    if Path::new("/usr/bin/miltertest").exists() {
+        return true;
+    }
+    let msg = "miltertest not installed (tests/mailstack/ci.sh installs it)";
+    if std::env::var("MAILVEIL_REQUIRE_MAILSTACK").as_deref() == Ok("1") {
+        panic!("{msg} -- MAILVEIL_REQUIRE_MAILSTACK=1");
+    }
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {msg}");
+    false
+}
+
+#[test]
+fn miltertest_drives_the_milter_over_tcp() {
+    if !miltertest_installed() {
+        return;
+    }
+    let port = free_port();
+    miltertest_against(
+        &format!("inet:127.0.0.1:{port}"),
+        &format!("inet:{port}@127.0.0.1"),
+        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+}
+
+#[test]
+fn miltertest_drives_the_milter_over_a_unix_socket() {
+    if !miltertest_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("milter.sock");
+    let path = sock.display().to_string();
+    miltertest_against(&format!("unix:{path}"), &format!("unix:{path}"), || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
 }

@@ -1,5 +1,5 @@
--- miltertest -D port=NNNN -s mailveil-milter.lua : drives `mailveil milter --listen
--- inet:127.0.0.1:NNNN --strip-read-receipts` directly, without an MTA. Prints PASS or
+-- miltertest -D socket=inet:NNNN@127.0.0.1 -s mailveil-milter.lua (or socket=unix:/path):
+-- drives `mailveil milter --listen ... --strip-read-receipts` directly, without an MTA. Prints PASS or
 -- FAIL lines; exits 1 on the first failure (miltertest prints nothing for a Lua error,
 -- so every step goes through step()).
 function step(name, f, ...)
@@ -12,7 +12,7 @@ function check(what, ok)
   print("PASS " .. what)
 end
 
-conn = mt.connect("inet:" .. port .. "@127.0.0.1")
+conn = mt.connect(socket)
 if conn == nil then print("FAIL mt.connect()"); os.exit(1) end
 -- version 6, all actions, all protocol steps offered (the default negotiation fails)
 step("negotiate", mt.negotiate, conn, 6, 511, 2097151)
