@@ -215,14 +215,17 @@ impl Sweep {
     }
 
     fn command(&self, stack: &Stack, extra: &[&str]) -> Command {
-        let server = format!("imap://127.0.0.1:{}", stack.ports.imap);
+        self.command_to(&format!("imap://127.0.0.1:{}", stack.ports.imap), extra)
+    }
+
+    fn command_to(&self, server: &str, extra: &[&str]) -> Command {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
         let mut c = Command::new(MAILVEIL);
-        c.args(["imap", "--server", &server, "--user", USER])
+        c.args(["imap", "--server", server, "--user", USER])
             .arg("--password-file")
             .arg(&self.pass)
             .arg("--state")
@@ -366,50 +369,70 @@ fn watch_cleans_a_mail_delivered_while_it_runs() {
     let Some(_g) = guard() else { return };
     let mut stack = Stack::start("");
     let sweep = Sweep::new(&stack);
-    let child = sweep.command(&stack, &["--watch"]).spawn().unwrap();
+    // the watcher talks to Dovecot through a proxy that can break its connections
+    let proxy = Proxy::start(stack.ports.imap);
+    let server = format!("imap://127.0.0.1:{}", proxy.port);
+    let child = sweep.command_to(&server, &["--watch"]).spawn().unwrap();
     stack.mailveil = Some(child); // killed when the stack is dropped
     wait_until(Duration::from_secs(30), || {
         sweep.log().contains("idle: waiting for new mail")
     })
     .unwrap_or_else(|| panic!("not idling: {}", sweep.log()));
+    let deliver = |token: &str| {
+        let out = Command::new("swaks")
+            .args(["--server", &format!("127.0.0.1:{}", stack.ports.lmtp)])
+            .args(["--protocol", "LMTP", "--helo", "client.example.org"])
+            .args(["--from", "news@sender.example", "--to", USER])
+            .args(["--header", &format!("Subject: {token}")])
+            .args(["--header", &format!("Message-Id: <{token}@sender.example>")])
+            .args(["--add-header", "MIME-Version: 1.0"])
+            .args(["--add-header", "Content-Type: text/html; charset=utf-8"])
+            .args([
+                "--body",
+                &format!("<p>Watched {token}</p><img src=\"https://t.example/open.gif?e=alice@example.test\" width=\"1\" height=\"1\">"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    // every message in INBOX carries our header and none has the tracker
+    let all_cleaned = |imap: &mut Imap, n: usize| {
+        let all = imap.all();
+        all.len() == n
+            && all.values().all(|(_, _, raw)| {
+                let t = String::from_utf8_lossy(raw);
+                t.contains("X-Mailveil: v=") && !t.contains("t.example/open.gif")
+            })
+    };
     let token = format!("watch{}", std::process::id());
     let started = Instant::now();
-    let out = Command::new("swaks")
-        .args(["--server", &format!("127.0.0.1:{}", stack.ports.lmtp)])
-        .args(["--protocol", "LMTP", "--helo", "client.example.org"])
-        .args(["--from", "news@sender.example", "--to", USER])
-        .args(["--header", &format!("Subject: {token}")])
-        .args(["--header", &format!("Message-Id: <{token}@sender.example>")])
-        .args(["--add-header", "MIME-Version: 1.0"])
-        .args(["--add-header", "Content-Type: text/html; charset=utf-8"])
-        .args([
-            "--body",
-            "<p>Watched</p><img src=\"https://t.example/open.gif?e=alice@example.test\" width=\"1\" height=\"1\">",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    deliver(&token);
     let mut imap = Imap::connect(stack.ports.imap);
-    wait_until(Duration::from_secs(30), || {
-        let all = imap.all();
-        all.len() == 1
-            && all
-                .values()
-                .all(|(_, _, raw)| String::from_utf8_lossy(raw).contains("X-Mailveil: v="))
-    })
-    .unwrap_or_else(|| panic!("not cleaned: {:?}\n{}", imap.all().len(), sweep.log()));
+    wait_until(Duration::from_secs(30), || all_cleaned(&mut imap, 1))
+        .unwrap_or_else(|| panic!("not cleaned: {:?}\n{}", imap.all().len(), sweep.log()));
     let took = started.elapsed();
     let all = imap.all();
     let text = String::from_utf8_lossy(&all.values().next().unwrap().2).to_string();
-    assert!(text.contains("<p>Watched</p>"), "{text}");
-    assert!(!text.contains("t.example/open.gif"), "{text}");
+    assert!(text.contains(&format!("<p>Watched {token}</p>")), "{text}");
     eprintln!(
         "IMAP --watch: delivered over LMTP -> cleaned copy in INBOX in {:.2} s",
         took.as_secs_f64()
+    );
+    // the connection breaks: the watcher reconnects (with backoff) and catches up
+    proxy.cut();
+    let started = Instant::now();
+    deliver(&format!("{token}again"));
+    let mut imap = Imap::connect(stack.ports.imap);
+    wait_until(Duration::from_secs(60), || all_cleaned(&mut imap, 2))
+        .unwrap_or_else(|| panic!("not cleaned after reconnect:\n{}", sweep.log()));
+    assert!(sweep.log().contains("reconnecting in"), "{}", sweep.log());
+    eprintln!(
+        "IMAP --watch: after its connection was cut, the next mail was cleaned in {:.2} s",
+        started.elapsed().as_secs_f64()
     );
     // still watching: the process is alive
     assert!(
@@ -461,4 +484,46 @@ fn since_limits_the_sweep_and_keep_originals_keeps_them() {
     let mut want = vec![mail(0), mail(2)];
     want.sort();
     assert_eq!(kept, want, "the originals, byte for byte");
+}
+
+/// A TCP proxy to 127.0.0.1:`target` whose open connections can be cut at once.
+struct Proxy {
+    port: u16,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let list = std::sync::Arc::clone(&conns);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                list.lock().unwrap().push(client.try_clone().unwrap());
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    let _ = s_out.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut s_in, mut c_out) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_in, &mut c_out);
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Proxy { port, conns }
+    }
+
+    fn cut(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
