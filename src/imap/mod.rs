@@ -303,14 +303,26 @@ async fn one(
         && !plan::only_header_added(&raw, &cleaned.bytes);
     let pending = ctx.state.folder(folder, uidvalidity).is_pending(uid);
     let mut candidates = Vec::new();
-    if changed
-        && pending
-        && let Some(mid) = plan::message_id(&raw)
-    {
-        let query = format!("HEADER Message-ID {}", plan::quote(&mid));
-        for other in client::uid_search(session, &query).await? {
+    if changed && pending {
+        // Where an earlier run may have put the copy: same Message-ID, or (without
+        // one) among the newest messages, which came after the original.
+        let found = match plan::message_id(&raw) {
+            Some(mid) => {
+                let query = format!("HEADER Message-ID {}", plan::quote(&mid));
+                client::uid_search(session, &query).await?
+            }
+            None => {
+                let mut newer = client::uid_search(session, &format!("UID {}:*", uid + 1)).await?;
+                let keep_from = newer.len().saturating_sub(plan::MAX_CANDIDATES);
+                newer.split_off(keep_from)
+            }
+        };
+        for other in found {
             if other == uid || ctx.state.folder(folder, uidvalidity).is_done(other) {
                 continue;
+            }
+            if candidates.len() == plan::MAX_CANDIDATES {
+                break;
             }
             if let Some(f) = client::fetch(session, other).await? {
                 candidates.push((other, f.raw));

@@ -107,6 +107,9 @@ pub fn todo(all: impl IntoIterator<Item = u32>, state: &FolderState) -> Vec<u32>
     v
 }
 
+/// At most this many messages are fetched to look for the copy of a pending original.
+pub const MAX_CANDIDATES: usize = 20;
+
 /// What to do with one fetched message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {

@@ -525,6 +525,32 @@ mod tests {
         assert_eq!(body_chunks(b""), vec![Reply::ReplaceBody(Vec::new())]);
     }
 
+    proptest::proptest! {
+        /// Any bytes, cut anywhere: the decoder returns commands or an error, never
+        /// panics, and never holds more than one frame's worth beyond the limit.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600),
+            cut in 0usize..600,
+        ) {
+            let mut d = Decoder::new(256);
+            let cut = cut.min(bytes.len());
+            for piece in [&bytes[..cut], &bytes[cut..]] {
+                d.push(piece);
+                while let Ok(Some(_)) = d.next_command() {}
+            }
+        }
+
+        /// Every reply encodes to a frame that announces its own length.
+        #[test]
+        fn replies_frame_their_length(body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut out = Vec::new();
+            encode(&Reply::ReplaceBody(body.clone()), &mut out);
+            proptest::prop_assert_eq!(u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize, body.len() + 1);
+            proptest::prop_assert_eq!(&out[5..], &body[..]);
+        }
+    }
+
     #[test]
     fn debug_never_shows_content() {
         let c = Command::Body(b"secret body".to_vec());
