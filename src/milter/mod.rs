@@ -240,6 +240,8 @@ async fn end_of_message(shared: &Shared, msg: session::Message) -> Vec<Reply> {
     let rules = shared.rules.get();
     let queue_id = msg.queue_id.clone().unwrap_or_default();
     let rcpts = msg.recipients.len();
+    // End of message to the replies: what mailveil adds to each mail.
+    let cleaning = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         let raw = msg.raw();
         let envelope = Envelope {
@@ -251,6 +253,7 @@ async fn end_of_message(shared: &Shared, msg: session::Message) -> Vec<Reply> {
         (replies, changes, cleaned.report)
     })
     .await;
+    let clean_us = cleaning.elapsed().as_micros() as u64;
     match result {
         Ok((replies, changes, report)) => {
             if changes.not_allowed {
@@ -268,6 +271,7 @@ async fn end_of_message(shared: &Shared, msg: session::Message) -> Vec<Reply> {
                 headers_added = changes.headers_added,
                 headers_changed = changes.headers_changed,
                 headers_removed = changes.headers_removed,
+                clean_us,
                 verdict = if replies.last() == Some(&Reply::Tempfail) {
                     "tempfail"
                 } else {
