@@ -128,6 +128,49 @@ fn postfix_smtpd_milter_delivers_tracked_mail_cleaned_to_dovecot() {
     assert_eq!(stack.queued(), 0);
 }
 
+#[test]
+fn a_mail_that_cannot_be_cleaned_is_tempfailed_or_passed_as_the_policy_says() {
+    let Some(_g) = guard() else { return };
+    let mut stack = Stack::start_with("", "inet:127.0.0.1:{milter}");
+    let port = stack.ports.filter;
+    let listen = format!("inet:127.0.0.1:{port}");
+    // every mail is "too large" for this milter: cleaning fails
+    let args = |on_error: &'static str| {
+        vec![
+            "milter".to_string(),
+            "--listen".into(),
+            listen.clone(),
+            "--no-system-rules".into(),
+            "--max-message-bytes".into(),
+            "100".into(),
+            "--on-error".into(),
+            on_error.into(),
+        ]
+    };
+    let tempfail = args("tempfail");
+    stack.start_mailveil_args(
+        &tempfail.iter().map(String::as_str).collect::<Vec<_>>(),
+        port,
+    );
+    let body = "x".repeat(300);
+    let (ok, out) = swaks(&stack, &["--header", "Subject: too-big-tempfail"], &body);
+    assert!(!ok, "accepted although the milter said tempfail:\n{out}");
+    assert!(out.contains("<** 451"), "{out}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(stack.maildir("alice").is_empty(), "nothing delivered");
+    // on_error = pass: delivered as it came, with the error in the report header
+    stack.kill_mailveil();
+    let pass = args("pass");
+    stack.start_mailveil_args(&pass.iter().map(String::as_str).collect::<Vec<_>>(), port);
+    let (ok, out) = swaks(&stack, &["--header", "Subject: too-big-pass"], &body);
+    assert!(ok, "{out}");
+    let msgs = stack.wait_mail("alice", 1, Duration::from_secs(30));
+    let x = header(&msgs[0], "X-Mailveil");
+    assert_eq!(x.len(), 1, "{}", msgs[0]);
+    assert!(x[0].contains("error=too-large"), "{}", msgs[0]);
+    assert!(msgs[0].contains(&body), "body as it came");
+}
+
 /// Runs the Lua script against a milter listening on `listen` (miltertest's `socket`).
 fn miltertest_against(listen: &str, socket: &str, ready: impl Fn() -> bool) {
     let mut child = Command::new(MAILVEIL)

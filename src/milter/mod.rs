@@ -15,7 +15,7 @@ pub mod session;
 
 use crate::rule_files::LiveRules;
 use codec::{Decoder, Reply};
-use mailveil_core::{Envelope, Policy};
+use mailveil_core::Policy;
 use session::{Session, Step};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -243,12 +243,7 @@ async fn end_of_message(shared: &Shared, msg: session::Message) -> Vec<Reply> {
     // End of message to the replies: what mailveil adds to each mail.
     let cleaning = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
-        let raw = msg.raw();
-        let envelope = Envelope {
-            sender: msg.sender.clone(),
-            recipients: msg.recipients.clone(),
-        };
-        let cleaned = mailveil_core::clean(&raw, &envelope, &policy, &rules);
+        let cleaned = session::clean_message(&msg, &policy, &rules);
         let (replies, changes) = session::eom_replies(&msg, &cleaned);
         (replies, changes, cleaned.report)
     })

@@ -5,7 +5,7 @@
 //! sent (the report header, changed or removed headers, the body when it differs).
 
 use super::codec::{Command, Reply, action, body_chunks, proto};
-use mailveil_core::Cleaned;
+use mailveil_core::{Cleaned, Envelope, Policy, Rules};
 
 /// Actions we ask for: add the report header, replace the body, change/remove headers.
 const WANTED_ACTIONS: u32 = action::ADDHDRS | action::CHGBODY | action::CHGHDRS;
@@ -258,6 +258,23 @@ impl Session {
     pub fn negotiated(&self) -> bool {
         self.negotiated
     }
+}
+
+/// Cleans a message with the core. A message that arrived over the size limit was not
+/// kept whole: the core is told so (a limit of 0 for what was kept), and answers as for
+/// any mail too large to clean: the error header, or tempfail, as the policy says.
+pub fn clean_message(msg: &Message, policy: &Policy, rules: &Rules) -> Cleaned {
+    let raw = msg.raw();
+    let envelope = Envelope {
+        sender: msg.sender.clone(),
+        recipients: msg.recipients.clone(),
+    };
+    if msg.truncated {
+        let mut over = policy.clone();
+        over.limits.max_message_bytes = 0;
+        return mailveil_core::clean(&raw, &envelope, &over, rules);
+    }
+    mailveil_core::clean(&raw, &envelope, policy, rules)
 }
 
 /// Splits a message into header fields (as [`Field`]) and the body.
@@ -650,25 +667,24 @@ mod tests {
         };
         assert!(msg.truncated);
         assert!(msg.body.is_empty(), "nothing above the limit is kept");
+        // what was kept is small, but the mail was not: it is an error all the same
         let policy = Policy {
             on_error: mailveil_core::OnError::Tempfail,
-            limits: mailveil_core::Limits {
-                max_message_bytes: 10,
-                ..Default::default()
-            },
             ..Policy::default()
         };
-        let cleaned = clean(&msg.raw(), &Envelope::default(), &policy, &Rules::default());
+        let cleaned = clean_message(&msg, &policy, &Rules::default());
+        assert_eq!(cleaned.report.error.as_deref(), Some("too-large"));
         assert_eq!(eom_replies(&msg, &cleaned).0, vec![Reply::Tempfail]);
         let policy = Policy {
             on_error: mailveil_core::OnError::PassUnchanged,
             ..policy
         };
-        let cleaned = clean(&msg.raw(), &Envelope::default(), &policy, &Rules::default());
+        let cleaned = clean_message(&msg, &policy, &Rules::default());
         let (replies, changes) = eom_replies(&msg, &cleaned);
         assert!(!changes.body_replaced, "a cut body is never written back");
+        assert_eq!(replies.len(), 2);
         assert!(
-            matches!(&replies[0], Reply::InsertHeader { value, .. } if String::from_utf8_lossy(value).contains("error="))
+            matches!(&replies[0], Reply::InsertHeader { value, .. } if String::from_utf8_lossy(value).contains("error=too-large"))
         );
     }
 
