@@ -85,7 +85,120 @@ impl Fetched {
     }
 }
 
+/// Links of one mail: in the original, and what the keep pass did to them.
+#[derive(Debug, Default, Clone, Copy)]
+struct LinkStats {
+    seen: usize,
+    unwrapped: usize,
+    cleaned: usize,
+    opaque: usize,
+    /// Identifying parameters still in the cleaned links, outside opaque trackers and
+    /// functional links (by their text, their URL or List-Unsubscribe): the goal is 0.
+    params_left: usize,
+}
+
+impl LinkStats {
+    fn of(raw: &[u8], original_html: &[String], keep: &Cleaned, rules: &Rules) -> LinkStats {
+        let f = &keep.report.findings;
+        let count = |kind, action| {
+            f.iter()
+                .filter(|x| x.kind == kind && x.action == action)
+                .count()
+        };
+        let msg = mail_parser::MessageParser::default().parse(raw);
+        let to: Vec<String> = msg
+            .as_ref()
+            .and_then(|m| m.to())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.address.as_ref().map(|s| s.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unsubscribe: Vec<String> = msg
+            .as_ref()
+            .and_then(|m| m.header_raw("List-Unsubscribe"))
+            .map(|v| {
+                v.split('<')
+                    .skip(1)
+                    .filter_map(|p| p.split_once('>'))
+                    .map(|(u, _)| u.trim().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let detector = mailveil::detect::Detector::new(rules, to.iter().map(String::as_str));
+        let policy = mailveil::links::LinkPolicy::default();
+        let mut params_left = 0;
+        for html in html_parts(&keep.bytes).unwrap_or_default() {
+            for (href, text) in anchors(&html) {
+                let ctx = mailveil::links::LinkContext {
+                    rules,
+                    detector: &detector,
+                    policy: &policy,
+                    link_text: Some(&text),
+                    list_unsubscribe: &unsubscribe,
+                };
+                let out = mailveil::links::clean_link(&href, &ctx);
+                if !out.opaque() {
+                    params_left += out.removed_params().count();
+                }
+            }
+        }
+        LinkStats {
+            seen: original_html.iter().map(|h| anchors(h).len()).sum(),
+            unwrapped: count(FindingKind::ClickRedirect, Action::Unwrap),
+            cleaned: count(FindingKind::TrackingParam, Action::Clean),
+            opaque: count(FindingKind::ClickRedirect, Action::Keep),
+            params_left,
+        }
+    }
+}
+
+/// The http(s) links of an HTML text with their (tag-stripped) text, entities decoded.
+fn anchors(html: &str) -> Vec<(String, String)> {
+    let lower = html.to_ascii_lowercase();
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(i) = lower[at..].find("<a ") {
+        let start = at + i;
+        let Some(tag_end) = lower[start..].find('>').map(|e| start + e) else {
+            break;
+        };
+        let tag = &html[start..tag_end];
+        let close = lower[tag_end..]
+            .find("</a")
+            .map_or(html.len(), |e| tag_end + e);
+        at = tag_end + 1;
+        let Some(h) = tag.to_ascii_lowercase().find("href=") else {
+            continue;
+        };
+        let rest = &tag[h + 5..];
+        let (quote, body) = match rest.chars().next() {
+            Some(q @ ('"' | '\'')) => (q, &rest[1..]),
+            _ => (' ', rest),
+        };
+        let value = &body[..body.find(quote).unwrap_or(body.len())];
+        let href = htmlize::unescape_attribute(value).into_owned();
+        if !href.to_ascii_lowercase().starts_with("http") {
+            continue;
+        }
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in html[tag_end + 1..close.max(tag_end + 1)].chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        out.push((href, htmlize::unescape(text.trim()).into_owned()));
+    }
+    out
+}
+
 struct Mail {
+    links: LinkStats,
     name: String,
     parsed: bool,
     original_html: Vec<String>,
@@ -274,7 +387,14 @@ fn clean_one(path: &Path, rules: &Rules) -> Option<Mail> {
         .map(String::from)
         .collect();
     let original_html = html_parts(&raw);
+    let links = LinkStats::of(
+        &raw,
+        original_html.as_deref().unwrap_or_default(),
+        &keep,
+        rules,
+    );
     Some(Mail {
+        links,
         name: path
             .file_name()
             .unwrap_or_default()
@@ -433,6 +553,21 @@ fn print_table(mails: &[Mail], leakmeter: bool) -> bool {
             failed |= px > 0 || (idx == 2 && requests > 0);
         }
         println!("{line}");
+    }
+    println!(
+        "TOTAL links: seen {}, unwrapped {}, cleaned {}, opaque trackers kept {}, identifying parameters left {} \
+         (outside opaque trackers and functional links)",
+        sum(&|m| m.links.seen),
+        sum(&|m| m.links.unwrapped),
+        sum(&|m| m.links.cleaned),
+        sum(&|m| m.links.opaque),
+        sum(&|m| m.links.params_left),
+    );
+    for m in mails.iter().filter(|m| m.links.params_left > 0) {
+        println!(
+            "    {}: {} identifying parameters left",
+            m.name, m.links.params_left
+        );
     }
     let unparsed = count(&|m| !m.parsed);
     if unparsed > 0 {
