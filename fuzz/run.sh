@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs every mailveil fuzz target for N seconds each (default 60), one after the other,
+# then prints the executions reached and the corpus size per target. Exit 1 if any
+# target found a crash (its input is under fuzz/artifacts/<target>/).
+#
+#   bash fuzz/run.sh [SECONDS] [TARGET...]
+#
+# Needs the nightly toolchain and cargo-fuzz (installed here when missing). The corpus
+# (fuzz/corpus/<target>) grows across runs and stays out of git; the seeds under
+# fuzz/seeds/<target> (and the shipped rules/ for rules_parse) are read, never written.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+secs="${1:-60}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=(clean_bytes clean_mime rules_parse link_clean)
+
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "fuzz/run.sh: installing cargo-fuzz" >&2
+  cargo install cargo-fuzz --locked || exit 1
+fi
+
+# Release without debug assertions, as the filter ships: mail-parser 0.11.9 has a
+# `debug_assert!` that input reaches (message.rs:485, it recovers in release). No
+# sanitizer: the core forbids unsafe code, and the properties are what is checked; set
+# FUZZ_FLAGS="-a" (debug assertions, AddressSanitizer) for a slower, stricter run.
+read -r -a flags <<< "${FUZZ_FLAGS:--O -s none}"
+
+# One build for all targets (2-core machines: never two fuzz builds at once).
+cargo +nightly fuzz build "${flags[@]}" || exit 1
+
+declare -A extra_args=(
+  [clean_bytes]="-max_len=65536 -dict=dicts/mail.dict"
+  [clean_mime]="-max_len=65536"
+  [rules_parse]="-max_len=16384 -dict=dicts/rules.dict"
+  [link_clean]="-max_len=4096"
+)
+
+mkdir -p logs
+failed=0
+summary=()
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  seeds=()
+  [ -d "seeds/$t" ] && seeds+=("seeds/$t")
+  [ "$t" = rules_parse ] && seeds+=("../rules")
+  log="logs/$t.log"
+  echo "== $t: ${secs}s" >&2
+  # -timeout: one input taking 30 s is a hang; -rss_limit_mb: 2 GB is a blow-up.
+  cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "${seeds[@]}" -- \
+    -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
+    ${extra_args[$t]:-} >"$log" 2>&1
+  rc=$?
+  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+  [ -z "$execs" ] && execs=$(grep -oE '^Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1)
+  files=$(find "corpus/$t" -type f | wc -l)
+  bytes=$(du -sk "corpus/$t" | cut -f1)
+  if [ "$rc" -ne 0 ]; then
+    failed=1
+    status="CRASH (exit $rc; see fuzz/$log and fuzz/artifacts/$t/)"
+    grep -E 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" | head -5 >&2
+  else
+    status="ok"
+  fi
+  summary+=("$(printf '%-12s %12s execs  corpus %6s files %8s KB  %s' "$t" "${execs:-?}" "$files" "$bytes" "$status")")
+done
+
+echo
+echo "fuzz summary (${secs}s per target):"
+printf '%s\n' "${summary[@]}"
+exit $failed
