@@ -22,6 +22,7 @@ mod envelope;
 mod headers;
 pub mod html;
 pub mod links;
+pub mod proxy_url;
 mod mime;
 mod policy;
 mod report;
@@ -29,6 +30,7 @@ pub mod rules;
 
 pub use envelope::Envelope;
 pub use policy::{Limits, OnError, Policy, RemoteContent};
+pub use proxy_url::{ProxyConfig, ProxyKind};
 pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report};
 pub use rules::{RuleError, RuleSource, Rules};
 

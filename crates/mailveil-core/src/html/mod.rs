@@ -166,7 +166,7 @@ fn on_style_text(
     sheet.push_str(t.as_str());
     let base = st.base.clone();
     let mut findings = Vec::new();
-    let scan = css::scan(&sheet, &mut |ev| {
+    let scan = css::scan_with(&sheet, &mut |ev| {
         css_event(ev, "<style>", &base, ctx, &mut findings)
     });
     st.sheets.learn(&scan.rules);
@@ -256,14 +256,14 @@ fn split_conditional(text: &str) -> Option<(&str, &str, &str)> {
     Some((&text[..open], &text[open..close], &text[close..]))
 }
 
-/// Decides a CSS event (from a `style` attribute or a `<style>` sheet): `true` = remove.
+/// Decides a CSS event (from a `style` attribute or a `<style>` sheet).
 fn css_event(
     ev: css::CssEvent,
     location: &str,
     base: &Base,
     ctx: &HtmlContext,
     findings: &mut Vec<Finding>,
-) -> bool {
+) -> css::CssDecision {
     match ev {
         css::CssEvent::Active { what } => {
             findings.push(finding(
@@ -275,17 +275,24 @@ fn css_event(
                 None,
                 Action::Strip,
             ));
-            true
+            css::CssDecision::Remove
         }
         css::CssEvent::Url { url, property } => {
             let Some(remote) = remote_url(url, base) else {
-                return false;
+                return css::CssDecision::Keep;
             };
             let loc = format!("{location}:{property}");
-            let f = fetch_verdict(&remote, true, &loc, ctx);
-            let strip = f.action == Action::Strip;
+            let image = property != "@import";
+            let f = fetch_verdict(&remote, image, &loc, ctx);
+            let decision = match f.action {
+                Action::Strip => css::CssDecision::Remove,
+                _ => match proxied_url(&f, &remote, image, ctx) {
+                    Some(p) => css::CssDecision::Replace(p),
+                    None => css::CssDecision::Keep,
+                },
+            };
             findings.push(f);
-            strip
+            decision
         }
     }
 }
@@ -294,6 +301,17 @@ fn css_event(
 /// other content follows the remote-content policy.
 fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlContext) -> Finding {
     let url = Some(remote.url.to_string());
+    if on_proxy(remote, ctx) {
+        return finding(
+            ctx,
+            FindingKind::RemoteContent,
+            location,
+            url,
+            "proxy:already".into(),
+            None,
+            Action::Keep,
+        );
+    }
     if let Some(id) = ctx.rules.allowed_url(remote.host(), remote.url.as_str()) {
         return finding(
             ctx,
@@ -308,9 +326,14 @@ fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlCont
     match ctx.detector.tracker(remote, image) {
         Some(v) => finding(ctx, v.kind, location, url, v.rule, v.tracker, Action::Strip),
         None => {
-            let action = match ctx.policy.remote_content {
-                RemoteContent::Keep => Action::Keep,
-                RemoteContent::Strip => Action::Strip,
+            let action = match (ctx.policy.remote_content, &ctx.policy.proxy) {
+                (RemoteContent::Keep, _) => Action::Keep,
+                (RemoteContent::Proxy, Some(_)) => Action::Proxy,
+                (RemoteContent::Prefetch, Some(_)) => Action::Prefetch,
+                // Proxying without a proxy configured: nothing may fetch on open.
+                (RemoteContent::Strip | RemoteContent::Proxy | RemoteContent::Prefetch, _) => {
+                    Action::Strip
+                }
             };
             finding(
                 ctx,
@@ -323,6 +346,29 @@ fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlCont
             )
         }
     }
+}
+
+/// Whether a URL already points at the configured proxy (left alone: idempotence).
+fn on_proxy(remote: &RemoteUrl, ctx: &HtmlContext) -> bool {
+    ctx.policy
+        .proxy
+        .as_ref()
+        .is_some_and(|p| crate::proxy_url::is_proxied(p, remote.url.as_str()))
+}
+
+/// The proxy URL that replaces a remote URL the verdict sends through the proxy: an
+/// image (`/i/`) or a stylesheet (`/s/`).
+fn proxied_url(f: &Finding, remote: &RemoteUrl, image: bool, ctx: &HtmlContext) -> Option<String> {
+    if !matches!(f.action, Action::Proxy | Action::Prefetch) {
+        return None;
+    }
+    let cfg = ctx.policy.proxy.as_ref()?;
+    let kind = if image {
+        crate::proxy_url::ProxyKind::Image
+    } else {
+        crate::proxy_url::ProxyKind::Style
+    };
+    Some(crate::proxy_url::proxied(cfg, kind, remote.url.as_str()))
 }
 
 fn finding(
