@@ -46,6 +46,15 @@ async fn run_async(config: Config) -> Result<(), String> {
         tracing::warn!("rule file skipped: {e}");
     }
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let rules = Arc::new(rules);
+    let mut prefetch = None;
+    if let Some(setup) = &config.proxy {
+        let proxy = crate::proxy::build(&setup.settings, Arc::clone(&rules))?;
+        crate::proxy::spawn(Arc::clone(&proxy), setup.settings.listen).await?;
+        if config.policy.remote_content == mailveil_core::RemoteContent::Prefetch {
+            prefetch = Some((proxy, setup.prefetch_deadline));
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -64,8 +73,9 @@ async fn run_async(config: Config) -> Result<(), String> {
             reply: config.downstream_timeout,
         },
         policy: config.policy.clone(),
-        rules: Arc::new(rules),
+        rules,
         tls,
+        prefetch,
     });
     tracing::info!(
         listen = %config.listen,
