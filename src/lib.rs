@@ -6,5 +6,6 @@ pub use mailveil_core::*;
 
 pub mod explain;
 pub mod proxy;
+pub mod reload;
 pub mod rule_files;
 pub mod smtp;

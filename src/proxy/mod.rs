@@ -174,7 +174,7 @@ mod tests {
         let base = url::Url::parse("http://cdn.example/css/a.css").unwrap();
         let out = rewrite_css(
             &cfg,
-            "@import 'b.css'; .x{background:url(../img/x.png)} .y{background:url(data:image/png;base64,AA)} .z{behavior:url(x.htc)} .w{background:url(javascript:alert(1))}",
+            "@import 'b.css'; .x{background:url(../img/x.png)} .y{background:url(data:image/png;base64,AA)} .z{behavior:url(x.htc)} .w{background:url('javascript:alert(1)')}",
             &base,
         );
         assert!(out.contains(&proxy_url::proxied(&cfg, ProxyKind::Style, "http://cdn.example/css/b.css")));

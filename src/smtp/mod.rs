@@ -41,15 +41,16 @@ pub fn run(config: Config) -> Result<(), String> {
 }
 
 async fn run_async(config: Config) -> Result<(), String> {
-    let (rules, errors) = crate::rule_files::load(&config.rules, config.system_rules);
+    let (rules, errors) = crate::rule_files::LiveRules::load(&config.rules, config.system_rules);
     for e in &errors {
         tracing::warn!("rule file skipped: {e}");
     }
-    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let rules = Arc::new(rules);
+    crate::reload::spawn(Arc::clone(&rules));
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let mut prefetch = None;
     if let Some(setup) = &config.proxy {
-        let proxy = crate::proxy::build(&setup.settings, Arc::clone(&rules))?;
+        let proxy = crate::proxy::build(&setup.settings, rules.get())?;
         crate::proxy::spawn(Arc::clone(&proxy), setup.settings.listen).await?;
         if config.policy.remote_content == mailveil_core::RemoteContent::Prefetch {
             prefetch = Some((proxy, setup.prefetch_deadline));
