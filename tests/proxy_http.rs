@@ -29,7 +29,11 @@ async fn start(allow_loopback: bool) -> Running {
     let cache = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut s = Settings::new(format!("127.0.0.1:{port}").parse().unwrap(), &base, KEY.to_vec());
+    let mut s = Settings::new(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        &base,
+        KEY.to_vec(),
+    );
     if allow_loopback {
         s.allow = vec!["127.0.0.0/8".parse().unwrap()];
     }
@@ -76,8 +80,16 @@ async fn serves_a_raster_image_with_nosniff_csp_and_no_reader_data_upstream() {
     let h = r.headers().clone();
     assert_eq!(h["content-type"], "image/png");
     assert_eq!(h["x-content-type-options"], "nosniff");
-    assert!(h["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
-    assert!(h.get("set-cookie").is_none(), "upstream cookies are not passed on");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(
+        h.get("set-cookie").is_none(),
+        "upstream cookies are not passed on"
+    );
     assert_eq!(r.bytes().await.unwrap().as_ref(), PNG);
     let hits = esp.hits_for("/img/logo.png");
     assert_eq!(hits.len(), 1);
@@ -85,7 +97,12 @@ async fn serves_a_raster_image_with_nosniff_csp_and_no_reader_data_upstream() {
     assert_eq!(hits[0].cookie, None);
     assert_eq!(hits[0].referer, None);
     // A second open comes from the cache: the sender sees no second hit.
-    assert_eq!(get(&p.url(ProxyKind::Image, &esp.url("/img/logo.png"))).await.status(), 200);
+    assert_eq!(
+        get(&p.url(ProxyKind::Image, &esp.url("/img/logo.png")))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(esp.hits_for("/img/logo.png").len(), 1);
 }
 
@@ -126,7 +143,11 @@ async fn refuses_every_ssrf_form_without_the_allowance() {
             assert_eq!(r.status(), 403, "{t} ({kind:?}) not refused");
         }
     }
-    assert!(esp.hits().is_empty(), "the ESP was reached: {:?}", esp.hits());
+    assert!(
+        esp.hits().is_empty(),
+        "the ESP was reached: {:?}",
+        esp.hits()
+    );
 }
 
 #[tokio::test]
@@ -150,7 +171,11 @@ async fn refuses_forged_truncated_and_foreign_signatures() {
         format!("{}/i/{sig}A/{enc}", p.base),
         format!("{}/s/{sig}/{enc}", p.base),
         format!("{}/l/{sig}/{enc}", p.base),
-        format!("{}/i/{sig}/{}", p.base, proxy_url::encode_url(&esp.url("/img/other.png"))),
+        format!(
+            "{}/i/{sig}/{}",
+            p.base,
+            proxy_url::encode_url(&esp.url("/img/other.png"))
+        ),
         format!("{}/i/{sig}", p.base),
     ];
     for c in &cases {
@@ -181,8 +206,18 @@ async fn refuses_non_image_types_and_svg() {
         assert_eq!(r.status(), 415, "{path}");
     }
     // An image is not a stylesheet, a stylesheet not an image.
-    assert_eq!(get(&p.url(ProxyKind::Style, &esp.url("/img/a.png"))).await.status(), 415);
-    assert_eq!(get(&p.url(ProxyKind::Image, &esp.url("/news.css"))).await.status(), 415);
+    assert_eq!(
+        get(&p.url(ProxyKind::Style, &esp.url("/img/a.png")))
+            .await
+            .status(),
+        415
+    );
+    assert_eq!(
+        get(&p.url(ProxyKind::Image, &esp.url("/news.css")))
+            .await
+            .status(),
+        415
+    );
 }
 
 #[tokio::test]
@@ -192,7 +227,11 @@ async fn times_out_a_slow_upstream() {
     let started = Instant::now();
     let r = get(&p.url(ProxyKind::Image, &esp.url("/slow.png"))).await;
     assert_eq!(r.status(), 504);
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -240,12 +279,20 @@ async fn link_shield_reaches_the_destination_without_identifying_parameters() {
     let hits = esp.hits_for("/track/click");
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].user_agent, proxy::fetch::USER_AGENT);
-    assert_eq!((hits[0].cookie.as_deref(), hits[0].referer.as_deref()), (None, None));
+    assert_eq!(
+        (hits[0].cookie.as_deref(), hits[0].referer.as_deref()),
+        (None, None)
+    );
     // A destination that is not http(s) gets a page that names it.
     let r = get(&p.url(ProxyKind::Link, &esp.url("/track/mailto"))).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
-    assert!(r.text().await.unwrap().contains("mailto:sales@sender.example"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("mailto:sales@sender.example")
+    );
 }
 
 #[tokio::test]

@@ -50,7 +50,10 @@ fn secure(h: &mut HeaderMap) {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         "cross-origin-resource-policy",
@@ -110,7 +113,11 @@ async fn resource(proxy: Arc<Proxy>, kind: ProxyKind, sig: String, enc: String) 
             r
         }
         Err(e) => {
-            tracing::info!(kind = kind.as_str(), ms = started.elapsed().as_millis() as u64, "refused: {e}");
+            tracing::info!(
+                kind = kind.as_str(),
+                ms = started.elapsed().as_millis() as u64,
+                "refused: {e}"
+            );
             error(&e)
         }
     }
@@ -133,12 +140,18 @@ async fn link(State(p): State<Arc<Proxy>>, Path((sig, enc)): Path<(String, Strin
     let dest = match p.fetcher.follow(&url).await {
         Ok(d) => d,
         Err(e) => {
-            tracing::info!(ms = started.elapsed().as_millis() as u64, "link shield failed: {e}");
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "link shield failed: {e}"
+            );
             return error(&e);
         }
     };
     let dest = clean_destination(&p, &dest);
-    tracing::info!(ms = started.elapsed().as_millis() as u64, "link shield: redirected");
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "link shield: redirected"
+    );
     let lower = dest.to_ascii_lowercase();
     if lower.starts_with("http://") || lower.starts_with("https://") {
         let mut r = StatusCode::SEE_OTHER.into_response();

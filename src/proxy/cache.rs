@@ -189,7 +189,9 @@ mod tests {
         );
         assert_eq!(c.get(ProxyKind::Style, "http://b.example/2.png"), None);
         assert_eq!(
-            std::fs::read_dir(dir.path().join("objects")).unwrap().count(),
+            std::fs::read_dir(dir.path().join("objects"))
+                .unwrap()
+                .count(),
             1
         );
     }
@@ -199,7 +201,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Cache::open(dir.path(), 100, Duration::from_secs(60)).unwrap();
         for i in 0..10u8 {
-            c.put(ProxyKind::Image, &format!("http://a.example/{i}"), &entry(&[i; 30]));
+            c.put(
+                ProxyKind::Image,
+                &format!("http://a.example/{i}"),
+                &entry(&[i; 30]),
+            );
         }
         let total: u64 = std::fs::read_dir(dir.path().join("objects"))
             .unwrap()

@@ -169,7 +169,10 @@ impl Fetcher {
         self.guard.check_url(url).map_err(FetchError::Refused)?;
         self.client
             .get(url.clone())
-            .header(reqwest::header::ACCEPT, "image/avif,image/webp,image/*,text/css;q=0.5")
+            .header(
+                reqwest::header::ACCEPT,
+                "image/avif,image/webp,image/*,text/css;q=0.5",
+            )
             .send()
             .await
             .map_err(map_error)
@@ -339,7 +342,10 @@ mod tests {
         assert_eq!(sniff_image(b"\xff\xd8\xff\xe0"), Some("image/jpeg"));
         assert_eq!(sniff_image(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
         assert_eq!(sniff_image(b"\0\0\0\x1cftypavif\0\0"), Some("image/avif"));
-        assert_eq!(sniff_image(b"<svg xmlns='http://www.w3.org/2000/svg'/>"), None);
+        assert_eq!(
+            sniff_image(b"<svg xmlns='http://www.w3.org/2000/svg'/>"),
+            None
+        );
         assert_eq!(sniff_image(b"<html><script>"), None);
         assert_eq!(sniff_image(b""), None);
     }

@@ -83,7 +83,11 @@ impl Proxy {
 
     /// Fetches every URL the report marks `prefetch` into the cache, waiting at most
     /// `deadline`; what is not done by then goes on in the background.
-    pub async fn prefetch(self: &Arc<Self>, report: &Report, deadline: Duration) -> PrefetchSummary {
+    pub async fn prefetch(
+        self: &Arc<Self>,
+        report: &Report,
+        deadline: Duration,
+    ) -> PrefetchSummary {
         let started = Instant::now();
         let mut items: Vec<(ProxyKind, String)> = report
             .findings
@@ -111,7 +115,23 @@ impl Proxy {
             let handle = tokio::spawn(async move {
                 let r = me.resource(kind, &url).await;
                 if let Err(e) = &r {
-                    tracing::info!(kind = kind.as_str(), url_len = url.len(), "prefetch failed: {e}");
+                    tracing::info!(
+                        kind = kind.as_str(),
+                        url_len = url.len(),
+                        "prefetch failed: {e}"
+                    );
+                }
+                if let (ProxyKind::Style, Ok((entry, _))) = (kind, &r) {
+                    // What the stylesheet itself loads, one level deep.
+                    for (k, u) in me.inner_urls(&entry.body) {
+                        if let Err(e) = me.resource(k, &u).await {
+                            tracing::info!(
+                                kind = k.as_str(),
+                                url_len = u.len(),
+                                "prefetch failed: {e}"
+                            );
+                        }
+                    }
                 }
                 r.map(|(_, hit)| hit)
             });
@@ -131,6 +151,23 @@ impl Proxy {
         summary.late = summary.urls - summary.fetched - summary.cached - summary.failed;
         summary.elapsed = started.elapsed();
         summary
+    }
+}
+
+impl Proxy {
+    /// The proxied URLs in a stylesheet the proxy rewrote, as (kind, original URL).
+    fn inner_urls(&self, css_bytes: &[u8]) -> Vec<(ProxyKind, String)> {
+        let text = String::from_utf8_lossy(css_bytes);
+        let mut out = Vec::new();
+        css::scan_with(&text, &mut |ev| {
+            if let CssEvent::Url { url, .. } = ev
+                && let Some(found) = proxy_url::parse(&self.config, url)
+            {
+                out.push(found);
+            }
+            CssDecision::Keep
+        });
+        out
     }
 }
 
@@ -177,10 +214,21 @@ mod tests {
             "@import 'b.css'; .x{background:url(../img/x.png)} .y{background:url(data:image/png;base64,AA)} .z{behavior:url(x.htc)} .w{background:url('javascript:alert(1)')}",
             &base,
         );
-        assert!(out.contains(&proxy_url::proxied(&cfg, ProxyKind::Style, "http://cdn.example/css/b.css")));
-        assert!(out.contains(&proxy_url::proxied(&cfg, ProxyKind::Image, "http://cdn.example/img/x.png")));
+        assert!(out.contains(&proxy_url::proxied(
+            &cfg,
+            ProxyKind::Style,
+            "http://cdn.example/css/b.css"
+        )));
+        assert!(out.contains(&proxy_url::proxied(
+            &cfg,
+            ProxyKind::Image,
+            "http://cdn.example/img/x.png"
+        )));
         assert!(out.contains("data:image/png"));
-        assert!(!out.contains("x.htc") && !out.contains("javascript"), "{out}");
+        assert!(
+            !out.contains("x.htc") && !out.contains("javascript"),
+            "{out}"
+        );
         assert!(!out.contains("cdn.example"), "{out}");
     }
 }
@@ -229,7 +277,8 @@ impl Settings {
 
 /// Reads a key file: its bytes without surrounding whitespace, at least 16 of them.
 pub fn read_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    let raw = std::fs::read(path).map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
+    let raw =
+        std::fs::read(path).map_err(|e| format!("cannot read key file {}: {e}", path.display()))?;
     let key = raw.trim_ascii().to_vec();
     if key.len() < 16 {
         return Err(format!(
@@ -244,7 +293,9 @@ pub fn read_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
 pub fn check_base(base: &str) -> Result<(), String> {
     let u = url::Url::parse(base).map_err(|e| format!("proxy base {base:?}: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") || u.query().is_some() || u.fragment().is_some() {
-        return Err(format!("proxy base {base:?}: expected http(s)://HOST[:PORT][/PATH]"));
+        return Err(format!(
+            "proxy base {base:?}: expected http(s)://HOST[:PORT][/PATH]"
+        ));
     }
     Ok(())
 }
@@ -272,7 +323,10 @@ pub fn build(settings: &Settings, rules: Arc<Rules>) -> Result<Arc<Proxy>, Strin
 }
 
 /// Binds the listen address and serves in the background until the runtime ends.
-pub async fn spawn(proxy: Arc<Proxy>, listen: std::net::SocketAddr) -> Result<std::net::SocketAddr, String> {
+pub async fn spawn(
+    proxy: Arc<Proxy>,
+    listen: std::net::SocketAddr,
+) -> Result<std::net::SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -20,11 +20,11 @@ pub struct Hit {
 
 /// A tiny valid PNG (1x1).
 pub const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-    0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
-    0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
-    0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
 /// The fake ESP.
@@ -114,24 +114,35 @@ fn handle(s: TcpStream, port: u16, rec: &Mutex<Vec<Hit>>) {
         out
     };
     let redirect = |to: &str| {
-        format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .into_bytes()
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes()
     };
-    let reply: Vec<u8> = if p.ends_with(".png") && p.starts_with("/img/") || p.starts_with("/css/") && p.ends_with(".png") {
+    let reply: Vec<u8> = if p.ends_with(".png") && p.starts_with("/img/")
+        || p.starts_with("/css/") && p.ends_with(".png")
+    {
         ok("image/png", PNG)
     } else if p == "/track/open.php" || p.starts_with("/pixel/") {
         ok("image/gif", b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
     } else if p == "/news.css" {
-        ok("text/css", b".sheet{background-image:url(/css/sheet-bg.png)}")
+        ok(
+            "text/css",
+            b".sheet{background-image:url(/css/sheet-bg.png)}",
+        )
     } else if p == "/html.png" {
         ok("text/html", b"<html><script>alert(1)</script></html>")
     } else if p == "/svg.png" {
-        ok("image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>")
+        ok(
+            "image/svg+xml",
+            b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+        )
     } else if p == "/lying.png" {
         ok("image/png", b"<svg xmlns='http://www.w3.org/2000/svg'/>")
     } else if p == "/big.png" {
         // No Content-Length: the cap must hold while reading.
-        let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n");
+        let _ =
+            w.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n");
         let _ = w.write_all(PNG);
         let chunk = vec![0u8; 64 * 1024];
         for _ in 0..200 {
@@ -158,7 +169,10 @@ fn handle(s: TcpStream, port: u16, rec: &Mutex<Vec<Hit>>) {
     } else if p == "/track/mailto" {
         redirect("mailto:sales@sender.example?subject=hi")
     } else if p == "/landing" {
-        ok("text/html", b"<!doctype html><title>landing</title><p>landing")
+        ok(
+            "text/html",
+            b"<!doctype html><title>landing</title><p>landing",
+        )
     } else {
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
     };

@@ -22,9 +22,9 @@ mod envelope;
 mod headers;
 pub mod html;
 pub mod links;
-pub mod proxy_url;
 mod mime;
 mod policy;
+pub mod proxy_url;
 mod report;
 pub mod rules;
 

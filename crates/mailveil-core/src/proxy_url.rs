@@ -201,7 +201,12 @@ mod tests {
         let enc = encode_url("http://x.example/a.png");
         let sig = sign(b"k3y", ProxyKind::Image, &enc);
         assert!(verify(b"k3y", ProxyKind::Image, &sig, &enc));
-        assert!(!verify(b"k3y", ProxyKind::Image, &sig[..sig.len() - 2], &enc));
+        assert!(!verify(
+            b"k3y",
+            ProxyKind::Image,
+            &sig[..sig.len() - 2],
+            &enc
+        ));
         assert!(!verify(b"k3y", ProxyKind::Image, &sig[..8], &enc));
         assert!(!verify(b"k3y", ProxyKind::Image, "", &enc));
         assert!(!verify(b"k3y", ProxyKind::Image, &format!("{sig}AA"), &enc));

@@ -138,9 +138,11 @@ impl Report {
     /// Findings per kind, counting only those acted on (not `keep`).
     pub fn counts(&self) -> BTreeMap<FindingKind, usize> {
         let mut counts = BTreeMap::new();
-        for f in self.findings.iter().filter(|f| {
-            !matches!(f.action, Action::Keep | Action::Proxy | Action::Prefetch)
-        }) {
+        for f in self
+            .findings
+            .iter()
+            .filter(|f| !matches!(f.action, Action::Keep | Action::Proxy | Action::Prefetch))
+        {
             *counts.entry(f.kind).or_insert(0) += 1;
         }
         counts

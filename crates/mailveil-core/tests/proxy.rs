@@ -103,13 +103,7 @@ fn prefetch_marks_the_same_urls_for_prefetch() {
     let out = run(&html_mail(MAIL), &policy(RemoteContent::Prefetch, false));
     let h = html(&out.bytes);
     assert!(h.contains(&img("http://cdn.sender.example/logo.png")));
-    let n = |a| {
-        out.report
-            .findings
-            .iter()
-            .filter(|f| f.action == a)
-            .count()
-    };
+    let n = |a| out.report.findings.iter().filter(|f| f.action == a).count();
     assert_eq!((n(Action::Prefetch), n(Action::Proxy)), (9, 0));
     assert!(out.report.header_value().contains("; prefetched=9"));
 }
@@ -137,7 +131,10 @@ fn proxying_is_idempotent() {
 fn a_url_signed_with_another_key_on_the_same_base_is_left_alone() {
     // Idempotence is by base, not by signature: a forged URL on the base can only reach
     // the proxy, which refuses it.
-    let forged = format!("{BASE}/i/AAAA/{}", proxy_url::encode_url("http://x.example/"));
+    let forged = format!(
+        "{BASE}/i/AAAA/{}",
+        proxy_url::encode_url("http://x.example/")
+    );
     let out = run(
         &html_mail(&format!(r#"<img src="{forged}">"#)),
         &policy(RemoteContent::Proxy, false),

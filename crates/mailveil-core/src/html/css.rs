@@ -72,7 +72,12 @@ impl Scan {
         edits.extend(
             self.replace
                 .iter()
-                .filter(|(r, _)| !self.remove.iter().any(|d| d.start <= r.start && r.end <= d.end))
+                .filter(|(r, _)| {
+                    !self
+                        .remove
+                        .iter()
+                        .any(|d| d.start <= r.start && r.end <= d.end)
+                })
                 .map(|(r, s)| (r.clone(), s.as_str())),
         );
         edits.sort_by_key(|(r, _)| r.start);
@@ -301,9 +306,10 @@ impl Walker<'_, '_, '_> {
             CssDecision::Keep => false,
             CssDecision::Remove => true,
             CssDecision::Replace(new) => {
-                let quoted = self.css.get(token.clone()).is_some_and(|t| {
-                    t.starts_with('"') || t.starts_with('\'')
-                });
+                let quoted = self
+                    .css
+                    .get(token.clone())
+                    .is_some_and(|t| t.starts_with('"') || t.starts_with('\''));
                 let text = if quoted {
                     format!("\"{new}\"")
                 } else {
