@@ -453,3 +453,21 @@ async fn a_click_on_a_shielded_link_reaches_the_destination_clean_and_the_esp_se
             .all(|h| h.user_agent != "ReaderBrowser/1.0")
     );
 }
+
+#[test]
+fn the_prefetch_deadline_bounds_the_delay_and_late_urls_stay_proxied() {
+    let esp = Esp::start();
+    let s = serve("prefetch", &[]);
+    let mail = newsletter(&esp).replace("/img/hero.png", "/slow.png");
+    let started = Instant::now();
+    let reply = send(s.smtp, &mail);
+    let took = started.elapsed();
+    assert!(reply.starts_with("250"), "{reply}");
+    eprintln!("delivery with a slow upstream took {took:?}");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    let html = delivered_html(&s.mails.lock().unwrap()[0]);
+    let slow = mailveil::proxy_url::encode_url(&esp.url("/slow.png"));
+    assert!(html.contains(&slow), "the late image is still proxied");
+    assert_eq!(esp.hits_for("/img/logo.png").len(), 1);
+}

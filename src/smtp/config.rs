@@ -476,4 +476,46 @@ mod tests {
             .is_err()
         );
     }
+
+    #[test]
+    fn proxy_keys_mirror_the_flags_and_make_prefetch_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let f: FileConfig = toml::from_str(&format!(
+            r#"
+            proxy_listen = "127.0.0.1:8025"
+            proxy_base = "https://mail.example.org/mv"
+            proxy_key_file = "{}"
+            proxy_allow_net = ["192.168.7.0/24"]
+            prefetch_deadline_ms = 1500
+            shield_links = true
+            "#,
+            key.display()
+        ))
+        .unwrap();
+        let c = Config::build(f, &flags("127.0.0.1:10025", "smtp://127.0.0.1:10026")).unwrap();
+        assert_eq!(c.policy.remote_content, RemoteContent::Prefetch);
+        let p = c.policy.proxy.as_ref().unwrap();
+        assert_eq!(p.base, "https://mail.example.org/mv");
+        assert!(p.shield_links);
+        assert_eq!(p.key, b"0123456789abcdef0123456789abcdef");
+        let setup = c.proxy.unwrap();
+        assert_eq!(setup.prefetch_deadline, Duration::from_millis(1500));
+        assert_eq!(
+            setup.settings.allow,
+            vec!["192.168.7.0/24".parse::<IpNet>().unwrap()]
+        );
+        // Proxying without a proxy, or half a proxy configuration, is an error.
+        let mut o = flags("127.0.0.1:10025", "smtp://127.0.0.1:10026");
+        o.remote_content = Some(RemoteContent::Proxy);
+        assert!(Config::build(FileConfig::default(), &o).is_err());
+        o.proxy_listen = Some("127.0.0.1:8025".into());
+        assert!(Config::build(FileConfig::default(), &o).is_err());
+        // A short key is refused.
+        std::fs::write(&key, "short").unwrap();
+        o.proxy_base = Some("http://127.0.0.1:8025".into());
+        o.proxy_key_file = Some(key);
+        assert!(Config::build(FileConfig::default(), &o).is_err());
+    }
 }
