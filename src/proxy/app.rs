@@ -137,7 +137,7 @@ async fn link(State(p): State<Arc<Proxy>>, Path((sig, enc)): Path<(String, Strin
         return plain(StatusCode::NOT_FOUND, "not found");
     };
     let started = std::time::Instant::now();
-    let dest = match p.fetcher.follow(&url).await {
+    let (dest, stopped) = match p.fetcher.follow(&url).await {
         Ok(d) => d,
         Err(e) => {
             tracing::info!(
@@ -153,7 +153,7 @@ async fn link(State(p): State<Arc<Proxy>>, Path((sig, enc)): Path<(String, Strin
         "link shield: redirected"
     );
     let lower = dest.to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
+    if !stopped && (lower.starts_with("http://") || lower.starts_with("https://")) {
         let mut r = StatusCode::SEE_OTHER.into_response();
         if let Ok(v) = HeaderValue::from_str(&dest) {
             r.headers_mut().insert(header::LOCATION, v);

@@ -255,14 +255,15 @@ impl Fetcher {
 
     /// The link shield: follows the redirect chain from `url` (each hop checked, bodies
     /// not read) and returns where it ends. A hop the guard refuses, or a Location that is
-    /// not http(s), ends the chain there without a request to it.
-    pub async fn follow(&self, url: &str) -> Result<String, FetchError> {
+    /// not http(s), ends the chain there without a request to it; the flag says the
+    /// guard stopped it (the caller shows the destination rather than sending the reader).
+    pub async fn follow(&self, url: &str) -> Result<(String, bool), FetchError> {
         let start = Url::parse(url).map_err(|_| FetchError::Refused(Refusal::Host))?;
         let work = async {
             let mut url = start;
             for _ in 0..self.limits.max_link_hops {
                 if self.guard.check_url(&url).is_err() {
-                    return Ok(url.to_string());
+                    return Ok((url.to_string(), true));
                 }
                 let resp = self.request(&url).await?;
                 match redirect_target(&url, &resp) {
@@ -271,7 +272,7 @@ impl Fetcher {
                         // A Location we cannot parse as a URL relative to this one.
                         return Err(FetchError::Redirects);
                     }
-                    None => return Ok(url.to_string()),
+                    None => return Ok((url.to_string(), false)),
                 }
             }
             Err(FetchError::Redirects)
