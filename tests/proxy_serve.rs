@@ -4,15 +4,19 @@
 //! through, every other one is recorded and answered locally). A fake ESP on 127.0.0.1
 //! records every hit it gets.
 //!
-//! Without Chromium or the harness (node, playwright-core in tests/browser) the browser
-//! halves print a SKIP notice and pass, unless MAILVEIL_REQUIRE_BROWSER=1.
+//! Without Chromium or the harness (node, `npm ci` in tests/browser) the browser halves
+//! print a SKIP notice and pass, unless MAILVEIL_REQUIRE_BROWSER=1.
 
 #[path = "proxy_support/mod.rs"]
 mod support;
 
+#[path = "browser/support.rs"]
+mod browser_support;
+
+use browser_support::Harness;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -231,74 +235,18 @@ fn delivered_html(raw: &str) -> String {
     msg.body_html(0).expect("an html body").into_owned()
 }
 
-/// The browser harness, or why it cannot run.
-fn harness() -> Result<PathBuf, String> {
-    let script = std::env::var_os("MAILVEIL_RENDER_JS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/render.js"));
-    if !script.exists() {
-        return Err(format!("{} missing", script.display()));
-    }
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !Path::new(&chromium).exists() {
-        return Err(format!("{chromium} missing"));
-    }
-    let modules = script
-        .parent()
-        .unwrap()
-        .join("node_modules/playwright-core");
-    if !modules.exists() {
-        return Err("playwright-core not installed (npm ci in tests/browser)".into());
-    }
-    if Command::new("node").arg("--version").output().is_err() {
-        return Err("node missing".into());
-    }
-    Ok(script)
-}
-
-fn browser_or_skip(what: &str) -> Option<PathBuf> {
-    match harness() {
-        Ok(p) => Some(p),
-        Err(why) => {
-            assert!(
-                std::env::var("MAILVEIL_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                "browser required but unavailable: {why}"
-            );
-            // Bypasses output capture so the skip is seen.
-            let _ = writeln!(std::io::stderr().lock(), "SKIP {what}: {why}");
-            None
-        }
-    }
-}
-
-/// Renders the HTML; returns the URLs the page requested.
-fn render(script: &Path, html: &str, pass: &str) -> Vec<(String, String)> {
+/// Renders the HTML with the project's harness (requests to `pass` go through); returns
+/// (URL, resource type) of every request the page made.
+fn render(h: &Harness, html: &str, pass: &str) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("mail.html");
-    std::fs::write(&file, html).unwrap();
-    let out = Command::new("node")
-        .arg(script)
-        .args(["--pass", pass, "--screen-only"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "render.js failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
-    line["requests"]
-        .as_array()
-        .unwrap()
+    let file = browser_support::write_html(dir.path(), "mail.html", html);
+    let out = h.render(&[file], &[pass]).expect("render.js runs");
+    assert_eq!(out.len(), 1);
+    assert!(out[0].error.is_none(), "render failed: {:?}", out[0].error);
+    out[0]
+        .requests
         .iter()
-        .map(|r| {
-            (
-                r["url"].as_str().unwrap_or("").to_string(),
-                r["type"].as_str().unwrap_or("").to_string(),
-            )
-        })
+        .map(|r| (r.url.clone(), r.kind.clone()))
         .collect()
 }
 
@@ -353,10 +301,10 @@ fn prefetch_fetches_content_once_at_delivery_and_the_open_reaches_only_the_proxy
         "X-Mailveil header counts prefetches"
     );
 
-    let Some(script) = browser_or_skip("prefetch: browser open") else {
+    let Some(h) = Harness::or_skip("MPP prefetch: opening the delivered mail") else {
         return;
     };
-    let requests = render(&script, &html, &s.proxy_origin);
+    let requests = render(&h, &html, &s.proxy_origin);
     let images: Vec<_> = requests.iter().filter(|(_, t)| t == "image").collect();
     assert!(images.len() >= 6, "{requests:?}");
     for (url, kind) in &requests {
@@ -393,10 +341,10 @@ fn proxy_fetches_on_open_from_the_proxy_not_the_browser() {
     );
     assert!(mails[0].contains("proxied="));
 
-    let Some(script) = browser_or_skip("proxy: browser open") else {
+    let Some(h) = Harness::or_skip("image proxy: opening the delivered mail") else {
         return;
     };
-    let requests = render(&script, &html, &s.proxy_origin);
+    let requests = render(&h, &html, &s.proxy_origin);
     for (url, kind) in &requests {
         assert!(
             url.starts_with(&s.proxy_origin),

@@ -39,6 +39,13 @@ fn digest(parts: &[&[u8]]) -> String {
     hex(&h.finalize())
 }
 
+/// A temporary name beside `path` that no other writer of this process uses.
+fn unique_tmp(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    path.with_extension(format!("tmp{}-{n}", std::process::id()))
+}
+
 impl Cache {
     /// Opens (creates) the cache in `dir`.
     pub fn open(dir: &Path, max_bytes: u64, ttl: Duration) -> std::io::Result<Cache> {
@@ -96,14 +103,16 @@ impl Cache {
         let object = digest(&[&entry.body]);
         let path = self.dir.join("objects").join(&object);
         let write = || -> std::io::Result<bool> {
+            // Same bodies arrive at once (one spacer for many URLs): each writer gets its
+            // own temporary name, and the rename is atomic.
             let fresh = !path.exists();
             if fresh {
-                let tmp = path.with_extension("tmp");
+                let tmp = unique_tmp(&path);
                 std::fs::write(&tmp, &entry.body)?;
                 std::fs::rename(&tmp, &path)?;
             }
             let index = self.index_path(kind, url);
-            let tmp = index.with_extension("tmp");
+            let tmp = unique_tmp(&index);
             std::fs::write(&tmp, format!("{object}\n{}\n", entry.content_type))?;
             std::fs::rename(&tmp, &index)?;
             Ok(fresh)
@@ -213,6 +222,33 @@ mod tests {
             .sum();
         assert!(total <= 100, "{total}");
         assert!(c.get(ProxyKind::Image, "http://a.example/9").is_some());
+    }
+
+    #[test]
+    fn concurrent_writers_of_the_same_body_all_get_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let c =
+            std::sync::Arc::new(Cache::open(dir.path(), 1 << 20, Duration::from_secs(60)).unwrap());
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let c = std::sync::Arc::clone(&c);
+                std::thread::spawn(move || {
+                    c.put(
+                        ProxyKind::Image,
+                        &format!("http://a.example/{i}"),
+                        &entry(b"spacer"),
+                    )
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        for i in 0..16 {
+            assert!(
+                c.get(ProxyKind::Image, &format!("http://a.example/{i}"))
+                    .is_some(),
+                "{i}"
+            );
+        }
     }
 
     #[test]

@@ -442,7 +442,9 @@ mod deadline_tests {
         };
         let mut html = String::from("<style>");
         for i in 0..300 {
-            html.push_str(&format!(".c{i}{{background:url(https://cdn.example/{i}.png)}}"));
+            html.push_str(&format!(
+                ".c{i}{{background:url(https://cdn.example/{i}.png)}}"
+            ));
         }
         html.push_str("</style><p>x</p>");
         let past = ctx(Instant::now());
