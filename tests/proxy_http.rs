@@ -307,3 +307,20 @@ async fn link_shield_never_fetches_private_addresses() {
     assert!(r.text().await.unwrap().contains("/track/click"));
     assert!(esp.hits().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_opens_of_one_image_reach_the_sender_once() {
+    let esp = Esp::start();
+    let p = start(true).await;
+    let url = p.url(ProxyKind::Image, &esp.url("/img/together.png"));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let u = url.clone();
+            tokio::spawn(async move { get(&u).await.status() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(esp.hits_for("/img/together.png").len(), 1);
+}

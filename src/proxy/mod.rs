@@ -33,6 +33,32 @@ pub struct Proxy {
     pub cache: Option<Cache>,
     /// Rules, to clean the link shield's destinations.
     pub rules: Arc<Rules>,
+    /// Fetches in flight, so that concurrent requests for one URL (a prefetch and an
+    /// early open, a client asking twice) reach the sender once.
+    pub inflight: InFlight,
+}
+
+/// Per-URL locks of the fetches in flight.
+#[derive(Default)]
+pub struct InFlight(
+    std::sync::Mutex<std::collections::HashMap<(ProxyKind, String), Arc<tokio::sync::Mutex<()>>>>,
+);
+
+impl InFlight {
+    fn lock_for(&self, kind: ProxyKind, url: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(map.entry((kind, url.to_string())).or_default())
+    }
+
+    fn release(&self, kind: ProxyKind, url: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (kind, url.to_string());
+        // Called after the caller dropped its handle: only the map holds it when nobody
+        // waits any more.
+        if map.get(&key).is_some_and(|m| Arc::strong_count(m) == 1) {
+            map.remove(&key);
+        }
+    }
 }
 
 /// What a prefetch did for one mail.
@@ -59,6 +85,24 @@ impl Proxy {
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(kind, url)) {
             return Ok((hit, true));
         }
+        let lock = self.inflight.lock_for(kind, url);
+        let result = {
+            let _guard = lock.lock().await;
+            match self.cache.as_ref().and_then(|c| c.get(kind, url)) {
+                Some(hit) => Ok((hit, true)),
+                None => self.fetch_and_store(kind, url).await,
+            }
+        };
+        drop(lock);
+        self.inflight.release(kind, url);
+        result
+    }
+
+    async fn fetch_and_store(
+        &self,
+        kind: ProxyKind,
+        url: &str,
+    ) -> Result<(Entry, bool), FetchError> {
         let accept = match kind {
             ProxyKind::Style => Accept::Style,
             _ => Accept::Image,
@@ -319,6 +363,7 @@ pub fn build(settings: &Settings, rules: Arc<Rules>) -> Result<Arc<Proxy>, Strin
         fetcher,
         cache: Some(cache),
         rules,
+        inflight: InFlight::default(),
     }))
 }
 
