@@ -38,14 +38,15 @@ pub struct Proxy {
     pub inflight: InFlight,
 }
 
+/// The lock of one (kind, URL) fetch.
+type FetchLock = Arc<tokio::sync::Mutex<()>>;
+
 /// Per-URL locks of the fetches in flight.
 #[derive(Default)]
-pub struct InFlight(
-    std::sync::Mutex<std::collections::HashMap<(ProxyKind, String), Arc<tokio::sync::Mutex<()>>>>,
-);
+pub struct InFlight(std::sync::Mutex<std::collections::HashMap<(ProxyKind, String), FetchLock>>);
 
 impl InFlight {
-    fn lock_for(&self, kind: ProxyKind, url: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock_for(&self, kind: ProxyKind, url: &str) -> FetchLock {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry((kind, url.to_string())).or_default())
     }
