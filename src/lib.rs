@@ -7,6 +7,7 @@ pub use mailveil_core::*;
 pub mod explain;
 pub mod imap;
 pub mod milter;
+pub mod proxy;
 pub mod reload;
 pub mod rule_files;
 pub mod smtp;

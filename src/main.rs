@@ -30,6 +30,8 @@ enum Command {
     Filter(FilterArgs),
     /// Run the SMTP/LMTP content filter (Postfix content_filter, or in front of Dovecot LMTP).
     Serve(ServeArgs),
+    /// Run the image proxy and link shield alone (`serve` starts it itself with --proxy-listen).
+    Proxy(ProxyArgs),
     /// Run as a milter (Postfix smtpd_milters, Sendmail INPUT_MAIL_FILTER).
     Milter(MilterArgs),
     /// Clean the mail already in an IMAP mailbox (once, or watching with IDLE).
@@ -92,9 +94,28 @@ struct ServeArgs {
     /// A directory of *.toml rule files added on top of the shipped rules (repeatable).
     #[arg(long = "rules", value_name = "DIR")]
     rules: Vec<PathBuf>,
-    /// What happens to remote content that is not a known tracker.
-    #[arg(long, value_name = "keep|strip")]
+    /// What happens to remote content that is not a known tracker (default: prefetch
+    /// when a proxy is configured, keep otherwise).
+    #[arg(long, value_name = "keep|strip|proxy|prefetch")]
     remote_content: Option<RemoteContent>,
+    /// Start the image proxy on this address.
+    #[arg(long, value_name = "IP:PORT")]
+    proxy_listen: Option<String>,
+    /// The proxy's public base URL, as mail clients reach it.
+    #[arg(long, value_name = "URL")]
+    proxy_base: Option<String>,
+    /// File holding the HMAC key of proxy URLs (e.g. `openssl rand -hex 32`).
+    #[arg(long, value_name = "FILE")]
+    proxy_key_file: Option<PathBuf>,
+    /// A network the proxy may fetch from although it is not public (repeatable).
+    #[arg(long = "proxy-allow-net", value_name = "CIDR")]
+    proxy_allow_net: Vec<String>,
+    /// The proxy's cache directory.
+    #[arg(long, value_name = "DIR")]
+    proxy_cache_dir: Option<PathBuf>,
+    /// Send opaque click trackers through the proxy's link shield.
+    #[arg(long)]
+    shield_links: bool,
     /// A client network allowed to connect (repeatable; replaces the config's list).
     #[arg(long = "allow", value_name = "CIDR")]
     allow: Vec<String>,
@@ -177,6 +198,31 @@ struct ImapArgs {
     quiet: bool,
 }
 
+#[derive(Args)]
+struct ProxyArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8025.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: std::net::SocketAddr,
+    /// The public base URL, as mail clients reach the proxy.
+    #[arg(long, value_name = "URL")]
+    base: String,
+    /// File holding the HMAC key (the same as the filter's).
+    #[arg(long, value_name = "FILE")]
+    key_file: PathBuf,
+    /// A network that may be fetched from although it is not public (repeatable).
+    #[arg(long = "allow-net", value_name = "CIDR")]
+    allow_net: Vec<ipnet::IpNet>,
+    /// The cache directory.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// A directory of *.toml rule files added on top of the shipped rules (repeatable).
+    #[arg(long = "rules", value_name = "DIR")]
+    rules: Vec<PathBuf>,
+    /// Do not read the system rules directory (/etc/mailveil/rules.d).
+    #[arg(long)]
+    no_system_rules: bool,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum OnErrorArg {
     Pass,
@@ -217,6 +263,7 @@ fn milter(args: MilterArgs) -> ExitCode {
             max_message_bytes: args.max_message_bytes,
             ..Default::default()
         },
+        proxy: None,
     };
     let opts = mailveil::milter::Options {
         listen: args.listen,
@@ -306,6 +353,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Filter(args) => filter(args),
         Command::Serve(args) => serve(args),
+        Command::Proxy(args) => proxy(args),
         Command::Milter(args) => milter(args),
         Command::Imap(args) => imap(args),
         Command::Rules { command } => match rules_command(command) {
@@ -347,6 +395,7 @@ fn filter(args: FilterArgs) -> ExitCode {
             max_depth: args.max_depth,
             ..Default::default()
         },
+        proxy: None,
     };
     let envelope = Envelope {
         sender: None,
@@ -385,6 +434,12 @@ fn serve(args: ServeArgs) -> ExitCode {
         remote_content: args.remote_content,
         allowed_networks: args.allow,
         no_system_rules: args.no_system_rules,
+        proxy_listen: args.proxy_listen,
+        proxy_base: args.proxy_base,
+        proxy_key_file: args.proxy_key_file,
+        proxy_allow_net: args.proxy_allow_net,
+        proxy_cache_dir: args.proxy_cache_dir,
+        shield_links: args.shield_links,
     };
     let config = match mailveil::smtp::config::Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
@@ -419,6 +474,32 @@ fn serve(args: ServeArgs) -> ExitCode {
         .with_ansi(false)
         .init();
     match mailveil::smtp::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mailveil proxy`: the image proxy and link shield alone.
+fn proxy(args: ProxyArgs) -> ExitCode {
+    init_logs();
+    let key = match mailveil::proxy::read_key(&args.key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut settings = mailveil::proxy::Settings::new(args.listen, &args.base, key);
+    settings.allow = args.allow_net;
+    settings.cache_dir = args.cache_dir;
+    let (rules, errors) = rule_files::load(&args.rules, !args.no_system_rules);
+    for e in &errors {
+        eprintln!("mailveil: rule file skipped: {e}");
+    }
+    match mailveil::proxy::run(settings, rules) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mailveil: {e}");

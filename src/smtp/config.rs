@@ -109,6 +109,24 @@ pub struct FileConfig {
     pub max_clean_secs: Option<u64>,
     /// STARTTLS certificate and key (PEM).
     pub tls: Option<TlsFiles>,
+    /// `IP:PORT` the image proxy listens on (starts it; needs the base and key file).
+    pub proxy_listen: Option<String>,
+    /// The proxy's public base URL, as mail clients reach it.
+    pub proxy_base: Option<String>,
+    /// File holding the HMAC key of proxy URLs.
+    pub proxy_key_file: Option<PathBuf>,
+    /// Networks the proxy may fetch from although they are not public (CIDR).
+    pub proxy_allow_net: Option<Vec<String>>,
+    /// The proxy's cache directory.
+    pub proxy_cache_dir: Option<PathBuf>,
+    /// The proxy cache's size cap in bytes.
+    pub proxy_cache_max_bytes: Option<u64>,
+    /// Days a cached resource is served.
+    pub proxy_cache_days: Option<u64>,
+    /// Milliseconds a mail may wait at delivery for its prefetch (default 2000).
+    pub prefetch_deadline_ms: Option<u64>,
+    /// Send opaque click trackers through the link shield.
+    pub shield_links: Option<bool>,
 }
 
 /// Paths of the STARTTLS certificate chain and private key, PEM.
@@ -136,6 +154,27 @@ pub struct Overrides {
     pub allowed_networks: Vec<String>,
     /// `--no-system-rules`
     pub no_system_rules: bool,
+    /// `--proxy-listen`
+    pub proxy_listen: Option<String>,
+    /// `--proxy-base`
+    pub proxy_base: Option<String>,
+    /// `--proxy-key-file`
+    pub proxy_key_file: Option<PathBuf>,
+    /// `--proxy-allow-net` (replaces the file's list)
+    pub proxy_allow_net: Vec<String>,
+    /// `--proxy-cache-dir`
+    pub proxy_cache_dir: Option<PathBuf>,
+    /// `--shield-links`
+    pub shield_links: bool,
+}
+
+/// The image proxy that `serve` starts, and how long delivery waits for a prefetch.
+#[derive(Debug, Clone)]
+pub struct ProxySetup {
+    /// The proxy's settings.
+    pub settings: crate::proxy::Settings,
+    /// Per-mail prefetch deadline.
+    pub prefetch_deadline: Duration,
 }
 
 /// The validated configuration the server runs with.
@@ -173,6 +212,50 @@ pub struct Config {
     pub policy: Policy,
     /// STARTTLS files, if STARTTLS is offered.
     pub tls: Option<TlsFiles>,
+    /// The image proxy, if configured.
+    pub proxy: Option<ProxySetup>,
+}
+
+/// The proxy part of the configuration: all of listen, base and key file, or none.
+fn proxy_setup(file: &FileConfig, o: &Overrides) -> Result<Option<ProxySetup>, String> {
+    let listen = o.proxy_listen.clone().or(file.proxy_listen.clone());
+    let base = o.proxy_base.clone().or(file.proxy_base.clone());
+    let key_file = o.proxy_key_file.clone().or(file.proxy_key_file.clone());
+    let (listen, base, key_file) = match (listen, base, key_file) {
+        (None, None, None) => return Ok(None),
+        (Some(l), Some(b), Some(k)) => (l, b, k),
+        _ => {
+            return Err(
+                "the proxy needs all of --proxy-listen, --proxy-base and --proxy-key-file".into(),
+            );
+        }
+    };
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("proxy listen {listen:?}: expected IP:PORT"))?;
+    crate::proxy::check_base(&base)?;
+    let key = crate::proxy::read_key(&key_file)?;
+    let mut settings = crate::proxy::Settings::new(listen, &base, key);
+    let nets = if o.proxy_allow_net.is_empty() {
+        file.proxy_allow_net.clone().unwrap_or_default()
+    } else {
+        o.proxy_allow_net.clone()
+    };
+    settings.allow = nets
+        .iter()
+        .map(|n| parse_net(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    settings.cache_dir = o.proxy_cache_dir.clone().or(file.proxy_cache_dir.clone());
+    if let Some(b) = file.proxy_cache_max_bytes {
+        settings.cache_max_bytes = b;
+    }
+    if let Some(d) = file.proxy_cache_days {
+        settings.cache_ttl = Duration::from_secs(d * 86400);
+    }
+    Ok(Some(ProxySetup {
+        settings,
+        prefetch_deadline: Duration::from_millis(file.prefetch_deadline_ms.unwrap_or(2000)),
+    }))
 }
 
 impl Config {
@@ -191,6 +274,7 @@ impl Config {
 
     /// Applies the flags to a parsed file and validates.
     pub fn build(file: FileConfig, o: &Overrides) -> Result<Config, String> {
+        let proxy = proxy_setup(&file, o)?;
         let listen = o
             .listen
             .clone()
@@ -215,11 +299,17 @@ impl Config {
             .iter()
             .map(|n| parse_net(n))
             .collect::<Result<Vec<_>, _>>()?;
-        let remote_content = match (o.remote_content, file.remote_content) {
+        let remote_content = match (o.remote_content, file.remote_content.as_deref()) {
             (Some(r), _) => r,
             (None, Some(s)) => s.parse()?,
+            // With a proxy, MPP is the default.
+            (None, None) if proxy.is_some() => RemoteContent::Prefetch,
             (None, None) => RemoteContent::Keep,
         };
+        if remote_content.proxies() && proxy.is_none() {
+            return Err("remote content proxy|prefetch needs --proxy-listen, --proxy-base and --proxy-key-file".into());
+        }
+        let shield_links = o.shield_links || file.shield_links.unwrap_or(false);
         let on_error = match file.on_error.as_deref() {
             None | Some("pass") => OnError::PassUnchanged,
             Some("tempfail") => OnError::Tempfail,
@@ -273,8 +363,13 @@ impl Config {
                     max_time: secs(file.max_clean_secs, 10, "max_clean_secs")?,
                     ..Limits::default()
                 },
+                proxy: proxy.as_ref().map(|p| mailveil_core::ProxyConfig {
+                    shield_links,
+                    ..p.settings.proxy_config()
+                }),
             },
             tls: file.tls,
+            proxy,
         })
     }
 
@@ -380,5 +475,47 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn proxy_keys_mirror_the_flags_and_make_prefetch_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("k");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let f: FileConfig = toml::from_str(&format!(
+            r#"
+            proxy_listen = "127.0.0.1:8025"
+            proxy_base = "https://mail.example.org/mv"
+            proxy_key_file = "{}"
+            proxy_allow_net = ["192.168.7.0/24"]
+            prefetch_deadline_ms = 1500
+            shield_links = true
+            "#,
+            key.display()
+        ))
+        .unwrap();
+        let c = Config::build(f, &flags("127.0.0.1:10025", "smtp://127.0.0.1:10026")).unwrap();
+        assert_eq!(c.policy.remote_content, RemoteContent::Prefetch);
+        let p = c.policy.proxy.as_ref().unwrap();
+        assert_eq!(p.base, "https://mail.example.org/mv");
+        assert!(p.shield_links);
+        assert_eq!(p.key, b"0123456789abcdef0123456789abcdef");
+        let setup = c.proxy.unwrap();
+        assert_eq!(setup.prefetch_deadline, Duration::from_millis(1500));
+        assert_eq!(
+            setup.settings.allow,
+            vec!["192.168.7.0/24".parse::<IpNet>().unwrap()]
+        );
+        // Proxying without a proxy, or half a proxy configuration, is an error.
+        let mut o = flags("127.0.0.1:10025", "smtp://127.0.0.1:10026");
+        o.remote_content = Some(RemoteContent::Proxy);
+        assert!(Config::build(FileConfig::default(), &o).is_err());
+        o.proxy_listen = Some("127.0.0.1:8025".into());
+        assert!(Config::build(FileConfig::default(), &o).is_err());
+        // A short key is refused.
+        std::fs::write(&key, "short").unwrap();
+        o.proxy_base = Some("http://127.0.0.1:8025".into());
+        o.proxy_key_file = Some(key);
+        assert!(Config::build(FileConfig::default(), &o).is_err());
     }
 }

@@ -34,6 +34,8 @@ pub struct Shared {
     pub rules: Arc<crate::rule_files::LiveRules>,
     /// STARTTLS, when configured.
     pub tls: Option<TlsAcceptor>,
+    /// The image proxy and the per-mail prefetch deadline, when `prefetch` is on.
+    pub prefetch: Option<(Arc<crate::proxy::Proxy>, Duration)>,
 }
 
 /// Resolves when the server starts shutting down.
@@ -389,6 +391,21 @@ async fn clean_caught(
             let summary = cleaned.report.header_value();
             if let Some(err) = &cleaned.report.error {
                 warn!("mail passed unchanged: {err}");
+            }
+            if let Some((proxy, deadline)) = &shared.prefetch {
+                // MPP: fetch what the mail will show now, before it is delivered.
+                let p = proxy.prefetch(&cleaned.report, *deadline).await;
+                if p.urls > 0 {
+                    tracing::info!(
+                        urls = p.urls,
+                        fetched = p.fetched,
+                        cached = p.cached,
+                        failed = p.failed,
+                        late = p.late,
+                        ms = p.elapsed.as_millis() as u64,
+                        "prefetch"
+                    );
+                }
             }
             (cleaned.bytes, summary, cleaned.tempfail)
         }

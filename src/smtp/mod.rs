@@ -48,6 +48,14 @@ async fn run_async(config: Config) -> Result<(), String> {
     let rules = Arc::new(rules);
     crate::reload::spawn(Arc::clone(&rules));
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let mut prefetch = None;
+    if let Some(setup) = &config.proxy {
+        let proxy = crate::proxy::build(&setup.settings, rules.get())?;
+        crate::proxy::spawn(Arc::clone(&proxy), setup.settings.listen).await?;
+        if config.policy.remote_content == mailveil_core::RemoteContent::Prefetch {
+            prefetch = Some((proxy, setup.prefetch_deadline));
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -68,6 +76,7 @@ async fn run_async(config: Config) -> Result<(), String> {
         policy: config.policy.clone(),
         rules,
         tls,
+        prefetch,
     });
     tracing::info!(
         listen = %config.listen,

@@ -24,11 +24,13 @@ pub mod html;
 pub mod links;
 mod mime;
 mod policy;
+pub mod proxy_url;
 mod report;
 pub mod rules;
 
 pub use envelope::Envelope;
 pub use policy::{Limits, OnError, Policy, RemoteContent};
+pub use proxy_url::{ProxyConfig, ProxyKind};
 pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report};
 pub use rules::{RuleError, RuleSource, Rules};
 

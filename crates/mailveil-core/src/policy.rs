@@ -11,6 +11,20 @@ pub enum RemoteContent {
     Keep,
     /// Remove every remote fetch: the mail opens without any network request.
     Strip,
+    /// Rewrite remote content to the image proxy (`Policy::proxy`): fetched when the mail
+    /// is opened, by the proxy, never by the reader's client. Without a proxy
+    /// configuration this strips.
+    Proxy,
+    /// Like `Proxy`, and the frontend fetches every proxied URL into the proxy's cache at
+    /// delivery (what Apple's Mail Privacy Protection does).
+    Prefetch,
+}
+
+impl RemoteContent {
+    /// Whether remote content goes through the proxy.
+    pub fn proxies(self) -> bool {
+        matches!(self, RemoteContent::Proxy | RemoteContent::Prefetch)
+    }
 }
 
 impl std::str::FromStr for RemoteContent {
@@ -19,8 +33,10 @@ impl std::str::FromStr for RemoteContent {
         match s {
             "keep" => Ok(RemoteContent::Keep),
             "strip" => Ok(RemoteContent::Strip),
+            "proxy" => Ok(RemoteContent::Proxy),
+            "prefetch" => Ok(RemoteContent::Prefetch),
             other => Err(format!(
-                "unknown remote-content policy {other:?} (keep|strip)"
+                "unknown remote-content policy {other:?} (keep|strip|proxy|prefetch)"
             )),
         }
     }
@@ -83,4 +99,6 @@ pub struct Policy {
     pub links: crate::links::LinkPolicy,
     /// Resource bounds.
     pub limits: Limits,
+    /// The image proxy and link shield, for `RemoteContent::Proxy` / `Prefetch`.
+    pub proxy: Option<crate::proxy_url::ProxyConfig>,
 }

@@ -75,6 +75,11 @@ pub enum Action {
     Keep,
     /// Left untouched on purpose (signed or encrypted content).
     Untouched,
+    /// The URL was rewritten to the image proxy (or, for a link, the link shield): fetched
+    /// by the proxy when the mail is opened.
+    Proxy,
+    /// The URL was rewritten to the image proxy and is fetched into its cache at delivery.
+    Prefetch,
 }
 
 /// One thing found in a message.
@@ -133,7 +138,11 @@ impl Report {
     /// Findings per kind, counting only those acted on (not `keep`).
     pub fn counts(&self) -> BTreeMap<FindingKind, usize> {
         let mut counts = BTreeMap::new();
-        for f in self.findings.iter().filter(|f| f.action != Action::Keep) {
+        for f in self
+            .findings
+            .iter()
+            .filter(|f| !matches!(f.action, Action::Keep | Action::Proxy | Action::Prefetch))
+        {
             *counts.entry(f.kind).or_insert(0) += 1;
         }
         counts
@@ -187,6 +196,12 @@ impl Report {
         let kept = self.kept();
         if kept > 0 {
             out.push_str(&format!("; kept={kept}"));
+        }
+        for (name, action) in [("proxied", Action::Proxy), ("prefetched", Action::Prefetch)] {
+            let n = self.findings.iter().filter(|f| f.action == action).count();
+            if n > 0 {
+                out.push_str(&format!("; {name}={n}"));
+            }
         }
         let opaque = self.opaque_links();
         if opaque > 0 {

@@ -84,10 +84,22 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
 
     #[test]
-    fn cleaning_is_total_idempotent_and_keeps_other_parts(html in html_doc(), shape in shape(), cte in cte(), lf in any::<bool>(), strip_all in any::<bool>()) {
+    fn cleaning_is_total_idempotent_and_keeps_other_parts(html in html_doc(), shape in shape(), cte in cte(), lf in any::<bool>(), mode in 0u8..3) {
         let eol = if lf { "\n" } else { "\r\n" };
         let raw = build(&html, shape, cte, eol);
-        let policy = if strip_all { strip() } else { keep() };
+        let strip_all = mode == 1;
+        let policy = match mode {
+            0 => keep(),
+            1 => strip(),
+            _ => mailveil_core::Policy {
+                remote_content: mailveil_core::RemoteContent::Proxy,
+                proxy: Some(mailveil_core::ProxyConfig {
+                    shield_links: true,
+                    ..mailveil_core::ProxyConfig::new("https://mx.example/mv", b"k".to_vec())
+                }),
+                ..keep()
+            },
+        };
         let once = run(&raw, &policy);
         prop_assert!(!once.bytes.is_empty());
         prop_assert!(once.report.error.is_none(), "error {:?}", once.report.error);
@@ -100,8 +112,8 @@ proptest! {
         }
         let out = html_bodies(&once.bytes).iter().map(|h| live_markup(h)).collect::<String>();
         prop_assert!(!out.contains("list-manage.com"));
-        if strip_all {
-            prop_assert!(!out.contains(".tracker.test/"), "remote left under strip: {}", out);
+        if strip_all || mode == 2 {
+            prop_assert!(!out.contains(".tracker.test/"), "remote left under strip or proxy: {}", out);
         }
     }
 

@@ -37,11 +37,26 @@ pub struct RuleText {
     pub in_media: bool,
 }
 
+/// What to do with the statement or token of a CSS event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CssDecision {
+    /// Leave it.
+    Keep,
+    /// Remove the whole declaration or rule that holds it.
+    Remove,
+    /// Replace the URL token (`url(...)` or the quoted string) by this URL, written as a
+    /// quoted string (`url("...")` for an unquoted URL). Only for `CssEvent::Url`; the
+    /// URL must need no CSS escaping (no quotes, backslashes or newlines).
+    Replace(String),
+}
+
 /// The result of scanning CSS.
 #[derive(Debug, Default)]
 pub struct Scan {
     /// Byte ranges to remove (whole declarations or rules), sorted and disjoint.
     pub remove: Vec<Range<usize>>,
+    /// URL tokens to replace, by byte range (outside the removed ranges), sorted.
+    pub replace: Vec<(Range<usize>, String)>,
     /// Qualified rules seen (stylesheets only).
     pub rules: Vec<RuleText>,
 }
@@ -49,13 +64,31 @@ pub struct Scan {
 impl Scan {
     /// The CSS with the ranges removed, or `None` when nothing is removed.
     pub fn apply(&self, css: &str) -> Option<String> {
-        if self.remove.is_empty() {
+        if self.remove.is_empty() && self.replace.is_empty() {
             return None;
         }
+        let mut edits: Vec<(Range<usize>, &str)> =
+            self.remove.iter().map(|r| (r.clone(), "")).collect();
+        edits.extend(
+            self.replace
+                .iter()
+                .filter(|(r, _)| {
+                    !self
+                        .remove
+                        .iter()
+                        .any(|d| d.start <= r.start && r.end <= d.end)
+                })
+                .map(|(r, s)| (r.clone(), s.as_str())),
+        );
+        edits.sort_by_key(|(r, _)| r.start);
         let mut out = String::with_capacity(css.len());
         let mut at = 0;
-        for r in &self.remove {
+        for (r, new) in edits {
+            if r.start < at {
+                continue;
+            }
             out.push_str(&css[at..r.start]);
+            out.push_str(new);
             at = r.end;
         }
         out.push_str(&css[at..]);
@@ -66,22 +99,34 @@ impl Scan {
 /// Scans CSS (a stylesheet or a declaration list); `remove(event)` says whether the
 /// statement holding that event goes.
 pub fn scan(css: &str, remove: &mut dyn FnMut(CssEvent) -> bool) -> Scan {
+    scan_with(css, &mut |ev| {
+        if remove(ev) {
+            CssDecision::Remove
+        } else {
+            CssDecision::Keep
+        }
+    })
+}
+
+/// Scans CSS like `scan`, where `decide(event)` may also replace a URL token.
+pub fn scan_with(css: &str, decide: &mut dyn FnMut(CssEvent) -> CssDecision) -> Scan {
     let mut input = ParserInput::new(css);
     let mut parser = Parser::new(&mut input);
     let mut scan = Scan::default();
     let mut walker = Walker {
         css,
-        remove,
+        decide,
         scan: &mut scan,
     };
     walker.block(&mut parser, 0, false);
     scan.remove = merge(std::mem::take(&mut scan.remove));
+    scan.replace.sort_by_key(|(r, _)| r.start);
     scan
 }
 
 struct Walker<'c, 'f, 's> {
     css: &'c str,
-    remove: &'f mut dyn FnMut(CssEvent) -> bool,
+    decide: &'f mut dyn FnMut(CssEvent) -> CssDecision,
     scan: &'s mut Scan,
 }
 
@@ -103,6 +148,7 @@ impl Walker<'_, '_, '_> {
             ..Statement::default()
         };
         loop {
+            let at = p.position().byte_index();
             let token = match p.next_including_whitespace_and_comments() {
                 Ok(t) => t.clone(),
                 Err(_) => break,
@@ -160,12 +206,10 @@ impl Walker<'_, '_, '_> {
                 }
                 Token::QuotedString(ref s) if st.import => {
                     let s = s.to_string();
-                    st.remove |= (self.remove)(CssEvent::Url {
-                        url: &s,
-                        property: "@import",
-                    });
+                    let token_range = at..p.position().byte_index();
+                    st.remove |= self.url(&s, "@import", token_range);
                 }
-                _ => self.value_token(p, &token, &mut st, depth),
+                _ => self.value_token(p, &token, at, &mut st, depth),
             }
             if significant {
                 st.significant += 1;
@@ -175,7 +219,14 @@ impl Walker<'_, '_, '_> {
     }
 
     /// A token inside a statement's value: URLs, functions, nested parentheses.
-    fn value_token(&mut self, p: &mut Parser, token: &Token, st: &mut Statement, depth: usize) {
+    fn value_token(
+        &mut self,
+        p: &mut Parser,
+        token: &Token,
+        at: usize,
+        st: &mut Statement,
+        depth: usize,
+    ) {
         let property = if st.import {
             "@import".to_string()
         } else {
@@ -184,14 +235,12 @@ impl Walker<'_, '_, '_> {
         match token {
             Token::UnquotedUrl(u) => {
                 let u = u.to_string();
-                st.remove |= self.url(&u, &property);
+                st.remove |= self.url(&u, &property, at..p.position().byte_index());
             }
             Token::Function(name) => {
                 let name = name.to_ascii_lowercase();
                 if name == "expression" {
-                    st.remove |= (self.remove)(CssEvent::Active {
-                        what: "expression()",
-                    });
+                    st.remove |= self.active("expression()");
                 }
                 let strings_are_urls = matches!(name.as_str(), "url" | "src")
                     || name.ends_with("image-set")
@@ -208,7 +257,7 @@ impl Walker<'_, '_, '_> {
             && !st.remove
             && matches!(token, Token::UnquotedUrl(_) | Token::Function(_))
         {
-            st.remove |= (self.remove)(CssEvent::Active { what: "behavior" });
+            st.remove |= self.active("behavior");
         }
     }
 
@@ -231,6 +280,7 @@ impl Walker<'_, '_, '_> {
                 ..Statement::default()
             };
             loop {
+                let at = np.position().byte_index();
                 let token = match np.next_including_whitespace_and_comments() {
                     Ok(t) => t.clone(),
                     Err(_) => break,
@@ -238,9 +288,9 @@ impl Walker<'_, '_, '_> {
                 match token {
                     Token::QuotedString(ref s) if strings_are_urls => {
                         let s = s.to_string();
-                        inner.remove |= self.url(&s, property);
+                        inner.remove |= self.url(&s, property, at..np.position().byte_index());
                     }
-                    ref t => self.value_token(np, t, &mut inner, depth + 1),
+                    ref t => self.value_token(np, t, at, &mut inner, depth + 1),
                 }
             }
             remove = inner.remove;
@@ -249,8 +299,30 @@ impl Walker<'_, '_, '_> {
         remove
     }
 
-    fn url(&mut self, url: &str, property: &str) -> bool {
-        (self.remove)(CssEvent::Url { url, property })
+    /// Decides a URL whose token spans `token` (`url(...)` or a quoted string): whether
+    /// its statement goes; a replacement is recorded.
+    fn url(&mut self, url: &str, property: &str, token: Range<usize>) -> bool {
+        match (self.decide)(CssEvent::Url { url, property }) {
+            CssDecision::Keep => false,
+            CssDecision::Remove => true,
+            CssDecision::Replace(new) => {
+                let quoted = self
+                    .css
+                    .get(token.clone())
+                    .is_some_and(|t| t.starts_with('"') || t.starts_with('\''));
+                let text = if quoted {
+                    format!("\"{new}\"")
+                } else {
+                    format!("url(\"{new}\")")
+                };
+                self.scan.replace.push((token, text));
+                false
+            }
+        }
+    }
+
+    fn active(&mut self, what: &'static str) -> bool {
+        (self.decide)(CssEvent::Active { what }) != CssDecision::Keep
     }
 
     fn end_statement(&mut self, st: &Statement, end: usize) {
@@ -382,6 +454,26 @@ mod tests {
         );
         let (out, _) = strip_remote(&css);
         assert!(!out.unwrap_or_default().contains("t.example"));
+    }
+
+    #[test]
+    fn replaced_url_tokens_keep_every_other_byte() {
+        let css = "a{background:url(http://x.example/a.png) no-repeat}\n\
+                   @import 'http://x.example/s.css';\n\
+                   b{background-image:image-set(\"http://x.example/1.png\" 1x, url('http://x.example/2.png') 2x)}\n\
+                   c{background:u\\rl(http://t.example/p);color:red}";
+        let s = scan_with(css, &mut |e| match e {
+            CssEvent::Url { url, .. } if url.contains("t.example") => CssDecision::Remove,
+            CssEvent::Url { url, .. } => CssDecision::Replace(format!("P/{}", &url[7..])),
+            CssEvent::Active { .. } => CssDecision::Remove,
+        });
+        assert_eq!(
+            s.apply(css).unwrap(),
+            "a{background:url(\"P/x.example/a.png\") no-repeat}\n\
+             @import \"P/x.example/s.css\";\n\
+             b{background-image:image-set(\"P/x.example/1.png\" 1x, url(\"P/x.example/2.png\") 2x)}\n\
+             c{color:red}"
+        );
     }
 
     #[test]

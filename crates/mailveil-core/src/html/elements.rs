@@ -3,7 +3,7 @@
 use super::visibility::{ImageAttrs, invisible};
 use super::{
     DEADLINE_MSG, HtmlContext, State, css, css_event, escape_attr, fetch_verdict, finding,
-    unescape_attr,
+    on_proxy, proxied_url, unescape_attr,
 };
 use crate::detect::{Base, remote_url};
 use crate::report::{Action, FindingKind};
@@ -211,6 +211,7 @@ fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>)
         .rules
         .allowed_url(remote.host(), remote.url.as_str())
         .is_some()
+        || on_proxy(&remote, ctx)
     {
         return false;
     }
@@ -315,6 +316,9 @@ fn fetch_attr(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state:
     if f.action == Action::Strip {
         el.remove_attribute(attr);
         st.changed = true;
+    } else if let Some(p) = proxied_url(&f, &remote, true, ctx) {
+        let _ = el.set_attribute(attr, &escape_attr(&p));
+        st.changed = true;
     } else if remote_url(&raw, &None).is_none() {
         // Relative URL made remote by a removed <base>: write it absolute.
         let _ = el.set_attribute(attr, &escape_attr(remote.url.as_str()));
@@ -340,6 +344,9 @@ fn srcset(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state: &Re
                 let f = fetch_verdict(&remote, true, &location, ctx);
                 if f.action == Action::Strip {
                     dropped = true;
+                } else if let Some(p) = proxied_url(&f, &remote, true, ctx) {
+                    dropped = true; // the attribute is rewritten
+                    kept.push(format!("{p} {descriptor}").trim_end().to_string());
                 } else {
                     kept.push(
                         format!("{} {descriptor}", remote.url)
@@ -402,7 +409,7 @@ fn style_attr(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<St
     let base = state.borrow().base.clone();
     let mut findings = Vec::new();
     let location = format!("{tag}@style");
-    let scan = css::scan(&css_text, &mut |ev| {
+    let scan = css::scan_with(&css_text, &mut |ev| {
         css_event(ev, &location, &base, ctx, &mut findings)
     });
     let mut st = state.borrow_mut();
@@ -483,11 +490,14 @@ fn link(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
         if let Some(remote) = remote_url(&href, &base) {
             let f = fetch_verdict(&remote, false, "link@href", ctx);
             let strip = f.action == Action::Strip;
+            let proxied = proxied_url(&f, &remote, false, ctx);
             if strip {
                 el.remove();
+            } else if let Some(p) = &proxied {
+                let _ = el.set_attribute("href", &escape_attr(p));
             }
             let mut st = state.borrow_mut();
-            st.changed |= strip;
+            st.changed |= strip || proxied.is_some();
             st.findings.push(f);
         }
     } else if rels.iter().any(|r| HINT_RELS.contains(r)) {

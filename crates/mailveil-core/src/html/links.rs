@@ -67,16 +67,50 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
         st.changed = true;
         return;
     }
-    if let Some(url) = &outcome.url {
+    let shielded = shield(ctx, &outcome, &raw);
+    if let Some(url) = shielded.as_ref().or(outcome.url.as_ref()) {
         let _ = el.set_attribute("href", &escape_attr(url));
         st.changed = true;
-        if tag == "a" {
+        if tag == "a" && shielded.is_none() {
             st.shown_url = Some((escape_attr(&raw), escape_attr(url)));
         }
     }
     let part = ctx.part;
-    st.findings
-        .extend(findings(&outcome, &raw, &location, part));
+    let mut found = findings(&outcome, &raw, &location, part);
+    if shielded.is_some() {
+        shielded_findings(&mut found);
+    }
+    st.findings.extend(found);
+}
+
+/// The link-shield URL for a link that ends at an opaque click tracker, when the policy
+/// shields links (`ProxyConfig::shield_links`).
+fn shield(ctx: &HtmlContext, outcome: &LinkOutcome, original: &str) -> Option<String> {
+    let cfg = ctx.policy.proxy.as_ref().filter(|c| c.shield_links)?;
+    if !outcome.opaque() {
+        return None;
+    }
+    let url = outcome.url.as_deref().unwrap_or(original).trim();
+    let lower = url.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://"))
+        || crate::proxy_url::is_proxied(cfg, url)
+    {
+        return None;
+    }
+    Some(crate::proxy_url::proxied(
+        cfg,
+        crate::proxy_url::ProxyKind::Link,
+        url,
+    ))
+}
+
+/// A shielded opaque redirect is reported as proxied, not kept.
+fn shielded_findings(found: &mut [Finding]) {
+    for f in found.iter_mut() {
+        if f.kind == FindingKind::ClickRedirect && f.action == Action::Keep {
+            f.action = Action::Proxy;
+        }
+    }
 }
 
 /// Whether an `[[allow]]` rule exempts this URL.
@@ -132,12 +166,17 @@ pub(super) fn finish(
     for p in &pending {
         let text = htmlize::unescape(p.text.as_str()).into_owned();
         let outcome = links::clean_link(&p.original, &link_context(ctx, Some(text.trim())));
-        let url = outcome.url.clone().unwrap_or_else(|| p.original.clone());
+        let shielded = shield(ctx, &outcome, &p.original);
+        let url = shielded
+            .clone()
+            .or_else(|| outcome.url.clone())
+            .unwrap_or_else(|| p.original.clone());
         urls.push(encoding.encode(&escape_attr(&url)).0.into_owned());
-        state
-            .borrow_mut()
-            .findings
-            .extend(findings(&outcome, &p.original, &p.location, ctx.part));
+        let mut found = findings(&outcome, &p.original, &p.location, ctx.part);
+        if shielded.is_some() {
+            shielded_findings(&mut found);
+        }
+        state.borrow_mut().findings.extend(found);
     }
     *out = replace_markers(out, &urls);
 }

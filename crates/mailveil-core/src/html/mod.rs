@@ -172,10 +172,13 @@ fn on_style_text(
     let mut findings = Vec::new();
     // One sheet can hold a million URLs: read the clock every 256 of them (issue 8).
     let (mut seen, mut late) = (0u32, false);
-    let scan = css::scan(&sheet, &mut |ev| {
+    let scan = css::scan_with(&sheet, &mut |ev| {
         seen = seen.wrapping_add(1);
         late = late || (seen.is_multiple_of(256) && Instant::now() > ctx.deadline);
-        !late && css_event(ev, "<style>", &base, ctx, &mut findings)
+        if late {
+            return css::CssDecision::Keep;
+        }
+        css_event(ev, "<style>", &base, ctx, &mut findings)
     });
     if late {
         return Err(DEADLINE_MSG.into());
@@ -267,14 +270,14 @@ fn split_conditional(text: &str) -> Option<(&str, &str, &str)> {
     Some((&text[..open], &text[open..close], &text[close..]))
 }
 
-/// Decides a CSS event (from a `style` attribute or a `<style>` sheet): `true` = remove.
+/// Decides a CSS event (from a `style` attribute or a `<style>` sheet).
 fn css_event(
     ev: css::CssEvent,
     location: &str,
     base: &Base,
     ctx: &HtmlContext,
     findings: &mut Vec<Finding>,
-) -> bool {
+) -> css::CssDecision {
     match ev {
         css::CssEvent::Active { what } => {
             findings.push(finding(
@@ -286,17 +289,24 @@ fn css_event(
                 None,
                 Action::Strip,
             ));
-            true
+            css::CssDecision::Remove
         }
         css::CssEvent::Url { url, property } => {
             let Some(remote) = remote_url(url, base) else {
-                return false;
+                return css::CssDecision::Keep;
             };
             let loc = format!("{location}:{property}");
-            let f = fetch_verdict(&remote, true, &loc, ctx);
-            let strip = f.action == Action::Strip;
+            let image = property != "@import";
+            let f = fetch_verdict(&remote, image, &loc, ctx);
+            let decision = match f.action {
+                Action::Strip => css::CssDecision::Remove,
+                _ => match proxied_url(&f, &remote, image, ctx) {
+                    Some(p) => css::CssDecision::Replace(p),
+                    None => css::CssDecision::Keep,
+                },
+            };
             findings.push(f);
-            strip
+            decision
         }
     }
 }
@@ -305,6 +315,17 @@ fn css_event(
 /// other content follows the remote-content policy.
 fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlContext) -> Finding {
     let url = Some(remote.url.to_string());
+    if on_proxy(remote, ctx) {
+        return finding(
+            ctx,
+            FindingKind::RemoteContent,
+            location,
+            url,
+            "proxy:already".into(),
+            None,
+            Action::Keep,
+        );
+    }
     if let Some(id) = ctx.rules.allowed_url(remote.host(), remote.url.as_str()) {
         return finding(
             ctx,
@@ -319,9 +340,14 @@ fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlCont
     match ctx.detector.tracker(remote, image) {
         Some(v) => finding(ctx, v.kind, location, url, v.rule, v.tracker, Action::Strip),
         None => {
-            let action = match ctx.policy.remote_content {
-                RemoteContent::Keep => Action::Keep,
-                RemoteContent::Strip => Action::Strip,
+            let action = match (ctx.policy.remote_content, &ctx.policy.proxy) {
+                (RemoteContent::Keep, _) => Action::Keep,
+                (RemoteContent::Proxy, Some(_)) => Action::Proxy,
+                (RemoteContent::Prefetch, Some(_)) => Action::Prefetch,
+                // Proxying without a proxy configured: nothing may fetch on open.
+                (RemoteContent::Strip | RemoteContent::Proxy | RemoteContent::Prefetch, _) => {
+                    Action::Strip
+                }
             };
             finding(
                 ctx,
@@ -334,6 +360,29 @@ fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlCont
             )
         }
     }
+}
+
+/// Whether a URL already points at the configured proxy (left alone: idempotence).
+fn on_proxy(remote: &RemoteUrl, ctx: &HtmlContext) -> bool {
+    ctx.policy
+        .proxy
+        .as_ref()
+        .is_some_and(|p| crate::proxy_url::is_proxied(p, remote.url.as_str()))
+}
+
+/// The proxy URL that replaces a remote URL the verdict sends through the proxy: an
+/// image (`/i/`) or a stylesheet (`/s/`).
+fn proxied_url(f: &Finding, remote: &RemoteUrl, image: bool, ctx: &HtmlContext) -> Option<String> {
+    if !matches!(f.action, Action::Proxy | Action::Prefetch) {
+        return None;
+    }
+    let cfg = ctx.policy.proxy.as_ref()?;
+    let kind = if image {
+        crate::proxy_url::ProxyKind::Image
+    } else {
+        crate::proxy_url::ProxyKind::Style
+    };
+    Some(crate::proxy_url::proxied(cfg, kind, remote.url.as_str()))
 }
 
 fn finding(

@@ -1,0 +1,421 @@
+//! MPP end to end: a newsletter goes through `mailveil serve` with `prefetch` (and with
+//! `proxy`) to an SMTP sink, then the delivered mail is opened in Chromium by the
+//! project's browser harness (tests/browser/render.js; requests to the proxy's origin go
+//! through, every other one is recorded and answered locally). A fake ESP on 127.0.0.1
+//! records every hit it gets.
+//!
+//! Without Chromium or the harness (node, `npm ci` in tests/browser) the browser halves
+//! print a SKIP notice and pass, unless MAILVEIL_REQUIRE_BROWSER=1.
+
+#[path = "proxy_support/mod.rs"]
+mod support;
+
+#[path = "browser/support.rs"]
+mod browser_support;
+
+use browser_support::Harness;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+
+const MAILVEIL: &str = env!("CARGO_BIN_EXE_mailveil");
+const GENERIC_UA: &str = mailveil::proxy::fetch::USER_AGENT;
+
+/// The content resources of the mail: each must be fetched exactly once, by the proxy.
+const CONTENT: &[&str] = &[
+    "/img/hero.png",
+    "/img/logo.png",
+    "/img/srcset-2x.png",
+    "/img/bg-attr.png",
+    "/img/bg-inline.png",
+    "/img/bg-style.png",
+    "/news.css",
+    "/css/sheet-bg.png",
+];
+
+fn newsletter(esp: &Esp) -> String {
+    let u = |p: &str| esp.url(p);
+    let html = format!(
+        r#"<!doctype html><html><head>
+<link rel="stylesheet" href="{css}">
+<style>.band {{ background: #fff url({bg_style}) no-repeat; height: 40px }}</style>
+</head><body>
+<img src="{known}" width="1" height="1" alt="">
+<img src="{unknown}" width="1" height="1" style="display:none" alt="">
+<table background="{bg_attr}" width="600"><tr>
+<td style="background-image:url('{bg_inline}'); height:40px">Spring news</td></tr></table>
+<div class="band"></div><div class="sheet" style="height:20px"></div>
+<img src="{hero}" width="600" height="200" alt="Hero">
+<img src="{logo}" srcset="{srcset} 2x" width="120" height="40" alt="Logo">
+<p><a href="{click}">Read the article</a></p>
+</body></html>"#,
+        css = u("/news.css"),
+        bg_style = u("/img/bg-style.png"),
+        known = u("/track/open.php?u=1&amp;id=2&amp;e=reader42"),
+        unknown = u("/pixel/o.gif?m=77"),
+        bg_attr = u("/img/bg-attr.png"),
+        bg_inline = u("/img/bg-inline.png"),
+        hero = u("/img/hero.png"),
+        logo = u("/img/logo.png"),
+        srcset = u("/img/srcset-2x.png"),
+        click = u("/track/click?u=1&amp;id=2&amp;e=reader42"),
+    );
+    format!(
+        "From: News <news@sender.example>\r\nTo: reader@mailveil.test\r\nSubject: Spring news\r\n\
+         Message-ID: <mpp-1@sender.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{}\r\n",
+        html.replace('\n', "\r\n")
+    )
+}
+
+/// An SMTP server that keeps every message it receives.
+fn sink() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mails = Arc::new(Mutex::new(Vec::new()));
+    let store = Arc::clone(&mails);
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { continue };
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                let _ = w.write_all(b"220 sink\r\n");
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 {
+                    let cmd = line.trim_end().to_ascii_uppercase();
+                    line.clear();
+                    let reply: &[u8] = if cmd.starts_with("EHLO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if cmd == "DATA" {
+                        let _ = w.write_all(b"354 go\r\n");
+                        let mut mail = String::new();
+                        let mut l = String::new();
+                        while r.read_line(&mut l).unwrap_or(0) > 0 && l != ".\r\n" {
+                            mail.push_str(
+                                l.strip_prefix('.')
+                                    .filter(|_| l.starts_with(".."))
+                                    .unwrap_or(&l),
+                            );
+                            l.clear();
+                        }
+                        store.lock().unwrap().push(mail);
+                        b"250 2.0.0 queued\r\n"
+                    } else if cmd == "QUIT" {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"250 2.0.0 Ok\r\n"
+                    };
+                    let _ = w.write_all(reply);
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+struct Serve {
+    child: Child,
+    smtp: u16,
+    proxy_origin: String,
+    mails: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "port {port} not listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `mailveil serve` started exactly as the issue's scripts do, plus the rules that make
+/// the fake ESP a known tracker.
+fn serve(mode: &str, extra: &[&str]) -> Serve {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("fake-esp.toml"), ESP_RULES).unwrap();
+    let key = dir.path().join("proxy.key");
+    std::fs::write(
+        &key,
+        "6d61696c7665696c2074657374206b6579206f662033322062797465732121\n",
+    )
+    .unwrap();
+    let (down, mails) = sink();
+    let smtp = free_port();
+    let proxy = free_port();
+    let proxy_listen = format!("127.0.0.1:{proxy}");
+    let proxy_origin = format!("http://127.0.0.1:{proxy}");
+    let child = Command::new(MAILVEIL)
+        .args(["serve", "--no-system-rules", "--listen"])
+        .arg(format!("127.0.0.1:{smtp}"))
+        .arg("--downstream")
+        .arg(format!("smtp://127.0.0.1:{down}"))
+        .args(["--remote-content", mode, "--proxy-listen", &proxy_listen])
+        .args(["--proxy-base", &proxy_origin, "--proxy-key-file"])
+        .arg(&key)
+        .args(["--proxy-allow-net", "127.0.0.0/8", "--rules"])
+        .arg(&rules)
+        .args(extra)
+        .env("MAILVEIL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(smtp);
+    wait_port(proxy);
+    Serve {
+        child,
+        smtp,
+        proxy_origin,
+        mails,
+        _dir: dir,
+    }
+}
+
+/// Sends one mail; returns when the filter has answered the final dot.
+fn send(port: u16, mail: &str) -> String {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut reply = || {
+        let mut all = String::new();
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&l);
+            if l.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    };
+    reply();
+    for c in [
+        "EHLO client.test",
+        "MAIL FROM:<news@sender.example>",
+        "RCPT TO:<reader@mailveil.test>",
+        "DATA",
+    ] {
+        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
+        reply();
+    }
+    let body = mail.replace("\r\n.", "\r\n..");
+    w.write_all(body.as_bytes()).unwrap();
+    w.write_all(b".\r\n").unwrap();
+    let done = reply();
+    let _ = w.write_all(b"QUIT\r\n");
+    done
+}
+
+fn delivered_html(raw: &str) -> String {
+    let msg = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .expect("delivered mail parses");
+    msg.body_html(0).expect("an html body").into_owned()
+}
+
+/// Renders the HTML with the project's harness (requests to `pass` go through); returns
+/// (URL, resource type) of every request the page made.
+fn render(h: &Harness, html: &str, pass: &str) -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = browser_support::write_html(dir.path(), "mail.html", html);
+    let out = h.render(&[file], &[pass]).expect("render.js runs");
+    assert_eq!(out.len(), 1);
+    assert!(out[0].error.is_none(), "render failed: {:?}", out[0].error);
+    out[0]
+        .requests
+        .iter()
+        .map(|r| (r.url.clone(), r.kind.clone()))
+        .collect()
+}
+
+fn assert_proxy_hit(h: &Hit) {
+    assert_eq!(h.user_agent, GENERIC_UA, "{h:?}");
+    assert_eq!(h.cookie, None, "{h:?}");
+    assert_eq!(h.referer, None, "{h:?}");
+}
+
+#[test]
+fn prefetch_fetches_content_once_at_delivery_and_the_open_reaches_only_the_proxy() {
+    let esp = Esp::start();
+    let s = serve("prefetch", &[]);
+    let started = Instant::now();
+    let reply = send(s.smtp, &newsletter(&esp));
+    let delivered_at = Instant::now();
+    assert!(reply.starts_with("250"), "{reply}");
+    let took = delivered_at - started;
+    eprintln!("delivery with prefetch took {took:?}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    for path in CONTENT {
+        let hits = esp.hits_for(path);
+        assert_eq!(hits.len(), 1, "{path}: {hits:?}");
+        assert_proxy_hit(&hits[0]);
+        assert!(hits[0].at <= delivered_at, "{path} fetched after delivery");
+    }
+    assert!(
+        esp.hits_for("/track/open.php").is_empty(),
+        "known tracker fetched"
+    );
+    assert!(
+        esp.hits_for("/pixel/o.gif").is_empty(),
+        "hidden pixel fetched"
+    );
+    assert!(
+        esp.hits_for("/track/click").is_empty(),
+        "a link was followed at delivery"
+    );
+    let before_open = esp.hits().len();
+
+    let mails = s.mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    let html = delivered_html(&mails[0]);
+    // Only the click link (not shielded here) still names the ESP; it loads nothing.
+    assert_eq!(html.matches(&esp.origin()).count(), 1, "{html}");
+    assert!(
+        html.contains(&format!("href=\"{}/track/click", esp.origin())),
+        "{html}"
+    );
+    assert!(
+        mails[0].contains("prefetched="),
+        "X-Mailveil header counts prefetches"
+    );
+
+    let Some(h) = Harness::or_skip("MPP prefetch: opening the delivered mail") else {
+        return;
+    };
+    let requests = render(&h, &html, &s.proxy_origin);
+    let images: Vec<_> = requests.iter().filter(|(_, t)| t == "image").collect();
+    assert!(images.len() >= 6, "{requests:?}");
+    for (url, kind) in &requests {
+        assert!(
+            url.starts_with(&s.proxy_origin),
+            "{kind} request not via the proxy: {url}"
+        );
+    }
+    assert_eq!(
+        esp.hits().len(),
+        before_open,
+        "the open reached the ESP: {:?}",
+        &esp.hits()[before_open..]
+    );
+}
+
+#[test]
+fn proxy_fetches_on_open_from_the_proxy_not_the_browser() {
+    let esp = Esp::start();
+    let s = serve("proxy", &["--shield-links"]);
+    let reply = send(s.smtp, &newsletter(&esp));
+    assert!(reply.starts_with("250"), "{reply}");
+    assert!(
+        esp.hits().is_empty(),
+        "proxy mode fetched at delivery: {:?}",
+        esp.hits()
+    );
+    let mails = s.mails.lock().unwrap().clone();
+    let html = delivered_html(&mails[0]);
+    assert!(!html.contains(&esp.origin()), "{html}");
+    assert!(
+        html.contains(&format!("{}/l/", s.proxy_origin)),
+        "click tracker not shielded: {html}"
+    );
+    assert!(mails[0].contains("proxied="));
+
+    let Some(h) = Harness::or_skip("image proxy: opening the delivered mail") else {
+        return;
+    };
+    let requests = render(&h, &html, &s.proxy_origin);
+    for (url, kind) in &requests {
+        assert!(
+            url.starts_with(&s.proxy_origin),
+            "{kind} request not via the proxy: {url}"
+        );
+    }
+    // Every content resource reached the ESP once, from the proxy (generic UA, no
+    // cookie or referrer), none from the browser.
+    for path in CONTENT {
+        let hits = esp.hits_for(path);
+        // A 2x srcset candidate is not loaded on a 1x screen.
+        let expected = if path.contains("2x") { 0..=1 } else { 1..=1 };
+        assert!(expected.contains(&hits.len()), "{path}: {hits:?}");
+        hits.iter().for_each(assert_proxy_hit);
+    }
+    assert!(esp.hits_for("/track/open.php").is_empty());
+    assert!(esp.hits_for("/pixel/o.gif").is_empty());
+}
+
+#[tokio::test]
+async fn a_click_on_a_shielded_link_reaches_the_destination_clean_and_the_esp_sees_the_proxy() {
+    let esp = Esp::start();
+    let s = serve("proxy", &["--shield-links"]);
+    assert!(send(s.smtp, &newsletter(&esp)).starts_with("250"));
+    let html = delivered_html(&s.mails.lock().unwrap()[0]);
+    let start = html.find(&format!("{}/l/", s.proxy_origin)).unwrap();
+    let end = start + html[start..].find('"').unwrap();
+    let link = html[start..end].replace("&amp;", "&");
+    // The reader's browser: its own UA and cookies, redirects followed by hand.
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .get(&link)
+        .header("User-Agent", "ReaderBrowser/1.0")
+        .header("Cookie", "webmail=secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let dest = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(dest.starts_with(&esp.url("/landing?article=7")), "{dest}");
+    for id in ["mc_eid", "mc_cid", "utm_", "reader42"] {
+        assert!(!dest.contains(id), "{id} in {dest}");
+    }
+    let clicks = esp.hits_for("/track/click");
+    assert_eq!(clicks.len(), 1);
+    assert_proxy_hit(&clicks[0]);
+    assert!(
+        esp.hits()
+            .iter()
+            .all(|h| h.user_agent != "ReaderBrowser/1.0")
+    );
+}
+
+#[test]
+fn the_prefetch_deadline_bounds_the_delay_and_late_urls_stay_proxied() {
+    let esp = Esp::start();
+    let s = serve("prefetch", &[]);
+    let mail = newsletter(&esp).replace("/img/hero.png", "/slow.png");
+    let started = Instant::now();
+    let reply = send(s.smtp, &mail);
+    let took = started.elapsed();
+    assert!(reply.starts_with("250"), "{reply}");
+    eprintln!("delivery with a slow upstream took {took:?}");
+    assert!(took >= Duration::from_millis(1900), "{took:?}");
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    let html = delivered_html(&s.mails.lock().unwrap()[0]);
+    let slow = mailveil::proxy_url::encode_url(&esp.url("/slow.png"));
+    assert!(html.contains(&slow), "the late image is still proxied");
+    assert_eq!(esp.hits_for("/img/logo.png").len(), 1);
+}
