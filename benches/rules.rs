@@ -15,18 +15,53 @@ const ONE_RULE: &str = "[[tracker]]\nid = \"t\"\nname = \"T\"\ncategory = \"esp\
 /// A mix of URLs as newsletters carry them: trackers, wrappers, content, plain links.
 fn urls() -> Vec<(String, String, Vec<String>)> {
     let hosts = [
-        "news.us3.list-manage.com", "u1234.ct.sendgrid.net", "trk.klclick.com", "email.mg.news.example", "x9.emltrk.com",
-        "cdn.shop.example", "www.example.com", "images.news.example", "click.convertkit-mail4.com", "www.google.com",
-        "eur01.safelinks.protection.outlook.com", "link.news.example", "r.email.shop.example", "static.content.example",
+        "news.us3.list-manage.com",
+        "u1234.ct.sendgrid.net",
+        "trk.klclick.com",
+        "email.mg.news.example",
+        "x9.emltrk.com",
+        "cdn.shop.example",
+        "www.example.com",
+        "images.news.example",
+        "click.convertkit-mail4.com",
+        "www.google.com",
+        "eur01.safelinks.protection.outlook.com",
+        "link.news.example",
+        "r.email.shop.example",
+        "static.content.example",
     ];
-    let paths = ["/track/open.php?u=1&id=2&e=3", "/wf/open?upn=abc", "/ls/click?upn=def", "/c/eJxabc", "/v2/x9?d=4", "/img/hero.jpg",
-        "/news/story?id=42&utm_source=n&utm_medium=e", "/logo.png", "/abc/def/aHR0cHM6Ly9leGFtcGxlLmNvbQ==", "/url?q=https://example.com/&sa=D",
-        "/?url=https%3A%2F%2Fexample.com%2F&data=05", "/click/1.2/aHR0cHM6/x", "/tr/cl/abc", "/css/main.css"];
+    let paths = [
+        "/track/open.php?u=1&id=2&e=3",
+        "/wf/open?upn=abc",
+        "/ls/click?upn=def",
+        "/c/eJxabc",
+        "/v2/x9?d=4",
+        "/img/hero.jpg",
+        "/news/story?id=42&utm_source=n&utm_medium=e",
+        "/logo.png",
+        "/abc/def/aHR0cHM6Ly9leGFtcGxlLmNvbQ==",
+        "/url?q=https://example.com/&sa=D",
+        "/?url=https%3A%2F%2Fexample.com%2F&data=05",
+        "/click/1.2/aHR0cHM6/x",
+        "/tr/cl/abc",
+        "/css/main.css",
+    ];
     let mut out = Vec::new();
     for (i, h) in hosts.iter().enumerate() {
         for (j, p) in paths.iter().enumerate() {
-            let names: Vec<String> = p.split_once('?').map(|(_, q)| q.split('&').map(|kv| kv.split('=').next().unwrap_or("").to_string()).collect()).unwrap_or_default();
-            out.push((h.to_string(), format!("{p}&n={i}{j}").replacen('&', "?", usize::from(!p.contains('?'))), names));
+            let names: Vec<String> = p
+                .split_once('?')
+                .map(|(_, q)| {
+                    q.split('&')
+                        .map(|kv| kv.split('=').next().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                h.to_string(),
+                format!("{p}&n={i}{j}").replacen('&', "?", usize::from(!p.contains('?'))),
+                names,
+            ));
         }
     }
     out
@@ -56,10 +91,17 @@ fn rate(rules: &Rules, set: &[(String, String, Vec<String>)]) -> f64 {
 
 fn main() {
     let (full, _) = rule_files::load(&[], false);
-    let one = Rules::compile(&[RuleSource { name: "one.toml".into(), text: ONE_RULE.into() }]).unwrap();
+    let one = Rules::compile(&[RuleSource {
+        name: "one.toml".into(),
+        text: ONE_RULE.into(),
+    }])
+    .unwrap();
     let set = urls();
     let (t, p, r, q) = full.stats();
-    println!("{} URLs; full set: {t} trackers, {p} pixel, {r} redirect, {q} param rules", set.len());
+    println!(
+        "{} URLs; full set: {t} trackers, {p} pixel, {r} redirect, {q} param rules",
+        set.len()
+    );
     let full_rate = rate(&full, &set);
     let one_rate = rate(&one, &set);
     println!("full rule set:  {:>12.0} URLs/s", full_rate);

@@ -7,3 +7,5 @@ pub use mailveil_core::*;
 pub mod explain;
 pub mod rule_files;
 pub mod smtp;
+pub mod store;
+pub mod web;

@@ -109,6 +109,18 @@ pub struct FileConfig {
     pub max_clean_secs: Option<u64>,
     /// STARTTLS certificate and key (PEM).
     pub tls: Option<TlsFiles>,
+    /// The report store: a file path (SQLite) or `postgres://...`. None: no reports.
+    pub report_db: Option<String>,
+    /// Days of reports kept (default 90); older ones are purged at start and daily.
+    pub retention_days: Option<u32>,
+    /// Keep full URLs (with their query strings, where tokens are) in the report store.
+    pub debug: Option<bool>,
+    /// Put a short note of what was removed at the top of cleaned HTML mails.
+    pub banner: Option<bool>,
+    /// `IP:PORT` for the dashboard and /metrics (HTTP). None: not served.
+    pub dashboard_listen: Option<String>,
+    /// A file holding the bearer token that non-loopback dashboard clients must send.
+    pub dashboard_token_file: Option<PathBuf>,
 }
 
 /// Paths of the STARTTLS certificate chain and private key, PEM.
@@ -136,6 +148,31 @@ pub struct Overrides {
     pub allowed_networks: Vec<String>,
     /// `--no-system-rules`
     pub no_system_rules: bool,
+    /// `--report-db`
+    pub report_db: Option<String>,
+    /// `--retention-days`
+    pub retention_days: Option<u32>,
+    /// `--banner`
+    pub banner: bool,
+    /// `--dashboard-listen`
+    pub dashboard_listen: Option<String>,
+    /// `--token-file`
+    pub dashboard_token_file: Option<PathBuf>,
+}
+
+/// Where reports go and how long they stay; where the dashboard listens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// The store location (file path or `postgres://...`); None: nothing is recorded.
+    pub db: Option<String>,
+    /// Days kept.
+    pub retention_days: u32,
+    /// Keep full URLs.
+    pub debug: bool,
+    /// The dashboard and /metrics listener.
+    pub dashboard_listen: Option<SocketAddr>,
+    /// The dashboard's bearer token file.
+    pub dashboard_token_file: Option<PathBuf>,
 }
 
 /// The validated configuration the server runs with.
@@ -173,6 +210,8 @@ pub struct Config {
     pub policy: Policy,
     /// STARTTLS files, if STARTTLS is offered.
     pub tls: Option<TlsFiles>,
+    /// Reports and the dashboard.
+    pub reports: ReportSettings,
 }
 
 impl Config {
@@ -240,7 +279,28 @@ impl Config {
         if max_sessions == 0 || max_message_bytes == 0 {
             return Err("max_sessions and max_message_bytes must be at least 1".into());
         }
+        let dashboard_listen = match o.dashboard_listen.clone().or(file.dashboard_listen) {
+            Some(a) => Some(
+                a.parse::<SocketAddr>()
+                    .map_err(|_| format!("dashboard_listen {a:?}: expected IP:PORT"))?,
+            ),
+            None => None,
+        };
+        let reports = ReportSettings {
+            db: o.report_db.clone().or(file.report_db),
+            retention_days: o
+                .retention_days
+                .or(file.retention_days)
+                .unwrap_or(crate::store::DEFAULT_RETENTION_DAYS),
+            debug: file.debug.unwrap_or(false),
+            dashboard_listen,
+            dashboard_token_file: o.dashboard_token_file.clone().or(file.dashboard_token_file),
+        };
+        if reports.retention_days == 0 {
+            return Err("retention_days must be at least 1".into());
+        }
         Ok(Config {
+            reports,
             listen,
             downstream,
             hostname,
@@ -261,6 +321,7 @@ impl Config {
             system_rules: file.system_rules.unwrap_or(true) && !o.no_system_rules,
             policy: Policy {
                 remote_content,
+                banner: o.banner || file.banner.unwrap_or(false),
                 strip_read_receipts: file.strip_read_receipts.unwrap_or(false),
                 on_error,
                 links: mailveil_core::links::LinkPolicy {

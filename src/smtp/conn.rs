@@ -34,6 +34,17 @@ pub struct Shared {
     pub rules: Arc<Rules>,
     /// STARTTLS, when configured.
     pub tls: Option<TlsAcceptor>,
+    /// Where each mail's report is recorded, when a report store is configured.
+    pub reports: Option<Reports>,
+}
+
+/// The report store and how to fill it.
+#[derive(Clone)]
+pub struct Reports {
+    /// The store.
+    pub store: Arc<dyn crate::store::ReportStore>,
+    /// Keep full URLs.
+    pub debug: bool,
 }
 
 /// Resolves when the server starts shutting down.
@@ -308,7 +319,7 @@ async fn deliver(
         recipients: tx.rcpts.iter().map(|r| r.address.clone()).collect(),
     };
     let size = raw.len();
-    let (bytes, findings, tempfail) = clean_caught(shared, raw, envelope).await;
+    let (bytes, findings, tempfail, record) = clean_caught(shared, raw, envelope).await;
     let (replies, downstream_reply) = if tempfail {
         abandon_keep_tx(down).await;
         let r = Reply::new(451, "4.3.0 Message could not be cleaned, try again later");
@@ -334,6 +345,24 @@ async fn deliver(
     };
     let answers = session.data_replies(&replies);
     let codes: Vec<u16> = answers.iter().map(|r| r.code).collect();
+    if !tempfail {
+        for r in &replies {
+            crate::web::metrics::downstream_reply(r.code);
+        }
+        if replies.is_empty() {
+            crate::web::metrics::downstream_reply(0);
+        }
+    }
+    if let (Some(reports), Some(mut record)) = (shared.reports.clone(), record) {
+        record.downstream = replies.first().map(|r| i64::from(r.code));
+        // After delivery and off the reply path: a store failure never affects mail.
+        tokio::spawn(async move {
+            match reports.store.record(&record).await {
+                Ok(id) => debug!(report_id = id, findings = record.findings.len(), "recorded"),
+                Err(e) => warn!("report not recorded: {e}"),
+            }
+        });
+    }
     info!(
         queue_id = %queue_id,
         from = %sender,
@@ -364,36 +393,55 @@ fn error_text(e: &DownError) -> String {
 }
 
 /// Runs the core on a blocking thread with any panic caught, so one mail cannot take the
-/// server down. Returns the bytes to deliver, the findings summary and whether the
-/// policy asks for a temporary failure.
+/// server down. Returns the bytes to deliver, the findings summary, whether the
+/// policy asks for a temporary failure, and the record for the report store (when one
+/// is configured). Counts the mail in the metrics.
 async fn clean_caught(
     shared: &Shared,
     raw: Vec<u8>,
     envelope: Envelope,
-) -> (Vec<u8>, String, bool) {
+) -> (Vec<u8>, String, bool, Option<crate::store::MailRecord>) {
     let raw = Arc::new(raw);
     let policy = shared.policy.clone();
     let rules = Arc::clone(&shared.rules);
     let input = Arc::clone(&raw);
+    let debug = shared.reports.as_ref().map(|r| r.debug);
     let job = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         catch_unwind(AssertUnwindSafe(|| {
             clean(&input, &envelope, &policy, &rules)
         }))
+        .map(|cleaned| {
+            let elapsed = started.elapsed();
+            crate::web::metrics::mail_cleaned(&cleaned.report, elapsed);
+            let record = debug.map(|debug| {
+                crate::store::MailRecord::from_report(
+                    &cleaned.report,
+                    &envelope,
+                    &input,
+                    crate::store::now(),
+                    elapsed.as_millis() as i64,
+                    debug,
+                )
+            });
+            (cleaned, record)
+        })
     });
     match job.await {
-        Ok(Ok(cleaned)) => {
+        Ok(Ok((cleaned, record))) => {
             let summary = cleaned.report.header_value();
             if let Some(err) = &cleaned.report.error {
                 warn!("mail passed unchanged: {err}");
             }
-            (cleaned.bytes, summary, cleaned.tempfail)
+            (cleaned.bytes, summary, cleaned.tempfail, record)
         }
         _ => {
             warn!("cleaning panicked; mail passed unchanged");
+            crate::web::metrics::mail_error("internal");
             let tempfail = shared.policy.on_error == OnError::Tempfail;
             let mut out = format!("{HEADER_NAME}: v={VERSION}; error=internal\r\n").into_bytes();
             out.extend_from_slice(&raw);
-            (out, format!("v={VERSION}; error=internal"), tempfail)
+            (out, format!("v={VERSION}; error=internal"), tempfail, None)
         }
     }
 }

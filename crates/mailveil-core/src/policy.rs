@@ -83,4 +83,7 @@ pub struct Policy {
     pub links: crate::links::LinkPolicy,
     /// Resource bounds.
     pub limits: Limits,
+    /// Put a short note of what was removed at the top of cleaned HTML parts (off by
+    /// default; a part that already has one gets no second).
+    pub banner: bool,
 }

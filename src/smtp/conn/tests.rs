@@ -167,6 +167,7 @@ fn shared_plain(fake: &Fake, max: usize) -> Shared {
         policy: Policy::default(),
         rules: Arc::new(crate::rule_files::load(&[], false).0),
         tls: None,
+        reports: None,
     }
 }
 
