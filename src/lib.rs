@@ -5,6 +5,7 @@
 pub use mailveil_core::*;
 
 pub mod explain;
+pub mod reload;
 pub mod rule_files;
 pub mod smtp;
 pub mod store;

@@ -5,7 +5,7 @@
 use super::downstream::{Connector, DownError, Downstream, Timeouts};
 use super::io::{Conn, Io, ReadError};
 use super::session::{Rcpt, Reply, Session, Settings, Step, down_unreachable};
-use mailveil_core::{Envelope, HEADER_NAME, OnError, Policy, Rules, VERSION, clean};
+use mailveil_core::{Envelope, HEADER_NAME, OnError, Policy, VERSION, clean};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +30,8 @@ pub struct Shared {
     pub down_timeouts: Timeouts,
     /// Cleaning policy.
     pub policy: Policy,
-    /// Compiled rules.
-    pub rules: Arc<Rules>,
+    /// Compiled rules, swapped on reload.
+    pub rules: Arc<crate::rule_files::LiveRules>,
     /// STARTTLS, when configured.
     pub tls: Option<TlsAcceptor>,
     /// Where each mail's report is recorded, when a report store is configured.
@@ -403,7 +403,7 @@ async fn clean_caught(
 ) -> (Vec<u8>, String, bool, Option<crate::store::MailRecord>) {
     let raw = Arc::new(raw);
     let policy = shared.policy.clone();
-    let rules = Arc::clone(&shared.rules);
+    let rules = shared.rules.get();
     let input = Arc::clone(&raw);
     let debug = shared.reports.as_ref().map(|r| r.debug);
     let job = tokio::task::spawn_blocking(move || {

@@ -41,10 +41,12 @@ pub fn run(config: Config) -> Result<(), String> {
 }
 
 async fn run_async(config: Config) -> Result<(), String> {
-    let (rules, errors) = crate::rule_files::load(&config.rules, config.system_rules);
+    let (rules, errors) = crate::rule_files::LiveRules::load(&config.rules, config.system_rules);
     for e in &errors {
         tracing::warn!("rule file skipped: {e}");
     }
+    let rules = Arc::new(rules);
+    crate::reload::spawn(Arc::clone(&rules));
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let token = match &config.reports.dashboard_token_file {
         Some(path) => Some(crate::web::read_token(path)?),
@@ -100,7 +102,7 @@ async fn run_async(config: Config) -> Result<(), String> {
             reply: config.downstream_timeout,
         },
         policy: config.policy.clone(),
-        rules: Arc::new(rules),
+        rules,
         tls,
         reports: store.map(|store| conn::Reports {
             store,

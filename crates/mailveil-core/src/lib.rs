@@ -100,11 +100,11 @@ fn clean_message(
         }
     }
     if let Some(id) = rules.allowed_sender(&senders) {
-        return skipped(raw, &fields, format!("allow:{id}"));
+        return skipped(raw, format!("allow:{id}"));
     }
     let policy = &effective_policy(policy, rules, &senders, &addresses);
     if let Some(why) = &policy.1 {
-        return skipped(raw, &fields, why.clone());
+        return skipped(raw, why.clone());
     }
     let policy = &policy.0;
     let detector = detect::Detector::new(rules, addresses.iter().map(String::as_str));
@@ -211,25 +211,10 @@ fn effective_policy(
 }
 
 /// A mail let through on purpose: only the header is added (and not twice).
-fn skipped(raw: &[u8], fields: &[headers::Field], why: String) -> Cleaned {
+fn skipped(raw: &[u8], why: String) -> Cleaned {
     let mut report = Report::new();
     report.skipped = Some(why);
-    let bytes = if headers::named(fields, HEADER_NAME).next().is_some() {
-        raw.to_vec()
-    } else {
-        let eol = Eol::detect(raw, Eol::CrLf);
-        with_header(
-            raw,
-            &headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes()),
-            &[],
-        )
-    };
-    report.changed = bytes != raw;
-    Cleaned {
-        bytes,
-        report,
-        tempfail: false,
-    }
+    untouched(raw, report, false)
 }
 
 /// The original message with an error header on top (or as it came, if it already
@@ -237,22 +222,24 @@ fn skipped(raw: &[u8], fields: &[headers::Field], why: String) -> Cleaned {
 fn failed(raw: &[u8], code: &str, policy: &Policy) -> Cleaned {
     let mut report = Report::new();
     report.error = Some(code.to_string());
+    untouched(raw, report, policy.on_error == OnError::Tempfail)
+}
+
+/// The message as it came, with the report's header on top unless it already carries one.
+fn untouched(raw: &[u8], mut report: Report, tempfail: bool) -> Cleaned {
     let fields = headers::fields(raw);
     let bytes = if headers::named(&fields, HEADER_NAME).next().is_some() {
         raw.to_vec()
     } else {
         let eol = Eol::detect(raw, Eol::CrLf);
-        with_header(
-            raw,
-            &headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes()),
-            &[],
-        )
+        let header = headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes());
+        with_header(raw, &header, &[])
     };
     report.changed = bytes != raw;
     Cleaned {
         bytes,
         report,
-        tempfail: policy.on_error == OnError::Tempfail,
+        tempfail,
     }
 }
 

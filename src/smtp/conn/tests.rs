@@ -165,7 +165,7 @@ fn shared_plain(fake: &Fake, max: usize) -> Shared {
             reply: Duration::from_secs(5),
         },
         policy: Policy::default(),
-        rules: Arc::new(crate::rule_files::load(&[], false).0),
+        rules: Arc::new(crate::rule_files::LiveRules::load(&[], false).0),
         tls: None,
         reports: None,
     }
