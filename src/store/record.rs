@@ -96,12 +96,18 @@ impl MailRecord {
         elapsed_ms: i64,
         debug: bool,
     ) -> MailRecord {
-        let sender = envelope.sender.clone().unwrap_or_default();
+        let (message_id, subject, header_sender) = header_facts(raw);
+        // The pipe frontend knows no envelope: Return-Path, or else From, stands in.
+        let sender = envelope
+            .sender
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or(header_sender)
+            .unwrap_or_default();
         let sender_domain = sender
             .rsplit_once('@')
             .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
             .unwrap_or_default();
-        let (message_id, subject) = header_facts(raw);
         let mut counts = BTreeMap::new();
         for (kind, n) in report.counts() {
             counts.insert(kind.as_str().to_string(), n as i64);
@@ -168,16 +174,21 @@ pub fn short_url(url: &str) -> String {
     url[..cut].to_string()
 }
 
-/// The Message-ID (without brackets) and Subject of a mail, read from its header.
-fn header_facts(raw: &[u8]) -> (Option<String>, Option<String>) {
+/// The Message-ID (without brackets), Subject and sender (Return-Path, else From) of a
+/// mail, read from its header.
+fn header_facts(raw: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
     let Some(msg) = mail_parser::MessageParser::new().parse_headers(raw) else {
-        return (None, None);
+        return (None, None, None);
     };
+    let sender = msg
+        .return_address()
+        .map(|s| s.trim_matches(['<', '>', ' ']).to_string())
+        .filter(|s| !s.is_empty());
     let id = msg
         .message_id()
         .map(|s| s.trim_matches(['<', '>', ' ']).to_string())
         .filter(|s| !s.is_empty());
-    (id, msg.subject().map(str::to_string))
+    (id, msg.subject().map(str::to_string), sender)
 }
 
 #[cfg(test)]
@@ -196,7 +207,7 @@ mod tests {
     #[test]
     fn header_facts_are_read() {
         let raw = b"Subject: Hello\r\nMessage-ID: <abc@x.example>\r\n\r\nbody";
-        let (id, subject) = header_facts(raw);
+        let (id, subject, _) = header_facts(raw);
         assert_eq!(id.as_deref(), Some("abc@x.example"));
         assert_eq!(subject.as_deref(), Some("Hello"));
     }
