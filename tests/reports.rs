@@ -7,6 +7,9 @@
 //! With `MAILVEIL_TEST_POSTGRES=postgres://...` set, the same store and serve tests run
 //! against PostgreSQL too, each in a fresh database of its own.
 
+#[path = "browser/support.rs"]
+mod support;
+
 use mailveil::store::{self, MailRecord, ReportStore, StoredFinding};
 use mailveil::{Envelope, Policy, clean};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -553,4 +556,151 @@ fn banner_on_off_and_once() {
     // A mail with nothing to say gets no note.
     let (_, plain) = &fixtures()[2];
     assert_eq!(banner_count(&clean(plain, &env, &on, &rules).bytes), 0);
+}
+
+/// Runs tests/browser/dashboard.js with the harness's node and Chromium; `None` after a
+/// SKIP notice when there is no browser (a failure under MAILVEIL_REQUIRE_BROWSER=1).
+fn dashboard_js(what: &str, args: &[&str]) -> Option<serde_json::Value> {
+    support::Harness::or_skip(what)?;
+    let script = support::repo_root().join("tests/browser/dashboard.js");
+    let out = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "dashboard.js failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("dashboard.js JSON"))
+}
+
+fn out_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
+
+#[test]
+fn dashboard_in_chromium_shows_data_searches_and_stays_on_its_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("browser.sqlite").display().to_string();
+    let sink = sink();
+    let s = serve(&db, sink.port, &[]);
+    let fixtures = fixtures();
+    for (sender, raw) in &fixtures {
+        send(s.smtp, sender, raw);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while report_json(&db, &["--days", "1"])["totals"]["mails"].as_i64()
+        != Some(fixtures.len() as i64)
+    {
+        assert!(Instant::now() < deadline, "records did not arrive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shot = out_dir("dashboard").join("dashboard.png");
+    let url = format!("http://127.0.0.1:{}/dashboard", s.http);
+    let Some(v) = dashboard_js(
+        "dashboard in Chromium",
+        &[&url, shot.to_str().expect("utf-8 path"), "news@shop"],
+    ) else {
+        return;
+    };
+    assert!(v.get("error").is_none(), "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["chart"]["visible"], true, "{v}");
+    assert!(v["chart"]["width"].as_f64().unwrap_or(0.0) > 300.0, "{v}");
+    assert_eq!(v["chart"]["bars"], 30, "{v}");
+    assert!(
+        v["chart"]["tallBars"].as_i64().unwrap_or(0) >= 1,
+        "today's bar: {v}"
+    );
+    assert_eq!(v["rows"].as_u64(), Some(fixtures.len() as u64), "{v}");
+    assert_eq!(v["search"]["rows"], 1, "{v}");
+    let text = v["search"]["text"].as_str().unwrap_or("");
+    assert!(text.contains("news@shop.example"), "{v}");
+    assert!(
+        v["foreign"].as_array().is_some_and(|f| f.is_empty()),
+        "requests off the origin: {v}"
+    );
+    assert!(shot.is_file(), "no screenshot at {}", shot.display());
+    eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+#[test]
+fn banner_renders_in_chromium() {
+    let (rules, _) = mailveil::rule_files::load(&[], false);
+    let env = Envelope {
+        sender: None,
+        recipients: vec![RECIPIENT.into()],
+    };
+    let on = Policy {
+        banner: true,
+        ..Policy::default()
+    };
+    let cleaned = clean(NEWSLETTER.as_bytes(), &env, &on, &rules);
+    let html = support::html_parts(&cleaned.bytes).expect("parse")[0].clone();
+    let dir = out_dir("banner");
+    let file = support::write_html(&dir, "newsletter-banner.html", &html);
+    let shot = dir.join("banner.png");
+    let Some(v) = dashboard_js(
+        "banner in Chromium",
+        &[
+            "--banner",
+            file.to_str().expect("utf-8 path"),
+            shot.to_str().expect("utf-8 path"),
+        ],
+    ) else {
+        return;
+    };
+    assert!(v.get("error").is_none(), "{v}");
+    assert_eq!(v["banners"], 1, "{v}");
+    for scheme in ["light", "dark"] {
+        let b = &v[scheme];
+        assert_eq!(b["visible"], true, "{v}");
+        assert_eq!(b["role"], "note", "{v}");
+        assert!(
+            b["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("mailveil removed 4 trackers"),
+            "{v}"
+        );
+        assert!(
+            b["top"].as_f64().unwrap_or(-1.0) < 40.0,
+            "the note is at the top: {v}"
+        );
+        let ratio = contrast(
+            b["color"].as_str().unwrap_or(""),
+            b["background"].as_str().unwrap_or(""),
+        );
+        assert!(ratio >= 4.5, "contrast {ratio:.1} in {scheme}: {v}");
+    }
+}
+
+/// WCAG contrast ratio of two `rgb(r, g, b)` / `rgba(...)` colours (0 if unparsable).
+fn contrast(a: &str, b: &str) -> f64 {
+    fn lum(c: &str) -> Option<f64> {
+        let inner = c.split_once('(')?.1.trim_end_matches(')');
+        let v: Vec<f64> = inner
+            .split(',')
+            .take(3)
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let ch = |x: f64| {
+            let x = x / 255.0;
+            if x <= 0.03928 {
+                x / 12.92
+            } else {
+                ((x + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        Some(0.2126 * ch(v[0]) + 0.7152 * ch(v[1]) + 0.0722 * ch(v[2]))
+    }
+    match (lum(a), lum(b)) {
+        (Some(x), Some(y)) => (x.max(y) + 0.05) / (x.min(y) + 0.05),
+        _ => 0.0,
+    }
 }

@@ -81,12 +81,13 @@ pub(crate) fn html(findings: &[Finding], lang: Option<&str>) -> Option<String> {
             }
         }
     };
-    // Inherited text colour on a translucent tint with a mid-grey border reads on light
-    // and dark backgrounds alike; no colour is forced on the text itself.
+    // Its own dark-on-light pair (about 15:1), whatever the mail's colours: a mail that
+    // darkens its background without setting a text colour would otherwise hide the
+    // note, and clients that invert colours for dark mode invert both alike.
     Some(format!(
         "<div {MARK}=\"1\" role=\"note\" lang=\"{lang}\" style=\"margin:0 0 12px 0;padding:6px 10px;\
-border:1px solid #8a8a8a;border-radius:4px;background-color:rgba(128,128,128,0.12);\
-color:inherit;font:13px/1.4 sans-serif\">{}</div>",
+border:1px solid #8c959f;border-radius:4px;background-color:#f6f8fa;color:#1f2328;\
+font:13px/1.4 sans-serif;text-align:left\">{}</div>",
         escape(&text)
     ))
 }
