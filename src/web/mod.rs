@@ -139,6 +139,54 @@ async fn metrics_page() -> Response {
 mod tests {
     use super::*;
 
+    async fn status(addr: SocketAddr, path: &str, auth: Option<&str>) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let auth = auth
+            .map(|a| format!("Authorization: Bearer {a}\r\n"))
+            .unwrap_or_default();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await.expect("read");
+        String::from_utf8_lossy(&resp)
+            .get(9..12)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn remote_clients_need_the_token_loopback_clients_do_not() {
+        // Served without ConnectInfo: every client counts as remote.
+        let app = router(WebState {
+            store: None,
+            token: Some("s3cret".into()),
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let remote = l.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(l, app).await });
+        assert_eq!(status(remote, "/dashboard", None).await, 401);
+        assert_eq!(status(remote, "/metrics", Some("wrong")).await, 401);
+        assert_eq!(status(remote, "/dashboard", Some("s3cret")).await, 200);
+        assert_eq!(status(remote, "/metrics", Some("s3cret")).await, 200);
+
+        let app = router(WebState {
+            store: None,
+            token: None,
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let local = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await
+        });
+        assert_eq!(status(local, "/dashboard", None).await, 200);
+        assert_eq!(status(local, "/nowhere", None).await, 404);
+    }
+
     #[test]
     fn tokens_compare_whole() {
         assert!(constant_time_eq(b"abc", b"abc"));
