@@ -319,7 +319,10 @@ async fn deliver(
         recipients: tx.rcpts.iter().map(|r| r.address.clone()).collect(),
     };
     let size = raw.len();
+    let cleaning = std::time::Instant::now();
     let (bytes, findings, tempfail, record) = clean_caught(shared, raw, envelope).await;
+    // End of DATA to the handoff downstream: what mailveil adds to each mail.
+    let clean_us = cleaning.elapsed().as_micros() as u64;
     let (replies, downstream_reply) = if tempfail {
         abandon_keep_tx(down).await;
         let r = Reply::new(451, "4.3.0 Message could not be cleaned, try again later");
@@ -371,6 +374,7 @@ async fn deliver(
         out_size = bytes.len(),
         findings = %findings,
         ms = started.elapsed().as_millis() as u64,
+        clean_us,
         downstream = %downstream_reply,
         reply = ?codes,
         %peer,

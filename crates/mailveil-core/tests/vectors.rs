@@ -363,6 +363,16 @@ fn unknown_pixels_are_found_by_heuristics() {
             "heuristic:tiny-size",
         ),
         (
+            "hidden ancestor",
+            r##"<div style="display:none"><span><img src="https://news.unknown.test/i/a8f3.gif" width="600"></span></div>"##,
+            "heuristic:hidden-ancestor",
+        ),
+        (
+            "hidden ancestor class",
+            r##"<style>.pre{display:none}</style><div class="pre"><img src="https://news.unknown.test/i/a8f3.gif"></div>"##,
+            "heuristic:hidden-ancestor",
+        ),
+        (
             "beacon host",
             r##"<img src="https://open.mailer.unknown.test/Zx81kQ">"##,
             "heuristic:beacon-url",

@@ -114,6 +114,7 @@ pub(super) fn on_element(
             "attribute:manifest",
         );
     }
+    track_hidden_container(el, state);
     if is_image(el, &tag) && image(el, &tag, ctx, state) {
         return Ok(());
     }
@@ -132,6 +133,44 @@ pub(super) fn on_element(
     }
     style_attr(el, &tag, ctx, state);
     Ok(())
+}
+
+/// An element that hides its content raises the hidden depth until its end tag: an image
+/// inside it cannot be seen, but a client still fetches it: a pixel.
+fn track_hidden_container(el: &mut Element, state: &RefCell<State>) {
+    if !el.can_have_content() || el.is_self_closing() {
+        return;
+    }
+    let (style, class, id) = (
+        el.get_attribute("style").map(|s| unescape_attr(&s)),
+        el.get_attribute("class"),
+        el.get_attribute("id"),
+    );
+    let hides = {
+        let st = state.borrow();
+        super::visibility::hides_content(
+            style.as_deref(),
+            class.as_deref(),
+            id.as_deref(),
+            el.has_attribute("hidden"),
+            &st.sheets,
+        )
+        .is_some()
+    };
+    if !hides {
+        return;
+    }
+    let depth = std::rc::Rc::clone(&state.borrow().hidden_depth);
+    let on_end = std::rc::Rc::clone(&depth);
+    let registered = el.end_tag_handlers().map(|handlers| {
+        handlers.push(Box::new(move |_end| {
+            on_end.set(on_end.get().saturating_sub(1));
+            Ok(())
+        }));
+    });
+    if registered.is_some() {
+        depth.set(depth.get() + 1);
+    }
 }
 
 fn tick(ctx: &HtmlContext, state: &RefCell<State>) -> HandlerResult {
@@ -206,7 +245,11 @@ fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>)
         id: id.as_deref(),
         hidden: el.has_attribute("hidden"),
     };
-    let reason = invisible(&attrs, &state.borrow().sheets);
+    let reason = if state.borrow().hidden_depth.get() > 0 {
+        Some("hidden-ancestor")
+    } else {
+        invisible(&attrs, &state.borrow().sheets)
+    };
     if let Some(reason) = reason.filter(|_| !is_spacer(&remote.url)) {
         let f = finding(
             ctx,

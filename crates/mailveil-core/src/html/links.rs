@@ -265,12 +265,31 @@ pub fn rewrite_text_links(
     list_unsubscribe: &[String],
     part: &str,
 ) -> (Option<String>, Vec<Finding>) {
+    rewrite_text_links_until(text, rules, detector, policy, list_unsubscribe, part, None)
+        .unwrap_or_default() // without a deadline it cannot give up
+}
+
+/// [`rewrite_text_links`] that gives up with `HtmlError::Deadline` once `deadline` has
+/// passed (the clock is read every 256 URLs): a text part of nothing but links must not
+/// outlast the time budget (issue 8).
+pub(crate) fn rewrite_text_links_until(
+    text: &str,
+    rules: &Rules,
+    detector: &Detector,
+    policy: &LinkPolicy,
+    list_unsubscribe: &[String],
+    part: &str,
+    deadline: Option<std::time::Instant>,
+) -> Result<(Option<String>, Vec<Finding>), super::HtmlError> {
     let ranges = links::find_urls(text);
     let mut out = String::with_capacity(text.len());
     let mut findings_all = Vec::new();
     let mut at = 0;
     let mut changed = false;
-    for r in ranges {
+    for (i, r) in ranges.into_iter().enumerate() {
+        if i % 256 == 255 && deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            return Err(super::HtmlError::Deadline);
+        }
         let url = &text[r.clone()];
         if allowed(rules, url) {
             continue;
@@ -292,10 +311,10 @@ pub fn rewrite_text_links(
         }
     }
     if !changed {
-        return (None, findings_all);
+        return Ok((None, findings_all));
     }
     out.push_str(&text[at..]);
-    (Some(out), findings_all)
+    Ok((Some(out), findings_all))
 }
 
 #[cfg(test)]
@@ -313,6 +332,28 @@ mod tests {
         assert_eq!(
             r,
             "<a href=\"https://a.example/\">x</a><a href=\"mailveil-pending-link:7:\">y</a>https://b.example/"
+        );
+    }
+
+    /// Issue 8: a text/plain part of a million links ran 112 s past a 10 s budget.
+    #[test]
+    fn text_links_give_up_at_the_deadline() {
+        let rules = Rules::default();
+        let detector = Detector::new(&rules, ["reader@example.org"]);
+        let policy = LinkPolicy::default();
+        let text = "https://a.example/?u=reader@example.org\n".repeat(300);
+        let past = Some(std::time::Instant::now());
+        let run = |deadline| {
+            rewrite_text_links_until(&text, &rules, &detector, &policy, &[], "1", deadline)
+        };
+        assert_eq!(run(past), Err(super::super::HtmlError::Deadline));
+        let (new, findings) = run(None).unwrap();
+        assert!(!findings.is_empty());
+        assert!(!new.unwrap().contains("reader@"));
+        let short = "https://a.example/?u=reader@example.org\n".repeat(255);
+        assert!(
+            rewrite_text_links_until(&short, &rules, &detector, &policy, &[], "1", past).is_ok(),
+            "the clock is read every 256 URLs"
         );
     }
 }

@@ -10,6 +10,7 @@ pub mod css;
 mod elements;
 mod links;
 pub use links::rewrite_text_links;
+pub(crate) use links::rewrite_text_links_until;
 pub mod visibility;
 
 use crate::detect::{Base, Detector, RemoteUrl, remote_url};
@@ -74,6 +75,9 @@ struct State {
     lang: Option<String>,
     saw_body: bool,
     saw_banner: bool,
+    /// How many open elements hide their content (decremented by end-tag handlers,
+    /// which must own what they touch).
+    hidden_depth: std::rc::Rc<std::cell::Cell<u32>>,
 }
 
 const DEADLINE_MSG: &str = "mailveil: time budget exceeded";
@@ -210,9 +214,16 @@ fn on_style_text(
     sheet.push_str(t.as_str());
     let base = st.base.clone();
     let mut findings = Vec::new();
+    // One sheet can hold a million URLs: read the clock every 256 of them (issue 8).
+    let (mut seen, mut late) = (0u32, false);
     let scan = css::scan(&sheet, &mut |ev| {
-        css_event(ev, "<style>", &base, ctx, &mut findings)
+        seen = seen.wrapping_add(1);
+        late = late || (seen.is_multiple_of(256) && Instant::now() > ctx.deadline);
+        !late && css_event(ev, "<style>", &base, ctx, &mut findings)
     });
+    if late {
+        return Err(DEADLINE_MSG.into());
+    }
     st.sheets.learn(&scan.rules);
     st.findings.extend(findings);
     match scan.apply(&sheet) {
@@ -405,3 +416,36 @@ fn unescape_attr(value: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+
+    /// Issue 8: a 20 MB `<style>` sheet of URLs was scanned to its end past the budget.
+    #[test]
+    fn a_style_sheet_of_urls_gives_up_at_the_deadline() {
+        let rules = crate::rules::Rules::default();
+        let detector = Detector::new(&rules, ["reader@example.org"]);
+        let policy = Policy::default();
+        let ctx = |deadline| HtmlContext {
+            detector: &detector,
+            rules: &rules,
+            list_unsubscribe: &[],
+            policy: &policy,
+            part: "1",
+            deadline,
+        };
+        let mut html = String::from("<style>");
+        for i in 0..300 {
+            html.push_str(&format!(
+                ".c{i}{{background:url(https://cdn.example/{i}.png)}}"
+            ));
+        }
+        html.push_str("</style><p>x</p>");
+        let past = ctx(Instant::now());
+        let r = rewrite(html.as_bytes(), encoding_rs::UTF_8, &past);
+        assert_eq!(r.err(), Some(HtmlError::Deadline));
+        let later = ctx(Instant::now() + std::time::Duration::from_secs(60));
+        assert!(rewrite(html.as_bytes(), encoding_rs::UTF_8, &later).is_ok());
+    }
+}

@@ -129,6 +129,33 @@ pub fn invisible(img: &ImageAttrs, sheets: &HiddenSelectors) -> Option<&'static 
     None
 }
 
+/// Why an element hides everything inside it (an `<img>` in it is never seen, but a
+/// client still fetches it), or `None`. Only what hides for certain counts here:
+/// `display:none`, `visibility:hidden`, the `hidden` attribute, a class or id that a
+/// `<style>` rule hides; an element an `@media` rule shows on some screens does not.
+pub fn hides_content(
+    style: Option<&str>,
+    class: Option<&str>,
+    id: Option<&str>,
+    hidden: bool,
+    sheets: &HiddenSelectors,
+) -> Option<&'static str> {
+    if sheets.responsive(class, id) {
+        return None;
+    }
+    if hidden {
+        return Some("hidden-ancestor");
+    }
+    let decls = style.map(declarations).unwrap_or_default();
+    let hiding = decls.iter().any(|(n, v)| {
+        (n == "display" && v == "none") || (n == "visibility" && (v == "hidden" || v == "collapse"))
+    });
+    if hiding || sheets.hides_element(class, id) {
+        return Some("hidden-ancestor");
+    }
+    None
+}
+
 /// Whether declarations make an element invisible.
 fn hides(decls: &[(String, String)]) -> bool {
     decls.iter().any(|(name, value)| match name.as_str() {
@@ -258,6 +285,31 @@ mod tests {
             }),
             None
         );
+    }
+
+    #[test]
+    fn containers_hide_by_display_visibility_attribute_or_class_but_not_responsively() {
+        let mut sheets = HiddenSelectors::default();
+        sheets.learn(&[
+            RuleText {
+                selectors: ".gone".into(),
+                declarations: "display:none".into(),
+                in_media: false,
+            },
+            RuleText {
+                selectors: ".mobile".into(),
+                declarations: "display:block!important".into(),
+                in_media: true,
+            },
+        ]);
+        assert!(hides_content(Some("display:none"), None, None, false, &sheets).is_some());
+        assert!(hides_content(Some("visibility:hidden"), None, None, false, &sheets).is_some());
+        assert!(hides_content(None, None, None, true, &sheets).is_some());
+        assert!(hides_content(None, Some("a gone"), None, false, &sheets).is_some());
+        assert!(
+            hides_content(Some("display:none"), Some("mobile"), None, false, &sheets).is_none()
+        );
+        assert!(hides_content(Some("width:0;mso-hide:all"), None, None, false, &sheets).is_none());
     }
 
     #[test]

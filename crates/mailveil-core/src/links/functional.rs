@@ -198,11 +198,22 @@ pub(crate) fn keyword(text: &str) -> Option<&'static str> {
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .collect();
-    FUNCTIONAL_WORDS.iter().copied().find(|k| {
-        let phrase: Vec<&str> = k.split(' ').collect();
-        words.windows(phrase.len()).any(|w| w == phrase.as_slice())
+    PHRASES.iter().find_map(|(k, phrase)| {
+        words
+            .windows(phrase.len())
+            .any(|w| w == phrase.as_slice())
+            .then_some(*k)
     })
 }
+
+/// FUNCTIONAL_WORDS split into their words once, not at every link.
+static PHRASES: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> =
+    std::sync::LazyLock::new(|| {
+        FUNCTIONAL_WORDS
+            .iter()
+            .map(|k| (*k, k.split(' ').collect()))
+            .collect()
+    });
 
 /// Lowercased, common Latin accents folded to ASCII, separators `_` and `-` kept.
 fn fold(text: &str) -> String {

@@ -146,7 +146,7 @@ pub(crate) fn clean_parts(
             .is_some_and(|d| d.is_attachment());
         let leaf = match (ctype.as_str(), subtype.as_str()) {
             ("text", "html") if !attachment => html_part(raw, part, &number, walk)?,
-            ("text", "plain") if !attachment => text_part(raw, part, &number, walk),
+            ("text", "plain") if !attachment => text_part(raw, part, &number, walk)?,
             ("message", "rfc822" | "global") => nested_message(raw, part, &number, depth, walk)?,
             _ => Vec::new(),
         };
@@ -313,18 +313,23 @@ fn utf8_body<'p>(part: &'p MessagePart, label: Option<&str>) -> Option<&'p str> 
 }
 
 /// Rewrites the links of a text/plain part (inline-signed PGP text is left alone).
-fn text_part(raw: &[u8], part: &MessagePart, number: &str, walk: &mut Walk) -> Vec<Edit> {
+fn text_part(
+    raw: &[u8],
+    part: &MessagePart,
+    number: &str,
+    walk: &mut Walk,
+) -> Result<Vec<Edit>, CleanError> {
     let range = body_range(part, raw);
     let body = &raw[range.clone()];
     if !body.windows(4).any(|w| w.eq_ignore_ascii_case(b"http")) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let transfer = Transfer::from_header(part.content_transfer_encoding());
     let (decoded, _) = transfer::decode(body, transfer);
     let label = part.content_type().and_then(|c| c.attribute("charset"));
     let enc = match charset::plan(label, &decoded) {
         Plan::InPlace(e) | Plan::RoundTrip(e) => e,
-        Plan::ToUtf8(_) => return Vec::new(), // UTF-16 plain text: rare, left alone
+        Plan::ToUtf8(_) => return Ok(Vec::new()), // UTF-16 plain text: rare, left alone
     };
     let text = charset::to_utf8(&decoded, enc);
     if text.contains("-----BEGIN PGP SIGNED MESSAGE-----") {
@@ -333,26 +338,30 @@ fn text_part(raw: &[u8], part: &MessagePart, number: &str, walk: &mut Walk) -> V
             number,
             "text/plain (inline PGP)",
         ));
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let (new, findings) = crate::html::rewrite_text_links(
+    let (new, findings) = crate::html::rewrite_text_links_until(
         &text,
         walk.rules,
         walk.detector,
         &walk.policy.links,
         walk.list_unsubscribe,
         number,
-    );
+        Some(walk.deadline),
+    )
+    .map_err(|_| CleanError::Deadline)?;
     for f in findings {
         walk.note(f);
     }
-    let Some(new) = new else { return Vec::new() };
+    let Some(new) = new else {
+        return Ok(Vec::new());
+    };
     let content = charset::from_utf8(&new, Plan::RoundTrip(enc));
     walk.report.parts_changed += 1;
-    vec![Edit {
+    Ok(vec![Edit {
         bytes: transfer::encode(&content, transfer, body, walk.eol),
         range,
-    }]
+    }])
 }
 
 /// A message inside a part: decode it, clean it as a message, encode it back.
