@@ -704,3 +704,63 @@ fn contrast(a: &str, b: &str) -> f64 {
         _ => 0.0,
     }
 }
+
+#[test]
+fn filter_records_and_the_standalone_dashboard_shows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("filter.sqlite").display().to_string();
+    for (_, raw) in fixtures() {
+        let mut child = Command::new(MAILVEIL)
+            .args(["filter", "--no-system-rules", "--recipient", RECIPIENT])
+            .args(["--report-db", &db])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn filter");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&raw)
+            .expect("write mail");
+        let out = child.wait_with_output().expect("filter");
+        assert!(out.status.success());
+        assert!(!out.stdout.is_empty());
+    }
+    let r = report_json(&db, &["--days", "1"]);
+    assert_eq!(r["totals"]["mails"], 4, "{r}");
+    // Without an envelope, the sender comes from Return-Path or From.
+    assert_eq!(
+        r["top_senders"][0]["name"], "mail190.suw13.mcdlv.net",
+        "{r}"
+    );
+    let csv = Command::new(MAILVEIL)
+        .args(["report", "--report-db", &db, "--format", "csv"])
+        .output()
+        .expect("report csv");
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.starts_with("section,name,mails,blocked,trackers\ntotal,all,4,"),
+        "{csv}"
+    );
+
+    let port = free_port();
+    let mut child = Command::new(MAILVEIL)
+        .args(["dashboard", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--report-db", &db])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dashboard");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "dashboard did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, page) = http_get(port, "/dashboard?q=friends");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+    assert!(page.contains("friend@friends.example"), "{page}");
+    assert!(page.contains("<b>4</b>mails"), "{page}");
+}

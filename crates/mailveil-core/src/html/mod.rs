@@ -434,6 +434,7 @@ mod deadline_tests {
             policy: &policy,
             part: "1",
             deadline,
+            language: None,
         };
         let mut html = String::from("<style>");
         for i in 0..300 {
