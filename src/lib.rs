@@ -5,6 +5,8 @@
 pub use mailveil_core::*;
 
 pub mod explain;
+pub mod imap;
+pub mod milter;
 pub mod reload;
 pub mod rule_files;
 pub mod smtp;

@@ -35,6 +35,10 @@ enum Command {
     Report(report_cmd::ReportArgs),
     /// Serve the dashboard (/dashboard) and metrics (/metrics) over HTTP.
     Dashboard(report_cmd::DashboardArgs),
+    /// Run as a milter (Postfix smtpd_milters, Sendmail INPUT_MAIL_FILTER).
+    Milter(MilterArgs),
+    /// Clean the mail already in an IMAP mailbox (once, or watching with IDLE).
+    Imap(ImapArgs),
     /// Work with rule files.
     Rules {
         #[command(subcommand)]
@@ -134,6 +138,172 @@ struct ServeArgs {
     token_file: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct MilterArgs {
+    /// Where to listen: inet:127.0.0.1:8891 (or inet:8891@127.0.0.1) or unix:/path.
+    #[arg(long, value_name = "SOCKET", default_value = "inet:127.0.0.1:8891")]
+    listen: mailveil::milter::Listen,
+    /// A directory of *.toml rule files added on top of the shipped rules (repeatable).
+    #[arg(long = "rules", value_name = "DIR")]
+    rules: Vec<PathBuf>,
+    /// What happens to remote content that is not a known tracker.
+    #[arg(long, value_name = "keep|strip", default_value = "keep")]
+    remote_content: RemoteContent,
+    /// When a mail cannot be cleaned: pass it on unchanged (with an error header) or tempfail.
+    #[arg(long, value_name = "pass|tempfail", default_value = "pass")]
+    on_error: OnErrorArg,
+    /// Remove read-receipt requests (Disposition-Notification-To, Return-Receipt-To).
+    #[arg(long)]
+    strip_read_receipts: bool,
+    /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
+    #[arg(long)]
+    keep_campaign_params: bool,
+    /// Larger mails pass unchanged with `error=too-large` (or tempfail).
+    #[arg(long, value_name = "BYTES", default_value_t = mailveil::Limits::default().max_message_bytes)]
+    max_message_bytes: usize,
+    /// Do not read the system rules directory (/etc/mailveil/rules.d).
+    #[arg(long)]
+    no_system_rules: bool,
+}
+
+#[derive(Args)]
+struct ImapArgs {
+    /// The server: imaps://HOST[:PORT] (TLS), or imap://HOST[:PORT] (plain, loopback tests).
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// The login name.
+    #[arg(long, value_name = "USER")]
+    user: String,
+    /// A file holding the password (first line). The password never appears in logs.
+    #[arg(long, value_name = "FILE")]
+    password_file: PathBuf,
+    /// A folder to clean (repeatable; default INBOX).
+    #[arg(long = "folder", value_name = "NAME")]
+    folders: Vec<String>,
+    /// After the sweep, stay connected (IDLE) and clean new mail as it arrives.
+    #[arg(long)]
+    watch: bool,
+    /// Only mail whose internal date is on or after this day (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    since: Option<String>,
+    /// Move originals to this folder instead of deleting them.
+    #[arg(long, value_name = "FOLDER")]
+    keep_originals: Option<String>,
+    /// The state file (UIDs already handled, per folder and UIDVALIDITY).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// A directory of *.toml rule files added on top of the shipped rules (repeatable).
+    #[arg(long = "rules", value_name = "DIR")]
+    rules: Vec<PathBuf>,
+    /// What happens to remote content that is not a known tracker.
+    #[arg(long, value_name = "keep|strip", default_value = "keep")]
+    remote_content: RemoteContent,
+    /// Remove read-receipt requests.
+    #[arg(long)]
+    strip_read_receipts: bool,
+    /// Do not read the system rules directory (/etc/mailveil/rules.d).
+    #[arg(long)]
+    no_system_rules: bool,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OnErrorArg {
+    Pass,
+    Tempfail,
+}
+
+impl From<OnErrorArg> for OnError {
+    fn from(a: OnErrorArg) -> OnError {
+        match a {
+            OnErrorArg::Pass => OnError::PassUnchanged,
+            OnErrorArg::Tempfail => OnError::Tempfail,
+        }
+    }
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILVEIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+/// The milter: exit 0 after SIGTERM, 1 when it cannot listen.
+fn milter(args: MilterArgs) -> ExitCode {
+    init_logs();
+    let policy = Policy {
+        banner: false,
+        remote_content: args.remote_content,
+        strip_read_receipts: args.strip_read_receipts,
+        on_error: args.on_error.into(),
+        links: mailveil::links::LinkPolicy {
+            keep_campaign_params: args.keep_campaign_params,
+            ..Default::default()
+        },
+        limits: mailveil::Limits {
+            max_message_bytes: args.max_message_bytes,
+            ..Default::default()
+        },
+    };
+    let opts = mailveil::milter::Options {
+        listen: args.listen,
+        rules: args.rules,
+        system_rules: !args.no_system_rules,
+        policy,
+        max_frame: mailveil::milter::codec::DEFAULT_MAX_FRAME,
+        timeout: Duration::from_secs(300),
+    };
+    match mailveil::milter::run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The IMAP sweep: exit 0 when every message was handled, 1 on an error.
+fn imap(args: ImapArgs) -> ExitCode {
+    init_logs();
+    let policy = Policy {
+        banner: false,
+        remote_content: args.remote_content,
+        strip_read_receipts: args.strip_read_receipts,
+        ..Policy::default()
+    };
+    let opts = mailveil::imap::Options {
+        server: args.server,
+        user: args.user,
+        password_file: args.password_file,
+        folders: if args.folders.is_empty() {
+            vec!["INBOX".to_string()]
+        } else {
+            args.folders
+        },
+        watch: args.watch,
+        since: args.since,
+        keep_originals: args.keep_originals,
+        state: args.state,
+        rules: args.rules,
+        system_rules: !args.no_system_rules,
+        policy,
+        progress: !args.quiet,
+    };
+    match mailveil::imap::run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum RulesCommand {
     /// Check rule files: every error with its file and line. Exit 1 if any.
@@ -172,6 +342,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Report(args) => report_cmd::report(args),
         Command::Dashboard(args) => report_cmd::dashboard(args),
+        Command::Milter(args) => milter(args),
+        Command::Imap(args) => imap(args),
         Command::Rules { command } => match rules_command(command) {
             Ok(code) => code,
             Err(e) => {

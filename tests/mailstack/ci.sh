@@ -10,5 +10,5 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 [ "$(id -u)" = 0 ] || { echo "ci.sh: must run as root (apt-get, postfix -c, dovecot -c)" >&2; exit 1; }
 WITH_MILTER=0 "$HERE/install.sh"
-command -v smtp-source >/dev/null && command -v swaks >/dev/null && command -v dovecot >/dev/null
+command -v smtp-source >/dev/null && command -v swaks >/dev/null && command -v dovecot >/dev/null && command -v miltertest >/dev/null
 echo "mailstack: ready"

@@ -81,12 +81,19 @@ pub struct Stack {
     pub ports: Ports,
     pub mailveil: Option<Child>,
     content_filter: String,
+    milters: String,
 }
 
 impl Stack {
     /// Dovecot, then Postfix with `content_filter` (`{filter}` is replaced by the
     /// filter port; "" = none).
     pub fn start(content_filter: &str) -> Stack {
+        Stack::start_with(content_filter, "")
+    }
+
+    /// Like [`Stack::start`], with `smtpd_milters` on the inbound smtpd (`{milter}` is
+    /// replaced by the `filter` port, where the test starts its milter).
+    pub fn start_with(content_filter: &str, milters: &str) -> Stack {
         let run = tempfile::Builder::new()
             .prefix("mvstack")
             .tempdir_in("/tmp")
@@ -105,6 +112,7 @@ impl Stack {
             ports,
             mailveil: None,
             content_filter: content_filter.replace("{filter}", &ports.filter.to_string()),
+            milters: milters.replace("{milter}", &ports.filter.to_string()),
         };
         stack.script("dovecot-up.sh");
         stack.script("postfix-up.sh");
@@ -119,7 +127,8 @@ impl Stack {
             .env("FILTER_PORT", p.filter.to_string())
             .env("LMTP_PORT", p.lmtp.to_string())
             .env("IMAP_PORT", p.imap.to_string())
-            .env("CONTENT_FILTER", &self.content_filter);
+            .env("CONTENT_FILTER", &self.content_filter)
+            .env("PF_MILTERS", &self.milters);
     }
 
     /// Runs a harness script; panics with its output on failure.
@@ -174,6 +183,29 @@ impl Stack {
                 self.mailveil_log()
             )
         });
+    }
+
+    /// Starts `mailveil ARGS...` logging to `$run/mailveil.log` (as the stack's mailveil,
+    /// stopped on drop), and waits until `port` on 127.0.0.1 accepts connections.
+    pub fn start_mailveil_args(&mut self, args: &[&str], port: u16) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run.join("mailveil.log"))
+            .unwrap();
+        let child = Command::new(MAILVEIL)
+            .args(args)
+            .env("MAILVEIL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.mailveil = Some(child);
+        wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .unwrap_or_else(|| panic!("mailveil did not listen on {port}: {}", self.mailveil_log()));
     }
 
     /// SIGKILL (no chance to answer anything).

@@ -8,10 +8,11 @@
 # postfix  -> /usr/sbin/postfix, postconf, postqueue, smtp-source, smtp-sink (all in the postfix package)
 # dovecot-core + dovecot-lmtpd + dovecot-imapd -> /usr/sbin/dovecot, /usr/lib/dovecot/{lmtp,imap}
 # swaks    -> /usr/bin/swaks (SMTP/LMTP client)
-# python3-milter + miltertest -> optional, only for the milter checks (e2e-modes.sh)
+# miltertest -> drives `mailveil milter` directly (tests/milter_mailstack.rs)
+# python3-milter -> optional (WITH_MILTER=1), only for the harness's own test milter
 set -euo pipefail
 PKGS="postfix dovecot-core dovecot-lmtpd dovecot-imapd swaks python3-milter miltertest iproute2"
-[ "${WITH_MILTER:-0}" = 1 ] || PKGS="${PKGS/python3-milter miltertest /}"
+[ "${WITH_MILTER:-0}" = 1 ] || PKGS="${PKGS/python3-milter /}"
 
 missing=""
 for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"; done

@@ -1,0 +1,724 @@
+//! One milter connection as a state machine, no I/O: commands in, replies out. At the
+//! end of a message it hands back a [`Message`] (the envelope, the raw message rebuilt
+//! from the header fields and body as the MTA gave them); the caller cleans it with the
+//! core and turns the result into replies with [`eom_replies`]: only what changed is
+//! sent (the report header, changed or removed headers, the body when it differs).
+
+use super::codec::{Command, Reply, action, body_chunks, proto};
+use mailveil_core::{Cleaned, Envelope, Policy, Rules};
+
+/// Actions we ask for: add the report header, replace the body, change/remove headers.
+const WANTED_ACTIONS: u32 = action::ADDHDRS | action::CHGBODY | action::CHGHDRS;
+/// The highest protocol version spoken.
+const VERSION: u32 = 6;
+
+/// What the caller does after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send these replies (possibly none).
+    Reply(Vec<Reply>),
+    /// End of message: clean this and answer with [`eom_replies`].
+    Clean(Message),
+    /// Close the connection.
+    Close,
+}
+
+/// A complete message at end of data.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Message {
+    /// MAIL FROM without the angle brackets (`None` for the null sender).
+    pub sender: Option<String>,
+    /// RCPT TO addresses without the angle brackets.
+    pub recipients: Vec<String>,
+    /// The MTA's queue id (macro `i`), for logs.
+    pub queue_id: Option<String>,
+    /// The header fields as (name, value after the colon, CRLF line breaks).
+    pub fields: Vec<Field>,
+    /// The body as the MTA gave it (CRLF).
+    pub body: Vec<u8>,
+    /// More than the size limit arrived: the body is cut and must not be replaced.
+    pub truncated: bool,
+    /// The MTA keeps the space after the colon in header values (SMFIP_HDR_LEADSPC).
+    pub leadspc: bool,
+    /// The actions the MTA allowed.
+    pub actions: u32,
+}
+
+impl Message {
+    /// The raw message: header fields, a blank line, the body (CRLF).
+    pub fn raw(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 64 * self.fields.len() + 2);
+        for f in &self.fields {
+            f.write(&mut out);
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// One header field: the name and the bytes after the colon (CRLF inside folded values,
+/// no final line break).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+impl Field {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.name.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(&self.value);
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The value as a milter reply carries it: folds as bare LF (the MTA's own line
+    /// breaks inside headers), without the leading space unless HDR_LEADSPC was agreed.
+    fn wire_value(&self, leadspc: bool) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.value.len());
+        let mut i = 0;
+        while i < self.value.len() {
+            if self.value[i] == b'\r' && self.value.get(i + 1) == Some(&b'\n') {
+                i += 1;
+                continue;
+            }
+            v.push(self.value[i]);
+            i += 1;
+        }
+        if !leadspc {
+            let skip = v.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+            v.drain(..skip);
+        }
+        v
+    }
+}
+
+/// Bare LF to CRLF (the MTA hands folded header values over with LF only).
+fn crlf(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 4);
+    for (i, &b) in value.iter().enumerate() {
+        if b == b'\n' && (i == 0 || value[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// The state of one connection.
+#[derive(Debug)]
+pub struct Session {
+    max_message_bytes: usize,
+    negotiated: bool,
+    leadspc: bool,
+    actions: u32,
+    sender: Option<String>,
+    recipients: Vec<String>,
+    queue_id: Option<String>,
+    fields: Vec<Field>,
+    body: Vec<u8>,
+    size: usize,
+    truncated: bool,
+}
+
+fn address(arg: Option<&String>) -> Option<String> {
+    let a = arg?.trim();
+    let a = a.strip_prefix('<').unwrap_or(a);
+    let a = a.strip_suffix('>').unwrap_or(a);
+    (!a.is_empty()).then(|| a.to_string())
+}
+
+impl Session {
+    /// A new connection; messages above `max_message_bytes` are not buffered whole
+    /// (they pass with an error header, or tempfail, as the policy says).
+    pub fn new(max_message_bytes: usize) -> Self {
+        Session {
+            max_message_bytes,
+            negotiated: false,
+            leadspc: false,
+            actions: 0,
+            sender: None,
+            recipients: Vec::new(),
+            queue_id: None,
+            fields: Vec::new(),
+            body: Vec::new(),
+            size: 0,
+            truncated: false,
+        }
+    }
+
+    fn reset_message(&mut self) {
+        self.sender = None;
+        self.recipients.clear();
+        self.queue_id = None;
+        self.fields.clear();
+        self.body = Vec::new();
+        self.size = 0;
+        self.truncated = false;
+    }
+
+    fn account(&mut self, n: usize) -> bool {
+        self.size = self.size.saturating_add(n);
+        if self.size > self.max_message_bytes {
+            self.truncated = true;
+        }
+        !self.truncated
+    }
+
+    /// Handles one command.
+    pub fn handle(&mut self, cmd: Command) -> Step {
+        let cont = Step::Reply(vec![Reply::Continue]);
+        match cmd {
+            Command::OptNeg {
+                version,
+                actions,
+                protocol,
+            } => {
+                self.negotiated = true;
+                self.actions = actions & WANTED_ACTIONS;
+                let protocol = protocol & proto::HDR_LEADSPC;
+                self.leadspc = protocol != 0;
+                Step::Reply(vec![Reply::OptNeg {
+                    version: version.clamp(2, VERSION),
+                    actions: self.actions,
+                    protocol,
+                }])
+            }
+            Command::Macros { pairs, .. } => {
+                for (k, v) in pairs {
+                    if k == "i" && !v.is_empty() {
+                        self.queue_id = Some(v);
+                    }
+                }
+                Step::Reply(Vec::new())
+            }
+            Command::Connect { .. } | Command::Helo | Command::Data | Command::Unknown => cont,
+            Command::Mail { args } => {
+                // macros for this step came just before it: keep the queue id
+                let queue_id = self.queue_id.take();
+                self.reset_message();
+                self.queue_id = queue_id;
+                self.sender = address(args.first());
+                cont
+            }
+            Command::Rcpt { args } => {
+                if let Some(a) = address(args.first()) {
+                    self.recipients.push(a);
+                }
+                cont
+            }
+            Command::Header { name, value } => {
+                if self.account(name.len() + value.len() + 3) {
+                    let mut v = crlf(&value);
+                    if !self.leadspc {
+                        v.insert(0, b' ');
+                    }
+                    self.fields.push(Field {
+                        name: String::from_utf8_lossy(&name).into_owned(),
+                        value: v,
+                    });
+                }
+                cont
+            }
+            Command::EndOfHeaders => cont,
+            Command::Body(chunk) => {
+                if self.account(chunk.len()) {
+                    self.body.extend_from_slice(&chunk);
+                }
+                cont
+            }
+            Command::EndOfMessage => {
+                let msg = Message {
+                    sender: self.sender.take(),
+                    recipients: std::mem::take(&mut self.recipients),
+                    queue_id: self.queue_id.take(),
+                    fields: std::mem::take(&mut self.fields),
+                    body: std::mem::take(&mut self.body),
+                    truncated: self.truncated,
+                    leadspc: self.leadspc,
+                    actions: self.actions,
+                };
+                self.reset_message();
+                Step::Clean(msg)
+            }
+            Command::Abort => {
+                self.reset_message();
+                Step::Reply(Vec::new())
+            }
+            Command::QuitNewConnection => {
+                self.reset_message();
+                Step::Reply(Vec::new())
+            }
+            Command::Quit => Step::Close,
+        }
+    }
+
+    /// Whether option negotiation happened.
+    pub fn negotiated(&self) -> bool {
+        self.negotiated
+    }
+}
+
+/// Cleans a message with the core. A message that arrived over the size limit was not
+/// kept whole: the core is told so (a limit of 0 for what was kept), and answers as for
+/// any mail too large to clean: the error header, or tempfail, as the policy says.
+pub fn clean_message(msg: &Message, policy: &Policy, rules: &Rules) -> Cleaned {
+    let raw = msg.raw();
+    let envelope = Envelope {
+        sender: msg.sender.clone(),
+        recipients: msg.recipients.clone(),
+    };
+    if msg.truncated {
+        let mut over = policy.clone();
+        over.limits.max_message_bytes = 0;
+        return mailveil_core::clean(&raw, &envelope, &over, rules);
+    }
+    mailveil_core::clean(&raw, &envelope, policy, rules)
+}
+
+/// Splits a message into header fields (as [`Field`]) and the body.
+pub fn split_message(raw: &[u8]) -> (Vec<Field>, &[u8]) {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut at = 0;
+    while at < raw.len() {
+        let end = raw[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |i| at + i + 1);
+        let line = &raw[at..end];
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.is_empty() {
+            return (fields, &raw[end..]);
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            if let Some(last) = fields.last_mut() {
+                last.value.extend_from_slice(b"\r\n");
+                last.value.extend_from_slice(content);
+            }
+        } else if let Some(colon) = content.iter().position(|&b| b == b':') {
+            fields.push(Field {
+                name: String::from_utf8_lossy(&content[..colon])
+                    .trim()
+                    .to_string(),
+                value: content[colon + 1..].to_vec(),
+            });
+        } else {
+            return (fields, &raw[at..]);
+        }
+        at = end;
+    }
+    (fields, &raw[raw.len()..])
+}
+
+/// What [`eom_replies`] decided, for the log line.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub headers_added: usize,
+    pub headers_changed: usize,
+    pub headers_removed: usize,
+    pub body_replaced: bool,
+    /// A change was needed that the MTA did not allow at negotiation.
+    pub not_allowed: bool,
+}
+
+enum Op {
+    Change { at: usize, value: Option<Field> },
+    Insert { before: usize, field: Field },
+}
+
+/// The replies that turn `msg` into `cleaned.bytes`, ending with the final verdict.
+pub fn eom_replies(msg: &Message, cleaned: &Cleaned) -> (Vec<Reply>, Changes) {
+    let mut changes = Changes::default();
+    if cleaned.tempfail {
+        return (vec![Reply::Tempfail], changes);
+    }
+    if !cleaned.report.changed {
+        return (vec![Reply::Continue], changes);
+    }
+    let (new_fields, new_body) = split_message(&cleaned.bytes);
+    let old = &msg.fields;
+    // Walk both header lists: equal fields match; a field of the same name with another
+    // value is a change; a new field that stands before an old one still to come is an
+    // insertion; an old field that is gone is a removal.
+    let mut ops = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() && j < new_fields.len() {
+        if old[i] == new_fields[j] {
+            i += 1;
+            j += 1;
+        } else if old[i].name.eq_ignore_ascii_case(&new_fields[j].name)
+            && !new_fields[j + 1..].contains(&old[i])
+        {
+            ops.push(Op::Change {
+                at: i,
+                value: Some(new_fields[j].clone()),
+            });
+            i += 1;
+            j += 1;
+        } else if new_fields[j + 1..].contains(&old[i]) {
+            ops.push(Op::Insert {
+                before: i,
+                field: new_fields[j].clone(),
+            });
+            j += 1;
+        } else {
+            ops.push(Op::Change { at: i, value: None });
+            i += 1;
+        }
+    }
+    for at in i..old.len() {
+        ops.push(Op::Change { at, value: None });
+    }
+    let appended = &new_fields[j..];
+
+    let mut replies = Vec::new();
+    let can = |a: u32| msg.actions & a == a;
+    // Changes and removals from the last field up, so that the occurrence index of
+    // each one (counted among fields of its name) is not moved by the ones before.
+    for op in ops.iter().rev() {
+        if let Op::Change { at, value } = op {
+            if !can(action::CHGHDRS) {
+                changes.not_allowed = true;
+                continue;
+            }
+            let name = &old[*at].name;
+            let index = old[..=*at]
+                .iter()
+                .filter(|f| f.name.eq_ignore_ascii_case(name))
+                .count() as u32;
+            let wire = match value {
+                Some(f) => {
+                    changes.headers_changed += 1;
+                    f.wire_value(msg.leadspc)
+                }
+                None => {
+                    changes.headers_removed += 1;
+                    Vec::new()
+                }
+            };
+            replies.push(Reply::ChangeHeader {
+                index,
+                name: name.clone(),
+                value: wire,
+            });
+        }
+    }
+    // Insertions, from the last position up; positions count the old fields that stay.
+    for op in ops.iter().rev() {
+        if let Op::Insert { before, field } = op {
+            if !can(action::ADDHDRS) {
+                changes.not_allowed = true;
+                continue;
+            }
+            let removed_before = ops
+                .iter()
+                .filter(|o| matches!(o, Op::Change { at, value: None } if at < before))
+                .count();
+            changes.headers_added += 1;
+            replies.push(Reply::InsertHeader {
+                index: (before - removed_before) as u32,
+                name: field.name.clone(),
+                value: field.wire_value(msg.leadspc),
+            });
+        }
+    }
+    for f in appended {
+        if !can(action::ADDHDRS) {
+            changes.not_allowed = true;
+            continue;
+        }
+        changes.headers_added += 1;
+        replies.push(Reply::AddHeader {
+            name: f.name.clone(),
+            value: f.wire_value(msg.leadspc),
+        });
+    }
+    if cleaned.report.error.is_none() && !msg.truncated && new_body != msg.body.as_slice() {
+        if can(action::CHGBODY) {
+            changes.body_replaced = true;
+            replies.extend(body_chunks(new_body));
+        } else {
+            changes.not_allowed = true;
+        }
+    }
+    replies.push(Reply::Continue);
+    (replies, changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailveil_core::{Envelope, Policy, Rules, clean};
+
+    fn session_with(headers: &[(&str, &str)], body: &str, leadspc: bool) -> Message {
+        let mut s = Session::new(1 << 20);
+        let Step::Reply(r) = s.handle(Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: if leadspc { 0x1f_ffff } else { 0 },
+        }) else {
+            panic!()
+        };
+        assert_eq!(
+            r,
+            vec![Reply::OptNeg {
+                version: 6,
+                actions: 0x13,
+                protocol: if leadspc { proto::HDR_LEADSPC } else { 0 }
+            }]
+        );
+        s.handle(Command::Mail {
+            args: vec!["<news@sender.example>".into()],
+        });
+        s.handle(Command::Rcpt {
+            args: vec!["<alice@example.test>".into()],
+        });
+        for (n, v) in headers {
+            s.handle(Command::Header {
+                name: n.as_bytes().to_vec(),
+                value: v.as_bytes().to_vec(),
+            });
+        }
+        s.handle(Command::EndOfHeaders);
+        s.handle(Command::Body(body.as_bytes().to_vec()));
+        match s.handle(Command::EndOfMessage) {
+            Step::Clean(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Applies the replies to the message the way an MTA would.
+    fn apply(msg: &Message, replies: &[Reply]) -> Vec<u8> {
+        let mut fields = msg.fields.clone();
+        let mut body: Option<Vec<u8>> = None;
+        let to_field = |name: &str, v: &[u8]| Field {
+            name: name.into(),
+            value: crlf(&if msg.leadspc {
+                v.to_vec()
+            } else {
+                [b" ", v].concat()
+            }),
+        };
+        for r in replies {
+            match r {
+                Reply::ChangeHeader { index, name, value } => {
+                    let pos = fields
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| f.name.eq_ignore_ascii_case(name))
+                        .nth(*index as usize - 1)
+                        .map(|(p, _)| p)
+                        .unwrap();
+                    if value.is_empty() {
+                        fields.remove(pos);
+                    } else {
+                        fields[pos] = to_field(name, value);
+                    }
+                }
+                Reply::InsertHeader { index, name, value } => {
+                    fields.insert(*index as usize, to_field(name, value))
+                }
+                Reply::AddHeader { name, value } => fields.push(to_field(name, value)),
+                Reply::ReplaceBody(c) => body.get_or_insert_with(Vec::new).extend(c),
+                _ => {}
+            }
+        }
+        let m = Message {
+            fields,
+            body: body.unwrap_or_else(|| msg.body.clone()),
+            ..Message {
+                sender: None,
+                recipients: vec![],
+                queue_id: None,
+                fields: vec![],
+                body: vec![],
+                truncated: false,
+                leadspc: true,
+                actions: 0,
+            }
+        };
+        m.raw()
+    }
+
+    const TRACKED: &str = "<html><body><p>Hi</p><img src=\"https://t.example/open.gif?e=alice@example.test\" width=\"1\" height=\"1\"></body></html>\r\n";
+
+    #[test]
+    fn tracked_mail_gets_header_on_top_and_new_body() {
+        for leadspc in [true, false] {
+            let sp = if leadspc { " " } else { "" };
+            let msg = session_with(
+                &[
+                    ("From", &format!("{sp}news@sender.example")),
+                    ("To", &format!("{sp}alice@example.test")),
+                    ("Subject", &format!("{sp}folded\n\tsubject")),
+                    ("Content-Type", &format!("{sp}text/html; charset=utf-8")),
+                ],
+                TRACKED,
+                leadspc,
+            );
+            assert_eq!(msg.recipients, ["alice@example.test"]);
+            assert_eq!(msg.sender.as_deref(), Some("news@sender.example"));
+            let raw = msg.raw();
+            assert!(raw.starts_with(b"From: news@sender.example\r\nTo: alice"));
+            assert!(
+                String::from_utf8_lossy(&raw).contains("Subject: folded\r\n\tsubject\r\n"),
+                "{}",
+                String::from_utf8_lossy(&raw)
+            );
+            let envelope = Envelope::to(msg.recipients.clone());
+            let cleaned = clean(&raw, &envelope, &Policy::default(), &Rules::default());
+            let (replies, changes) = eom_replies(&msg, &cleaned);
+            assert!(changes.body_replaced);
+            assert_eq!(changes.headers_added, 1);
+            assert_eq!(changes.headers_removed + changes.headers_changed, 0);
+            assert!(
+                matches!(&replies[0], Reply::InsertHeader { index: 0, name, .. } if name == "X-Mailveil")
+            );
+            assert_eq!(replies.last(), Some(&Reply::Continue));
+            assert_eq!(apply(&msg, &replies), cleaned.bytes, "leadspc {leadspc}");
+        }
+    }
+
+    #[test]
+    fn read_receipts_are_removed_with_chgheader() {
+        let msg = session_with(
+            &[
+                ("From", " a@sender.example"),
+                ("Disposition-Notification-To", " a@sender.example"),
+                ("Subject", " hi"),
+                ("Return-Receipt-To", " a@sender.example"),
+                ("Disposition-Notification-To", " b@sender.example"),
+            ],
+            "plain text\r\n",
+            true,
+        );
+        let policy = Policy {
+            strip_read_receipts: true,
+            ..Policy::default()
+        };
+        let cleaned = clean(&msg.raw(), &Envelope::default(), &policy, &Rules::default());
+        let (replies, changes) = eom_replies(&msg, &cleaned);
+        assert_eq!(changes.headers_removed, 3);
+        assert!(!changes.body_replaced);
+        // the last occurrence is removed first, so indexes stay right
+        assert_eq!(
+            replies[0],
+            Reply::ChangeHeader {
+                index: 2,
+                name: "Disposition-Notification-To".into(),
+                value: vec![]
+            }
+        );
+        assert_eq!(apply(&msg, &replies), cleaned.bytes);
+    }
+
+    #[test]
+    fn an_already_cleaned_mail_needs_no_change() {
+        let msg = session_with(
+            &[
+                ("From", " a@sender.example"),
+                ("Content-Type", " text/html"),
+            ],
+            TRACKED,
+            true,
+        );
+        let once = clean(
+            &msg.raw(),
+            &Envelope::default(),
+            &Policy::default(),
+            &Rules::default(),
+        );
+        // the same mail passing a second mailveil milter
+        let (fields, body) = split_message(&once.bytes);
+        let msg2 = Message {
+            fields,
+            body: body.to_vec(),
+            ..msg
+        };
+        assert_eq!(msg2.raw(), once.bytes);
+        let twice = clean(
+            &msg2.raw(),
+            &Envelope::default(),
+            &Policy::default(),
+            &Rules::default(),
+        );
+        let (replies, changes) = eom_replies(&msg2, &twice);
+        assert_eq!(replies, vec![Reply::Continue]);
+        assert_eq!(changes, Changes::default());
+    }
+
+    #[test]
+    fn tempfail_policy_and_size_limit() {
+        let mut s = Session::new(100);
+        s.handle(Command::OptNeg {
+            version: 6,
+            actions: 0x1ff,
+            protocol: 0x1f_ffff,
+        });
+        s.handle(Command::Header {
+            name: b"Subject".to_vec(),
+            value: b" x".to_vec(),
+        });
+        s.handle(Command::Body(vec![b'a'; 200]));
+        let Step::Clean(msg) = s.handle(Command::EndOfMessage) else {
+            panic!()
+        };
+        assert!(msg.truncated);
+        assert!(msg.body.is_empty(), "nothing above the limit is kept");
+        // what was kept is small, but the mail was not: it is an error all the same
+        let policy = Policy {
+            on_error: mailveil_core::OnError::Tempfail,
+            ..Policy::default()
+        };
+        let cleaned = clean_message(&msg, &policy, &Rules::default());
+        assert_eq!(cleaned.report.error.as_deref(), Some("too-large"));
+        assert_eq!(eom_replies(&msg, &cleaned).0, vec![Reply::Tempfail]);
+        let policy = Policy {
+            on_error: mailveil_core::OnError::PassUnchanged,
+            ..policy
+        };
+        let cleaned = clean_message(&msg, &policy, &Rules::default());
+        let (replies, changes) = eom_replies(&msg, &cleaned);
+        assert!(!changes.body_replaced, "a cut body is never written back");
+        assert_eq!(replies.len(), 2);
+        assert!(
+            matches!(&replies[0], Reply::InsertHeader { value, .. } if String::from_utf8_lossy(value).contains("error=too-large"))
+        );
+    }
+
+    #[test]
+    fn abort_and_macros() {
+        let mut s = Session::new(1000);
+        s.handle(Command::Macros {
+            stage: b'M',
+            pairs: vec![("i".into(), "4XYZ".into())],
+        });
+        s.handle(Command::Header {
+            name: b"Subject".to_vec(),
+            value: b" a".to_vec(),
+        });
+        assert_eq!(s.handle(Command::Abort), Step::Reply(vec![]));
+        let Step::Clean(m) = s.handle(Command::EndOfMessage) else {
+            panic!()
+        };
+        assert!(m.fields.is_empty());
+        assert_eq!(s.handle(Command::Quit), Step::Close);
+    }
+
+    #[test]
+    fn without_chgbody_the_body_stays_and_it_is_said() {
+        let mut msg = session_with(&[("Content-Type", " text/html")], TRACKED, true);
+        msg.actions = action::ADDHDRS;
+        let cleaned = clean(
+            &msg.raw(),
+            &Envelope::default(),
+            &Policy::default(),
+            &Rules::default(),
+        );
+        let (replies, changes) = eom_replies(&msg, &cleaned);
+        assert!(changes.not_allowed);
+        assert!(!replies.iter().any(|r| matches!(r, Reply::ReplaceBody(_))));
+    }
+}
