@@ -152,3 +152,32 @@ fn later_directories_override_earlier_ones() {
     assert!(rules.match_pixel("other.acme.example", "/o").is_some());
     assert!(rules.locate("acme-open").unwrap().0.ends_with("b.toml"));
 }
+
+#[test]
+fn functional_rules_keep_a_link_working() {
+    let link =
+        |text: &str, url: &str| format!(r#"<a href="{}">{text}</a>"#, url.replace('&', "&amp;"));
+    let url = "https://shop.example/konto?uid=7&utm_source=news";
+    let raw = mail(
+        "news@shop.example",
+        "r@example.org",
+        &link("Vertrag kündigen", url),
+    );
+    assert!(!run(&raw, "r@example.org", &with_user(""), &Policy::default()).contains("utm_source"));
+    let rules = with_user(
+        "[[functional]]\nid = \"cancel-de\"\nwords = [\"kündigen\"]\nsource = \"user\"\n\n[[functional]]\nid = \"account-host\"\nhosts = [\"account.shop.example\"]\nsource = \"user\"\n",
+    );
+    assert!(
+        run(&raw, "r@example.org", &rules, &Policy::default()).contains("utm_source=news"),
+        "a functional word in the link text"
+    );
+    let raw = mail(
+        "news@shop.example",
+        "r@example.org",
+        &link("Go", "https://account.shop.example/x?utm_source=news"),
+    );
+    assert!(
+        run(&raw, "r@example.org", &rules, &Policy::default()).contains("utm_source=news"),
+        "a functional host"
+    );
+}

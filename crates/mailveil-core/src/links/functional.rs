@@ -157,8 +157,20 @@ pub(crate) fn functional_reason(
     url: &str,
     link_text: Option<&str>,
     list_unsubscribe: &[String],
+    rules: Option<&crate::rules::Rules>,
 ) -> Option<String> {
     let parts = Parts::parse(url);
+    if let Some(rules) = rules {
+        let folded_url = fold(&percent_decode_str(url, true));
+        let text = link_text.map(fold).unwrap_or_default();
+        let host = parts.as_ref().map(|p| p.host.as_str());
+        if let Some(id) = rules
+            .functional_match(&text, None)
+            .or_else(|| rules.functional_match(&folded_url, host))
+        {
+            return Some(format!("rule {id}"));
+        }
+    }
     for entry in list_unsubscribe {
         let lu = entry
             .trim()
@@ -216,7 +228,7 @@ static PHRASES: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> =
     });
 
 /// Lowercased, common Latin accents folded to ASCII, separators `_` and `-` kept.
-fn fold(text: &str) -> String {
+pub(crate) fn fold(text: &str) -> String {
     text.chars()
         .flat_map(char::to_lowercase)
         .map(|c| match c {
@@ -289,7 +301,7 @@ mod tests {
             "<mailto:unsub@list.example>".to_string(),
             "<https://list.example/u/abc?e=1>".to_string(),
         ];
-        let r = |s: &str| functional_reason(s, None, &lu);
+        let r = |s: &str| functional_reason(s, None, &lu, None);
         assert!(r("https://list.example/u/abc?e=1").is_some());
         assert!(r("https://list.example/u/abc?e=1&utm_source=x").is_some());
         assert!(r("https://list.example/news/1").is_none());

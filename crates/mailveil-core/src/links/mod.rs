@@ -229,8 +229,9 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     }
     let mut result = stages.last().cloned().unwrap_or_default();
     if !opaque {
-        let reason =
-            |url: &str| functional::functional_reason(url, ctx.link_text, ctx.list_unsubscribe);
+        let reason = |url: &str| {
+            functional::functional_reason(url, ctx.link_text, ctx.list_unsubscribe, Some(ctx.rules))
+        };
         if let Some(reason) = reason(&result) {
             steps.push(LinkStep::Functional { reason });
         } else if let Some(reason) = stages[..stages.len() - 1].iter().find_map(|s| reason(s)) {

@@ -89,6 +89,9 @@ pub struct Rules {
     locations: HashMap<String, (String, usize)>,
     allows: Vec<exceptions::Allow>,
     policies: Vec<exceptions::Policy>,
+    /// `[[functional]]` words (lowercased) and hosts.
+    functional_words: Vec<(String, String)>,
+    functional_hosts: Option<RegexSet>,
 }
 
 impl Default for Rules {
@@ -142,6 +145,21 @@ impl Rules {
             .iter()
             .find(|a| senders.iter().any(|s| a.sender(s)))
             .map(|a| a.entry.id.as_str())
+    }
+
+    /// The `[[functional]]` rule whose word appears in `folded` (lowercased, accents
+    /// folded) text, or whose host is `host`: its id.
+    pub fn functional_match(&self, folded: &str, host: Option<&str>) -> Option<&str> {
+        if let Some(h) = host
+            && let Some(set) = &self.functional_hosts
+            && set.is_match(&h.to_ascii_lowercase())
+        {
+            return Some("host");
+        }
+        self.functional_words
+            .iter()
+            .find(|(w, _)| folded.contains(w.as_str()))
+            .map(|(_, id)| id.as_str())
     }
 
     /// Whether any `[[allow]]` entry exists (the common case is none: skip the checks).
@@ -340,6 +358,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
     let mut locations = HashMap::new();
     let mut allows: Layered<schema::AllowEntry> = Layered::new();
     let mut policies: Layered<schema::PolicyEntry> = Layered::new();
+    let mut functional: Layered<schema::FunctionalEntry> = Layered::new();
     for (src, file) in files {
         let err = |id: &str, message: String| RuleError {
             file: src.name.clone(),
@@ -356,7 +375,8 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             .chain(file.redirect.iter().map(|e| &e.id))
             .chain(file.param.iter().map(|e| &e.id))
             .chain(file.allow.iter().map(|e| &e.id))
-            .chain(file.policy.iter().map(|e| &e.id));
+            .chain(file.policy.iter().map(|e| &e.id))
+            .chain(file.functional.iter().map(|e| &e.id));
         for id in ids {
             check_id(id).map_err(|m| err(id, m))?;
             if !seen.insert(id) {
@@ -372,6 +392,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             .chain(file.param.iter().map(|e| &e.id))
             .chain(file.allow.iter().map(|e| &e.id))
             .chain(file.policy.iter().map(|e| &e.id))
+            .chain(file.functional.iter().map(|e| &e.id))
         {
             locations.insert(id.clone(), (src.name.clone(), find_line(&src.text, id)));
         }
@@ -383,6 +404,9 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         }
         for e in &file.policy {
             policies.insert(&e.id, e.clone(), &src.name);
+        }
+        for e in &file.functional {
+            functional.insert(&e.id, e.clone(), &src.name);
         }
         for e in &file.pixel {
             check_host(&e.host).map_err(|m| err(&e.id, m))?;
@@ -488,6 +512,25 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             Ok(Param { entry, hosts, file })
         })
         .collect::<Result<Vec<_>, RuleError>>()?;
+    let functional = functional.into_vec();
+    let functional_words = functional
+        .iter()
+        .flat_map(|(e, _)| {
+            e.words
+                .iter()
+                .map(|w| (crate::links::functional::fold(w.trim()), e.id.clone()))
+        })
+        .filter(|(w, _)| !w.is_empty())
+        .collect();
+    let hosts: Vec<String> = functional
+        .iter()
+        .flat_map(|(e, _)| e.hosts.iter().map(|h| format!("^{}$", glob::host_regex(h))))
+        .collect();
+    let functional_hosts = if hosts.is_empty() {
+        None
+    } else {
+        Some(RegexSet::new(hosts).map_err(regex_err)?)
+    };
     Ok(Rules {
         trackers,
         pixels,
@@ -500,6 +543,8 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         params,
         param_set,
         locations,
+        functional_words,
+        functional_hosts,
         allows: allows
             .into_vec()
             .into_iter()

@@ -18,6 +18,24 @@ pub struct RuleFile {
     pub allow: Vec<AllowEntry>,
     #[serde(default)]
     pub policy: Vec<PolicyEntry>,
+    #[serde(default)]
+    pub functional: Vec<FunctionalEntry>,
+}
+
+/// Functional links (unsubscribe, preferences, sign-in...): their parameters are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionalEntry {
+    pub id: String,
+    /// Words in the link text or URL (case- and accent-insensitive substrings).
+    #[serde(default)]
+    pub words: Vec<String>,
+    /// Every link to these hosts is functional (host globs).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub source: String,
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// What a rule does when it matches (a user override can turn a shipped rule off).
