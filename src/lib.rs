@@ -11,3 +11,5 @@ pub mod proxy;
 pub mod reload;
 pub mod rule_files;
 pub mod smtp;
+pub mod store;
+pub mod web;

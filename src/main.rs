@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod import;
+mod report_cmd;
 
 /// sysexits.h EX_TEMPFAIL: the MDA (sieve, procmail, maildrop) keeps the mail and retries.
 const EX_TEMPFAIL: u8 = 75;
@@ -32,6 +33,10 @@ enum Command {
     Serve(ServeArgs),
     /// Run the image proxy and link shield alone (`serve` starts it itself with --proxy-listen).
     Proxy(ProxyArgs),
+    /// What was blocked, from whom, over time: totals, top senders and trackers, per day.
+    Report(report_cmd::ReportArgs),
+    /// Serve the dashboard (/dashboard) and metrics (/metrics) over HTTP.
+    Dashboard(report_cmd::DashboardArgs),
     /// Run as a milter (Postfix smtpd_milters, Sendmail INPUT_MAIL_FILTER).
     Milter(MilterArgs),
     /// Clean the mail already in an IMAP mailbox (once, or watching with IDLE).
@@ -78,6 +83,18 @@ struct FilterArgs {
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     no_system_rules: bool,
+    /// Record this mail's report: an SQLite file path or postgres://...
+    #[arg(long, value_name = "PATH|URL")]
+    report_db: Option<String>,
+    /// Days of reports kept in --report-db (older ones are purged).
+    #[arg(long, value_name = "DAYS", default_value_t = mailveil::store::DEFAULT_RETENTION_DAYS)]
+    retention_days: u32,
+    /// Keep full URLs (query strings included) in the report store.
+    #[arg(long)]
+    report_debug: bool,
+    /// Put a short note of what was removed at the top of cleaned HTML mails.
+    #[arg(long)]
+    banner: bool,
 }
 
 #[derive(Args)]
@@ -125,6 +142,21 @@ struct ServeArgs {
     /// Check the configuration, rules and TLS files, then exit (1 on any error).
     #[arg(long)]
     check: bool,
+    /// Record every mail's report: an SQLite file path or postgres://...
+    #[arg(long, value_name = "PATH|URL")]
+    report_db: Option<String>,
+    /// Days of reports kept (purged at start and daily; default 90).
+    #[arg(long, value_name = "DAYS")]
+    retention_days: Option<u32>,
+    /// Put a short note of what was removed at the top of cleaned HTML mails.
+    #[arg(long)]
+    banner: bool,
+    /// Serve the dashboard and /metrics on this address (HTTP).
+    #[arg(long, value_name = "IP:PORT")]
+    dashboard_listen: Option<String>,
+    /// The bearer token non-loopback dashboard clients must send (first line of FILE).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -252,6 +284,7 @@ fn init_logs() {
 fn milter(args: MilterArgs) -> ExitCode {
     init_logs();
     let policy = Policy {
+        banner: false,
         remote_content: args.remote_content,
         strip_read_receipts: args.strip_read_receipts,
         on_error: args.on_error.into(),
@@ -286,6 +319,7 @@ fn milter(args: MilterArgs) -> ExitCode {
 fn imap(args: ImapArgs) -> ExitCode {
     init_logs();
     let policy = Policy {
+        banner: false,
         remote_content: args.remote_content,
         strip_read_receipts: args.strip_read_receipts,
         ..Policy::default()
@@ -354,6 +388,8 @@ fn main() -> ExitCode {
         Command::Filter(args) => filter(args),
         Command::Serve(args) => serve(args),
         Command::Proxy(args) => proxy(args),
+        Command::Report(args) => report_cmd::report(args),
+        Command::Dashboard(args) => report_cmd::dashboard(args),
         Command::Milter(args) => milter(args),
         Command::Imap(args) => imap(args),
         Command::Rules { command } => match rules_command(command) {
@@ -378,6 +414,7 @@ fn filter(args: FilterArgs) -> ExitCode {
         eprintln!("mailveil: rule file skipped: {e}");
     }
     let policy = Policy {
+        banner: args.banner,
         remote_content: args.remote_content,
         strip_read_receipts: args.strip_read_receipts,
         on_error: if args.on_error == "tempfail" {
@@ -401,7 +438,9 @@ fn filter(args: FilterArgs) -> ExitCode {
         sender: None,
         recipients: args.recipients,
     };
+    let started = std::time::Instant::now();
     let cleaned = clean(&raw, &envelope, &policy, &rules);
+    let elapsed = started.elapsed();
     if let Some(err) = &cleaned.report.error {
         eprintln!("mailveil: mail passed unchanged: {err}");
         if cleaned.tempfail {
@@ -422,6 +461,22 @@ fn filter(args: FilterArgs) -> ExitCode {
             );
         }
     }
+    if let Some(location) = &args.report_db {
+        // After the mail is written: a store failure is reported and changes nothing.
+        let record = mailveil::store::MailRecord::from_report(
+            &cleaned.report,
+            &envelope,
+            &raw,
+            mailveil::store::now(),
+            elapsed.as_millis() as i64,
+            args.report_debug,
+        );
+        if let Err(e) =
+            report_cmd::record_one(location, &record, args.report_debug, args.retention_days)
+        {
+            eprintln!("mailveil: report not recorded: {e}");
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -440,6 +495,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         proxy_allow_net: args.proxy_allow_net,
         proxy_cache_dir: args.proxy_cache_dir,
         shield_links: args.shield_links,
+        report_db: args.report_db,
+        retention_days: args.retention_days,
+        banner: args.banner,
+        dashboard_listen: args.dashboard_listen,
+        dashboard_token_file: args.token_file,
     };
     let config = match mailveil::smtp::config::Config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,

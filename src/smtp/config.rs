@@ -127,6 +127,18 @@ pub struct FileConfig {
     pub prefetch_deadline_ms: Option<u64>,
     /// Send opaque click trackers through the link shield.
     pub shield_links: Option<bool>,
+    /// The report store: a file path (SQLite) or `postgres://...`. None: no reports.
+    pub report_db: Option<String>,
+    /// Days of reports kept (default 90); older ones are purged at start and daily.
+    pub retention_days: Option<u32>,
+    /// Keep full URLs (with their query strings, where tokens are) in the report store.
+    pub debug: Option<bool>,
+    /// Put a short note of what was removed at the top of cleaned HTML mails.
+    pub banner: Option<bool>,
+    /// `IP:PORT` for the dashboard and /metrics (HTTP). None: not served.
+    pub dashboard_listen: Option<String>,
+    /// A file holding the bearer token that non-loopback dashboard clients must send.
+    pub dashboard_token_file: Option<PathBuf>,
 }
 
 /// Paths of the STARTTLS certificate chain and private key, PEM.
@@ -166,6 +178,16 @@ pub struct Overrides {
     pub proxy_cache_dir: Option<PathBuf>,
     /// `--shield-links`
     pub shield_links: bool,
+    /// `--report-db`
+    pub report_db: Option<String>,
+    /// `--retention-days`
+    pub retention_days: Option<u32>,
+    /// `--banner`
+    pub banner: bool,
+    /// `--dashboard-listen`
+    pub dashboard_listen: Option<String>,
+    /// `--token-file`
+    pub dashboard_token_file: Option<PathBuf>,
 }
 
 /// The image proxy that `serve` starts, and how long delivery waits for a prefetch.
@@ -175,6 +197,21 @@ pub struct ProxySetup {
     pub settings: crate::proxy::Settings,
     /// Per-mail prefetch deadline.
     pub prefetch_deadline: Duration,
+}
+
+/// Where reports go and how long they stay; where the dashboard listens.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// The store location (file path or `postgres://...`); None: nothing is recorded.
+    pub db: Option<String>,
+    /// Days kept.
+    pub retention_days: u32,
+    /// Keep full URLs.
+    pub debug: bool,
+    /// The dashboard and /metrics listener.
+    pub dashboard_listen: Option<SocketAddr>,
+    /// The dashboard's bearer token file.
+    pub dashboard_token_file: Option<PathBuf>,
 }
 
 /// The validated configuration the server runs with.
@@ -214,6 +251,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The image proxy, if configured.
     pub proxy: Option<ProxySetup>,
+    /// Reports and the dashboard.
+    pub reports: ReportSettings,
 }
 
 /// The proxy part of the configuration: all of listen, base and key file, or none.
@@ -330,7 +369,28 @@ impl Config {
         if max_sessions == 0 || max_message_bytes == 0 {
             return Err("max_sessions and max_message_bytes must be at least 1".into());
         }
+        let dashboard_listen = match o.dashboard_listen.clone().or(file.dashboard_listen) {
+            Some(a) => Some(
+                a.parse::<SocketAddr>()
+                    .map_err(|_| format!("dashboard_listen {a:?}: expected IP:PORT"))?,
+            ),
+            None => None,
+        };
+        let reports = ReportSettings {
+            db: o.report_db.clone().or(file.report_db),
+            retention_days: o
+                .retention_days
+                .or(file.retention_days)
+                .unwrap_or(crate::store::DEFAULT_RETENTION_DAYS),
+            debug: file.debug.unwrap_or(false),
+            dashboard_listen,
+            dashboard_token_file: o.dashboard_token_file.clone().or(file.dashboard_token_file),
+        };
+        if reports.retention_days == 0 {
+            return Err("retention_days must be at least 1".into());
+        }
         Ok(Config {
+            reports,
             listen,
             downstream,
             hostname,
@@ -351,6 +411,7 @@ impl Config {
             system_rules: file.system_rules.unwrap_or(true) && !o.no_system_rules,
             policy: Policy {
                 remote_content,
+                banner: o.banner || file.banner.unwrap_or(false),
                 strip_read_receipts: file.strip_read_receipts.unwrap_or(false),
                 on_error,
                 links: mailveil_core::links::LinkPolicy {

@@ -36,6 +36,17 @@ pub struct Shared {
     pub tls: Option<TlsAcceptor>,
     /// The image proxy and the per-mail prefetch deadline, when `prefetch` is on.
     pub prefetch: Option<(Arc<crate::proxy::Proxy>, Duration)>,
+    /// Where each mail's report is recorded, when a report store is configured.
+    pub reports: Option<Reports>,
+}
+
+/// The report store and how to fill it.
+#[derive(Clone)]
+pub struct Reports {
+    /// The store.
+    pub store: Arc<dyn crate::store::ReportStore>,
+    /// Keep full URLs.
+    pub debug: bool,
 }
 
 /// Resolves when the server starts shutting down.
@@ -311,7 +322,7 @@ async fn deliver(
     };
     let size = raw.len();
     let cleaning = std::time::Instant::now();
-    let (bytes, findings, tempfail) = clean_caught(shared, raw, envelope).await;
+    let (bytes, findings, tempfail, record) = clean_caught(shared, raw, envelope).await;
     // End of DATA to the handoff downstream: what mailveil adds to each mail.
     let clean_us = cleaning.elapsed().as_micros() as u64;
     let (replies, downstream_reply) = if tempfail {
@@ -339,6 +350,24 @@ async fn deliver(
     };
     let answers = session.data_replies(&replies);
     let codes: Vec<u16> = answers.iter().map(|r| r.code).collect();
+    if !tempfail {
+        for r in &replies {
+            crate::web::metrics::downstream_reply(r.code);
+        }
+        if replies.is_empty() {
+            crate::web::metrics::downstream_reply(0);
+        }
+    }
+    if let (Some(reports), Some(mut record)) = (shared.reports.clone(), record) {
+        record.downstream = replies.first().map(|r| i64::from(r.code));
+        // After delivery and off the reply path: a store failure never affects mail.
+        tokio::spawn(async move {
+            match reports.store.record(&record).await {
+                Ok(id) => debug!(report_id = id, findings = record.findings.len(), "recorded"),
+                Err(e) => warn!("report not recorded: {e}"),
+            }
+        });
+    }
     info!(
         queue_id = %queue_id,
         from = %sender,
@@ -370,24 +399,42 @@ fn error_text(e: &DownError) -> String {
 }
 
 /// Runs the core on a blocking thread with any panic caught, so one mail cannot take the
-/// server down. Returns the bytes to deliver, the findings summary and whether the
-/// policy asks for a temporary failure.
+/// server down. Returns the bytes to deliver, the findings summary, whether the
+/// policy asks for a temporary failure, and the record for the report store (when one
+/// is configured). Counts the mail in the metrics.
 async fn clean_caught(
     shared: &Shared,
     raw: Vec<u8>,
     envelope: Envelope,
-) -> (Vec<u8>, String, bool) {
+) -> (Vec<u8>, String, bool, Option<crate::store::MailRecord>) {
     let raw = Arc::new(raw);
     let policy = shared.policy.clone();
     let rules = shared.rules.get();
     let input = Arc::clone(&raw);
+    let debug = shared.reports.as_ref().map(|r| r.debug);
     let job = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         catch_unwind(AssertUnwindSafe(|| {
             clean(&input, &envelope, &policy, &rules)
         }))
+        .map(|cleaned| {
+            let elapsed = started.elapsed();
+            crate::web::metrics::mail_cleaned(&cleaned.report, elapsed);
+            let record = debug.map(|debug| {
+                crate::store::MailRecord::from_report(
+                    &cleaned.report,
+                    &envelope,
+                    &input,
+                    crate::store::now(),
+                    elapsed.as_millis() as i64,
+                    debug,
+                )
+            });
+            (cleaned, record)
+        })
     });
     match job.await {
-        Ok(Ok(cleaned)) => {
+        Ok(Ok((cleaned, record))) => {
             let summary = cleaned.report.header_value();
             if let Some(err) = &cleaned.report.error {
                 warn!("mail passed unchanged: {err}");
@@ -407,14 +454,15 @@ async fn clean_caught(
                     );
                 }
             }
-            (cleaned.bytes, summary, cleaned.tempfail)
+            (cleaned.bytes, summary, cleaned.tempfail, record)
         }
         _ => {
             warn!("cleaning panicked; mail passed unchanged");
+            crate::web::metrics::mail_error("internal");
             let tempfail = shared.policy.on_error == OnError::Tempfail;
             let mut out = format!("{HEADER_NAME}: v={VERSION}; error=internal\r\n").into_bytes();
             out.extend_from_slice(&raw);
-            (out, format!("v={VERSION}; error=internal"), tempfail)
+            (out, format!("v={VERSION}; error=internal"), tempfail, None)
         }
     }
 }

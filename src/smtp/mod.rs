@@ -56,6 +56,42 @@ async fn run_async(config: Config) -> Result<(), String> {
             prefetch = Some((proxy, setup.prefetch_deadline));
         }
     }
+    let token = match &config.reports.dashboard_token_file {
+        Some(path) => Some(crate::web::read_token(path)?),
+        None => None,
+    };
+    let store: Option<Arc<dyn crate::store::ReportStore>> = match &config.reports.db {
+        Some(location) => {
+            let store = crate::store::open(location, config.reports.debug)
+                .await
+                .map_err(|e| e.to_string())?;
+            let store: Arc<dyn crate::store::ReportStore> = Arc::new(store);
+            tokio::spawn(crate::store::retention_task(
+                Arc::clone(&store),
+                config.reports.retention_days,
+            ));
+            Some(store)
+        }
+        None => None,
+    };
+    if let Some(listen) = config.reports.dashboard_listen {
+        let state = crate::web::WebState {
+            store: store.clone(),
+            token,
+        };
+        crate::web::metrics::install();
+        let dash = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(%listen, "dashboard listening");
+        tokio::spawn(async move {
+            let app = crate::web::router(state)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>();
+            if let Err(e) = axum::serve(dash, app).await {
+                tracing::warn!("dashboard stopped: {e}");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -77,6 +113,10 @@ async fn run_async(config: Config) -> Result<(), String> {
         rules,
         tls,
         prefetch,
+        reports: store.map(|store| conn::Reports {
+            store,
+            debug: config.reports.debug,
+        }),
     });
     tracing::info!(
         listen = %config.listen,

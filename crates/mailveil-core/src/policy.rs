@@ -101,4 +101,7 @@ pub struct Policy {
     pub limits: Limits,
     /// The image proxy and link shield, for `RemoteContent::Proxy` / `Prefetch`.
     pub proxy: Option<crate::proxy_url::ProxyConfig>,
+    /// Put a short note of what was removed at the top of cleaned HTML parts (off by
+    /// default; a part that already has one gets no second).
+    pub banner: bool,
 }

@@ -168,6 +168,7 @@ fn shared_plain(fake: &Fake, max: usize) -> Shared {
         rules: Arc::new(crate::rule_files::LiveRules::load(&[], false).0),
         tls: None,
         prefetch: None,
+        reports: None,
     }
 }
 

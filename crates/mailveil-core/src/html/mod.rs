@@ -5,6 +5,7 @@
 //! Attribute values arrive with their entities (lol_html does not decode them): they
 //! are decoded before a URL is read and re-escaped when an attribute is written.
 
+mod banner;
 pub mod css;
 mod elements;
 mod links;
@@ -32,6 +33,8 @@ pub(crate) struct HtmlContext<'a> {
     /// The MIME part number, for findings.
     pub part: &'a str,
     pub deadline: Instant,
+    /// The part's Content-Language, for the banner.
+    pub language: Option<&'a str>,
 }
 
 /// Why a part could not be rewritten.
@@ -68,6 +71,10 @@ struct State {
     /// In the current `<a>`: its old URL as written in text, and what replaces it.
     shown_url: Option<(String, String)>,
     text_buf: String,
+    /// Banner: `<html lang>`, a `<body>` was seen, a note from an earlier pass was seen.
+    lang: Option<String>,
+    saw_body: bool,
+    saw_banner: bool,
     /// How many open elements hide their content (decremented by end-tag handlers,
     /// which must own what they touch).
     hidden_depth: std::rc::Rc<std::cell::Cell<u32>>,
@@ -83,7 +90,7 @@ pub(crate) fn rewrite(
     ctx: &HtmlContext,
 ) -> Result<Outcome, HtmlError> {
     let state = RefCell::new(State::default());
-    let bytes = run(input, encoding, ctx, &state)?;
+    let bytes = run(input, encoding, ctx, &state, true)?;
     let st = state.into_inner();
     Ok(Outcome {
         bytes: st.changed.then_some(bytes),
@@ -96,11 +103,13 @@ fn run(
     encoding: &'static encoding_rs::Encoding,
     ctx: &HtmlContext,
     state: &RefCell<State>,
+    top: bool,
 ) -> Result<Vec<u8>, HtmlError> {
+    let banner = top && ctx.policy.banner;
     let ascii =
         AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
     let mut out = Vec::with_capacity(input.len());
-    let settings = Settings::new()
+    let mut settings = Settings::new()
         .with_encoding(ascii)
         .with_strict(true)
         .with_memory_settings(
@@ -115,6 +124,25 @@ fn run(
             Ok(())
         }))
         .append_document_content_handler(doc_comments!(|c| on_comment(c, ctx, state)));
+    if banner {
+        settings = settings
+            .append_element_content_handler(element!("html[lang]", |el| {
+                state.borrow_mut().lang = el.get_attribute("lang");
+                Ok(())
+            }))
+            .append_element_content_handler(element!("body", |el| {
+                let mut st = state.borrow_mut();
+                if !st.saw_body {
+                    st.saw_body = true;
+                    el.prepend(banner::SLOT, ContentType::Html);
+                }
+                Ok(())
+            }))
+            .append_element_content_handler(element!("[data-mailveil-banner]", |_el| {
+                state.borrow_mut().saw_banner = true;
+                Ok(())
+            }));
+    }
     let mut rewriter = HtmlRewriter::new(settings, |chunk: &[u8]| out.extend_from_slice(chunk));
     let result = rewriter.write(input).and_then(|()| rewriter.end());
     result.map_err(|e| match e {
@@ -126,6 +154,22 @@ fn run(
         other => HtmlError::Refused(other.to_string()),
     })?;
     links::finish(&mut out, ctx, state, encoding);
+    if banner {
+        let mut st = state.borrow_mut();
+        let note = if st.saw_banner {
+            None
+        } else {
+            banner::html(&st.findings, st.lang.as_deref().or(ctx.language))
+        };
+        if !banner::fill(&mut out, note.as_deref())
+            && let Some(note) = &note
+        {
+            out.splice(0..0, note.bytes());
+        }
+        if note.is_some() {
+            st.changed = true;
+        }
+    }
     Ok(out)
 }
 
@@ -144,7 +188,7 @@ fn rewrite_fragment(
             ..State::default()
         })
     };
-    let bytes = run(html.as_bytes(), encoding_rs::UTF_8, ctx, &inner)?;
+    let bytes = run(html.as_bytes(), encoding_rs::UTF_8, ctx, &inner, false)?;
     let inner = inner.into_inner();
     let mut o = outer.borrow_mut();
     o.findings.extend(inner.findings);
@@ -439,6 +483,7 @@ mod deadline_tests {
             policy: &policy,
             part: "1",
             deadline,
+            language: None,
         };
         let mut html = String::from("<style>");
         for i in 0..300 {

@@ -250,6 +250,7 @@ fn html_part(
         policy: walk.policy,
         part: number,
         deadline: walk.deadline,
+        language: part.content_language().as_text(),
     };
     let rewritten = if input.len() > walk.policy.limits.max_part_bytes {
         walk.note(malformed(number, "part-too-large", Action::Strip));

@@ -1,0 +1,301 @@
+//! `mailveil report` and `mailveil dashboard`, and recording one mail from `filter`.
+
+use clap::Args;
+use mailveil::store::{self, MailRecord, ReportStore, Summary, day};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Where reports are when no --report-db is given.
+pub const DEFAULT_DB: &str = "/var/lib/mailveil/reports.sqlite";
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The report store: an SQLite file path or postgres://...
+    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_DB)]
+    report_db: String,
+    /// First day of the period (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE", conflicts_with = "days")]
+    since: Option<String>,
+    /// The last N days, today included (default 30).
+    #[arg(long, value_name = "N")]
+    days: Option<u32>,
+    /// table, json or csv.
+    #[arg(long, value_name = "table|json|csv", default_value = "table")]
+    format: String,
+    /// How many senders and trackers to list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    top: usize,
+    /// Show one mail's findings instead of a summary.
+    #[arg(long, value_name = "ID")]
+    message_id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DashboardArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8026")]
+    listen: SocketAddr,
+    /// The report store: an SQLite file path or postgres://...
+    #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_DB)]
+    report_db: String,
+    /// Bearer token for non-loopback clients (first line of FILE).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Records one mail (and purges what is older than the retention).
+pub fn record_one(
+    location: &str,
+    record: &MailRecord,
+    debug: bool,
+    retention_days: u32,
+) -> Result<i64, String> {
+    runtime()?.block_on(async {
+        let s = store::open(location, debug)
+            .await
+            .map_err(|e| e.to_string())?;
+        let before = store::now() - i64::from(retention_days.max(1)) * 86_400;
+        s.purge(before).await.map_err(|e| e.to_string())?;
+        s.record(record).await.map_err(|e| e.to_string())
+    })
+}
+
+pub fn report(args: ReportArgs) -> ExitCode {
+    match report_inner(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report_inner(args: &ReportArgs) -> Result<ExitCode, String> {
+    let format = args.format.as_str();
+    if !matches!(format, "table" | "json" | "csv") {
+        return Err(format!("--format {format:?}: expected table, json or csv"));
+    }
+    let until = store::now() + 1;
+    let since = match (&args.since, args.days) {
+        (Some(d), _) => day::parse_date(d)?,
+        (None, n) => (until.div_euclid(86_400) - i64::from(n.unwrap_or(30).max(1)) + 1) * 86_400,
+    };
+    let rt = runtime()?;
+    let out = rt.block_on(async {
+        let s = store::open(&args.report_db, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(id) = &args.message_id {
+            let mails = s.by_message_id(id).await.map_err(|e| e.to_string())?;
+            if mails.is_empty() {
+                return Err(format!(
+                    "no mail with Message-ID {id:?} in the report store"
+                ));
+            }
+            return Ok(render_mails(&mails, format));
+        }
+        let summary = s
+            .summary(since, until, args.top)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(render_summary(&summary, format))
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("writing the report: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn render_summary(s: &Summary, format: &str) -> String {
+    let t = &s.totals;
+    match format {
+        "json" => serde_json::to_string_pretty(s).unwrap_or_default() + "\n",
+        "csv" => {
+            let mut out = String::from("section,name,mails,blocked,trackers\n");
+            let mut row = |section: &str, name: &str, mails: i64, blocked: i64, trackers: i64| {
+                out.push_str(&format!(
+                    "{section},{},{mails},{blocked},{trackers}\n",
+                    csv_field(name)
+                ));
+            };
+            row("total", "all", t.mails, t.blocked, t.mails_with_trackers);
+            for (k, n) in &t.by_kind {
+                row("kind", k, 0, *n, 0);
+            }
+            for (k, n) in &t.by_action {
+                row("action", k, 0, *n, 0);
+            }
+            for r in &s.top_senders {
+                row("sender", &r.name, r.mails, r.blocked, 0);
+            }
+            for r in &s.top_trackers {
+                row("tracker", &r.name, r.mails, r.blocked, 0);
+            }
+            for d in &s.per_day {
+                row("day", &d.date, d.mails, d.blocked, d.trackers);
+            }
+            out
+        }
+        _ => {
+            let mut out = format!(
+                "mailveil report {} .. {} (UTC)\n\n",
+                day::date_of(s.since),
+                day::date_of(s.until - 1)
+            );
+            out.push_str(&format!(
+                "mails             {:>8}\nmails cleaned     {:>8}\nwith trackers     {:>8}\nfindings          {:>8}\nblocked           {:>8}\nerrors            {:>8}\n",
+                t.mails, t.mails_cleaned, t.mails_with_trackers, t.findings, t.blocked, t.errors
+            ));
+            if !t.by_kind.is_empty() {
+                out.push_str("\nblocked by kind\n");
+                for (k, n) in &t.by_kind {
+                    out.push_str(&format!("  {k:<22}{n:>8}\n"));
+                }
+            }
+            let mut list = |title: &str, rows: &[store::Ranked]| {
+                if rows.is_empty() {
+                    return;
+                }
+                out.push_str(&format!("\n{title:<32}{:>8}{:>9}\n", "mails", "blocked"));
+                for r in rows {
+                    let name = if r.name.is_empty() { "(none)" } else { &r.name };
+                    out.push_str(&format!("  {name:<30}{:>8}{:>9}\n", r.mails, r.blocked));
+                }
+            };
+            list("top senders that track", &s.top_senders);
+            list("top trackers and ESPs", &s.top_trackers);
+            if !s.per_day.is_empty() {
+                out.push_str(&format!(
+                    "\n{:<12}{:>8}{:>9}{:>10}\n",
+                    "day", "mails", "blocked", "trackers"
+                ));
+                for d in &s.per_day {
+                    out.push_str(&format!(
+                        "{:<12}{:>8}{:>9}{:>10}\n",
+                        d.date, d.mails, d.blocked, d.trackers
+                    ));
+                }
+            }
+            out
+        }
+    }
+}
+
+fn render_mails(mails: &[MailRecord], format: &str) -> String {
+    match format {
+        "json" => serde_json::to_string_pretty(mails).unwrap_or_default() + "\n",
+        "csv" => {
+            let mut out =
+                String::from("message_id,time,kind,action,part,location,tracker,rule,url\n");
+            for m in mails {
+                for f in &m.findings {
+                    out.push_str(&format!(
+                        "{},{},{},{},{},{},{},{},{}\n",
+                        csv_field(m.message_id.as_deref().unwrap_or("")),
+                        m.time,
+                        f.kind,
+                        f.action,
+                        csv_field(&f.part),
+                        csv_field(&f.location),
+                        csv_field(f.tracker.as_deref().unwrap_or("")),
+                        csv_field(&f.rule),
+                        csv_field(f.url.as_deref().unwrap_or(""))
+                    ));
+                }
+            }
+            out
+        }
+        _ => {
+            let mut out = String::new();
+            for m in mails {
+                out.push_str(&format!(
+                    "Message-ID <{}>\n  time      {}\n  from      {}\n  to        {}\n  size      {}\n  trackers  {}\n  blocked   {} of {} findings\n",
+                    m.message_id.as_deref().unwrap_or(""),
+                    day::datetime_of(m.time),
+                    if m.sender.is_empty() { "<>" } else { &m.sender },
+                    m.recipient,
+                    m.size,
+                    if m.trackers.is_empty() { "none".into() } else { m.trackers.join(", ") },
+                    m.blocked,
+                    m.findings_total
+                ));
+                if let Some(e) = &m.error {
+                    out.push_str(&format!("  error     {e}\n"));
+                }
+                for f in &m.findings {
+                    out.push_str(&format!(
+                        "  - {:<9} {:<15} part {} {}{}{}\n",
+                        f.action,
+                        f.kind,
+                        f.part,
+                        f.location,
+                        f.tracker
+                            .as_deref()
+                            .map(|t| format!(" [{t}]"))
+                            .unwrap_or_default(),
+                        f.url
+                            .as_deref()
+                            .map(|u| format!(" {u}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+pub fn dashboard(args: DashboardArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILVEIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let run = async {
+        let token = match &args.token_file {
+            Some(p) => Some(mailveil::web::read_token(p)?),
+            None => None,
+        };
+        let s = store::open(&args.report_db, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let state = mailveil::web::WebState {
+            store: Some(Arc::new(s) as Arc<dyn ReportStore>),
+            token,
+        };
+        tokio::select! {
+            r = mailveil::web::serve(args.listen, state) => r,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    };
+    match runtime().and_then(|rt| rt.block_on(run)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! One mail as the store keeps it, built from the core's [`Report`].
+
+use mailveil_core::{Action, Envelope, Report};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// One mail that passed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MailRecord {
+    /// The store's id (0 before it is stored).
+    pub id: i64,
+    /// When it passed (unix seconds).
+    pub time: i64,
+    /// The Message-ID header, without angle brackets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The envelope sender ("" for the null sender, or when unknown).
+    pub sender: String,
+    /// The envelope sender's domain, lowercased ("" when there is none).
+    pub sender_domain: String,
+    /// The envelope recipients, comma-separated.
+    pub recipient: String,
+    /// The first 16 hex digits of the SHA-256 of the Subject, or none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_hash: Option<String>,
+    /// Size in bytes as received.
+    pub size: i64,
+    /// Known trackers and ESPs found, sorted, each once.
+    pub trackers: Vec<String>,
+    /// Every finding, including those beyond the listing limit.
+    pub findings_total: i64,
+    /// Findings acted on.
+    pub blocked: i64,
+    /// Findings acted on, per kind.
+    pub counts: BTreeMap<String, i64>,
+    /// Findings per action (keep included).
+    pub actions: BTreeMap<String, i64>,
+    /// Why the mail could not be cleaned, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Why it was let through untouched on purpose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// Whether the bytes were changed.
+    pub changed: bool,
+    /// The downstream's reply code, where a frontend delivered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downstream: Option<i64>,
+    /// Time spent cleaning, in milliseconds.
+    pub elapsed_ms: i64,
+    /// The findings as listed in the report.
+    pub findings: Vec<StoredFinding>,
+}
+
+/// One finding as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StoredFinding {
+    /// Kind, kebab-case (`pixel`, `tracking-param`...).
+    pub kind: String,
+    /// MIME part ("1.2", "header").
+    pub part: String,
+    /// Where in the part (`img@src`...).
+    pub location: String,
+    /// The URL: `scheme://host/path` only, unless the store keeps debug detail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The rule or heuristic.
+    pub rule: String,
+    /// The tracker or ESP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracker: Option<String>,
+    /// What was done, kebab-case.
+    pub action: String,
+}
+
+fn action_str(a: Action) -> &'static str {
+    match a {
+        Action::Strip => "strip",
+        Action::Unwrap => "unwrap",
+        Action::Clean => "clean",
+        Action::Resolve => "resolve",
+        Action::Keep => "keep",
+        Action::Untouched => "untouched",
+        Action::Proxy => "proxy",
+        Action::Prefetch => "prefetch",
+    }
+}
+
+impl MailRecord {
+    /// The record of one pass: `raw` is the mail as received (only its header is read:
+    /// Message-ID and Subject), `debug` keeps full URLs.
+    pub fn from_report(
+        report: &Report,
+        envelope: &Envelope,
+        raw: &[u8],
+        time: i64,
+        elapsed_ms: i64,
+        debug: bool,
+    ) -> MailRecord {
+        let (message_id, subject, header_sender) = header_facts(raw);
+        // The pipe frontend knows no envelope: Return-Path, or else From, stands in.
+        let sender = envelope
+            .sender
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or(header_sender)
+            .unwrap_or_default();
+        let sender_domain = sender
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
+            .unwrap_or_default();
+        let mut counts = BTreeMap::new();
+        for (kind, n) in report.counts() {
+            counts.insert(kind.as_str().to_string(), n as i64);
+        }
+        let mut actions = BTreeMap::new();
+        for f in &report.findings {
+            *actions
+                .entry(action_str(f.action).to_string())
+                .or_insert(0i64) += 1;
+        }
+        let findings = report
+            .findings
+            .iter()
+            .map(|f| StoredFinding {
+                kind: f.kind.as_str().to_string(),
+                part: f.part.clone(),
+                location: f.location.clone(),
+                url: f
+                    .url
+                    .as_deref()
+                    .map(|u| if debug { u.to_string() } else { short_url(u) }),
+                rule: f.rule.clone(),
+                tracker: f.tracker.clone(),
+                action: action_str(f.action).to_string(),
+            })
+            .collect();
+        MailRecord {
+            id: 0,
+            time,
+            message_id,
+            sender,
+            sender_domain,
+            recipient: envelope.recipients.join(","),
+            subject_hash: subject.map(|s| {
+                let digest = Sha256::digest(s.as_bytes());
+                digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+            }),
+            size: raw.len() as i64,
+            trackers: report.trackers().into_iter().map(String::from).collect(),
+            findings_total: (report.findings.len() + report.findings_dropped) as i64,
+            blocked: counts.values().sum(),
+            counts,
+            actions,
+            error: report.error.clone(),
+            skipped: report.skipped.clone(),
+            changed: report.changed,
+            downstream: None,
+            elapsed_ms,
+            findings,
+        }
+    }
+}
+
+/// A URL cut to `scheme://host[:port]/path`: no user info, query or fragment (where the
+/// per-recipient tokens are). What does not parse is cut at the first `?` or `#`.
+pub fn short_url(url: &str) -> String {
+    if let Ok(u) = url::Url::parse(url)
+        && let Some(host) = u.host_str()
+    {
+        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        return format!("{}://{host}{port}{}", u.scheme(), u.path());
+    }
+    let cut = url.find(['?', '#']).unwrap_or(url.len());
+    url[..cut].to_string()
+}
+
+/// The Message-ID (without brackets), Subject and sender (Return-Path, else From) of a
+/// mail, read from its header.
+fn header_facts(raw: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
+    let Some(msg) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        return (None, None, None);
+    };
+    let sender = msg
+        .return_address()
+        .map(|s| s.trim_matches(['<', '>', ' ']).to_string())
+        .filter(|s| !s.is_empty());
+    let id = msg
+        .message_id()
+        .map(|s| s.trim_matches(['<', '>', ' ']).to_string())
+        .filter(|s| !s.is_empty());
+    (id, msg.subject().map(str::to_string), sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_tokens() {
+        assert_eq!(
+            short_url("https://u:p@t.example:8443/o/open.gif?e=me%40x#f"),
+            "https://t.example:8443/o/open.gif"
+        );
+        assert_eq!(short_url("not a url?token=1"), "not a url");
+    }
+
+    #[test]
+    fn header_facts_are_read() {
+        let raw = b"Subject: Hello\r\nMessage-ID: <abc@x.example>\r\n\r\nbody";
+        let (id, subject, _) = header_facts(raw);
+        assert_eq!(id.as_deref(), Some("abc@x.example"));
+        assert_eq!(subject.as_deref(), Some("Hello"));
+    }
+}

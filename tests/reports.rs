@@ -1,0 +1,766 @@
+//! Reports (issue 7): mails through the real `mailveil serve` into a small SMTP sink,
+//! then `mailveil report --format json` must add up to the sum of the per-mail findings
+//! (computed here with the same core), `/metrics` must have moved, and the dashboard must
+//! list the mails; retention must delete old rows; the banner must be there when on,
+//! absent when off, and added once.
+//!
+//! With `MAILVEIL_TEST_POSTGRES=postgres://...` set, the same store and serve tests run
+//! against PostgreSQL too, each in a fresh database of its own.
+
+#[path = "browser/support.rs"]
+mod support;
+
+use mailveil::store::{self, MailRecord, ReportStore, StoredFinding};
+use mailveil::{Envelope, Policy, clean};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MAILVEIL: &str = env!("CARGO_BIN_EXE_mailveil");
+const RECIPIENT: &str = "reader@mailveil.test";
+const NEWSLETTER: &str = include_str!("fixtures/newsletter.eml");
+
+/// The mails sent, each with its envelope sender.
+fn fixtures() -> Vec<(String, Vec<u8>)> {
+    let plain = "From: Friend <friend@friends.example>\r\nTo: reader@mailveil.test\r\n\
+Subject: lunch\r\nMessage-ID: <plain-1@friends.example>\r\n\r\nLunch at noon?\r\n";
+    let pixel = format!(
+        "From: Shop <news@shop.example>\r\nTo: reader@mailveil.test\r\nSubject: sale\r\n\
+Message-ID: <pixel-1@shop.example>\r\nContent-Language: de\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Sale!</p>\
+<a href=\"https://shop.example/sale?utm_source=news&amp;utm_medium=email\">shop</a>\
+<img src=\"https://open.shop.example/o.gif?r={RECIPIENT}\" width=\"1\" height=\"1\">\
+</body></html>\r\n"
+    );
+    let second = NEWSLETTER.replace(
+        "Message-ID: <6f1e2d3c4b5a.4a5b6c7d8e.20261129070001@mail190.suw13.mcdlv.net>",
+        "Message-ID: <second-newsletter@mail190.suw13.mcdlv.net>",
+    );
+    vec![
+        ("bounce@gardenletter.example".into(), NEWSLETTER.into()),
+        ("bounce@gardenletter.example".into(), second.into_bytes()),
+        ("friend@friends.example".into(), plain.as_bytes().to_vec()),
+        ("news@shop.example".into(), pixel.into_bytes()),
+    ]
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A downstream SMTP server that accepts everything and keeps the messages.
+struct Sink {
+    port: u16,
+    got: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+fn sink() -> Sink {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+    let port = l.local_addr().expect("addr").port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(conn) = conn else { continue };
+            let kept = Arc::clone(&kept);
+            std::thread::spawn(move || {
+                let _ = sink_session(conn, &kept);
+            });
+        }
+    });
+    Sink { port, got }
+}
+
+fn sink_session(conn: TcpStream, kept: &Mutex<Vec<Vec<u8>>>) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut w = conn.try_clone()?;
+    let mut r = BufReader::new(conn);
+    w.write_all(b"220 sink.test ESMTP\r\n")?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        if cmd.starts_with("EHLO") || cmd.starts_with("LHLO") {
+            w.write_all(b"250-sink.test\r\n250 8BITMIME\r\n")?;
+        } else if cmd.starts_with("DATA") {
+            w.write_all(b"354 go\r\n")?;
+            let mut msg = Vec::new();
+            let mut l = Vec::new();
+            loop {
+                l.clear();
+                r.read_until(b'\n', &mut l)?;
+                if l.is_empty() || l == b".\r\n" {
+                    break;
+                }
+                msg.extend_from_slice(if l.starts_with(b"..") { &l[1..] } else { &l });
+            }
+            kept.lock().expect("lock").push(msg);
+            w.write_all(b"250 2.0.0 queued\r\n")?;
+        } else if cmd.starts_with("QUIT") {
+            w.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else {
+            w.write_all(b"250 ok\r\n")?;
+        }
+    }
+}
+
+/// `mailveil serve` as a child, killed on drop.
+struct Serve {
+    child: Child,
+    smtp: u16,
+    http: u16,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &str, sink: u16, extra: &[&str]) -> Serve {
+    let smtp = free_port();
+    let http = free_port();
+    let child = Command::new(MAILVEIL)
+        .args(["serve", "--no-system-rules", "--listen"])
+        .arg(format!("127.0.0.1:{smtp}"))
+        .arg("--downstream")
+        .arg(format!("smtp://127.0.0.1:{sink}"))
+        .arg("--report-db")
+        .arg(db)
+        .arg("--dashboard-listen")
+        .arg(format!("127.0.0.1:{http}"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn mailveil serve");
+    let s = Serve { child, smtp, http };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", smtp)).is_err()
+        || TcpStream::connect(("127.0.0.1", http)).is_err()
+    {
+        assert!(Instant::now() < deadline, "mailveil serve did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s
+}
+
+fn expect_reply(r: &mut BufReader<TcpStream>, code: &str) {
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).expect("read reply");
+        assert!(line.starts_with(code), "expected {code}, got {line:?}");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return;
+        }
+    }
+}
+
+fn send(port: u16, sender: &str, raw: &[u8]) {
+    let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect serve");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut w = conn.try_clone().expect("clone");
+    let mut r = BufReader::new(conn);
+    expect_reply(&mut r, "220");
+    let mut cmd = |line: String, code: &str| {
+        w.write_all(line.as_bytes()).expect("write");
+        expect_reply(&mut r, code);
+    };
+    cmd("EHLO client.test\r\n".into(), "250");
+    cmd(format!("MAIL FROM:<{sender}>\r\n"), "250");
+    cmd(format!("RCPT TO:<{RECIPIENT}>\r\n"), "250");
+    cmd("DATA\r\n".into(), "354");
+    let mut data = Vec::new();
+    for line in raw.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            data.push(b'.');
+        }
+        data.extend_from_slice(line);
+    }
+    if !data.ends_with(b"\r\n") {
+        data.extend_from_slice(b"\r\n");
+    }
+    data.extend_from_slice(b".\r\n");
+    cmd(String::from_utf8(data).expect("utf-8 fixture"), "250");
+    cmd("QUIT\r\n".into(), "221");
+}
+
+/// GET over a raw socket; returns (status, body).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read");
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of an unlabelled sample, or the sum of a labelled family's samples that
+/// contain `label`.
+fn metric(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.starts_with(&format!("{name} "))
+                || (l.starts_with(&format!("{name}{{")) && l.contains(label))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn report_json(db: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(MAILVEIL)
+        .args(["report", "--report-db", db, "--format", "json"])
+        .args(args)
+        .output()
+        .expect("run mailveil report");
+    assert!(
+        out.status.success(),
+        "mailveil report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report JSON")
+}
+
+static DB_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// The databases to test on: an SQLite file always; a fresh Postgres database when
+/// MAILVEIL_TEST_POSTGRES is set.
+fn databases(dir: &std::path::Path, name: &str) -> Vec<String> {
+    let mut out = vec![dir.join(format!("{name}.sqlite")).display().to_string()];
+    if let Ok(url) = std::env::var("MAILVEIL_TEST_POSTGRES")
+        && !url.is_empty()
+    {
+        out.push(fresh_postgres(&url, name));
+    }
+    out
+}
+
+fn fresh_postgres(url: &str, name: &str) -> String {
+    let db = format!(
+        "mv_{name}_{}_{}",
+        std::process::id(),
+        DB_SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await
+            .expect("connect MAILVEIL_TEST_POSTGRES");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+            .execute(&pool)
+            .await
+            .expect("create database");
+        pool.close().await;
+    });
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let root = base.rsplit_once('/').map_or(base, |(r, _)| r);
+    format!("{root}/{db}{query}")
+}
+
+#[test]
+fn report_totals_equal_the_sum_of_per_mail_findings_and_metrics_move() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in databases(dir.path(), "serve") {
+        serve_round(&db);
+    }
+}
+
+fn serve_round(db: &str) {
+    let fixtures = fixtures();
+    let (rules, _) = mailveil::rule_files::load(&[], false);
+    // What the core finds in each mail, as serve will run it.
+    let mut want_blocked = 0i64;
+    let mut want_findings = 0i64;
+    let mut want_kinds = std::collections::BTreeMap::<String, i64>::new();
+    for (sender, raw) in &fixtures {
+        let env = Envelope {
+            sender: Some(sender.clone()),
+            recipients: vec![RECIPIENT.into()],
+        };
+        let c = clean(raw, &env, &Policy::default(), &rules);
+        for (k, n) in c.report.counts() {
+            *want_kinds.entry(k.as_str().to_string()).or_default() += n as i64;
+            want_blocked += n as i64;
+        }
+        want_findings += (c.report.findings.len() + c.report.findings_dropped) as i64;
+    }
+    assert!(want_blocked > 5, "the fixtures must carry trackers");
+
+    let sink = sink();
+    let s = serve(db, sink.port, &[]);
+    let (status, before) = http_get(s.http, "/metrics");
+    assert_eq!(status, 200, "{before}");
+    let mails_before = metric(&before, "mailveil_mails_processed_total", "");
+    for (sender, raw) in &fixtures {
+        send(s.smtp, sender, raw);
+    }
+    assert_eq!(sink.got.lock().expect("lock").len(), fixtures.len());
+
+    // Records are written after the reply: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let r = report_json(db, &["--days", "1"]);
+        if r["totals"]["mails"].as_i64() == Some(fixtures.len() as i64) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "records did not arrive: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let t = &report["totals"];
+    assert_eq!(t["blocked"].as_i64(), Some(want_blocked), "{report}");
+    assert_eq!(t["findings"].as_i64(), Some(want_findings), "{report}");
+    let kinds: std::collections::BTreeMap<String, i64> =
+        serde_json::from_value(t["by_kind"].clone()).expect("by_kind");
+    assert_eq!(kinds, want_kinds);
+    // The per-mail reports add up to the totals too.
+    let mut per_mail_blocked = 0;
+    for id in [
+        "6f1e2d3c4b5a.4a5b6c7d8e.20261129070001@mail190.suw13.mcdlv.net",
+        "<second-newsletter@mail190.suw13.mcdlv.net>",
+        "plain-1@friends.example",
+        "pixel-1@shop.example",
+    ] {
+        let mails = report_json(db, &["--message-id", id]);
+        let mails = mails.as_array().expect("array");
+        assert_eq!(mails.len(), 1, "{id}");
+        per_mail_blocked += mails[0]["blocked"].as_i64().expect("blocked");
+        for f in mails[0]["findings"].as_array().expect("findings") {
+            if let Some(url) = f["url"].as_str() {
+                assert!(!url.contains('?'), "a stored URL kept its query: {url}");
+            }
+        }
+    }
+    assert_eq!(per_mail_blocked, want_blocked);
+    let days = report["per_day"].as_array().expect("per_day");
+    assert_eq!(
+        days.iter()
+            .map(|d| d["blocked"].as_i64().unwrap_or(0))
+            .sum::<i64>(),
+        want_blocked
+    );
+    let senders = report["top_senders"].as_array().expect("top_senders");
+    assert_eq!(senders[0]["name"], "gardenletter.example", "{report}");
+
+    let (_, after) = http_get(s.http, "/metrics");
+    let moved = metric(&after, "mailveil_mails_processed_total", "") - mails_before;
+    assert!(
+        moved >= fixtures.len() as f64,
+        "mails counter moved {moved}:\n{after}"
+    );
+    assert!(
+        metric(&after, "mailveil_findings_total", "kind=\"pixel\"") >= 1.0,
+        "{after}"
+    );
+    assert!(
+        metric(&after, "mailveil_downstream_replies_total", "class=\"2xx\"")
+            >= fixtures.len() as f64,
+        "{after}"
+    );
+    assert!(after.contains("mailveil_clean_seconds_bucket"), "{after}");
+    assert!(after.contains("mailveil_proxy_cache_hits_total"), "{after}");
+
+    let (status, page) = http_get(s.http, "/dashboard?q=shop.example");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("news@shop.example"),
+        "search must find the mail"
+    );
+    assert!(
+        !page.contains("friend@friends.example"),
+        "search must filter"
+    );
+    assert!(page.contains("<svg id=\"chart\""));
+}
+
+fn record_at(time: i64, sender: &str) -> MailRecord {
+    MailRecord {
+        time,
+        sender: sender.into(),
+        sender_domain: sender.rsplit('@').next().unwrap_or("").into(),
+        recipient: RECIPIENT.into(),
+        size: 100,
+        trackers: vec!["Mailchimp".into()],
+        findings_total: 1,
+        blocked: 1,
+        findings: vec![StoredFinding {
+            kind: "pixel".into(),
+            part: "1".into(),
+            location: "img@src".into(),
+            url: Some("https://t.example/o.gif?e=reader%40mailveil.test".into()),
+            rule: "r".into(),
+            tracker: Some("Mailchimp".into()),
+            action: "strip".into(),
+        }],
+        ..MailRecord::default()
+    }
+}
+
+#[test]
+fn retention_deletes_old_rows_and_urls_lose_their_queries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in databases(dir.path(), "retention") {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let s = store::open(&db, false).await.expect("open store");
+            let now = store::now();
+            s.record(&record_at(now - 100 * 86_400, "old@old.example"))
+                .await
+                .expect("record");
+            s.record(&record_at(now - 10, "new@new.example"))
+                .await
+                .expect("record");
+            let all = s.summary(0, now + 1, 10).await.expect("summary");
+            assert_eq!(all.totals.mails, 2);
+            let gone = s.purge(now - 90 * 86_400).await.expect("purge");
+            assert_eq!(gone, 1);
+            let left = s.summary(0, now + 1, 10).await.expect("summary");
+            assert_eq!(left.totals.mails, 1);
+            assert_eq!(left.totals.blocked, 1);
+            assert!(
+                s.recent("old.example", 10)
+                    .await
+                    .expect("recent")
+                    .is_empty()
+            );
+            let new = s.recent("NEW@", 10).await.expect("recent");
+            assert_eq!(new.len(), 1);
+            assert_eq!(new[0].findings.len(), 1);
+            assert_eq!(
+                new[0].findings[0].url.as_deref(),
+                Some("https://t.example/o.gif")
+            );
+            // LIKE wildcards in a search are taken literally.
+            assert!(s.recent("%", 10).await.expect("recent").is_empty());
+        });
+    }
+}
+
+#[test]
+fn serve_purges_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("start.sqlite").display().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let s = store::open(&db, false).await.expect("open");
+        s.record(&record_at(store::now() - 10 * 86_400, "old@old.example"))
+            .await
+            .expect("record");
+    });
+    let sink = sink();
+    let _s = serve(&db, sink.port, &["--retention-days", "5"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = report_json(&db, &["--days", "30"]);
+        if r["totals"]["mails"].as_i64() == Some(0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "old row not purged: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn banner_count(raw: &[u8]) -> usize {
+    let msg = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("parse");
+    msg.html_bodies()
+        .filter_map(|p| p.text_contents())
+        .map(|t| t.matches("data-mailveil-banner").count())
+        .sum()
+}
+
+#[test]
+fn banner_on_off_and_once() {
+    let (rules, _) = mailveil::rule_files::load(&[], false);
+    let env = Envelope {
+        sender: None,
+        recipients: vec![RECIPIENT.into()],
+    };
+    let on = Policy {
+        banner: true,
+        ..Policy::default()
+    };
+    for (_, raw) in fixtures() {
+        let off = clean(&raw, &env, &Policy::default(), &rules);
+        assert_eq!(banner_count(&off.bytes), 0, "banner while off");
+    }
+    let raw = NEWSLETTER.as_bytes();
+    let first = clean(raw, &env, &on, &rules);
+    assert_eq!(banner_count(&first.bytes), 1);
+    let html: String = mail_parser::MessageParser::default()
+        .parse(&first.bytes[..])
+        .and_then(|m| m.body_html(0).map(|h| h.into_owned()))
+        .expect("html");
+    assert!(
+        html.contains("<body><div data-mailveil-banner=\"1\" role=\"note\""),
+        "the note goes right after <body>"
+    );
+    assert!(
+        html.contains("mailveil removed 4 trackers (Email on Acid, Twilio SendGrid, Mailchimp)"),
+        "{html}"
+    );
+    let second = clean(&first.bytes, &env, &on, &rules);
+    assert_eq!(
+        banner_count(&second.bytes),
+        1,
+        "a second pass adds no banner"
+    );
+    assert_eq!(
+        second.bytes, first.bytes,
+        "cleaning with a banner stays idempotent"
+    );
+    // German from Content-Language.
+    let (_, de) = &fixtures()[3];
+    let c = clean(de, &env, &on, &rules);
+    let text = String::from_utf8_lossy(&c.bytes);
+    assert!(text.contains("entfernt"), "{text}");
+    // A mail with nothing to say gets no note.
+    let (_, plain) = &fixtures()[2];
+    assert_eq!(banner_count(&clean(plain, &env, &on, &rules).bytes), 0);
+}
+
+/// Runs tests/browser/dashboard.js with the harness's node and Chromium; `None` after a
+/// SKIP notice when there is no browser (a failure under MAILVEIL_REQUIRE_BROWSER=1).
+fn dashboard_js(what: &str, args: &[&str]) -> Option<serde_json::Value> {
+    support::Harness::or_skip(what)?;
+    let script = support::repo_root().join("tests/browser/dashboard.js");
+    let out = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("run node");
+    assert!(
+        out.status.success(),
+        "dashboard.js failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("dashboard.js JSON"))
+}
+
+fn out_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
+
+#[test]
+fn dashboard_in_chromium_shows_data_searches_and_stays_on_its_origin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("browser.sqlite").display().to_string();
+    let sink = sink();
+    let s = serve(&db, sink.port, &[]);
+    let fixtures = fixtures();
+    for (sender, raw) in &fixtures {
+        send(s.smtp, sender, raw);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while report_json(&db, &["--days", "1"])["totals"]["mails"].as_i64()
+        != Some(fixtures.len() as i64)
+    {
+        assert!(Instant::now() < deadline, "records did not arrive");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shot = out_dir("dashboard").join("dashboard.png");
+    let url = format!("http://127.0.0.1:{}/dashboard", s.http);
+    let Some(v) = dashboard_js(
+        "dashboard in Chromium",
+        &[&url, shot.to_str().expect("utf-8 path"), "news@shop"],
+    ) else {
+        return;
+    };
+    assert!(v.get("error").is_none(), "{v}");
+    assert_eq!(v["status"], 200, "{v}");
+    assert_eq!(v["chart"]["visible"], true, "{v}");
+    assert!(v["chart"]["width"].as_f64().unwrap_or(0.0) > 300.0, "{v}");
+    assert_eq!(v["chart"]["bars"], 30, "{v}");
+    assert!(
+        v["chart"]["tallBars"].as_i64().unwrap_or(0) >= 1,
+        "today's bar: {v}"
+    );
+    assert_eq!(v["rows"].as_u64(), Some(fixtures.len() as u64), "{v}");
+    assert_eq!(v["search"]["rows"], 1, "{v}");
+    let text = v["search"]["text"].as_str().unwrap_or("");
+    assert!(text.contains("news@shop.example"), "{v}");
+    assert!(
+        v["foreign"].as_array().is_some_and(|f| f.is_empty()),
+        "requests off the origin: {v}"
+    );
+    assert!(shot.is_file(), "no screenshot at {}", shot.display());
+    eprintln!("dashboard screenshot: {}", shot.display());
+}
+
+#[test]
+fn banner_renders_in_chromium() {
+    let (rules, _) = mailveil::rule_files::load(&[], false);
+    let env = Envelope {
+        sender: None,
+        recipients: vec![RECIPIENT.into()],
+    };
+    let on = Policy {
+        banner: true,
+        ..Policy::default()
+    };
+    let cleaned = clean(NEWSLETTER.as_bytes(), &env, &on, &rules);
+    let html = support::html_parts(&cleaned.bytes).expect("parse")[0].clone();
+    let dir = out_dir("banner");
+    let file = support::write_html(&dir, "newsletter-banner.html", &html);
+    let shot = dir.join("banner.png");
+    let Some(v) = dashboard_js(
+        "banner in Chromium",
+        &[
+            "--banner",
+            file.to_str().expect("utf-8 path"),
+            shot.to_str().expect("utf-8 path"),
+        ],
+    ) else {
+        return;
+    };
+    assert!(v.get("error").is_none(), "{v}");
+    assert_eq!(v["banners"], 1, "{v}");
+    for scheme in ["light", "dark"] {
+        let b = &v[scheme];
+        assert_eq!(b["visible"], true, "{v}");
+        assert_eq!(b["role"], "note", "{v}");
+        assert!(
+            b["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("mailveil removed 4 trackers"),
+            "{v}"
+        );
+        assert!(
+            b["top"].as_f64().unwrap_or(-1.0) < 40.0,
+            "the note is at the top: {v}"
+        );
+        let ratio = contrast(
+            b["color"].as_str().unwrap_or(""),
+            b["background"].as_str().unwrap_or(""),
+        );
+        assert!(ratio >= 4.5, "contrast {ratio:.1} in {scheme}: {v}");
+    }
+}
+
+/// WCAG contrast ratio of two `rgb(r, g, b)` / `rgba(...)` colours (0 if unparsable).
+fn contrast(a: &str, b: &str) -> f64 {
+    fn lum(c: &str) -> Option<f64> {
+        let inner = c.split_once('(')?.1.trim_end_matches(')');
+        let v: Vec<f64> = inner
+            .split(',')
+            .take(3)
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let ch = |x: f64| {
+            let x = x / 255.0;
+            if x <= 0.03928 {
+                x / 12.92
+            } else {
+                ((x + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        Some(0.2126 * ch(v[0]) + 0.7152 * ch(v[1]) + 0.0722 * ch(v[2]))
+    }
+    match (lum(a), lum(b)) {
+        (Some(x), Some(y)) => (x.max(y) + 0.05) / (x.min(y) + 0.05),
+        _ => 0.0,
+    }
+}
+
+#[test]
+fn filter_records_and_the_standalone_dashboard_shows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("filter.sqlite").display().to_string();
+    for (_, raw) in fixtures() {
+        let mut child = Command::new(MAILVEIL)
+            .args(["filter", "--no-system-rules", "--recipient", RECIPIENT])
+            .args(["--report-db", &db])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn filter");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&raw)
+            .expect("write mail");
+        let out = child.wait_with_output().expect("filter");
+        assert!(out.status.success());
+        assert!(!out.stdout.is_empty());
+    }
+    let r = report_json(&db, &["--days", "1"]);
+    assert_eq!(r["totals"]["mails"], 4, "{r}");
+    // Without an envelope, the sender comes from Return-Path or From.
+    assert_eq!(
+        r["top_senders"][0]["name"], "mail190.suw13.mcdlv.net",
+        "{r}"
+    );
+    let csv = Command::new(MAILVEIL)
+        .args(["report", "--report-db", &db, "--format", "csv"])
+        .output()
+        .expect("report csv");
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.starts_with("section,name,mails,blocked,trackers\ntotal,all,4,"),
+        "{csv}"
+    );
+
+    let port = free_port();
+    let mut child = Command::new(MAILVEIL)
+        .args(["dashboard", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--report-db", &db])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dashboard");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "dashboard did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, page) = http_get(port, "/dashboard?q=friends");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200);
+    assert!(page.contains("friend@friends.example"), "{page}");
+    assert!(page.contains("<b>4</b>mails"), "{page}");
+}
