@@ -280,6 +280,17 @@ fn init_logs() {
         .init();
 }
 
+/// A long-running mode's end: 0 when it stopped cleanly, 1 (with the reason) otherwise.
+fn exit_code(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailveil: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The milter: exit 0 after SIGTERM, 1 when it cannot listen.
 fn milter(args: MilterArgs) -> ExitCode {
     init_logs();
@@ -306,13 +317,7 @@ fn milter(args: MilterArgs) -> ExitCode {
         max_frame: mailveil::milter::codec::DEFAULT_MAX_FRAME,
         timeout: Duration::from_secs(300),
     };
-    match mailveil::milter::run(opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mailveil: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(mailveil::milter::run(opts))
 }
 
 /// The IMAP sweep: exit 0 when every message was handled, 1 on an error.
@@ -342,13 +347,7 @@ fn imap(args: ImapArgs) -> ExitCode {
         policy,
         progress: !args.quiet,
     };
-    match mailveil::imap::run(opts) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mailveil: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(mailveil::imap::run(opts))
 }
 
 #[derive(Subcommand)]
@@ -526,20 +525,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILVEIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
-    match mailveil::smtp::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mailveil: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    init_logs();
+    exit_code(mailveil::smtp::run(config))
 }
 
 /// `mailveil proxy`: the image proxy and link shield alone.
