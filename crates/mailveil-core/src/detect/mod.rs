@@ -149,7 +149,11 @@ fn has_scheme(s: &str) -> bool {
 /// Browsers drop leading/trailing spaces and C0 controls and every tab and newline inside
 /// a URL before parsing it; do the same, or `ht\ttp://` slips past.
 pub fn strip_url_noise(raw: &str) -> String {
-    raw.trim_matches(|c: char| c <= ' ')
+    let trimmed = raw.trim_matches(|c: char| c <= ' ');
+    if memchr::memchr3(b'\t', b'\n', b'\r', trimmed.as_bytes()).is_none() {
+        return trimmed.to_owned(); // the common case: one copy, no per-char filter
+    }
+    trimmed
         .chars()
         .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
         .collect()

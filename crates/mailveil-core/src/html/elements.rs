@@ -5,7 +5,7 @@ use super::{
     DEADLINE_MSG, HtmlContext, State, css, css_event, escape_attr, fetch_verdict, finding,
     on_proxy, proxied_url, unescape_attr,
 };
-use crate::detect::{Base, remote_url};
+use crate::detect::{Base, RemoteUrl, remote_url};
 use crate::report::{Action, FindingKind};
 use lol_html::HandlerResult;
 use lol_html::html_content::Element;
@@ -77,11 +77,12 @@ pub(super) fn on_element(
 ) -> HandlerResult {
     tick(ctx, state)?;
     let tag = el.tag_name();
+    let attrs = Attrs::read(el);
     if ACTIVE_TAGS.contains(&tag.as_str()) {
         let url = ["src", "data", "code", "codebase"]
             .iter()
-            .find_map(|a| el.get_attribute(a))
-            .map(|v| unescape_attr(&v));
+            .find_map(|a| attrs.get(a))
+            .map(unescape_attr);
         remove_element(
             el,
             state,
@@ -94,18 +95,22 @@ pub(super) fn on_element(
         return Ok(());
     }
     match tag.as_str() {
-        "meta" => meta(el, ctx, state),
-        "base" => base(el, ctx, state),
-        "link" => link(el, ctx, state),
+        "meta" => meta(el, &attrs, ctx, state),
+        "base" => base(el, &attrs, ctx, state),
+        "link" => link(el, &attrs, ctx, state),
         _ => {}
     }
     if el.removed() {
         return Ok(());
     }
-    event_handlers(el, &tag, ctx, state);
-    if tag == "html" && el.has_attribute("manifest") {
+    if attrs.is_empty() && !matches!(tag.as_str(), "a" | "area") {
+        return Ok(()); // nothing on it can fetch, hide or track
+    }
+    event_handlers(el, &attrs, &tag, ctx, state);
+    if tag == "html" && attrs.has("manifest") {
         strip_attr(
             el,
+            &attrs,
             state,
             ctx,
             "html@manifest",
@@ -114,45 +119,91 @@ pub(super) fn on_element(
             "attribute:manifest",
         );
     }
-    track_hidden_container(el, state);
-    if is_image(el, &tag) && image(el, &tag, ctx, state) {
-        return Ok(());
+    track_hidden_container(el, &attrs, state);
+    let mut seen = None;
+    if is_image(&attrs, &tag) {
+        match image(el, &attrs, &tag, ctx, state) {
+            Image::Removed => return Ok(()),
+            Image::Kept(remote) => seen = remote,
+        }
     }
     for attr in FETCH_ATTRS {
-        fetch_attr(el, &tag, attr, ctx, state);
+        let known = seen.take_if(|(a, _)| a == attr).map(|(_, r)| r);
+        fetch_attr(el, &attrs, &tag, attr, known, ctx, state);
     }
-    if el.has_attribute("href") && (SVG_FETCH_HREF.contains(&tag.as_str())) {
-        fetch_attr(el, &tag, "href", ctx, state);
+    if attrs.has("href") && (SVG_FETCH_HREF.contains(&tag.as_str())) {
+        let known = seen.take_if(|(a, _)| *a == "href").map(|(_, r)| r);
+        fetch_attr(el, &attrs, &tag, "href", known, ctx, state);
     }
-    if matches!(tag.as_str(), "a" | "area") || (tag.starts_with("v:") && el.has_attribute("href")) {
-        resolve_link(el, &tag, ctx, state);
+    if matches!(tag.as_str(), "a" | "area") || (tag.starts_with("v:") && attrs.has("href")) {
+        resolve_link(el, &attrs, &tag, ctx, state);
+        // Reads `href` again: resolve_link may have just rewritten it.
         super::links::on_link(el, &tag, ctx, state);
     }
     for attr in ["srcset", "imagesrcset"] {
-        srcset(el, &tag, attr, ctx, state);
+        srcset(el, &attrs, &tag, attr, ctx, state);
     }
-    style_attr(el, &tag, ctx, state);
+    style_attr(el, &attrs, &tag, ctx, state);
     Ok(())
+}
+
+/// The element's attributes, read once. lol_html's `get_attribute` lowercases and
+/// allocates the asked name and scans the list at every call; the handler asks for
+/// some twenty names per element, most of them absent. Values keep their entities.
+pub(super) struct Attrs {
+    list: Vec<(String, String)>,
+}
+
+impl Attrs {
+    fn read(el: &Element) -> Attrs {
+        Attrs {
+            list: el
+                .attributes()
+                .iter()
+                .map(|a| (a.name(), a.value()))
+                .collect(),
+        }
+    }
+
+    /// The first value of `name` (lowercase), as written.
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
+        self.list
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(super) fn has(&self, name: &str) -> bool {
+        self.list.iter().any(|(n, _)| n == name)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|(n, _)| n.as_str())
+    }
 }
 
 /// An element that hides its content raises the hidden depth until its end tag: an image
 /// inside it cannot be seen, but a client still fetches it: a pixel.
-fn track_hidden_container(el: &mut Element, state: &RefCell<State>) {
+fn track_hidden_container(el: &mut Element, attrs: &Attrs, state: &RefCell<State>) {
     if !el.can_have_content() || el.is_self_closing() {
         return;
     }
     let (style, class, id) = (
-        el.get_attribute("style").map(|s| unescape_attr(&s)),
-        el.get_attribute("class"),
-        el.get_attribute("id"),
+        attrs.get("style").map(unescape_attr),
+        attrs.get("class"),
+        attrs.get("id"),
     );
     let hides = {
         let st = state.borrow();
         super::visibility::hides_content(
             style.as_deref(),
-            class.as_deref(),
-            id.as_deref(),
-            el.has_attribute("hidden"),
+            class,
+            id,
+            attrs.has("hidden"),
             &st.sheets,
         )
         .is_some()
@@ -182,30 +233,43 @@ fn tick(ctx: &HtmlContext, state: &RefCell<State>) -> HandlerResult {
     Ok(())
 }
 
-fn is_image(el: &Element, tag: &str) -> bool {
+fn is_image(attrs: &Attrs, tag: &str) -> bool {
     match tag {
         "img" | "image" | "feimage" => true,
-        "input" => el
-            .get_attribute("type")
+        "input" => attrs
+            .get("type")
             .is_some_and(|t| t.trim().eq_ignore_ascii_case("image")),
         _ => false,
     }
 }
 
+/// What [`image`] did.
+enum Image {
+    Removed,
+    /// The element stays; the remote URL of its source attribute, when it has one, so
+    /// that the attribute pass does not parse it again.
+    Kept(Option<(&'static str, RemoteUrl)>),
+}
+
 /// An image element: a tracker or an invisible image goes whole; a content image keeps
-/// its place (and alt text) and loses its URL only under `strip`. Returns whether the
-/// element was removed.
-fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) -> bool {
+/// its place (and alt text) and loses its URL only under `strip`.
+fn image(
+    el: &mut Element,
+    attrs: &Attrs,
+    tag: &str,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) -> Image {
     let base = state.borrow().base.clone();
     let src_attr = ["src", "href", "xlink:href", "lowsrc", "dynsrc"]
         .into_iter()
-        .find(|a| el.has_attribute(a));
+        .find(|a| attrs.has(a));
     let Some(src_attr) = src_attr else {
-        return false;
+        return Image::Kept(None);
     };
-    let raw = unescape_attr(&el.get_attribute(src_attr).unwrap_or_default());
+    let raw = unescape_attr(attrs.get(src_attr).unwrap_or_default());
     let Some(remote) = remote_url(&raw, &base) else {
-        return false;
+        return Image::Kept(None);
     };
     if ctx
         .rules
@@ -213,7 +277,7 @@ fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>)
         .is_some()
         || on_proxy(&remote, ctx)
     {
-        return false;
+        return Image::Kept(Some((src_attr, remote)));
     }
     let location = format!("{tag}@{src_attr}");
     if let Some(v) = ctx.detector.tracker(&remote, true) {
@@ -230,26 +294,21 @@ fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>)
         let mut st = state.borrow_mut();
         st.findings.push(f);
         st.changed = true;
-        return true;
+        return Image::Removed;
     }
-    let (style, class, id) = (
-        el.get_attribute("style").map(|s| unescape_attr(&s)),
-        el.get_attribute("class"),
-        el.get_attribute("id"),
-    );
-    let (width, height) = (el.get_attribute("width"), el.get_attribute("height"));
-    let attrs = ImageAttrs {
-        width: width.as_deref(),
-        height: height.as_deref(),
+    let style = attrs.get("style").map(unescape_attr);
+    let image_attrs = ImageAttrs {
+        width: attrs.get("width"),
+        height: attrs.get("height"),
         style: style.as_deref(),
-        class: class.as_deref(),
-        id: id.as_deref(),
-        hidden: el.has_attribute("hidden"),
+        class: attrs.get("class"),
+        id: attrs.get("id"),
+        hidden: attrs.has("hidden"),
     };
     let reason = if state.borrow().hidden_depth.get() > 0 {
         Some("hidden-ancestor")
     } else {
-        invisible(&attrs, &state.borrow().sheets)
+        invisible(&image_attrs, &state.borrow().sheets)
     };
     if let Some(reason) = reason.filter(|_| !is_spacer(&remote.url)) {
         let f = finding(
@@ -265,9 +324,9 @@ fn image(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>)
         let mut st = state.borrow_mut();
         st.findings.push(f);
         st.changed = true;
-        return true;
+        return Image::Removed;
     }
-    false
+    Image::Kept(Some((src_attr, remote)))
 }
 
 /// Static spacer GIFs (`spacer.gif`, `blank.gif`, no query) are layout, not beacons: the
@@ -301,13 +360,21 @@ fn is_spacer(url: &Url) -> bool {
 }
 
 /// A fetching attribute: strip it when its URL is a tracker or the policy strips content.
-fn fetch_attr(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state: &RefCell<State>) {
-    let Some(value) = el.get_attribute(attr) else {
+fn fetch_attr(
+    el: &mut Element,
+    attrs: &Attrs,
+    tag: &str,
+    attr: &str,
+    known: Option<RemoteUrl>,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) {
+    let Some(value) = attrs.get(attr) else {
         return;
     };
-    let raw = unescape_attr(&value);
+    let raw = unescape_attr(value);
     let base = state.borrow().base.clone();
-    let Some(remote) = remote_url(&raw, &base) else {
+    let Some(remote) = known.or_else(|| remote_url(&raw, &base)) else {
         return;
     };
     let location = format!("{tag}@{attr}");
@@ -328,11 +395,18 @@ fn fetch_attr(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state:
 }
 
 /// `srcset` candidates are judged one by one; the attribute keeps the ones that stay.
-fn srcset(el: &mut Element, tag: &str, attr: &str, ctx: &HtmlContext, state: &RefCell<State>) {
-    let Some(value) = el.get_attribute(attr) else {
+fn srcset(
+    el: &mut Element,
+    attrs: &Attrs,
+    tag: &str,
+    attr: &str,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) {
+    let Some(value) = attrs.get(attr) else {
         return;
     };
-    let raw = unescape_attr(&value);
+    let raw = unescape_attr(value);
     let base = state.borrow().base.clone();
     let location = format!("{tag}@{attr}");
     let mut kept = Vec::new();
@@ -398,11 +472,17 @@ fn srcset_candidates(value: &str) -> Vec<(&str, &str)> {
     out
 }
 
-fn style_attr(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
-    let Some(value) = el.get_attribute("style") else {
+fn style_attr(
+    el: &mut Element,
+    attrs: &Attrs,
+    tag: &str,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) {
+    let Some(value) = attrs.get("style") else {
         return;
     };
-    let css_text = unescape_attr(&value);
+    let css_text = unescape_attr(value);
     if !css_text.contains('(') && !css_text.to_ascii_lowercase().contains("behavior") {
         return; // no url(), image-set(), expression(): nothing fetches
     }
@@ -420,14 +500,14 @@ fn style_attr(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<St
     }
 }
 
-fn meta(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
-    let equiv = el
-        .get_attribute("http-equiv")
+fn meta(el: &mut Element, attrs: &Attrs, ctx: &HtmlContext, state: &RefCell<State>) {
+    let equiv = attrs
+        .get("http-equiv")
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
     if matches!(equiv.as_str(), "refresh" | "link" | "set-cookie") {
-        let content = el.get_attribute("content").map(|c| unescape_attr(&c));
+        let content = attrs.get("content").map(unescape_attr);
         remove_element(
             el,
             state,
@@ -442,11 +522,11 @@ fn meta(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
 
 /// `<base href>` would turn every relative URL into a request to the sender: remember it
 /// to resolve relative links and images, and remove it.
-fn base(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
-    let Some(href) = el.get_attribute("href") else {
+fn base(el: &mut Element, attrs: &Attrs, ctx: &HtmlContext, state: &RefCell<State>) {
+    let Some(href) = attrs.get("href") else {
         return;
     };
-    let href = unescape_attr(&href);
+    let href = unescape_attr(href);
     let url = Url::parse(crate::detect::strip_url_noise(&href).as_str()).ok();
     if let Some(u) = &url
         && state.borrow().base.is_none()
@@ -464,12 +544,9 @@ fn base(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
     );
 }
 
-fn link(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
-    let rel = el
-        .get_attribute("rel")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let href = el.get_attribute("href").map(|h| unescape_attr(&h));
+fn link(el: &mut Element, attrs: &Attrs, ctx: &HtmlContext, state: &RefCell<State>) {
+    let rel = attrs.get("rel").unwrap_or_default().to_ascii_lowercase();
+    let href = attrs.get("href").map(unescape_attr);
     let rels: Vec<&str> = rel.split_ascii_whitespace().collect();
     if rels.contains(&"stylesheet") {
         let base = state.borrow().base.clone();
@@ -514,21 +591,25 @@ fn link(el: &mut Element, ctx: &HtmlContext, state: &RefCell<State>) {
 }
 
 /// Event handler attributes (`onload`, `onerror`...) are script; `ping` reports clicks.
-fn event_handlers(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
-    let names: Vec<String> = el
-        .attributes()
-        .iter()
-        .map(|a| a.name())
-        .filter(|n| (n.len() > 2 && n.starts_with("on")) || n == "ping")
-        .collect();
+fn event_handlers(
+    el: &mut Element,
+    attrs: &Attrs,
+    tag: &str,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) {
+    let names = attrs
+        .names()
+        .filter(|n| (n.len() > 2 && n.starts_with("on")) || *n == "ping");
     for name in names {
         let kind = FindingKind::ActiveContent;
         strip_attr(
             el,
+            attrs,
             state,
             ctx,
             &format!("{tag}@{name}"),
-            &name,
+            name,
             kind,
             &format!("attribute:{name}"),
         );
@@ -537,12 +618,21 @@ fn event_handlers(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCel
 
 /// A relative link under a removed `<base>` is written absolute, so it still leads
 /// where it led.
-fn resolve_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
-    let base: Base = state.borrow().base.clone();
-    let (Some(b), Some(href)) = (base, el.get_attribute("href")) else {
+fn resolve_link(
+    el: &mut Element,
+    attrs: &Attrs,
+    tag: &str,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) {
+    let Some(href) = attrs.get("href") else {
         return;
     };
-    let href = unescape_attr(&href);
+    let base: Base = state.borrow().base.clone();
+    let Some(b) = base else {
+        return;
+    };
+    let href = unescape_attr(href);
     let trimmed = href.trim();
     if trimmed.is_empty()
         || trimmed.starts_with('#')
@@ -569,6 +659,7 @@ fn resolve_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<
 
 fn strip_attr(
     el: &mut Element,
+    attrs: &Attrs,
     state: &RefCell<State>,
     ctx: &HtmlContext,
     location: &str,
@@ -576,7 +667,7 @@ fn strip_attr(
     kind: FindingKind,
     rule: &str,
 ) {
-    let url = el.get_attribute(attr).map(|v| unescape_attr(&v));
+    let url = attrs.get(attr).map(unescape_attr);
     el.remove_attribute(attr);
     let mut st = state.borrow_mut();
     st.changed = true;

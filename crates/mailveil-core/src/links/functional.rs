@@ -200,35 +200,57 @@ pub(crate) fn functional_reason(
     keyword(&percent_decode_str(without_scheme, true)).map(|k| format!("url: {k}"))
 }
 
-/// The first functional keyword in `text`.
+/// The first functional keyword in `text` (leftmost in the text).
 pub(crate) fn keyword(text: &str) -> Option<&'static str> {
     let folded = fold(text);
-    if let Some(k) = FUNCTIONAL_STEMS.iter().find(|k| folded.contains(*k)) {
-        return Some(k);
+    if let Some(m) = MATCHERS.stems.find(&folded) {
+        return Some(FUNCTIONAL_STEMS[m.pattern().as_usize()]);
     }
-    let words: Vec<&str> = folded
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    PHRASES.iter().find_map(|(k, phrase)| {
-        words
-            .windows(phrase.len())
-            .any(|w| w == phrase.as_slice())
-            .then_some(*k)
-    })
+    // Words: every run of non-alphanumerics becomes one space, with a space at both
+    // ends, so that a phrase " opt in " matches whole words only.
+    let mut words = String::with_capacity(folded.len() + 2);
+    words.push(' ');
+    for piece in folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        words.push_str(piece);
+        words.push(' ');
+    }
+    MATCHERS
+        .words
+        .find(&words)
+        .map(|m| FUNCTIONAL_WORDS[m.pattern().as_usize()])
 }
 
-/// FUNCTIONAL_WORDS split into their words once, not at every link.
-static PHRASES: std::sync::LazyLock<Vec<(&'static str, Vec<&'static str>)>> =
-    std::sync::LazyLock::new(|| {
-        FUNCTIONAL_WORDS
-            .iter()
-            .map(|k| (*k, k.split(' ').collect()))
-            .collect()
-    });
+/// One automaton for the stems and one for the space-delimited words, built once: a
+/// link is checked in one pass over its text instead of one search per keyword.
+struct Matchers {
+    stems: aho_corasick::AhoCorasick,
+    words: aho_corasick::AhoCorasick,
+}
+
+static MATCHERS: std::sync::LazyLock<Matchers> = std::sync::LazyLock::new(|| {
+    let build = |patterns: Vec<String>| {
+        aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(patterns)
+            .expect("functional keywords are plain strings")
+    };
+    Matchers {
+        stems: build(FUNCTIONAL_STEMS.iter().map(|s| s.to_string()).collect()),
+        words: build(FUNCTIONAL_WORDS.iter().map(|w| format!(" {w} ")).collect()),
+    }
+});
 
 /// Lowercased, common Latin accents folded to ASCII, separators `_` and `-` kept.
 pub(crate) fn fold(text: &str) -> String {
+    if text.is_ascii() {
+        return text
+            .bytes()
+            .map(|b| match b {
+                b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' => ' ',
+                b => char::from(b.to_ascii_lowercase()),
+            })
+            .collect();
+    }
     text.chars()
         .flat_map(char::to_lowercase)
         .map(|c| match c {
