@@ -210,7 +210,10 @@ pub(crate) fn keyword(text: &str) -> Option<&'static str> {
     // ends, so that a phrase " opt in " matches whole words only.
     let mut words = String::with_capacity(folded.len() + 2);
     words.push(' ');
-    for piece in folded.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for piece in folded
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         words.push_str(piece);
         words.push(' ');
     }

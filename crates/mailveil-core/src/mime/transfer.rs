@@ -177,7 +177,10 @@ fn qp_encode(content: &[u8], eol: Eol) -> Vec<u8> {
 
 /// A space or tab that ends a line would be dropped by the decoder: write it escaped.
 fn qp_escape_trailing_space(out: &mut Vec<u8>, col: &mut usize, eol: &[u8]) {
-    let Some(&last) = out.last().filter(|&&b| (b == b' ' || b == b'\t') && *col > 0) else {
+    let Some(&last) = out
+        .last()
+        .filter(|&&b| (b == b' ' || b == b'\t') && *col > 0)
+    else {
         return;
     };
     out.pop();
