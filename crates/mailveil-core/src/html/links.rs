@@ -22,6 +22,8 @@ pub(super) struct Pending {
     original: String,
     location: String,
     text: String,
+    /// The decision without the text, which stands unless the text is functional.
+    outcome: LinkOutcome,
 }
 
 fn link_context<'a>(ctx: &'a HtmlContext, text: Option<&'a str>) -> LinkContext<'a> {
@@ -57,6 +59,7 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
             original: raw,
             location,
             text: String::new(),
+            outcome,
         });
         st.anchor = Some(i);
         st.shown_url = Some((
@@ -163,9 +166,13 @@ pub(super) fn finish(
         return;
     }
     let mut urls = Vec::with_capacity(pending.len());
-    for p in &pending {
+    for p in pending {
         let text = htmlize::unescape(p.text.as_str()).into_owned();
-        let outcome = links::clean_link(&p.original, &link_context(ctx, Some(text.trim())));
+        let outcome = if links::text_is_functional(text.trim(), ctx.rules) {
+            links::clean_link(&p.original, &link_context(ctx, Some(text.trim())))
+        } else {
+            p.outcome
+        };
         let shielded = shield(ctx, &outcome, &p.original);
         let url = shielded
             .clone()

@@ -200,6 +200,13 @@ pub(crate) fn functional_reason(
     keyword(&percent_decode_str(without_scheme, true)).map(|k| format!("url: {k}"))
 }
 
+/// Whether a link's text alone makes it functional (what `functional_reason` reads of
+/// the text): when it does not, the decision made without the text stands.
+pub(crate) fn text_is_functional(text: &str, rules: &crate::rules::Rules) -> bool {
+    !text.is_empty()
+        && (keyword(text).is_some() || rules.functional_match(&fold(text), None).is_some())
+}
+
 /// The first functional keyword in `text` (leftmost in the text).
 pub(crate) fn keyword(text: &str) -> Option<&'static str> {
     let folded = fold(text);

@@ -30,6 +30,7 @@ mod parts;
 mod tests;
 mod text;
 
+pub(crate) use functional::text_is_functional;
 pub use functional::{FUNCTIONAL_STEMS, FUNCTIONAL_WORDS};
 pub use text::find_urls;
 
