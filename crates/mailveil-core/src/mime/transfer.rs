@@ -155,24 +155,33 @@ fn qp_encode(content: &[u8], eol: Eol) -> Vec<u8> {
             i += if crlf { 2 } else { 1 };
             continue;
         }
-        let literal = b == b' ' || b == b'\t' || ((33..=126).contains(&b) && b != b'=');
-        let width = if literal { 1 } else { 3 };
+        let width = if qp_literal(b) { 1 } else { 3 };
         // Keep room for the soft break's `=` on this line.
         if col + width > MAX_LINE - 1 {
             out.push(b'=');
             out.extend_from_slice(eol);
             col = 0;
         }
-        if literal {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        if width == 1 {
+            // A run of literals up to the end of the room on this line, copied at once.
+            let end = content.len().min(i + (MAX_LINE - 1 - col));
+            let run = content[i..end].iter().take_while(|&&c| qp_literal(c)).count();
+            out.extend_from_slice(&content[i..i + run]);
+            col += run;
+            i += run;
+            continue;
         }
-        col += width;
+        out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        col += 3;
         i += 1;
     }
     qp_escape_trailing_space(&mut out, &mut col, eol);
     out
+}
+
+/// Bytes written as they are (line breaks are handled apart).
+fn qp_literal(b: u8) -> bool {
+    b == b' ' || b == b'\t' || ((33..=126).contains(&b) && b != b'=')
 }
 
 /// A space or tab that ends a line would be dropped by the decoder: write it escaped.
