@@ -14,7 +14,7 @@ use std::time::Instant;
 use url::Url;
 
 /// Elements that run code or embed documents: always removed, content and all.
-const ACTIVE_TAGS: &[&str] = &[
+pub(super) const ACTIVE_TAGS: &[&str] = &[
     "script",
     "iframe",
     "frame",

@@ -283,6 +283,9 @@ fn on_comment(
     let Some((head, inner, tail)) = split_conditional(&text) else {
         return Ok(());
     };
+    if !fragment_may_fetch(inner) {
+        return Ok(()); // `<table><tr><td>` scaffolding: most conditional comments
+    }
     match rewrite_fragment(inner, ctx, state) {
         Ok(Some(new)) => {
             if c.set_text(&format!("{head}{new}{tail}")).is_err() {
@@ -298,6 +301,20 @@ fn on_comment(
         }
     }
     Ok(())
+}
+
+/// Whether a fragment could make a client fetch or run anything: a URL needs an
+/// attribute value (`=`), a CSS function (`(`) or an at-rule (`@import "..."`); without
+/// any of them only an element that is active by itself could. A fragment without
+/// these is left as it is, without a rewriter of its own.
+fn fragment_may_fetch(html: &str) -> bool {
+    if html.bytes().any(|b| matches!(b, b'=' | b'(' | b'@')) {
+        return true;
+    }
+    let lower = html.to_ascii_lowercase();
+    elements::ACTIVE_TAGS
+        .iter()
+        .any(|t| lower.contains(&format!("<{t}")))
 }
 
 /// `[if mso]>` + markup + `<![endif]` of a downlevel-hidden conditional comment.
@@ -497,5 +514,21 @@ mod deadline_tests {
         assert_eq!(r.err(), Some(HtmlError::Deadline));
         let later = ctx(Instant::now() + std::time::Duration::from_secs(60));
         assert!(rewrite(html.as_bytes(), encoding_rs::UTF_8, &later).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod fragment_tests {
+    use super::fragment_may_fetch;
+
+    #[test]
+    fn only_scaffolding_is_left_without_a_rewrite() {
+        assert!(!fragment_may_fetch("<table><tr><td>"));
+        assert!(!fragment_may_fetch("</td></tr></table>\n"));
+        assert!(fragment_may_fetch(r#"<v:fill src="https://t.example/o.gif"/>"#));
+        assert!(fragment_may_fetch("<style>@import 'https://t.example/a.css';</style>"));
+        assert!(fragment_may_fetch("<div style=background:url(x)>"));
+        assert!(fragment_may_fetch("<SCRIPT>alert`1`</SCRIPT>"));
+        assert!(fragment_may_fetch("<IFrame srcdoc>"));
     }
 }
