@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Concurrent sessions by default. A session is a tokio task and two descriptors, so
+/// idle ones are cheap; the cap is what keeps a flood of them from exhausting the file
+/// descriptors, and it sits well above Postfix's default of 100 content-filter
+/// processes so that idle or slow clients do not lock that traffic out.
+pub const DEFAULT_MAX_SESSIONS: usize = 1000;
+
 /// Where cleaned mail goes: the one server that receives everything this filter accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownstreamAddr {
@@ -78,12 +84,17 @@ pub struct FileConfig {
     pub allowed_networks: Option<Vec<String>>,
     /// Largest message accepted, in bytes (announced with SIZE).
     pub max_message_bytes: Option<usize>,
-    /// Concurrent sessions; more get `421` and are closed.
+    /// Concurrent sessions; more get `421` and are closed (default 1000).
     pub max_sessions: Option<usize>,
-    /// Seconds to wait for a command.
+    /// Longest command line, CRLF included (default 4096; at least 512, RFC 5321).
+    pub max_line_bytes: Option<usize>,
+    /// Seconds a whole command line may take to arrive, however slowly it trickles.
     pub command_timeout_secs: Option<u64>,
     /// Seconds to wait for each read of message data.
     pub data_timeout_secs: Option<u64>,
+    /// Bytes per second message data must average after the first `data_timeout_secs`
+    /// (default 500, Postfix's `smtpd_min_data_rate`; 0: no floor).
+    pub min_data_rate: Option<u64>,
     /// Seconds to wait for the downstream to connect.
     pub downstream_connect_timeout_secs: Option<u64>,
     /// Seconds to wait for each downstream reply (also after the final dot).
@@ -229,10 +240,14 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Concurrent sessions.
     pub max_sessions: usize,
-    /// Wait for a command.
+    /// Longest command line.
+    pub max_line_bytes: usize,
+    /// Time for a whole command line.
     pub command_timeout: Duration,
     /// Wait for each read of message data.
     pub data_timeout: Duration,
+    /// Average bytes per second of message data (0: no floor).
+    pub min_data_rate: u64,
     /// Wait for the downstream to connect.
     pub downstream_connect_timeout: Duration,
     /// Wait for each downstream reply.
@@ -365,9 +380,13 @@ impl Config {
         if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(format!("hostname {hostname:?} is not a host name"));
         }
-        let max_sessions = file.max_sessions.unwrap_or(100);
+        let max_sessions = file.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
         if max_sessions == 0 || max_message_bytes == 0 {
             return Err("max_sessions and max_message_bytes must be at least 1".into());
+        }
+        let max_line_bytes = file.max_line_bytes.unwrap_or(4096);
+        if max_line_bytes < 512 {
+            return Err("max_line_bytes must be at least 512 (RFC 5321)".into());
         }
         let dashboard_listen = match o.dashboard_listen.clone().or(file.dashboard_listen) {
             Some(a) => Some(
@@ -397,8 +416,10 @@ impl Config {
             allowed_networks,
             max_message_bytes,
             max_sessions,
+            max_line_bytes,
             command_timeout: secs(file.command_timeout_secs, 300, "command_timeout_secs")?,
             data_timeout: secs(file.data_timeout_secs, 180, "data_timeout_secs")?,
+            min_data_rate: file.min_data_rate.unwrap_or(500),
             downstream_connect_timeout: secs(
                 file.downstream_connect_timeout_secs,
                 30,

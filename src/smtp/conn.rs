@@ -3,7 +3,7 @@
 //! and delivers it, and answers only after the downstream has answered.
 
 use super::downstream::{Connector, DownError, Downstream, Timeouts};
-use super::io::{Conn, Io, ReadError};
+use super::io::{Conn, DataDeadline, Io, ReadError};
 use super::session::{Rcpt, Reply, Session, Settings, Step, down_unreachable};
 use mailveil_core::{Envelope, HEADER_NAME, OnError, Policy, VERSION, clean};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,17 +13,18 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-/// Longest command line accepted (RFC 5321 says 512; XFORWARD and parameters run longer).
-const MAX_COMMAND_LINE: usize = 4096;
-
 /// What every session of one server shares.
 pub struct Shared {
     /// Protocol settings.
     pub settings: Settings,
-    /// Wait for a command.
+    /// Time for a whole command line (and for each reply write).
     pub command_timeout: Duration,
     /// Wait for each read of message data.
     pub data_timeout: Duration,
+    /// Average bytes per second message data must arrive at (0: no floor).
+    pub min_data_rate: u64,
+    /// Longest command line accepted, CRLF included.
+    pub max_line_bytes: usize,
     /// Where mail goes.
     pub connector: Arc<dyn Connector>,
     /// Downstream timeouts.
@@ -78,17 +79,13 @@ pub async fn run_session(
             break;
         }
         let read = tokio::select! {
-            r = conn.read_line(MAX_COMMAND_LINE, t) => r,
+            r = conn.read_line(shared.max_line_bytes, t) => r,
             () = shutdown_signal(&mut shutdown), if !stopping && !session.in_transaction() => continue,
         };
-        let line = match read {
-            Ok(line) => line,
-            Err(ReadError::TooLong) => {
-                if conn.write(b"500 5.5.2 Line too long\r\n", t).await.is_err() {
-                    break;
-                }
-                continue;
-            }
+        let step = match read {
+            Ok(line) => session.command(&line),
+            // Counted as an error: a client that keeps sending overlong lines is cut.
+            Err(ReadError::TooLong) => session.line_too_long(),
             Err(ReadError::Timeout) => {
                 let _ = conn.write(b"421 4.4.2 Timeout, closing\r\n", t).await;
                 break;
@@ -98,7 +95,7 @@ pub async fn run_session(
                 break;
             }
         };
-        let replies: Vec<Reply> = match session.command(&line) {
+        let replies: Vec<Reply> = match step {
             Step::Reply(r) => vec![r],
             Step::Close(r) => {
                 let _ = conn.write(&r.to_wire(), t).await;
@@ -159,7 +156,7 @@ pub async fn run_session(
                     break;
                 }
                 let body = match conn
-                    .read_data(shared.settings.max_message_bytes, shared.data_timeout)
+                    .read_data(shared.settings.max_message_bytes, data_deadline(&shared))
                     .await
                 {
                     Ok(body) => body,
@@ -189,10 +186,13 @@ pub async fn run_session(
                     .map(|tx| std::mem::take(&mut tx.chunks))
                     .unwrap_or_default();
                 if let Err(e) = conn
-                    .read_chunk(size, &mut chunks, discard, shared.data_timeout)
+                    .read_chunk(size, &mut chunks, discard, data_deadline(&shared))
                     .await
                 {
                     warn!(%peer, "BDAT chunk not received: {e}");
+                    if matches!(e, ReadError::Timeout) {
+                        let _ = conn.write(b"421 4.4.2 Timeout, closing\r\n", t).await;
+                    }
                     break;
                 }
                 match reply {
@@ -226,6 +226,13 @@ pub async fn run_session(
     }
     conn.shutdown().await;
     debug!(%peer, "session end");
+}
+
+fn data_deadline(shared: &Shared) -> DataDeadline {
+    DataDeadline {
+        idle: shared.data_timeout,
+        min_rate: shared.min_data_rate,
+    }
 }
 
 async fn connect(shared: &Shared) -> Option<Downstream> {

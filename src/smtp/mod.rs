@@ -40,6 +40,34 @@ pub fn run(config: Config) -> Result<(), String> {
     runtime.block_on(run_async(config))
 }
 
+/// Each session holds two descriptors (the client and the downstream); a cap the
+/// process cannot reach would end in failed accepts (EMFILE) instead of a clean `421`.
+fn warn_if_over_fd_limit(max_sessions: usize) {
+    let Some(limit) = open_files_limit() else {
+        return;
+    };
+    let needed = max_sessions.saturating_mul(2).saturating_add(64);
+    if needed as u64 > limit {
+        tracing::warn!(
+            max_sessions,
+            open_files_limit = limit,
+            "max_sessions needs about {needed} file descriptors, more than the limit \
+             (ulimit -n, LimitNOFILE=): lower max_sessions or raise the limit"
+        );
+    }
+}
+
+/// The soft limit on open files, from /proc (Linux; `None` elsewhere or unlimited).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 async fn run_async(config: Config) -> Result<(), String> {
     let (rules, errors) = crate::rule_files::LiveRules::load(&config.rules, config.system_rules);
     for e in &errors {
@@ -104,6 +132,8 @@ async fn run_async(config: Config) -> Result<(), String> {
         },
         command_timeout: config.command_timeout,
         data_timeout: config.data_timeout,
+        min_data_rate: config.min_data_rate,
+        max_line_bytes: config.max_line_bytes,
         connector: Arc::new(downstream::Dialer(config.downstream.clone())),
         down_timeouts: downstream::Timeouts {
             connect: config.downstream_connect_timeout,
@@ -118,6 +148,7 @@ async fn run_async(config: Config) -> Result<(), String> {
             debug: config.reports.debug,
         }),
     });
+    warn_if_over_fd_limit(config.max_sessions);
     tracing::info!(
         listen = %config.listen,
         downstream = %config.downstream,

@@ -295,6 +295,12 @@ impl Session {
         }
     }
 
+    /// A command line longer than the limit arrived (the driver dropped it): `500`, the
+    /// session goes on, and it counts as an error like any other bad command.
+    pub fn line_too_long(&mut self) -> Step {
+        self.error(Reply::new(500, "5.5.2 Line too long"))
+    }
+
     /// Handles one command line (CRLF included).
     pub fn command(&mut self, line: &[u8]) -> Step {
         if let Some(rest) = strip_verb(line, b"XFORWARD") {

@@ -159,6 +159,8 @@ fn shared_plain(fake: &Fake, max: usize) -> Shared {
         },
         command_timeout: Duration::from_secs(5),
         data_timeout: Duration::from_secs(5),
+        min_data_rate: 0,
+        max_line_bytes: 4096,
         connector: Arc::new(fake.clone()),
         down_timeouts: Timeouts {
             connect: Duration::from_secs(5),
