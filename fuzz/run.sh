@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(clean_bytes clean_mime rules_parse link_clean)
+[ ${#targets[@]} -eq 0 ] && targets=(clean_bytes clean_mime rules_parse link_clean smtp_session)
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: installing cargo-fuzz" >&2
@@ -35,6 +35,7 @@ declare -A extra_args=(
   [clean_mime]="-max_len=65536"
   [rules_parse]="-max_len=16384 -dict=dicts/rules.dict"
   [link_clean]="-max_len=4096"
+  [smtp_session]="-max_len=16384 -dict=dicts/smtp.dict"
 )
 
 mkdir -p logs

@@ -4,7 +4,8 @@
 //! `250` only after the downstream accepted the mail, and `451` whenever that is not
 //! known, so the sending MTA keeps the mail and retries (DESIGN.md invariants 1 and 7).
 //!
-//! - [`session`]: the protocol state machine, no I/O.
+//! - [`session`]: the protocol state machine, no I/O (the `mailveil-smtp` crate,
+//!   re-exported here, so the fuzz crate can build it without the server).
 //! - [`conn`]: drives one connection and the downstream for it.
 //! - [`downstream`]: the SMTP/LMTP client.
 //! - [`listener`]: access control, session limit, graceful shutdown.
@@ -15,8 +16,9 @@ pub mod conn;
 pub mod downstream;
 pub mod io;
 pub mod listener;
-pub mod session;
 pub mod tls;
+
+pub use mailveil_smtp::session;
 
 use config::Config;
 use std::sync::Arc;
@@ -79,7 +81,12 @@ async fn run_async(config: Config) -> Result<(), String> {
     let mut prefetch = None;
     if let Some(setup) = &config.proxy {
         let proxy = crate::proxy::build(&setup.settings, rules.get())?;
-        crate::proxy::spawn(Arc::clone(&proxy), setup.settings.listen).await?;
+        crate::proxy::spawn(
+            Arc::clone(&proxy),
+            setup.settings.listen,
+            setup.settings.http,
+        )
+        .await?;
         if config.policy.remote_content == mailveil_core::RemoteContent::Prefetch {
             prefetch = Some((proxy, setup.prefetch_deadline));
         }
@@ -112,10 +119,10 @@ async fn run_async(config: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         tracing::info!(%listen, "dashboard listening");
+        let limits = config.http;
         tokio::spawn(async move {
-            let app = crate::web::router(state)
-                .into_make_service_with_connect_info::<std::net::SocketAddr>();
-            if let Err(e) = axum::serve(dash, app).await {
+            let app = crate::web::router(state);
+            if let Err(e) = crate::http::serve(dash, app, limits).await {
                 tracing::warn!("dashboard stopped: {e}");
             }
         });

@@ -2,7 +2,7 @@
 //! [`Step`] comes out that says what the connection driver must do (answer, ask the
 //! downstream, read data, start TLS, close). Results from the downstream come back in
 //! through methods that return the reply to send. Everything that decides *what* to say
-//! lives here; [`super::conn`] only moves bytes.
+//! lives here; the root crate's `smtp::conn` only moves bytes.
 
 use smtp_proto::Request;
 use std::fmt;
