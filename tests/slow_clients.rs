@@ -327,3 +327,40 @@ fn data_over_max_message_bytes_gets_552_and_nothing_goes_downstream() {
     let r = c.cmd("MAIL FROM:<a@example.org> SIZE=20000");
     assert!(r.starts_with("552"), "{r:?}");
 }
+
+#[test]
+fn a_session_cap_over_the_open_files_limit_is_warned_about_at_start() {
+    let (down, _) = sink();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailveil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndownstream = \"smtp://127.0.0.1:{down}\"\n\
+             max_sessions = 100000000\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(MAILVEIL)
+        .args(["serve", "--no-system-rules", "--config"])
+        .arg(&config)
+        .env("MAILVEIL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("max_sessions needs about") && log.contains("open_files_limit"),
+        "{log}"
+    );
+}
