@@ -87,6 +87,9 @@ pub struct FileConfig {
     pub max_message_bytes: Option<usize>,
     /// Concurrent sessions; more get `421` and are closed (default 1000).
     pub max_sessions: Option<usize>,
+    /// Mails received (DATA, BDAT) at once; more get `451` (default 100). Bounds memory
+    /// at about `max_transfers` x `max_message_bytes`.
+    pub max_transfers: Option<usize>,
     /// Longest command line, CRLF included (default 4096; at least 512, RFC 5321).
     pub max_line_bytes: Option<usize>,
     /// Seconds a whole command line may take to arrive, however slowly it trickles.
@@ -257,6 +260,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Concurrent sessions.
     pub max_sessions: usize,
+    /// Mails received at once.
+    pub max_transfers: usize,
     /// Longest command line.
     pub max_line_bytes: usize,
     /// Time for a whole command line.
@@ -451,6 +456,10 @@ impl Config {
         if max_sessions == 0 || max_message_bytes == 0 {
             return Err("max_sessions and max_message_bytes must be at least 1".into());
         }
+        let max_transfers = file.max_transfers.unwrap_or(100);
+        if max_transfers == 0 {
+            return Err("max_transfers must be at least 1".into());
+        }
         let max_line_bytes = file.max_line_bytes.unwrap_or(4096);
         if max_line_bytes < 512 {
             return Err("max_line_bytes must be at least 512 (RFC 5321)".into());
@@ -483,6 +492,7 @@ impl Config {
             allowed_networks,
             max_message_bytes,
             max_sessions,
+            max_transfers,
             max_line_bytes,
             command_timeout: secs(file.command_timeout_secs, 300, "command_timeout_secs")?,
             data_timeout: secs(file.data_timeout_secs, 180, "data_timeout_secs")?,
@@ -666,6 +676,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.max_sessions, 1000);
+        assert_eq!(d.max_transfers, 100);
         assert_eq!(d.max_line_bytes, 4096);
         assert_eq!(d.min_data_rate, 500);
         assert_eq!(d.policy.limits.max_parts, Limits::default().max_parts);

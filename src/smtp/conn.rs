@@ -9,7 +9,7 @@ use mailveil_core::{Envelope, HEADER_NAME, OnError, Policy, VERSION, clean};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -25,6 +25,9 @@ pub struct Shared {
     pub min_data_rate: u64,
     /// Longest command line accepted, CRLF included.
     pub max_line_bytes: usize,
+    /// One permit per mail being received (DATA or BDAT) at once: what bounds memory
+    /// (`max_transfers` x `max_message_bytes`), however many sessions sit idle.
+    pub transfers: Arc<Semaphore>,
     /// Where mail goes.
     pub connector: Arc<dyn Connector>,
     /// Downstream timeouts.
@@ -67,6 +70,8 @@ pub async fn run_session(
     let mut conn = Conn::new(stream);
     let mut session = Session::new(shared.settings.clone());
     let mut down: Option<Downstream> = None;
+    // Held from the first BDAT chunk to the end of the transaction.
+    let mut transfer: Option<OwnedSemaphorePermit> = None;
     let t = shared.command_timeout;
     debug!(%peer, "session start");
     if conn.write(&session.greeting().to_wire(), t).await.is_err() {
@@ -148,6 +153,14 @@ pub async fn run_session(
                 vec![session.rcpt_result(rcpt, &reply)]
             }
             Step::Data => {
+                let Ok(_permit) = Arc::clone(&shared.transfers).try_acquire_owned() else {
+                    abandon(&mut down, &mut session).await;
+                    let r = busy(&peer);
+                    if conn.write(&r.to_wire(), t).await.is_err() {
+                        break;
+                    }
+                    continue;
+                };
                 if conn
                     .write(b"354 End data with <CR><LF>.<CR><LF>\r\n", t)
                     .await
@@ -178,9 +191,18 @@ pub async fn run_session(
             }
             Step::Bdat {
                 size,
-                discard,
-                reply,
+                mut discard,
+                mut reply,
             } => {
+                if !discard && transfer.is_none() {
+                    transfer = Arc::clone(&shared.transfers).try_acquire_owned().ok();
+                    if transfer.is_none() {
+                        // The chunk is on its way: read and drop it, then refuse the mail.
+                        discard = true;
+                        reply = Some(busy(&peer));
+                        session.end_transaction();
+                    }
+                }
                 let mut chunks = session
                     .transaction_mut()
                     .map(|tx| std::mem::take(&mut tx.chunks))
@@ -197,7 +219,7 @@ pub async fn run_session(
                 }
                 match reply {
                     Some(r) => {
-                        if r.code >= 500 && !session.in_transaction() {
+                        if !r.is_positive() && !session.in_transaction() {
                             abandon(&mut down, &mut session).await;
                         } else if let Some(tx) = session.transaction_mut() {
                             tx.chunks = chunks;
@@ -216,6 +238,9 @@ pub async fn run_session(
                 vec![r]
             }
         };
+        if !session.in_transaction() {
+            transfer = None;
+        }
         let wire: Vec<u8> = replies.iter().flat_map(Reply::to_wire).collect();
         if conn.write(&wire, t).await.is_err() {
             break;
@@ -226,6 +251,13 @@ pub async fn run_session(
     }
     conn.shutdown().await;
     debug!(%peer, "session end");
+}
+
+/// The reply when `max_transfers` mails are already being received: the client keeps
+/// the mail and retries.
+fn busy(peer: &str) -> Reply {
+    warn!(%peer, "mail refused for now: max_transfers mails are being received");
+    Reply::new(451, "4.3.2 Too many mails in transfer, try again later")
 }
 
 fn data_deadline(shared: &Shared) -> DataDeadline {

@@ -141,6 +141,7 @@ async fn run_async(config: Config) -> Result<(), String> {
         data_timeout: config.data_timeout,
         min_data_rate: config.min_data_rate,
         max_line_bytes: config.max_line_bytes,
+        transfers: Arc::new(tokio::sync::Semaphore::new(config.max_transfers)),
         connector: Arc::new(downstream::Dialer(config.downstream.clone())),
         down_timeouts: downstream::Timeouts {
             connect: config.downstream_connect_timeout,
