@@ -5,7 +5,10 @@
 #
 #   bash fuzz/run.sh [SECONDS] [TARGET...]
 #
-# Needs the nightly toolchain and cargo-fuzz (installed here when missing). The corpus
+# Needs cargo-fuzz (installed here when missing) and a Rust toolchain: nightly when rustup
+# has it, else the default (stable) one with RUSTC_BOOTSTRAP=1 -- a fresh CI machine has
+# only stable. The build flags used here (`-O -s none`: no sanitizer) need no -Z flag, so
+# stable builds the same targets; RUSTC_BOOTSTRAP is for FUZZ_FLAGS with a sanitizer. The corpus
 # (fuzz/corpus/<target>) grows across runs and stays out of git; the seeds under
 # fuzz/seeds/<target> (and the shipped rules/ for rules_parse) are read, never written.
 set -uo pipefail
@@ -14,11 +17,21 @@ cd "$(dirname "$0")"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(clean_bytes clean_mime rules_parse link_clean)
+[ ${#targets[@]} -eq 0 ] && targets=(clean_bytes clean_mime rules_parse link_clean smtp_session)
 
-if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  toolchain=(+nightly)
+else
+  toolchain=()
+  export RUSTC_BOOTSTRAP=1
+fi
+echo "fuzz/run.sh: $(rustc "${toolchain[@]}" --version)${RUSTC_BOOTSTRAP:+ (RUSTC_BOOTSTRAP=1)}" >&2
+
+if ! cargo "${toolchain[@]}" fuzz --version >/dev/null 2>&1; then
   echo "fuzz/run.sh: installing cargo-fuzz" >&2
+  t0=$(date +%s)
   cargo install cargo-fuzz --locked || exit 1
+  echo "fuzz/run.sh: cargo-fuzz installed in $(( $(date +%s) - t0 ))s" >&2
 fi
 
 # Release without debug assertions, as the filter ships: mail-parser 0.11.9 has a
@@ -28,13 +41,16 @@ fi
 read -r -a flags <<< "${FUZZ_FLAGS:--O -s none}"
 
 # One build for all targets (2-core machines: never two fuzz builds at once).
-cargo +nightly fuzz build "${flags[@]}" || exit 1
+t0=$(date +%s)
+cargo "${toolchain[@]}" fuzz build "${flags[@]}" || exit 1
+build_secs=$(( $(date +%s) - t0 ))
 
 declare -A extra_args=(
   [clean_bytes]="-max_len=65536 -dict=dicts/mail.dict"
   [clean_mime]="-max_len=65536"
   [rules_parse]="-max_len=16384 -dict=dicts/rules.dict"
   [link_clean]="-max_len=4096"
+  [smtp_session]="-max_len=16384 -dict=dicts/smtp.dict"
 )
 
 mkdir -p logs
@@ -48,7 +64,7 @@ for t in "${targets[@]}"; do
   log="logs/$t.log"
   echo "== $t: ${secs}s" >&2
   # -timeout: one input taking 30 s is a hang; -rss_limit_mb: 2 GB is a blow-up.
-  cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" "${seeds[@]}" -- \
+  cargo "${toolchain[@]}" fuzz run "${flags[@]}" "$t" "corpus/$t" "${seeds[@]}" -- \
     -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
     ${extra_args[$t]:-} >"$log" 2>&1
   rc=$?
@@ -67,6 +83,6 @@ for t in "${targets[@]}"; do
 done
 
 echo
-echo "fuzz summary (${secs}s per target):"
+echo "fuzz summary (${secs}s per target; build ${build_secs}s):"
 printf '%s\n' "${summary[@]}"
 exit $failed

@@ -5,6 +5,7 @@
 pub use mailveil_core::*;
 
 pub mod explain;
+pub mod http;
 pub mod imap;
 pub mod milter;
 pub mod proxy;

@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod import;
+mod limit_args;
 mod report_cmd;
+
+use limit_args::LimitArgs;
 
 /// sysexits.h EX_TEMPFAIL: the MDA (sieve, procmail, maildrop) keeps the mail and retries.
 const EX_TEMPFAIL: u8 = 75;
@@ -71,15 +74,8 @@ struct FilterArgs {
     /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
     #[arg(long)]
     keep_campaign_params: bool,
-    /// Time budget for one mail, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    max_time: u64,
-    /// Larger mails are passed on unchanged (with `error=too-large`).
-    #[arg(long, value_name = "BYTES", default_value_t = mailveil::Limits::default().max_message_bytes)]
-    max_message_bytes: usize,
-    /// Deeper MIME nesting is an error (the mail passes unchanged).
-    #[arg(long, value_name = "N", default_value_t = mailveil::Limits::default().max_depth)]
-    max_depth: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     no_system_rules: bool,
@@ -179,9 +175,8 @@ struct MilterArgs {
     /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
     #[arg(long)]
     keep_campaign_params: bool,
-    /// Larger mails pass unchanged with `error=too-large` (or tempfail).
-    #[arg(long, value_name = "BYTES", default_value_t = mailveil::Limits::default().max_message_bytes)]
-    max_message_bytes: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     no_system_rules: bool,
@@ -228,6 +223,8 @@ struct ImapArgs {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Args)]
@@ -253,6 +250,12 @@ struct ProxyArgs {
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     no_system_rules: bool,
+    /// Seconds a client has to send a whole request head (slow clients are closed).
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Open connections at most; past it new clients wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(usize))]
+    max_connections: usize,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -299,14 +302,8 @@ fn milter(args: MilterArgs) -> ExitCode {
         remote_content: args.remote_content,
         strip_read_receipts: args.strip_read_receipts,
         on_error: args.on_error.into(),
-        links: mailveil::links::LinkPolicy {
-            keep_campaign_params: args.keep_campaign_params,
-            ..Default::default()
-        },
-        limits: mailveil::Limits {
-            max_message_bytes: args.max_message_bytes,
-            ..Default::default()
-        },
+        links: args.limits.links(args.keep_campaign_params),
+        limits: args.limits.limits(),
         proxy: None,
     };
     let opts = mailveil::milter::Options {
@@ -327,6 +324,8 @@ fn imap(args: ImapArgs) -> ExitCode {
         banner: false,
         remote_content: args.remote_content,
         strip_read_receipts: args.strip_read_receipts,
+        links: args.limits.links(false),
+        limits: args.limits.limits(),
         ..Policy::default()
     };
     let opts = mailveil::imap::Options {
@@ -403,11 +402,20 @@ fn main() -> ExitCode {
 
 /// Pipe mode. Exit 0 whenever a mail was written; 75 only when none could be.
 fn filter(args: FilterArgs) -> ExitCode {
+    // At most one byte past the limit is read before cleaning: a larger mail is passed
+    // through (its head with the error header, then the rest streamed as it comes), so
+    // the filter holds at most --max-message-bytes of it, whatever its size.
+    let max = args.limits.max_message_bytes;
+    let mut stdin = std::io::stdin().lock();
     let mut raw = Vec::new();
-    if let Err(e) = std::io::stdin().lock().read_to_end(&mut raw) {
+    if let Err(e) = (&mut stdin)
+        .take((max as u64).saturating_add(1))
+        .read_to_end(&mut raw)
+    {
         eprintln!("mailveil: cannot read the mail from stdin: {e}");
         return ExitCode::from(EX_TEMPFAIL);
     }
+    let oversized = raw.len() > max;
     let (rules, errors) = rule_files::load(&args.rules, !args.no_system_rules);
     for e in &errors {
         eprintln!("mailveil: rule file skipped: {e}");
@@ -421,16 +429,8 @@ fn filter(args: FilterArgs) -> ExitCode {
         } else {
             OnError::PassUnchanged
         },
-        links: mailveil::links::LinkPolicy {
-            keep_campaign_params: args.keep_campaign_params,
-            ..Default::default()
-        },
-        limits: mailveil::Limits {
-            max_time: Duration::from_secs(args.max_time),
-            max_message_bytes: args.max_message_bytes,
-            max_depth: args.max_depth,
-            ..Default::default()
-        },
+        links: args.limits.links(args.keep_campaign_params),
+        limits: args.limits.limits(),
         proxy: None,
     };
     let envelope = Envelope {
@@ -447,7 +447,21 @@ fn filter(args: FilterArgs) -> ExitCode {
         }
     }
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(&cleaned.bytes).and_then(|()| out.flush()) {
+    let written = out.write_all(&cleaned.bytes).and_then(|()| {
+        if oversized {
+            // `clean` saw only the head and passed it unchanged (too-large): the rest
+            // follows byte for byte.
+            let rest = std::io::copy(&mut stdin, &mut out)?;
+            eprintln!(
+                "mailveil: the mail is larger than --max-message-bytes ({max}): \
+                 passed through unchanged, {} bytes streamed after the first {}",
+                rest,
+                raw.len()
+            );
+        }
+        out.flush()
+    });
+    if let Err(e) = written {
         eprintln!("mailveil: cannot write the mail to stdout: {e}");
         return ExitCode::from(EX_TEMPFAIL);
     }
@@ -542,6 +556,10 @@ fn proxy(args: ProxyArgs) -> ExitCode {
     let mut settings = mailveil::proxy::Settings::new(args.listen, &args.base, key);
     settings.allow = args.allow_net;
     settings.cache_dir = args.cache_dir;
+    settings.http = mailveil::http::HttpLimits {
+        header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        max_connections: args.max_connections.max(1),
+    };
     let (rules, errors) = rule_files::load(&args.rules, !args.no_system_rules);
     for e in &errors {
         eprintln!("mailveil: rule file skipped: {e}");

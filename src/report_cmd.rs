@@ -287,7 +287,7 @@ pub fn dashboard(args: DashboardArgs) -> ExitCode {
             token,
         };
         tokio::select! {
-            r = mailveil::web::serve(args.listen, state) => r,
+            r = mailveil::web::serve(args.listen, state, Default::default()) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     };

@@ -104,6 +104,11 @@ fn measure_one_child() {
         ])
         .args(["--remote-content", "strip", "--max-time"])
         .arg(MAX_TIME.as_secs().to_string())
+        .args(
+            std::fs::read_to_string(dir.join("args"))
+                .unwrap_or_default()
+                .lines(),
+        )
         .stdin(File::open(dir.join("in")).unwrap())
         .stdout(File::create(dir.join("out")).unwrap())
         .stderr(File::create(dir.join("err")).unwrap())
@@ -249,4 +254,43 @@ fn hostile_mails_cost_at_most_the_configured_bounds() {
         println!("largest peak RSS: {} ({:.1} MB)", biggest.0, mb(biggest.4));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `filter` reads at most `--max-message-bytes` + 1 before deciding: a larger mail is
+/// passed through (its head with `error=too-large`, then the rest streamed), whole and
+/// byte for byte, without being held in memory (before issue 8 the filter read all of
+/// stdin first: about twice the mail's size in RSS).
+#[test]
+fn an_oversized_mail_streams_through_whole_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mail =
+        b"From: a@example.org\r\nTo: reader@example.org\r\nSubject: big\r\n\r\n".to_vec();
+    let line = [b"x".repeat(998), b"\r\n".to_vec()].concat();
+    while mail.len() < 64 << 20 {
+        mail.extend_from_slice(&line);
+    }
+    std::fs::write(dir.path().join("in"), &mail).unwrap();
+    std::fs::write(dir.path().join("args"), "--max-message-bytes\n1048576\n").unwrap();
+    let r = run(dir.path());
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    println!(
+        "oversized mail ({:.0} MB, limit 1 MB): {:.2} s, peak RSS {:.1} MB",
+        mb(mail.len() as u64),
+        r.wall.as_secs_f64(),
+        mb(r.peak_rss)
+    );
+    assert_eq!(r.code, Some(0), "{stderr}");
+    assert_eq!(verdict(&r.out), "too-large");
+    assert!(r.out.starts_with(b"X-Mailveil:"));
+    assert_eq!(
+        r.out.len(),
+        mail.len() + r.out.iter().position(|&b| b == b'\n').unwrap() + 1
+    );
+    assert!(r.out.ends_with(&mail), "the mail passed on whole");
+    assert!(stderr.contains("streamed"), "{stderr}");
+    assert!(
+        r.peak_rss < 48 << 20,
+        "peak RSS {:.1} MB for a 64 MB mail: it was held in memory",
+        mb(r.peak_rss)
+    );
 }

@@ -43,7 +43,7 @@ async fn start(allow_loopback: bool) -> Running {
     s.limits.total = Duration::from_secs(3);
     let rules = mailveil::rule_files::load(&[], false).0;
     let p = proxy::build(&s, Arc::new(rules)).unwrap();
-    proxy::spawn(p, s.listen).await.unwrap();
+    proxy::spawn(p, s.listen, s.http).await.unwrap();
     Running {
         cfg: s.proxy_config(),
         base,

@@ -297,6 +297,8 @@ pub struct Settings {
     pub cache_ttl: Duration,
     /// Fetch limits.
     pub limits: fetch::FetchLimits,
+    /// Bounds of the HTTP listener (request-head deadline, open connections).
+    pub http: crate::http::HttpLimits,
 }
 
 impl Settings {
@@ -311,6 +313,7 @@ impl Settings {
             cache_max_bytes: 512 << 20,
             cache_ttl: Duration::from_secs(30 * 86400),
             limits: fetch::FetchLimits::default(),
+            http: crate::http::HttpLimits::default(),
         }
     }
 
@@ -368,10 +371,12 @@ pub fn build(settings: &Settings, rules: Arc<Rules>) -> Result<Arc<Proxy>, Strin
     }))
 }
 
-/// Binds the listen address and serves in the background until the runtime ends.
+/// Binds the listen address and serves in the background until the runtime ends, with
+/// the head deadline and connection cap of `http` (slow clients, see [`crate::http`]).
 pub async fn spawn(
     proxy: Arc<Proxy>,
     listen: std::net::SocketAddr,
+    http: crate::http::HttpLimits,
 ) -> Result<std::net::SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -379,7 +384,7 @@ pub async fn spawn(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let app = app::router(proxy);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = crate::http::serve(listener, app, http).await {
             tracing::error!("proxy stopped: {e}");
         }
     });
@@ -395,7 +400,7 @@ pub fn run(settings: Settings, rules: Rules) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
         let proxy = build(&settings, Arc::new(rules))?;
-        spawn(proxy, settings.listen).await?;
+        spawn(proxy, settings.listen, settings.http).await?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|e| e.to_string())?;
         tokio::select! {

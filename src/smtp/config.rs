@@ -2,6 +2,7 @@
 //! few command-line flags on top. Validation happens here, before anything listens.
 
 use ipnet::IpNet;
+use mailveil_core::links::LinkPolicy;
 use mailveil_core::{Limits, OnError, Policy, RemoteContent};
 use serde::Deserialize;
 use std::fmt;
@@ -9,6 +10,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// Concurrent sessions by default. A session is a tokio task and two descriptors, so
+/// idle ones are cheap; the cap is what keeps a flood of them from exhausting the file
+/// descriptors, and it sits well above Postfix's default of 100 content-filter
+/// processes so that idle or slow clients do not lock that traffic out.
+pub const DEFAULT_MAX_SESSIONS: usize = 1000;
 
 /// Where cleaned mail goes: the one server that receives everything this filter accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,12 +85,24 @@ pub struct FileConfig {
     pub allowed_networks: Option<Vec<String>>,
     /// Largest message accepted, in bytes (announced with SIZE).
     pub max_message_bytes: Option<usize>,
-    /// Concurrent sessions; more get `421` and are closed.
+    /// Concurrent sessions; more get `421` and are closed (default 1000).
     pub max_sessions: Option<usize>,
-    /// Seconds to wait for a command.
+    /// Mails received (DATA, BDAT) at once; more get `451` (default 100). Bounds memory
+    /// at about `max_transfers` x `max_message_bytes`.
+    pub max_transfers: Option<usize>,
+    /// Longest command line, CRLF included (default 4096; at least 512, RFC 5321).
+    pub max_line_bytes: Option<usize>,
+    /// Seconds a whole command line may take to arrive, however slowly it trickles.
     pub command_timeout_secs: Option<u64>,
     /// Seconds to wait for each read of message data.
     pub data_timeout_secs: Option<u64>,
+    /// Bytes per second message data must average after the first `data_timeout_secs`
+    /// (default 500, Postfix's `smtpd_min_data_rate`; 0: no floor).
+    pub min_data_rate: Option<u64>,
+    /// Seconds an HTTP client (proxy, dashboard) has to send a request head (default 10).
+    pub http_header_timeout_secs: Option<u64>,
+    /// Open HTTP connections per listener (proxy, dashboard; default 1000).
+    pub http_max_connections: Option<usize>,
     /// Seconds to wait for the downstream to connect.
     pub downstream_connect_timeout_secs: Option<u64>,
     /// Seconds to wait for each downstream reply (also after the final dot).
@@ -107,6 +126,18 @@ pub struct FileConfig {
     pub on_error: Option<String>,
     /// Time budget for cleaning one message, in seconds.
     pub max_clean_secs: Option<u64>,
+    /// MIME nesting levels of one mail (default 64); deeper: passed unchanged.
+    pub max_depth: Option<usize>,
+    /// MIME parts of one mail (default 5000); more: passed unchanged.
+    pub max_parts: Option<usize>,
+    /// Decoded size of one HTML part (default 32 MiB); larger: neutralised.
+    pub max_part_bytes: Option<usize>,
+    /// Memory lol_html may use for one HTML part (default 16 MiB); past it: neutralised.
+    pub html_memory_bytes: Option<usize>,
+    /// Findings listed per mail (default 2000); the rest are counted.
+    pub max_findings: Option<usize>,
+    /// Redirect wrappers unwrapped inside one another (default 5).
+    pub max_unwrap_depth: Option<usize>,
     /// STARTTLS certificate and key (PEM).
     pub tls: Option<TlsFiles>,
     /// `IP:PORT` the image proxy listens on (starts it; needs the base and key file).
@@ -229,10 +260,18 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Concurrent sessions.
     pub max_sessions: usize,
-    /// Wait for a command.
+    /// Mails received at once.
+    pub max_transfers: usize,
+    /// Longest command line.
+    pub max_line_bytes: usize,
+    /// Time for a whole command line.
     pub command_timeout: Duration,
     /// Wait for each read of message data.
     pub data_timeout: Duration,
+    /// Average bytes per second of message data (0: no floor).
+    pub min_data_rate: u64,
+    /// Bounds of the HTTP listeners (proxy, dashboard).
+    pub http: crate::http::HttpLimits,
     /// Wait for the downstream to connect.
     pub downstream_connect_timeout: Duration,
     /// Wait for each downstream reply.
@@ -253,6 +292,49 @@ pub struct Config {
     pub proxy: Option<ProxySetup>,
     /// Reports and the dashboard.
     pub reports: ReportSettings,
+}
+
+/// The SMTP size limit (default 50 MB).
+fn max_message_bytes_of(file: &FileConfig) -> usize {
+    file.max_message_bytes.unwrap_or(50 << 20)
+}
+
+/// The core's bounds of one mail (docs/limits.md), from the file's keys.
+fn core_limits(file: &FileConfig, max_message_bytes: usize) -> Result<Limits, String> {
+    let d = Limits::default();
+    let max_time = match file.max_clean_secs.unwrap_or(d.max_time.as_secs()) {
+        0 => return Err("max_clean_secs must be at least 1".into()),
+        n => Duration::from_secs(n),
+    };
+    Ok(Limits {
+        // The server refuses larger mail before cleaning; the core never sees it.
+        max_message_bytes: max_message_bytes.max(d.max_message_bytes),
+        max_part_bytes: file.max_part_bytes.unwrap_or(d.max_part_bytes),
+        max_depth: file.max_depth.unwrap_or(d.max_depth),
+        max_parts: file.max_parts.unwrap_or(d.max_parts),
+        html_memory_bytes: file.html_memory_bytes.unwrap_or(d.html_memory_bytes),
+        max_time,
+        max_findings: file.max_findings.unwrap_or(d.max_findings),
+    })
+}
+
+/// The head deadline and connection cap of the HTTP listeners.
+fn http_limits(file: &FileConfig) -> Result<crate::http::HttpLimits, String> {
+    let default = crate::http::HttpLimits::default();
+    let header_timeout = match file.http_header_timeout_secs {
+        None => default.header_timeout,
+        Some(0) => return Err("http_header_timeout_secs must be at least 1".into()),
+        Some(n) => Duration::from_secs(n),
+    };
+    let max_connections = match file.http_max_connections {
+        None => default.max_connections,
+        Some(0) => return Err("http_max_connections must be at least 1".into()),
+        Some(n) => n,
+    };
+    Ok(crate::http::HttpLimits {
+        header_timeout,
+        max_connections,
+    })
 }
 
 /// The proxy part of the configuration: all of listen, base and key file, or none.
@@ -313,7 +395,13 @@ impl Config {
 
     /// Applies the flags to a parsed file and validates.
     pub fn build(file: FileConfig, o: &Overrides) -> Result<Config, String> {
-        let proxy = proxy_setup(&file, o)?;
+        let http = http_limits(&file)?;
+        let max_message_bytes = max_message_bytes_of(&file);
+        let limits = core_limits(&file, max_message_bytes)?;
+        let mut proxy = proxy_setup(&file, o)?;
+        if let Some(p) = proxy.as_mut() {
+            p.settings.http = http;
+        }
         let listen = o
             .listen
             .clone()
@@ -354,7 +442,6 @@ impl Config {
             Some("tempfail") => OnError::Tempfail,
             Some(other) => return Err(format!("on_error {other:?}: expected pass or tempfail")),
         };
-        let max_message_bytes = file.max_message_bytes.unwrap_or(50 << 20);
         let secs = |v: Option<u64>, default: u64, name: &str| match v.unwrap_or(default) {
             0 => Err(format!("{name} must be at least 1")),
             n => Ok(Duration::from_secs(n)),
@@ -365,9 +452,17 @@ impl Config {
         if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
             return Err(format!("hostname {hostname:?} is not a host name"));
         }
-        let max_sessions = file.max_sessions.unwrap_or(100);
+        let max_sessions = file.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
         if max_sessions == 0 || max_message_bytes == 0 {
             return Err("max_sessions and max_message_bytes must be at least 1".into());
+        }
+        let max_transfers = file.max_transfers.unwrap_or(100);
+        if max_transfers == 0 {
+            return Err("max_transfers must be at least 1".into());
+        }
+        let max_line_bytes = file.max_line_bytes.unwrap_or(4096);
+        if max_line_bytes < 512 {
+            return Err("max_line_bytes must be at least 512 (RFC 5321)".into());
         }
         let dashboard_listen = match o.dashboard_listen.clone().or(file.dashboard_listen) {
             Some(a) => Some(
@@ -397,8 +492,12 @@ impl Config {
             allowed_networks,
             max_message_bytes,
             max_sessions,
+            max_transfers,
+            max_line_bytes,
             command_timeout: secs(file.command_timeout_secs, 300, "command_timeout_secs")?,
             data_timeout: secs(file.data_timeout_secs, 180, "data_timeout_secs")?,
+            min_data_rate: file.min_data_rate.unwrap_or(500),
+            http,
             downstream_connect_timeout: secs(
                 file.downstream_connect_timeout_secs,
                 30,
@@ -416,14 +515,11 @@ impl Config {
                 on_error,
                 links: mailveil_core::links::LinkPolicy {
                     keep_campaign_params: file.keep_campaign_params.unwrap_or(false),
-                    ..Default::default()
+                    max_unwrap_depth: file
+                        .max_unwrap_depth
+                        .unwrap_or(LinkPolicy::default().max_unwrap_depth),
                 },
-                limits: Limits {
-                    // The server refuses larger mail before cleaning; the core never sees it.
-                    max_message_bytes: max_message_bytes.max(Limits::default().max_message_bytes),
-                    max_time: secs(file.max_clean_secs, 10, "max_clean_secs")?,
-                    ..Limits::default()
-                },
+                limits,
                 proxy: proxy.as_ref().map(|p| mailveil_core::ProxyConfig {
                     shield_links,
                     ..p.settings.proxy_config()
@@ -536,6 +632,66 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn limit_keys_reach_the_core_and_slow_client_keys_the_server() {
+        let f: FileConfig = toml::from_str(
+            r#"
+            max_depth = 10
+            max_parts = 20
+            max_part_bytes = 1000
+            html_memory_bytes = 2000
+            max_findings = 30
+            max_unwrap_depth = 2
+            max_clean_secs = 3
+            max_line_bytes = 1024
+            min_data_rate = 100
+            http_header_timeout_secs = 4
+            http_max_connections = 50
+            "#,
+        )
+        .unwrap();
+        let c = Config::build(f, &flags("127.0.0.1:10025", "smtp://127.0.0.1:10026")).unwrap();
+        let l = &c.policy.limits;
+        assert_eq!(
+            (
+                l.max_depth,
+                l.max_parts,
+                l.max_part_bytes,
+                l.html_memory_bytes
+            ),
+            (10, 20, 1000, 2000)
+        );
+        assert_eq!(l.max_findings, 30);
+        assert_eq!(l.max_time, Duration::from_secs(3));
+        assert_eq!(c.policy.links.max_unwrap_depth, 2);
+        assert_eq!((c.max_line_bytes, c.min_data_rate), (1024, 100));
+        assert_eq!(c.http.header_timeout, Duration::from_secs(4));
+        assert_eq!(c.http.max_connections, 50);
+        // The defaults: what docs/limits.md lists.
+        let d = Config::build(
+            FileConfig::default(),
+            &flags("127.0.0.1:10025", "smtp://127.0.0.1:10026"),
+        )
+        .unwrap();
+        assert_eq!(d.max_sessions, 1000);
+        assert_eq!(d.max_transfers, 100);
+        assert_eq!(d.max_line_bytes, 4096);
+        assert_eq!(d.min_data_rate, 500);
+        assert_eq!(d.policy.limits.max_parts, Limits::default().max_parts);
+        assert_eq!(d.http, crate::http::HttpLimits::default());
+        for bad in [
+            "max_line_bytes = 100",
+            "http_max_connections = 0",
+            "http_header_timeout_secs = 0",
+        ] {
+            let f: FileConfig = toml::from_str(bad).unwrap();
+            assert!(
+                Config::build(f, &flags("127.0.0.1:1", "smtp://127.0.0.1:2")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -3,27 +3,31 @@
 //! and delivers it, and answers only after the downstream has answered.
 
 use super::downstream::{Connector, DownError, Downstream, Timeouts};
-use super::io::{Conn, Io, ReadError};
+use super::io::{Conn, DataDeadline, Io, ReadError};
 use super::session::{Rcpt, Reply, Session, Settings, Step, down_unreachable};
 use mailveil_core::{Envelope, HEADER_NAME, OnError, Policy, VERSION, clean};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
-
-/// Longest command line accepted (RFC 5321 says 512; XFORWARD and parameters run longer).
-const MAX_COMMAND_LINE: usize = 4096;
 
 /// What every session of one server shares.
 pub struct Shared {
     /// Protocol settings.
     pub settings: Settings,
-    /// Wait for a command.
+    /// Time for a whole command line (and for each reply write).
     pub command_timeout: Duration,
     /// Wait for each read of message data.
     pub data_timeout: Duration,
+    /// Average bytes per second message data must arrive at (0: no floor).
+    pub min_data_rate: u64,
+    /// Longest command line accepted, CRLF included.
+    pub max_line_bytes: usize,
+    /// One permit per mail being received (DATA or BDAT) at once: what bounds memory
+    /// (`max_transfers` x `max_message_bytes`), however many sessions sit idle.
+    pub transfers: Arc<Semaphore>,
     /// Where mail goes.
     pub connector: Arc<dyn Connector>,
     /// Downstream timeouts.
@@ -66,6 +70,8 @@ pub async fn run_session(
     let mut conn = Conn::new(stream);
     let mut session = Session::new(shared.settings.clone());
     let mut down: Option<Downstream> = None;
+    // Held from the first BDAT chunk to the end of the transaction.
+    let mut transfer: Option<OwnedSemaphorePermit> = None;
     let t = shared.command_timeout;
     debug!(%peer, "session start");
     if conn.write(&session.greeting().to_wire(), t).await.is_err() {
@@ -78,17 +84,13 @@ pub async fn run_session(
             break;
         }
         let read = tokio::select! {
-            r = conn.read_line(MAX_COMMAND_LINE, t) => r,
+            r = conn.read_line(shared.max_line_bytes, t) => r,
             () = shutdown_signal(&mut shutdown), if !stopping && !session.in_transaction() => continue,
         };
-        let line = match read {
-            Ok(line) => line,
-            Err(ReadError::TooLong) => {
-                if conn.write(b"500 5.5.2 Line too long\r\n", t).await.is_err() {
-                    break;
-                }
-                continue;
-            }
+        let step = match read {
+            Ok(line) => session.command(&line),
+            // Counted as an error: a client that keeps sending overlong lines is cut.
+            Err(ReadError::TooLong) => session.line_too_long(),
             Err(ReadError::Timeout) => {
                 let _ = conn.write(b"421 4.4.2 Timeout, closing\r\n", t).await;
                 break;
@@ -98,7 +100,7 @@ pub async fn run_session(
                 break;
             }
         };
-        let replies: Vec<Reply> = match session.command(&line) {
+        let replies: Vec<Reply> = match step {
             Step::Reply(r) => vec![r],
             Step::Close(r) => {
                 let _ = conn.write(&r.to_wire(), t).await;
@@ -151,6 +153,14 @@ pub async fn run_session(
                 vec![session.rcpt_result(rcpt, &reply)]
             }
             Step::Data => {
+                let Ok(_permit) = Arc::clone(&shared.transfers).try_acquire_owned() else {
+                    abandon(&mut down, &mut session).await;
+                    let r = busy(&peer);
+                    if conn.write(&r.to_wire(), t).await.is_err() {
+                        break;
+                    }
+                    continue;
+                };
                 if conn
                     .write(b"354 End data with <CR><LF>.<CR><LF>\r\n", t)
                     .await
@@ -159,7 +169,7 @@ pub async fn run_session(
                     break;
                 }
                 let body = match conn
-                    .read_data(shared.settings.max_message_bytes, shared.data_timeout)
+                    .read_data(shared.settings.max_message_bytes, data_deadline(&shared))
                     .await
                 {
                     Ok(body) => body,
@@ -181,23 +191,35 @@ pub async fn run_session(
             }
             Step::Bdat {
                 size,
-                discard,
-                reply,
+                mut discard,
+                mut reply,
             } => {
+                if !discard && transfer.is_none() {
+                    transfer = Arc::clone(&shared.transfers).try_acquire_owned().ok();
+                    if transfer.is_none() {
+                        // The chunk is on its way: read and drop it, then refuse the mail.
+                        discard = true;
+                        reply = Some(busy(&peer));
+                        session.end_transaction();
+                    }
+                }
                 let mut chunks = session
                     .transaction_mut()
                     .map(|tx| std::mem::take(&mut tx.chunks))
                     .unwrap_or_default();
                 if let Err(e) = conn
-                    .read_chunk(size, &mut chunks, discard, shared.data_timeout)
+                    .read_chunk(size, &mut chunks, discard, data_deadline(&shared))
                     .await
                 {
                     warn!(%peer, "BDAT chunk not received: {e}");
+                    if matches!(e, ReadError::Timeout) {
+                        let _ = conn.write(b"421 4.4.2 Timeout, closing\r\n", t).await;
+                    }
                     break;
                 }
                 match reply {
                     Some(r) => {
-                        if r.code >= 500 && !session.in_transaction() {
+                        if !r.is_positive() && !session.in_transaction() {
                             abandon(&mut down, &mut session).await;
                         } else if let Some(tx) = session.transaction_mut() {
                             tx.chunks = chunks;
@@ -216,6 +238,9 @@ pub async fn run_session(
                 vec![r]
             }
         };
+        if !session.in_transaction() {
+            transfer = None;
+        }
         let wire: Vec<u8> = replies.iter().flat_map(Reply::to_wire).collect();
         if conn.write(&wire, t).await.is_err() {
             break;
@@ -226,6 +251,20 @@ pub async fn run_session(
     }
     conn.shutdown().await;
     debug!(%peer, "session end");
+}
+
+/// The reply when `max_transfers` mails are already being received: the client keeps
+/// the mail and retries.
+fn busy(peer: &str) -> Reply {
+    warn!(%peer, "mail refused for now: max_transfers mails are being received");
+    Reply::new(451, "4.3.2 Too many mails in transfer, try again later")
+}
+
+fn data_deadline(shared: &Shared) -> DataDeadline {
+    DataDeadline {
+        idle: shared.data_timeout,
+        min_rate: shared.min_data_rate,
+    }
 }
 
 async fn connect(shared: &Shared) -> Option<Downstream> {

@@ -1,10 +1,20 @@
 //! Buffered reading of SMTP lines, dot-terminated data and BDAT chunks over any byte
-//! stream (TCP, TLS, unix socket, or `tokio::io::duplex` in tests), with a timeout per read.
+//! stream (TCP, TLS, unix socket, or `tokio::io::duplex` in tests).
+//!
+//! Every read is bounded by a *deadline for the whole unit*, not only by a timeout per
+//! `read()`: a client that trickles one byte every few seconds (slowloris) would reset a
+//! per-read timer forever. A command line must be complete within the command timeout;
+//! message data (DATA, BDAT) must keep arriving within the data timeout *and* at an
+//! average of at least [`DataDeadline::min_rate`] bytes per second (Postfix's
+//! `smtpd_per_request_deadline` with `smtpd_min_data_rate`).
 
 use smtp_proto::request::receiver::DataReceiver;
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+pub use mailveil_smtp::wire::dot_stuff;
 
 /// A byte stream that a session can run over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -15,7 +25,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub enum ReadError {
     /// The peer closed the connection.
     Eof,
-    /// No byte arrived within the timeout.
+    /// The unit (line, message, chunk) was not complete by its deadline.
     Timeout,
     /// A line longer than the limit (it was consumed and dropped).
     TooLong,
@@ -40,6 +50,29 @@ pub struct Body {
     pub bytes: Vec<u8>,
     /// The limit was passed; `bytes` is incomplete and must not be delivered.
     pub too_big: bool,
+}
+
+/// The time limit of message data: each read must bring bytes within `idle`, and the
+/// whole transfer may take `idle` plus one second per `min_rate` bytes received.
+#[derive(Debug, Clone, Copy)]
+pub struct DataDeadline {
+    /// Longest wait for the next bytes (the data timeout).
+    pub idle: Duration,
+    /// Average bytes per second the client must keep up; 0: no rate floor.
+    pub min_rate: u64,
+}
+
+impl DataDeadline {
+    /// When the transfer that started at `started` and has brought `received` bytes so
+    /// far must have brought more.
+    fn at(&self, started: Instant, received: usize) -> Instant {
+        let next_read = Instant::now() + self.idle;
+        if self.min_rate == 0 {
+            return next_read;
+        }
+        let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        next_read.min(started + self.idle + earned)
+    }
 }
 
 /// A stream plus a read buffer. Bytes the peer pipelined after a command stay buffered
@@ -78,9 +111,10 @@ impl Conn {
         self.stream
     }
 
-    /// Reads more bytes into the buffer. Cancel-safe (`read_buf` appends only what was
-    /// read), so a session can stop waiting for a command when the server shuts down.
-    async fn fill(&mut self, timeout: Duration) -> Result<(), ReadError> {
+    /// Reads more bytes into the buffer, giving up at `deadline`. Cancel-safe
+    /// (`read_buf` appends only what was read), so a session can stop waiting for a
+    /// command when the server shuts down. Returns how many bytes came.
+    async fn fill(&mut self, deadline: Instant) -> Result<usize, ReadError> {
         if self.pos > 0 && self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -89,17 +123,19 @@ impl Conn {
             self.pos = 0;
         }
         self.buf.reserve(READ_CHUNK);
-        match tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)).await {
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
             Err(_) => Err(ReadError::Timeout),
             Ok(Err(e)) => Err(ReadError::Io(e)),
             Ok(Ok(0)) => Err(ReadError::Eof),
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(n)) => Ok(n),
         }
     }
 
-    /// One line, CRLF (or LF) included. A line over `max` bytes is consumed and
-    /// reported as `TooLong`.
+    /// One line, CRLF (or LF) included, complete within `timeout` however the bytes
+    /// trickle in. A line over `max` bytes is consumed and reported as `TooLong` (its
+    /// bytes are dropped as they come, so it costs at most `max` of memory).
     pub async fn read_line(&mut self, max: usize, timeout: Duration) -> Result<Vec<u8>, ReadError> {
+        let deadline = Instant::now() + timeout;
         let mut overflow = false;
         loop {
             let pending = &self.buf[self.pos..];
@@ -116,13 +152,15 @@ impl Conn {
                 overflow = true;
                 self.pos = self.buf.len();
             }
-            self.fill(timeout).await?;
+            self.fill(deadline).await?;
         }
     }
 
     /// A dot-terminated message body, unstuffed, without the final `.` line. Past `max`
     /// bytes the rest is read and dropped so the session stays in step.
-    pub async fn read_data(&mut self, max: usize, timeout: Duration) -> Result<Body, ReadError> {
+    pub async fn read_data(&mut self, max: usize, limit: DataDeadline) -> Result<Body, ReadError> {
+        let started = Instant::now();
+        let mut received = 0usize;
         let mut receiver = DataReceiver::new();
         let mut bytes = Vec::new();
         let mut too_big = false;
@@ -141,7 +179,7 @@ impl Conn {
                 }
                 return Ok(Body { bytes, too_big });
             }
-            self.fill(timeout).await?;
+            received += self.fill(limit.at(started, received)).await?;
         }
     }
 
@@ -151,8 +189,10 @@ impl Conn {
         mut n: usize,
         out: &mut Vec<u8>,
         discard: bool,
-        timeout: Duration,
+        limit: DataDeadline,
     ) -> Result<(), ReadError> {
+        let started = Instant::now();
+        let mut received = 0usize;
         loop {
             let take = n.min(self.buf.len() - self.pos);
             if !discard {
@@ -163,7 +203,7 @@ impl Conn {
             if n == 0 {
                 return Ok(());
             }
-            self.fill(timeout).await?;
+            received += self.fill(limit.at(started, received)).await?;
         }
     }
 
@@ -184,39 +224,16 @@ impl Conn {
     }
 }
 
-/// Dot-stuffs a message for DATA and appends the terminating `.` line. Bare LF line ends
-/// are left as they are (the core keeps what it was given); a missing final line end is
-/// added.
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 8);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-    }
-    if !message.is_empty() && !out.ends_with(b"\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
     const T: Duration = Duration::from_secs(5);
-
-    #[test]
-    fn stuffing() {
-        assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
-        assert_eq!(dot_stuff(b".\r\nx"), b"..\r\nx\r\n.\r\n");
-        assert_eq!(dot_stuff(b""), b".\r\n");
-    }
+    const D: DataDeadline = DataDeadline {
+        idle: T,
+        min_rate: 0,
+    };
 
     #[tokio::test]
     async fn lines_data_and_pipelined_rest() {
@@ -230,7 +247,7 @@ mod tests {
             b.write_all(b"\r\nNOOP\r\n").await.unwrap();
         });
         assert_eq!(c.read_line(100, T).await.unwrap(), b"DATA\r\n");
-        let body = c.read_data(1000, T).await.unwrap();
+        let body = c.read_data(1000, D).await.unwrap();
         assert_eq!(body.bytes, b"Subject: x\r\n\r\n.dot\r\n");
         assert!(!body.too_big);
         assert_eq!(c.read_line(100, T).await.unwrap(), b"QUIT\r\n");
@@ -249,7 +266,7 @@ mod tests {
                 .await
                 .unwrap();
         });
-        let body = c.read_data(1000, T).await.unwrap();
+        let body = c.read_data(1000, D).await.unwrap();
         assert_eq!(
             body.bytes,
             b"Subject: x\r\n\r\nhi\n.\r\nMAIL FROM:<evil@x>\r\n"
@@ -267,8 +284,63 @@ mod tests {
             }
             b.write_all(b".\r\nRSET\r\n").await.unwrap();
         });
-        let body = c.read_data(10_000, T).await.unwrap();
+        let body = c.read_data(10_000, D).await.unwrap();
         assert!(body.too_big);
         assert_eq!(c.read_line(100, T).await.unwrap(), b"RSET\r\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_line_is_cut_at_the_line_deadline() {
+        // One byte every second never trips a 5 s per-read timer; the line deadline does.
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut c = Conn::new(Box::new(a));
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                if b.write_all(b"N").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let started = Instant::now();
+        assert!(matches!(c.read_line(100, T).await, Err(ReadError::Timeout)));
+        assert_eq!(started.elapsed().as_secs(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trickled_data_is_cut_by_the_rate_floor() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut c = Conn::new(Box::new(a));
+        tokio::spawn(async move {
+            for _ in 0..1000 {
+                if b.write_all(b"y").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        let limit = DataDeadline {
+            idle: T,
+            min_rate: 10,
+        };
+        let started = Instant::now();
+        assert!(matches!(
+            c.read_data(1 << 20, limit).await,
+            Err(ReadError::Timeout)
+        ));
+        // 5 s of grace plus a tenth of a second per byte: cut after about 6 s.
+        let took = started.elapsed().as_secs();
+        assert!((5..=7).contains(&took), "{took}");
+        // Without the floor only the per-read timer counts, and one byte a second passes.
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut c = Conn::new(Box::new(a));
+        tokio::spawn(async move {
+            for _ in 0..20 {
+                b.write_all(b"y").await.unwrap();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            b.write_all(b"\r\n.\r\n").await.unwrap();
+        });
+        assert_eq!(c.read_data(1 << 20, D).await.unwrap().bytes.len(), 22);
     }
 }

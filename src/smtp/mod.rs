@@ -4,7 +4,8 @@
 //! `250` only after the downstream accepted the mail, and `451` whenever that is not
 //! known, so the sending MTA keeps the mail and retries (DESIGN.md invariants 1 and 7).
 //!
-//! - [`session`]: the protocol state machine, no I/O.
+//! - [`session`]: the protocol state machine, no I/O (the `mailveil-smtp` crate,
+//!   re-exported here, so the fuzz crate can build it without the server).
 //! - [`conn`]: drives one connection and the downstream for it.
 //! - [`downstream`]: the SMTP/LMTP client.
 //! - [`listener`]: access control, session limit, graceful shutdown.
@@ -15,8 +16,9 @@ pub mod conn;
 pub mod downstream;
 pub mod io;
 pub mod listener;
-pub mod session;
 pub mod tls;
+
+pub use mailveil_smtp::session;
 
 use config::Config;
 use std::sync::Arc;
@@ -40,6 +42,34 @@ pub fn run(config: Config) -> Result<(), String> {
     runtime.block_on(run_async(config))
 }
 
+/// Each session holds two descriptors (the client and the downstream); a cap the
+/// process cannot reach would end in failed accepts (EMFILE) instead of a clean `421`.
+fn warn_if_over_fd_limit(max_sessions: usize) {
+    let Some(limit) = open_files_limit() else {
+        return;
+    };
+    let needed = max_sessions.saturating_mul(2).saturating_add(64);
+    if needed as u64 > limit {
+        tracing::warn!(
+            max_sessions,
+            open_files_limit = limit,
+            "max_sessions needs about {needed} file descriptors, more than the limit \
+             (ulimit -n, LimitNOFILE=): lower max_sessions or raise the limit"
+        );
+    }
+}
+
+/// The soft limit on open files, from /proc (Linux; `None` elsewhere or unlimited).
+fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 async fn run_async(config: Config) -> Result<(), String> {
     let (rules, errors) = crate::rule_files::LiveRules::load(&config.rules, config.system_rules);
     for e in &errors {
@@ -51,7 +81,12 @@ async fn run_async(config: Config) -> Result<(), String> {
     let mut prefetch = None;
     if let Some(setup) = &config.proxy {
         let proxy = crate::proxy::build(&setup.settings, rules.get())?;
-        crate::proxy::spawn(Arc::clone(&proxy), setup.settings.listen).await?;
+        crate::proxy::spawn(
+            Arc::clone(&proxy),
+            setup.settings.listen,
+            setup.settings.http,
+        )
+        .await?;
         if config.policy.remote_content == mailveil_core::RemoteContent::Prefetch {
             prefetch = Some((proxy, setup.prefetch_deadline));
         }
@@ -84,10 +119,10 @@ async fn run_async(config: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         tracing::info!(%listen, "dashboard listening");
+        let limits = config.http;
         tokio::spawn(async move {
-            let app = crate::web::router(state)
-                .into_make_service_with_connect_info::<std::net::SocketAddr>();
-            if let Err(e) = axum::serve(dash, app).await {
+            let app = crate::web::router(state);
+            if let Err(e) = crate::http::serve(dash, app, limits).await {
                 tracing::warn!("dashboard stopped: {e}");
             }
         });
@@ -104,6 +139,9 @@ async fn run_async(config: Config) -> Result<(), String> {
         },
         command_timeout: config.command_timeout,
         data_timeout: config.data_timeout,
+        min_data_rate: config.min_data_rate,
+        max_line_bytes: config.max_line_bytes,
+        transfers: Arc::new(tokio::sync::Semaphore::new(config.max_transfers)),
         connector: Arc::new(downstream::Dialer(config.downstream.clone())),
         down_timeouts: downstream::Timeouts {
             connect: config.downstream_connect_timeout,
@@ -118,6 +156,7 @@ async fn run_async(config: Config) -> Result<(), String> {
             debug: config.reports.debug,
         }),
     });
+    warn_if_over_fd_limit(config.max_sessions);
     tracing::info!(
         listen = %config.listen,
         downstream = %config.downstream,

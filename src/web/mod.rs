@@ -57,18 +57,20 @@ pub fn read_token(path: &std::path::Path) -> Result<String, String> {
     Ok(token)
 }
 
-/// Serves the router on `listen` until the future is dropped.
-pub async fn serve(listen: SocketAddr, state: WebState) -> Result<(), String> {
+/// Serves the router on `listen` until the future is dropped, with the head deadline and
+/// connection cap of `limits` (slow clients, see [`crate::http`]).
+pub async fn serve(
+    listen: SocketAddr,
+    state: WebState,
+    limits: crate::http::HttpLimits,
+) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     tracing::info!(%listen, token = state.token.is_some(), "dashboard listening");
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
-    .map_err(|e| format!("dashboard: {e}"))
+    crate::http::serve(listener, router(state), limits)
+        .await
+        .map_err(|e| format!("dashboard: {e}"))
 }
 
 async fn guard(State(token): State<Option<Arc<String>>>, req: Request, next: Next) -> Response {
@@ -180,9 +182,7 @@ mod tests {
             .await
             .expect("bind");
         let local = l.local_addr().expect("addr");
-        tokio::spawn(async move {
-            axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await
-        });
+        tokio::spawn(async move { crate::http::serve(l, app, Default::default()).await });
         assert_eq!(status(local, "/dashboard", None).await, 200);
         assert_eq!(status(local, "/nowhere", None).await, 404);
     }

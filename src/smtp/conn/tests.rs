@@ -159,6 +159,9 @@ fn shared_plain(fake: &Fake, max: usize) -> Shared {
         },
         command_timeout: Duration::from_secs(5),
         data_timeout: Duration::from_secs(5),
+        min_data_rate: 0,
+        max_line_bytes: 4096,
+        transfers: Arc::new(tokio::sync::Semaphore::new(100)),
         connector: Arc::new(fake.clone()),
         down_timeouts: Timeouts {
             connect: Duration::from_secs(5),
@@ -491,4 +494,44 @@ fn queue_id_from_received() {
     let raw = b"Received: from mx.example.test (localhost [127.0.0.1])\r\n\tby mx.example.test (Postfix) with ESMTP id 4ZxY12AbCd\r\n\tfor <alice@example.test>; Sun, 1 Jan 2026 00:00:00 +0000\r\nSubject: x\r\n\r\nbody";
     assert_eq!(received_queue_id(raw).as_deref(), Some("4ZxY12AbCd"));
     assert_eq!(received_queue_id(b"Subject: x\r\n\r\nid 5"), None);
+}
+
+#[tokio::test]
+async fn mails_over_max_transfers_get_451_and_the_session_goes_on() {
+    let fake = Fake::smtp();
+    let mut sh = shared_plain(&fake, 1 << 20);
+    sh.transfers = Arc::new(tokio::sync::Semaphore::new(1));
+    let sh = Arc::new(sh);
+    // The first client holds the one transfer slot, in the middle of its data.
+    let mut first = Client::start(Arc::clone(&sh)).await;
+    first.cmd("EHLO p").await;
+    first.cmd("MAIL FROM:<a@b>").await;
+    first.cmd("RCPT TO:<c@d>").await;
+    assert!(first.cmd("DATA").await.starts_with("354"));
+    first.send("Subject: one\r\n\r\nhalf").await;
+    let mut second = Client::start(Arc::clone(&sh)).await;
+    second.cmd("EHLO p").await;
+    for data in ["DATA", "BDAT 5 LAST"] {
+        assert!(second.cmd("MAIL FROM:<e@f>").await.starts_with("250"));
+        assert!(second.cmd("RCPT TO:<g@h>").await.starts_with("250"));
+        if data == "DATA" {
+            assert!(second.cmd(data).await.starts_with("451 4.3.2"));
+        } else {
+            second.send("BDAT 5 LAST\r\nabcde").await;
+            assert!(second.reply().await.starts_with("451 4.3.2"));
+        }
+    }
+    // The slot frees when the first mail is done; then the second gets through.
+    first.send(" a mail\r\n.\r\n").await;
+    assert!(first.reply().await.starts_with("250"));
+    assert!(second.cmd("MAIL FROM:<e@f>").await.starts_with("250"));
+    assert!(second.cmd("RCPT TO:<g@h>").await.starts_with("250"));
+    assert!(second.cmd("DATA").await.starts_with("354"));
+    assert!(
+        second
+            .cmd("Subject: two\r\n\r\nbody\r\n.")
+            .await
+            .starts_with("250")
+    );
+    assert_eq!(fake.messages().len(), 2);
 }

@@ -2,7 +2,7 @@
 //! [`Step`] comes out that says what the connection driver must do (answer, ask the
 //! downstream, read data, start TLS, close). Results from the downstream come back in
 //! through methods that return the reply to send. Everything that decides *what* to say
-//! lives here; [`super::conn`] only moves bytes.
+//! lives here; the root crate's `smtp::conn` only moves bytes.
 
 use smtp_proto::Request;
 use std::fmt;
@@ -293,6 +293,12 @@ impl Session {
         } else {
             Step::Reply(reply)
         }
+    }
+
+    /// A command line longer than the limit arrived (the driver dropped it): `500`, the
+    /// session goes on, and it counts as an error like any other bad command.
+    pub fn line_too_long(&mut self) -> Step {
+        self.error(Reply::new(500, "5.5.2 Line too long"))
     }
 
     /// Handles one command line (CRLF included).

@@ -228,3 +228,12 @@ fn reply_wire_form() {
     assert_eq!(Reply::new(451, "4.4.1 x").enhanced(), Some("4.4.1"));
     assert_eq!(Reply::new(250, "Ok").enhanced(), None);
 }
+
+#[test]
+fn overlong_lines_are_errors_and_end_the_session_at_the_error_limit() {
+    let mut s = greeted(b"EHLO c\r\n");
+    for _ in 1..MAX_ERRORS {
+        assert!(matches!(s.line_too_long(), Step::Reply(r) if r.code == 500));
+    }
+    assert!(matches!(s.line_too_long(), Step::Close(r) if r.code == 421));
+}
