@@ -78,6 +78,9 @@ pub(super) fn on_element(
     tick(ctx, state)?;
     let tag = el.tag_name();
     let attrs = Attrs::read(el);
+    if !dedupe_attrs(el, &attrs, ctx, state) {
+        return Ok(());
+    }
     if ACTIVE_TAGS.contains(&tag.as_str()) {
         let url = ["src", "data", "code", "codebase"]
             .iter()
@@ -147,6 +150,46 @@ pub(super) fn on_element(
     Ok(())
 }
 
+/// At most this many names given twice on one element are repaired; more is hostile
+/// markup, and the element goes.
+const MAX_DUPLICATE_NAMES: usize = 32;
+
+/// An attribute given twice (`<img src=a src=b>`): browsers take the first, some
+/// parsers the last, and lol_html's `set_attribute` rewrites only the first. Keep the
+/// first and drop the rest, so that what is judged is what every client sees. Returns
+/// whether the element stays.
+fn dedupe_attrs(
+    el: &mut Element,
+    attrs: &Attrs,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) -> bool {
+    let dups = attrs.duplicates();
+    if dups.is_empty() {
+        return true;
+    }
+    if dups.len() > MAX_DUPLICATE_NAMES {
+        let tag = el.tag_name();
+        remove_element(
+            el,
+            state,
+            ctx,
+            FindingKind::ActiveContent,
+            &tag,
+            None,
+            "heuristic:duplicate-attributes".into(),
+        );
+        return false;
+    }
+    for name in dups {
+        let first = attrs.get(name).unwrap_or_default();
+        el.remove_attribute(name);
+        let _ = el.set_attribute(name, first);
+    }
+    state.borrow_mut().changed = true;
+    true
+}
+
 /// The element's attributes, read once. lol_html's `get_attribute` lowercases and
 /// allocates the asked name and scans the list at every call; the handler asks for
 /// some twenty names per element, most of them absent. Values keep their entities.
@@ -179,6 +222,26 @@ impl Attrs {
 
     fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// Names given more than once, each once, in order of first appearance.
+    fn duplicates(&self) -> Vec<&str> {
+        let l = &self.list;
+        // The common case, a few attributes: compare pairs, allocate nothing.
+        if l.len() <= 8 && !(1..l.len()).any(|i| l[..i].iter().any(|(n, _)| *n == l[i].0)) {
+            return Vec::new();
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.list.len());
+        let mut dups: Vec<&str> = Vec::new();
+        for (n, _) in &self.list {
+            if !seen.insert(n.as_str()) && !dups.contains(&n.as_str()) {
+                dups.push(n);
+                if dups.len() > MAX_DUPLICATE_NAMES {
+                    break;
+                }
+            }
+        }
+        dups
     }
 
     fn names(&self) -> impl Iterator<Item = &str> {

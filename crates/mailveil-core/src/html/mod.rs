@@ -92,8 +92,11 @@ pub(crate) fn rewrite(
     let state = RefCell::new(State::default());
     let bytes = run(input, encoding, ctx, &state, true)?;
     let st = state.into_inner();
+    // A link held for its text can come back as it was (its text made it functional):
+    // then nothing changed, and the part must stay as it is for the pass to be idempotent.
+    let changed = st.changed && bytes != input;
     Ok(Outcome {
-        bytes: st.changed.then_some(bytes),
+        bytes: changed.then_some(bytes),
         findings: st.findings,
     })
 }
@@ -525,10 +528,89 @@ mod fragment_tests {
     fn only_scaffolding_is_left_without_a_rewrite() {
         assert!(!fragment_may_fetch("<table><tr><td>"));
         assert!(!fragment_may_fetch("</td></tr></table>\n"));
-        assert!(fragment_may_fetch(r#"<v:fill src="https://t.example/o.gif"/>"#));
-        assert!(fragment_may_fetch("<style>@import 'https://t.example/a.css';</style>"));
+        assert!(fragment_may_fetch(
+            r#"<v:fill src="https://t.example/o.gif"/>"#
+        ));
+        assert!(fragment_may_fetch(
+            "<style>@import 'https://t.example/a.css';</style>"
+        ));
         assert!(fragment_may_fetch("<div style=background:url(x)>"));
         assert!(fragment_may_fetch("<SCRIPT>alert`1`</SCRIPT>"));
         assert!(fragment_may_fetch("<IFrame srcdoc>"));
+    }
+}
+
+#[cfg(test)]
+mod duplicate_attribute_tests {
+    use crate::{Envelope, Policy, RemoteContent, clean, rules::Rules};
+
+    fn strip(html: &str) -> String {
+        let raw = format!(
+            "From: a@sender.example\r\nTo: reader@example.org\r\nContent-Type: text/html\r\n\r\n{html}\r\n"
+        );
+        let policy = Policy {
+            remote_content: RemoteContent::Strip,
+            ..Policy::default()
+        };
+        let rules = Rules::compile(&[]).unwrap();
+        let out = clean(
+            raw.as_bytes(),
+            &Envelope::to(["reader@example.org"]),
+            &policy,
+            &rules,
+        );
+        String::from_utf8(out.bytes).unwrap()
+    }
+
+    #[test]
+    fn a_second_src_is_dropped_not_left_behind() {
+        let out = strip(r#"<img src="cid:a" alt=x src="https://t.example/o.gif">"#);
+        assert!(!out.contains("t.example"), "{out}");
+        assert!(out.contains(r#"src="cid:a""#), "{out}");
+        // Idempotent: the second pass finds nothing more to do.
+        assert_eq!(
+            strip(out.split("\r\n\r\n").nth(1).unwrap().trim_end())
+                .split("\r\n\r\n")
+                .nth(1),
+            out.split("\r\n\r\n").nth(1)
+        );
+    }
+
+    #[test]
+    fn an_element_with_many_repeated_names_goes() {
+        let attrs: String = (0..40).map(|i| format!(" a{i}=1 a{i}=2")).collect();
+        let out = strip(&format!("<p>keep</p><div{attrs}>x</div>"));
+        assert!(!out.contains("a39"), "{out}");
+        assert!(out.contains("<p>keep</p>"));
+    }
+}
+
+#[cfg(test)]
+mod held_link_tests {
+    use crate::{Envelope, Policy, clean, rules::Rules};
+
+    /// Found by the clean_bytes fuzz target: a link whose parameters would go waits for
+    /// its text; functional text puts it back as it was. A second pass must then see no
+    /// change at all, or it rewrites the X-Mailveil header with an empty report.
+    #[test]
+    fn a_held_link_put_back_as_it_was_is_no_change() {
+        let rules = Rules::compile(&[crate::rules::RuleSource {
+            name: "t.toml".into(),
+            text: "[[param]]\nid = \"utm\"\nsource = \"test\"\nnames = [\"utm_source\"]\nclass = \"campaign\"\n".into(),
+        }])
+        .unwrap();
+        let raw = "From: a@sender.example\r\nTo: reader@example.org\r\nContent-Type: text/html\r\n\r\n\
+            <img src=\"https://t.example/o.gif\" width=\"1\" height=\"1\">\
+            <a href=\"https://shop.example/?utm_source=x\">Wypisz</a>\r\n";
+        let env = Envelope::to(["reader@example.org"]);
+        let once = clean(raw.as_bytes(), &env, &Policy::default(), &rules);
+        let out = String::from_utf8_lossy(&once.bytes).into_owned();
+        assert!(out.starts_with("X-Mailveil: v=0.1.0; pixel=1"), "{out}");
+        assert!(
+            out.contains("\"https://shop.example/?utm_source=x\">Wypisz"),
+            "{out}"
+        );
+        let twice = clean(&once.bytes, &env, &Policy::default(), &rules);
+        assert_eq!(twice.bytes, once.bytes);
     }
 }

@@ -165,7 +165,10 @@ fn qp_encode(content: &[u8], eol: Eol) -> Vec<u8> {
         if width == 1 {
             // A run of literals up to the end of the room on this line, copied at once.
             let end = content.len().min(i + (MAX_LINE - 1 - col));
-            let run = content[i..end].iter().take_while(|&&c| qp_literal(c)).count();
+            let run = content[i..end]
+                .iter()
+                .take_while(|&&c| qp_literal(c))
+                .count();
             out.extend_from_slice(&content[i..i + run]);
             col += run;
             i += run;

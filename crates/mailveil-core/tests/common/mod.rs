@@ -148,7 +148,13 @@ pub fn live_markup(html: &str) -> String {
             {
                 return Ok(());
             }
+            // A link's `href` is followed on a click, not fetched on open: `<A/<link
+            // rel=stylesheet href=...>` is an `<a>` with an attribute named `<link`.
+            let link = matches!(el.tag_name().as_str(), "a" | "area");
             for a in el.attributes() {
+                if link && a.name() == "href" {
+                    continue;
+                }
                 seen.borrow_mut()
                     .push_str(&format!(" {}={}", a.name(), a.value()));
             }
