@@ -215,6 +215,33 @@ fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize) {
 /// Attribute values (entity-decoded) of every element of `html`, and of the markup in
 /// Outlook conditional comments, where `host` occurs (ASCII case ignored); the `href` of
 /// `<a>` and `<area>` (a click, not a fetch) is not looked at.
+/// Whether a browser could fetch from a URL in this attribute value: values with URLs
+/// inside (CSS, srcset) always; a single URL only when it is absolute or
+/// protocol-relative. A relative reference (`<img src="<style>...https://host/...">`,
+/// markup caught in a value) resolves against the document, never to another host.
+fn may_fetch(name: &str, value: &str) -> bool {
+    if matches!(name, "style" | "srcset" | "imagesrcset") || name.starts_with("on") {
+        return true;
+    }
+    let v: String = value
+        .trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    if ["//", "\\\\", "/\\", "\\/"].iter().any(|p| v.starts_with(p)) {
+        return true;
+    }
+    match v.find(':') {
+        Some(i) if i > 0 => {
+            v.as_bytes()[0].is_ascii_alphabetic()
+                && v[..i]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        }
+        _ => false,
+    }
+}
+
 pub fn attributes_naming(html: &str, host: &str, depth: usize) -> Vec<String> {
     use lol_html::{HtmlRewriter, Settings, doc_comments, element};
     let hits = std::cell::RefCell::new(Vec::new());
@@ -230,7 +257,7 @@ pub fn attributes_naming(html: &str, host: &str, depth: usize) -> Vec<String> {
                         continue;
                     }
                     let v = htmlize::unescape_attribute(a.value()).to_ascii_lowercase();
-                    if v.contains(&needle) {
+                    if v.contains(&needle) && may_fetch(&a.name(), &v) {
                         hits.borrow_mut().push(format!(
                             "<{} {}=\"{}\">",
                             el.tag_name(),

@@ -224,7 +224,10 @@ impl Attrs {
         self.list.is_empty()
     }
 
-    /// Names given more than once, each once, in order of first appearance.
+    /// Plain attribute names (the only ones a client acts on) given more than once,
+    /// each once, in order of first appearance. Garbage names are left alone: rewriting
+    /// them would re-serialize bytes that are not valid in the part's charset, and two
+    /// different invalid names could come out the same on the next pass.
     fn duplicates(&self) -> Vec<&str> {
         let l = &self.list;
         // The common case, a few attributes: compare pairs, allocate nothing.
@@ -233,7 +236,11 @@ impl Attrs {
         }
         let mut seen = std::collections::HashSet::with_capacity(self.list.len());
         let mut dups: Vec<&str> = Vec::new();
-        for (n, _) in &self.list {
+        let plain = |n: &str| {
+            n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_'))
+        };
+        for (n, _) in self.list.iter().filter(|(n, _)| plain(n)) {
             if !seen.insert(n.as_str()) && !dups.contains(&n.as_str()) {
                 dups.push(n);
                 if dups.len() > MAX_DUPLICATE_NAMES {
