@@ -62,9 +62,10 @@ const FETCH_ATTRS: &[&str] = &[
     "xlink:href",
 ];
 
-/// SVG elements whose `href` fetches (an `<a>`'s does not).
+/// Elements whose `href` fetches: SVG's (an `<a>`'s does not), and `<img href>`, which
+/// browsers ignore but which must not become an image's source on a later pass.
 const SVG_FETCH_HREF: &[&str] = &[
-    "image", "use", "feimage", "script", "tref", "set", "animate",
+    "image", "use", "feimage", "script", "tref", "set", "animate", "img",
 ];
 
 /// Check the clock every this many elements.
@@ -331,41 +332,46 @@ fn image(
     state: &RefCell<State>,
 ) -> Image {
     let base = state.borrow().base.clone();
-    let src_attr = ["src", "href", "xlink:href", "lowsrc", "dynsrc"]
-        .into_iter()
-        .find(|a| attrs.has(a));
-    let Some(src_attr) = src_attr else {
-        return Image::Kept(None);
-    };
-    let raw = unescape_attr(attrs.get(src_attr).unwrap_or_default());
-    let Some(remote) = remote_url(&raw, &base) else {
-        return Image::Kept(None);
-    };
-    if ctx
-        .rules
-        .allowed_url(remote.host(), remote.url.as_str())
-        .is_some()
-        || on_proxy(&remote, ctx)
-    {
-        return Image::Kept(Some((src_attr, remote)));
+    // Every source an image names is judged, not only the first: removing a stripped
+    // `src` must not make an `href` behind it the source on the next pass.
+    let mut first: Option<(&'static str, RemoteUrl)> = None;
+    for src_attr in ["src", "href", "xlink:href", "lowsrc", "dynsrc"] {
+        let Some(value) = attrs.get(src_attr) else {
+            continue;
+        };
+        let Some(remote) = remote_url(&unescape_attr(value), &base) else {
+            continue;
+        };
+        if ctx
+            .rules
+            .allowed_url(remote.host(), remote.url.as_str())
+            .is_some()
+            || on_proxy(&remote, ctx)
+        {
+            continue;
+        }
+        if let Some(v) = ctx.detector.tracker(&remote, true) {
+            let f = finding(
+                ctx,
+                v.kind,
+                &format!("{tag}@{src_attr}"),
+                Some(remote.url.to_string()),
+                v.rule,
+                v.tracker,
+                Action::Strip,
+            );
+            el.remove();
+            let mut st = state.borrow_mut();
+            st.findings.push(f);
+            st.changed = true;
+            return Image::Removed;
+        }
+        first.get_or_insert((src_attr, remote));
     }
+    let Some((src_attr, remote)) = first else {
+        return Image::Kept(None);
+    };
     let location = format!("{tag}@{src_attr}");
-    if let Some(v) = ctx.detector.tracker(&remote, true) {
-        let f = finding(
-            ctx,
-            v.kind,
-            &location,
-            Some(remote.url.to_string()),
-            v.rule,
-            v.tracker,
-            Action::Strip,
-        );
-        el.remove();
-        let mut st = state.borrow_mut();
-        st.findings.push(f);
-        st.changed = true;
-        return Image::Removed;
-    }
     let style = attrs.get("style").map(unescape_attr);
     let image_attrs = ImageAttrs {
         width: attrs.get("width"),
