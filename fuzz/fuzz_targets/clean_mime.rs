@@ -20,7 +20,9 @@ fuzz_target!(|mail: Mail| {
     assert_eq!(
         before.len(),
         after.len(),
-        "a non-text part was lost or added"
+        "a non-text part was lost or added\n--- mail ---\n{}\n--- cleaned ---\n{}",
+        String::from_utf8_lossy(&raw),
+        String::from_utf8_lossy(&cleaned.bytes)
     );
     for (b, a) in before.iter().zip(&after) {
         assert!(

@@ -87,6 +87,16 @@ fn clean_message(
     if raw.len() > policy.limits.max_message_bytes {
         return failed(raw, mime::CleanError::TooLarge.code(), policy);
     }
+    if raw.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+        // A first line that begins with whitespace continues no header. Once our header
+        // is on top it continues ours, and every later reader (and our next pass) reads
+        // the mail that way: read it so now. That line goes with our old header.
+        let eol = Eol::detect(raw, Eol::CrLf);
+        let mut read_as = format!("{HEADER_NAME}: v={VERSION}").into_bytes();
+        read_as.extend_from_slice(eol.as_bytes());
+        read_as.extend_from_slice(raw);
+        return clean_message(&read_as, envelope, policy, rules, started);
+    }
     let eol = Eol::detect(raw, Eol::CrLf);
     let fields = headers::fields(raw);
     let mut addresses: Vec<String> = envelope.recipients.clone();

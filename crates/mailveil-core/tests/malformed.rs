@@ -119,3 +119,43 @@ fn the_time_budget_is_enforced() {
     assert_eq!(out.report.error.as_deref(), Some("time-limit"));
     assert!(out.bytes.ends_with(&raw));
 }
+
+/// Found by the clean_mime fuzz target: mail-parser 0.11.9 lets a message/rfc822 nested
+/// in another run on past its parent's next boundary, so the nested message's range
+/// held the attachment after it. The attachment must come out byte for byte.
+#[test]
+fn a_nested_message_the_parser_runs_past_a_boundary_loses_no_sibling() {
+    let inner = format!(
+        "From: inner@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html; charset=\"utf-8\"\r\n\r\n<!--[if mso]><!--[if mso]>{TRACKER}\r\n"
+    );
+    let pdf = "--b\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\n\
+               Content-Disposition: attachment; filename=\"a.pdf\"\r\n\r\nJVBERi0xLjQK\r\n";
+    let raw = format!(
+        "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: inner@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: message/rfc822\r\n\r\n{inner}\r\n{pdf}--b--\r\n"
+    );
+    let out = check("nested past a boundary", raw.as_bytes());
+    let text = String::from_utf8_lossy(&out.bytes);
+    assert!(
+        text.contains(pdf),
+        "the attachment part was changed or lost:\n{text}"
+    );
+}
+
+/// Found by the clean_bytes fuzz target: a first line that begins with whitespace
+/// continues our header once it is on top; the first pass must read the mail as every
+/// later pass will.
+#[test]
+fn a_leading_continuation_line_is_read_as_the_next_pass_reads_it() {
+    let raw = format!(
+        " \r\nFrom: a@sender.example\r\nTo: {READER}\r\nContent-Type: text/html\r\n\r\n<p>x</p>{TRACKER}\r\n"
+    );
+    let out = check("leading continuation", raw.as_bytes());
+    let text = String::from_utf8_lossy(&out.bytes);
+    assert!(!text.contains("list-manage.com"), "{text}");
+    assert!(text.contains("<p>x</p>"), "{text}");
+}

@@ -24,6 +24,9 @@ pub(crate) enum CleanError {
     TooManyParts,
     TooLarge,
     Deadline,
+    /// The parser's idea of where a part ends crosses a boundary of the message: an
+    /// edit there could take a sibling part with it.
+    Ambiguous,
 }
 
 impl CleanError {
@@ -34,6 +37,7 @@ impl CleanError {
             CleanError::TooManyParts => "too-many-parts",
             CleanError::TooLarge => "too-large",
             CleanError::Deadline => "time-limit",
+            CleanError::Ambiguous => "ambiguous-mime",
         }
     }
 }
@@ -99,6 +103,7 @@ pub(crate) fn clean_parts(
         .parse(raw)
         .ok_or(CleanError::Unparseable)?;
     let mut edits = Vec::new();
+    let delimiters = boundary_delimiters(&msg);
     // Explicit stack: hostile nesting must not exhaust the call stack.
     let mut stack: Vec<(u32, String, usize, bool)> = vec![(0, String::new(), depth, true)];
     while let Some((id, number, depth, root)) = stack.pop() {
@@ -144,6 +149,13 @@ pub(crate) fn clean_parts(
         let attachment = part
             .content_disposition()
             .is_some_and(|d| d.is_attachment());
+        let editable = matches!(
+            (ctype.as_str(), subtype.as_str()),
+            ("text", "html" | "plain") | ("message", "rfc822" | "global")
+        );
+        if editable && crosses(&raw[body_range(part, raw)], &delimiters) {
+            return Err(CleanError::Ambiguous);
+        }
         let leaf = match (ctype.as_str(), subtype.as_str()) {
             ("text", "html") if !attachment => html_part(raw, part, &number, walk)?,
             ("text", "plain") if !attachment => text_part(raw, part, &number, walk)?,
@@ -153,6 +165,32 @@ pub(crate) fn clean_parts(
         edits.extend(leaf);
     }
     Ok(apply(raw, edits))
+}
+
+/// `\n--boundary` for every multipart boundary of the message.
+fn boundary_delimiters(msg: &mail_parser::Message) -> Vec<Vec<u8>> {
+    msg.parts
+        .iter()
+        .filter_map(|p| p.content_type()?.attribute("boundary"))
+        .filter(|b| !b.is_empty())
+        .map(|b| [b"\n--".as_slice(), b.as_bytes()].concat())
+        .collect()
+}
+
+/// Whether a part's body holds a delimiter line of the message (`--boundary` then the
+/// end of the line, `--`, or whitespace): mail-parser 0.11.9 can let a message/rfc822
+/// part nested in another run on past its parent's next boundary (found by fuzzing).
+/// Every other reader splits the mail there, so rewriting that body would drop the
+/// sibling parts; the mail goes on unchanged instead.
+fn crosses(body: &[u8], delimiters: &[Vec<u8>]) -> bool {
+    delimiters.iter().any(|d| {
+        memchr::memmem::find_iter(body, d).any(|i| {
+            matches!(
+                body.get(i + d.len()),
+                None | Some(b'\r' | b'\n' | b'-' | b' ' | b'\t')
+            )
+        })
+    })
 }
 
 /// The lowercased type and subtype (text/plain when absent).
