@@ -62,11 +62,13 @@ const FETCH_ATTRS: &[&str] = &[
     "xlink:href",
 ];
 
-/// Elements whose `href` fetches: SVG's (an `<a>`'s does not), and `<img href>`, which
-/// browsers ignore but which must not become an image's source on a later pass.
-const SVG_FETCH_HREF: &[&str] = &[
-    "image", "use", "feimage", "script", "tref", "set", "animate", "img",
-];
+/// Whether an element's `href` is something other than a link: SVG's `<image>`,
+/// `<use>`... fetch it on open, and on any other element but a link it is junk that
+/// carries a URL (and must not become an image's source on a later pass). `<a>`,
+/// `<area>` and VML buttons are links (`links`); `<link>` and `<base>` are handled apart.
+fn href_may_fetch(tag: &str) -> bool {
+    !matches!(tag, "a" | "area" | "link" | "base") && !tag.starts_with("v:")
+}
 
 /// Check the clock every this many elements.
 const CLOCK_EVERY: u32 = 256;
@@ -111,13 +113,14 @@ pub(super) fn on_element(
         return Ok(()); // nothing on it can fetch, hide or track
     }
     event_handlers(el, &attrs, &tag, ctx, state);
-    if tag == "html" && attrs.has("manifest") {
+    // `manifest` fetches on `<html>`; anywhere else it is junk that carries a URL.
+    if attrs.has("manifest") {
         strip_attr(
             el,
             &attrs,
             state,
             ctx,
-            "html@manifest",
+            &format!("{tag}@manifest"),
             "manifest",
             FindingKind::Prefetch,
             "attribute:manifest",
@@ -135,7 +138,7 @@ pub(super) fn on_element(
         let known = seen.take_if(|(a, _)| a == attr).map(|(_, r)| r);
         fetch_attr(el, &attrs, &tag, attr, known, ctx, state);
     }
-    if attrs.has("href") && (SVG_FETCH_HREF.contains(&tag.as_str())) {
+    if attrs.has("href") && href_may_fetch(&tag) {
         let known = seen.take_if(|(a, _)| *a == "href").map(|(_, r)| r);
         fetch_attr(el, &attrs, &tag, "href", known, ctx, state);
     }

@@ -594,6 +594,15 @@ mod duplicate_attribute_tests {
     }
 
     #[test]
+    fn junk_href_and_manifest_go_under_strip() {
+        let out = strip(
+            r#"<a href='x<html manifest="https://t.example/m">a</a><p <link href="https://t.example/s.css">p</p>"#,
+        );
+        assert!(!out.contains("t.example"), "{out}");
+        assert!(out.contains(">p</p>"), "{out}");
+    }
+
+    #[test]
     fn an_element_with_many_repeated_names_goes() {
         let attrs: String = (0..40).map(|i| format!(" a{i}=1 a{i}=2")).collect();
         let out = strip(&format!("<p>keep</p><div{attrs}>x</div>"));
