@@ -11,6 +11,9 @@
 # stable builds the same targets; RUSTC_BOOTSTRAP is for FUZZ_FLAGS with a sanitizer. The corpus
 # (fuzz/corpus/<target>) grows across runs and stays out of git; the seeds under
 # fuzz/seeds/<target> (and the shipped rules/ for rules_parse) are read, never written.
+# FUZZ_CORPUS=DIR puts the corpus elsewhere (CI: a fresh one, seeds only); FUZZ_SEED=N
+# fixes libFuzzer's random seed, so that a run from the seeds is the same run anywhere
+# (CI uses FUZZ_SEED=1: the same run, checked longer, passed before landing).
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -57,21 +60,22 @@ mkdir -p logs
 failed=0
 summary=()
 for t in "${targets[@]}"; do
-  mkdir -p "corpus/$t"
+  corpus="${FUZZ_CORPUS:-corpus}/$t"
+  mkdir -p "$corpus"
   seeds=()
   [ -d "seeds/$t" ] && seeds+=("seeds/$t")
   [ "$t" = rules_parse ] && seeds+=("../rules")
   log="logs/$t.log"
   echo "== $t: ${secs}s" >&2
   # -timeout: one input taking 30 s is a hang; -rss_limit_mb: 2 GB is a blow-up.
-  cargo "${toolchain[@]}" fuzz run "${flags[@]}" "$t" "corpus/$t" "${seeds[@]}" -- \
-    -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
+  cargo "${toolchain[@]}" fuzz run "${flags[@]}" "$t" "$corpus" "${seeds[@]}" -- \
+    -max_total_time="$secs" ${FUZZ_SEED:+-seed=$FUZZ_SEED} -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
     ${extra_args[$t]:-} >"$log" 2>&1
   rc=$?
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
   [ -z "$execs" ] && execs=$(grep -oE '^Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1)
-  files=$(find "corpus/$t" -type f | wc -l)
-  bytes=$(du -sk "corpus/$t" | cut -f1)
+  files=$(find "$corpus" -type f | wc -l)
+  bytes=$(du -sk "$corpus" | cut -f1)
   if [ "$rc" -ne 0 ]; then
     failed=1
     status="CRASH (exit $rc; see fuzz/$log and fuzz/artifacts/$t/)"

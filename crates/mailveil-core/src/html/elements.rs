@@ -81,7 +81,43 @@ pub(super) fn on_element(
     tick(ctx, state)?;
     let tag = el.tag_name();
     let attrs = Attrs::read(el);
-    if !dedupe_attrs(el, &attrs, ctx, state) {
+    // Whether this element changes, apart from the ones before it.
+    let before = std::mem::replace(&mut state.borrow_mut().changed, false);
+    let result = judge(el, tag, &attrs, ctx, state);
+    let mut st = state.borrow_mut();
+    if st.changed && !el.removed() {
+        drop_junk_names(el, &attrs);
+    }
+    st.changed |= before;
+    result
+}
+
+/// A changed start tag is written anew from its attribute list. Names that are not
+/// plain (`?x=1<link`, bytes invalid in the part's charset) do not come back the same
+/// from that, and the next pass would read another tag: they go. No client gives such a
+/// name a meaning.
+fn drop_junk_names(el: &mut Element, attrs: &Attrs) {
+    for name in attrs.names().filter(|n| !plain_name(n)) {
+        el.remove_attribute(name);
+    }
+}
+
+/// An attribute name that serializes and parses back the same.
+fn plain_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_' | b'.'))
+}
+
+/// Everything the element handler decides for one element.
+fn judge(
+    el: &mut Element,
+    tag: String,
+    attrs: &Attrs,
+    ctx: &HtmlContext,
+    state: &RefCell<State>,
+) -> HandlerResult {
+    if !dedupe_attrs(el, attrs, ctx, state) {
         return Ok(());
     }
     if ACTIVE_TAGS.contains(&tag.as_str()) {
@@ -101,9 +137,9 @@ pub(super) fn on_element(
         return Ok(());
     }
     match tag.as_str() {
-        "meta" => meta(el, &attrs, ctx, state),
-        "base" => base(el, &attrs, ctx, state),
-        "link" => link(el, &attrs, ctx, state),
+        "meta" => meta(el, attrs, ctx, state),
+        "base" => base(el, attrs, ctx, state),
+        "link" => link(el, attrs, ctx, state),
         _ => {}
     }
     if el.removed() {
@@ -112,45 +148,44 @@ pub(super) fn on_element(
     if attrs.is_empty() && !matches!(tag.as_str(), "a" | "area") {
         return Ok(()); // nothing on it can fetch, hide or track
     }
-    event_handlers(el, &attrs, &tag, ctx, state);
+    event_handlers(el, attrs, &tag, ctx, state);
     // `manifest` fetches on `<html>`; anywhere else it is junk that carries a URL.
     if attrs.has("manifest") {
         strip_attr(
             el,
-            &attrs,
+            attrs,
             state,
             ctx,
-            &format!("{tag}@manifest"),
+            &tag,
             "manifest",
             FindingKind::Prefetch,
-            "attribute:manifest",
         );
     }
-    track_hidden_container(el, &attrs, state);
+    track_hidden_container(el, attrs, state);
     let mut seen = None;
-    if is_image(&attrs, &tag) {
-        match image(el, &attrs, &tag, ctx, state) {
+    if is_image(attrs, &tag) {
+        match image(el, attrs, &tag, ctx, state) {
             Image::Removed => return Ok(()),
             Image::Kept(remote) => seen = remote,
         }
     }
     for attr in FETCH_ATTRS {
         let known = seen.take_if(|(a, _)| a == attr).map(|(_, r)| r);
-        fetch_attr(el, &attrs, &tag, attr, known, ctx, state);
+        fetch_attr(el, attrs, &tag, attr, known, ctx, state);
     }
     if attrs.has("href") && href_may_fetch(&tag) {
         let known = seen.take_if(|(a, _)| *a == "href").map(|(_, r)| r);
-        fetch_attr(el, &attrs, &tag, "href", known, ctx, state);
+        fetch_attr(el, attrs, &tag, "href", known, ctx, state);
     }
     if matches!(tag.as_str(), "a" | "area") || (tag.starts_with("v:") && attrs.has("href")) {
-        resolve_link(el, &attrs, &tag, ctx, state);
+        resolve_link(el, attrs, &tag, ctx, state);
         // Reads `href` again: resolve_link may have just rewritten it.
         super::links::on_link(el, &tag, ctx, state);
     }
     for attr in ["srcset", "imagesrcset"] {
-        srcset(el, &attrs, &tag, attr, ctx, state);
+        srcset(el, attrs, &tag, attr, ctx, state);
     }
-    style_attr(el, &attrs, &tag, ctx, state);
+    style_attr(el, attrs, &tag, ctx, state);
     Ok(())
 }
 
@@ -240,11 +275,7 @@ impl Attrs {
         }
         let mut seen = std::collections::HashSet::with_capacity(self.list.len());
         let mut dups: Vec<&str> = Vec::new();
-        let plain = |n: &str| {
-            n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_'))
-        };
-        for (n, _) in self.list.iter().filter(|(n, _)| plain(n)) {
+        for (n, _) in self.list.iter().filter(|(n, _)| plain_name(n)) {
             if !seen.insert(n.as_str()) && !dups.contains(&n.as_str()) {
                 dups.push(n);
                 if dups.len() > MAX_DUPLICATE_NAMES {
@@ -682,16 +713,7 @@ fn event_handlers(
         .filter(|n| (n.len() > 2 && n.starts_with("on")) || *n == "ping");
     for name in names {
         let kind = FindingKind::ActiveContent;
-        strip_attr(
-            el,
-            attrs,
-            state,
-            ctx,
-            &format!("{tag}@{name}"),
-            name,
-            kind,
-            &format!("attribute:{name}"),
-        );
+        strip_attr(el, attrs, state, ctx, tag, name, kind);
     }
 }
 
@@ -736,15 +758,15 @@ fn resolve_link(
     }
 }
 
+/// Removes one attribute; the finding is `tag@attr`, rule `attribute:attr`.
 fn strip_attr(
     el: &mut Element,
     attrs: &Attrs,
     state: &RefCell<State>,
     ctx: &HtmlContext,
-    location: &str,
+    tag: &str,
     attr: &str,
     kind: FindingKind,
-    rule: &str,
 ) {
     let url = attrs.get(attr).map(unescape_attr);
     el.remove_attribute(attr);
@@ -758,9 +780,9 @@ fn strip_attr(
     st.findings.push(finding(
         ctx,
         kind,
-        location,
+        &format!("{tag}@{attr}"),
         url,
-        rule.to_string(),
+        format!("attribute:{attr}"),
         None,
         Action::Strip,
     ));
