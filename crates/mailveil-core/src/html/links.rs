@@ -11,7 +11,7 @@ use crate::detect::Detector;
 use crate::links::{self, LinkContext, LinkOutcome, LinkPolicy, LinkStep};
 use crate::report::{Action, Finding, FindingKind};
 use crate::rules::Rules;
-use lol_html::html_content::{ContentType, Element, TextChunk};
+use lol_html::html_content::{ContentType, Element, TextChunk, TextType};
 use std::cell::RefCell;
 
 const MARKER: &str = "mailveil-pending-link:";
@@ -126,6 +126,11 @@ fn allowed(rules: &Rules, url: &str) -> bool {
 /// Text inside an `<a>`: collected for a link whose decision waits, and rewritten where
 /// it shows the link's own URL (text arrives in chunks: buffered to the node's end).
 pub(super) fn on_anchor_text(t: &mut TextChunk, state: &RefCell<State>) {
+    // Raw text inside the link (`<noscript>`, `<style>`) is their handlers' to rewrite:
+    // two handlers replacing one chunk would lose the first one's work.
+    if !matches!(t.text_type(), TextType::Data | TextType::RCData) {
+        return;
+    }
     let mut st = state.borrow_mut();
     if let Some(i) = st.anchor {
         let chunk = t.as_str().to_string();

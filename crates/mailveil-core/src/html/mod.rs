@@ -620,6 +620,17 @@ mod duplicate_attribute_tests {
     }
 
     #[test]
+    fn noscript_inside_a_held_link_is_still_rewritten() {
+        // Found by the clean_mime fuzz target: the link's text handler replaced the
+        // chunk the noscript handler had rewritten.
+        let out = strip(
+            r#"<a href="https://x.example/?e=reader@example.org">see <noscript><img src="https://t.example/ns.gif"></noscript></a>"#,
+        );
+        assert!(!out.contains("t.example"), "{out}");
+        assert!(!out.contains("reader@example.org\""), "{out}");
+    }
+
+    #[test]
     fn an_element_with_many_repeated_names_goes() {
         let attrs: String = (0..40).map(|i| format!(" a{i}=1 a{i}=2")).collect();
         let out = strip(&format!("<p>keep</p><div{attrs}>x</div>"));
