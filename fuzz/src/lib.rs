@@ -96,9 +96,10 @@ pub fn check_clean(raw: &[u8], policy: &Policy) -> Cleaned {
     assert_ne!(twice.report.error.as_deref(), Some("internal"));
     if twice.bytes != once.bytes {
         panic!(
-            "not idempotent:\n--- once ---\n{}\n--- twice ---\n{}",
+            "not idempotent:\n--- once ---\n{}\n--- twice ---\n{}\n--- input ---\n{}\n--- end ---",
             String::from_utf8_lossy(&once.bytes),
-            String::from_utf8_lossy(&twice.bytes)
+            String::from_utf8_lossy(&twice.bytes),
+            String::from_utf8_lossy(raw)
         );
     }
     once

@@ -40,7 +40,7 @@ fn link_context<'a>(ctx: &'a HtmlContext, text: Option<&'a str>) -> LinkContext<
 pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
     if tag == "a" {
         let mut st = state.borrow_mut();
-        st.anchor = None;
+        st.anchor.set(None);
         st.shown_url = None;
     }
     let Some(value) = el.get_attribute("href") else {
@@ -61,7 +61,16 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
             text: String::new(),
             outcome,
         });
-        st.anchor = Some(i);
+        st.anchor.set(Some(i));
+        let anchor = std::rc::Rc::clone(&st.anchor);
+        if let Some(handlers) = el.end_tag_handlers() {
+            handlers.push(Box::new(move |_end| {
+                if anchor.get() == Some(i) {
+                    anchor.set(None);
+                }
+                Ok(())
+            }));
+        }
         st.shown_url = Some((
             escape_attr(&st.pending[i].original),
             format!("{MARKER}{i}:"),
@@ -132,7 +141,7 @@ pub(super) fn on_anchor_text(t: &mut TextChunk, state: &RefCell<State>) {
         return;
     }
     let mut st = state.borrow_mut();
-    if let Some(i) = st.anchor {
+    if let Some(i) = st.anchor.get() {
         let chunk = t.as_str().to_string();
         if let Some(p) = st.pending.get_mut(i) {
             p.text.push_str(&chunk);

@@ -67,7 +67,10 @@ struct State {
     elements: u32,
     /// Links whose decision waits for their text, and the one collecting text now.
     pending: Vec<links::Pending>,
-    anchor: Option<usize>,
+    /// Shared with the end-tag handler of that `<a>`, which clears it: text after the
+    /// link's end (say inside a removed element, whose links get no handler) is not
+    /// the link's text.
+    anchor: std::rc::Rc<std::cell::Cell<Option<usize>>>,
     /// In the current `<a>`: its old URL as written in text, and what replaces it.
     shown_url: Option<(String, String)>,
     text_buf: String,
@@ -628,6 +631,19 @@ mod duplicate_attribute_tests {
         );
         assert!(!out.contains("t.example"), "{out}");
         assert!(!out.contains("reader@example.org\""), "{out}");
+    }
+
+    #[test]
+    fn text_after_a_held_link_is_not_its_text() {
+        // Found by the clean_mime fuzz target: links inside a removed element get no
+        // handler, and their text ("Unsubscribe") went to the link before them.
+        let out = strip(
+            r#"<a href="https://shop.example/i?e=reader@example.org&amp;id=7">item</a><frameset><a href="https://n.example/u">Unsubscribe</a></frameset>"#,
+        );
+        assert!(
+            out.contains(r#"<a href="https://shop.example/i?id=7">item</a>"#),
+            "{out}"
+        );
     }
 
     #[test]
