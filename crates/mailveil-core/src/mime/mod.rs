@@ -312,9 +312,37 @@ fn html_part(
             }
         }
     };
-    let Some(content) = rewritten else {
+    let Some(mut content) = rewritten else {
         return Ok(Vec::new());
     };
+    // Without a charset we can name, bytes that are not UTF-8 are read as windows-1252.
+    // When the rewrite took the bytes that were not UTF-8 away, the next reader takes
+    // the part for UTF-8: read it so now, or a second pass would find more (found by
+    // fuzzing: an IDN host that only decodes as UTF-8).
+    let unnamed = label.is_none_or(|l| {
+        encoding_rs::Encoding::for_label(l.trim().trim_matches('"').as_bytes()).is_none()
+    });
+    if unnamed && encoding == encoding_rs::WINDOWS_1252 && std::str::from_utf8(&content).is_ok() {
+        match html::rewrite(&content, encoding_rs::UTF_8, &ctx) {
+            Ok(outcome) => {
+                for f in outcome.findings {
+                    walk.note(f);
+                }
+                if let Some(again) = outcome.bytes {
+                    content = again;
+                }
+            }
+            Err(HtmlError::Deadline) => return Err(CleanError::Deadline),
+            Err(HtmlError::Refused(why)) => {
+                walk.note(malformed(
+                    number,
+                    &format!("html-refused: {why}"),
+                    Action::Strip,
+                ));
+                content = neutralise(&content);
+            }
+        }
+    }
     let content = match plan {
         Plan::RoundTrip(_) => charset::from_utf8(&String::from_utf8_lossy(&content), plan),
         _ => content,
