@@ -67,6 +67,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `N` different free ports: all bound at once, then released.
+fn distinct_free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub inbound: u16,
@@ -93,30 +101,55 @@ impl Stack {
 
     /// Like [`Stack::start`], with `smtpd_milters` on the inbound smtpd (`{milter}` is
     /// replaced by the `filter` port, where the test starts its milter).
+    ///
+    /// Ports are picked free and released before the daemons bind them, so a test
+    /// running beside this one can take one in between: on "already in use" the stack
+    /// is torn down and started again on new ports (three tries).
     pub fn start_with(content_filter: &str, milters: &str) -> Stack {
-        let run = tempfile::Builder::new()
-            .prefix("mvstack")
-            .tempdir_in("/tmp")
-            .unwrap()
-            .keep();
-        fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
-        let ports = Ports {
-            inbound: free_port(),
-            reinject: free_port(),
-            filter: free_port(),
-            lmtp: free_port(),
-            imap: free_port(),
-        };
-        let stack = Stack {
-            run,
-            ports,
-            mailveil: None,
-            content_filter: content_filter.replace("{filter}", &ports.filter.to_string()),
-            milters: milters.replace("{milter}", &ports.filter.to_string()),
-        };
-        stack.script("dovecot-up.sh");
-        stack.script("postfix-up.sh");
-        stack
+        for attempt in 1.. {
+            let run = tempfile::Builder::new()
+                .prefix("mvstack")
+                .tempdir_in("/tmp")
+                .unwrap()
+                .keep();
+            fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).unwrap();
+            let [inbound, reinject, filter, lmtp, imap] = distinct_free_ports();
+            let ports = Ports {
+                inbound,
+                reinject,
+                filter,
+                lmtp,
+                imap,
+            };
+            let stack = Stack {
+                run,
+                ports,
+                mailveil: None,
+                content_filter: content_filter.replace("{filter}", &ports.filter.to_string()),
+                milters: milters.replace("{milter}", &ports.filter.to_string()),
+            };
+            let raced = ["dovecot-up.sh", "postfix-up.sh"].iter().any(|name| {
+                let out = stack.try_script(name);
+                let text = format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                if out.status.success() {
+                    return false;
+                }
+                assert!(
+                    attempt < 3 && text.contains("already in use"),
+                    "{name} failed:\n{text}"
+                );
+                true
+            });
+            if !raced {
+                return stack;
+            }
+            drop(stack); // all-down.sh, then new ports
+        }
+        unreachable!()
     }
 
     fn env(&self, cmd: &mut Command) {
@@ -129,6 +162,17 @@ impl Stack {
             .env("IMAP_PORT", p.imap.to_string())
             .env("CONTENT_FILTER", &self.content_filter)
             .env("PF_MILTERS", &self.milters);
+    }
+
+    /// Runs a harness script and returns its output, whatever its status.
+    fn try_script(&self, name: &str) -> Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg(format!("{SCRIPTS}/{name}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.env(&mut cmd);
+        cmd.output().unwrap()
     }
 
     /// Runs a harness script; panics with its output on failure.
