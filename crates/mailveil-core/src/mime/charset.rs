@@ -17,9 +17,13 @@ pub enum Plan {
 }
 
 /// The plan for a part with this `charset` label (or none) and these bytes.
+/// The encoding a `charset` parameter names, if it names one.
+pub fn named(label: Option<&str>) -> Option<&'static Encoding> {
+    label.and_then(|l| Encoding::for_label(l.trim().trim_matches('"').as_bytes()))
+}
+
 pub fn plan(label: Option<&str>, bytes: &[u8]) -> Plan {
-    let enc = label.and_then(|l| Encoding::for_label(l.trim().trim_matches('"').as_bytes()));
-    match enc {
+    match named(label) {
         Some(e) if e == UTF_16BE || e == UTF_16LE => Plan::ToUtf8(e),
         Some(e) if e == ISO_2022_JP => Plan::RoundTrip(e),
         Some(e) if e.is_ascii_compatible() => Plan::InPlace(e),

@@ -319,10 +319,10 @@ fn html_part(
     // When the rewrite took the bytes that were not UTF-8 away, the next reader takes
     // the part for UTF-8: read it so now, or a second pass would find more (found by
     // fuzzing: an IDN host that only decodes as UTF-8).
-    let unnamed = label.is_none_or(|l| {
-        encoding_rs::Encoding::for_label(l.trim().trim_matches('"').as_bytes()).is_none()
-    });
-    if unnamed && encoding == encoding_rs::WINDOWS_1252 && std::str::from_utf8(&content).is_ok() {
+    if charset::named(label).is_none()
+        && encoding == encoding_rs::WINDOWS_1252
+        && std::str::from_utf8(&content).is_ok()
+    {
         match html::rewrite(&content, encoding_rs::UTF_8, &ctx) {
             Ok(outcome) => {
                 for f in outcome.findings {
@@ -366,10 +366,7 @@ fn html_part(
 /// The parser's decoded text of an HTML part when it is byte for byte the decoded body:
 /// a UTF-8 (or unlabelled) part that decoded without problems or replacement characters.
 fn utf8_body<'p>(part: &'p MessagePart, label: Option<&str>) -> Option<&'p str> {
-    let utf8 = label.is_none_or(|l| {
-        encoding_rs::Encoding::for_label(l.trim().trim_matches('"').as_bytes())
-            == Some(encoding_rs::UTF_8)
-    });
+    let utf8 = label.is_none() || charset::named(label) == Some(encoding_rs::UTF_8);
     match &part.body {
         PartType::Html(text) if utf8 && !part.is_encoding_problem && !text.contains('\u{fffd}') => {
             Some(text)
