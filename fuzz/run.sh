@@ -67,22 +67,31 @@ for t in "${targets[@]}"; do
   [ "$t" = rules_parse ] && seeds+=("../rules")
   log="logs/$t.log"
   echo "== $t: ${secs}s" >&2
+  stamp=$(mktemp)
   # -timeout: one input taking 30 s is a hang; -rss_limit_mb: 2 GB is a blow-up.
   cargo "${toolchain[@]}" fuzz run "${flags[@]}" "$t" "$corpus" "${seeds[@]}" -- \
     -max_total_time="$secs" ${FUZZ_SEED:+-seed=$FUZZ_SEED} -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
     ${extra_args[$t]:-} >"$log" 2>&1
   rc=$?
-  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
-  [ -z "$execs" ] && execs=$(grep -oE '^Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1)
+  execs=$(grep -aoE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+  [ -z "$execs" ] && execs=$(grep -aoE '^Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1)
   files=$(find "$corpus" -type f | wc -l)
   bytes=$(du -sk "$corpus" | cut -f1)
   if [ "$rc" -ne 0 ]; then
     failed=1
     status="CRASH (exit $rc; see fuzz/$log and fuzz/artifacts/$t/)"
-    grep -E 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" | head -5 >&2
+    # The log holds the input's bytes: -a, or grep calls it binary and prints nothing.
+    grep -aE -A3 'panicked at|ERROR: libFuzzer|SUMMARY' "$log" | head -20 >&2
+    # The crashing input, printed so that a CI log alone is enough to reproduce it.
+    find "artifacts/$t" -type f -newer "$stamp" 2>/dev/null | while read -r a; do
+      echo "fuzz/run.sh: $a ($(wc -c <"$a") bytes), base64:" >&2
+      head -c 65536 "$a" | base64 -w 0 >&2
+      echo >&2
+    done
   else
     status="ok"
   fi
+  rm -f "$stamp"
   summary+=("$(printf '%-12s %12s execs  corpus %6s files %8s KB  %s' "$t" "${execs:-?}" "$files" "$bytes" "$status")")
 done
 

@@ -159,3 +159,30 @@ fn a_leading_continuation_line_is_read_as_the_next_pass_reads_it() {
     assert!(!text.contains("list-manage.com"), "{text}");
     assert!(text.contains("<p>x</p>"), "{text}");
 }
+
+/// Plain text without a charset, holding bytes that are not UTF-8 only in a parameter the
+/// clean removes: the first pass reads it as windows-1252, the next as UTF-8 (where
+/// `\xd2\xa0` is a letter, not a no-break space ending the link). Both must agree (found
+/// by fuzzing).
+#[test]
+fn unlabelled_text_that_becomes_utf8_is_cleaned_as_the_next_pass_reads_it() {
+    let raw = [
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\n\r\nOne https://shop.example/a?e={READER}"
+        )
+        .as_bytes(),
+        b"\xff\r\nTwo https://shop.example/b?f=\xd2\xa0",
+        READER.as_bytes(),
+        b"\r\n",
+    ]
+    .concat();
+    let out = check("unlabelled text", &raw);
+    let all = String::from_utf8(out.bytes.clone()).expect("the output is UTF-8");
+    let body = all.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(
+        !body.contains(READER),
+        "the reader's address stayed:\n{all}"
+    );
+    assert!(body.contains("https://shop.example/a\r\n"), "{body}");
+    assert!(body.contains("Two https://shop.example/b\r\n"), "{body}");
+}

@@ -403,8 +403,32 @@ fn text_part(
         ));
         return Ok(Vec::new());
     }
+    let Some(new) = text_links(&text, number, walk)? else {
+        return Ok(Vec::new());
+    };
+    let mut content = charset::from_utf8(&new, Plan::RoundTrip(enc));
+    // As for HTML: without a named charset, text that is UTF-8 once the rewrite took the
+    // other bytes away is read as UTF-8 by the next pass, so read it so now (found by
+    // fuzzing: a link whose parameter only decodes as UTF-8).
+    if charset::named(label).is_none() && enc == encoding_rs::WINDOWS_1252 {
+        if let Ok(utf8) = std::str::from_utf8(&content) {
+            if let Some(again) = text_links(utf8, number, walk)? {
+                content = again.into_bytes();
+            }
+        }
+    }
+    walk.report.parts_changed += 1;
+    Ok(vec![Edit {
+        bytes: transfer::encode(&content, transfer, body, walk.eol),
+        range,
+    }])
+}
+
+/// Rewrites the links of decoded plain text and notes the findings; `None` when nothing
+/// changed.
+fn text_links(text: &str, number: &str, walk: &mut Walk) -> Result<Option<String>, CleanError> {
     let (new, findings) = crate::html::rewrite_text_links_until(
-        &text,
+        text,
         walk.rules,
         walk.detector,
         &walk.policy.links,
@@ -416,15 +440,7 @@ fn text_part(
     for f in findings {
         walk.note(f);
     }
-    let Some(new) = new else {
-        return Ok(Vec::new());
-    };
-    let content = charset::from_utf8(&new, Plan::RoundTrip(enc));
-    walk.report.parts_changed += 1;
-    Ok(vec![Edit {
-        bytes: transfer::encode(&content, transfer, body, walk.eol),
-        range,
-    }])
+    Ok(new)
 }
 
 /// A message inside a part: decode it, clean it as a message, encode it back.
