@@ -410,12 +410,12 @@ fn text_part(
     // As for HTML: without a named charset, text that is UTF-8 once the rewrite took the
     // other bytes away is read as UTF-8 by the next pass, so read it so now (found by
     // fuzzing: a link whose parameter only decodes as UTF-8).
-    if charset::named(label).is_none() && enc == encoding_rs::WINDOWS_1252 {
-        if let Ok(utf8) = std::str::from_utf8(&content) {
-            if let Some(again) = text_links(utf8, number, walk)? {
-                content = again.into_bytes();
-            }
-        }
+    if charset::named(label).is_none()
+        && enc == encoding_rs::WINDOWS_1252
+        && let Ok(utf8) = std::str::from_utf8(&content)
+        && let Some(again) = text_links(utf8, number, walk)?
+    {
+        content = again.into_bytes();
     }
     walk.report.parts_changed += 1;
     Ok(vec![Edit {
