@@ -8,7 +8,7 @@ use super::{
 use crate::detect::{Base, RemoteUrl, remote_url};
 use crate::report::{Action, FindingKind};
 use lol_html::HandlerResult;
-use lol_html::html_content::Element;
+use lol_html::html_content::{ContentType, Element};
 use std::cell::RefCell;
 use std::time::Instant;
 use url::Url;
@@ -99,6 +99,25 @@ pub(super) fn on_element(
 fn drop_junk_names(el: &mut Element, attrs: &Attrs) {
     for name in attrs.names().filter(|n| !plain_name(n)) {
         el.remove_attribute(name);
+    }
+    // lol_html refuses to remove some names (one starting with `=`, bytes it cannot
+    // encode back) and writes the rest joined by spaces: `a/="x` comes out as `a ="x`,
+    // which the next pass reads as a value of `a` (found by fuzzing). Write the start
+    // tag ourselves then, from the plain names only.
+    if el.attributes().iter().any(|a| !plain_name(&a.name())) {
+        let mut tag = format!("<{}", el.tag_name());
+        for a in el.attributes().iter().filter(|a| plain_name(&a.name())) {
+            tag.push(' ');
+            tag.push_str(&a.name());
+            tag.push_str("=\"");
+            tag.push_str(&a.value().replace('"', "&quot;"));
+            tag.push('"');
+        }
+        if el.is_self_closing() {
+            tag.push_str(" /");
+        }
+        tag.push('>');
+        el.start_tag().replace(&tag, ContentType::Html);
     }
 }
 
