@@ -209,3 +209,23 @@ er.gif?u=r" alt="a &quot;b&quot;" width="300"/>after"#,
     assert!(body.contains(r#"alt="a &quot;b&quot;""#), "{body}");
     assert!(body.contains(">after"), "{body}");
 }
+
+/// A removed element right after a text `<` must not join it with what follows into a
+/// new tag (`<<embed ...>p ...>` into `<p ...>`), at the top and inside an Outlook
+/// conditional comment, where the new tag swallowed a comment start and the next pass
+/// found an `<embed>` live (found by fuzzing).
+#[test]
+fn a_removed_element_after_a_text_lt_joins_nothing() {
+    for (name, body) in [
+        ("top", "<p>1 <<embed src=\"https://x.example/a\">img src=https://x.example/b.gif>2</p>"),
+        ("conditional", "<!--[if mso]><<embed src=\"https://x.example/a\">H\n<!--[if mso]><<embed src=\"https://x.example/c\"/><![endif]--><p>after</p>"),
+    ] {
+        let raw = html_mail(body);
+        let once = run(&raw, &keep());
+        let twice = run(&once.bytes, &keep());
+        let out = html(&once.bytes);
+        assert_eq!(html(&twice.bytes), out, "{name}: not idempotent");
+        assert!(!out.contains("<embed src=\"https://x.example/a\""), "{name}: {out}");
+        assert!(!out.contains("<img") && !out.contains("<H"), "{name}: a new tag: {out}");
+    }
+}

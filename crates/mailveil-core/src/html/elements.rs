@@ -2,8 +2,8 @@
 
 use super::visibility::{ImageAttrs, invisible};
 use super::{
-    DEADLINE_MSG, HtmlContext, State, css, css_event, escape_attr, fetch_verdict, finding,
-    on_proxy, proxied_url, unescape_attr,
+    DEADLINE_MSG, HtmlContext, SEPARATOR, State, css, css_event, escape_attr, fetch_verdict,
+    finding, on_proxy, proxied_url, unescape_attr,
 };
 use crate::detect::{Base, RemoteUrl, remote_url};
 use crate::report::{Action, FindingKind};
@@ -89,7 +89,18 @@ pub(super) fn on_element(
         drop_junk_names(el, &attrs);
     }
     st.changed |= before;
+    st.after_lt = false;
     result
+}
+
+/// Removes an element, content and all, keeping a text `<` before it from joining what
+/// follows it into a new tag.
+fn remove(el: &mut Element, state: &RefCell<State>) {
+    if state.borrow().after_lt {
+        el.replace(SEPARATOR, ContentType::Html);
+    } else {
+        el.remove();
+    }
 }
 
 /// A changed start tag is written anew from its attribute list. Names that are not
@@ -413,7 +424,7 @@ fn image(
                 v.tracker,
                 Action::Strip,
             );
-            el.remove();
+            remove(el, state);
             let mut st = state.borrow_mut();
             st.findings.push(f);
             st.changed = true;
@@ -449,7 +460,7 @@ fn image(
             None,
             Action::Strip,
         );
-        el.remove();
+        remove(el, state);
         let mut st = state.borrow_mut();
         st.findings.push(f);
         st.changed = true;
@@ -698,7 +709,7 @@ fn link(el: &mut Element, attrs: &Attrs, ctx: &HtmlContext, state: &RefCell<Stat
             let strip = f.action == Action::Strip;
             let proxied = proxied_url(&f, &remote, false, ctx);
             if strip {
-                el.remove();
+                remove(el, state);
             } else if let Some(p) = &proxied {
                 let _ = el.set_attribute("href", &escape_attr(p));
             }
@@ -816,7 +827,7 @@ fn remove_element(
     url: Option<String>,
     rule: String,
 ) {
-    el.remove();
+    remove(el, state);
     let mut st = state.borrow_mut();
     st.changed = true;
     st.findings

@@ -16,9 +16,10 @@ pub mod visibility;
 use crate::detect::{Base, Detector, RemoteUrl, remote_url};
 use crate::policy::{Policy, RemoteContent};
 use crate::report::{Action, Finding, FindingKind};
-use lol_html::html_content::{Comment, ContentType, TextChunk};
+use lol_html::html_content::{Comment, ContentType, TextChunk, TextType};
 use lol_html::{
-    AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, doc_comments, element, text,
+    AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, doc_comments, doc_text,
+    element, text,
 };
 use std::cell::RefCell;
 use std::time::Instant;
@@ -81,7 +82,13 @@ struct State {
     /// How many open elements hide their content (decremented by end-tag handlers,
     /// which must own what they touch).
     hidden_depth: std::rc::Rc<std::cell::Cell<u32>>,
+    /// The text just before the current tag or comment ends with a `<` (see `SEPARATOR`).
+    after_lt: bool,
 }
+
+/// Written in place of a removed element or comment that follows a text `<`: without
+/// it, `<<embed ...>p` would become `<p`, a tag the next pass reads (found by fuzzing).
+const SEPARATOR: &str = "<!---->";
 
 const DEADLINE_MSG: &str = "mailveil: time budget exceeded";
 
@@ -129,7 +136,13 @@ fn run(
             links::on_anchor_text(t, state);
             Ok(())
         }))
-        .append_document_content_handler(doc_comments!(|c| on_comment(c, ctx, state)));
+        .append_document_content_handler(doc_comments!(|c| on_comment(c, ctx, state)))
+        .append_document_content_handler(doc_text!(|t| {
+            if t.text_type() == TextType::Data && !t.as_str().is_empty() {
+                state.borrow_mut().after_lt = t.as_str().ends_with('<');
+            }
+            Ok(())
+        }));
     if banner {
         settings = settings
             .append_element_content_handler(element!("html[lang]", |el| {
@@ -285,6 +298,7 @@ fn on_comment(
     ctx: &HtmlContext,
     state: &RefCell<State>,
 ) -> lol_html::HandlerResult {
+    let after_lt = std::mem::take(&mut state.borrow_mut().after_lt);
     let text = c.text();
     let Some((head, inner, tail)) = split_conditional(&text) else {
         return Ok(());
@@ -295,18 +309,26 @@ fn on_comment(
     match rewrite_fragment(inner, ctx, state) {
         Ok(Some(new)) => {
             if c.set_text(&format!("{head}{new}{tail}")).is_err() {
-                c.remove();
+                remove_comment(c, after_lt);
             }
             state.borrow_mut().changed = true;
         }
         Ok(None) => {}
         Err(HtmlError::Deadline) => return Err(DEADLINE_MSG.into()),
         Err(HtmlError::Refused(_)) => {
-            c.remove();
+            remove_comment(c, after_lt);
             state.borrow_mut().changed = true;
         }
     }
     Ok(())
+}
+
+fn remove_comment(c: &mut Comment, after_lt: bool) {
+    if after_lt {
+        c.replace(SEPARATOR, ContentType::Html);
+    } else {
+        c.remove();
+    }
 }
 
 /// Whether a fragment could make a client fetch or run anything: a URL needs an
