@@ -217,15 +217,27 @@ er.gif?u=r" alt="a &quot;b&quot;" width="300"/>after"#,
 #[test]
 fn a_removed_element_after_a_text_lt_joins_nothing() {
     for (name, body) in [
-        ("top", "<p>1 <<embed src=\"https://x.example/a\">img src=https://x.example/b.gif>2</p>"),
-        ("conditional", "<!--[if mso]><<embed src=\"https://x.example/a\">H\n<!--[if mso]><<embed src=\"https://x.example/c\"/><![endif]--><p>after</p>"),
+        (
+            "top",
+            "<p>1 <<embed src=\"https://x.example/a\">img src=https://x.example/b.gif>2</p>",
+        ),
+        (
+            "conditional",
+            "<!--[if mso]><<embed src=\"https://x.example/a\">H\n<!--[if mso]><<embed src=\"https://x.example/c\"/><![endif]--><p>after</p>",
+        ),
     ] {
         let raw = html_mail(body);
         let once = run(&raw, &keep());
         let twice = run(&once.bytes, &keep());
         let out = html(&once.bytes);
         assert_eq!(html(&twice.bytes), out, "{name}: not idempotent");
-        assert!(!out.contains("<embed src=\"https://x.example/a\""), "{name}: {out}");
-        assert!(!out.contains("<img") && !out.contains("<H"), "{name}: a new tag: {out}");
+        assert!(
+            !out.contains("<embed src=\"https://x.example/a\""),
+            "{name}: {out}"
+        );
+        assert!(
+            !out.contains("<img") && !out.contains("<H"),
+            "{name}: a new tag: {out}"
+        );
     }
 }

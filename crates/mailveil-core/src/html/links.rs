@@ -325,13 +325,26 @@ pub fn rewrite_text_links(
     list_unsubscribe: &[String],
     part: &str,
 ) -> (Option<String>, Vec<Finding>) {
-    rewrite_text_links_until(text, rules, detector, policy, list_unsubscribe, part, None)
-        .unwrap_or_default() // without a deadline it cannot give up
+    let mut found = Vec::new();
+    let new = rewrite_text_links_until(
+        text,
+        rules,
+        detector,
+        policy,
+        list_unsubscribe,
+        part,
+        None,
+        &mut |f| found.push(f),
+    )
+    .unwrap_or_default(); // without a deadline it cannot give up
+    (new, found)
 }
 
 /// [`rewrite_text_links`] that gives up with `HtmlError::Deadline` once `deadline` has
 /// passed (the clock is read every 256 URLs): a text part of nothing but links must not
-/// outlast the time budget (issue 8).
+/// outlast the time budget (issue 8). Findings go to `note` as they are made: a part of
+/// a million links must not hold a million findings (the report keeps a bounded number).
+#[allow(clippy::too_many_arguments)] // the context of one part; each argument is read
 pub(crate) fn rewrite_text_links_until(
     text: &str,
     rules: &Rules,
@@ -340,10 +353,10 @@ pub(crate) fn rewrite_text_links_until(
     list_unsubscribe: &[String],
     part: &str,
     deadline: Option<std::time::Instant>,
-) -> Result<(Option<String>, Vec<Finding>), super::HtmlError> {
+    note: &mut dyn FnMut(Finding),
+) -> Result<Option<String>, super::HtmlError> {
     let ranges = links::find_urls(text);
     let mut out = String::with_capacity(text.len());
-    let mut findings_all = Vec::new();
     let mut at = 0;
     let mut changed = false;
     for (i, r) in ranges.into_iter().enumerate() {
@@ -362,7 +375,9 @@ pub(crate) fn rewrite_text_links_until(
             list_unsubscribe,
         };
         let outcome = links::clean_link(url, &ctx);
-        findings_all.extend(findings(&outcome, url, "text", part));
+        findings(&outcome, url, "text", part)
+            .into_iter()
+            .for_each(&mut *note);
         if let Some(new) = outcome.url {
             out.push_str(&text[at..r.start]);
             out.push_str(&new);
@@ -371,10 +386,10 @@ pub(crate) fn rewrite_text_links_until(
         }
     }
     if !changed {
-        return Ok((None, findings_all));
+        return Ok(None);
     }
     out.push_str(&text[at..]);
-    Ok((Some(out), findings_all))
+    Ok(Some(out))
 }
 
 #[cfg(test)]
@@ -403,16 +418,36 @@ mod tests {
         let policy = LinkPolicy::default();
         let text = "https://a.example/?u=reader@example.org\n".repeat(300);
         let past = Some(std::time::Instant::now());
-        let run = |deadline| {
-            rewrite_text_links_until(&text, &rules, &detector, &policy, &[], "1", deadline)
+        let run = |deadline, found: &mut usize| {
+            rewrite_text_links_until(
+                &text,
+                &rules,
+                &detector,
+                &policy,
+                &[],
+                "1",
+                deadline,
+                &mut |_| *found += 1,
+            )
         };
-        assert_eq!(run(past), Err(super::super::HtmlError::Deadline));
-        let (new, findings) = run(None).unwrap();
-        assert!(!findings.is_empty());
+        assert_eq!(run(past, &mut 0), Err(super::super::HtmlError::Deadline));
+        let mut found = 0;
+        let new = run(None, &mut found).unwrap();
+        assert!(found > 0);
         assert!(!new.unwrap().contains("reader@"));
         let short = "https://a.example/?u=reader@example.org\n".repeat(255);
         assert!(
-            rewrite_text_links_until(&short, &rules, &detector, &policy, &[], "1", past).is_ok(),
+            rewrite_text_links_until(
+                &short,
+                &rules,
+                &detector,
+                &policy,
+                &[],
+                "1",
+                past,
+                &mut |_| {}
+            )
+            .is_ok(),
             "the clock is read every 256 URLs"
         );
     }

@@ -427,20 +427,20 @@ fn text_part(
 /// Rewrites the links of decoded plain text and notes the findings; `None` when nothing
 /// changed.
 fn text_links(text: &str, number: &str, walk: &mut Walk) -> Result<Option<String>, CleanError> {
-    let (new, findings) = crate::html::rewrite_text_links_until(
+    let (rules, detector, policy) = (walk.rules, walk.detector, walk.policy);
+    let (list_unsubscribe, deadline) = (walk.list_unsubscribe, walk.deadline);
+    let report = &mut walk.report;
+    crate::html::rewrite_text_links_until(
         text,
-        walk.rules,
-        walk.detector,
-        &walk.policy.links,
-        walk.list_unsubscribe,
+        rules,
+        detector,
+        &policy.links,
+        list_unsubscribe,
         number,
-        Some(walk.deadline),
+        Some(deadline),
+        &mut |f| report.push(f, policy.limits.max_findings),
     )
-    .map_err(|_| CleanError::Deadline)?;
-    for f in findings {
-        walk.note(f);
-    }
-    Ok(new)
+    .map_err(|_| CleanError::Deadline)
 }
 
 /// A message inside a part: decode it, clean it as a message, encode it back.
