@@ -123,15 +123,26 @@ pub fn remote_url(raw: &str, base: &Base) -> Option<RemoteUrl> {
     let parsed = if slashes {
         Url::parse(&format!("https:{}", s.replace('\\', "/"))).ok()
     } else if has_scheme(s) {
+        // Only a network scheme can be remote: a `data:` image (often tens of KB) or a
+        // `mailto:` is not parsed at all (the parser percent-encodes it byte by byte).
+        let scheme = &s[..s.find(':').unwrap_or(0)];
+        if !NETWORK_SCHEMES
+            .iter()
+            .any(|n| scheme.eq_ignore_ascii_case(n))
+        {
+            return None;
+        }
         Url::parse(s).ok()
     } else {
         base.as_ref().and_then(|b| b.join(s).ok())
     }?;
-    match parsed.scheme() {
-        "http" | "https" | "ftp" | "ws" | "wss" => Some(RemoteUrl { url: parsed }),
-        _ => None,
-    }
+    NETWORK_SCHEMES
+        .contains(&parsed.scheme())
+        .then_some(RemoteUrl { url: parsed })
 }
+
+/// The schemes a client fetches over the network.
+const NETWORK_SCHEMES: &[&str] = &["http", "https", "ftp", "ws", "wss"];
 
 /// Whether `raw` has a URL scheme (`letters:`), whatever it is.
 fn has_scheme(s: &str) -> bool {
