@@ -25,12 +25,13 @@ fn check_reply(r: &Reply) {
     let wire = r.to_wire();
     assert!(wire.ends_with(b"\r\n"), "reply not CRLF-terminated");
     let code = r.code.to_string();
-    let lines: Vec<&[u8]> = wire
-        .split_inclusive(|&b| b == b'\n')
-        .collect::<Vec<_>>();
+    let lines: Vec<&[u8]> = wire.split_inclusive(|&b| b == b'\n').collect::<Vec<_>>();
     assert!(!lines.is_empty());
     for (i, line) in lines.iter().enumerate() {
-        assert!(line.len() >= 6 && line.ends_with(b"\r\n"), "short line {line:?}");
+        assert!(
+            line.len() >= 6 && line.ends_with(b"\r\n"),
+            "short line {line:?}"
+        );
         assert_eq!(&line[..3], code.as_bytes());
         let sep = if i + 1 == lines.len() { b' ' } else { b'-' };
         assert_eq!(line[3], sep, "separator in {line:?}");
@@ -186,7 +187,11 @@ fuzz_target!(|data: &[u8]| {
 fn deliver(s: &mut Session, down: &mut Down, rcpts: usize) {
     let outcomes: Vec<Reply> = (0..rcpts).map(|_| down.reply()).collect();
     let answers = s.data_replies(&outcomes);
-    let want = if s.mode() == Some(Mode::Lhlo) { rcpts } else { 1 };
+    let want = if s.mode() == Some(Mode::Lhlo) {
+        rcpts
+    } else {
+        1
+    };
     assert_eq!(answers.len(), want, "replies after the data");
     for r in &answers {
         check_reply(r);

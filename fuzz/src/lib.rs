@@ -213,9 +213,6 @@ fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize) {
     }
 }
 
-/// Attribute values (entity-decoded) of every element of `html`, and of the markup in
-/// Outlook conditional comments, where `host` occurs (ASCII case ignored); the `href` of
-/// `<a>` and `<area>` (a click, not a fetch) is not looked at.
 /// Whether a browser could fetch from a URL in this attribute value: values with URLs
 /// inside (CSS, srcset) always; a single URL only when it is absolute or
 /// protocol-relative. A relative reference (`<img src="<style>...https://host/...">`,
@@ -229,7 +226,10 @@ fn may_fetch(name: &str, value: &str) -> bool {
         .chars()
         .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
         .collect();
-    if ["//", "\\\\", "/\\", "\\/"].iter().any(|p| v.starts_with(p)) {
+    if ["//", "\\\\", "/\\", "\\/"]
+        .iter()
+        .any(|p| v.starts_with(p))
+    {
         return true;
     }
     match v.find(':') {
@@ -243,6 +243,9 @@ fn may_fetch(name: &str, value: &str) -> bool {
     }
 }
 
+/// Attribute values (entity-decoded) of every element of `html`, and of the markup in
+/// Outlook conditional comments, where `host` occurs (ASCII case ignored); the `href` of
+/// `<a>`, `<area>` and VML shapes (a click, not a fetch) is not looked at.
 pub fn attributes_naming(html: &str, host: &str, depth: usize) -> Vec<String> {
     use lol_html::{HtmlRewriter, Settings, doc_comments, element};
     let hits = std::cell::RefCell::new(Vec::new());
@@ -251,8 +254,10 @@ pub fn attributes_naming(html: &str, host: &str, depth: usize) -> Vec<String> {
     {
         let settings = Settings::new()
             .append_element_content_handler(element!("*", |el| {
-                // A link's href is a click, not a fetch on open.
-                let link = matches!(el.tag_name().as_str(), "a" | "area");
+                // A link's href is a click, not a fetch on open; so is a VML shape's
+                // (`<v:roundrect href>`, Outlook's buttons), as the core reads it.
+                let tag = el.tag_name();
+                let link = matches!(tag.as_str(), "a" | "area") || tag.starts_with("v:");
                 for a in el.attributes() {
                     if link && a.name() == "href" {
                         continue;
