@@ -28,21 +28,27 @@ impl RecipientTokens {
     pub fn new<'a>(addresses: impl IntoIterator<Item = &'a str>) -> Self {
         let mut folded = Vec::new();
         let mut exact = Vec::new();
+        // The envelope and the headers name the same reader again and again, mostly in
+        // lowercase already: each spelling is hashed and encoded once.
+        let mut forms: Vec<String> = Vec::new();
         for addr in addresses {
             let addr = addr.trim().trim_start_matches('<').trim_end_matches('>');
             if addr.len() < MIN_TOKEN_LEN || !addr.contains('@') {
                 continue;
             }
-            let lower = addr.to_ascii_lowercase();
-            for form in [addr, lower.as_str()] {
-                folded.push(form.to_string());
-                folded.push(form.replace('@', "%40").replace('+', "%2B"));
-                folded.push(form.replace('@', "%2540"));
-                folded.push(hex(&Md5::digest(form.as_bytes())));
-                folded.push(hex(&Sha1::digest(form.as_bytes())));
-                folded.push(hex(&Sha256::digest(form.as_bytes())));
-                exact.extend(base64_forms(form.as_bytes()));
-            }
+            forms.push(addr.to_string());
+            forms.push(addr.to_ascii_lowercase());
+        }
+        forms.sort_unstable();
+        forms.dedup();
+        for form in forms.iter().map(String::as_str) {
+            folded.push(form.to_string());
+            folded.push(form.replace('@', "%40").replace('+', "%2B"));
+            folded.push(form.replace('@', "%2540"));
+            folded.push(hex(&Md5::digest(form.as_bytes())));
+            folded.push(hex(&Sha1::digest(form.as_bytes())));
+            folded.push(hex(&Sha256::digest(form.as_bytes())));
+            exact.extend(base64_forms(form.as_bytes()));
         }
         let folded = folded.into_iter().map(|f| f.to_ascii_lowercase()).collect();
         RecipientTokens {
