@@ -89,7 +89,6 @@ pub(super) fn on_element(
         drop_junk_names(el, &attrs);
     }
     st.changed |= before;
-    st.after_lt = false;
     result
 }
 
