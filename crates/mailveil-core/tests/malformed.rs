@@ -241,3 +241,20 @@ fn a_removed_element_after_a_text_lt_joins_nothing() {
         );
     }
 }
+
+/// A comment that starts like an Outlook condition but lacks its `]>`: its markup is
+/// cleaned too, terminated or not (found by fuzzing: the checker read it as markup).
+#[test]
+fn a_broken_conditional_comment_is_cleaned_as_markup() {
+    for body in [
+        "<p>a</p><!--[if<img src=\"https://x.example/o.gif\" width=\"300\"><![endif]--><p>b</p>",
+        "<p>a</p><!--[if<img src=\"https://x.example/o.gif\" width=\"300\">",
+    ] {
+        let once = run(&html_mail(body), &strip());
+        let out = html(&once.bytes);
+        assert!(!out.contains("x.example"), "{body}\n=> {out}");
+        assert!(out.contains("<!--[if"), "{out}");
+        let twice = run(&once.bytes, &strip());
+        assert_eq!(html(&twice.bytes), out, "not idempotent");
+    }
+}

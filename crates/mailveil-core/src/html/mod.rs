@@ -360,7 +360,11 @@ fn split_conditional(text: &str) -> Option<(&str, &str, &str)> {
     if !trimmed.get(..3)?.eq_ignore_ascii_case("[if") {
         return None;
     }
-    let open = text.find("]>")? + 2;
+    // Without the `]>` that ends the condition (`<!--[if<img ...>`), no client is known
+    // to read the rest as markup; rewrite it as markup anyway, all of it (fail closed).
+    let open = text
+        .find("]>")
+        .map_or(text.len() - trimmed.len() + 3, |i| i + 2);
     let close = text
         .rfind("<![endif]")
         .filter(|&c| c >= open)
