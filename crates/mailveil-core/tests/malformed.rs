@@ -249,6 +249,9 @@ fn a_broken_conditional_comment_is_cleaned_as_markup() {
     for body in [
         "<p>a</p><!--[if<img src=\"https://x.example/o.gif\" width=\"300\"><![endif]--><p>b</p>",
         "<p>a</p><!--[if<img src=\"https://x.example/o.gif\" width=\"300\">",
+        "<!--[if(if\n<svg><image href=\"https://x.example/h.png\"/></svg><![CDATA[ x ]]>\n-->",
+        "<!--[if mso]><v:image src=\"https://x.example/v.png\"/><![endif]-->",
+        "<!--[if mso]>x<![endif]<b>y</b><img src=\"https://x.example/t.gif\">-->",
     ] {
         let once = run(&html_mail(body), &strip());
         let out = html(&once.bytes);

@@ -360,14 +360,19 @@ fn split_conditional(text: &str) -> Option<(&str, &str, &str)> {
     if !trimmed.get(..3)?.eq_ignore_ascii_case("[if") {
         return None;
     }
-    // Without the `]>` that ends the condition (`<!--[if<img ...>`), no client is known
-    // to read the rest as markup; rewrite it as markup anyway, all of it (fail closed).
-    let open = text
-        .find("]>")
-        .map_or(text.len() - trimmed.len() + 3, |i| i + 2);
+    // The condition ends at the first `]>`, with no markup before it. Without one
+    // (`<!--[if<img ...>`, or a `]]>` further on), no client is known to read the rest
+    // as markup; rewrite it as markup anyway, all of it (fail closed; found by fuzzing).
+    let start = text.len() - trimmed.len() + 3;
+    let open = match text[start..].find(['<', '>']) {
+        Some(i) if text[start..start + i].ends_with(']') && text.as_bytes()[start + i] == b'>' => {
+            start + i + 1
+        }
+        _ => start,
+    };
     let close = text
         .rfind("<![endif]")
-        .filter(|&c| c >= open)
+        .filter(|&c| c >= open && text[c + 9..].trim().is_empty())
         .unwrap_or(text.len());
     Some((&text[..open], &text[open..close], &text[close..]))
 }
