@@ -214,7 +214,8 @@ fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize) {
 }
 
 /// Whether a browser could fetch from a URL in this attribute value: values with URLs
-/// inside (CSS, srcset) always; a single URL only when it is absolute or
+/// inside (CSS, srcset) always; a single URL only when it is absolute (http, https,
+/// ftp, ws, wss) or
 /// protocol-relative. A relative reference (`<img src="<style>...https://host/...">`,
 /// markup caught in a value) resolves against the document, never to another host.
 fn may_fetch(name: &str, value: &str) -> bool {
@@ -232,13 +233,12 @@ fn may_fetch(name: &str, value: &str) -> bool {
     {
         return true;
     }
+    // An absolute URL fetches over the network only with a network scheme: `am:s:...`
+    // or `cid:` names nothing a client would fetch (found by fuzzing).
     match v.find(':') {
-        Some(i) if i > 0 => {
-            v.as_bytes()[0].is_ascii_alphabetic()
-                && v[..i]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        }
+        Some(i) if i > 0 => ["http", "https", "ftp", "ws", "wss"]
+            .iter()
+            .any(|s| v[..i].eq_ignore_ascii_case(s)),
         _ => false,
     }
 }
