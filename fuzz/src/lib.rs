@@ -214,9 +214,8 @@ fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize) {
 }
 
 /// Whether a browser could fetch from a URL in this attribute value: values with URLs
-/// inside (CSS, srcset) always; a single URL only when it is absolute (http, https,
-/// ftp, ws, wss) or
-/// protocol-relative. A relative reference (`<img src="<style>...https://host/...">`,
+/// inside (CSS, srcset) always; a single URL only when it is absolute with a network
+/// scheme or protocol-relative. A relative reference (`<img src="<style>...https://host/...">`,
 /// markup caught in a value) resolves against the document, never to another host.
 fn may_fetch(name: &str, value: &str) -> bool {
     if matches!(name, "style" | "srcset" | "imagesrcset") || name.starts_with("on") {
