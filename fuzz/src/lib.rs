@@ -226,20 +226,24 @@ fn may_fetch(name: &str, value: &str) -> bool {
         .chars()
         .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
         .collect();
-    if ["//", "\\\\", "/\\", "\\/"]
+    let absolute = if ["//", "\\\\", "/\\", "\\/"]
         .iter()
         .any(|p| v.starts_with(p))
     {
-        return true;
-    }
-    // An absolute URL fetches over the network only with a network scheme: `am:s:...`
-    // or `cid:` names nothing a client would fetch (found by fuzzing).
-    match v.find(':') {
+        format!("https:{}", v.replace('\\', "/"))
+    } else {
+        v
+    };
+    // An absolute URL fetches over the network only with a network scheme (`am:s:...`
+    // or `cid:` names nothing a client would fetch) and when a browser's URL parser
+    // reads a host in it (`ws:<style>...` is no URL): found by fuzzing.
+    let network = match absolute.find(':') {
         Some(i) if i > 0 => ["http", "https", "ftp", "ws", "wss"]
             .iter()
-            .any(|s| v[..i].eq_ignore_ascii_case(s)),
+            .any(|s| absolute[..i].eq_ignore_ascii_case(s)),
         _ => false,
-    }
+    };
+    network && url::Url::parse(&absolute).is_ok_and(|u| u.host_str().is_some())
 }
 
 /// Attribute values (entity-decoded) of every element of `html`, and of the markup in
