@@ -261,3 +261,19 @@ fn a_broken_conditional_comment_is_cleaned_as_markup() {
         assert_eq!(html(&twice.bytes), out, "not idempotent");
     }
 }
+
+/// Text inside an element removed with its content is no link's text: an unclosed link
+/// before a `<frameset>` took the "Unsubscribe" inside it for its own and kept the
+/// reader's address, which the next pass (the frameset gone) removed (found by fuzzing).
+#[test]
+fn text_inside_a_removed_element_is_no_link_text() {
+    let raw = html_mail(&format!(
+        "<a href=\"https://a.example/p?u={READER}\"><frameset><a href=\"https://n.example/unsubscribe\">Unsubscribe</a>"
+    ));
+    let once = run(&raw, &keep());
+    let out = html(&once.bytes);
+    assert!(!out.contains("frameset"), "{out}");
+    assert!(!out.contains(READER), "{out}");
+    let twice = run(&once.bytes, &keep());
+    assert_eq!(html(&twice.bytes), out, "not idempotent");
+}

@@ -79,6 +79,9 @@ pub(super) fn on_element(
     state: &RefCell<State>,
 ) -> HandlerResult {
     tick(ctx, state)?;
+    if el.removed() {
+        return Ok(()); // inside an element removed with its content: never written
+    }
     let tag = el.tag_name();
     let attrs = Attrs::read(el);
     // Whether this element changes, apart from the ones before it.
@@ -95,6 +98,12 @@ pub(super) fn on_element(
 /// Removes an element, content and all, keeping a text `<` before it from joining what
 /// follows it into a new tag.
 fn remove(el: &mut Element, state: &RefCell<State>) {
+    if el.can_have_content() {
+        // Its text still reaches the text handlers, but is never written: it is not the
+        // text of a link around it (an unclosed `<a>` before a `<frameset>` took an
+        // "Unsubscribe" inside it for its own; found by fuzzing).
+        state.borrow().anchor.set(None);
+    }
     if state.borrow().after_lt {
         el.replace(SEPARATOR, ContentType::Html);
     } else {
