@@ -87,14 +87,17 @@ fn clean_message(
     if raw.len() > policy.limits.max_message_bytes {
         return failed(raw, mime::CleanError::TooLarge.code(), policy);
     }
-    if raw.first().is_some_and(|&b| b == b' ' || b == b'\t') {
-        // A first line that begins with whitespace continues no header. Once our header
-        // is on top it continues ours, and every later reader (and our next pass) reads
-        // the mail that way: read it so now. That line goes with our old header.
+    let top = header_start(raw);
+    if raw.get(top).is_some_and(|&b| b == b' ' || b == b'\t') {
+        // A first line (after an mbox `From ` line) that begins with whitespace continues
+        // no header. Once our header is on top it continues ours, and every later reader
+        // (and our next pass) reads the mail that way: read it so now. That line goes
+        // with our old header.
         let eol = Eol::detect(raw, Eol::CrLf);
-        let mut read_as = format!("{HEADER_NAME}: v={VERSION}").into_bytes();
+        let mut read_as = raw[..top].to_vec();
+        read_as.extend_from_slice(format!("{HEADER_NAME}: v={VERSION}").as_bytes());
         read_as.extend_from_slice(eol.as_bytes());
-        read_as.extend_from_slice(raw);
+        read_as.extend_from_slice(&raw[top..]);
         return clean_message(&read_as, envelope, policy, rules, started);
     }
     let eol = Eol::detect(raw, Eol::CrLf);
@@ -255,13 +258,18 @@ fn untouched(raw: &[u8], mut report: Report, tempfail: bool) -> Cleaned {
     }
 }
 
-/// `header` inserted on top (after an mbox `From ` line), the `drop` ranges removed.
-fn with_header(msg: &[u8], header: &[u8], drop: &[std::ops::Range<usize>]) -> Vec<u8> {
-    let insert_at = if msg.starts_with(b"From ") {
+/// Where our header goes: on top, after an mbox `From ` line if there is one.
+fn header_start(msg: &[u8]) -> usize {
+    if msg.starts_with(b"From ") {
         msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
     } else {
         0
-    };
+    }
+}
+
+/// `header` inserted on top (after an mbox `From ` line), the `drop` ranges removed.
+fn with_header(msg: &[u8], header: &[u8], drop: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let insert_at = header_start(msg);
     let mut drop = drop.to_vec();
     drop.sort_by_key(|r| r.start);
     let mut out = Vec::with_capacity(msg.len() + header.len());

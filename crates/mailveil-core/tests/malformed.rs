@@ -158,6 +158,12 @@ fn a_leading_continuation_line_is_read_as_the_next_pass_reads_it() {
     let text = String::from_utf8_lossy(&out.bytes);
     assert!(!text.contains("list-manage.com"), "{text}");
     assert!(text.contains("<p>x</p>"), "{text}");
+    // The same after an mbox `From ` line, where our header goes (found by fuzzing).
+    let mbox = format!("From a@sender.example\r\n x\r\n{raw}");
+    let out = check("leading continuation after From_", mbox.as_bytes());
+    let text = String::from_utf8_lossy(&out.bytes);
+    assert!(text.starts_with("From a@sender.example\r\n"), "{text}");
+    assert!(!text.contains("list-manage.com"), "{text}");
 }
 
 /// Plain text without a charset, holding bytes that are not UTF-8 only in a parameter the
