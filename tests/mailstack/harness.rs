@@ -177,13 +177,7 @@ impl Stack {
 
     /// Runs a harness script; panics with its output on failure.
     pub fn script(&self, name: &str) -> Output {
-        let mut cmd = Command::new("bash");
-        cmd.arg(format!("{SCRIPTS}/{name}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        self.env(&mut cmd);
-        let out = cmd.output().unwrap();
+        let out = self.try_script(name);
         assert!(
             out.status.success(),
             "{name} failed:\n{}{}",

@@ -294,23 +294,7 @@ fn html_part(
         walk.note(malformed(number, "part-too-large", Action::Strip));
         Some(neutralise(&input))
     } else {
-        match html::rewrite(&input, encoding, &ctx) {
-            Ok(outcome) => {
-                for f in outcome.findings {
-                    walk.note(f);
-                }
-                outcome.bytes
-            }
-            Err(HtmlError::Deadline) => return Err(CleanError::Deadline),
-            Err(HtmlError::Refused(why)) => {
-                walk.note(malformed(
-                    number,
-                    &format!("html-refused: {why}"),
-                    Action::Strip,
-                ));
-                Some(neutralise(&input))
-            }
-        }
+        html_pass(&input, encoding, &ctx, number, walk)?
     };
     let Some(mut content) = rewritten else {
         return Ok(Vec::new());
@@ -322,26 +306,9 @@ fn html_part(
     if charset::named(label).is_none()
         && encoding == encoding_rs::WINDOWS_1252
         && std::str::from_utf8(&content).is_ok()
+        && let Some(again) = html_pass(&content, encoding_rs::UTF_8, &ctx, number, walk)?
     {
-        match html::rewrite(&content, encoding_rs::UTF_8, &ctx) {
-            Ok(outcome) => {
-                for f in outcome.findings {
-                    walk.note(f);
-                }
-                if let Some(again) = outcome.bytes {
-                    content = again;
-                }
-            }
-            Err(HtmlError::Deadline) => return Err(CleanError::Deadline),
-            Err(HtmlError::Refused(why)) => {
-                walk.note(malformed(
-                    number,
-                    &format!("html-refused: {why}"),
-                    Action::Strip,
-                ));
-                content = neutralise(&content);
-            }
-        }
+        content = again;
     }
     let content = match plan {
         Plan::RoundTrip(_) => charset::from_utf8(&String::from_utf8_lossy(&content), plan),
@@ -361,6 +328,34 @@ fn html_part(
         });
     }
     Ok(edits)
+}
+
+/// One rewrite of an HTML part's content, its findings noted: the new bytes, `None`
+/// when nothing changed, or the neutralised source when lol_html refused it.
+fn html_pass(
+    input: &[u8],
+    encoding: &'static encoding_rs::Encoding,
+    ctx: &HtmlContext,
+    number: &str,
+    walk: &mut Walk,
+) -> Result<Option<Vec<u8>>, CleanError> {
+    match html::rewrite(input, encoding, ctx) {
+        Ok(outcome) => {
+            for f in outcome.findings {
+                walk.note(f);
+            }
+            Ok(outcome.bytes)
+        }
+        Err(HtmlError::Deadline) => Err(CleanError::Deadline),
+        Err(HtmlError::Refused(why)) => {
+            walk.note(malformed(
+                number,
+                &format!("html-refused: {why}"),
+                Action::Strip,
+            ));
+            Ok(Some(neutralise(input)))
+        }
+    }
 }
 
 /// The parser's decoded text of an HTML part when it is byte for byte the decoded body:
