@@ -122,8 +122,15 @@ pub struct Session {
     truncated: bool,
 }
 
+/// The address of a MAIL/RCPT argument as the core matches it (policies, recipient
+/// tokens): the mailbox with its local part unquoted, as `serve` gives it, so that
+/// `<"alice"@example.org>` is alice's mail here too. What is no RFC 5321 path is kept as
+/// written, without its brackets.
 fn address(arg: Option<&String>) -> Option<String> {
     let a = arg?.trim();
+    if let Ok(path) = mailveil_smtp::path::Mailbox::parse_path(a) {
+        return path.map(|m| m.address());
+    }
     let a = a.strip_prefix('<').unwrap_or(a);
     let a = a.strip_suffix('>').unwrap_or(a);
     (!a.is_empty()).then(|| a.to_string())
@@ -260,7 +267,9 @@ impl Session {
     }
 }
 
-/// Cleans a message with the core. A message that arrived over the size limit was not
+/// Cleans a message with the core, for every envelope recipient at once: a milter
+/// cannot split a mail, so the strictest of the recipients' policies applies (the core
+/// judges each recipient and merges). A message that arrived over the size limit was not
 /// kept whole: the core is told so (a limit of 0 for what was kept), and answers as for
 /// any mail too large to clean: the error header, or tempfail, as the policy says.
 pub fn clean_message(msg: &Message, policy: &Policy, rules: &Rules) -> Cleaned {

@@ -24,5 +24,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod path;
 pub mod session;
 pub mod wire;

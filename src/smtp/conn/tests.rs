@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::smtp::downstream::BoxFuture;
+use mailveil_core::OnError;
 use std::io;
 use std::sync::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
