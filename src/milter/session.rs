@@ -698,6 +698,52 @@ mod tests {
     }
 
     #[test]
+    fn every_envelope_recipient_counts_and_the_strictest_policy_applies() {
+        // Alice wants no remote content; bob's later policy keeps it. One copy goes to
+        // both, so alice's strip wins; `"alice"` is alice, quoted or not.
+        let rules = Rules::compile(&[mailveil_core::RuleSource {
+            name: "user.toml".into(),
+            text: "[[policy]]\nid = \"alice-strict\"\nrecipients = [\"alice@example.test\"]\nremote_content = \"strip\"\nsource = \"t\"\n\n\
+                   [[policy]]\nid = \"bob-keep\"\nrecipients = [\"bob@example.test\"]\nremote_content = \"keep\"\nsource = \"t\"\n"
+                .into(),
+        }])
+        .unwrap();
+        let image = "<p>Hi</p><img src=\"https://images.shop.example/sale.png\" alt=\"Sale\">\r\n";
+        let run = |rcpts: &[&str]| {
+            let mut s = Session::new(1 << 20);
+            s.handle(Command::Mail {
+                args: vec!["<news@shop.example>".into()],
+            });
+            for r in rcpts {
+                s.handle(Command::Rcpt {
+                    args: vec![r.to_string(), "NOTIFY=NEVER".into()],
+                });
+            }
+            for (n, v) in [
+                ("From", " news@shop.example"),
+                ("To", " list@shop.example"),
+                ("Content-Type", " text/html"),
+            ] {
+                s.handle(Command::Header {
+                    name: n.as_bytes().to_vec(),
+                    value: v.as_bytes().to_vec(),
+                });
+            }
+            s.handle(Command::Body(image.as_bytes().to_vec()));
+            let Step::Clean(msg) = s.handle(Command::EndOfMessage) else {
+                panic!()
+            };
+            let out = clean_message(&msg, &Policy::default(), &rules);
+            (msg.recipients, String::from_utf8(out.bytes).unwrap())
+        };
+        let (seen, out) = run(&["<\"alice\"@example.test>", "<bob@example.test>"]);
+        assert_eq!(seen, ["alice@example.test", "bob@example.test"]);
+        assert!(!out.contains("images.shop.example"), "{out}");
+        let (_, out) = run(&["<bob@example.test>"]);
+        assert!(out.contains("images.shop.example"), "{out}");
+    }
+
+    #[test]
     fn abort_and_macros() {
         let mut s = Session::new(1000);
         s.handle(Command::Macros {
