@@ -449,8 +449,11 @@ fn valid_domain(d: &str) -> bool {
         })
 }
 
+/// A parameter keyword and the check of its value (`None`: no `=value`).
+type KnownParam = (&'static str, fn(Option<&str>) -> bool);
+
 /// The parameters announced for MAIL: SIZE, 8BITMIME (BODY), SMTPUTF8, DSN (RET, ENVID).
-const MAIL_PARAMS: &[(&str, fn(Option<&str>) -> bool)] = &[
+const MAIL_PARAMS: &[KnownParam] = &[
     ("SIZE", |v| {
         v.is_some_and(|v| (1..=20).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
     }),
@@ -467,17 +470,14 @@ const MAIL_PARAMS: &[(&str, fn(Option<&str>) -> bool)] = &[
 ];
 
 /// The parameters announced for RCPT: DSN (NOTIFY, ORCPT).
-const RCPT_PARAMS: &[(&str, fn(Option<&str>) -> bool)] = &[
+const RCPT_PARAMS: &[KnownParam] = &[
     ("NOTIFY", |v| v.is_some_and(valid_notify)),
     ("ORCPT", |v| v.is_some_and(valid_orcpt)),
 ];
 
 /// Each word as `esmtp-keyword ["=" esmtp-value]`, a keyword this server announces for
 /// the command, its value valid for it, no keyword twice.
-fn check_params(
-    words: &[&str],
-    known: &[(&str, fn(Option<&str>) -> bool)],
-) -> Result<Vec<Param>, EnvelopeError> {
+fn check_params(words: &[&str], known: &[KnownParam]) -> Result<Vec<Param>, EnvelopeError> {
     let mut params: Vec<Param> = Vec::with_capacity(words.len());
     for word in words {
         let (keyword, value) = match word.split_once('=') {
