@@ -82,25 +82,31 @@ impl DataReader {
                     self.state = State::Mid { cr: true };
                 }
                 State::LineStart | State::Dot => self.state = State::Mid { cr: false },
-                State::Mid { cr } => {
+                State::Mid { cr: true } if input[i] == b'\n' => {
+                    out.push(b'\n');
+                    self.state = State::LineStart;
+                    i += 1;
+                }
+                State::Mid { .. } => {
+                    // Only a line that starts with a dot needs anything done: skip to
+                    // the next CRLF + dot, copying what is between.
                     let rest = &input[i..];
-                    match memchr::memchr(b'\n', rest) {
+                    match memchr::memmem::find(rest, b"\r\n.") {
+                        Some(p) => {
+                            out.extend_from_slice(&rest[..p + 2]);
+                            self.state = State::LineStart;
+                            i += p + 2;
+                        }
                         None => {
                             out.extend_from_slice(rest);
-                            self.state = State::Mid {
-                                cr: rest.last() == Some(&b'\r'),
-                            };
-                            i = input.len();
-                        }
-                        Some(p) => {
-                            out.extend_from_slice(&rest[..=p]);
-                            let crlf = if p > 0 { rest[p - 1] == b'\r' } else { cr };
-                            self.state = if crlf {
+                            self.state = if rest.ends_with(b"\r\n") {
                                 State::LineStart
                             } else {
-                                State::Mid { cr: false }
+                                State::Mid {
+                                    cr: rest.last() == Some(&b'\r'),
+                                }
                             };
-                            i += p + 1;
+                            i = input.len();
                         }
                     }
                 }
