@@ -14,7 +14,7 @@ fn message() -> Vec<u8> {
     let mut m = Vec::with_capacity(17 << 20);
     let mut i = 0u64;
     while m.len() < 16 << 20 {
-        if i % 40 == 0 {
+        if i.is_multiple_of(40) {
             m.extend_from_slice(b".a line that starts with a dot\r\n");
         }
         m.extend_from_slice(format!("line {i:08} {}\r\n", "x".repeat(60)).as_bytes());
