@@ -136,6 +136,23 @@ fn policies_apply_per_recipient_and_per_sender() {
 }
 
 #[test]
+fn a_to_header_does_not_choose_a_recipients_policy() {
+    // Bob's policy leaves mail untouched; a sender who writes bob into To: must not get
+    // that for carol's copy. Only the envelope recipient chooses.
+    let rules = with_user(
+        "[[policy]]\nid = \"bob-leave-alone\"\nrecipients = [\"bob@example.org\"]\ntracking = \"keep\"\nsource = \"user\"\n",
+    );
+    let raw = mail("news@shop.example", "bob@example.org", PIXEL);
+    let carol = run(&raw, "carol@example.org", &rules, &Policy::default());
+    assert!(
+        !carol.contains("skipped=policy") && !carol.contains("list-manage"),
+        "{carol}"
+    );
+    let bob = run(&raw, "bob@example.org", &rules, &Policy::default());
+    assert!(bob.contains("skipped=policy:bob-leave-alone"), "{bob}");
+}
+
+#[test]
 fn later_directories_override_earlier_ones() {
     let first = tempfile::tempdir().unwrap();
     let second = tempfile::tempdir().unwrap();

@@ -426,3 +426,223 @@ fn foreign_recipient_is_for_the_downstream_to_decide() {
     assert!(ok, "{out}");
     stack.wait_mail("bob", 1, Duration::from_secs(20));
 }
+
+/// Aliases for the envelope tests: a quoted local part that is alice's, and a catch-all
+/// domain that is bob's (the shape that turned a quoting bug into an open relay).
+const ALIASES: &str = "/^\"?john smith\"?@example\\.test$/ alice@example.test\n\
+    /^postmaster@example\\.test$/ alice@example.test\n/@catchall\\.example$/ bob@example.test";
+
+/// The MAIL and RCPT commands the reinjection smtpd received, as its debug log shows.
+fn reinjected_envelope(stack: &Stack) -> Vec<String> {
+    stack
+        .postfix_log()
+        .lines()
+        .filter_map(|l| l.split_once("]: ").map(|(_, cmd)| cmd))
+        .filter(|c| c.starts_with("< ") && (c.contains(": MAIL FROM:") || c.contains(": RCPT TO:")))
+        .filter_map(|c| c.split_once("]: ").map(|(_, cmd)| cmd.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_envelope_reaches_postfix_meaning_what_the_client_sent() {
+    let Some(_g) = guard() else { return };
+    let env = [
+        ("PF_ALIAS_REGEXP", ALIASES),
+        ("PF_ALIAS_DOMAINS", "catchall.example"),
+        ("PF_REINJECT_DEBUG", "1"),
+    ];
+    let mut stack = Stack::start_env(FILTER, "", &env);
+    let down = format!("smtp://127.0.0.1:{}", stack.ports.reinject);
+    stack.start_mailveil(stack.ports.filter, &down, &[]);
+    // Through the whole chain: a quoted local part arrives for its own mailbox.
+    let (ok, out) = stack.swaks(
+        stack.ports.inbound,
+        &[
+            "--from",
+            "news@sender.example",
+            "--to",
+            "\"john smith\"@example.test",
+            "--header",
+            "Subject: quoted-local-part",
+            "--body",
+            "for john",
+        ],
+    );
+    assert!(ok, "{out}");
+    let msgs = stack.wait_mail("alice", 1, Duration::from_secs(30));
+    assert!(
+        msgs[0].contains("Subject: quoted-local-part"),
+        "{}",
+        msgs[0]
+    );
+    assert!(msgs[0].contains("X-Mailveil: v="), "{}", msgs[0]);
+    // Straight to mailveil, paths an attacker writes: with Postfix behind, they must not
+    // become an outside recipient (a relay) or DSN parameters.
+    let (ok, out) = stack.swaks(
+        stack.ports.filter,
+        &[
+            "--from",
+            "\"x> RET=FULL ENVID=e\"@sender.example",
+            "--to",
+            "\"victim@evil.example> ORCPT=rfc822;a\"@catchall.example",
+            "--header",
+            "Subject: injection",
+            "--body",
+            "relay?",
+        ],
+    );
+    assert!(ok, "{out}");
+    let msgs = stack.wait_mail("bob", 1, Duration::from_secs(30));
+    assert!(msgs[0].contains("Subject: injection"), "{}", msgs[0]);
+    let (ok, out) = stack.swaks(
+        stack.ports.filter,
+        &[
+            "--from",
+            "a@sender.example",
+            "--to",
+            "postmaster",
+            "--body",
+            "pm",
+        ],
+    );
+    assert!(ok, "{out}");
+    stack.wait_mail("alice", 2, Duration::from_secs(30));
+    // The reinjection smtpd got exactly the client's paths and no parameter that was
+    // not the client's own (Postfix, the client in the chain, adds an ORCPT of its own).
+    let seen = reinjected_envelope(&stack);
+    for want in [
+        "RCPT TO:<\"john smith\"@example.test> ORCPT=rfc822;\"john+20smith\"@example.test",
+        "MAIL FROM:<\"x> RET=FULL ENVID=e\"@sender.example>",
+        "RCPT TO:<\"victim@evil.example> ORCPT=rfc822;a\"@catchall.example>",
+        "RCPT TO:<postmaster>",
+    ] {
+        assert!(seen.iter().any(|s| s == want), "{want} not in {seen:#?}");
+    }
+    let log = stack.postfix_log();
+    assert!(
+        !log.contains("to=<victim@evil.example>"),
+        "{}",
+        tail(&log, 40)
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.contains("RET=FULL ENVID=e@") || s.contains("<victim@"))
+    );
+    assert!(
+        log.contains("orig_to=<\"john smith\"@example.test>"),
+        "{}",
+        tail(&log, 40)
+    );
+}
+
+/// Alice's policy strips remote content; bob's keeps it.
+fn policy_rules(stack: &Stack) -> String {
+    let dir = stack.run.join("rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("policies.toml"),
+        "[[policy]]\nid = \"alice-strict\"\nrecipients = [\"alice@example.test\"]\n\
+         remote_content = \"strip\"\nsource = \"test\"\n\n\
+         [[policy]]\nid = \"bob-keep\"\nrecipients = [\"bob@example.test\"]\n\
+         remote_content = \"keep\"\nsource = \"test\"\n",
+    )
+    .unwrap();
+    dir.display().to_string()
+}
+
+/// One mail to alice and bob with a content image; each must get the copy of their
+/// own policy, once.
+fn send_to_alice_and_bob(stack: &Stack, token: &str) {
+    let body = format!(
+        "<html><body><p>Sale {token}</p>\
+         <img src=\"https://images.shop.example/sale.png\" alt=\"Sale\"></body></html>"
+    );
+    let subject = format!("Subject: {token}");
+    let (ok, out) = stack.swaks(
+        stack.ports.inbound,
+        &[
+            "--from",
+            "news@shop.example",
+            "--to",
+            "alice@example.test,bob@example.test",
+            "--header",
+            &subject,
+            "--add-header",
+            "MIME-Version: 1.0",
+            "--add-header",
+            "Content-Type: text/html; charset=utf-8",
+            "--body",
+            &body,
+        ],
+    );
+    assert!(ok, "{out}");
+    let alice = stack.wait_mail("alice", 1, Duration::from_secs(30));
+    let bob = stack.wait_mail("bob", 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        (stack.maildir("alice").len(), stack.maildir("bob").len()),
+        (1, 1)
+    );
+    for m in [&alice[0], &bob[0]] {
+        assert!(m.contains(&format!("Sale {token}")), "{m}");
+        assert_eq!(header(m, "X-Mailveil").len(), 1, "{m}");
+    }
+    assert!(
+        !alice[0].contains("images.shop.example"),
+        "alice strips:\n{}",
+        alice[0]
+    );
+    assert!(
+        bob[0].contains("images.shop.example/sale.png"),
+        "bob keeps:\n{}",
+        bob[0]
+    );
+    assert_eq!(stack.queued(), 0);
+}
+
+#[test]
+fn recipients_under_different_policies_each_get_their_own_copy() {
+    let Some(_g) = guard() else { return };
+    let mut stack = Stack::start(FILTER);
+    let down = format!("smtp://127.0.0.1:{}", stack.ports.reinject);
+    let rules = policy_rules(&stack);
+    stack.start_mailveil(stack.ports.filter, &down, &["--rules", &rules]);
+    send_to_alice_and_bob(&stack, "policy-smtp");
+    // Two copies, one per policy, each with its one recipient; one 250 for Postfix.
+    let log = stack.mailveil_log();
+    let copies: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": mail queue_id="))
+        .collect();
+    assert_eq!(copies.len(), 2, "{log}");
+    assert!(
+        copies
+            .iter()
+            .all(|l| l.contains("rcpts=1") && l.contains("reply=[250]"))
+    );
+    assert_eq!(stack.postfix_log().matches("status=sent").count(), 4);
+}
+
+#[test]
+fn an_lmtp_client_gets_one_reply_per_recipient_across_policy_copies() {
+    let Some(_g) = guard() else { return };
+    let mut stack = Stack::start("lmtp:[127.0.0.1]:{filter}");
+    let down = format!("lmtp:unix:{}", stack.lmtp_socket().display());
+    let rules = policy_rules(&stack);
+    stack.start_mailveil(stack.ports.filter, &down, &["--rules", &rules]);
+    send_to_alice_and_bob(&stack, "policy-lmtp");
+    // Postfix's LMTP client read one reply per recipient, each the one for its copy.
+    let log = stack.postfix_log();
+    for user in ["alice", "bob"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("to=<{user}@example.test>"))
+                    && l.contains("status=sent")
+                    && l.contains(&format!("<{user}@example.test>"))
+                    && l.contains("Saved")),
+            "{user}:\n{}",
+            tail(&log, 30)
+        );
+    }
+}

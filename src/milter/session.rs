@@ -122,8 +122,15 @@ pub struct Session {
     truncated: bool,
 }
 
+/// The address of a MAIL/RCPT argument as the core matches it (policies, recipient
+/// tokens): the mailbox with its local part unquoted, as `serve` gives it, so that
+/// `<"alice"@example.org>` is alice's mail here too. What is no RFC 5321 path is kept as
+/// written, without its brackets.
 fn address(arg: Option<&String>) -> Option<String> {
     let a = arg?.trim();
+    if let Ok(path) = mailveil_smtp::path::Mailbox::parse_path(a) {
+        return path.map(|m| m.address());
+    }
     let a = a.strip_prefix('<').unwrap_or(a);
     let a = a.strip_suffix('>').unwrap_or(a);
     (!a.is_empty()).then(|| a.to_string())
@@ -260,7 +267,9 @@ impl Session {
     }
 }
 
-/// Cleans a message with the core. A message that arrived over the size limit was not
+/// Cleans a message with the core, for every envelope recipient at once: a milter
+/// cannot split a mail, so the strictest of the recipients' policies applies (the core
+/// judges each recipient and merges). A message that arrived over the size limit was not
 /// kept whole: the core is told so (a limit of 0 for what was kept), and answers as for
 /// any mail too large to clean: the error header, or tempfail, as the policy says.
 pub fn clean_message(msg: &Message, policy: &Policy, rules: &Rules) -> Cleaned {
@@ -686,6 +695,52 @@ mod tests {
         assert!(
             matches!(&replies[0], Reply::InsertHeader { value, .. } if String::from_utf8_lossy(value).contains("error=too-large"))
         );
+    }
+
+    #[test]
+    fn every_envelope_recipient_counts_and_the_strictest_policy_applies() {
+        // Alice wants no remote content; bob's later policy keeps it. One copy goes to
+        // both, so alice's strip wins; `"alice"` is alice, quoted or not.
+        let rules = Rules::compile(&[mailveil_core::RuleSource {
+            name: "user.toml".into(),
+            text: "[[policy]]\nid = \"alice-strict\"\nrecipients = [\"alice@example.test\"]\nremote_content = \"strip\"\nsource = \"t\"\n\n\
+                   [[policy]]\nid = \"bob-keep\"\nrecipients = [\"bob@example.test\"]\nremote_content = \"keep\"\nsource = \"t\"\n"
+                .into(),
+        }])
+        .unwrap();
+        let image = "<p>Hi</p><img src=\"https://images.shop.example/sale.png\" alt=\"Sale\">\r\n";
+        let run = |rcpts: &[&str]| {
+            let mut s = Session::new(1 << 20);
+            s.handle(Command::Mail {
+                args: vec!["<news@shop.example>".into()],
+            });
+            for r in rcpts {
+                s.handle(Command::Rcpt {
+                    args: vec![r.to_string(), "NOTIFY=NEVER".into()],
+                });
+            }
+            for (n, v) in [
+                ("From", " news@shop.example"),
+                ("To", " list@shop.example"),
+                ("Content-Type", " text/html"),
+            ] {
+                s.handle(Command::Header {
+                    name: n.as_bytes().to_vec(),
+                    value: v.as_bytes().to_vec(),
+                });
+            }
+            s.handle(Command::Body(image.as_bytes().to_vec()));
+            let Step::Clean(msg) = s.handle(Command::EndOfMessage) else {
+                panic!()
+            };
+            let out = clean_message(&msg, &Policy::default(), &rules);
+            (msg.recipients, String::from_utf8(out.bytes).unwrap())
+        };
+        let (seen, out) = run(&["<\"alice\"@example.test>", "<bob@example.test>"]);
+        assert_eq!(seen, ["alice@example.test", "bob@example.test"]);
+        assert!(!out.contains("images.shop.example"), "{out}");
+        let (_, out) = run(&["<bob@example.test>"]);
+        assert!(out.contains("images.shop.example"), "{out}");
     }
 
     #[test]

@@ -2,16 +2,19 @@
 //! passes the envelope to the downstream as it arrives, reads the message, cleans it
 //! and delivers it, and answers only after the downstream has answered.
 
-use super::downstream::{Connector, DownError, Downstream, Timeouts};
+use super::delivery::deliver;
+#[cfg(test)]
+use super::delivery::received_queue_id;
+use super::downstream::{Connector, Downstream, Timeouts};
 use super::io::{Conn, DataDeadline, Io, ReadError};
 use super::session::{Rcpt, Reply, Session, Settings, Step, down_unreachable};
-use mailveil_core::{Envelope, HEADER_NAME, OnError, Policy, VERSION, clean};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use mailveil_core::Policy;
+use mailveil_smtp::path::{Mailbox, Param};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// What every session of one server shares.
 pub struct Shared {
@@ -145,7 +148,7 @@ pub async fn run_session(
                 return;
             }
             Step::Mail { sender, params } => {
-                let reply = mail(&shared, &mut down, &session, &sender, &params).await;
+                let reply = mail(&shared, &mut down, &session, sender.as_ref(), &params).await;
                 vec![session.mail_result(sender, params, &reply)]
             }
             Step::Rcpt(rcpt) => {
@@ -289,8 +292,8 @@ async fn mail(
     shared: &Shared,
     down: &mut Option<Downstream>,
     session: &Session,
-    sender: &str,
-    params: &[String],
+    sender: Option<&Mailbox>,
+    params: &[Param],
 ) -> Reply {
     for attempt in 0..2 {
         if down.is_none() {
@@ -333,214 +336,6 @@ async fn abandon(down: &mut Option<Downstream>, session: &mut Session) {
     {
         *down = None;
     }
-}
-
-/// Cleans the message and hands it to the downstream; returns the replies for the
-/// client (one, or one per recipient for LMTP clients). Ends the transaction.
-async fn deliver(
-    shared: &Shared,
-    down: &mut Option<Downstream>,
-    session: &mut Session,
-    raw: Vec<u8>,
-    peer: &str,
-) -> Vec<Reply> {
-    let started = Instant::now();
-    let Some(tx) = session.transaction() else {
-        return vec![Reply::new(503, "5.5.1 No transaction")];
-    };
-    let queue_id = session
-        .queue_id()
-        .map(str::to_string)
-        .or_else(|| received_queue_id(&raw))
-        .unwrap_or_default();
-    let sender = tx.sender.clone();
-    let rcpts = tx.rcpts.len();
-    let envelope = Envelope {
-        sender: (!sender.is_empty()).then(|| sender.clone()),
-        recipients: tx.rcpts.iter().map(|r| r.address.clone()).collect(),
-    };
-    let size = raw.len();
-    let cleaning = std::time::Instant::now();
-    let (bytes, findings, tempfail, record) = clean_caught(shared, raw, envelope).await;
-    // End of DATA to the handoff downstream: what mailveil adds to each mail.
-    let clean_us = cleaning.elapsed().as_micros() as u64;
-    let (replies, downstream_reply) = if tempfail {
-        abandon_keep_tx(down).await;
-        let r = Reply::new(451, "4.3.0 Message could not be cleaned, try again later");
-        (vec![r], "not sent (on_error=tempfail)".to_string())
-    } else {
-        match down.as_mut() {
-            None => (vec![], "not connected".to_string()),
-            Some(d) => match d.data(&bytes, rcpts).await {
-                Ok(outcomes) => {
-                    let text = outcomes
-                        .iter()
-                        .map(|r| format!("{} {}", r.code, r.text()))
-                        .collect::<Vec<_>>()
-                        .join(" | ");
-                    (outcomes, text)
-                }
-                Err(e) => {
-                    *down = None;
-                    (vec![], error_text(&e))
-                }
-            },
-        }
-    };
-    let answers = session.data_replies(&replies);
-    let codes: Vec<u16> = answers.iter().map(|r| r.code).collect();
-    if !tempfail {
-        for r in &replies {
-            crate::web::metrics::downstream_reply(r.code);
-        }
-        if replies.is_empty() {
-            crate::web::metrics::downstream_reply(0);
-        }
-    }
-    if let (Some(reports), Some(mut record)) = (shared.reports.clone(), record) {
-        record.downstream = replies.first().map(|r| i64::from(r.code));
-        // After delivery and off the reply path: a store failure never affects mail.
-        tokio::spawn(async move {
-            match reports.store.record(&record).await {
-                Ok(id) => debug!(report_id = id, findings = record.findings.len(), "recorded"),
-                Err(e) => warn!("report not recorded: {e}"),
-            }
-        });
-    }
-    info!(
-        queue_id = %queue_id,
-        from = %sender,
-        rcpts,
-        size,
-        out_size = bytes.len(),
-        findings = %findings,
-        ms = started.elapsed().as_millis() as u64,
-        clean_us,
-        downstream = %downstream_reply,
-        reply = ?codes,
-        %peer,
-        "mail"
-    );
-    session.end_transaction();
-    answers
-}
-
-async fn abandon_keep_tx(down: &mut Option<Downstream>) {
-    if let Some(d) = down.as_mut().filter(|d| d.in_transaction())
-        && d.rset().await.is_err()
-    {
-        *down = None;
-    }
-}
-
-fn error_text(e: &DownError) -> String {
-    format!("failed: {e}")
-}
-
-/// Runs the core on a blocking thread with any panic caught, so one mail cannot take the
-/// server down. Returns the bytes to deliver, the findings summary, whether the
-/// policy asks for a temporary failure, and the record for the report store (when one
-/// is configured). Counts the mail in the metrics.
-async fn clean_caught(
-    shared: &Shared,
-    raw: Vec<u8>,
-    envelope: Envelope,
-) -> (Vec<u8>, String, bool, Option<crate::store::MailRecord>) {
-    let raw = Arc::new(raw);
-    let policy = shared.policy.clone();
-    let rules = shared.rules.get();
-    let input = Arc::clone(&raw);
-    let debug = shared.reports.as_ref().map(|r| r.debug);
-    let job = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        catch_unwind(AssertUnwindSafe(|| {
-            clean(&input, &envelope, &policy, &rules)
-        }))
-        .map(|cleaned| {
-            let elapsed = started.elapsed();
-            crate::web::metrics::mail_cleaned(&cleaned.report, elapsed);
-            let record = debug.map(|debug| {
-                crate::store::MailRecord::from_report(
-                    &cleaned.report,
-                    &envelope,
-                    &input,
-                    crate::store::now(),
-                    elapsed.as_millis() as i64,
-                    debug,
-                )
-            });
-            (cleaned, record)
-        })
-    });
-    match job.await {
-        Ok(Ok((cleaned, record))) => {
-            let summary = cleaned.report.header_value();
-            if let Some(err) = &cleaned.report.error {
-                warn!("mail passed unchanged: {err}");
-            }
-            if let Some((proxy, deadline)) = &shared.prefetch {
-                // MPP: fetch what the mail will show now, before it is delivered.
-                let p = proxy.prefetch(&cleaned.report, *deadline).await;
-                if p.urls > 0 {
-                    tracing::info!(
-                        urls = p.urls,
-                        fetched = p.fetched,
-                        cached = p.cached,
-                        failed = p.failed,
-                        late = p.late,
-                        ms = p.elapsed.as_millis() as u64,
-                        "prefetch"
-                    );
-                }
-            }
-            (cleaned.bytes, summary, cleaned.tempfail, record)
-        }
-        _ => {
-            warn!("cleaning panicked; mail passed unchanged");
-            crate::web::metrics::mail_error("internal");
-            let tempfail = shared.policy.on_error == OnError::Tempfail;
-            let mut out = format!("{HEADER_NAME}: v={VERSION}; error=internal\r\n").into_bytes();
-            out.extend_from_slice(&raw);
-            (out, format!("v={VERSION}; error=internal"), tempfail, None)
-        }
-    }
-}
-
-/// The queue id from the top `Received:` header (`... with ESMTP id 4Xyz...;`).
-pub fn received_queue_id(raw: &[u8]) -> Option<String> {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(raw.len().min(64 * 1024));
-    let head = String::from_utf8_lossy(&raw[..head_end.min(64 * 1024)]);
-    let mut lines = head.split('\n');
-    let mut received = String::new();
-    for line in lines.by_ref() {
-        if line.len() >= 9 && line[..9].eq_ignore_ascii_case("received:") {
-            received.push_str(line);
-            break;
-        }
-    }
-    if received.is_empty() {
-        return None;
-    }
-    for line in lines {
-        if line.starts_with([' ', '\t']) {
-            received.push(' ');
-            received.push_str(line);
-        } else {
-            break;
-        }
-    }
-    let mut words = received.split_ascii_whitespace();
-    while let Some(w) = words.next() {
-        if w == "id" {
-            let id = words.next()?.trim_end_matches(';');
-            return (!id.is_empty()).then(|| id.to_string());
-        }
-    }
-    None
 }
 
 #[cfg(test)]

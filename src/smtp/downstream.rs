@@ -1,11 +1,14 @@
 //! The client side: one connection to the configured downstream (Postfix's reinjection
 //! smtpd over SMTP, or Dovecot over LMTP), kept for the length of one client session.
-//! The envelope is passed on as the client sent it, minus the parameters of extensions
-//! the downstream did not announce (Dovecot's LMTP has no SIZE and answers `555` to it).
+//! The envelope is passed on meaning what the client sent: each path written again in
+//! its RFC 5321 form from the parsed mailbox (`mailveil_smtp::path`), and only the
+//! client's own, checked parameters of extensions the downstream announced (Dovecot's
+//! LMTP has no SIZE and answers `555` to it).
 
 use super::config::DownstreamAddr;
 use super::io::{Conn, Io, ReadError, dot_stuff};
 use super::session::{Caps, Rcpt, Reply};
+use mailveil_smtp::path::{Mailbox, Param, mail_command, rcpt_command};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -153,24 +156,24 @@ impl Downstream {
         read_reply(&mut self.conn, self.timeouts.reply).await
     }
 
-    fn keep(&self, params: &[String]) -> String {
+    fn keep<'a>(&self, params: &'a [Param]) -> Vec<&'a Param> {
         params
             .iter()
-            .filter(|p| self.caps.takes_param(p.split('=').next().unwrap_or("")))
-            .fold(String::new(), |mut s, p| {
-                s.push(' ');
-                s.push_str(p);
-                s
-            })
+            .filter(|p| self.caps.takes_param(p.keyword()))
+            .collect()
     }
 
-    /// XFORWARD (the attributes the downstream takes), then MAIL FROM.
+    /// XFORWARD (the attributes the downstream takes), then MAIL FROM. A mail that
+    /// needs SMTPUTF8 from a downstream that did not announce it is refused here.
     pub async fn mail(
         &mut self,
-        sender: &str,
-        params: &[String],
+        sender: Option<&Mailbox>,
+        params: &[Param],
         xforward: &[(String, String)],
     ) -> Result<Reply, DownError> {
+        if params.iter().any(|p| p.keyword() == "SMTPUTF8") && !self.caps.smtputf8 {
+            return Ok(Reply::new(555, "5.5.4 SMTPUTF8 not supported downstream"));
+        }
         if let Some(accepted) = &self.caps.xforward {
             let attrs: Vec<String> = xforward
                 .iter()
@@ -191,7 +194,7 @@ impl Downstream {
                 self.xforward_line(&line).await?;
             }
         }
-        let line = format!("MAIL FROM:<{sender}>{}\r\n", self.keep(params));
+        let line = mail_command(sender, self.keep(params));
         let reply = self.command(&line).await?;
         self.in_transaction = reply.is_positive();
         Ok(reply)
@@ -211,7 +214,7 @@ impl Downstream {
 
     /// RCPT TO.
     pub async fn rcpt(&mut self, rcpt: &Rcpt) -> Result<Reply, DownError> {
-        let line = format!("RCPT TO:<{}>{}\r\n", rcpt.address, self.keep(&rcpt.params));
+        let line = rcpt_command(&rcpt.mailbox, self.keep(&rcpt.params));
         self.command(&line).await
     }
 

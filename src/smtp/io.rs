@@ -8,13 +8,12 @@
 //! average of at least [`DataDeadline::min_rate`] bytes per second (Postfix's
 //! `smtpd_per_request_deadline` with `smtpd_min_data_rate`).
 
-use smtp_proto::request::receiver::DataReceiver;
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-pub use mailveil_smtp::wire::dot_stuff;
+pub use mailveil_smtp::wire::{DataReader, dot_stuff};
 
 /// A byte stream that a session can run over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -161,14 +160,12 @@ impl Conn {
     pub async fn read_data(&mut self, max: usize, limit: DataDeadline) -> Result<Body, ReadError> {
         let started = Instant::now();
         let mut received = 0usize;
-        let mut receiver = DataReceiver::new();
+        let mut reader = DataReader::new();
         let mut bytes = Vec::new();
         let mut too_big = false;
         loop {
-            let mut iter = self.buf[self.pos..].iter();
-            let before = iter.len();
-            let done = receiver.ingest(&mut iter, &mut bytes);
-            self.pos += before - iter.len();
+            let (used, done) = reader.feed(&self.buf[self.pos..], &mut bytes);
+            self.pos += used;
             if bytes.len() > max {
                 too_big = true;
                 bytes.clear();
@@ -254,6 +251,18 @@ mod tests {
         assert!(matches!(c.read_line(100, T).await, Err(ReadError::TooLong)));
         assert_eq!(c.read_line(100, T).await.unwrap(), b"NOOP\r\n");
         assert!(matches!(c.read_line(100, T).await, Err(ReadError::Eof)));
+    }
+
+    #[tokio::test]
+    async fn the_first_line_of_data_is_unstuffed_and_a_dot_at_once_ends_an_empty_message() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut c = Conn::new(Box::new(a));
+        tokio::spawn(async move {
+            b.write_all(b"..x\r\n.\r\n.\r\nQUIT\r\n").await.unwrap();
+        });
+        assert_eq!(c.read_data(1000, D).await.unwrap().bytes, b".x\r\n");
+        assert_eq!(c.read_data(1000, D).await.unwrap().bytes, b"");
+        assert_eq!(c.read_line(100, T).await.unwrap(), b"QUIT\r\n");
     }
 
     #[tokio::test]

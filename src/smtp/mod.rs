@@ -7,12 +7,14 @@
 //! - [`session`]: the protocol state machine, no I/O (the `mailveil-smtp` crate,
 //!   re-exported here, so the fuzz crate can build it without the server).
 //! - [`conn`]: drives one connection and the downstream for it.
+//! - [`delivery`]: the end of a transaction: cleaning, one copy per policy group.
 //! - [`downstream`]: the SMTP/LMTP client.
 //! - [`listener`]: access control, session limit, graceful shutdown.
 //! - [`config`]: the TOML file and flags.
 
 pub mod config;
 pub mod conn;
+pub mod delivery;
 pub mod downstream;
 pub mod io;
 pub mod listener;

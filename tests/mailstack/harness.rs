@@ -90,6 +90,8 @@ pub struct Stack {
     pub mailveil: Option<Child>,
     content_filter: String,
     milters: String,
+    /// More environment for the harness scripts (their env knobs).
+    extra_env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -106,6 +108,12 @@ impl Stack {
     /// running beside this one can take one in between: on "already in use" the stack
     /// is torn down and started again on new ports (three tries).
     pub fn start_with(content_filter: &str, milters: &str) -> Stack {
+        Stack::start_env(content_filter, milters, &[])
+    }
+
+    /// Like [`Stack::start_with`], with more environment for the scripts (e.g.
+    /// `PF_ALIAS_REGEXP`, `PF_REINJECT_DEBUG`: see postfix-up.sh).
+    pub fn start_env(content_filter: &str, milters: &str, env: &[(&str, &str)]) -> Stack {
         for attempt in 1.. {
             let run = tempfile::Builder::new()
                 .prefix("mvstack")
@@ -127,6 +135,10 @@ impl Stack {
                 mailveil: None,
                 content_filter: content_filter.replace("{filter}", &ports.filter.to_string()),
                 milters: milters.replace("{milter}", &ports.filter.to_string()),
+                extra_env: env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
             };
             let raced = ["dovecot-up.sh", "postfix-up.sh"].iter().any(|name| {
                 let out = stack.try_script(name);
@@ -162,6 +174,9 @@ impl Stack {
             .env("IMAP_PORT", p.imap.to_string())
             .env("CONTENT_FILTER", &self.content_filter)
             .env("PF_MILTERS", &self.milters);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
     }
 
     /// Runs a harness script and returns its output, whatever its status.

@@ -67,10 +67,34 @@ pub struct Cleaned {
 /// comes back unchanged with `X-Mailveil: v=...; error=...` on top (or flagged
 /// `tempfail` when the policy says so). Idempotent: cleaning the output again returns it
 /// byte for byte.
+///
+/// The `[[policy]]` entries are judged per envelope recipient, and the strictest of all
+/// recipients' policies applies (one copy for everyone: what the milter must do). A
+/// frontend that can deliver one copy per group of recipients uses [`policy_groups`]
+/// and [`clean_for`].
 pub fn clean(raw: &[u8], envelope: &Envelope, policy: &Policy, rules: &Rules) -> Cleaned {
+    let everyone: Vec<usize> = (0..envelope.recipients.len()).collect();
+    clean_for(raw, envelope, &everyone, policy, rules)
+}
+
+/// Like [`clean`], for the copy that goes to some of the envelope recipients only
+/// (`group`: indices into `envelope.recipients`, one of [`policy_groups`]): the policy is
+/// judged for them; every recipient still counts for recipient-token detection.
+pub fn clean_for(
+    raw: &[u8],
+    envelope: &Envelope,
+    group: &[usize],
+    policy: &Policy,
+    rules: &Rules,
+) -> Cleaned {
     let started = Instant::now();
+    let judged: Vec<&str> = group
+        .iter()
+        .filter_map(|&i| envelope.recipients.get(i))
+        .map(String::as_str)
+        .collect();
     match catch_unwind(AssertUnwindSafe(|| {
-        clean_message(raw, envelope, policy, rules, started)
+        clean_message(raw, envelope, &judged, policy, rules, started)
     })) {
         Ok(cleaned) => cleaned,
         Err(_) => failed(raw, "internal", policy),
@@ -80,6 +104,7 @@ pub fn clean(raw: &[u8], envelope: &Envelope, policy: &Policy, rules: &Rules) ->
 fn clean_message(
     raw: &[u8],
     envelope: &Envelope,
+    judged: &[&str],
     policy: &Policy,
     rules: &Rules,
     started: Instant,
@@ -98,7 +123,7 @@ fn clean_message(
         read_as.extend_from_slice(format!("{HEADER_NAME}: v={VERSION}").as_bytes());
         read_as.extend_from_slice(eol.as_bytes());
         read_as.extend_from_slice(&raw[top..]);
-        return clean_message(&read_as, envelope, policy, rules, started);
+        return clean_message(&read_as, envelope, judged, policy, rules, started);
     }
     let eol = Eol::detect(raw, Eol::CrLf);
     let fields = headers::fields(raw);
@@ -108,16 +133,13 @@ fn clean_message(
             addresses.extend(addresses_in(&raw[f.range.clone()]));
         }
     }
-    let mut senders: Vec<String> = envelope.sender.iter().cloned().collect();
-    for name in ["From", "Sender"] {
-        for f in headers::named(&fields, name) {
-            senders.extend(addresses_in(&raw[f.range.clone()]));
-        }
-    }
+    let senders = senders_of(raw, &fields, envelope);
     if let Some(id) = rules.allowed_sender(&senders) {
         return skipped(raw, format!("allow:{id}"));
     }
-    let policy = &effective_policy(policy, rules, &senders, &addresses);
+    // Header addresses feed detection only: a sender writes them, so they never choose
+    // a recipient's policy.
+    let policy = &effective_policy(policy, rules, &senders, judged);
     if let Some(why) = &policy.1 {
         return skipped(raw, why.clone());
     }
@@ -195,17 +217,90 @@ fn clean_message(
     }
 }
 
-/// The policy for this mail after the `[[policy]]` rules that apply to its senders and
-/// recipients, in order; the second value is set when one of them says to leave
-/// tracking alone.
+/// The envelope sender and the `From:`/`Sender:` addresses: what `[[allow]]` and the
+/// sender side of `[[policy]]` match.
+fn senders_of(raw: &[u8], fields: &[headers::Field], envelope: &Envelope) -> Vec<String> {
+    let mut senders: Vec<String> = envelope.sender.iter().cloned().collect();
+    for name in ["From", "Sender"] {
+        for f in headers::named(fields, name) {
+            senders.extend(addresses_in(&raw[f.range.clone()]));
+        }
+    }
+    senders
+}
+
+/// The envelope recipients of a mail grouped by the `[[policy]]` entries that apply to
+/// them (indices into `envelope.recipients`, in order of first appearance): the
+/// recipients of one group get the same cleaned copy ([`clean_for`]). One group when all
+/// share a policy (the common case); none without recipients.
+pub fn policy_groups(raw: &[u8], envelope: &Envelope, rules: &Rules) -> Vec<Vec<usize>> {
+    let fields = headers::fields(raw);
+    let senders = senders_of(raw, &fields, envelope);
+    let mut groups: Vec<(Vec<&str>, Vec<usize>)> = Vec::new();
+    for (i, rcpt) in envelope.recipients.iter().enumerate() {
+        let key: Vec<&str> = rules
+            .policies_for(&senders, Some(rcpt))
+            .map(|p| p.id.as_str())
+            .collect();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+/// The policy for a mail to these envelope recipients: each recipient's own
+/// ([`recipient_policy`]), and of those the [`stricter`] field by field. Tracking is
+/// left alone (the second value: why) only when every recipient's policy says so.
 fn effective_policy(
     base: &Policy,
     rules: &Rules,
     senders: &[String],
-    recipients: &[String],
+    recipients: &[&str],
+) -> (Policy, Option<String>) {
+    let mut each = recipients
+        .iter()
+        .map(|r| recipient_policy(base, rules, senders, Some(r)));
+    let Some(first) = each.next() else {
+        return recipient_policy(base, rules, senders, None);
+    };
+    each.fold(first, |(policy, keep), (other, other_keep)| {
+        (
+            stricter(policy, &other),
+            keep.filter(|_| other_keep.is_some()),
+        )
+    })
+}
+
+/// The stricter of two recipients' policies: each field a `[[policy]]` can set takes the
+/// value that removes more. A new policy field gets its line here.
+fn stricter(mut a: Policy, b: &Policy) -> Policy {
+    let rank = |r: RemoteContent| match r {
+        RemoteContent::Keep => 0,
+        RemoteContent::Proxy => 1,
+        RemoteContent::Prefetch => 2,
+        RemoteContent::Strip => 3,
+    };
+    if rank(b.remote_content) > rank(a.remote_content) {
+        a.remote_content = b.remote_content;
+    }
+    a.strip_read_receipts |= b.strip_read_receipts;
+    a.links.keep_campaign_params &= b.links.keep_campaign_params;
+    a
+}
+
+/// The policy for a mail from `senders` to one recipient (or to none known) after the
+/// `[[policy]]` entries that apply, in order; the second value is set when one of them
+/// says to leave tracking alone.
+fn recipient_policy(
+    base: &Policy,
+    rules: &Rules,
+    senders: &[String],
+    recipient: Option<&str>,
 ) -> (Policy, Option<String>) {
     let mut policy = base.clone();
-    for p in rules.policies_for(senders, recipients) {
+    for p in rules.policies_for(senders, recipient) {
         if let Some(choice) = p.remote_content {
             policy.remote_content = match choice {
                 rules::RemoteChoice::Keep => RemoteContent::Keep,

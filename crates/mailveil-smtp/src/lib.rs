@@ -5,7 +5,9 @@
 //!
 //! - [`session`]: the state machine ([`session::Session`]: a command line in, a
 //!   [`session::Step`] out) and the [`session::Reply`] type.
-//! - [`wire`]: dot-stuffing of a message for DATA.
+//! - [`path`]: the envelope: RFC 5321 paths and ESMTP parameters, read from MAIL/RCPT
+//!   and written again for the downstream.
+//! - [`wire`]: dot-stuffing of a message for DATA, and reading it back.
 //!
 //! ```
 //! use mailveil_smtp::session::{Session, Settings, Step};
@@ -24,5 +26,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod path;
 pub mod session;
 pub mod wire;

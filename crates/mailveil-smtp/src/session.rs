@@ -4,6 +4,7 @@
 //! through methods that return the reply to send. Everything that decides *what* to say
 //! lives here; the root crate's `smtp::conn` only moves bytes.
 
+use crate::path::{self, EnvelopeError, Mailbox, Param};
 use smtp_proto::Request;
 use std::fmt;
 
@@ -116,7 +117,8 @@ impl Caps {
         caps
     }
 
-    /// Whether a MAIL/RCPT parameter may be passed to this downstream.
+    /// Whether a MAIL/RCPT parameter may be passed to this downstream: only those of
+    /// extensions it announced (SIZE is ours to check; BODY=7BIT needs no extension).
     pub fn takes_param(&self, keyword: &str) -> bool {
         match keyword.to_ascii_uppercase().as_str() {
             "SIZE" => self.size.is_some(),
@@ -152,22 +154,22 @@ pub struct Settings {
     pub xforward: bool,
 }
 
-/// A recipient the downstream accepted.
+/// A recipient (RCPT TO), as read from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rcpt {
-    /// The address, without angle brackets.
-    pub address: String,
-    /// The parameters as sent (`NOTIFY=NEVER`, `ORCPT=rfc822;x@y`).
-    pub params: Vec<String>,
+    /// The mailbox (`Display` is the wire form, [`Mailbox::address`] the unquoted one).
+    pub mailbox: Mailbox,
+    /// The client's parameters, checked (`NOTIFY=NEVER`, `ORCPT=rfc822;x@y`).
+    pub params: Vec<Param>,
 }
 
 /// The current mail transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transaction {
-    /// MAIL FROM address ("" for bounces).
-    pub sender: String,
-    /// MAIL FROM parameters as sent.
-    pub params: Vec<String>,
+    /// MAIL FROM mailbox (`None` for the null sender of bounces).
+    pub sender: Option<Mailbox>,
+    /// MAIL FROM parameters, checked.
+    pub params: Vec<Param>,
     /// Recipients the downstream accepted.
     pub rcpts: Vec<Rcpt>,
     /// BDAT chunks so far.
@@ -192,10 +194,10 @@ pub enum Step {
     StartTls,
     /// Pass MAIL FROM downstream (after XFORWARD), then call [`Session::mail_result`].
     Mail {
-        /// Sender address.
-        sender: String,
-        /// Parameters as sent.
-        params: Vec<String>,
+        /// Sender mailbox (`None`: the null sender).
+        sender: Option<Mailbox>,
+        /// The client's parameters, checked.
+        params: Vec<Param>,
     },
     /// Pass RCPT TO downstream, then call [`Session::rcpt_result`].
     Rcpt(Rcpt),
@@ -306,6 +308,14 @@ impl Session {
         if let Some(rest) = strip_verb(line, b"XFORWARD") {
             return self.xforward_command(rest);
         }
+        // The envelope is read by our own parser only (see `path`): what goes downstream
+        // must mean what the client wrote.
+        if path::is_verb(line, "MAIL") {
+            return self.mail(line);
+        }
+        if path::is_verb(line, "RCPT") {
+            return self.rcpt(line);
+        }
         let request = match Request::parse(&mut line.iter()) {
             Ok(r) => r,
             Err(e) => return self.parse_error(e),
@@ -325,29 +335,9 @@ impl Session {
                     Step::StartTls
                 }
             }
-            Request::Mail { from } => {
-                if self.mode.is_none() {
-                    return self.error(Reply::new(503, "5.5.1 Say EHLO first"));
-                }
-                if self.tx.is_some() {
-                    return self.error(Reply::new(503, "5.5.1 Nested MAIL command"));
-                }
-                if from.size > self.settings.max_message_bytes {
-                    return self.error(Reply::new(552, "5.3.4 Message size exceeds the limit"));
-                }
-                Step::Mail {
-                    sender: from.address.into_owned(),
-                    params: params_after_path(line),
-                }
-            }
-            Request::Rcpt { to } => {
-                if self.tx.as_ref().is_none_or(|t| !t.mail_accepted) {
-                    return self.error(Reply::new(503, "5.5.1 Need MAIL before RCPT"));
-                }
-                Step::Rcpt(Rcpt {
-                    address: to.address.into_owned(),
-                    params: params_after_path(line),
-                })
+            // A form `path::is_verb` did not take (smtp-proto is more lenient).
+            Request::Mail { .. } | Request::Rcpt { .. } => {
+                self.error(Reply::new(501, "5.5.4 Syntax error in parameters"))
             }
             Request::Data => match &self.tx {
                 Some(t) if !t.rcpts.is_empty() && t.chunks.is_empty() => Step::Data,
@@ -375,6 +365,65 @@ impl Session {
             | Request::Atrn { .. }
             | Request::Burl { .. } => self.error(Reply::new(502, "5.5.1 Command not implemented")),
         }
+    }
+
+    fn mail(&mut self, line: &[u8]) -> Step {
+        if self.mode.is_none() {
+            return self.error(Reply::new(503, "5.5.1 Say EHLO first"));
+        }
+        if self.tx.is_some() {
+            return self.error(Reply::new(503, "5.5.1 Nested MAIL command"));
+        }
+        let (sender, params) = match path::parse_mail(line) {
+            Ok(p) => p,
+            Err(e) => return self.envelope_error(&e, false),
+        };
+        let size = find(&params, "SIZE").map_or(0, |v| v.parse::<u128>().unwrap_or(u128::MAX));
+        if size > self.settings.max_message_bytes as u128 {
+            return self.error(Reply::new(552, "5.3.4 Message size exceeds the limit"));
+        }
+        if sender.as_ref().is_some_and(|m| !m.is_ascii()) && find(&params, "SMTPUTF8").is_none() {
+            return self.error(not_ascii());
+        }
+        Step::Mail { sender, params }
+    }
+
+    fn rcpt(&mut self, line: &[u8]) -> Step {
+        let Some(tx) = self.tx.as_ref().filter(|t| t.mail_accepted) else {
+            return self.error(Reply::new(503, "5.5.1 Need MAIL before RCPT"));
+        };
+        let utf8 = find(&tx.params, "SMTPUTF8").is_some();
+        let (mailbox, params) = match path::parse_rcpt(line) {
+            Ok(p) => p,
+            Err(e) => return self.envelope_error(&e, true),
+        };
+        if !mailbox.is_ascii() && !utf8 {
+            return self.error(not_ascii());
+        }
+        Step::Rcpt(Rcpt { mailbox, params })
+    }
+
+    fn envelope_error(&mut self, e: &EnvelopeError, rcpt: bool) -> Step {
+        let reply = match e {
+            EnvelopeError::Syntax if rcpt => {
+                Reply::new(501, "5.5.4 Syntax: RCPT TO:<forward-path> [parameters]")
+            }
+            EnvelopeError::Syntax => {
+                Reply::new(501, "5.5.4 Syntax: MAIL FROM:<reverse-path> [parameters]")
+            }
+            EnvelopeError::BadAddress if rcpt => {
+                Reply::new(501, "5.1.3 Bad recipient address syntax")
+            }
+            EnvelopeError::BadAddress => Reply::new(501, "5.1.7 Bad sender address syntax"),
+            EnvelopeError::BadParam => Reply::new(501, "5.5.4 Invalid parameter syntax"),
+            EnvelopeError::UnknownParam(k) => {
+                Reply::new(555, format!("5.5.4 Unsupported parameter {k}"))
+            }
+            EnvelopeError::DuplicateParam(k) => {
+                Reply::new(501, format!("5.5.4 Parameter {k} given twice"))
+            }
+        };
+        self.error(reply)
     }
 
     fn parse_error(&mut self, e: smtp_proto::Error) -> Step {
@@ -480,7 +529,12 @@ impl Session {
     }
 
     /// The downstream's answer to MAIL FROM (or the 451 for not reaching it).
-    pub fn mail_result(&mut self, sender: String, params: Vec<String>, reply: &Reply) -> Reply {
+    pub fn mail_result(
+        &mut self,
+        sender: Option<Mailbox>,
+        params: Vec<Param>,
+        reply: &Reply,
+    ) -> Reply {
         if reply.is_positive() {
             self.tx = Some(Transaction {
                 sender,
@@ -557,18 +611,14 @@ impl Session {
         self.tx.take()
     }
 
-    /// The replies to the end of data, given the downstream's outcome per accepted
-    /// recipient (`outcomes[i]` for `rcpts[i]`; one entry for all when SMTP). LMTP
-    /// clients get one reply per recipient; SMTP clients get one reply for the mail.
+    /// The replies to the end of data, given the downstream's outcome for each accepted
+    /// recipient (`outcomes[i]` for `rcpts[i]`; a missing one is not known: 451). LMTP
+    /// clients get one reply per recipient; SMTP clients get one for the mail
+    /// ([`combine`]).
     pub fn data_replies(&self, outcomes: &[Reply]) -> Vec<Reply> {
         let n = self.tx.as_ref().map_or(0, |t| t.rcpts.len());
         let per_rcpt: Vec<Reply> = (0..n)
-            .map(|i| {
-                outcomes
-                    .get(i)
-                    .or(outcomes.last())
-                    .map_or_else(down_unreachable, pass_back)
-            })
+            .map(|i| outcomes.get(i).map_or_else(down_unreachable, pass_back))
             .collect();
         if self.mode == Some(Mode::Lhlo) {
             return per_rcpt;
@@ -599,27 +649,20 @@ pub fn pass_back(down: &Reply) -> Reply {
     }
 }
 
-/// One reply for several recipients' outcomes (SMTP has one reply per mail). Never
-/// acknowledges what was not delivered: any transient failure makes the whole mail
-/// transient (the client retries; recipients already delivered may see it twice, which
-/// is better than losing it). All refused: the first refusal. Some delivered and some
-/// refused for good: 250, because a 5xx would bounce the delivered copies too; the
-/// refusals are logged (use an LMTP client transport to get per-recipient replies).
+/// One reply for several recipients' outcomes (SMTP has one reply per mail): the
+/// weakest. `250` only when every recipient's copy was accepted. Any transient failure
+/// makes the whole mail transient (the client retries; recipients already delivered may
+/// see it twice, which is better than losing it); else any refusal refuses the mail
+/// (the sender gets a bounce, though some copies arrived: a `250` would lose the refused
+/// ones without a word). Use an LMTP client transport to get per-recipient replies.
 pub fn combine(per_rcpt: &[Reply]) -> Reply {
-    if per_rcpt.is_empty() {
-        return down_unreachable();
+    let transient = per_rcpt.iter().find(|r| !r.is_positive() && r.code < 500);
+    let refused = per_rcpt.iter().find(|r| r.code >= 500);
+    match (transient, refused, per_rcpt.first()) {
+        (Some(r), _, _) | (None, Some(r), _) => r.clone(),
+        (None, None, Some(r)) if r.is_positive() => r.clone(),
+        _ => down_unreachable(),
     }
-    if let Some(r) = per_rcpt.iter().find(|r| !r.is_positive() && r.code < 500) {
-        return r.clone();
-    }
-    if per_rcpt.iter().all(|r| r.code >= 500) {
-        return per_rcpt[0].clone();
-    }
-    per_rcpt
-        .iter()
-        .find(|r| r.is_positive())
-        .cloned()
-        .unwrap_or_else(down_unreachable)
 }
 
 fn strip_verb<'a>(line: &'a [u8], verb: &[u8]) -> Option<&'a [u8]> {
@@ -629,33 +672,17 @@ fn strip_verb<'a>(line: &'a [u8], verb: &[u8]) -> Option<&'a [u8]> {
         .then(|| line[verb.len() + 1..].trim_ascii_end())
 }
 
-/// The parameter words after the `<path>` of MAIL FROM / RCPT TO, as the client sent them.
-fn params_after_path(line: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(line);
-    let Some(open) = text.find('<') else {
-        return Vec::new();
-    };
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut close = None;
-    for (i, c) in text[open + 1..].char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '>' if !in_quotes => {
-                close = Some(open + 1 + i);
-                break;
-            }
-            _ => {}
-        }
-    }
-    close.map_or_else(Vec::new, |c| {
-        text[c + 1..]
-            .split_ascii_whitespace()
-            .map(str::to_string)
-            .collect()
-    })
+/// The value of a parameter (`Some("")` for one without a value).
+fn find<'a>(params: &'a [Param], keyword: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|p| p.keyword() == keyword)
+        .map(|p| p.value().unwrap_or(""))
+}
+
+/// A non-ASCII address without SMTPUTF8 on the MAIL command (RFC 6531 3.5).
+fn not_ascii() -> Reply {
+    Reply::new(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
 }
 
 #[cfg(test)]

@@ -20,9 +20,165 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Reads message data after DATA: removes the dot-stuffing and finds the end, the line
+/// `.` after a CRLF, incrementally over the bytes as they arrive. The first line counts
+/// as the start of a line (`..x` is read as `.x`, and `.` at once ends an empty
+/// message). Only CRLF starts a line: a `.` after a bare LF is data, never the end (SMTP
+/// smuggling).
+///
+/// Written here because smtp-proto's `DataReceiver` starts in the middle of a line: it
+/// kept the first line's stuffing and did not end at a `.` right after DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataReader {
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a line (after CRLF, or the first byte).
+    LineStart,
+    /// A `.` began the line (dropped).
+    Dot,
+    /// `.` and CR began the line: LF ends the data.
+    DotCr,
+    /// Inside a line; `cr`: the last byte was CR.
+    Mid { cr: bool },
+}
+
+impl Default for DataReader {
+    fn default() -> Self {
+        DataReader::new()
+    }
+}
+
+impl DataReader {
+    /// A reader at the start of the data.
+    pub fn new() -> Self {
+        DataReader {
+            state: State::LineStart,
+        }
+    }
+
+    /// Appends the message bytes of `input` to `out`. Returns how many bytes of `input`
+    /// were used and whether the end was reached (what follows it is the next command).
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, bool) {
+        let mut i = 0;
+        while i < input.len() {
+            match self.state {
+                State::LineStart if input[i] == b'.' => {
+                    self.state = State::Dot;
+                    i += 1;
+                }
+                State::Dot if input[i] == b'\r' => {
+                    self.state = State::DotCr;
+                    i += 1;
+                }
+                State::DotCr if input[i] == b'\n' => {
+                    self.state = State::LineStart;
+                    return (i + 1, true);
+                }
+                State::DotCr => {
+                    out.push(b'\r');
+                    self.state = State::Mid { cr: true };
+                }
+                State::LineStart | State::Dot => self.state = State::Mid { cr: false },
+                State::Mid { cr: true } if input[i] == b'\n' => {
+                    out.push(b'\n');
+                    self.state = State::LineStart;
+                    i += 1;
+                }
+                State::Mid { .. } => {
+                    // Only a line that starts with a dot needs anything done: skip to
+                    // the next CRLF + dot, copying what is between.
+                    let rest = &input[i..];
+                    match memchr::memmem::find(rest, b"\r\n.") {
+                        Some(p) => {
+                            out.extend_from_slice(&rest[..p + 2]);
+                            self.state = State::LineStart;
+                            i += p + 2;
+                        }
+                        None => {
+                            out.extend_from_slice(rest);
+                            self.state = if rest.ends_with(b"\r\n") {
+                                State::LineStart
+                            } else {
+                                State::Mid {
+                                    cr: rest.last() == Some(&b'\r'),
+                                }
+                            };
+                            i = input.len();
+                        }
+                    }
+                }
+            }
+        }
+        (i, false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `data` in pieces of `step` bytes; the message and the bytes after the end.
+    fn read(data: &[u8], step: usize) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut r = DataReader::new();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < data.len() {
+            let end = (at + step).min(data.len());
+            let (used, done) = r.feed(&data[at..end], &mut out);
+            at += used;
+            if done {
+                return Some((out, data[at..].to_vec()));
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn the_first_line_is_a_line_like_any_other() {
+        for step in [1, 2, 3, 1000] {
+            let (msg, rest) = read(b"..x\r\n.\r\nQUIT\r\n", step).unwrap();
+            assert_eq!(msg, b".x\r\n");
+            assert_eq!(rest, b"QUIT\r\n");
+            let (msg, rest) = read(b".\r\nQUIT\r\n", step).unwrap();
+            assert_eq!(msg, b"", "DATA then . is an empty message");
+            assert_eq!(rest, b"QUIT\r\n");
+        }
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_and_only_after_crlf_is_unstuffed() {
+        for step in [1, 2, 1000] {
+            let data = b"a\r\n..b\r\nhi\n.\r\nx\n..y\r\n.\rz\r\n.x\r\n.\r\n";
+            let (msg, rest) = read(data, step).unwrap();
+            assert_eq!(msg, b"a\r\n.b\r\nhi\n.\r\nx\n..y\r\n\rz\r\nx\r\n");
+            assert!(rest.is_empty());
+            assert_eq!(read(b"a\r\n.\n", step), None, "a bare LF after the dot");
+            assert_eq!(read(b"a\n.\r\n", step), None, "a bare LF before the dot");
+        }
+    }
+
+    proptest! {
+        /// What `dot_stuff` writes, `DataReader` reads back, however it is split.
+        #[test]
+        fn stuffing_and_reading_are_inverse(
+            lines in proptest::collection::vec("[.\\r a-z]{0,6}", 0..8),
+            step in 1usize..10,
+        ) {
+            // CRLF line ends (a lone CR inside a line is data); a bare LF is no line end
+            // to the reader, so `dot_stuff`'s stuffing after one would stay.
+            let msg: Vec<u8> = lines
+                .iter()
+                .flat_map(|l| format!("{l}\r\n").into_bytes())
+                .collect();
+            let (back, rest) = read(&dot_stuff(&msg), step).expect("the end is found");
+            prop_assert_eq!(back, msg);
+            prop_assert!(rest.is_empty());
+        }
+    }
 
     #[test]
     fn stuffing() {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::smtp::downstream::BoxFuture;
+use mailveil_core::OnError;
 use std::io;
 use std::sync::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
@@ -534,4 +535,186 @@ async fn mails_over_max_transfers_get_451_and_the_session_goes_on() {
             .starts_with("250")
     );
     assert_eq!(fake.messages().len(), 2);
+}
+
+#[tokio::test]
+async fn the_envelope_reaches_the_downstream_meaning_what_the_client_sent() {
+    let fake = Fake::smtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    c.cmd("EHLO postfix.test").await;
+    let r = c
+        .cmd(r#"MAIL FROM:<"x> RET=FULL ENVID=e"@z.example> RET=HDRS"#)
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    for rcpt in [
+        r#"RCPT TO:<"victim@evil.example> ORCPT=rfc822;a"@catchall.example>"#,
+        r#"RCPT TO:<"john smith"@example.test> NOTIFY=NEVER"#,
+        "RCPT TO:<postmaster>",
+        r#"RCPT TO:<"a\"b"@example.test>"#,
+    ] {
+        assert!(c.cmd(rcpt).await.starts_with("250"), "{rcpt}");
+    }
+    // Refused here, never passed on: the path cannot be read one way only.
+    for bad in [
+        "RCPT TO:<a b@x.example>",
+        "RCPT TO:<>",
+        "RCPT TO:<a@x> ORCPT=rfc822;<b@y>",
+    ] {
+        assert!(c.cmd(bad).await.starts_with("501"), "{bad}");
+    }
+    assert!(c.cmd("RCPT TO:<a@x> FOO=1").await.starts_with("555"));
+    c.cmd("DATA").await;
+    c.send("Subject: x\r\n\r\nhi\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250"));
+    let log = fake.log();
+    let envelope: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("MAIL") || l.starts_with("RCPT"))
+        .collect();
+    assert_eq!(
+        envelope,
+        [
+            r#"MAIL FROM:<"x> RET=FULL ENVID=e"@z.example> RET=HDRS"#,
+            r#"RCPT TO:<"victim@evil.example> ORCPT=rfc822;a"@catchall.example>"#,
+            r#"RCPT TO:<"john smith"@example.test> NOTIFY=NEVER"#,
+            "RCPT TO:<postmaster>",
+            r#"RCPT TO:<"a\"b"@example.test>"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn data_then_a_dot_at_once_is_an_empty_message_and_the_first_line_is_unstuffed() {
+    let fake = Fake::smtp();
+    let mut c = Client::start(shared(&fake, 1 << 20)).await;
+    c.cmd("EHLO p").await;
+    for body in [".\r\n", "..x\r\n\r\nbody\r\n.\r\n"] {
+        c.cmd("MAIL FROM:<a@b>").await;
+        c.cmd("RCPT TO:<c@d>").await;
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        c.send(body).await;
+        let r = c.reply().await;
+        assert!(r.starts_with("250"), "{body:?}: {r}");
+    }
+    let msgs = fake.messages();
+    assert_eq!(msgs.len(), 2);
+    // The fake keeps the stuffed lines: `.x` arrived, so `..x` went on.
+    let second = String::from_utf8_lossy(&msgs[1]);
+    assert!(second.contains("\r\n..x\r\n"), "{second}");
+    assert!(!second.contains("...x"), "{second}");
+}
+
+/// Rules in a directory of their own, loaded as `serve` loads them.
+fn with_rules(sh: &mut Shared, text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("user.toml"), text).unwrap();
+    let (rules, errors) = crate::rule_files::LiveRules::load(&[dir.path().to_path_buf()], false);
+    assert!(errors.is_empty(), "{errors:?}");
+    sh.rules = Arc::new(rules);
+    dir
+}
+
+const ALICE_STRIPS: &str = "[[policy]]\nid = \"alice-strict\"\nrecipients = [\"alice@example.test\", \"gone@example.test\"]\nremote_content = \"strip\"\nsource = \"t\"\n";
+const IMAGE_MAIL: &str = "From: news@sender.example\r\nTo: list@sender.example\r\nContent-Type: text/html\r\n\r\n<p>Sale</p><img src=\"https://images.sender.example/sale.png\" alt=\"Sale\">\r\n.\r\n";
+
+/// A session that sends `IMAGE_MAIL` to `rcpts`; the replies after the data.
+async fn policy_mail(fake: &Fake, greeting: &str, rcpts: &[&str]) -> Vec<String> {
+    let mut sh = shared_plain(fake, 1 << 20);
+    let _dir = with_rules(&mut sh, ALICE_STRIPS);
+    let mut c = Client::start(Arc::new(sh)).await;
+    c.cmd(greeting).await;
+    c.cmd("MAIL FROM:<news@sender.example> BODY=8BITMIME").await;
+    for r in rcpts {
+        assert!(c.cmd(&format!("RCPT TO:<{r}>")).await.starts_with("250"));
+    }
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(IMAGE_MAIL).await;
+    let n = if greeting.starts_with("LHLO") {
+        rcpts.len()
+    } else {
+        1
+    };
+    let mut replies = Vec::new();
+    for _ in 0..n {
+        replies.push(c.reply().await);
+    }
+    replies
+}
+
+#[tokio::test]
+async fn recipients_under_different_policies_get_one_copy_each() {
+    let fake = Fake::smtp();
+    let replies = policy_mail(
+        &fake,
+        "EHLO p",
+        &[
+            "bob@example.test",
+            "alice@example.test",
+            "carol@example.test",
+        ],
+    )
+    .await;
+    assert!(replies[0].starts_with("250"), "{replies:?}");
+    // The live transaction (all three) is reset; then one per policy group.
+    let log = fake.log();
+    let from_rset: Vec<&str> = log
+        .iter()
+        .map(String::as_str)
+        .skip_while(|l| *l != "RSET")
+        .filter(|l| !l.starts_with("XFORWARD"))
+        .collect();
+    assert_eq!(
+        from_rset,
+        [
+            "RSET",
+            "MAIL FROM:<news@sender.example> BODY=8BITMIME",
+            "RCPT TO:<bob@example.test>",
+            "RCPT TO:<carol@example.test>",
+            "DATA",
+            "MAIL FROM:<news@sender.example> BODY=8BITMIME",
+            "RCPT TO:<alice@example.test>",
+            "DATA",
+        ],
+        "{log:?}"
+    );
+    let msgs: Vec<String> = fake
+        .messages()
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    assert_eq!(msgs.len(), 2);
+    assert!(
+        msgs[0].contains("images.sender.example/sale.png"),
+        "{}",
+        msgs[0]
+    );
+    assert!(!msgs[1].contains("images.sender.example"), "{}", msgs[1]);
+    // One policy for all: the one transaction, no RSET.
+    let fake = Fake::smtp();
+    policy_mail(&fake, "EHLO p", &["bob@example.test", "carol@example.test"]).await;
+    assert!(!fake.log().iter().any(|l| l == "RSET"));
+    assert_eq!(fake.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn per_policy_copies_are_answered_per_recipient_or_by_the_weakest() {
+    // Dovecot-like LMTP downstream refuses gone@ (550) after the data.
+    let fake = Fake::lmtp();
+    let rcpts = [
+        "bob@example.test",
+        "gone@example.test",
+        "alice@example.test",
+    ];
+    let replies = policy_mail(&fake, "LHLO p", &rcpts).await;
+    let codes: Vec<&str> = replies.iter().map(|r| &r[..3]).collect();
+    assert_eq!(codes, ["250", "550", "250"], "{replies:?}");
+    assert_eq!(fake.messages().len(), 2);
+    // An SMTP client gets 250 only when every copy was taken: here the refusal.
+    let fake = Fake::lmtp();
+    let replies = policy_mail(&fake, "EHLO p", &rcpts).await;
+    assert!(replies[0].starts_with("550"), "{replies:?}");
+    let fake = Fake::lmtp();
+    let replies = policy_mail(&fake, "EHLO p", &["bob@example.test", "alice@example.test"]).await;
+    assert!(replies[0].starts_with("250"), "{replies:?}");
 }

@@ -96,15 +96,19 @@ impl Policy {
         })
     }
 
-    /// Whether the policy applies: every list it has matches one of the addresses.
-    pub fn applies(&self, senders: &[String], recipients: &[String]) -> bool {
-        let hit = |set: &Option<RegexSet>, addrs: &[String]| match set {
-            None => true,
-            Some(s) => addrs.iter().any(|a| s.is_match(&a.to_ascii_lowercase())),
-        };
-        (self.senders.is_some() || self.recipients.is_some())
-            && hit(&self.senders, senders)
-            && hit(&self.recipients, recipients)
+    /// Whether the policy applies: every list it has matches (one of the senders; the
+    /// recipient).
+    pub fn applies(&self, senders: &[String], recipient: Option<&str>) -> bool {
+        let hit = |set: &RegexSet, address: &str| set.is_match(&address.to_ascii_lowercase());
+        let sender_hit = self
+            .senders
+            .as_ref()
+            .is_none_or(|s| senders.iter().any(|a| hit(s, a)));
+        let recipient_hit = self
+            .recipients
+            .as_ref()
+            .is_none_or(|s| recipient.is_some_and(|a| hit(s, a)));
+        (self.senders.is_some() || self.recipients.is_some()) && sender_hit && recipient_hit
     }
 }
 

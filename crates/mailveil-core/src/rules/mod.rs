@@ -178,15 +178,18 @@ impl Rules {
             .map(|a| a.entry.id.as_str())
     }
 
-    /// The `[[policy]]` entries that apply to a mail, in the order they were defined.
+    /// The `[[policy]]` entries that apply to a mail from `senders` (envelope and
+    /// header) to one envelope `recipient` (`None`: no recipient known, so only entries
+    /// without `recipients` can apply), in the order they were defined. Recipients are
+    /// envelope recipients only: a header is the sender's to write.
     pub fn policies_for<'a>(
         &'a self,
         senders: &'a [String],
-        recipients: &'a [String],
+        recipient: Option<&'a str>,
     ) -> impl Iterator<Item = &'a PolicyEntry> + 'a {
         self.policies
             .iter()
-            .filter(move |p| p.applies(senders, recipients))
+            .filter(move |p| p.applies(senders, recipient))
             .map(|p| &p.entry)
     }
 

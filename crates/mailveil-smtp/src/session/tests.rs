@@ -1,5 +1,6 @@
 //! The state machine alone: commands in, steps and replies out.
 use super::*;
+use crate::path::{Mailbox, Param};
 
 fn session() -> Session {
     Session::new(Settings {
@@ -12,6 +13,10 @@ fn session() -> Session {
 
 fn ok() -> Reply {
     Reply::new(250, "2.0.0 Ok")
+}
+
+fn words(params: &[Param]) -> Vec<String> {
+    params.iter().map(ToString::to_string).collect()
 }
 
 fn greeted(mode: &[u8]) -> Session {
@@ -42,12 +47,15 @@ fn envelope_goes_downstream_with_params() {
     let Step::Mail { sender, params } = step else {
         panic!("{step:?}")
     };
-    assert_eq!(sender, "a@b.example");
-    assert_eq!(params, ["SIZE=500", "BODY=8BITMIME"]);
+    assert_eq!(
+        sender.as_ref().map(Mailbox::address).as_deref(),
+        Some("a@b.example")
+    );
+    assert_eq!(words(&params), ["SIZE=500", "BODY=8BITMIME"]);
     assert_eq!(s.mail_result(sender, params, &ok()).code, 250);
     let step = s.command(b"RCPT TO:<x@foreign.example> NOTIFY=NEVER\r\n");
     let Step::Rcpt(rcpt) = step else { panic!() };
-    assert_eq!(rcpt.params, ["NOTIFY=NEVER"]);
+    assert_eq!(words(&rcpt.params), ["NOTIFY=NEVER"]);
     let refused = Reply::new(554, "5.7.1 Relay access denied");
     assert_eq!(s.rcpt_result(rcpt, &refused), refused);
     assert!(matches!(s.command(b"DATA\r\n"), Step::Reply(r) if r.code == 554));
@@ -65,7 +73,7 @@ fn envelope_goes_downstream_with_params() {
 fn null_sender_and_size_limit() {
     let mut s = greeted(b"EHLO c\r\n");
     assert!(
-        matches!(s.command(b"MAIL FROM:<>\r\n"), Step::Mail { sender, .. } if sender.is_empty())
+        matches!(s.command(b"MAIL FROM:<>\r\n"), Step::Mail { sender, .. } if sender.is_none())
     );
     assert!(matches!(s.command(b"MAIL FROM:<a@b> SIZE=5000\r\n"), Step::Reply(r) if r.code == 552));
 }
@@ -236,4 +244,66 @@ fn overlong_lines_are_errors_and_end_the_session_at_the_error_limit() {
         assert!(matches!(s.line_too_long(), Step::Reply(r) if r.code == 500));
     }
     assert!(matches!(s.line_too_long(), Step::Close(r) if r.code == 421));
+}
+
+#[test]
+fn the_envelope_is_read_by_the_path_parser() {
+    let mut s = greeted(b"EHLO c\r\n");
+    assert!(matches!(s.command(b"MAIL FROM:<postmaster>\r\n"), Step::Reply(r) if r.code == 501));
+    assert!(matches!(s.command(b"MAIL FROM:<a b@x>\r\n"), Step::Reply(r) if r.code == 501));
+    assert!(
+        matches!(s.command(b"MAIL FROM:<a@x> REQUIRETLS\r\n"), Step::Reply(r) if r.code == 555)
+    );
+    assert!(
+        matches!(s.command(b"MAIL FROM:<a@x> SIZE=99999999999999999999\r\n"), Step::Reply(r) if r.code == 552)
+    );
+    let Step::Mail { sender, params } = s.command(b"MAIL FROM:<\"x> RET=FULL\"@z>\r\n") else {
+        panic!()
+    };
+    assert!(params.is_empty());
+    assert_eq!(
+        sender.as_ref().map(ToString::to_string).as_deref(),
+        Some("\"x> RET=FULL\"@z")
+    );
+    s.mail_result(sender, params, &ok());
+    let Step::Rcpt(r) = s.command(b"RCPT TO:<\"v@evil.example> NOTIFY=SUCCESS\"@c.example>\r\n")
+    else {
+        panic!()
+    };
+    assert!(r.params.is_empty());
+    assert_eq!(r.mailbox.domain(), Some("c.example"));
+    assert_eq!(
+        r.mailbox.address(),
+        "v@evil.example> NOTIFY=SUCCESS@c.example"
+    );
+    assert!(matches!(s.command(b"RCPT TO:<>\r\n"), Step::Reply(r) if r.code == 501));
+    assert!(
+        matches!(s.command(b"RCPT TO:<postmaster>\r\n"), Step::Rcpt(r) if r.mailbox.domain().is_none())
+    );
+}
+
+#[test]
+fn non_ascii_addresses_need_smtputf8() {
+    let mut s = greeted(b"EHLO c\r\n");
+    assert!(
+        matches!(s.command("MAIL FROM:<jöran@b.example>\r\n".as_bytes()), Step::Reply(r) if r.code == 553)
+    );
+    let Step::Mail { sender, params } = s.command(b"MAIL FROM:<a@b.example>\r\n") else {
+        panic!()
+    };
+    s.mail_result(sender, params, &ok());
+    assert!(
+        matches!(s.command("RCPT TO:<jöran@b.example>\r\n".as_bytes()), Step::Reply(r) if r.code == 553)
+    );
+    let mut s = greeted(b"EHLO c\r\n");
+    let Step::Mail { sender, params } =
+        s.command("MAIL FROM:<jöran@b.example> SMTPUTF8\r\n".as_bytes())
+    else {
+        panic!()
+    };
+    s.mail_result(sender, params, &ok());
+    assert!(matches!(
+        s.command("RCPT TO:<jöran@bücher.example>\r\n".as_bytes()),
+        Step::Rcpt(_)
+    ));
 }
