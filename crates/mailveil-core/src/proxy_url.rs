@@ -143,12 +143,7 @@ pub fn key_id(key: &[u8]) -> String {
 /// by a NUL (none of them can hold one), so no two inputs read alike.
 fn mac(key: &[u8], kind: ProxyKind, id: &str, encoded: &str) -> HmacSha256 {
     let mut m = hmac(key);
-    for part in [
-        "mailveil-proxy/2",
-        kind.as_str(),
-        id,
-        encoded,
-    ] {
+    for part in ["mailveil-proxy/2", kind.as_str(), id, encoded] {
         m.update(part.as_bytes());
         m.update(b"\0");
     }
@@ -358,7 +353,11 @@ mod tests {
 
     fn parts(url: &str) -> (String, String, String) {
         let segs: Vec<&str> = url.rsplitn(4, '/').collect();
-        (segs[2].to_string(), segs[1].to_string(), segs[0].to_string())
+        (
+            segs[2].to_string(),
+            segs[1].to_string(),
+            segs[0].to_string(),
+        )
     }
 
     #[test]

@@ -121,7 +121,11 @@ fn proxying_is_idempotent() {
             String::from_utf8_lossy(&twice.bytes)
         );
         assert!(
-            twice.report.findings.iter().all(|f| f.action != Action::Strip),
+            twice
+                .report
+                .findings
+                .iter()
+                .all(|f| f.action != Action::Strip),
             "{:#?}",
             twice.report.findings
         );
@@ -179,7 +183,12 @@ fn a_content_image_arriving_proxied_is_judged_and_proxied_again() {
     };
     let forged = format!("{BASE}/i/AAAAAAAA/AAAA/{}", proxy_url::encode_url(logo));
     let stylesheet_kind = minted(ProxyKind::Style, logo);
-    for src in [minted(ProxyKind::Image, logo), legacy, forged, stylesheet_kind] {
+    for src in [
+        minted(ProxyKind::Image, logo),
+        legacy,
+        forged,
+        stylesheet_kind,
+    ] {
         let mail = html_mail(&format!(r#"<img src="{src}" width="200" alt="Logo">"#));
         let out = run(&mail, &policy(RemoteContent::Prefetch, false));
         let h = html(&out.bytes);
@@ -211,7 +220,10 @@ fn a_url_on_the_proxy_that_carries_nothing_readable_is_stripped() {
         assert!(!h.contains(BASE), "{src}: {h}");
         assert!(h.contains(r#"alt="x""#), "the image keeps its place: {h}");
         let f = &out.report.findings[0];
-        assert_eq!((f.action, f.rule.as_str(), &f.url), (Action::Strip, "proxy:unreadable", &None));
+        assert_eq!(
+            (f.action, f.rule.as_str(), &f.url),
+            (Action::Strip, "proxy:unreadable", &None)
+        );
     }
 }
 
@@ -233,9 +245,15 @@ fn a_shield_url_mailed_in_is_judged_like_any_link() {
         &click_rules(),
     );
     let h = html(&out.bytes);
-    assert!(h.contains(r#"href="https://sender.example/page?id=7""#), "{h}");
+    assert!(
+        h.contains(r#"href="https://sender.example/page?id=7""#),
+        "{h}"
+    );
     assert!(h.contains(&minted(ProxyKind::Link, CLICK)), "{h}");
-    assert!(h.contains(r#"href="https://cdn.sender.example/big.png""#), "{h}");
+    assert!(
+        h.contains(r#"href="https://cdn.sender.example/big.png""#),
+        "{h}"
+    );
     assert!(
         out.report
             .findings
@@ -265,7 +283,10 @@ fn a_shield_url_in_plain_text_is_replaced_by_its_cleaned_destination() {
     );
     let out = run(mail.as_bytes(), &policy(RemoteContent::Proxy, true));
     let t = String::from_utf8_lossy(&out.bytes);
-    assert!(t.contains("See https://sender.example/page?id=7\r\n"), "{t}");
+    assert!(
+        t.contains("See https://sender.example/page?id=7\r\n"),
+        "{t}"
+    );
     assert!(!t.contains(BASE), "{t}");
 }
 

@@ -89,7 +89,9 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
         return;
     }
     let shielded = shield(ctx, &outcome, &raw);
-    let unwrapped = own.as_ref().filter(|_| outcome.url.is_none() && shielded.is_none());
+    let unwrapped = own
+        .as_ref()
+        .filter(|_| outcome.url.is_none() && shielded.is_none());
     let new = shielded.as_ref().or(outcome.url.as_ref()).or(unwrapped);
     if let Some(url) = new.filter(|u| **u != written) {
         let _ = el.set_attribute("href", &escape_attr(url));
