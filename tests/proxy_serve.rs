@@ -125,7 +125,6 @@ struct Serve {
     smtp: u16,
     proxy_origin: String,
     mails: Arc<Mutex<Vec<String>>>,
-    key: Vec<u8>,
     dir: tempfile::TempDir,
 }
 
@@ -199,7 +198,6 @@ fn serve_with_config(mode: &str, config: &str, extra: &[&str]) -> Serve {
         smtp,
         proxy_origin,
         mails,
-        key: b"6d61696c7665696c2074657374206b6579206f662033322062797465732121".to_vec(),
         dir,
     }
 }

@@ -297,7 +297,7 @@ fn segments(u: &url::Url) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|s| !s.is_empty())
-        .map(|s| crate::detect::percent_decode(s))
+        .map(crate::detect::percent_decode)
         .collect()
 }
 
