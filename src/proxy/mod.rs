@@ -437,6 +437,27 @@ mod tests {
         assert!(!out.contains("cdn.example"), "{out}");
     }
 
+    /// Per-host slots bound what is in flight to one host, and go when unused.
+    #[tokio::test]
+    async fn host_slots_bound_one_host_and_are_dropped_when_unused() {
+        let slots = HostSlots::default();
+        let a1 = slots.acquire("a.example", 2).await;
+        let a2 = slots.acquire("a.example", 2).await;
+        let b = slots.acquire("b.example", 2).await;
+        assert_eq!(slots.len(), 2);
+        let third =
+            tokio::time::timeout(Duration::from_millis(50), slots.acquire("a.example", 2)).await;
+        assert!(
+            third.is_err(),
+            "a third slot of one host while two are held"
+        );
+        drop((a1, b));
+        assert_eq!(slots.len(), 1);
+        let a3 = slots.acquire("a.example", 2).await;
+        drop((a2, a3));
+        assert!(slots.is_empty());
+    }
+
     /// Issue 14: a stylesheet could carry a URL of this proxy signed for a tracker (or a
     /// tracker of its own), and the proxy kept or signed it unjudged.
     #[test]
