@@ -6,7 +6,11 @@
 //!   keeps an idle keep-alive connection, is closed when it passes;
 //! - a cap on open connections ([`HttpLimits::max_connections`]): past it the listener
 //!   stops accepting until one closes (new clients wait in the kernel's backlog, nobody
-//!   is refused), so a flood of connections costs at most that many tasks and sockets.
+//!   is refused), so a flood of connections costs at most that many tasks and sockets;
+//! - a write timeout ([`HttpLimits::write_timeout`], issue 14): a write that cannot go
+//!   on for that long (the client stopped reading and the socket buffers are full) ends
+//!   the connection, so clients that never read cannot hold slots (nginx's
+//!   `send_timeout`: the time between two successful writes, not the whole response).
 //!
 //! HTTP/1.1 only: mail clients and reverse proxies fetch images over HTTP/1.1, and
 //! hyper's head deadline exists for HTTP/1 only (an HTTP/2 prior-knowledge client would
@@ -30,6 +34,9 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// Open connections at most (default 1000; `http_max_connections`).
     pub max_connections: usize,
+    /// Time a write may wait for the client to read (default 30 s;
+    /// `http_write_timeout_secs`).
+    pub write_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -37,6 +44,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_timeout: Duration::from_secs(10),
             max_connections: 1000,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -77,6 +85,10 @@ pub async fn serve(
                 .layer(axum::Extension(ConnectInfo::<SocketAddr>(peer))),
         );
         let builder = Arc::clone(&builder);
+        // tokio-io-timeout: the write deadline that hyper's server does not have.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
+        let stream = Box::pin(stream);
         tokio::spawn(async move {
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {

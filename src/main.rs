@@ -238,6 +238,10 @@ struct ProxyArgs {
     /// File holding the HMAC key (the same as the filter's).
     #[arg(long, value_name = "FILE")]
     key_file: PathBuf,
+    /// A key of an earlier epoch whose URLs are still served, during a grace period
+    /// after a rotation (repeatable; never signs).
+    #[arg(long = "previous-key-file", value_name = "FILE")]
+    previous_key_files: Vec<PathBuf>,
     /// A network that may be fetched from although it is not public (repeatable).
     #[arg(long = "allow-net", value_name = "CIDR")]
     allow_net: Vec<ipnet::IpNet>,
@@ -256,6 +260,9 @@ struct ProxyArgs {
     /// Open connections at most; past it new clients wait until one closes.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(usize))]
     max_connections: usize,
+    /// Seconds a write may wait for the client to read (clients that never read are closed).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -546,19 +553,26 @@ fn serve(args: ServeArgs) -> ExitCode {
 /// `mailveil proxy`: the image proxy and link shield alone.
 fn proxy(args: ProxyArgs) -> ExitCode {
     init_logs();
-    let key = match mailveil::proxy::read_key(&args.key_file) {
+    let keys = std::iter::once(&args.key_file)
+        .chain(&args.previous_key_files)
+        .map(|f| mailveil::proxy::read_key(f))
+        .collect::<Result<Vec<_>, _>>();
+    let mut keys = match keys {
         Ok(k) => k,
         Err(e) => {
             eprintln!("mailveil: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let key = keys.remove(0);
     let mut settings = mailveil::proxy::Settings::new(args.listen, &args.base, key);
+    settings.previous_keys = keys;
     settings.allow = args.allow_net;
     settings.cache_dir = args.cache_dir;
     settings.http = mailveil::http::HttpLimits {
         header_timeout: std::time::Duration::from_secs(args.header_timeout),
         max_connections: args.max_connections.max(1),
+        write_timeout: std::time::Duration::from_secs(args.write_timeout),
     };
     let (rules, errors) = rule_files::load(&args.rules, !args.no_system_rules);
     for e in &errors {

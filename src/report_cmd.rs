@@ -44,6 +44,9 @@ pub struct DashboardArgs {
     /// Bearer token for non-loopback clients (first line of FILE).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// A host name the dashboard answers to besides its address (repeatable).
+    #[arg(long = "hostname", value_name = "NAME")]
+    hostnames: Vec<String>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -285,6 +288,8 @@ pub fn dashboard(args: DashboardArgs) -> ExitCode {
         let state = mailveil::web::WebState {
             store: Some(Arc::new(s) as Arc<dyn ReportStore>),
             token,
+            listen: Some(args.listen),
+            hostnames: args.hostnames.clone(),
         };
         tokio::select! {
             r = mailveil::web::serve(args.listen, state, Default::default()) => r,

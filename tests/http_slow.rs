@@ -81,6 +81,7 @@ fn limits(header_secs: u64, max_connections: usize) -> HttpLimits {
     HttpLimits {
         header_timeout: Duration::from_secs(header_secs),
         max_connections,
+        ..HttpLimits::default()
     }
 }
 
@@ -184,4 +185,37 @@ async fn at_the_connection_cap_a_new_client_waits_for_a_slot() {
         "{took:?}"
     );
     drop(held);
+}
+
+/// Issue 14: a client that sends a request and never reads the answer held its
+/// connection for as long as it liked (hyper has no write deadline), and at the cap
+/// every slot. Now a write that cannot go on for `write_timeout` ends the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_at_the_write_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/big", axum::routing::get(|| async { vec![0u8; 64 << 20] }))
+        .route("/small", axum::routing::get(|| async { "ok" }));
+    let limits = HttpLimits {
+        header_timeout: Duration::from_secs(10),
+        max_connections: 1,
+        write_timeout: Duration::from_secs(1),
+    };
+    tokio::spawn(mailveil::http::serve(listener, app, limits));
+    // A small receive window, 64 MB asked for, nothing read: the server's writes stall.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = sock.connect(addr).await.unwrap();
+    stuck
+        .write_all(b"GET /big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The only slot is the stuck client's: the next client is served once it is gone.
+    let (code, took) = get(addr.port(), "/small").await;
+    assert_eq!(code, 200);
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    eprintln!("served after a non-reading client in {took:?} (write timeout 1 s)");
+    drop(stuck);
 }

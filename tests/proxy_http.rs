@@ -24,16 +24,31 @@ impl Running {
     }
 }
 
+/// The shipped rules and the fake ESP's (its open pixel, its opaque click redirect).
+fn esp_rules() -> mailveil::Rules {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fake-esp.toml"), ESP_RULES).unwrap();
+    let (rules, errors) = mailveil::rule_files::load(&[dir.path().to_path_buf()], false);
+    assert!(errors.is_empty(), "{errors:?}");
+    rules
+}
+
 /// Starts a proxy; `allow_loopback` is the test allowance (`--allow-net 127.0.0.0/8`).
 async fn start(allow_loopback: bool) -> Running {
+    start_with_keys(allow_loopback, KEY, &[]).await
+}
+
+/// A proxy that signs with `key` and still serves the URLs of `previous` keys.
+async fn start_with_keys(allow_loopback: bool, key: &[u8], previous: &[&[u8]]) -> Running {
     let cache = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut s = Settings::new(
         format!("127.0.0.1:{port}").parse().unwrap(),
         &base,
-        KEY.to_vec(),
+        key.to_vec(),
     );
+    s.previous_keys = previous.iter().map(|k| k.to_vec()).collect();
     if allow_loopback {
         s.allow = vec!["127.0.0.0/8".parse().unwrap()];
     }
@@ -41,8 +56,7 @@ async fn start(allow_loopback: bool) -> Running {
     s.limits.max_bytes = 1 << 20;
     s.limits.read = Duration::from_secs(2);
     s.limits.total = Duration::from_secs(3);
-    let rules = mailveil::rule_files::load(&[], false).0;
-    let p = proxy::build(&s, Arc::new(rules)).unwrap();
+    let p = proxy::build(&s, Arc::new(esp_rules())).unwrap();
     proxy::spawn(p, s.listen, s.http).await.unwrap();
     Running {
         cfg: s.proxy_config(),
@@ -323,4 +337,167 @@ async fn concurrent_opens_of_one_image_reach_the_sender_once() {
         assert_eq!(t.await.unwrap(), 200);
     }
     assert_eq!(esp.hits_for("/img/together.png").len(), 1);
+}
+
+/// `(base, kind, key id, signature, encoded URL)` of a proxy URL.
+fn split(url: &str) -> (String, String, String, String, String) {
+    let mut it = url.rsplitn(5, '/');
+    let enc = it.next().unwrap().to_string();
+    let sig = it.next().unwrap().to_string();
+    let id = it.next().unwrap().to_string();
+    let kind = it.next().unwrap().to_string();
+    (it.next().unwrap().to_string(), kind, id, sig, enc)
+}
+
+/// The kind is in the signature: an image URL is no link-shield URL, nor the other way
+/// round, nor a stylesheet.
+#[tokio::test]
+async fn an_image_signature_is_refused_by_the_link_shield_and_the_other_way_round() {
+    let esp = Esp::start();
+    let p = start(true).await;
+    let image = p.url(ProxyKind::Image, &esp.url("/track/click?u=1"));
+    let link = p.url(ProxyKind::Link, &esp.url("/img/logo.png"));
+    let (base, _, id, sig, enc) = split(&image);
+    let (_, _, lid, lsig, lenc) = split(&link);
+    for c in [
+        format!("{base}/l/{id}/{sig}/{enc}"),
+        format!("{base}/s/{id}/{sig}/{enc}"),
+        format!("{base}/i/{lid}/{lsig}/{lenc}"),
+        format!("{base}/s/{lid}/{lsig}/{lenc}"),
+    ] {
+        assert_eq!(get(&c).await.status(), 404, "{c}");
+    }
+    assert!(esp.hits().is_empty(), "{:?}", esp.hits());
+}
+
+/// Issue 14: a signed shield URL is good for its one URL, and only for a click tracker
+/// whose destination only the tracker knows (what the core shields), never an open
+/// redirect for a URL that did not come from a cleaned mail's links.
+#[tokio::test]
+async fn a_shield_url_for_one_destination_cannot_be_turned_into_another() {
+    let esp = Esp::start();
+    let p = start(true).await;
+    let click = esp.url("/track/click?u=1&id=2");
+    let good = p.url(ProxyKind::Link, &click);
+    let (base, kind, id, sig, _) = split(&good);
+    let elsewhere = proxy_url::encode_url("https://phish.example/login");
+    for c in [
+        format!("{base}/{kind}/{id}/{sig}/{elsewhere}"),
+        format!("{good}/{elsewhere}"),
+        format!(
+            "{base}/{kind}/{id}/{sig}/{}",
+            proxy_url::encode_url(&esp.url("/track/click?u=2"))
+        ),
+    ] {
+        let r = get(&c).await;
+        assert_eq!(r.status(), 404, "{c}");
+    }
+    // A query on a good URL changes nothing: it still leads where its URL leads.
+    let r = get(&format!("{good}?url=https://phish.example/")).await;
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with(&esp.url("/landing?")), "{to}");
+    // A shield URL for something that is no click tracker (a signature minted some
+    // other way, or under rules since changed): named on a page, never redirected to.
+    let plain = p.url(ProxyKind::Link, &esp.url("/landing?to=phish"));
+    let r = get(&plain).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("location").is_none());
+    assert!(r.text().await.unwrap().contains("/landing?to=phish"));
+    assert!(
+        esp.hits().iter().all(|h| !h.path.contains("phish")),
+        "{:?}",
+        esp.hits()
+    );
+}
+
+/// A shield URL loaded where an image goes (`Sec-Fetch-Dest: image`) is refused: the
+/// shield would follow the tracker on open and send the reader's client on.
+#[tokio::test]
+async fn the_link_shield_answers_only_navigations() {
+    let esp = Esp::start();
+    let p = start(true).await;
+    let link = p.url(ProxyKind::Link, &esp.url("/track/click?u=1"));
+    for dest in ["image", "script", "style", "empty"] {
+        let r = client()
+            .get(&link)
+            .header("Sec-Fetch-Dest", dest)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{dest}");
+    }
+    assert!(esp.hits().is_empty(), "{:?}", esp.hits());
+    let r = client()
+        .get(&link)
+        .header("Sec-Fetch-Dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+}
+
+/// Whoever signed it, a URL the loaded rules call a tracker is not fetched.
+#[tokio::test]
+async fn a_tracker_is_refused_at_serve_time_whoever_signed_it() {
+    let esp = Esp::start();
+    let p = start(true).await;
+    for path in ["/track/open.php?u=1&e=reader42", "/pixel/o.gif?m=7"] {
+        let r = get(&p.url(ProxyKind::Image, &esp.url(path))).await;
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    assert!(esp.hits().is_empty(), "{:?}", esp.hits());
+}
+
+/// Key rotation: the URLs of a key kept as previous are served during its grace period;
+/// once it is retired (or for a key never held), they are refused, as is a good
+/// signature under another key's id.
+#[tokio::test]
+async fn a_retired_key_is_refused_and_a_previous_key_served_during_its_grace() {
+    const OLD: &[u8] = b"the old key, 32 bytes long......";
+    const NEW: &[u8] = b"the new key, 32 bytes long......";
+    let esp = Esp::start();
+    let old = proxy_url::proxied(
+        &mailveil::ProxyConfig::new("http://x", OLD.to_vec()),
+        ProxyKind::Image,
+        &esp.url("/img/old.png"),
+    );
+    let (_, kind, id, sig, enc) = split(&old);
+    let path = format!("{kind}/{id}/{sig}/{enc}");
+    let grace = start_with_keys(true, NEW, &[OLD]).await;
+    assert_eq!(get(&format!("{}/{path}", grace.base)).await.status(), 200);
+    let retired = start_with_keys(true, NEW, &[]).await;
+    assert_eq!(get(&format!("{}/{path}", retired.base)).await.status(), 404);
+    let new_id = proxy_url::key_id(NEW);
+    let swapped = format!("{}/{kind}/{new_id}/{sig}/{enc}", grace.base);
+    assert_eq!(get(&swapped).await.status(), 404);
+    assert_eq!(esp.hits_for("/img/old.png").len(), 1);
+    // What the proxy signs now is under the new key.
+    assert!(
+        retired
+            .url(ProxyKind::Image, "http://a.example/")
+            .contains(&new_id)
+    );
+}
+
+/// URLs written before key ids are served with the key that signed them, for their kind.
+#[tokio::test]
+async fn urls_written_before_key_ids_are_still_served() {
+    let esp = Esp::start();
+    let p = start(true).await;
+    let enc = proxy_url::encode_url(&esp.url("/img/legacy.png"));
+    let sig = proxy_url::sign_legacy(KEY, ProxyKind::Image, &enc);
+    assert_eq!(
+        get(&format!("{}/i/{sig}/{enc}", p.base)).await.status(),
+        200
+    );
+    assert_eq!(
+        get(&format!("{}/l/{sig}/{enc}", p.base)).await.status(),
+        404
+    );
+    let other = proxy_url::sign_legacy(b"not our key at all, not at all!!", ProxyKind::Image, &enc);
+    assert_eq!(
+        get(&format!("{}/i/{other}/{enc}", p.base)).await.status(),
+        404
+    );
 }

@@ -125,7 +125,7 @@ struct Serve {
     smtp: u16,
     proxy_origin: String,
     mails: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Serve {
@@ -149,7 +149,14 @@ fn wait_port(port: u16) {
 /// `mailveil serve` started exactly as the issue's scripts do, plus the rules that make
 /// the fake ESP a known tracker.
 fn serve(mode: &str, extra: &[&str]) -> Serve {
+    serve_with_config(mode, "", extra)
+}
+
+/// [`serve`] with a configuration file holding `config`.
+fn serve_with_config(mode: &str, config: &str, extra: &[&str]) -> Serve {
     let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("mailveil.toml");
+    std::fs::write(&config_file, config).unwrap();
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(rules.join("fake-esp.toml"), ESP_RULES).unwrap();
@@ -174,7 +181,11 @@ fn serve(mode: &str, extra: &[&str]) -> Serve {
         .arg(&key)
         .args(["--proxy-allow-net", "127.0.0.0/8", "--rules"])
         .arg(&rules)
+        .arg("--config")
+        .arg(&config_file)
         .args(extra)
+        // systemd's CacheDirectory=, as a unit would set it: the cache goes there.
+        .env("CACHE_DIRECTORY", dir.path())
         .env("MAILVEIL_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -187,12 +198,17 @@ fn serve(mode: &str, extra: &[&str]) -> Serve {
         smtp,
         proxy_origin,
         mails,
-        _dir: dir,
+        dir,
     }
 }
 
 /// Sends one mail; returns when the filter has answered the final dot.
 fn send(port: u16, mail: &str) -> String {
+    send_as(port, "news@sender.example", "reader@mailveil.test", mail)
+}
+
+/// Sends one mail from `from` to `to`.
+fn send_as(port: u16, from: &str, to: &str, mail: &str) -> String {
     let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut w = s.try_clone().unwrap();
@@ -212,10 +228,10 @@ fn send(port: u16, mail: &str) -> String {
     };
     reply();
     for c in [
-        "EHLO client.test",
-        "MAIL FROM:<news@sender.example>",
-        "RCPT TO:<reader@mailveil.test>",
-        "DATA",
+        "EHLO client.test".to_string(),
+        format!("MAIL FROM:<{from}>"),
+        format!("RCPT TO:<{to}>"),
+        "DATA".to_string(),
     ] {
         w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
         reply();
@@ -418,4 +434,280 @@ fn the_prefetch_deadline_bounds_the_delay_and_late_urls_stay_proxied() {
     let slow = mailveil::proxy_url::encode_url(&esp.url("/slow.png"));
     assert!(html.contains(&slow), "the late image is still proxied");
     assert_eq!(esp.hits_for("/img/logo.png").len(), 1);
+}
+
+/// An HTML mail from `from` to `to`.
+fn html_mail(from: &str, to: &str, id: &str, body: &str) -> String {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: {id}\r\nMessage-ID: <{id}@mailveil.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n<!doctype html><html><body>{body}</body></html>\r\n"
+    )
+}
+
+/// The URLs in `html` that start with `prefix` (attribute values, `&amp;` decoded).
+fn urls_with(html: &str, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find(prefix) {
+        let tail = &rest[i..];
+        let end = tail.find(['"', '\'', ')', ' ', '>']).unwrap_or(tail.len());
+        out.push(tail[..end].replace("&amp;", "&"));
+        rest = &tail[end..];
+    }
+    out
+}
+
+/// GETs every URL as a mail client would (its own UA; redirects not followed).
+fn open_with_http_client(urls: &[String]) -> Vec<u16> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut codes = Vec::new();
+        for u in urls {
+            let r = client
+                .get(u)
+                .header("User-Agent", "ReaderMail/1.0")
+                .send()
+                .await
+                .unwrap();
+            codes.push(r.status().as_u16());
+        }
+        codes
+    })
+}
+
+const MALLORY: &str = "mallory@mailveil.test";
+const READER: &str = "reader@mailveil.test";
+
+/// Issue 14: Mallory, who has a mailbox on this server, mails herself URLs that name the
+/// reader (to her they are content) and gets them back signed by this installation;
+/// then she mails those to the reader. They used to be trusted as ours: neither judged
+/// nor prefetched, and the proxy fetched them when the reader opened the mail, telling
+/// the ESP. Now what they carry is judged for the reader, and stripped.
+#[test]
+fn a_tracker_url_signed_here_and_mailed_on_is_stripped_and_the_esp_never_hears_of_the_open() {
+    let esp = Esp::start();
+    let s = serve("proxy", &["--shield-links"]);
+    let spy = esp.url(&format!("/img/spy.png?for={READER}"));
+    let click = esp.url(&format!("/track/click?e={READER}"));
+    let own = html_mail(
+        MALLORY,
+        MALLORY,
+        "mint",
+        &format!(
+            r#"<img src="{spy}" width="600" height="200" alt="x"><a href="{}">go</a>"#,
+            click.replace('&', "&amp;")
+        ),
+    );
+    assert!(send_as(s.smtp, MALLORY, MALLORY, &own).starts_with("250"));
+    let minted = delivered_html(&s.mails.lock().unwrap()[0]);
+    let signed_img = urls_with(&minted, &format!("{}/i/", s.proxy_origin));
+    let signed_link = urls_with(&minted, &format!("{}/l/", s.proxy_origin));
+    assert_eq!(
+        (signed_img.len(), signed_link.len()),
+        (1, 1),
+        "Mallory got signed URLs: {minted}"
+    );
+    let (img, link) = (&signed_img[0], &signed_link[0]);
+
+    let on = html_mail(
+        MALLORY,
+        READER,
+        "on",
+        &format!(
+            r#"<p>Hello</p><img src="{img}" width="600" height="200" alt="a">
+<img src="{link}" width="600" height="200" alt="b">
+<div style="background:url('{img}');height:40px">c</div><a href="{link}">d</a>"#
+        ),
+    );
+    assert!(send_as(s.smtp, MALLORY, READER, &on).starts_with("250"));
+    let raw = s.mails.lock().unwrap()[1].clone();
+    let html = delivered_html(&raw);
+    // Opened by a mail client over HTTP: every proxy URL left in it that loads on open
+    // (a shield URL only on a click).
+    let left: Vec<String> = urls_with(&html, &s.proxy_origin)
+        .into_iter()
+        .filter(|u| !u.starts_with(&format!("{}/l/", s.proxy_origin)))
+        .collect();
+    let codes = open_with_http_client(&left);
+    assert!(
+        esp.hits().is_empty(),
+        "the ESP heard of the open: {:?} ({codes:?})",
+        esp.hits()
+    );
+    assert!(!html.contains(img.as_str()), "{html}");
+    assert!(
+        !html.contains(&format!("src=\"{}/", s.proxy_origin)),
+        "an image still loads from the proxy: {html}"
+    );
+    assert!(!html.contains("url("), "{html}");
+    let header = raw.lines().next().unwrap_or("");
+    assert!(header.contains("recipient-token="), "{header}");
+    // And by a browser.
+    let Some(h) = Harness::or_skip("a signed tracker URL mailed on: opening the mail") else {
+        return;
+    };
+    let requests = render(&h, &html, &s.proxy_origin);
+    for (url, kind) in &requests {
+        assert!(url.starts_with(&s.proxy_origin), "{kind} request: {url}");
+    }
+    assert!(
+        esp.hits().is_empty(),
+        "the open reached the ESP: {:?}",
+        esp.hits()
+    );
+}
+
+/// A content image that arrives already on our proxy (Mallory forwarding a newsletter
+/// she got) is judged like any image: prefetched again under the reader's policy, and
+/// it loads.
+#[test]
+fn a_content_image_arriving_proxied_is_judged_and_still_loads() {
+    let esp = Esp::start();
+    let s = serve("prefetch", &[]);
+    let logo = esp.url("/img/shared.png");
+    let own = html_mail(
+        MALLORY,
+        MALLORY,
+        "first",
+        &format!(r#"<img src="{logo}" width="600" height="200" alt="x">"#),
+    );
+    assert!(send_as(s.smtp, MALLORY, MALLORY, &own).starts_with("250"));
+    let first = delivered_html(&s.mails.lock().unwrap()[0]);
+    let signed = urls_with(&first, &format!("{}/i/", s.proxy_origin));
+    assert_eq!(signed.len(), 1, "{first}");
+    assert_eq!(esp.hits_for("/img/shared.png").len(), 1);
+
+    let on = html_mail(
+        MALLORY,
+        READER,
+        "forwarded",
+        &format!(
+            r#"<img src="{}" width="600" height="200" alt="shared">"#,
+            signed[0]
+        ),
+    );
+    assert!(send_as(s.smtp, MALLORY, READER, &on).starts_with("250"));
+    let raw = s.mails.lock().unwrap()[1].clone();
+    let header = raw.lines().next().unwrap_or("");
+    assert!(
+        header.contains("prefetched=1"),
+        "judged and prefetched: {header}"
+    );
+    let html = delivered_html(&raw);
+    assert!(html.contains(signed[0].as_str()), "{html}");
+    // Served from the cache: the ESP saw one fetch in all.
+    assert_eq!(open_with_http_client(&signed), vec![200]);
+    assert_eq!(esp.hits_for("/img/shared.png").len(), 1);
+    assert!(
+        s.dir.path().join("proxy-cache/objects").is_dir(),
+        "the cache is under $CACHE_DIRECTORY"
+    );
+    let Some(h) = Harness::or_skip("a pre-proxied content image: opening the mail") else {
+        return;
+    };
+    let requests = render(&h, &html, &s.proxy_origin);
+    assert!(
+        requests
+            .iter()
+            .any(|(u, kind)| *u == signed[0] && kind == "image"),
+        "{requests:?}"
+    );
+    assert_eq!(esp.hits_for("/img/shared.png").len(), 1);
+}
+
+/// Prefetch is bounded: at most `prefetch_max_urls` URLs of one mail, at most
+/// `prefetch_per_host` at once to one host; the rest load on open.
+#[test]
+fn prefetch_is_capped_per_mail_and_per_host() {
+    let esp = Esp::start();
+    let s = serve_with_config(
+        "prefetch",
+        "prefetch_max_urls = 5\nprefetch_per_host = 2\n",
+        &[],
+    );
+    let images: String = (0..12)
+        .map(|i| {
+            format!(
+                r#"<img src="{}" width="600" height="200" alt="{i}">"#,
+                esp.url(&format!("/slowimg/{i}.png"))
+            )
+        })
+        .collect();
+    let mail = html_mail("news@sender.example", READER, "many", &images);
+    let started = Instant::now();
+    assert!(send(s.smtp, &mail).starts_with("250"));
+    eprintln!("delivery of 12 slow images took {:?}", started.elapsed());
+    // Late fetches go on in the background: give them time to show up.
+    std::thread::sleep(Duration::from_secs(2));
+    let hits = esp
+        .hits()
+        .iter()
+        .filter(|h| h.path.starts_with("/slowimg/"))
+        .count();
+    assert_eq!(hits, 5, "{:?}", esp.hits());
+    assert!(esp.most_at_once() <= 2, "{} at once", esp.most_at_once());
+    // The rest are still proxied, and load on open.
+    let html = delivered_html(&s.mails.lock().unwrap()[0]);
+    let proxied = urls_with(&html, &format!("{}/i/", s.proxy_origin));
+    assert_eq!(proxied.len(), 12, "{html}");
+    assert!(open_with_http_client(&proxied).iter().all(|c| *c == 200));
+    assert_eq!(
+        esp.hits()
+            .iter()
+            .filter(|h| h.path.starts_with("/slowimg/"))
+            .count(),
+        12
+    );
+}
+
+/// Issue 14: the default cache was `$TMPDIR/mailveil-cache-<pid>`, a name anyone on the
+/// machine could create first (with symlinks in it). Without a configured directory
+/// or systemd's, the proxy takes `~/.cache/mailveil`, created 0700, and nothing in $TMPDIR.
+#[test]
+fn the_default_cache_is_private_and_never_under_tmp() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (home, tmp) = (dir.path().join("home"), dir.path().join("tmp"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef").unwrap();
+    let port = free_port();
+    let mut child = Command::new(MAILVEIL)
+        .args(["proxy", "--no-system-rules", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--base", &format!("http://127.0.0.1:{port}"), "--key-file"])
+        .arg(&key)
+        .env_remove("CACHE_DIRECTORY")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", &home)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let cache = home.join(".cache/mailveil");
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(mode(&cache.join("proxy-cache")), 0o700);
+    assert!(cache.join("proxy-cache/objects").is_dir());
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "something was put under $TMPDIR"
+    );
 }

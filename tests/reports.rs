@@ -4,11 +4,17 @@
 //! list the mails; retention must delete old rows; the banner must be there when on,
 //! absent when off, and added once.
 //!
+//! With a proxy, `/metrics` counts its fetches and cache hits, and the store keeps what a
+//! proxy URL carries (host and path), never the proxy URL.
+//!
 //! With `MAILVEIL_TEST_POSTGRES=postgres://...` set, the same store and serve tests run
 //! against PostgreSQL too, each in a fresh database of its own.
 
 #[path = "browser/support.rs"]
 mod support;
+
+#[path = "proxy_support/mod.rs"]
+mod esp_support;
 
 use mailveil::store::{self, MailRecord, ReportStore, StoredFinding};
 use mailveil::{Envelope, Policy, clean};
@@ -763,4 +769,102 @@ fn filter_records_and_the_standalone_dashboard_shows_it() {
     assert_eq!(status, 200);
     assert!(page.contains("friend@friends.example"), "{page}");
     assert!(page.contains("<b>4</b>mails"), "{page}");
+}
+
+/// Issue 14: `mailveil_proxy_fetches_total` and `..._cache_hits_total` were declared
+/// but never counted; and a proxy URL in a mail was stored as its own host and path,
+/// which hold the signature and the destination with its query, base64-encoded.
+#[test]
+fn proxy_fetches_and_cache_hits_are_counted_and_proxy_urls_are_stored_as_what_they_carry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("proxy.key");
+    let key = "reports test key, 32 bytes long.";
+    std::fs::write(&key_file, key).expect("key");
+    for (n, db) in databases(dir.path(), "proxy").into_iter().enumerate() {
+        let esp = esp_support::Esp::start();
+        let sink = sink();
+        let proxy_port = free_port();
+        let origin = format!("http://127.0.0.1:{proxy_port}");
+        let cache = dir.path().join(format!("cache-{n}"));
+        let s = serve(
+            &db,
+            sink.port,
+            &[
+                "--remote-content",
+                "prefetch",
+                "--proxy-listen",
+                &format!("127.0.0.1:{proxy_port}"),
+                "--proxy-base",
+                &origin,
+                "--proxy-key-file",
+                &key_file.display().to_string(),
+                "--proxy-allow-net",
+                "127.0.0.0/8",
+                "--proxy-cache-dir",
+                &cache.display().to_string(),
+            ],
+        );
+        let (_, before) = http_get(s.http, "/metrics");
+        let fetched_before = metric(&before, "mailveil_proxy_fetches_total", "outcome=\"ok\"");
+        let hits_before = metric(&before, "mailveil_proxy_cache_hits_total", "");
+        // A URL that names the reader, signed by this installation for someone else.
+        let tracker = esp.url(&format!("/img/t.png?e={RECIPIENT}"));
+        let minted = mailveil::proxy_url::proxied(
+            &mailveil::ProxyConfig::new(&origin, key.as_bytes().to_vec()),
+            mailveil::ProxyKind::Image,
+            &tracker,
+        );
+        let raw = format!(
+            "From: Shop <news@shop.example>\r\nTo: {RECIPIENT}\r\nSubject: p\r\n\
+Message-ID: <proxied-1@shop.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n<html><body>\
+<img src=\"{}\" width=\"600\" height=\"200\" alt=\"a\">\
+<img src=\"{minted}\" width=\"600\" height=\"200\" alt=\"t\"></body></html>\r\n",
+            esp.url("/img/a.png")
+        );
+        send(s.smtp, "news@shop.example", raw.as_bytes());
+        let delivered = String::from_utf8_lossy(&sink.got.lock().expect("lock")[0]).into_owned();
+        let at = delivered
+            .find(&format!("{origin}/i/"))
+            .expect("a.png proxied");
+        let signed = &delivered[at..at + delivered[at..].find('"').expect("quote")];
+        for _ in 0..2 {
+            let path = &signed[origin.len()..];
+            assert_eq!(http_get(proxy_port, path).0, 200, "{signed}");
+        }
+        let (_, after) = http_get(s.http, "/metrics");
+        let fetched = metric(&after, "mailveil_proxy_fetches_total", "outcome=\"ok\"");
+        let hits = metric(&after, "mailveil_proxy_cache_hits_total", "");
+        assert!(
+            fetched - fetched_before >= 1.0,
+            "fetches not counted:\n{after}"
+        );
+        assert!(
+            hits - hits_before >= 2.0,
+            "cache hits not counted:\n{after}"
+        );
+
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mails = loop {
+            let r = report_json(&db, &["--message-id", "proxied-1@shop.example"]);
+            if r.as_array().is_some_and(|a| !a.is_empty()) {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "no record: {r}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let urls: Vec<String> = mails[0]["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .filter_map(|f| f["url"].as_str().map(str::to_string))
+            .collect();
+        let enc = mailveil::proxy_url::encode_url(&tracker);
+        for u in &urls {
+            assert!(!u.starts_with(&origin), "a proxy URL was stored: {u}");
+            assert!(!u.contains('?') && !u.contains(&enc[..20]), "{u}");
+        }
+        assert!(urls.contains(&esp.url("/img/t.png")), "{urls:?}");
+        drop(s);
+    }
 }

@@ -62,6 +62,22 @@ pub enum FetchError {
     Upstream(String),
 }
 
+impl FetchError {
+    /// The `outcome` label of `mailveil_proxy_fetches_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FetchError::Refused(Refusal::Tracker) => "tracker",
+            FetchError::Refused(_) => "refused",
+            FetchError::Status(_) => "status",
+            FetchError::Type => "type",
+            FetchError::TooLarge => "too_large",
+            FetchError::Timeout => "timeout",
+            FetchError::Redirects => "redirects",
+            FetchError::Upstream(_) => "upstream",
+        }
+    }
+}
+
 impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -20,6 +20,8 @@ pub enum Refusal {
     Host,
     /// An address (literal or resolved) in a forbidden range.
     Address,
+    /// A tracker by the loaded rules.
+    Tracker,
 }
 
 impl std::fmt::Display for Refusal {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Credentials => "credentials in URL",
             Refusal::Host => "bad host",
             Refusal::Address => "address not allowed",
+            Refusal::Tracker => "a tracker",
         })
     }
 }

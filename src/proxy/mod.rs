@@ -5,7 +5,7 @@
 //!
 //! - [`guard`]: which URLs and addresses may be fetched (pure).
 //! - [`fetch`]: the SSRF-safe fetcher.
-//! - [`cache`]: the content-addressed disk cache.
+//! - [`cache`]: the content-addressed disk cache, in a private directory.
 //! - [`app`]: the axum routes.
 //! - signing lives in the core ([`mailveil_core::proxy_url`]): the core writes the URLs
 //!   that the proxy checks.
@@ -17,16 +17,20 @@ pub mod guard;
 
 use cache::{Cache, Entry};
 use fetch::{Accept, FetchError, Fetcher};
+use mailveil_core::detect::{Detector, remote_url};
 use mailveil_core::html::css::{self, CssDecision, CssEvent};
-use mailveil_core::proxy_url::{self, ProxyConfig, ProxyKind};
+use mailveil_core::proxy_url::{self, Own, ProxyConfig, ProxyKind};
 use mailveil_core::{Action, Report, Rules};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The proxy's state: its configuration, fetcher, cache and rules (for the link shield).
 pub struct Proxy {
-    /// Base URL and key.
+    /// Base URL and the key that signs.
     pub config: ProxyConfig,
+    /// Every key whose URLs are served: the one that signs, then those kept for a grace
+    /// period after a rotation (docs/proxy.md). A URL of any other key id is refused.
+    pub keys: Vec<Vec<u8>>,
     /// The fetcher.
     pub fetcher: Fetcher,
     /// The cache, if any.
@@ -36,6 +40,88 @@ pub struct Proxy {
     /// Fetches in flight, so that concurrent requests for one URL (a prefetch and an
     /// early open, a client asking twice) reach the sender once.
     pub inflight: InFlight,
+    /// Bounds of prefetch.
+    pub prefetch_limits: PrefetchLimits,
+    /// Prefetches in flight per upstream host.
+    pub hosts: HostSlots,
+}
+
+/// Bounds of prefetch (issue 14): one mail must not make the proxy fetch without end,
+/// nor fall on one host with every fetch at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefetchLimits {
+    /// URLs prefetched for one mail, stylesheets' images included (default 100); the
+    /// rest are fetched on open, as under `proxy` (`prefetch_max_urls`).
+    pub max_urls: usize,
+    /// Prefetches in flight to one upstream host, across all mails (default 6, what a
+    /// browser opens to one host; `prefetch_per_host`).
+    pub per_host: usize,
+}
+
+impl Default for PrefetchLimits {
+    fn default() -> Self {
+        PrefetchLimits {
+            max_urls: 100,
+            per_host: 6,
+        }
+    }
+}
+
+/// A semaphore per upstream host, dropped when nobody holds or waits for it.
+#[derive(Default)]
+pub struct HostSlots(
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+);
+
+/// A slot of one host; frees it (and the host's entry, when unused) on drop.
+pub struct HostSlot<'a> {
+    slots: &'a HostSlots,
+    host: String,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl HostSlots {
+    /// Waits for a slot of `host` (at most `per_host` are held at once).
+    pub async fn acquire(&self, host: &str, per_host: usize) -> HostSlot<'_> {
+        let sem = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(
+                map.entry(host.to_string())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(per_host.max(1)))),
+            )
+        };
+        // The semaphore is never closed: acquire cannot fail.
+        let permit = sem.acquire_owned().await.ok();
+        HostSlot {
+            slots: self,
+            host: host.to_string(),
+            permit,
+        }
+    }
+
+    /// Hosts with a semaphore now (for tests: the map does not grow without end).
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no host has a semaphore now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for HostSlot<'_> {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut map = self.slots.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map holds it when nobody else holds or waits.
+        if map
+            .get(&self.host)
+            .is_some_and(|s| Arc::strong_count(s) == 1)
+        {
+            map.remove(&self.host);
+        }
+    }
 }
 
 /// The lock of one (kind, URL) fetch.
@@ -75,14 +161,23 @@ pub struct PrefetchSummary {
     pub failed: usize,
     /// Not done by the deadline (served as `proxy` later).
     pub late: usize,
+    /// Beyond the per-mail cap, not prefetched (fetched on open).
+    pub skipped: usize,
     /// Time spent.
     pub elapsed: Duration,
 }
 
 impl Proxy {
     /// The resource for a kind and URL: from the cache, or fetched (and cached).
-    /// Returns whether it came from the cache.
+    /// Returns whether it came from the cache. A URL the loaded rules call a tracker is
+    /// refused, whoever signed it: the core judged it when the mail came (with the
+    /// reader's address), and rules learnt since are applied here.
     pub async fn resource(&self, kind: ProxyKind, url: &str) -> Result<(Entry, bool), FetchError> {
+        if let Some(rule) = self.tracker(kind, url) {
+            tracing::info!(kind = kind.as_str(), %rule, "refused: a tracker");
+            crate::web::metrics::proxy_fetch("tracker");
+            return Err(FetchError::Refused(guard::Refusal::Tracker));
+        }
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(kind, url)) {
             return Ok((hit, true));
         }
@@ -99,6 +194,16 @@ impl Proxy {
         result
     }
 
+    /// The rule by which the loaded rules (no reader's address here) call `url` a
+    /// tracker where it loads as `kind`.
+    pub fn tracker(&self, kind: ProxyKind, url: &str) -> Option<String> {
+        let remote = remote_url(url, &None)?;
+        let detector = Detector::new(&self.rules, std::iter::empty::<&str>());
+        detector
+            .tracker(&remote, kind == ProxyKind::Image)
+            .map(|v| v.rule)
+    }
+
     async fn fetch_and_store(
         &self,
         kind: ProxyKind,
@@ -108,11 +213,16 @@ impl Proxy {
             ProxyKind::Style => Accept::Style,
             _ => Accept::Image,
         };
-        let fetched = self.fetcher.fetch(url, accept).await?;
+        let fetched = self.fetcher.fetch(url, accept).await;
+        crate::web::metrics::proxy_fetch(match &fetched {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        });
+        let fetched = fetched?;
         let body = match kind {
             ProxyKind::Style => {
                 let text = String::from_utf8_lossy(&fetched.body);
-                rewrite_css(&self.config, &text, &fetched.url).into_bytes()
+                rewrite_css(&self.config, &self.rules, &text, &fetched.url).into_bytes()
             }
             _ => fetched.body,
         };
@@ -126,8 +236,26 @@ impl Proxy {
         Ok((entry, false))
     }
 
-    /// Fetches every URL the report marks `prefetch` into the cache, waiting at most
-    /// `deadline`; what is not done by then goes on in the background.
+    /// One prefetch: from the cache, or fetched holding a slot of its host.
+    async fn prefetch_one(&self, kind: ProxyKind, url: &str) -> Result<(Entry, bool), FetchError> {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(kind, url)) {
+            return Ok((hit, true));
+        }
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        let _slot = self
+            .hosts
+            .acquire(&host, self.prefetch_limits.per_host)
+            .await;
+        self.resource(kind, url).await
+    }
+
+    /// Fetches every URL the report marks `prefetch` into the cache, at most
+    /// `prefetch_limits.max_urls` of them (stylesheets' images included) and at most
+    /// `prefetch_limits.per_host` at once to one host, waiting at most `deadline`; what is
+    /// not done by then goes on in the background.
     pub async fn prefetch(
         self: &Arc<Self>,
         report: &Report,
@@ -149,16 +277,23 @@ impl Proxy {
             .collect();
         items.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
         items.dedup();
+        let max = self.prefetch_limits.max_urls;
+        let skipped = items.len().saturating_sub(max);
+        items.truncate(max);
+        // What the stylesheets load counts against the same cap.
+        let budget = Arc::new(std::sync::atomic::AtomicUsize::new(max - items.len()));
         let mut summary = PrefetchSummary {
             urls: items.len(),
+            skipped,
             ..PrefetchSummary::default()
         };
         let mut set = tokio::task::JoinSet::new();
         for (kind, url) in items {
             let me = Arc::clone(self);
+            let budget = Arc::clone(&budget);
             // Detached: a fetch that misses the deadline still fills the cache.
             let handle = tokio::spawn(async move {
-                let r = me.resource(kind, &url).await;
+                let r = me.prefetch_one(kind, &url).await;
                 if let Err(e) = &r {
                     tracing::info!(
                         kind = kind.as_str(),
@@ -169,7 +304,15 @@ impl Proxy {
                 if let (ProxyKind::Style, Ok((entry, _))) = (kind, &r) {
                     // What the stylesheet itself loads, one level deep.
                     for (k, u) in me.inner_urls(&entry.body) {
-                        if let Err(e) = me.resource(k, &u).await {
+                        let take = budget.fetch_update(
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                            |n| n.checked_sub(1),
+                        );
+                        if take.is_err() {
+                            break;
+                        }
+                        if let Err(e) = me.prefetch_one(k, &u).await {
                             tracing::info!(
                                 kind = k.as_str(),
                                 url_len = u.len(),
@@ -216,10 +359,12 @@ impl Proxy {
     }
 }
 
-/// A stylesheet served by the proxy: every URL in it resolved against the sheet's URL
-/// and rewritten through the proxy (images `/i/`, `@import` `/s/`); script in CSS and
-/// other schemes removed.
-pub fn rewrite_css(cfg: &ProxyConfig, text: &str, base: &url::Url) -> String {
+/// A stylesheet served by the proxy: every URL in it resolved against the sheet's URL,
+/// judged (a tracker by the loaded rules is removed; a URL of this proxy is judged by
+/// the URL it carries, never kept as signed) and rewritten through the proxy (images
+/// `/i/`, `@import` `/s/`); script in CSS and other schemes removed.
+pub fn rewrite_css(cfg: &ProxyConfig, rules: &Rules, text: &str, base: &url::Url) -> String {
+    let detector = Detector::new(rules, std::iter::empty::<&str>());
     let scan = css::scan_with(text, &mut |ev| match ev {
         CssEvent::Active { .. } => CssDecision::Remove,
         CssEvent::Url { url, property } => {
@@ -227,20 +372,34 @@ pub fn rewrite_css(cfg: &ProxyConfig, text: &str, base: &url::Url) -> String {
             if trimmed.to_ascii_lowercase().starts_with("data:") || trimmed.starts_with('#') {
                 return CssDecision::Keep;
             }
-            match base.join(trimmed) {
-                Ok(abs) if matches!(abs.scheme(), "http" | "https") => {
-                    if proxy_url::is_proxied(cfg, abs.as_str()) {
-                        return CssDecision::Keep;
-                    }
-                    let kind = if property == "@import" {
-                        ProxyKind::Style
-                    } else {
-                        ProxyKind::Image
-                    };
-                    CssDecision::Replace(proxy_url::proxied(cfg, kind, abs.as_str()))
+            let Ok(mut abs) = base.join(trimmed) else {
+                return CssDecision::Remove;
+            };
+            for _ in 0..4 {
+                match proxy_url::own(cfg, abs.as_str()) {
+                    Own::No => break,
+                    Own::Unreadable => return CssDecision::Remove,
+                    Own::Carries { url, .. } => match url::Url::parse(&url) {
+                        Ok(u) => abs = u,
+                        Err(_) => return CssDecision::Remove,
+                    },
                 }
-                _ => CssDecision::Remove,
             }
+            let image = property != "@import";
+            let tracker = remote_url(abs.as_str(), &None)
+                .is_none_or(|r| detector.tracker(&r, image).is_some());
+            if !matches!(abs.scheme(), "http" | "https")
+                || proxy_url::own(cfg, abs.as_str()) != Own::No
+                || tracker
+            {
+                return CssDecision::Remove;
+            }
+            let kind = if image {
+                ProxyKind::Image
+            } else {
+                ProxyKind::Style
+            };
+            CssDecision::Replace(proxy_url::proxied(cfg, kind, abs.as_str()))
         }
     });
     scan.apply(text).unwrap_or_else(|| text.to_string())
@@ -256,6 +415,7 @@ mod tests {
         let base = url::Url::parse("http://cdn.example/css/a.css").unwrap();
         let out = rewrite_css(
             &cfg,
+            &Rules::default(),
             "@import 'b.css'; .x{background:url(../img/x.png)} .y{background:url(data:image/png;base64,AA)} .z{behavior:url(x.htc)} .w{background:url('javascript:alert(1)')}",
             &base,
         );
@@ -276,6 +436,57 @@ mod tests {
         );
         assert!(!out.contains("cdn.example"), "{out}");
     }
+
+    /// Per-host slots bound what is in flight to one host, and go when unused.
+    #[tokio::test]
+    async fn host_slots_bound_one_host_and_are_dropped_when_unused() {
+        let slots = HostSlots::default();
+        let a1 = slots.acquire("a.example", 2).await;
+        let a2 = slots.acquire("a.example", 2).await;
+        let b = slots.acquire("b.example", 2).await;
+        assert_eq!(slots.len(), 2);
+        let third =
+            tokio::time::timeout(Duration::from_millis(50), slots.acquire("a.example", 2)).await;
+        assert!(
+            third.is_err(),
+            "a third slot of one host while two are held"
+        );
+        drop((a1, b));
+        assert_eq!(slots.len(), 1);
+        let a3 = slots.acquire("a.example", 2).await;
+        drop((a2, a3));
+        assert!(slots.is_empty());
+    }
+
+    /// Issue 14: a stylesheet could carry a URL of this proxy signed for a tracker (or a
+    /// tracker of its own), and the proxy kept or signed it unjudged.
+    #[test]
+    fn stylesheets_lose_their_trackers_and_proxy_urls_are_judged_by_what_they_carry() {
+        let cfg = ProxyConfig::new("http://127.0.0.1:8025", b"k".to_vec());
+        let base = url::Url::parse("http://cdn.example/css/a.css").unwrap();
+        let signed_pixel =
+            proxy_url::proxied(&cfg, ProxyKind::Image, "http://t.example/open.gif?id=7");
+        let signed_logo = proxy_url::proxied(&cfg, ProxyKind::Link, "http://cdn.example/logo.png");
+        let sheet = format!(
+            ".a{{background:url({signed_pixel})}} .b{{background:url(http://t.example/pixel.gif)}} \
+             .c{{background:url({signed_logo})}} .d{{background:url(http://127.0.0.1:8025/i/x/y)}}"
+        );
+        let out = rewrite_css(&cfg, &Rules::default(), &sheet, &base);
+        assert!(
+            !out.contains(&signed_pixel) && !out.contains("pixel.gif"),
+            "{out}"
+        );
+        assert!(!out.contains("/i/x/y"), "{out}");
+        assert!(
+            out.contains(&proxy_url::proxied(
+                &cfg,
+                ProxyKind::Image,
+                "http://cdn.example/logo.png"
+            )),
+            "{out}"
+        );
+        assert_eq!(out.matches("url(").count(), 1, "{out}");
+    }
 }
 
 /// How to run the proxy.
@@ -285,11 +496,14 @@ pub struct Settings {
     pub listen: std::net::SocketAddr,
     /// The public base URL (signing and the path prefix).
     pub base: String,
-    /// The HMAC key.
+    /// The HMAC key that signs (and checks).
     pub key: Vec<u8>,
+    /// Keys of earlier epochs whose URLs are still served during a grace period after a
+    /// rotation (`proxy_previous_key_files`); they never sign.
+    pub previous_keys: Vec<Vec<u8>>,
     /// Networks let through although not public (`--allow-net`).
     pub allow: Vec<ipnet::IpNet>,
-    /// The cache directory; default: a fresh one under the temporary directory.
+    /// The cache directory; default: a private one ([`cache::default_dir`]).
     pub cache_dir: Option<std::path::PathBuf>,
     /// Cache size cap.
     pub cache_max_bytes: u64,
@@ -299,6 +513,8 @@ pub struct Settings {
     pub limits: fetch::FetchLimits,
     /// Bounds of the HTTP listener (request-head deadline, open connections).
     pub http: crate::http::HttpLimits,
+    /// Bounds of prefetch.
+    pub prefetch: PrefetchLimits,
 }
 
 impl Settings {
@@ -308,12 +524,14 @@ impl Settings {
             listen,
             base: base.trim_end_matches('/').to_string(),
             key,
+            previous_keys: Vec::new(),
             allow: Vec::new(),
             cache_dir: None,
             cache_max_bytes: 512 << 20,
             cache_ttl: Duration::from_secs(30 * 86400),
             limits: fetch::FetchLimits::default(),
             http: crate::http::HttpLimits::default(),
+            prefetch: PrefetchLimits::default(),
         }
     }
 
@@ -357,17 +575,24 @@ pub fn build(settings: &Settings, rules: Arc<Rules>) -> Result<Arc<Proxy>, Strin
         },
         settings.limits.clone(),
     )?;
-    let dir = settings.cache_dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("mailveil-cache-{}", std::process::id()))
-    });
+    let dir = match &settings.cache_dir {
+        Some(d) => d.clone(),
+        None => cache::default_dir(|k| std::env::var_os(k))?,
+    };
     let cache = Cache::open(&dir, settings.cache_max_bytes, settings.cache_ttl)
         .map_err(|e| format!("cache {}: {e}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), "proxy cache");
+    let mut keys = vec![settings.key.clone()];
+    keys.extend(settings.previous_keys.iter().cloned());
     Ok(Arc::new(Proxy {
         config: settings.proxy_config(),
+        keys,
         fetcher,
         cache: Some(cache),
         rules,
         inflight: InFlight::default(),
+        prefetch_limits: settings.prefetch,
+        hosts: HostSlots::default(),
     }))
 }
 

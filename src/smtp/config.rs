@@ -103,6 +103,8 @@ pub struct FileConfig {
     pub http_header_timeout_secs: Option<u64>,
     /// Open HTTP connections per listener (proxy, dashboard; default 1000).
     pub http_max_connections: Option<usize>,
+    /// Seconds an HTTP write may wait for the client to read (default 30).
+    pub http_write_timeout_secs: Option<u64>,
     /// Seconds to wait for the downstream to connect.
     pub downstream_connect_timeout_secs: Option<u64>,
     /// Seconds to wait for each downstream reply (also after the final dot).
@@ -146,6 +148,9 @@ pub struct FileConfig {
     pub proxy_base: Option<String>,
     /// File holding the HMAC key of proxy URLs.
     pub proxy_key_file: Option<PathBuf>,
+    /// Keys of earlier epochs whose URLs are still served (a grace period after a
+    /// rotation); they never sign.
+    pub proxy_previous_key_files: Option<Vec<PathBuf>>,
     /// Networks the proxy may fetch from although they are not public (CIDR).
     pub proxy_allow_net: Option<Vec<String>>,
     /// The proxy's cache directory.
@@ -156,6 +161,10 @@ pub struct FileConfig {
     pub proxy_cache_days: Option<u64>,
     /// Milliseconds a mail may wait at delivery for its prefetch (default 2000).
     pub prefetch_deadline_ms: Option<u64>,
+    /// URLs prefetched for one mail (default 100); the rest load on open.
+    pub prefetch_max_urls: Option<usize>,
+    /// Prefetches in flight to one upstream host (default 6).
+    pub prefetch_per_host: Option<usize>,
     /// Send opaque click trackers through the link shield.
     pub shield_links: Option<bool>,
     /// The report store: a file path (SQLite) or `postgres://...`. None: no reports.
@@ -170,6 +179,8 @@ pub struct FileConfig {
     pub dashboard_listen: Option<String>,
     /// A file holding the bearer token that non-loopback dashboard clients must send.
     pub dashboard_token_file: Option<PathBuf>,
+    /// Host names the dashboard answers to besides its listen address (DNS rebinding).
+    pub dashboard_hostnames: Option<Vec<String>>,
 }
 
 /// Paths of the STARTTLS certificate chain and private key, PEM.
@@ -243,6 +254,8 @@ pub struct ReportSettings {
     pub dashboard_listen: Option<SocketAddr>,
     /// The dashboard's bearer token file.
     pub dashboard_token_file: Option<PathBuf>,
+    /// Host names the dashboard answers to besides its listen address.
+    pub dashboard_hostnames: Vec<String>,
 }
 
 /// The validated configuration the server runs with.
@@ -331,9 +344,15 @@ fn http_limits(file: &FileConfig) -> Result<crate::http::HttpLimits, String> {
         Some(0) => return Err("http_max_connections must be at least 1".into()),
         Some(n) => n,
     };
+    let write_timeout = match file.http_write_timeout_secs {
+        None => default.write_timeout,
+        Some(0) => return Err("http_write_timeout_secs must be at least 1".into()),
+        Some(n) => Duration::from_secs(n),
+    };
     Ok(crate::http::HttpLimits {
         header_timeout,
         max_connections,
+        write_timeout,
     })
 }
 
@@ -357,6 +376,17 @@ fn proxy_setup(file: &FileConfig, o: &Overrides) -> Result<Option<ProxySetup>, S
     crate::proxy::check_base(&base)?;
     let key = crate::proxy::read_key(&key_file)?;
     let mut settings = crate::proxy::Settings::new(listen, &base, key);
+    for f in file.proxy_previous_key_files.iter().flatten() {
+        settings.previous_keys.push(crate::proxy::read_key(f)?);
+    }
+    let d = crate::proxy::PrefetchLimits::default();
+    settings.prefetch = crate::proxy::PrefetchLimits {
+        max_urls: file.prefetch_max_urls.unwrap_or(d.max_urls),
+        per_host: match file.prefetch_per_host.unwrap_or(d.per_host) {
+            0 => return Err("prefetch_per_host must be at least 1".into()),
+            n => n,
+        },
+    };
     let nets = if o.proxy_allow_net.is_empty() {
         file.proxy_allow_net.clone().unwrap_or_default()
     } else {
@@ -480,6 +510,7 @@ impl Config {
             debug: file.debug.unwrap_or(false),
             dashboard_listen,
             dashboard_token_file: o.dashboard_token_file.clone().or(file.dashboard_token_file),
+            dashboard_hostnames: file.dashboard_hostnames.unwrap_or_default(),
         };
         if reports.retention_days == 0 {
             return Err("retention_days must be at least 1".into());

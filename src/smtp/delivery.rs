@@ -300,13 +300,14 @@ async fn clean_caught(
             if let Some((proxy, deadline)) = &shared.prefetch {
                 // MPP: fetch what the mail will show now, before it is delivered.
                 let p = proxy.prefetch(&cleaned.report, *deadline).await;
-                if p.urls > 0 {
+                if p.urls + p.skipped > 0 {
                     tracing::info!(
                         urls = p.urls,
                         fetched = p.fetched,
                         cached = p.cached,
                         failed = p.failed,
                         late = p.late,
+                        skipped = p.skipped,
                         ms = p.elapsed.as_millis() as u64,
                         "prefetch"
                     );

@@ -115,6 +115,8 @@ async fn run_async(config: Config) -> Result<(), String> {
         let state = crate::web::WebState {
             store: store.clone(),
             token,
+            listen: Some(listen),
+            hostnames: config.reports.dashboard_hostnames.clone(),
         };
         crate::web::metrics::install();
         let dash = tokio::net::TcpListener::bind(listen)

@@ -5,7 +5,8 @@
 //! Privacy of the reader comes first: no bodies and no subjects are stored (a subject is
 //! kept as a short hash, so repeats can be told apart), and URLs are cut to
 //! `scheme://host/path` unless the store is opened with `debug` on (query strings and
-//! fragments carry the per-recipient tokens that trackers use).
+//! fragments carry the per-recipient tokens that trackers use). A proxy URL is kept as
+//! the URL it carries, never with its signature or encoded URL ([`stored_url`]).
 //!
 //! - [`ReportStore`]: what a store does (record, purge, summarise, search).
 //! - [`MailRecord::from_report`]: turns one pass of the core into a record.
@@ -16,7 +17,7 @@ pub mod day;
 mod record;
 mod sql;
 
-pub use record::{MailRecord, StoredFinding, short_url};
+pub use record::{MailRecord, StoredFinding, short_url, stored_url};
 pub use sql::SqlStore;
 
 use serde::Serialize;

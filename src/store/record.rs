@@ -127,10 +127,7 @@ impl MailRecord {
                 kind: f.kind.as_str().to_string(),
                 part: f.part.clone(),
                 location: f.location.clone(),
-                url: f
-                    .url
-                    .as_deref()
-                    .map(|u| if debug { u.to_string() } else { short_url(u) }),
+                url: f.url.as_deref().map(|u| stored_url(u, debug)),
                 rule: f.rule.clone(),
                 tracker: f.tracker.clone(),
                 action: action_str(f.action).to_string(),
@@ -160,6 +157,19 @@ impl MailRecord {
             elapsed_ms,
             findings,
         }
+    }
+}
+
+/// A finding's URL as the store keeps it: a proxy URL (of this installation or any
+/// other, by its shape) stands for the URL it carries, so that neither its signature nor
+/// the encoded URL with its query is ever kept; then cut by [`short_url`] unless `debug`.
+pub fn stored_url(url: &str, debug: bool) -> String {
+    let judged = mailveil_core::proxy_url::carried_by_shape(url);
+    let url = judged.as_deref().unwrap_or(url);
+    if debug {
+        url.to_string()
+    } else {
+        short_url(url)
     }
 }
 
@@ -204,6 +214,30 @@ mod tests {
             "https://t.example:8443/o/open.gif"
         );
         assert_eq!(short_url("not a url?token=1"), "not a url");
+    }
+
+    /// Issue 14: a proxy URL carries its destination, query and all, base64-encoded in
+    /// its path, after a signature: cut to host and path it kept both.
+    #[test]
+    fn proxy_urls_are_stored_as_the_host_and_path_they_carry() {
+        let cfg = mailveil_core::ProxyConfig::new("https://mx.example/mv", b"k".to_vec());
+        let dest = "https://t.example/o/open.gif?e=reader%40example.org";
+        for kind in [
+            mailveil_core::ProxyKind::Image,
+            mailveil_core::ProxyKind::Link,
+        ] {
+            let p = mailveil_core::proxy_url::proxied(&cfg, kind, dest);
+            assert_eq!(stored_url(&p, false), "https://t.example/o/open.gif");
+            assert_eq!(
+                stored_url(&p, true),
+                dest,
+                "debug keeps the query, not the signature"
+            );
+        }
+        assert_eq!(
+            stored_url("https://cdn.example/a.png?x=1", false),
+            "https://cdn.example/a.png"
+        );
     }
 
     #[test]

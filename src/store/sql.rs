@@ -216,13 +216,7 @@ impl SqlStore {
         .await?
         .try_get(0)?;
         for (seq, f) in m.findings.iter().enumerate() {
-            let url = f.url.as_deref().map(|u| {
-                if self.debug {
-                    u.to_string()
-                } else {
-                    super::short_url(u)
-                }
-            });
+            let url = f.url.as_deref().map(|u| super::stored_url(u, self.debug));
             sqlx::query(
                 "INSERT INTO findings (mail_id, seq, kind, part, location, url, rule, tracker, action) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,14 @@ pub const PNG: &[u8] = &[
 pub struct Esp {
     pub port: u16,
     hits: Arc<Mutex<Vec<Hit>>>,
+    busy: Arc<Busy>,
+}
+
+/// Requests to `/slowimg/` being answered now, and the most at once.
+#[derive(Default)]
+struct Busy {
+    now: AtomicUsize,
+    most: AtomicUsize,
 }
 
 impl Esp {
@@ -46,6 +55,11 @@ impl Esp {
         self.hits.lock().unwrap().clone()
     }
 
+    /// The most `/slowimg/` requests (each answered after 300 ms) in flight at once.
+    pub fn most_at_once(&self) -> usize {
+        self.busy.most.load(Ordering::SeqCst)
+    }
+
     pub fn hits_for(&self, path: &str) -> Vec<Hit> {
         self.hits()
             .into_iter()
@@ -58,19 +72,22 @@ impl Esp {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(Mutex::new(Vec::new()));
+        let busy = Arc::new(Busy::default());
         let rec = Arc::clone(&hits);
+        let b = Arc::clone(&busy);
         std::thread::spawn(move || {
             for s in listener.incoming() {
                 let Ok(s) = s else { continue };
                 let rec = Arc::clone(&rec);
-                std::thread::spawn(move || handle(s, port, &rec));
+                let b = Arc::clone(&b);
+                std::thread::spawn(move || handle(s, port, &rec, &b));
             }
         });
-        Esp { port, hits }
+        Esp { port, hits, busy }
     }
 }
 
-fn handle(s: TcpStream, port: u16, rec: &Mutex<Vec<Hit>>) {
+fn handle(s: TcpStream, port: u16, rec: &Mutex<Vec<Hit>>, busy: &Busy) {
     let source = s.peer_addr().unwrap();
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let mut w = s.try_clone().unwrap();
@@ -151,6 +168,12 @@ fn handle(s: TcpStream, port: u16, rec: &Mutex<Vec<Hit>>) {
             }
         }
         return;
+    } else if p.starts_with("/slowimg/") {
+        let now = busy.now.fetch_add(1, Ordering::SeqCst) + 1;
+        busy.most.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        busy.now.fetch_sub(1, Ordering::SeqCst);
+        ok("image/png", PNG)
     } else if p == "/slow.png" {
         std::thread::sleep(Duration::from_secs(8));
         ok("image/png", PNG)
@@ -199,6 +222,14 @@ id = "fake-esp-click"
 tracker = "fake-esp"
 host = "127.0.0.1"
 path = "/track/click"
+opaque = true
+source = "test"
+
+[[redirect]]
+id = "fake-esp-click-mailto"
+tracker = "fake-esp"
+host = "127.0.0.1"
+path = "/track/mailto"
 opaque = true
 source = "test"
 "#;

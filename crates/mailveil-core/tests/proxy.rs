@@ -114,32 +114,180 @@ fn proxying_is_idempotent() {
         let p = policy(mode, true);
         let once = run(&html_mail(MAIL), &p);
         let twice = run(&once.bytes, &p);
-        assert_eq!(html(&once.bytes), html(&twice.bytes));
+        // The second pass judges the proxy URLs again (never trusted) and signs them to
+        // the same URLs: the mail comes out byte for byte, header included.
+        assert_eq!(
+            String::from_utf8_lossy(&once.bytes),
+            String::from_utf8_lossy(&twice.bytes)
+        );
         assert!(
             twice
                 .report
                 .findings
                 .iter()
-                .all(|f| !matches!(f.action, Action::Proxy | Action::Prefetch | Action::Strip)),
+                .all(|f| f.action != Action::Strip),
             "{:#?}",
             twice.report.findings
         );
     }
 }
 
+/// A proxy URL as a reader of this server gets it by mailing a URL to themselves.
+fn minted(kind: ProxyKind, url: &str) -> String {
+    proxy_url::proxied(&cfg(true), kind, url)
+}
+
+/// Issue 14: a URL signed by this installation is judged by the URL it carries. Another
+/// reader had it signed (the URL carries *our* reader's address, which means nothing in
+/// their own mail), or a tracker rule came later: either way it is stripped now.
 #[test]
-fn a_url_signed_with_another_key_on_the_same_base_is_left_alone() {
-    // Idempotence is by base, not by signature: a forged URL on the base can only reach
-    // the proxy, which refuses it.
-    let forged = format!(
-        "{BASE}/i/AAAA/{}",
-        proxy_url::encode_url("http://x.example/")
+fn a_signed_proxy_url_for_a_tracker_is_judged_and_stripped() {
+    let token = format!("https://img.sender.example/logo.png?u={READER}");
+    let pixel = "http://us1.list-manage.com/track/open.php?u=1&id=2";
+    for mode in [RemoteContent::Proxy, RemoteContent::Prefetch] {
+        let mail = html_mail(&format!(
+            r#"<img src="{}" width="120" alt="a"><img src="{}" width="120" alt="b">
+<p style="background:url('{}')">x</p><img src="{}" width="120" alt="c">"#,
+            minted(ProxyKind::Image, &token),
+            minted(ProxyKind::Image, pixel),
+            minted(ProxyKind::Image, pixel),
+            // A shield URL where an image goes: judged as the image it would load.
+            minted(ProxyKind::Link, pixel),
+        ));
+        let out = run(&mail, &policy(mode, true));
+        let h = html(&out.bytes);
+        assert!(!h.contains(BASE), "{h}");
+        for dest in [token.as_str(), pixel] {
+            let f = out
+                .report
+                .findings
+                .iter()
+                .find(|f| f.url.as_deref() == Some(dest))
+                .unwrap_or_else(|| panic!("{dest} not reported: {:#?}", out.report.findings));
+            assert_eq!(f.action, Action::Strip, "{f:?}");
+        }
+        // Reports name the URL judged, never a proxy URL with its signature.
+        for f in &out.report.findings {
+            assert!(!f.url.as_deref().unwrap_or("").starts_with(BASE), "{f:?}");
+        }
+    }
+}
+
+#[test]
+fn a_content_image_arriving_proxied_is_judged_and_proxied_again() {
+    let logo = "http://cdn.sender.example/logo.png";
+    let legacy = {
+        let enc = proxy_url::encode_url(logo);
+        let sig = proxy_url::sign_legacy(KEY, ProxyKind::Image, &enc);
+        format!("{BASE}/i/{sig}/{enc}")
+    };
+    let forged = format!("{BASE}/i/AAAAAAAA/AAAA/{}", proxy_url::encode_url(logo));
+    let stylesheet_kind = minted(ProxyKind::Style, logo);
+    for src in [
+        minted(ProxyKind::Image, logo),
+        legacy,
+        forged,
+        stylesheet_kind,
+    ] {
+        let mail = html_mail(&format!(r#"<img src="{src}" width="200" alt="Logo">"#));
+        let out = run(&mail, &policy(RemoteContent::Prefetch, false));
+        let h = html(&out.bytes);
+        assert!(h.contains(&img(logo)), "{src}: {h}");
+        let f = &out.report.findings[0];
+        assert_eq!(
+            (f.action, f.url.as_deref()),
+            (Action::Prefetch, Some(logo)),
+            "{src}"
+        );
+        // Under strip, what it carries goes like any remote image.
+        let out = run(&mail, &policy(RemoteContent::Strip, false));
+        assert!(!html(&out.bytes).contains(BASE), "{src}");
+    }
+}
+
+#[test]
+fn a_url_on_the_proxy_that_carries_nothing_readable_is_stripped() {
+    for src in [
+        format!("{BASE}/i/AAAA/not-base64!"),
+        format!("{BASE}/l/x"),
+        format!("{BASE}/i/a/b/{}", proxy_url::encode_url("not a url")),
+    ] {
+        let out = run(
+            &html_mail(&format!(r#"<img src="{src}" width="200" alt="x">"#)),
+            &policy(RemoteContent::Proxy, false),
+        );
+        let h = html(&out.bytes);
+        assert!(!h.contains(BASE), "{src}: {h}");
+        assert!(h.contains(r#"alt="x""#), "the image keeps its place: {h}");
+        let f = &out.report.findings[0];
+        assert_eq!(
+            (f.action, f.rule.as_str(), &f.url),
+            (Action::Strip, "proxy:unreadable", &None)
+        );
+    }
+}
+
+/// A link through our shield, mailed in: it leads where its URL leads, cleaned, and is
+/// shielded again only when that URL is an opaque click tracker.
+#[test]
+fn a_shield_url_mailed_in_is_judged_like_any_link() {
+    let page = &format!("https://sender.example/page?e={READER}&id=7");
+    let mail = html_mail(&format!(
+        r#"<a href="{}">page</a> <a href="{}">more</a> <a href="{}">image</a>"#,
+        minted(ProxyKind::Link, page),
+        minted(ProxyKind::Link, CLICK),
+        minted(ProxyKind::Image, "https://cdn.sender.example/big.png"),
+    ));
+    let out = mailveil_core::clean(
+        &mail,
+        &mailveil_core::Envelope::to([READER]),
+        &policy(RemoteContent::Proxy, true),
+        &click_rules(),
     );
-    let out = run(
-        &html_mail(&format!(r#"<img src="{forged}">"#)),
+    let h = html(&out.bytes);
+    assert!(
+        h.contains(r#"href="https://sender.example/page?id=7""#),
+        "{h}"
+    );
+    assert!(h.contains(&minted(ProxyKind::Link, CLICK)), "{h}");
+    assert!(
+        h.contains(r#"href="https://cdn.sender.example/big.png""#),
+        "{h}"
+    );
+    assert!(
+        out.report
+            .findings
+            .iter()
+            .any(|f| f.rule == "proxy:own-url" && f.url.as_deref() == Some(page.as_str())),
+        "{:#?}",
+        out.report.findings
+    );
+    // Without the shield, the click tracker is left as the tracker's own URL.
+    let out = mailveil_core::clean(
+        &mail,
+        &mailveil_core::Envelope::to([READER]),
         &policy(RemoteContent::Proxy, false),
+        &click_rules(),
     );
-    assert!(html(&out.bytes).contains(&forged));
+    let h = html(&out.bytes);
+    assert!(!h.contains(BASE), "{h}");
+    assert!(h.contains(&CLICK.replace('&', "&amp;")), "{h}");
+}
+
+#[test]
+fn a_shield_url_in_plain_text_is_replaced_by_its_cleaned_destination() {
+    let page = &format!("https://sender.example/page?e={READER}&id=7");
+    let mail = format!(
+        "From: a@sender.example\r\nTo: {READER}\r\nSubject: t\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nSee {}\r\n",
+        minted(ProxyKind::Link, page)
+    );
+    let out = run(mail.as_bytes(), &policy(RemoteContent::Proxy, true));
+    let t = String::from_utf8_lossy(&out.bytes);
+    assert!(
+        t.contains("See https://sender.example/page?id=7\r\n"),
+        "{t}"
+    );
+    assert!(!t.contains(BASE), "{t}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use super::visibility::{ImageAttrs, invisible};
 use super::{
     DEADLINE_MSG, HtmlContext, SEPARATOR, State, css, css_event, escape_attr, fetch_verdict,
-    finding, on_proxy, proxied_url, unescape_attr,
+    finding, proxied_url, unescape_attr, unwrap_own,
 };
 use crate::detect::{Base, RemoteUrl, remote_url};
 use crate::report::{Action, FindingKind};
@@ -414,11 +414,15 @@ fn image(
         let Some(remote) = remote_url(&unescape_attr(value), &base) else {
             continue;
         };
+        // Our own proxy's URL is judged by the URL it carries; one that carries none is
+        // stripped by the attribute pass.
+        let Ok(remote) = unwrap_own(remote, ctx) else {
+            continue;
+        };
         if ctx
             .rules
             .allowed_url(remote.host(), remote.url.as_str())
             .is_some()
-            || on_proxy(&remote, ctx)
         {
             continue;
         }
@@ -531,7 +535,7 @@ fn fetch_attr(
     if f.action == Action::Strip {
         el.remove_attribute(attr);
         st.changed = true;
-    } else if let Some(p) = proxied_url(&f, &remote, true, ctx) {
+    } else if let Some(p) = proxied_url(&f, true, ctx) {
         let _ = el.set_attribute(attr, &escape_attr(&p));
         st.changed = true;
     } else if remote_url(&raw, &None).is_none() {
@@ -566,7 +570,7 @@ fn srcset(
                 let f = fetch_verdict(&remote, true, &location, ctx);
                 if f.action == Action::Strip {
                     dropped = true;
-                } else if let Some(p) = proxied_url(&f, &remote, true, ctx) {
+                } else if let Some(p) = proxied_url(&f, true, ctx) {
                     dropped = true; // the attribute is rewritten
                     kept.push(format!("{p} {descriptor}").trim_end().to_string());
                 } else {
@@ -715,7 +719,7 @@ fn link(el: &mut Element, attrs: &Attrs, ctx: &HtmlContext, state: &RefCell<Stat
         if let Some(remote) = remote_url(&href, &base) {
             let f = fetch_verdict(&remote, false, "link@href", ctx);
             let strip = f.action == Action::Strip;
-            let proxied = proxied_url(&f, &remote, false, ctx);
+            let proxied = proxied_url(&f, false, ctx);
             if strip {
                 remove(el, state);
             } else if let Some(p) = &proxied {

@@ -36,7 +36,8 @@ fn link_context<'a>(ctx: &'a HtmlContext, text: Option<&'a str>) -> LinkContext<
     }
 }
 
-/// The `href` of a link element.
+/// The `href` of a link element. A URL of our own proxy is judged by the URL it carries,
+/// like any other link, and replaced by what that gives (see [`own_destination`]).
 pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &RefCell<State>) {
     if tag == "a" {
         let mut st = state.borrow_mut();
@@ -46,15 +47,26 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
     let Some(value) = el.get_attribute("href") else {
         return;
     };
-    let raw = unescape_attr(&value);
+    let written = unescape_attr(&value);
+    let own = own_destination(ctx.policy.proxy.as_ref(), &written);
+    let raw = own.clone().unwrap_or_else(|| written.clone());
+    let location = format!("{tag}@href");
     if allowed(ctx.rules, &raw) {
+        if own.is_some() {
+            let _ = el.set_attribute("href", &escape_attr(&raw));
+            let mut st = state.borrow_mut();
+            st.changed = true;
+            st.findings.push(own_finding(&raw, &location, ctx.part));
+        }
         return;
     }
     let outcome = links::clean_link(&raw, &link_context(ctx, None));
-    let location = format!("{tag}@href");
     let mut st = state.borrow_mut();
     if tag == "a" && outcome.removed_params().next().is_some() {
         let i = st.pending.len();
+        if own.is_some() {
+            st.findings.push(own_finding(&raw, &location, ctx.part));
+        }
         st.pending.push(Pending {
             original: raw,
             location,
@@ -71,20 +83,24 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
                 Ok(())
             }));
         }
-        st.shown_url = Some((
-            escape_attr(&st.pending[i].original),
-            format!("{MARKER}{i}:"),
-        ));
+        st.shown_url = Some((escape_attr(&written), format!("{MARKER}{i}:")));
         let _ = el.set_attribute("href", &format!("{MARKER}{i}:"));
         st.changed = true;
         return;
     }
     let shielded = shield(ctx, &outcome, &raw);
-    if let Some(url) = shielded.as_ref().or(outcome.url.as_ref()) {
+    let unwrapped = own
+        .as_ref()
+        .filter(|_| outcome.url.is_none() && shielded.is_none());
+    let new = shielded.as_ref().or(outcome.url.as_ref()).or(unwrapped);
+    if let Some(url) = new.filter(|u| **u != written) {
         let _ = el.set_attribute("href", &escape_attr(url));
         st.changed = true;
         if tag == "a" && shielded.is_none() {
-            st.shown_url = Some((escape_attr(&raw), escape_attr(url)));
+            st.shown_url = Some((escape_attr(&written), escape_attr(url)));
+        }
+        if own.is_some() {
+            st.findings.push(own_finding(&raw, &location, ctx.part));
         }
     }
     let part = ctx.part;
@@ -94,6 +110,45 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
     }
     st.findings.extend(found);
 }
+
+/// The URL a link of our own proxy carries (through every level it nests), or `None`
+/// for any other link, or one of ours that carries nothing readable (it stays: the proxy
+/// can only answer it 404). Whoever signed it, it is not trusted: a reader of this
+/// server can have the proxy sign a shield URL for any click tracker by mailing it to
+/// themselves (issue 14), so the carried URL is cleaned like any other link.
+fn own_destination(cfg: Option<&crate::proxy_url::ProxyConfig>, raw: &str) -> Option<String> {
+    let cfg = cfg?;
+    let mut current = crate::detect::strip_url_noise(raw);
+    let mut found = None;
+    for _ in 0..super::MAX_OWN_NESTING {
+        match crate::proxy_url::own(cfg, &current) {
+            crate::proxy_url::Own::Carries { url, .. } => {
+                found = Some(url.clone());
+                current = url;
+            }
+            _ => break,
+        }
+    }
+    found
+}
+
+/// The finding of a link that pointed at our own proxy and now leads where its URL
+/// said (the report names that URL, never the proxy URL with its signature).
+fn own_finding(dest: &str, location: &str, part: &str) -> Finding {
+    Finding {
+        kind: FindingKind::ClickRedirect,
+        part: part.to_string(),
+        location: location.to_string(),
+        url: Some(dest.to_string()),
+        rule: OWN_URL_RULE.into(),
+        tracker: None,
+        action: Action::Unwrap,
+        params: Vec::new(),
+    }
+}
+
+/// The rule of a link of our own proxy read back to the URL it carries.
+const OWN_URL_RULE: &str = "proxy:own-url";
 
 /// The link-shield URL for a link that ends at an opaque click tracker, when the policy
 /// shields links (`ProxyConfig::shield_links`).
@@ -105,7 +160,7 @@ fn shield(ctx: &HtmlContext, outcome: &LinkOutcome, original: &str) -> Option<St
     let url = outcome.url.as_deref().unwrap_or(original).trim();
     let lower = url.to_ascii_lowercase();
     if !(lower.starts_with("http://") || lower.starts_with("https://"))
-        || crate::proxy_url::is_proxied(cfg, url)
+        || crate::proxy_url::own(cfg, url) != crate::proxy_url::Own::No
     {
         return None;
     }
@@ -334,6 +389,7 @@ pub fn rewrite_text_links(
         list_unsubscribe,
         part,
         None,
+        None,
         &mut |f| found.push(f),
     )
     .unwrap_or_default(); // without a deadline it cannot give up
@@ -344,6 +400,7 @@ pub fn rewrite_text_links(
 /// passed (the clock is read every 256 URLs): a text part of nothing but links must not
 /// outlast the time budget (issue 8). Findings go to `note` as they are made: a part of
 /// a million links must not hold a million findings (the report keeps a bounded number).
+/// A URL of our own proxy (`proxy`) is replaced by the URL it carries, cleaned.
 #[allow(clippy::too_many_arguments)] // the context of one part; each argument is read
 pub(crate) fn rewrite_text_links_until(
     text: &str,
@@ -352,9 +409,17 @@ pub(crate) fn rewrite_text_links_until(
     policy: &LinkPolicy,
     list_unsubscribe: &[String],
     part: &str,
+    proxy: Option<&crate::proxy_url::ProxyConfig>,
     deadline: Option<std::time::Instant>,
     note: &mut dyn FnMut(Finding),
 ) -> Result<Option<String>, super::HtmlError> {
+    let ctx = &LinkContext {
+        rules,
+        detector,
+        policy,
+        link_text: None,
+        list_unsubscribe,
+    };
     let ranges = links::find_urls(text);
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
@@ -363,24 +428,22 @@ pub(crate) fn rewrite_text_links_until(
         if i % 256 == 255 && deadline.is_some_and(|d| std::time::Instant::now() > d) {
             return Err(super::HtmlError::Deadline);
         }
-        let url = &text[r.clone()];
-        if allowed(rules, url) {
+        let written = &text[r.clone()];
+        let own = own_destination(proxy, written);
+        let url = own.as_deref().unwrap_or(written);
+        if allowed(ctx.rules, url) && own.is_none() {
             continue;
         }
-        let ctx = LinkContext {
-            rules,
-            detector,
-            policy,
-            link_text: None,
-            list_unsubscribe,
-        };
-        let outcome = links::clean_link(url, &ctx);
+        let outcome = links::clean_link(url, ctx);
+        if own.is_some() {
+            note(own_finding(url, "text", part));
+        }
         findings(&outcome, url, "text", part)
             .into_iter()
             .for_each(&mut *note);
-        if let Some(new) = outcome.url {
+        if let Some(new) = outcome.url.as_deref().or(own.as_deref()) {
             out.push_str(&text[at..r.start]);
-            out.push_str(&new);
+            out.push_str(new);
             at = r.end;
             changed = true;
         }
@@ -426,6 +489,7 @@ mod tests {
                 &policy,
                 &[],
                 "1",
+                None,
                 deadline,
                 &mut |_| *found += 1,
             )
@@ -444,6 +508,7 @@ mod tests {
                 &policy,
                 &[],
                 "1",
+                None,
                 past,
                 &mut |_| {}
             )

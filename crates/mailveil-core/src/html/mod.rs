@@ -407,7 +407,7 @@ fn css_event(
             let f = fetch_verdict(&remote, image, &loc, ctx);
             let decision = match f.action {
                 Action::Strip => css::CssDecision::Remove,
-                _ => match proxied_url(&f, &remote, image, ctx) {
+                _ => match proxied_url(&f, image, ctx) {
                     Some(p) => css::CssDecision::Replace(p),
                     None => css::CssDecision::Keep,
                 },
@@ -419,20 +419,24 @@ fn css_event(
 }
 
 /// The verdict on a remote URL in a place that fetches on open: a tracker is stripped;
-/// other content follows the remote-content policy.
+/// other content follows the remote-content policy. A URL of our own proxy is judged by
+/// the URL it carries (the finding names that URL), one it carries none of is stripped.
 fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlContext) -> Finding {
+    let remote = match unwrap_own(remote.clone(), ctx) {
+        Ok(r) => r,
+        Err(()) => {
+            return finding(
+                ctx,
+                FindingKind::RemoteContent,
+                location,
+                None,
+                "proxy:unreadable".into(),
+                None,
+                Action::Strip,
+            );
+        }
+    };
     let url = Some(remote.url.to_string());
-    if on_proxy(remote, ctx) {
-        return finding(
-            ctx,
-            FindingKind::RemoteContent,
-            location,
-            url,
-            "proxy:already".into(),
-            None,
-            Action::Keep,
-        );
-    }
     if let Some(id) = ctx.rules.allowed_url(remote.host(), remote.url.as_str()) {
         return finding(
             ctx,
@@ -444,7 +448,7 @@ fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlCont
             Action::Keep,
         );
     }
-    match ctx.detector.tracker(remote, image) {
+    match ctx.detector.tracker(&remote, image) {
         Some(v) => finding(ctx, v.kind, location, url, v.rule, v.tracker, Action::Strip),
         None => {
             let action = match (ctx.policy.remote_content, &ctx.policy.proxy) {
@@ -469,17 +473,35 @@ fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlCont
     }
 }
 
-/// Whether a URL already points at the configured proxy (left alone: idempotence).
-fn on_proxy(remote: &RemoteUrl, ctx: &HtmlContext) -> bool {
-    ctx.policy
-        .proxy
-        .as_ref()
-        .is_some_and(|p| crate::proxy_url::is_proxied(p, remote.url.as_str()))
+/// How many proxy URLs inside one another are read before giving up (the proxy never
+/// signs one of its own URLs, so more than one level is crafted).
+pub(super) const MAX_OWN_NESTING: usize = 4;
+
+/// The URL a remote URL stands for: itself, or, for a URL of our own proxy (whoever
+/// signed it), the URL it carries. A signature is no reason to trust a URL in incoming
+/// mail: anyone with a mailbox here can have one made for a tracker (issue 14), so what
+/// it carries is judged like any other URL, then signed again or stripped. `Err`: a URL
+/// of our proxy that carries nothing readable (it could only fail there).
+pub(super) fn unwrap_own(remote: RemoteUrl, ctx: &HtmlContext) -> Result<RemoteUrl, ()> {
+    let Some(cfg) = &ctx.policy.proxy else {
+        return Ok(remote);
+    };
+    let mut current = remote;
+    for _ in 0..MAX_OWN_NESTING {
+        match crate::proxy_url::own(cfg, current.url.as_str()) {
+            crate::proxy_url::Own::No => return Ok(current),
+            crate::proxy_url::Own::Unreadable => return Err(()),
+            crate::proxy_url::Own::Carries { url, .. } => {
+                current = remote_url(&url, &None).ok_or(())?;
+            }
+        }
+    }
+    Err(())
 }
 
 /// The proxy URL that replaces a remote URL the verdict sends through the proxy: an
-/// image (`/i/`) or a stylesheet (`/s/`).
-fn proxied_url(f: &Finding, remote: &RemoteUrl, image: bool, ctx: &HtmlContext) -> Option<String> {
+/// image (`/i/`) or a stylesheet (`/s/`) of the URL the finding judged.
+fn proxied_url(f: &Finding, image: bool, ctx: &HtmlContext) -> Option<String> {
     if !matches!(f.action, Action::Proxy | Action::Prefetch) {
         return None;
     }
@@ -489,7 +511,7 @@ fn proxied_url(f: &Finding, remote: &RemoteUrl, image: bool, ctx: &HtmlContext) 
     } else {
         crate::proxy_url::ProxyKind::Style
     };
-    Some(crate::proxy_url::proxied(cfg, kind, remote.url.as_str()))
+    Some(crate::proxy_url::proxied(cfg, kind, f.url.as_deref()?))
 }
 
 fn finding(

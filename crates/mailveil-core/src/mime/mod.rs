@@ -432,6 +432,7 @@ fn text_links(text: &str, number: &str, walk: &mut Walk) -> Result<Option<String
         &policy.links,
         list_unsubscribe,
         number,
+        policy.proxy.as_ref(),
         Some(deadline),
         &mut |f| report.push(f, policy.limits.max_findings),
     )
