@@ -264,6 +264,12 @@ fn effective_policy(
                 rules::RemoteChoice::Strip => RemoteContent::Strip,
             };
         }
+        if let Some(choice) = p.signed {
+            policy.signed = Some(match choice {
+                rules::SignedChoice::Keep => SignedContent::Keep,
+                rules::SignedChoice::Clean => SignedContent::Clean,
+            });
+        }
         if let Some(keep) = p.keep_campaign_params {
             policy.links.keep_campaign_params = keep;
         }
