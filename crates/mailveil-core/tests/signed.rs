@@ -358,3 +358,45 @@ fn a_pgp_signature_made_by_gpg_still_verifies_on_the_attachment() {
     assert!(verify(&att), "the attached original no longer verifies");
     assert!(!verify(raw.replacen("Forty", "Fifty", 1).as_bytes()));
 }
+
+/// Found by the clean_mime fuzz target: a multipart/signed of more than a content and a
+/// signature (here HTML parts after the content) has no signature a reader can check,
+/// and clients show the extra parts: it is cleaned in place like any multipart.
+#[test]
+fn a_signed_part_with_extra_parts_is_cleaned_in_place() {
+    let raw = format!(
+        "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; micalg=pgp-sha256; boundary=\"s\"\r\n\r\n\
+         --s\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+         --s\r\nContent-Type: text/html\r\n\r\n<p>x</p><img src=\"https://cdn.signedshop.example/a.png\">\r\n\
+         --s\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--s--\r\n"
+    );
+    let out = run(raw.as_bytes(), &strip());
+    assert_nothing_fetches("extra parts", &out.bytes);
+    assert!(text(&out).contains("multipart/signed"));
+    assert_eq!(run(&out.bytes, &strip()).bytes, out.bytes, "not idempotent");
+}
+
+/// Found by the clean_bytes fuzz target: signed content whose inner multipart is left
+/// open reads differently once inside the new multipart/mixed (its last part runs on
+/// past our boundary). No reading is sure: the mail is delivered wrapped, and a second
+/// pass changes nothing.
+#[test]
+fn signed_content_left_open_is_not_converted_into_something_read_otherwise() {
+    let text = String::from_utf8_lossy(PGP);
+    let cut = text.find("width=3D\"600\" h=").unwrap();
+    let raw = text[..cut].as_bytes();
+    let out = run(raw, &strip());
+    let again = run(&out.bytes, &strip());
+    assert_eq!(
+        String::from_utf8_lossy(&again.bytes),
+        String::from_utf8_lossy(&out.bytes),
+        "not idempotent"
+    );
+    for html in shown_html(&out.bytes) {
+        assert!(
+            !live_markup(&html).contains("cdn.signedshop.example"),
+            "{html}"
+        );
+    }
+}

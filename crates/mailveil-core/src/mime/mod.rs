@@ -127,10 +127,20 @@ pub(crate) fn clean_parts(
             } else {
                 number.clone()
             };
-            if let Some(kind) = sealed(&ctype, &subtype, part) {
-                if kind == FindingKind::Signed
-                    && walk.policy.signed_content() == SignedContent::Clean
-                {
+            let clean_signed = walk.policy.signed_content() == SignedContent::Clean;
+            let sealed_kind = sealed(&ctype, &subtype, part);
+            if sealed_kind == Some(FindingKind::Signed)
+                && clean_signed
+                && !signed::well_formed(&msg, part)
+            {
+                // No signature a reader could check: cleaned in place like any multipart.
+                walk.note(untouched(
+                    FindingKind::Signed,
+                    &shown,
+                    "multipart/signed (not two parts and a signature): cleaned in place",
+                ));
+            } else if let Some(kind) = sealed_kind {
+                if kind == FindingKind::Signed && clean_signed {
                     let content_number = if root {
                         format!("{prefix}1")
                     } else {

@@ -131,6 +131,11 @@ pub(super) fn multipart(
     let att = attach::signed_original(original, eol);
     let b = attach::boundary("mailveil-signed", &[&cleaned, &att, raw], &boundaries(msg));
     let body = attach::multipart_body(&[&cleaned, &att], &b, eol);
+    if !reads_back(&body, &b, &[&cleaned, &att], eol) {
+        // The cleaned content does not read the same inside the new multipart (a part
+        // left open runs on past our boundary): no reading of it is sure.
+        return Err(CleanError::Ambiguous);
+    }
     walk.note(finding(
         shown,
         "multipart/signed: cleaned, the signed original attached",
@@ -145,6 +150,56 @@ pub(super) fn multipart(
         body,
         eol,
     ))
+}
+
+/// Whether a `multipart/signed` is what RFC 1847 defines: two parts, the second a
+/// signature. Only then is there a signature a reader can check on the attached original;
+/// anything else is cleaned in place like any multipart.
+pub(super) fn well_formed(msg: &Message, part: &MessagePart) -> bool {
+    use mail_parser::MimeHeaders;
+    let PartType::Multipart(children) = &part.body else {
+        return false;
+    };
+    let [_, signature] = children.as_slice() else {
+        return false;
+    };
+    msg.parts
+        .get(*signature as usize)
+        .and_then(|p| p.content_type())
+        .is_some_and(|c| {
+            c.ctype().eq_ignore_ascii_case("application")
+                && c.subtype().is_some_and(|s| {
+                    ["pgp-signature", "pkcs7-signature", "x-pkcs7-signature"]
+                        .iter()
+                        .any(|k| s.eq_ignore_ascii_case(k))
+                })
+        })
+}
+
+/// Whether `body`, as a `multipart/mixed` with boundary `b`, reads back as exactly
+/// `parts`.
+fn reads_back(body: &[u8], b: &str, parts: &[&[u8]], eol: &[u8]) -> bool {
+    let entity = [
+        format!("Content-Type: multipart/mixed; boundary=\"{b}\"").as_bytes(),
+        eol,
+        eol,
+        body,
+    ]
+    .concat();
+    let Some(msg) = mail_parser::MessageParser::default().parse(&entity) else {
+        return false;
+    };
+    let Some(PartType::Multipart(children)) = msg.parts.first().map(|p| &p.body) else {
+        return false;
+    };
+    children.len() == parts.len()
+        && children.iter().zip(parts).all(|(&c, want)| {
+            msg.parts.get(c as usize).is_some_and(|p| {
+                let start = (p.offset_header as usize).min(entity.len());
+                let end = (p.offset_end as usize).clamp(start, entity.len());
+                &entity[start..end] == *want
+            })
+        })
 }
 
 /// An opaque S/MIME signed part: a note and the original as an attachment.
