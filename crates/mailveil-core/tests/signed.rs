@@ -400,3 +400,26 @@ fn signed_content_left_open_is_not_converted_into_something_read_otherwise() {
         );
     }
 }
+
+/// Found by the clean_bytes fuzz target: the `Content-Type` of a signed mail after a line
+/// that is no header field (mail-parser reads on past it) is the one replaced, where the
+/// walk found it; a second pass reads the same mail.
+#[test]
+fn the_content_type_is_replaced_where_the_parser_read_it() {
+    let text = String::from_utf8_lossy(PGP);
+    let raw = text.replacen(
+        "MIME-Version: 1.0\r\n",
+        "MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-16le\r\nContent-Transfer-Encoding: base64\r\n+AA==\r\n",
+        1,
+    );
+    let out = run(raw.as_bytes(), &strip());
+    let again = run(&out.bytes, &strip());
+    assert_eq!(
+        String::from_utf8_lossy(&again.bytes),
+        String::from_utf8_lossy(&out.bytes),
+        "not idempotent"
+    );
+    for html in shown_html(&out.bytes) {
+        assert!(!live_markup(&html).contains("signedshop"), "{html}");
+    }
+}

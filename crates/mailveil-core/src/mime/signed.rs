@@ -146,7 +146,7 @@ pub(super) fn multipart(
         id as usize,
         part,
         &format!("multipart/mixed; boundary=\"{b}\""),
-        &["content-type"],
+        &["content-type", "content-transfer-encoding"],
         body,
         eol,
     ))
@@ -237,8 +237,10 @@ pub(super) fn opaque(
     )
 }
 
-/// The edits that give a part a new `Content-Type` (in place of its first one; the
-/// fields named in `drop` removed) and a new body.
+/// The edits that give a part a new `Content-Type` (in place of its first one; every
+/// other field named in `drop` removed) and a new body. The fields are found where
+/// mail-parser found them, which is how the walk read the part (a line that is no header
+/// field can stand between them).
 fn replace(
     raw: &[u8],
     id: usize,
@@ -259,35 +261,42 @@ fn replace(
     } else {
         (part.offset_end as usize).clamp(body_start, raw.len())
     };
-    let head = &raw[start..body_start];
-    let fields = headers::fields(head);
+    let mut fields: Vec<(Range<usize>, bool)> = part
+        .headers
+        .iter()
+        .filter_map(|h| {
+            let name = h.name.as_str().to_ascii_lowercase();
+            let range = (h.offset_field as usize).clamp(start, body_start)
+                ..(h.offset_end as usize).clamp(start, body_start);
+            drop.contains(&name.as_str())
+                .then_some((range, name == "content-type"))
+        })
+        .collect();
+    fields.sort_by_key(|(r, _)| r.start);
     let new_field = headers::render("Content-Type", content_type, eol);
-    let mut out = Vec::with_capacity(head.len() + new_field.len());
-    let mut at = 0;
+    let mut out = Vec::with_capacity(body_start - start + new_field.len());
+    let mut at = start;
     let mut placed = false;
-    for f in &fields {
-        let name = f.name.to_ascii_lowercase();
-        if !drop.contains(&name.as_str()) {
+    for (range, is_type) in fields {
+        if range.start < at {
             continue;
         }
-        out.extend_from_slice(&head[at..f.range.start]);
-        if name == "content-type" && !placed {
+        out.extend_from_slice(&raw[at..range.start]);
+        if is_type && !placed {
             out.extend_from_slice(&new_field);
             placed = true;
         }
-        at = f.range.end;
+        at = range.end;
     }
     if !placed {
-        // No Content-Type field where we read the header: ours goes after the last field.
-        let end = fields
-            .last()
-            .map_or(headers::header_start(head), |f| f.range.end);
-        let end = end.max(at);
-        out.extend_from_slice(&head[at..end]);
+        // No Content-Type field: ours goes first, after an mbox `From ` line.
+        let top = start + headers::header_start(&raw[start..body_start]);
+        let top = top.max(at);
+        out.extend_from_slice(&raw[at..top]);
         out.extend_from_slice(&new_field);
-        at = end;
+        at = top;
     }
-    out.extend_from_slice(&head[at..]);
+    out.extend_from_slice(&raw[at..body_start]);
     vec![
         Edit {
             range: start..body_start,
