@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use mailveil::{Envelope, OnError, Policy, RemoteContent, clean, rule_files};
+use mailveil::{Envelope, OnError, Policy, RemoteContent, SignedContent, clean, rule_files};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,13 +62,17 @@ struct FilterArgs {
     /// What happens to remote content that is not a known tracker.
     #[arg(long, value_name = "keep|strip", default_value = "keep")]
     remote_content: RemoteContent,
+    /// Signed mail (PGP/MIME, S/MIME): keep it byte for byte, or clean it and attach the
+    /// signed original. Default: clean under --remote-content strip, keep under keep.
+    #[arg(long, value_name = "keep|clean")]
+    signed: Option<SignedContent>,
     /// Write every finding as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report_json: Option<PathBuf>,
     /// Remove read-receipt requests (Disposition-Notification-To, Return-Receipt-To).
     #[arg(long)]
     strip_read_receipts: bool,
-    /// When a mail cannot be cleaned: pass it on unchanged (with an error header) or exit 75.
+    /// When a mail cannot be read: deliver it as an attachment (with an error header) or exit 75.
     #[arg(long, value_name = "pass|tempfail", default_value = "pass")]
     on_error: String,
     /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
@@ -312,6 +316,7 @@ fn milter(args: MilterArgs) -> ExitCode {
         links: args.limits.links(args.keep_campaign_params),
         limits: args.limits.limits(),
         proxy: None,
+        signed: None,
     };
     let opts = mailveil::milter::Options {
         listen: args.listen,
@@ -439,6 +444,7 @@ fn filter(args: FilterArgs) -> ExitCode {
         links: args.limits.links(args.keep_campaign_params),
         limits: args.limits.limits(),
         proxy: None,
+        signed: args.signed,
     };
     let envelope = Envelope {
         sender: None,
@@ -448,7 +454,7 @@ fn filter(args: FilterArgs) -> ExitCode {
     let cleaned = clean(&raw, &envelope, &policy, &rules);
     let elapsed = started.elapsed();
     if let Some(err) = &cleaned.report.error {
-        eprintln!("mailveil: mail passed unchanged: {err}");
+        eprintln!("mailveil: mail could not be read ({err}): delivered as an attachment");
         if cleaned.tempfail {
             return ExitCode::from(EX_TEMPFAIL);
         }

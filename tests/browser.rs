@@ -523,3 +523,117 @@ fn keep_mode_fetches_no_tracker_but_still_loads_content() {
     }
     assert!(problems.is_empty(), "keep mode: {problems:#?}");
 }
+
+/// Issue 14, items 3 and 4: mails mailveil cannot read as they are (a 70-level nest, a
+/// mail written with bare CR line ends) and signed newsletters (PGP/MIME, S/MIME), as a
+/// client shows them (`support::client_view`: bare CRs read as line ends, attachments
+/// not opened). Uncleaned, each fetches the tracker and the content image; cleaned under
+/// `strip`, none makes a single request.
+#[test]
+fn unreadable_and_signed_mails_open_without_a_request_under_strip() {
+    const PIXEL: &str = "<img src=\"https://vectorcorp.us7.list-manage.com/track/open.php?u=1&id=2&e=3\" width=\"1\" height=\"1\">";
+    const IMAGE: &str =
+        "<img src=\"https://hero.content.test/autumn.jpg\" width=\"600\" height=\"300\">";
+    let head = format!(
+        "From: Vector Corp <news@vectorcorp.example>\r\nTo: Reader <{RECIPIENT}>\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+    );
+    let mut nest = head.clone();
+    for i in 0..70 {
+        nest.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"n{i}\"\r\n\r\n--n{i}\r\n"
+        ));
+    }
+    nest.push_str(&format!(
+        "Content-Type: text/html; charset=utf-8\r\n\r\n<p>Deep news</p>{PIXEL}{IMAGE}\r\n"
+    ));
+    for i in (0..70).rev() {
+        nest.push_str(&format!("--n{i}--\r\n"));
+    }
+    let bare_cr = format!(
+        "{head}Content-Type: multipart/alternative; boundary=\"e\"\r\n\r\n--e\r\nContent-Type: text/plain\r\n\r\n\
+         Hello.\r\n--e\r\nContent-Type: text/html\r\n\r\n<p>Hi</p>{PIXEL}{IMAGE}\r\n--e--\r\n"
+    )
+    .replace("\r\n", "\r");
+    let signed_pgp = include_bytes!("fixtures/signed/pgp-newsletter.eml").to_vec();
+    let signed_smime = include_bytes!("fixtures/signed/smime-newsletter.eml").to_vec();
+    let mails: [(&str, Vec<u8>, [&str; 2]); 4] = [
+        (
+            "nest-70",
+            nest.into_bytes(),
+            ["vectorcorp.us7.list-manage.com", "hero.content.test"],
+        ),
+        (
+            "bare-cr",
+            bare_cr.into_bytes(),
+            ["vectorcorp.us7.list-manage.com", "hero.content.test"],
+        ),
+        (
+            "signed-pgp",
+            signed_pgp,
+            ["signedshop.us7.list-manage.com", "cdn.signedshop.example"],
+        ),
+        (
+            "signed-smime",
+            signed_smime,
+            ["signedshop.us7.list-manage.com", "cdn.signedshop.example"],
+        ),
+    ];
+    let policy = Policy {
+        remote_content: RemoteContent::Strip,
+        ..Default::default()
+    };
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-unreadable");
+    std::fs::create_dir_all(&dir).expect("create render dir");
+    let mut files = Vec::new();
+    for (name, raw, _) in &mails {
+        let cleaned = mailveil::clean(raw, &Envelope::to([RECIPIENT]), &policy, rules());
+        let before = support::client_view(raw).expect("the mail parses");
+        let after = support::client_view(&cleaned.bytes).expect("the cleaned mail parses");
+        assert!(!after.is_empty(), "{name}: the cleaned mail shows nothing");
+        eprintln!("{name}: X-Mailveil: {}", cleaned.report.header_value());
+        files.push(support::write_html(
+            &dir,
+            &format!("{name}-uncleaned.html"),
+            &before,
+        ));
+        files.push(support::write_html(
+            &dir,
+            &format!("{name}-strip.html"),
+            &after,
+        ));
+    }
+    let Some(harness) = Harness::or_skip("browser tests (unreadable and signed mails)") else {
+        return;
+    };
+    let renders = harness
+        .render(&files, &[])
+        .unwrap_or_else(|e| panic!("render.js failed: {e}"));
+    let mut problems = Vec::new();
+    for ((name, _, hosts), pair) in mails.iter().zip(renders.chunks(2)) {
+        let (before, after) = (&pair[0], &pair[1]);
+        for r in [before, after] {
+            assert!(r.error.is_none(), "{}: {:?}", r.file.display(), r.error);
+        }
+        for host in hosts {
+            if !fetched(before, host) {
+                problems.push(format!(
+                    "{name}: the uncleaned mail did not fetch {host}, so the check proves nothing:{}",
+                    listing(before)
+                ));
+            }
+        }
+        eprintln!(
+            "{name}: uncleaned {} request(s), cleaned under strip {}",
+            before.requests.len(),
+            after.requests.len()
+        );
+        if !after.requests.is_empty() {
+            problems.push(format!(
+                "{name}/strip: {} request(s):{}",
+                after.requests.len(),
+                listing(after)
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -86,6 +86,21 @@ pub fn check_clean(raw: &[u8], policy: &Policy) -> Cleaned {
         "clean panicked (caught) on this input"
     );
     assert!(!once.bytes.is_empty(), "empty output");
+    // What cannot be read is delivered whole: the original, byte for byte (after an mbox
+    // `From ` line, which stays on top), as the attachment marked `error=`.
+    if let Some(code) = once.report.error.as_deref().filter(|c| *c != "too-large") {
+        let from_line = if raw.starts_with(b"From ") {
+            raw.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
+        } else {
+            0
+        };
+        let original = original_marked(&once.bytes, "error=");
+        assert!(
+            original.as_deref() == Some(&raw[from_line..]),
+            "error={code}, but the original is not attached byte for byte\n--- out ---\n{}",
+            String::from_utf8_lossy(&once.bytes)
+        );
+    }
     if MessageParser::default().parse(raw).is_some() {
         assert!(
             MessageParser::default().parse(&once.bytes).is_some(),
@@ -103,6 +118,70 @@ pub fn check_clean(raw: &[u8], policy: &Policy) -> Cleaned {
         );
     }
     once
+}
+
+/// The decoded attachment marked `X-Mailveil-Original: <marker>...`: the original of a
+/// mail that could not be read (`error=`), or a signed original (`signed`).
+pub fn original_marked(raw: &[u8], marker: &str) -> Option<Vec<u8>> {
+    let msg = MessageParser::default().parse(raw)?;
+    msg.parts
+        .iter()
+        .find(|p| marked(p, marker))
+        .map(|p| p.contents().to_vec())
+}
+
+fn marked(part: &mail_parser::MessagePart, marker: &str) -> bool {
+    part.headers.iter().any(|h| {
+        h.name.as_str().eq_ignore_ascii_case("X-Mailveil-Original")
+            && h.value
+                .as_text()
+                .is_some_and(|v| v.trim().starts_with(marker))
+    })
+}
+
+/// The `X-Mailveil` fields of a mail's top header, as mail-parser reads it.
+pub fn own_headers(raw: &[u8]) -> usize {
+    MessageParser::default().parse(raw).map_or(0, |m| {
+        m.parts.first().map_or(0, |p| {
+            p.headers
+                .iter()
+                .filter(|h| h.name.as_str().eq_ignore_ascii_case("X-Mailveil"))
+                .count()
+        })
+    })
+}
+
+/// The mail as the lenient readers (mail clients, Python's email, Node's parsers) read
+/// it: every bare CR a line end.
+pub fn lenient(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, &b) in raw.iter().enumerate() {
+        out.push(b);
+        if b == b'\r' && raw.get(i + 1) != Some(&b'\n') {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Bytes with every line end written as LF.
+pub fn unified(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\r' {
+            out.push(b'\n');
+            i += if bytes.get(i + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Whether a part is one that `clean` may rewrite (text/html or text/plain, not an
@@ -139,7 +218,20 @@ fn leaves_of(msg: &mail_parser::Message, out: &mut Vec<Vec<u8>>, depth: usize) {
         return;
     }
     let raw: &[u8] = msg.raw_message.as_ref();
+    // The signature of a multipart/signed goes with the signed original when the signed
+    // content is cleaned (the original is attached): neither is compared.
+    let mut signatures = Vec::new();
+    for part in &msg.parts {
+        if let (true, PartType::Multipart(children)) =
+            (is_type(part, "multipart", "signed"), &part.body)
+        {
+            signatures.extend(children.iter().skip(1).map(|&c| c as usize));
+        }
+    }
     for (i, part) in msg.parts.iter().enumerate() {
+        if signatures.contains(&i) || marked(part, "signed") {
+            continue;
+        }
         match &part.body {
             PartType::Multipart(_) => {}
             PartType::Message(inner) => leaves_of(inner, out, depth + 1),
@@ -159,21 +251,29 @@ fn leaves_of(msg: &mail_parser::Message, out: &mut Vec<Vec<u8>>, depth: usize) {
     }
 }
 
+fn is_type(part: &mail_parser::MessagePart, t: &str, s: &str) -> bool {
+    part.content_type().is_some_and(|c| {
+        c.ctype().eq_ignore_ascii_case(t) && c.subtype().is_some_and(|x| x.eq_ignore_ascii_case(s))
+    })
+}
+
 /// The decoded text of every text/html part that is not an attachment, nested messages
-/// included.
-pub fn html_texts(raw: &[u8]) -> Vec<String> {
+/// included, the mail read as the lenient readers read it (bare CRs as line ends).
+/// Signed content is included when `signed` (the policy cleans it), encrypted never.
+pub fn html_texts(raw: &[u8], signed: bool) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(msg) = MessageParser::default().parse(raw) {
-        html_of(&msg, &mut out, 0);
+    if let Some(msg) = MessageParser::default().parse(&lenient(raw)) {
+        html_of(&msg, &mut out, 0, signed);
     }
     out
 }
 
-fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize) {
+fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize, signed: bool) {
     if depth > 32 {
         return;
     }
-    // Signed and encrypted content is left as it came (DESIGN invariant 2).
+    // Encrypted content is left as it came, and signed content under `signed = keep`
+    // (DESIGN invariant 2).
     let mut sealed = vec![false; msg.parts.len()];
     for (i, part) in msg.parts.iter().enumerate() {
         let ct = part.content_type();
@@ -184,7 +284,7 @@ fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize) {
                 .unwrap_or("")
                 .to_ascii_lowercase(),
         );
-        let seals = t == "multipart" && (s == "signed" || s == "encrypted");
+        let seals = t == "multipart" && ((s == "signed" && !signed) || s == "encrypted");
         if let (true, PartType::Multipart(children)) = (seals || sealed[i], &part.body) {
             let mut stack: Vec<u32> = children.clone();
             while let Some(c) = stack.pop() {
@@ -206,7 +306,7 @@ fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize) {
             continue;
         }
         match &part.body {
-            PartType::Message(inner) => html_of(inner, out, depth + 1),
+            PartType::Message(inner) => html_of(inner, out, depth + 1, signed),
             PartType::Html(text) if rewritable(part) => out.push(text.to_string()),
             _ => {}
         }

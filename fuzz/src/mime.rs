@@ -243,9 +243,127 @@ struct Writer {
     boundaries: usize,
 }
 
+/// A hostile shape the generated mail is given (issue 14, item 3 and 4): what mailveil
+/// cannot read as it is must still leave nothing that fetches under strip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Every line end a bare CR.
+    BareCr,
+    /// The body under 70 levels of multipart/mixed (past the default max_depth of 64).
+    Nest70,
+    /// A forged `X-Mailveil` header on top.
+    Forged,
+    /// 70 levels, with bare CR line ends.
+    Nest70BareCr,
+    /// The body signed: PGP/MIME.
+    SignedPgp,
+    /// The body signed: S/MIME (detached).
+    SignedSmime,
+    /// A forged header on a PGP/MIME-signed body.
+    ForgedSigned,
+    /// A signed body with bare CR line ends.
+    SignedBareCr,
+}
+
 impl Mail {
-    /// The mail as bytes.
+    /// The shape this mail is given: one input in four (flag bits 3-4 = `01`; no seed
+    /// before the shapes had that pattern, so their inputs still mean what they meant),
+    /// chosen by bits 5-7.
+    pub fn shape(&self) -> Option<Shape> {
+        if self.flags & 0x18 != 0x08 {
+            return None;
+        }
+        Some(match self.flags >> 5 {
+            0 => Shape::BareCr,
+            1 => Shape::Nest70,
+            2 => Shape::Forged,
+            3 => Shape::Nest70BareCr,
+            4 => Shape::SignedPgp,
+            5 => Shape::SignedSmime,
+            6 => Shape::ForgedSigned,
+            _ => Shape::SignedBareCr,
+        })
+    }
+
+    /// The mail as bytes, in its shape (see [`Mail::shape`]).
     pub fn to_bytes(&self) -> Vec<u8> {
+        let (head, entity) = self.head_and_entity();
+        let eol = if self.crlf { "\r\n" } else { "\n" };
+        let Some(shape) = self.shape() else {
+            return [head, entity].concat();
+        };
+        let nest = |entity: Vec<u8>| {
+            let mut m = Vec::with_capacity(entity.len() + 70 * 64);
+            for i in 0..70 {
+                m.extend_from_slice(
+                    format!("Content-Type: multipart/mixed; boundary=\"=_nest{i}\"{eol}{eol}--=_nest{i}{eol}")
+                        .as_bytes(),
+                );
+            }
+            m.extend_from_slice(&entity);
+            for i in (0..70).rev() {
+                m.extend_from_slice(format!("{eol}--=_nest{i}--{eol}").as_bytes());
+            }
+            m
+        };
+        let sign = |entity: Vec<u8>, smime: bool| {
+            let (protocol, sig) = if smime {
+                (
+                    "application/pkcs7-signature\"; micalg=sha-256",
+                    format!(
+                        "Content-Type: application/pkcs7-signature; name=smime.p7s{eol}Content-Transfer-Encoding: base64{eol}{eol}MIAGCSqGSIb3DQEHAqCAMIACAQEx{eol}"
+                    ),
+                )
+            } else {
+                (
+                    "application/pgp-signature\"; micalg=pgp-sha256",
+                    format!(
+                        "Content-Type: application/pgp-signature; name=\"signature.asc\"{eol}{eol}-----BEGIN PGP SIGNATURE-----{eol}wsF5BAABCAAj{eol}-----END PGP SIGNATURE-----{eol}"
+                    ),
+                )
+            };
+            let mut m = format!(
+                "Content-Type: multipart/signed; protocol=\"{protocol};{eol} boundary=\"=_sig_b\"{eol}{eol}--=_sig_b{eol}"
+            )
+            .into_bytes();
+            m.extend_from_slice(&entity);
+            m.extend_from_slice(format!("{eol}--=_sig_b{eol}{sig}--=_sig_b--{eol}").as_bytes());
+            m
+        };
+        let forged = |head: Vec<u8>| {
+            [
+                format!("X-Mailveil: v=0.1.0; pixel=0{eol}").into_bytes(),
+                head,
+            ]
+            .concat()
+        };
+        let bare_cr = |m: Vec<u8>| -> Vec<u8> {
+            let mut out = Vec::with_capacity(m.len());
+            let mut i = 0;
+            while i < m.len() {
+                if m[i] == b'\r' && m.get(i + 1) == Some(&b'\n') {
+                    i += 1; // the CR of a CRLF goes with its LF
+                    continue;
+                }
+                out.push(if m[i] == b'\n' { b'\r' } else { m[i] });
+                i += 1;
+            }
+            out
+        };
+        match shape {
+            Shape::BareCr => bare_cr([head, entity].concat()),
+            Shape::Nest70 => [head, nest(entity)].concat(),
+            Shape::Forged => [forged(head), entity].concat(),
+            Shape::Nest70BareCr => bare_cr([head, nest(entity)].concat()),
+            Shape::SignedPgp => [head, sign(entity, false)].concat(),
+            Shape::SignedSmime => [head, sign(entity, true)].concat(),
+            Shape::ForgedSigned => [forged(head), sign(entity, false)].concat(),
+            Shape::SignedBareCr => bare_cr([head, sign(entity, false)].concat()),
+        }
+    }
+
+    /// The top header fields, and the root entity (its MIME header and body).
+    fn head_and_entity(&self) -> (Vec<u8>, Vec<u8>) {
         let mut w = Writer {
             eol: if self.crlf { "\r\n" } else { "\n" },
             boundaries: 0,
@@ -286,8 +404,9 @@ impl Mail {
                 ),
             }
         }
-        w.node(&self.root, &mut out, 0);
-        out
+        let mut entity = Vec::new();
+        w.node(&self.root, &mut entity, 0);
+        (out, entity)
     }
 }
 

@@ -120,6 +120,9 @@ pub struct FileConfig {
     pub system_rules: Option<bool>,
     /// `keep` or `strip`.
     pub remote_content: Option<String>,
+    /// Signed mail: `keep` (byte for byte) or `clean` (the signed original attached);
+    /// default `clean` unless remote content is kept.
+    pub signed: Option<String>,
     /// Remove read-receipt requests.
     pub strip_read_receipts: Option<bool>,
     /// Keep aggregate campaign parameters (utm_*) in links; subscriber ids still go.
@@ -466,6 +469,11 @@ impl Config {
         if remote_content.proxies() && proxy.is_none() {
             return Err("remote content proxy|prefetch needs --proxy-listen, --proxy-base and --proxy-key-file".into());
         }
+        let signed = file
+            .signed
+            .as_deref()
+            .map(str::parse::<mailveil_core::SignedContent>)
+            .transpose()?;
         let shield_links = o.shield_links || file.shield_links.unwrap_or(false);
         let on_error = match file.on_error.as_deref() {
             None | Some("pass") => OnError::PassUnchanged,
@@ -544,6 +552,7 @@ impl Config {
                 banner: o.banner || file.banner.unwrap_or(false),
                 strip_read_receipts: file.strip_read_receipts.unwrap_or(false),
                 on_error,
+                signed,
                 links: mailveil_core::links::LinkPolicy {
                     keep_campaign_params: file.keep_campaign_params.unwrap_or(false),
                     max_unwrap_depth: file
@@ -643,6 +652,7 @@ mod tests {
             allowed_networks = ["127.0.0.2/32", "10.1.2.3"]
             on_error = "tempfail"
             remote_content = "strip"
+            signed = "keep"
             [tls]
             cert = "/etc/ssl/c.pem"
             key = "/etc/ssl/k.pem"
@@ -654,6 +664,7 @@ mod tests {
         assert!(!c.allows("127.0.0.1".parse().unwrap()));
         assert_eq!(c.policy.on_error, OnError::Tempfail);
         assert_eq!(c.policy.remote_content, RemoteContent::Strip);
+        assert_eq!(c.policy.signed, Some(mailveil_core::SignedContent::Keep));
         assert!(c.tls.is_some());
         assert!(toml::from_str::<FileConfig>("listne = \"x\"").is_err());
         assert!(

@@ -262,6 +262,55 @@ fn collect_html(msg: &mail_parser::Message<'_>, out: &mut Vec<String>, depth: us
     }
 }
 
+/// The mail as the lenient readers (mail clients, Python's email, Node's parsers) read
+/// it: every bare CR a line end.
+pub fn lenient(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, &b) in raw.iter().enumerate() {
+        out.push(b);
+        if b == b'\r' && raw.get(i + 1) != Some(&b'\n') {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// What a mail client shows of a mail, as one HTML page: the mail read leniently, every
+/// HTML part that is not an attachment as it is and every text/plain one in `<pre>`, in
+/// order, nested messages included; attachments are not opened. `None` when the mail
+/// does not parse.
+pub fn client_view(raw: &[u8]) -> Option<String> {
+    let read = lenient(raw);
+    let msg = MessageParser::default().parse(&read)?;
+    let mut out = String::new();
+    view_of(&msg, &mut out, 0);
+    Some(out)
+}
+
+fn view_of(msg: &mail_parser::Message<'_>, out: &mut String, depth: usize) {
+    if depth > 8 {
+        return;
+    }
+    for part in &msg.parts {
+        if part
+            .content_disposition()
+            .is_some_and(|d| d.is_attachment())
+        {
+            continue;
+        }
+        match &part.body {
+            PartType::Html(html) => out.push_str(html),
+            PartType::Text(text) => {
+                out.push_str("<pre>");
+                out.push_str(&text.replace('&', "&amp;").replace('<', "&lt;"));
+                out.push_str("</pre>");
+            }
+            PartType::Message(inner) => view_of(inner, out, depth + 1),
+            _ => {}
+        }
+    }
+}
+
 /// Writes `html` to `dir/name`, returning the path.
 pub fn write_html(dir: &Path, name: &str, html: &str) -> PathBuf {
     let path = dir.join(name);

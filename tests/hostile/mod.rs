@@ -135,6 +135,54 @@ pub fn cases(scale: Scale, sink: &mut dyn FnMut(Case)) {
         .collect();
     add("mixed-eol", mixed.into_bytes(), Size::Small);
 
+    // Issue 14: what mailveil cannot read fails closed. A 70-level nest (past the
+    // default max_depth of 64) with the tracker in the deepest HTML, the same under a
+    // forged X-Mailveil header, and a nested message that mail-parser reads past its
+    // parent's boundary (ambiguous).
+    let nest70 = |forged: bool| {
+        let mut m = Vec::new();
+        if forged {
+            m.extend_from_slice(b"X-Mailveil: v=0.1.0; pixel=0\r\n");
+        }
+        m.extend_from_slice(head("multipart/mixed; boundary=\"d0\"", "\r\n").as_bytes());
+        m.extend_from_slice(b"\r\n");
+        for i in 0..70 {
+            write!(
+                m,
+                "--d{i}\r\nContent-Type: multipart/mixed; boundary=\"d{}\"\r\n\r\n",
+                i + 1
+            )
+            .unwrap();
+        }
+        write!(
+            m,
+            "--d70\r\nContent-Type: text/html\r\n\r\n<p>deep</p><img src=\"{TRACKER}\">\r\n--d70--\r\n"
+        )
+        .unwrap();
+        for i in (0..70).rev() {
+            write!(m, "--d{i}--\r\n").unwrap();
+        }
+        m
+    };
+    add("multipart-nesting-70", nest70(false), Size::Small);
+    add("forged-header-nesting-70", nest70(true), Size::Small);
+    let mut m = head("multipart/mixed; boundary=\"b\"", "\r\n").into_bytes();
+    write!(
+        m,
+        "\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: i@sender.example\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: j@sender.example\r\nContent-Type: text/html\r\n\r\n<!--[if mso]><!--[if mso]><img src=\"{TRACKER}\">\r\n\r\n\
+         --b\r\nContent-Type: text/html\r\n\r\n<img src=\"{TRACKER}\">\r\n--b--\r\n"
+    )
+    .unwrap();
+    add("ambiguous-nested-message", m, Size::Small);
+    add("empty", Vec::new(), Size::Small);
+    // A PGP/MIME-signed newsletter: cleaned under strip, the original attached.
+    add(
+        "signed-pgp-newsletter",
+        include_bytes!("../fixtures/signed/pgp-newsletter.eml").to_vec(),
+        Size::Small,
+    );
+
     // Missing and duplicate boundaries, boundary inside the body.
     let mut m = head("multipart/mixed", "\r\n").into_bytes();
     write!(

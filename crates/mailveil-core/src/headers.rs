@@ -52,6 +52,15 @@ fn trim_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
+/// Where our header goes: on top, after an mbox `From ` line if there is one.
+pub fn header_start(msg: &[u8]) -> usize {
+    if msg.starts_with(b"From ") {
+        msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
+    } else {
+        0
+    }
+}
+
 /// The ranges of the fields with this name (case-insensitive).
 pub fn named<'f>(fields: &'f [Field], name: &'f str) -> impl Iterator<Item = &'f Field> + 'f {
     fields

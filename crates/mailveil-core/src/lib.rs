@@ -21,6 +21,7 @@ pub mod detect;
 mod envelope;
 mod headers;
 pub mod html;
+mod lenient;
 pub mod links;
 mod mime;
 mod policy;
@@ -29,11 +30,12 @@ mod report;
 pub mod rules;
 
 pub use envelope::Envelope;
-pub use policy::{Limits, OnError, Policy, RemoteContent};
+pub use policy::{Limits, OnError, Policy, RemoteContent, SignedContent};
 pub use proxy_url::{ProxyConfig, ProxyKind};
 pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report};
 pub use rules::{RuleError, RuleSource, Rules};
 
+use headers::header_start;
 use mime::transfer::Eol;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
@@ -63,10 +65,14 @@ pub struct Cleaned {
     pub tempfail: bool,
 }
 
-/// Cleans one message. Never panics and never fails: a message that cannot be cleaned
-/// comes back unchanged with `X-Mailveil: v=...; error=...` on top (or flagged
-/// `tempfail` when the policy says so). Idempotent: cleaning the output again returns it
-/// byte for byte.
+/// Cleans one message. Never panics and never fails. A message that cannot be read
+/// (too deep, too many parts, ambiguous, out of time) is delivered so that nothing is
+/// lost and nothing fetches: its original, byte for byte, as an `application/octet-stream`
+/// attachment of a short note, with `X-Mailveil: v=...; error=...` on top (and flagged
+/// `tempfail` when the policy says so). A message over `max_message_bytes` is not read at
+/// all: it comes back unchanged with `error=too-large`. Our header is always written by
+/// this pass: an `X-Mailveil` header that came with the mail is removed. Idempotent:
+/// cleaning the output again returns it byte for byte.
 ///
 /// The `[[policy]]` entries are judged per envelope recipient, and the strictest of all
 /// recipients' policies applies (one copy for everyone: what the milter must do). A
@@ -87,6 +93,10 @@ pub fn clean_for(
     policy: &Policy,
     rules: &Rules,
 ) -> Cleaned {
+    if raw.len() > policy.limits.max_message_bytes {
+        // Not read: a frontend may hold only the head of it (`filter` streams the rest).
+        return with_own_header(raw, error_report("too-large"), policy);
+    }
     let started = Instant::now();
     let judged: Vec<&str> = group
         .iter()
@@ -96,9 +106,46 @@ pub fn clean_for(
     match catch_unwind(AssertUnwindSafe(|| {
         clean_message(raw, envelope, &judged, policy, rules, started)
     })) {
-        Ok(cleaned) => cleaned,
-        Err(_) => failed(raw, "internal", policy),
+        Ok(Ok(cleaned)) => cleaned,
+        Ok(Err(code)) => fail_closed(raw, code, envelope, &judged, policy, rules),
+        Err(_) => fail_closed(raw, "internal", envelope, &judged, policy, rules),
     }
+}
+
+/// A mail that could not be read: the original as an attachment of a note (see
+/// `mime::attach`), cleaned as any mail (its header fields: read receipts), with our
+/// error header. A mail that is already such a wrapper is not wrapped again.
+fn fail_closed(
+    raw: &[u8],
+    code: &'static str,
+    envelope: &Envelope,
+    judged: &[&str],
+    policy: &Policy,
+    rules: &Rules,
+) -> Cleaned {
+    let (wrapped, code) = match mime::attach::wrapped_error(raw) {
+        Some(marked) => (raw.to_vec(), marked),
+        None => {
+            let eol = Eol::detect(raw, Eol::CrLf);
+            let read = lenient::bare_cr_reading(raw, eol.as_bytes());
+            let head = read.as_deref().unwrap_or(raw);
+            (
+                mime::attach::wrap_message(raw, head, code, eol.as_bytes()),
+                code,
+            )
+        }
+    };
+    // The wrapper is small work (a note, an attachment left alone): a fresh budget.
+    let again = catch_unwind(AssertUnwindSafe(|| {
+        clean_message(&wrapped, envelope, judged, policy, rules, Instant::now())
+    }));
+    let mut cleaned = match again {
+        Ok(Ok(c)) => c,
+        _ => with_own_header(&wrapped, error_report(code), policy),
+    };
+    cleaned.tempfail = policy.on_error == OnError::Tempfail;
+    cleaned.report.changed = cleaned.bytes != raw;
+    cleaned
 }
 
 fn clean_message(
@@ -108,9 +155,13 @@ fn clean_message(
     policy: &Policy,
     rules: &Rules,
     started: Instant,
-) -> Cleaned {
-    if raw.len() > policy.limits.max_message_bytes {
-        return failed(raw, mime::CleanError::TooLarge.code(), policy);
+) -> Result<Cleaned, &'static str> {
+    let eol = Eol::detect(raw, Eol::CrLf);
+    if let Some(read) = lenient::bare_cr_reading(raw, eol.as_bytes()) {
+        // Bare CRs that change what the mail holds: read it as clients read it.
+        let mut cleaned = clean_message(&read, envelope, judged, policy, rules, started)?;
+        cleaned.report.changed = cleaned.bytes != raw;
+        return Ok(cleaned);
     }
     let top = header_start(raw);
     if raw.get(top).is_some_and(|&b| b == b' ' || b == b'\t') {
@@ -118,14 +169,14 @@ fn clean_message(
         // no header. Once our header is on top it continues ours, and every later reader
         // (and our next pass) reads the mail that way: read it so now. That line goes
         // with our old header.
-        let eol = Eol::detect(raw, Eol::CrLf);
         let mut read_as = raw[..top].to_vec();
         read_as.extend_from_slice(format!("{HEADER_NAME}: v={VERSION}").as_bytes());
         read_as.extend_from_slice(eol.as_bytes());
         read_as.extend_from_slice(&raw[top..]);
-        return clean_message(&read_as, envelope, judged, policy, rules, started);
+        let mut cleaned = clean_message(&read_as, envelope, judged, policy, rules, started)?;
+        cleaned.report.changed = cleaned.bytes != raw;
+        return Ok(cleaned);
     }
-    let eol = Eol::detect(raw, Eol::CrLf);
     let fields = headers::fields(raw);
     let mut addresses: Vec<String> = envelope.recipients.clone();
     for name in RECIPIENT_HEADERS {
@@ -135,13 +186,13 @@ fn clean_message(
     }
     let senders = senders_of(raw, &fields, envelope);
     if let Some(id) = rules.allowed_sender(&senders) {
-        return skipped(raw, format!("allow:{id}"));
+        return Ok(skipped(raw, format!("allow:{id}"), policy));
     }
     // Header addresses feed detection only: a sender writes them, so they never choose
     // a recipient's policy.
     let policy = &effective_policy(policy, rules, &senders, judged);
     if let Some(why) = &policy.1 {
-        return skipped(raw, why.clone());
+        return Ok(skipped(raw, why.clone(), &policy.0));
     }
     let policy = &policy.0;
     let detector = detect::Detector::new(rules, addresses.iter().map(String::as_str));
@@ -161,17 +212,12 @@ fn clean_message(
             eol,
         );
         mime::clean_parts(raw, "", 0, &mut walk)
-    };
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => return failed(raw, e.code(), policy),
-    };
+    }
+    .map_err(|e| e.code())?;
     let out = body.as_deref().unwrap_or(raw);
     let out_fields = headers::fields(out);
-    let mut drop: Vec<std::ops::Range<usize>> = headers::named(&out_fields, HEADER_NAME)
-        .map(|f| f.range.clone())
-        .collect();
-    let had_own_header = !drop.is_empty();
+    let own: Vec<&headers::Field> = headers::named(&out_fields, HEADER_NAME).collect();
+    let mut drop: Vec<std::ops::Range<usize>> = own.iter().map(|f| f.range.clone()).collect();
     let mut receipts_stripped = false;
     for name in READ_RECEIPT_HEADERS {
         for f in headers::named(&out_fields, name) {
@@ -200,21 +246,28 @@ fn clean_message(
             }
         }
     }
-    if body.is_none() && !receipts_stripped && had_own_header {
-        return Cleaned {
-            bytes: raw.to_vec(),
-            report,
-            tempfail: false,
-        };
+    // Our own wrapper of a mail that could not be read (a second pass): its error stays.
+    if let Some(code) = mime::attach::wrapped_error(out) {
+        report.error = Some(code.to_string());
     }
-    let header = headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes());
+    // When this pass changed nothing, the counts of the pass that cleaned the mail are
+    // kept (this pass cannot see what was removed): only counts, re-written by us; an
+    // error or a skip is always this pass's own.
+    let value = match own.as_slice() {
+        [old] if body.is_none() && !receipts_stripped && report.error.is_none() => {
+            report::carried_value(&out[old.range.clone()])
+        }
+        _ => None,
+    }
+    .unwrap_or_else(|| report.header_value());
+    let header = headers::render(HEADER_NAME, &value, eol.as_bytes());
     let bytes = with_header(out, &header, &drop);
     report.changed = bytes != raw;
-    Cleaned {
+    Ok(Cleaned {
         bytes,
         report,
         tempfail: false,
-    }
+    })
 }
 
 /// The envelope sender and the `From:`/`Sender:` addresses: what `[[allow]]` and the
@@ -282,6 +335,12 @@ fn stricter(mut a: Policy, b: &Policy) -> Policy {
         RemoteContent::Prefetch => 2,
         RemoteContent::Strip => 3,
     };
+    // Resolved before remote_content changes: an unset `signed` follows it.
+    if a.signed_content() == SignedContent::Clean || b.signed_content() == SignedContent::Clean {
+        a.signed = Some(SignedContent::Clean);
+    } else {
+        a.signed = Some(SignedContent::Keep);
+    }
     if rank(b.remote_content) > rank(a.remote_content) {
         a.remote_content = b.remote_content;
     }
@@ -307,6 +366,12 @@ fn recipient_policy(
                 rules::RemoteChoice::Strip => RemoteContent::Strip,
             };
         }
+        if let Some(choice) = p.signed {
+            policy.signed = Some(match choice {
+                rules::SignedChoice::Keep => SignedContent::Keep,
+                rules::SignedChoice::Clean => SignedContent::Clean,
+            });
+        }
         if let Some(keep) = p.keep_campaign_params {
             policy.links.keep_campaign_params = keep;
         }
@@ -320,45 +385,35 @@ fn recipient_policy(
     (policy, None)
 }
 
-/// A mail let through on purpose: only the header is added (and not twice).
-fn skipped(raw: &[u8], why: String) -> Cleaned {
+/// A mail let through on purpose: only our header changes.
+fn skipped(raw: &[u8], why: String, policy: &Policy) -> Cleaned {
     let mut report = Report::new();
     report.skipped = Some(why);
-    untouched(raw, report, false)
+    with_own_header(raw, report, policy)
 }
 
-/// The original message with an error header on top (or as it came, if it already
-/// carries our header: that keeps the error path idempotent too).
-fn failed(raw: &[u8], code: &str, policy: &Policy) -> Cleaned {
+fn error_report(code: &str) -> Report {
     let mut report = Report::new();
     report.error = Some(code.to_string());
-    untouched(raw, report, policy.on_error == OnError::Tempfail)
+    report
 }
 
-/// The message as it came, with the report's header on top unless it already carries one.
-fn untouched(raw: &[u8], mut report: Report, tempfail: bool) -> Cleaned {
+/// The message as it came with our header for `report` on top, in place of any
+/// `X-Mailveil` header it came with; `tempfail` when it reports an error and the policy
+/// says so.
+fn with_own_header(raw: &[u8], mut report: Report, policy: &Policy) -> Cleaned {
     let fields = headers::fields(raw);
-    let bytes = if headers::named(&fields, HEADER_NAME).next().is_some() {
-        raw.to_vec()
-    } else {
-        let eol = Eol::detect(raw, Eol::CrLf);
-        let header = headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes());
-        with_header(raw, &header, &[])
-    };
+    let drop: Vec<std::ops::Range<usize>> = headers::named(&fields, HEADER_NAME)
+        .map(|f| f.range.clone())
+        .collect();
+    let eol = Eol::detect(raw, Eol::CrLf);
+    let header = headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes());
+    let bytes = with_header(raw, &header, &drop);
     report.changed = bytes != raw;
     Cleaned {
         bytes,
+        tempfail: report.error.is_some() && policy.on_error == OnError::Tempfail,
         report,
-        tempfail,
-    }
-}
-
-/// Where our header goes: on top, after an mbox `From ` line if there is one.
-fn header_start(msg: &[u8]) -> usize {
-    if msg.starts_with(b"From ") {
-        msg.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
-    } else {
-        0
     }
 }
 

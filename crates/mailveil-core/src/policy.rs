@@ -20,6 +20,16 @@ pub enum RemoteContent {
     Prefetch,
 }
 
+impl Policy {
+    /// What is done with signed content under this policy (see [`Policy::signed`]).
+    pub fn signed_content(&self) -> SignedContent {
+        self.signed.unwrap_or(match self.remote_content {
+            RemoteContent::Keep => SignedContent::Keep,
+            _ => SignedContent::Clean,
+        })
+    }
+}
+
 impl RemoteContent {
     /// Whether remote content goes through the proxy.
     pub fn proxies(self) -> bool {
@@ -42,10 +52,39 @@ impl std::str::FromStr for RemoteContent {
     }
 }
 
+/// What happens to signed content (multipart/signed, S/MIME signed-data): cleaning it
+/// changes the bytes the signature covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedContent {
+    /// Leave signed content byte for byte: the signature stays valid, and whatever the
+    /// signed part fetches, it fetches.
+    Keep,
+    /// Clean signed content like any other, and attach the original signed entity, byte
+    /// for byte, as a non-rendered attachment (`application/octet-stream`), so that the
+    /// signature can still be checked. Signed content that needs no change stays as it
+    /// came; opaque S/MIME (`application/pkcs7-mime`, which mailveil does not unpack) is
+    /// replaced by a short note and the attachment.
+    Clean,
+}
+
+impl std::str::FromStr for SignedContent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" => Ok(SignedContent::Keep),
+            "clean" => Ok(SignedContent::Clean),
+            other => Err(format!("unknown signed policy {other:?} (keep|clean)")),
+        }
+    }
+}
+
 /// What happens when a mail cannot be cleaned (parse failure, limit, internal error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
-    /// Pass the original on unchanged, with `X-Mailveil: error=...` on top.
+    /// Deliver it so that nothing is lost and nothing fetches: the original, byte for
+    /// byte, as a non-rendered attachment (`application/octet-stream`) of a short note,
+    /// with `X-Mailveil: v=...; error=...` on top. A mail over `max_message_bytes` is not
+    /// read at all: it passes on unchanged with `error=too-large`.
     #[default]
     PassUnchanged,
     /// Ask the sender to retry later (frontends answer 4xx / exit 75).
@@ -55,11 +94,12 @@ pub enum OnError {
 /// Bounds on the work done for one message (DESIGN invariant 8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Larger messages are passed on unchanged with `error=too-large`.
+    /// Larger messages are not read: passed on unchanged with `error=too-large`.
     pub max_message_bytes: usize,
     /// Decoded HTML parts larger than this are neutralised instead of rewritten.
     pub max_part_bytes: usize,
-    /// Deeper MIME nesting (multipart and message/rfc822) is an error.
+    /// Deeper MIME nesting (multipart and message/rfc822) is an error (the mail is
+    /// delivered as an attachment, see `OnError`).
     pub max_depth: usize,
     /// More parts than this is an error.
     pub max_parts: usize,
@@ -101,6 +141,10 @@ pub struct Policy {
     pub limits: Limits,
     /// The image proxy and link shield, for `RemoteContent::Proxy` / `Prefetch`.
     pub proxy: Option<crate::proxy_url::ProxyConfig>,
+    /// Signed content: `None` cleans it under every remote-content policy but `Keep`
+    /// (strip, proxy and prefetch promise that the reader's client fetches nothing),
+    /// and keeps it byte for byte under `Keep`.
+    pub signed: Option<SignedContent>,
     /// Put a short note of what was removed at the top of cleaned HTML parts (off by
     /// default; a part that already has one gets no second).
     pub banner: bool,

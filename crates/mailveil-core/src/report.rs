@@ -224,6 +224,82 @@ impl Report {
     }
 }
 
+/// The value of an `X-Mailveil` field that came with a mail (the whole field, folded or
+/// not), re-written by this version, when it holds counts in our form and nothing else:
+/// `v=...` then `; name=N` for the counts this module writes and optionally
+/// `; trackers=...` last. `None` for anything else (an error or a skip above all: those
+/// are always this pass's own).
+pub(crate) fn carried_value(field: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(field).ok()?;
+    let (_, value) = text.split_once(':')?;
+    let value: String = value
+        .split(['\r', '\n'])
+        .map(|l| l.trim_matches([' ', '\t']))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut tokens = value.split("; ");
+    let version = tokens.next()?.strip_prefix("v=")?;
+    if version.is_empty()
+        || !version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+    {
+        return None;
+    }
+    let mut out = format!("v={}", crate::VERSION);
+    // In the order `header_value` writes them, each at most once, counts above zero.
+    let order = |name: &str| {
+        ALL_KINDS
+            .iter()
+            .map(|k| k.as_str())
+            .chain(COUNTED.iter().copied())
+            .chain(["trackers"])
+            .position(|n| n == name)
+    };
+    let mut last = None;
+    for token in tokens {
+        let (name, n) = token.split_once('=')?;
+        let at = order(name)?;
+        if last.is_some_and(|l| at <= l) {
+            return None;
+        }
+        last = Some(at);
+        let fine = if name == "trackers" {
+            !n.is_empty() && n.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+        } else {
+            n.len() <= 9
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && n.parse::<u32>().is_ok_and(|v| v > 0)
+        };
+        if !fine || n.contains(';') {
+            return None;
+        }
+        out.push_str("; ");
+        out.push_str(token);
+    }
+    Some(out)
+}
+
+/// The counts of the header that are not finding kinds.
+const COUNTED: &[&str] = &["kept", "proxied", "prefetched", "opaque-links"];
+
+const ALL_KINDS: &[FindingKind] = &[
+    FindingKind::Pixel,
+    FindingKind::RecipientToken,
+    FindingKind::RemoteContent,
+    FindingKind::ActiveContent,
+    FindingKind::Prefetch,
+    FindingKind::Refresh,
+    FindingKind::Base,
+    FindingKind::ClickRedirect,
+    FindingKind::TrackingParam,
+    FindingKind::ReadReceipt,
+    FindingKind::Signed,
+    FindingKind::Encrypted,
+    FindingKind::Malformed,
+];
+
 /// Header values must be 7-bit and free of line breaks and `;` inside names.
 fn ascii(s: &str) -> String {
     s.chars()
@@ -286,6 +362,38 @@ mod tests {
         }
         assert_eq!(r.findings.len(), 3);
         assert_eq!(r.findings_dropped, 2);
+    }
+
+    #[test]
+    fn only_our_counts_are_carried_and_rewritten() {
+        let v = crate::VERSION;
+        assert_eq!(
+            carried_value(
+                b"X-Mailveil: v=0.0.1; pixel=2;\r\n\tkept=1; trackers=Litmus,Mail Co\r\n"
+            ),
+            Some(format!("v={v}; pixel=2; kept=1; trackers=Litmus,Mail Co"))
+        );
+        assert_eq!(
+            carried_value(b"X-Mailveil: v=1\r\n"),
+            Some(format!("v={v}"))
+        );
+        for forged in [
+            &b"X-Mailveil: v=1; error=too-deep\r\n"[..],
+            b"X-Mailveil: v=1; skipped=allow:bank\r\n",
+            b"X-Mailveil: v=1; pixel=x\r\n",
+            b"X-Mailveil: v=1; evil=1\r\n",
+            b"X-Mailveil: v=1; trackers=A; pixel=1\r\n",
+            b"X-Mailveil: v=1; pixel=0\r\n",
+            b"X-Mailveil: v=1; kept=1; pixel=1\r\n",
+            b"X-Mailveil: hello\r\n",
+        ] {
+            assert_eq!(
+                carried_value(forged),
+                None,
+                "{}",
+                String::from_utf8_lossy(forged)
+            );
+        }
     }
 
     #[test]

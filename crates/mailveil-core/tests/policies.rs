@@ -164,3 +164,23 @@ fn recipients_are_grouped_by_their_policies_and_each_group_cleaned_for_itself() 
 fn copy_with(raw: &[u8], envelope: &Envelope, rules: &Rules) -> String {
     String::from_utf8(clean(raw, envelope, &Policy::default(), rules).bytes).unwrap()
 }
+
+#[test]
+fn one_recipient_asking_for_signed_mail_to_be_cleaned_decides_the_shared_copy() {
+    // Under keep, signed mail is left as it is unless a policy says `signed = "clean"`;
+    // one copy to alice (clean) and bob (keep) is cleaned, and its original attached.
+    let raw: &[u8] = include_bytes!("../../../tests/fixtures/signed/pgp-newsletter.eml");
+    let rules = rules(
+        "[[policy]]\nid = \"alice-signed\"\nrecipients = [\"alice@example.org\"]\n\
+         signed = \"clean\"\nsource = \"t\"\n",
+    );
+    let bob_only = text(raw, &to(&["bob@example.org"]), &rules);
+    assert!(bob_only.contains("multipart/signed"), "{bob_only}");
+    for both in [
+        to(&["alice@example.org", "bob@example.org"]),
+        to(&["bob@example.org", "alice@example.org"]),
+    ] {
+        let out = text(raw, &both, &rules);
+        assert!(out.contains("signed-original.eml"), "{out}");
+    }
+}

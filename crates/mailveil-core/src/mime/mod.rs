@@ -2,12 +2,14 @@
 //! nested messages whatever their transfer encoding), rewrite it, and splice the new
 //! bytes in by offset. Every other byte of the message stays as it came.
 
+pub(crate) mod attach;
 pub mod charset;
+mod signed;
 pub mod transfer;
 
 use crate::detect::Detector;
 use crate::html::{self, HtmlContext, HtmlError};
-use crate::policy::Policy;
+use crate::policy::{Policy, SignedContent};
 use crate::report::{Action, Finding, FindingKind, Report};
 use charset::Plan;
 use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
@@ -22,7 +24,6 @@ pub(crate) enum CleanError {
     Unparseable,
     TooDeep,
     TooManyParts,
-    TooLarge,
     Deadline,
     /// The parser's idea of where a part ends crosses a boundary of the message: an
     /// edit there could take a sibling part with it.
@@ -35,7 +36,6 @@ impl CleanError {
             CleanError::Unparseable => "unparseable",
             CleanError::TooDeep => "too-deep",
             CleanError::TooManyParts => "too-many-parts",
-            CleanError::TooLarge => "too-large",
             CleanError::Deadline => "time-limit",
             CleanError::Ambiguous => "ambiguous-mime",
         }
@@ -127,8 +127,37 @@ pub(crate) fn clean_parts(
             } else {
                 number.clone()
             };
-            if let Some(kind) = sealed(&ctype, &subtype, part) {
-                walk.note(untouched(kind, &shown, &format!("{ctype}/{subtype}")));
+            let clean_signed = walk.policy.signed_content() == SignedContent::Clean;
+            let sealed_kind = sealed(&ctype, &subtype, part);
+            if sealed_kind == Some(FindingKind::Signed)
+                && clean_signed
+                && !signed::well_formed(&msg, part)
+            {
+                // No signature a reader could check: cleaned in place like any multipart.
+                walk.note(untouched(
+                    FindingKind::Signed,
+                    &shown,
+                    "multipart/signed (not two parts and a signature): cleaned in place",
+                ));
+            } else if let Some(kind) = sealed_kind {
+                if kind == FindingKind::Signed && clean_signed {
+                    let content_number = if root {
+                        format!("{prefix}1")
+                    } else {
+                        format!("{number}.1")
+                    };
+                    edits.extend(signed::multipart(
+                        raw,
+                        &msg,
+                        id,
+                        &shown,
+                        &content_number,
+                        depth,
+                        walk,
+                    )?);
+                } else {
+                    walk.note(untouched(kind, &shown, &format!("{ctype}/{subtype}")));
+                }
                 continue;
             }
             for (i, child) in children.iter().enumerate().rev() {
@@ -143,7 +172,11 @@ pub(crate) fn clean_parts(
         }
         let number = if root { format!("{prefix}1") } else { number };
         if let Some(kind) = sealed(&ctype, &subtype, part) {
-            walk.note(untouched(kind, &number, &format!("{ctype}/{subtype}")));
+            if kind == FindingKind::Signed && walk.policy.signed_content() == SignedContent::Clean {
+                edits.extend(signed::opaque(raw, &msg, id, &number, walk));
+            } else {
+                walk.note(untouched(kind, &number, &format!("{ctype}/{subtype}")));
+            }
             continue;
         }
         let attachment = part
@@ -204,7 +237,9 @@ fn content_type(part: &MessagePart) -> (String, String) {
     }
 }
 
-/// Signed and encrypted content is never touched: changing a byte breaks the signature.
+/// Signed and encrypted content: encrypted content is never touched (nothing in it can
+/// be read); signed content only under `signed = clean` (see `signed`), as changing a
+/// byte of it breaks the signature.
 fn sealed(ctype: &str, subtype: &str, part: &MessagePart) -> Option<FindingKind> {
     match (ctype, subtype) {
         ("multipart", "signed") => Some(FindingKind::Signed),

@@ -11,7 +11,9 @@ use regex::RegexSet;
 use schema::{ParamClass, PixelEntry, RedirectEntry, RuleFile, TrackerEntry};
 use std::collections::HashMap;
 
-pub use schema::{Category, ParamEntry, PolicyEntry, RedirectEncoding, RemoteChoice, RuleAction};
+pub use schema::{
+    Category, ParamEntry, PolicyEntry, RedirectEncoding, RemoteChoice, RuleAction, SignedChoice,
+};
 
 /// One rule file's text and where it came from (a path, or `shipped:NAME`).
 #[derive(Debug, Clone)]

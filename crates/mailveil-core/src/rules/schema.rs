@@ -73,6 +73,14 @@ pub enum RemoteChoice {
     Strip,
 }
 
+/// Signed content choice of a per-sender / per-recipient policy (`SignedContent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignedChoice {
+    Keep,
+    Clean,
+}
+
 /// A policy for mail from some senders and/or to some recipients.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +92,9 @@ pub struct PolicyEntry {
     pub recipients: Vec<String>,
     #[serde(default)]
     pub remote_content: Option<RemoteChoice>,
+    /// Signed content: `keep` byte for byte, or `clean` with the original attached.
+    #[serde(default)]
+    pub signed: Option<SignedChoice>,
     /// `keep`: leave tracking alone for these mails (they pass untouched).
     #[serde(default)]
     pub tracking: Option<RuleAction>,

@@ -175,3 +175,51 @@ pub fn live_markup(html: &str) -> String {
     let _ = rw.end();
     seen.into_inner()
 }
+
+/// The mail as the lenient readers (mail clients, Python's email, Node's parsers) read
+/// it: every bare CR a line end.
+pub fn lenient(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, &b) in raw.iter().enumerate() {
+        out.push(b);
+        if b == b'\r' && raw.get(i + 1) != Some(&b'\n') {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// What a client shows of a mail as HTML: every text/html body, the mail read leniently.
+pub fn shown_html(raw: &[u8]) -> Vec<String> {
+    html_bodies(&lenient(raw))
+}
+
+/// The decoded attachment marked `X-Mailveil-Original: <marker>...` (`error=` for the
+/// original of a mail that could not be read, `signed` for a signed original).
+pub fn original_marked(raw: &[u8], marker: &str) -> Option<Vec<u8>> {
+    let msg = MessageParser::default().parse(raw)?;
+    msg.parts.iter().find_map(|p| {
+        let marked = p.headers.iter().any(|h| {
+            h.name.as_str().eq_ignore_ascii_case("X-Mailveil-Original")
+                && h.value
+                    .as_text()
+                    .is_some_and(|v| v.trim().starts_with(marker))
+        });
+        marked.then(|| p.contents().to_vec())
+    })
+}
+
+/// The `X-Mailveil` fields of the top header block.
+pub fn own_headers(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let head = text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .replace("\r\n\t", " ")
+        .replace("\r\n ", " ");
+    head.split("\r\n")
+        .filter(|l| l.to_ascii_lowercase().starts_with("x-mailveil:"))
+        .map(String::from)
+        .collect()
+}
