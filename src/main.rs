@@ -180,6 +180,25 @@ struct MilterArgs {
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     no_system_rules: bool,
+    /// A client network allowed to connect over TCP (repeatable; default: loopback only).
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<String>,
+    /// Connections served at once; past it a new one is closed at once (the MTA applies
+    /// its milter_default_action).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Memory for mail in flight, all connections together; a mail takes about 3 times
+    /// its size. A mail that does not fit now gets a temporary failure; one that could
+    /// never fit is handled as too large.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    max_inflight_bytes: usize,
+    /// Seconds the MTA has to send the next command.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Seconds from the first byte of a frame to its last (and for the MTA to take each
+    /// reply frame).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    frame_timeout: u64,
 }
 
 #[derive(Args)]
@@ -306,13 +325,24 @@ fn milter(args: MilterArgs) -> ExitCode {
         limits: args.limits.limits(),
         proxy: None,
     };
+    let allow = match mailveil::allow_list::parse_or_loopback(&args.allow) {
+        Ok(nets) => nets,
+        Err(e) => {
+            eprintln!("mailveil: --allow {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = mailveil::milter::Options {
         listen: args.listen,
         rules: args.rules,
         system_rules: !args.no_system_rules,
         policy,
         max_frame: mailveil::milter::codec::DEFAULT_MAX_FRAME,
-        timeout: Duration::from_secs(300),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        frame_timeout: Duration::from_secs(args.frame_timeout),
+        max_connections: args.max_connections as usize,
+        max_inflight_bytes: args.max_inflight_bytes,
+        allow,
     };
     exit_code(mailveil::milter::run(opts))
 }
