@@ -190,7 +190,7 @@ struct MilterArgs {
     /// Memory for mail in flight, all connections together; a mail takes about 3 times
     /// its size. A mail that does not fit now gets a temporary failure; one that could
     /// never fit is handled as too large.
-    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = 192 << 20)]
     max_inflight_bytes: usize,
     /// Seconds the MTA has to send the next command.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]

@@ -1,8 +1,13 @@
 //! The memory budget all milter connections share. What a connection keeps of a mail is
 //! charged as it arrives, [`CLEAN_FACTOR`] times over (cleaning needs more than the mail
 //! itself), and given back when the mail is answered, aborted, or the connection ends.
-//! A charge that does not fit is refused: the mail is not kept (the caller answers with
-//! a temporary failure), so memory never grows with what clients send.
+//! A charge that does not fit is refused: the mail's body is dropped (the caller answers
+//! with a temporary failure), so memory never grows with what clients send.
+//!
+//! Refusing and giving the body's share back are one atomic step. Otherwise two large
+//! mails that meet a full budget at the same moment would both be refused, and the
+//! budget they free would serve neither: now the first to ask gives way and the other
+//! one fits.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,12 +48,25 @@ impl Budget {
         size.saturating_mul(CLEAN_FACTOR) <= self.limit
     }
 
-    fn try_take(&self, n: usize) -> bool {
-        self.used
+    /// Takes `n` if it fits; if not, gives `or_give_back` back instead (in the same
+    /// atomic step). Returns whether `n` was taken.
+    fn take_or_give_back(&self, n: usize, or_give_back: usize) -> bool {
+        let mut taken = false;
+        let _ = self
+            .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&u| u <= self.limit)
-            })
-            .is_ok()
+                match used.checked_add(n).filter(|&u| u <= self.limit) {
+                    Some(u) => {
+                        taken = true;
+                        Some(u)
+                    }
+                    None => {
+                        taken = false;
+                        Some(used - or_give_back)
+                    }
+                }
+            });
+        taken
     }
 
     fn give_back(&self, n: usize) {
@@ -76,22 +94,28 @@ impl Held {
         }
     }
 
-    /// Charges `n` kept bytes of header fields; `false` when they do not fit.
+    /// Charges `n` kept bytes of header fields; `false` when they do not fit, and then
+    /// the body's share is given back (the caller drops the body).
     pub fn add_fields(&mut self, n: usize) -> bool {
         let cost = n.saturating_mul(CLEAN_FACTOR);
-        let ok = self.budget.try_take(cost);
+        let ok = self.budget.take_or_give_back(cost, self.body);
         if ok {
             self.fields += cost;
+        } else {
+            self.body = 0;
         }
         ok
     }
 
-    /// Charges `n` kept bytes of body; `false` when they do not fit.
+    /// Charges `n` kept bytes of body; `false` when they do not fit, and then the
+    /// body's share is given back (the caller drops the body).
     pub fn add_body(&mut self, n: usize) -> bool {
         let cost = n.saturating_mul(CLEAN_FACTOR);
-        let ok = self.budget.try_take(cost);
+        let ok = self.budget.take_or_give_back(cost, self.body);
         if ok {
             self.body += cost;
+        } else {
+            self.body = 0;
         }
         ok
     }
@@ -126,7 +150,6 @@ mod tests {
         assert!(a.add_fields(100));
         assert!(a.add_body(600));
         assert_eq!(budget.in_use(), 2100);
-        assert!(!b.add_body(400), "2100 + 1200 is over 3000");
         assert!(b.add_body(300));
         assert_eq!(budget.in_use(), 3000);
         a.release_body();
@@ -138,5 +161,27 @@ mod tests {
         assert!(budget.could_hold(1000));
         assert!(!budget.could_hold(1001));
         assert!(!budget.could_hold(usize::MAX));
+    }
+
+    #[test]
+    fn a_refused_charge_gives_the_body_back_at_once_so_the_other_mail_fits() {
+        // two mails of 1000 bytes (3000 charged each when whole), a budget of 3600:
+        // they meet it full after 600 bytes each, and one of them must get through
+        let budget = Budget::new(3600);
+        let mut a = Held::new(Arc::clone(&budget));
+        let mut b = Held::new(Arc::clone(&budget));
+        for _ in 0..6 {
+            assert!(a.add_body(100) && b.add_body(100));
+        }
+        assert_eq!(budget.in_use(), 3600);
+        assert!(!a.add_body(100), "a asks first and gives way");
+        assert_eq!(budget.in_use(), 1800, "a's share is back in the same step");
+        for _ in 0..4 {
+            assert!(b.add_body(100));
+        }
+        assert_eq!(budget.in_use(), 3000);
+        let fields_then_full = a.add_fields(400);
+        assert!(!fields_then_full);
+        assert_eq!(budget.in_use(), 3000);
     }
 }

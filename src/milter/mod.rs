@@ -302,9 +302,9 @@ impl Current {
             _ => true,
         };
         if !fits {
+            // the body's share went back with the refusal
             self.over_budget = true;
             session.discard_body();
-            self.held.release_body();
         }
     }
 
@@ -380,9 +380,18 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     return Ok(());
                 }
                 Step::Clean(msg) => {
-                    let (plan, cleaned) = if current.over_budget && shared.budget.could_hold(size) {
+                    let fits_alone = shared.budget.could_hold(size);
+                    let (plan, cleaned) = if current.over_budget && fits_alone {
                         busy(&msg, size, &shared.budget)
                     } else {
+                        if current.over_budget {
+                            warn!(
+                                queue_id = %printable(msg.queue_id.as_deref().unwrap_or_default()),
+                                size,
+                                "mail larger than a third of --max-inflight-bytes: \
+                                 handled as too large"
+                            );
+                        }
                         end_of_message(shared, msg).await
                     };
                     send(&mut stream, &plan, &cleaned, shared.timeouts.frame).await?;
