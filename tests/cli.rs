@@ -153,6 +153,56 @@ fn a_broken_user_rule_file_is_reported_and_mail_still_flows() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("typo.toml"));
 }
 
+/// Runs the command on `stdin` with a deadline: `None` if it did not finish in 20 s
+/// (it is killed then). Its output must fit the pipe buffers.
+fn run_within_20s(cmd: &mut Command, stdin: &[u8]) -> Option<Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_fifo_in_a_rule_directory_neither_hangs_the_start_nor_stops_the_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.toml"), "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"test\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"test\"\n").unwrap();
+    let fifo = dir.path().join("pipe.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let d = dir.path().to_str().unwrap();
+    let check = run_within_20s(Command::new(BIN).args(["rules", "check", d]), b"")
+        .expect("rules check hung on a FIFO");
+    assert_eq!(check.status.code(), Some(1));
+    let report = String::from_utf8(check.stdout).unwrap();
+    assert!(
+        report.contains("pipe.toml") && report.contains("a FIFO, not a regular file"),
+        "{report}"
+    );
+    let mail = b"From: a@b.example\r\nContent-Type: text/html\r\n\r\n<p>x</p><img src=\"https://t.acme.example/o/1\" alt=\"\">\r\n";
+    let out = run_within_20s(
+        Command::new(BIN).args(["filter", "--no-system-rules", "--rules", d]),
+        mail,
+    )
+    .expect("filter hung on a FIFO in --rules");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("trackers=ACME"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pipe.toml"));
+}
+
 #[test]
 fn rules_check_gives_the_line_of_the_error() {
     let dir = tempfile::tempdir().unwrap();
