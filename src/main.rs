@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use mailveil::printable::printable;
 use mailveil::{Envelope, OnError, Policy, RemoteContent, clean, rule_files};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -448,7 +449,7 @@ fn filter(args: FilterArgs) -> ExitCode {
     let oversized = raw.len() > max;
     let (rules, errors) = rule_files::load(&args.rules, !args.no_system_rules);
     for e in &errors {
-        eprintln!("mailveil: rule file skipped: {e}");
+        eprintln!("mailveil: rule file skipped: {}", printable(&e.to_string()));
     }
     let policy = Policy {
         banner: args.banner,
@@ -471,7 +472,7 @@ fn filter(args: FilterArgs) -> ExitCode {
     let cleaned = clean(&raw, &envelope, &policy, &rules);
     let elapsed = started.elapsed();
     if let Some(err) = &cleaned.report.error {
-        eprintln!("mailveil: mail passed unchanged: {err}");
+        eprintln!("mailveil: mail passed unchanged: {}", printable(err));
         if cleaned.tempfail {
             return ExitCode::from(EX_TEMPFAIL);
         }

@@ -41,6 +41,11 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Several values made printable at once (for one log line).
+pub fn all<S: AsRef<str>, const N: usize>(values: [S; N]) -> [String; N] {
+    values.map(|s| printable(s.as_ref()).into_owned())
+}
+
 /// Bytes (a header value as it came) as printable text: invalid UTF-8 becomes U+FFFD.
 pub fn printable_bytes(b: &[u8]) -> String {
     printable(&String::from_utf8_lossy(b)).into_owned()

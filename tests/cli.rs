@@ -203,6 +203,89 @@ fn a_fifo_in_a_rule_directory_neither_hangs_the_start_nor_stops_the_mail() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("pipe.toml"));
 }
 
+/// Whether `text` holds a character that acts on a terminal: C0 controls other than the
+/// line break, DEL, C1 controls, bidi overrides and isolates.
+fn acts_on_a_terminal(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        (c < ' ' && c != '\n')
+            || ('\u{7f}'..='\u{9f}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    })
+}
+
+#[test]
+fn report_prints_no_control_character_and_no_csv_formula_from_a_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("acme.toml"), "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"test\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"test\"\n").unwrap();
+    let db = dir.path().join("reports.sqlite");
+    // a sender's choice: escape sequences (set the window title, clear the screen), a
+    // bidi override, and a Message-ID a spreadsheet would run
+    let id = "=HYPERLINK(\"http://x.example\")\x1b[2J\u{202e}abc@evil.example";
+    let mail = format!(
+        "Return-Path: <=cmd@\x1b]0;owned\x07evil.example>\r\nFrom: x@y.example\r\n\
+         Message-ID: <{id}>\r\nContent-Type: text/html\r\n\r\n\
+         <p>x</p><img src=\"https://t.acme.example/o/1\x1b[31m\u{9b}2J\" alt=\"\">\r\n"
+    );
+    let out = run(
+        &[
+            "filter",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--report-db",
+            db.to_str().unwrap(),
+            "--report-debug",
+        ],
+        mail.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = db.to_str().unwrap();
+    let mut outputs = Vec::new();
+    for format in ["table", "csv", "json"] {
+        for by_id in [false, true] {
+            let mut args = vec!["report", "--report-db", db, "--format", format];
+            if by_id {
+                args.extend(["--message-id", id]);
+            }
+            let out = Command::new(BIN).args(&args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(acts_on_a_terminal(&text), None, "{format}:\n{text}");
+            outputs.push((format, by_id, text));
+        }
+    }
+    let get = |f: &str, by_id: bool| {
+        outputs
+            .iter()
+            .find(|(format, id, _)| *format == f && *id == by_id)
+            .map(|(_, _, t)| t.as_str())
+            .unwrap()
+    };
+    // what was there is still told, escaped
+    assert!(get("table", false).contains("\\x1b]0;owned\\x07evil.example"));
+    assert!(get("table", true).contains("\\x1b[2J\\u{202e}abc@evil.example"));
+    // no cell starts a formula: the Message-ID cell is text
+    let csv = get("csv", true);
+    let row = csv.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("\"'=HYPERLINK(\"\"http://x.example\"\")"),
+        "{csv}"
+    );
+    // JSON keeps the value (escaped as JSON)
+    let json: serde_json::Value = serde_json::from_str(get("json", true)).unwrap();
+    assert_eq!(json[0]["message_id"], id);
+}
+
 #[test]
 fn rules_check_gives_the_line_of_the_error() {
     let dir = tempfile::tempdir().unwrap();

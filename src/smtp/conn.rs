@@ -407,6 +407,7 @@ async fn deliver(
             }
         });
     }
+    let [queue_id, sender] = crate::printable::all([&queue_id, &sender]);
     info!(
         queue_id = %queue_id,
         from = %sender,
