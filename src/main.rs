@@ -431,11 +431,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the header section of `raw` ends (after its blank line), or `raw.len()`.
+fn header_section_end(raw: &[u8]) -> usize {
+    let mut at = 0;
+    while at < raw.len() {
+        let end = raw[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |i| at + i + 1);
+        if matches!(&raw[at..end], b"\n" | b"\r\n") {
+            return end;
+        }
+        at = end;
+    }
+    raw.len()
+}
+
 /// Pipe mode. Exit 0 whenever a mail was written; 75 only when none could be.
 fn filter(args: FilterArgs) -> ExitCode {
     // At most one byte past the limit is read before cleaning: a larger mail is passed
-    // through (its head with the error header, then the rest streamed as it comes), so
-    // the filter holds at most --max-message-bytes of it, whatever its size.
+    // through (its header section with the error header, then the rest streamed as it
+    // comes), so the filter holds at most --max-message-bytes of it, whatever its size.
     let max = args.limits.max_message_bytes;
     let mut stdin = std::io::stdin().lock();
     let mut raw = Vec::new();
@@ -469,7 +485,20 @@ fn filter(args: FilterArgs) -> ExitCode {
         recipients: args.recipients,
     };
     let started = std::time::Instant::now();
-    let cleaned = clean(&raw, &envelope, &policy, &rules);
+    // Too large: only the header section goes to the core, which answers as for any mail
+    // too large (the error header on top, or tempfail); the body is not copied.
+    let head = if oversized {
+        header_section_end(&raw)
+    } else {
+        raw.len()
+    };
+    let cleaned = if oversized {
+        let mut over = policy.clone();
+        over.limits.max_message_bytes = 0;
+        clean(&raw[..head], &envelope, &over, &rules)
+    } else {
+        clean(&raw, &envelope, &policy, &rules)
+    };
     let elapsed = started.elapsed();
     if let Some(err) = &cleaned.report.error {
         eprintln!("mailveil: mail passed unchanged: {}", printable(err));
@@ -480,8 +509,9 @@ fn filter(args: FilterArgs) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let written = out.write_all(&cleaned.bytes).and_then(|()| {
         if oversized {
-            // `clean` saw only the head and passed it unchanged (too-large): the rest
-            // follows byte for byte.
+            // `clean` saw only the header section and passed it unchanged (too-large):
+            // the rest follows byte for byte.
+            out.write_all(&raw[head..])?;
             let rest = std::io::copy(&mut stdin, &mut out)?;
             eprintln!(
                 "mailveil: the mail is larger than --max-message-bytes ({max}): \

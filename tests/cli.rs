@@ -286,6 +286,72 @@ fn report_prints_no_control_character_and_no_csv_formula_from_a_mail() {
     assert_eq!(json[0]["message_id"], id);
 }
 
+/// Runs `mailveil filter ARGS` on a mail of `size` bytes (a short header, then lines of
+/// text), made as it is written; returns the exit code, the bytes written out and the
+/// process's peak resident memory in KiB (from wait4).
+fn filter_peak_rss(args: &[&str], size: usize) -> (Option<i32>, Vec<u8>, i64) {
+    let mut child = Command::new(BIN)
+        .arg("filter")
+        .arg("--no-system-rules")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(b"From: a@sender.example\r\nSubject: big\r\n\r\n");
+        let line = b"Lines of a long mail, nothing to clean in them at all......\r\n";
+        let mut sent = 0;
+        while sent < size {
+            if stdin.write_all(line).is_err() {
+                return;
+            }
+            sent += line.len();
+        }
+    });
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut out).unwrap();
+        out
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: waits for the child spawned above; status and usage are valid pointers.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid);
+    writer.join().unwrap();
+    let out = reader.join().unwrap();
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, out, usage.ru_maxrss)
+}
+
+#[test]
+fn a_mail_over_the_limit_is_held_once_at_most_the_limit() {
+    // 48 MB through a filter whose limit is 16 MB: passed through unchanged, and the
+    // filter never holds more than the limit of it (it held the limit twice: the head
+    // it read and the copy with the error header)
+    let limit = 16_000_000;
+    let (code, out, small) = filter_peak_rss(&["--max-message-bytes", "1000"], 100_000);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with(b"X-Mailveil: v="));
+    let (code, out, peak) =
+        filter_peak_rss(&["--max-message-bytes", &limit.to_string()], 48_000_000);
+    assert_eq!(code, Some(0));
+    let text = String::from_utf8_lossy(&out[..200]);
+    assert!(text.contains("error=too-large"), "{text}");
+    assert!(out.len() > 48_000_000);
+    eprintln!("filter, 48 MB over a 16 MB limit: peak RSS {peak} KiB (a small mail: {small} KiB)");
+    assert!(
+        peak < small + (limit as i64 / 1024) * 5 / 4,
+        "peak RSS {peak} KiB for a limit of {limit} bytes (a small mail: {small} KiB)"
+    );
+}
+
 #[test]
 fn rules_check_gives_the_line_of_the_error() {
     let dir = tempfile::tempdir().unwrap();
