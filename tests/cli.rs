@@ -290,6 +290,8 @@ fn report_prints_no_control_character_and_no_csv_formula_from_a_mail() {
 /// text), made as it is written; returns the exit code, the bytes written out and the
 /// process's peak resident memory in KiB (from wait4).
 fn filter_peak_rss(args: &[&str], size: usize) -> (Option<i32>, Vec<u8>, i64) {
+    // reaped below with wait4, which also gives its peak memory
+    #[allow(clippy::zombie_processes)]
     let mut child = Command::new(BIN)
         .arg("filter")
         .arg("--no-system-rules")

@@ -331,9 +331,9 @@ pub fn clean_message(msg: &Message, policy: &Policy, rules: &Rules) -> Cleaned {
     if msg.truncated {
         let mut over = policy.clone();
         over.limits.max_message_bytes = 0;
-        return mailveil_core::clean(&raw, &envelope, &over, rules);
+        return mailveil_core::clean(raw, &envelope, &over, rules);
     }
-    mailveil_core::clean(&raw, &envelope, policy, rules)
+    mailveil_core::clean(raw, &envelope, policy, rules)
 }
 
 /// Splits a message into header fields (as [`Field`]) and the body.
@@ -666,12 +666,12 @@ mod tests {
             let raw = msg.raw();
             assert!(raw.starts_with(b"From: news@sender.example\r\nTo: alice"));
             assert!(
-                String::from_utf8_lossy(&raw).contains("Subject: folded\r\n\tsubject\r\n"),
+                String::from_utf8_lossy(raw).contains("Subject: folded\r\n\tsubject\r\n"),
                 "{}",
-                String::from_utf8_lossy(&raw)
+                String::from_utf8_lossy(raw)
             );
             let envelope = Envelope::to(msg.recipients.clone());
-            let cleaned = clean(&raw, &envelope, &Policy::default(), &Rules::default());
+            let cleaned = clean(raw, &envelope, &Policy::default(), &Rules::default());
             let (replies, changes) = eom_replies(&msg, &cleaned);
             assert!(changes.body_replaced);
             assert_eq!(changes.headers_added, 1);
@@ -701,7 +701,7 @@ mod tests {
             strip_read_receipts: true,
             ..Policy::default()
         };
-        let cleaned = clean(&msg.raw(), &Envelope::default(), &policy, &Rules::default());
+        let cleaned = clean(msg.raw(), &Envelope::default(), &policy, &Rules::default());
         let (replies, changes) = eom_replies(&msg, &cleaned);
         assert_eq!(changes.headers_removed, 3);
         assert!(!changes.body_replaced);
@@ -728,7 +728,7 @@ mod tests {
             true,
         );
         let once = clean(
-            &msg.raw(),
+            msg.raw(),
             &Envelope::default(),
             &Policy::default(),
             &Rules::default(),
@@ -741,7 +741,7 @@ mod tests {
         };
         assert_eq!(msg2.raw(), once.bytes);
         let twice = clean(
-            &msg2.raw(),
+            msg2.raw(),
             &Envelope::default(),
             &Policy::default(),
             &Rules::default(),
@@ -814,7 +814,7 @@ mod tests {
         let mut msg = session_with(&[("Content-Type", " text/html")], TRACKED, true);
         msg.actions = action::ADDHDRS;
         let cleaned = clean(
-            &msg.raw(),
+            msg.raw(),
             &Envelope::default(),
             &Policy::default(),
             &Rules::default(),
