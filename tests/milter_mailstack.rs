@@ -1,6 +1,8 @@
 //! `mailveil milter` with the real parts: Postfix using it as `smtpd_milters` (no
 //! content filter) delivering to Dovecot LMTP, and `miltertest` driving it directly.
-//! Skips when they are not installed, unless MAILVEIL_REQUIRE_MAILSTACK=1.
+//! Skips when they are not installed, unless MAILVEIL_REQUIRE_MAILSTACK=1. The limits
+//! (connections, `--allow`, frame timeout, memory budget) are driven by a milter client
+//! of this file over TCP, which can misbehave as a hostile client would.
 
 #[path = "mailstack/harness.rs"]
 mod harness;
