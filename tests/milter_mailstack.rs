@@ -192,14 +192,7 @@ fn postfix_applies_its_milter_default_action_when_the_milter_is_full() {
         port,
     );
     // this client takes the only connection
-    let mut held = None;
-    wait_until(Duration::from_secs(10), || {
-        held = mta::Mta::connect(port)
-            .ok()
-            .and_then(|mut m| m.negotiate().ok().map(|()| m));
-        held.is_some()
-    })
-    .expect("no connection to the milter");
+    let held = served(port);
     let (ok, out) = swaks(&stack, &["--header", "Subject: milter-full"], "while full");
     assert!(!ok, "accepted while the milter was full:\n{out}");
     assert!(out.contains("<** 451"), "{out}");
@@ -530,13 +523,25 @@ fn refused(port: u16) -> bool {
     }
 }
 
+/// A negotiated connection, once the milter serves one (the probe that saw it listen
+/// may still hold a slot for a moment).
+fn served(port: u16) -> mta::Mta {
+    let mut served = None;
+    wait_until(Duration::from_secs(10), || {
+        served = mta::Mta::connect(port)
+            .ok()
+            .and_then(|mut m| m.negotiate().ok().map(|()| m));
+        served.is_some()
+    })
+    .expect("no connection served");
+    served.unwrap()
+}
+
 #[test]
 fn the_connection_limit_closes_new_connections_until_one_ends() {
     let milter = Milter::start(&["--max-connections", "2"]);
-    let mut a = mta::Mta::connect(milter.port).unwrap();
-    a.negotiate().unwrap();
-    let mut b = mta::Mta::connect(milter.port).unwrap();
-    b.negotiate().unwrap();
+    let mut a = served(milter.port);
+    let b = served(milter.port);
     for _ in 0..20 {
         assert!(refused(milter.port), "a third connection was served");
     }
