@@ -4,10 +4,12 @@
 
 pub use mailveil_core::*;
 
+pub mod allow_list;
 pub mod explain;
 pub mod http;
 pub mod imap;
 pub mod milter;
+pub mod printable;
 pub mod proxy;
 pub mod reload;
 pub mod rule_files;

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use mailveil::printable::printable;
 use mailveil::{Envelope, OnError, Policy, RemoteContent, SignedContent, clean, rule_files};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -184,6 +185,25 @@ struct MilterArgs {
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     no_system_rules: bool,
+    /// A client network allowed to connect over TCP (repeatable; default: loopback only).
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<String>,
+    /// Connections served at once; past it a new one is closed at once (the MTA applies
+    /// its milter_default_action).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Memory for mail in flight, all connections together; a mail takes about 3 times
+    /// its size. A mail that does not fit now gets a temporary failure; one that could
+    /// never fit is handled as too large.
+    #[arg(long, value_name = "BYTES", default_value_t = 192 << 20)]
+    max_inflight_bytes: usize,
+    /// Seconds the MTA has to send the next command.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    idle_timeout: u64,
+    /// Seconds from the first byte of a frame to its last (and for the MTA to take each
+    /// reply frame).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    frame_timeout: u64,
 }
 
 #[derive(Args)]
@@ -318,13 +338,24 @@ fn milter(args: MilterArgs) -> ExitCode {
         proxy: None,
         signed: None,
     };
+    let allow = match mailveil::allow_list::parse_or_loopback(&args.allow) {
+        Ok(nets) => nets,
+        Err(e) => {
+            eprintln!("mailveil: --allow {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = mailveil::milter::Options {
         listen: args.listen,
         rules: args.rules,
         system_rules: !args.no_system_rules,
         policy,
         max_frame: mailveil::milter::codec::DEFAULT_MAX_FRAME,
-        timeout: Duration::from_secs(300),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        frame_timeout: Duration::from_secs(args.frame_timeout),
+        max_connections: args.max_connections as usize,
+        max_inflight_bytes: args.max_inflight_bytes,
+        allow,
     };
     exit_code(mailveil::milter::run(opts))
 }
@@ -412,11 +443,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the header section of `raw` ends (after its blank line), or `raw.len()`.
+fn header_section_end(raw: &[u8]) -> usize {
+    let mut at = 0;
+    while at < raw.len() {
+        let end = raw[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |i| at + i + 1);
+        if matches!(&raw[at..end], b"\n" | b"\r\n") {
+            return end;
+        }
+        at = end;
+    }
+    raw.len()
+}
+
 /// Pipe mode. Exit 0 whenever a mail was written; 75 only when none could be.
 fn filter(args: FilterArgs) -> ExitCode {
     // At most one byte past the limit is read before cleaning: a larger mail is passed
-    // through (its head with the error header, then the rest streamed as it comes), so
-    // the filter holds at most --max-message-bytes of it, whatever its size.
+    // through (its header section with the error header, then the rest streamed as it
+    // comes), so the filter holds at most --max-message-bytes of it, whatever its size.
     let max = args.limits.max_message_bytes;
     let mut stdin = std::io::stdin().lock();
     let mut raw = Vec::new();
@@ -430,7 +477,7 @@ fn filter(args: FilterArgs) -> ExitCode {
     let oversized = raw.len() > max;
     let (rules, errors) = rule_files::load(&args.rules, !args.no_system_rules);
     for e in &errors {
-        eprintln!("mailveil: rule file skipped: {e}");
+        eprintln!("mailveil: rule file skipped: {}", printable(&e.to_string()));
     }
     let policy = Policy {
         banner: args.banner,
@@ -451,10 +498,26 @@ fn filter(args: FilterArgs) -> ExitCode {
         recipients: args.recipients,
     };
     let started = std::time::Instant::now();
-    let cleaned = clean(&raw, &envelope, &policy, &rules);
+    // Too large: only the header section goes to the core, which answers as for any mail
+    // too large (the error header on top, or tempfail); the body is not copied.
+    let head = if oversized {
+        header_section_end(&raw)
+    } else {
+        raw.len()
+    };
+    let cleaned = if oversized {
+        let mut over = policy.clone();
+        over.limits.max_message_bytes = 0;
+        clean(&raw[..head], &envelope, &over, &rules)
+    } else {
+        clean(&raw, &envelope, &policy, &rules)
+    };
     let elapsed = started.elapsed();
     if let Some(err) = &cleaned.report.error {
-        eprintln!("mailveil: mail could not be read ({err}): delivered as an attachment");
+        eprintln!(
+            "mailveil: mail could not be read ({}): delivered as an attachment",
+            printable(err)
+        );
         if cleaned.tempfail {
             return ExitCode::from(EX_TEMPFAIL);
         }
@@ -462,8 +525,9 @@ fn filter(args: FilterArgs) -> ExitCode {
     let mut out = std::io::stdout().lock();
     let written = out.write_all(&cleaned.bytes).and_then(|()| {
         if oversized {
-            // `clean` saw only the head and passed it unchanged (too-large): the rest
-            // follows byte for byte.
+            // `clean` saw only the header section and passed it unchanged (too-large):
+            // the rest follows byte for byte.
+            out.write_all(&raw[head..])?;
             let rest = std::io::copy(&mut stdin, &mut out)?;
             eprintln!(
                 "mailveil: the mail is larger than --max-message-bytes ({max}): \

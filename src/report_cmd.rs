@@ -1,6 +1,12 @@
 //! `mailveil report` and `mailveil dashboard`, and recording one mail from `filter`.
+//!
+//! What the store holds came with mail (sender domains, Message-IDs, URLs): every text of
+//! it goes through [`printable`] before it is printed (no escape sequence, line break or
+//! bidi override reaches the terminal), JSON escapes the same characters, and CSV cells
+//! that a spreadsheet would run as a formula are quoted with a leading `'`.
 
 use clap::Args;
+use mailveil::printable::{json_printable, printable};
 use mailveil::store::{self, MailRecord, ReportStore, Summary, day};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -121,18 +127,33 @@ fn report_inner(args: &ReportArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One CSV cell: printable, quoted when needed, and a cell a spreadsheet would read as a
+/// formula (starting with `=`, `+`, `-`, `@`, tab or CR) kept as text with a leading `'`.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    let text = printable(s);
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let text = if formula {
+        format!("'{text}")
     } else {
-        s.to_string()
+        text.into_owned()
+    };
+    if formula || text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
     }
+}
+
+/// JSON of a report, with what could act on a terminal escaped (the same JSON value).
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    json_printable(&text).into_owned() + "\n"
 }
 
 fn render_summary(s: &Summary, format: &str) -> String {
     let t = &s.totals;
     match format {
-        "json" => serde_json::to_string_pretty(s).unwrap_or_default() + "\n",
+        "json" => json(s),
         "csv" => {
             let mut out = String::from("section,name,mails,blocked,trackers\n");
             let mut row = |section: &str, name: &str, mails: i64, blocked: i64, trackers: i64| {
@@ -172,6 +193,7 @@ fn render_summary(s: &Summary, format: &str) -> String {
             if !t.by_kind.is_empty() {
                 out.push_str("\nblocked by kind\n");
                 for (k, n) in &t.by_kind {
+                    let k = printable(k);
                     out.push_str(&format!("  {k:<22}{n:>8}\n"));
                 }
             }
@@ -181,7 +203,11 @@ fn render_summary(s: &Summary, format: &str) -> String {
                 }
                 out.push_str(&format!("\n{title:<32}{:>8}{:>9}\n", "mails", "blocked"));
                 for r in rows {
-                    let name = if r.name.is_empty() { "(none)" } else { &r.name };
+                    let name = if r.name.is_empty() {
+                        "(none)".into()
+                    } else {
+                        printable(&r.name)
+                    };
                     out.push_str(&format!("  {name:<30}{:>8}{:>9}\n", r.mails, r.blocked));
                 }
             };
@@ -195,7 +221,10 @@ fn render_summary(s: &Summary, format: &str) -> String {
                 for d in &s.per_day {
                     out.push_str(&format!(
                         "{:<12}{:>8}{:>9}{:>10}\n",
-                        d.date, d.mails, d.blocked, d.trackers
+                        printable(&d.date),
+                        d.mails,
+                        d.blocked,
+                        d.trackers
                     ));
                 }
             }
@@ -206,7 +235,7 @@ fn render_summary(s: &Summary, format: &str) -> String {
 
 fn render_mails(mails: &[MailRecord], format: &str) -> String {
     match format {
-        "json" => serde_json::to_string_pretty(mails).unwrap_or_default() + "\n",
+        "json" => json(mails),
         "csv" => {
             let mut out =
                 String::from("message_id,time,kind,action,part,location,tracker,rule,url\n");
@@ -216,8 +245,8 @@ fn render_mails(mails: &[MailRecord], format: &str) -> String {
                         "{},{},{},{},{},{},{},{},{}\n",
                         csv_field(m.message_id.as_deref().unwrap_or("")),
                         m.time,
-                        f.kind,
-                        f.action,
+                        csv_field(&f.kind),
+                        csv_field(&f.action),
                         csv_field(&f.part),
                         csv_field(&f.location),
                         csv_field(f.tracker.as_deref().unwrap_or("")),
@@ -233,32 +262,32 @@ fn render_mails(mails: &[MailRecord], format: &str) -> String {
             for m in mails {
                 out.push_str(&format!(
                     "Message-ID <{}>\n  time      {}\n  from      {}\n  to        {}\n  size      {}\n  trackers  {}\n  blocked   {} of {} findings\n",
-                    m.message_id.as_deref().unwrap_or(""),
+                    printable(m.message_id.as_deref().unwrap_or("")),
                     day::datetime_of(m.time),
-                    if m.sender.is_empty() { "<>" } else { &m.sender },
-                    m.recipient,
+                    if m.sender.is_empty() { "<>".into() } else { printable(&m.sender) },
+                    printable(&m.recipient),
                     m.size,
-                    if m.trackers.is_empty() { "none".into() } else { m.trackers.join(", ") },
+                    if m.trackers.is_empty() { "none".into() } else { printable(&m.trackers.join(", ")).into_owned() },
                     m.blocked,
                     m.findings_total
                 ));
                 if let Some(e) = &m.error {
-                    out.push_str(&format!("  error     {e}\n"));
+                    out.push_str(&format!("  error     {}\n", printable(e)));
                 }
                 for f in &m.findings {
                     out.push_str(&format!(
                         "  - {:<9} {:<15} part {} {}{}{}\n",
-                        f.action,
-                        f.kind,
-                        f.part,
-                        f.location,
+                        printable(&f.action),
+                        printable(&f.kind),
+                        printable(&f.part),
+                        printable(&f.location),
                         f.tracker
                             .as_deref()
-                            .map(|t| format!(" [{t}]"))
+                            .map(|t| format!(" [{}]", printable(t)))
                             .unwrap_or_default(),
                         f.url
                             .as_deref()
-                            .map(|u| format!(" {u}"))
+                            .map(|u| format!(" {}", printable(u)))
                             .unwrap_or_default()
                     ));
                 }
@@ -302,5 +331,29 @@ pub fn dashboard(args: DashboardArgs) -> ExitCode {
             eprintln!("mailveil: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_cells_are_printable_and_never_formulas() {
+        assert_eq!(csv_field("example.org"), "example.org");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("=1+2"), "\"'=1+2\"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        for lead in ["+", "-", "@", "\t", "\r"] {
+            let cell = csv_field(&format!("{lead}cmd|' /C calc'!A0"));
+            assert!(cell.starts_with("\"'"), "{cell}");
+        }
+        assert_eq!(
+            csv_field("a\x1b[2Jb\u{202e}c\nd"),
+            "a\\x1b[2Jb\\u{202e}c\\x0ad"
+        );
     }
 }

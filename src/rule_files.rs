@@ -1,9 +1,21 @@
 //! Rule files on disk, layered: shipped rules (built in) < the system directory
 //! (`/etc/mailveil/rules.d`) < directories given with `--rules`. A later entry with the
 //! same id replaces an earlier one. A broken file is left out and reported, never fatal.
+//!
+//! Only regular files of at most [`MAX_FILE_BYTES`] are read. A FIFO would block the
+//! reader until someone writes to it (a start or a reload that never ends), a device
+//! can be endless (`/dev/zero`) or act on being opened. A symlink is followed when it
+//! leads to a regular file, wherever that is: the directory is the operator's, and
+//! linking files in from elsewhere (Debian's `*-available` / `*-enabled`) is their call;
+//! a link to anything else is refused like the thing itself.
 
 use mailveil_core::{RuleError, RuleSource, Rules};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// The largest rule file read (the shipped rules are a few KiB each; a whole imported
+/// list is well under a MiB).
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
 
 mod shipped {
     include!(concat!(env!("OUT_DIR"), "/shipped_rules.rs"));
@@ -41,12 +53,17 @@ pub fn read_dir(dir: &Path) -> (Vec<RuleSource>, Vec<RuleError>) {
     paths.sort();
     let mut sources = Vec::new();
     for p in paths {
-        match std::fs::read_to_string(&p) {
+        match read_rule_file(&p) {
             Ok(text) => sources.push(RuleSource {
                 name: p.display().to_string(),
                 text,
             }),
-            Err(e) => errors.push(io_error(&p, &e)),
+            Err(message) => errors.push(RuleError {
+                file: p.display().to_string(),
+                line: 0,
+                column: 0,
+                message,
+            }),
         }
     }
     (sources, errors)
@@ -58,6 +75,61 @@ fn io_error(path: &Path, e: &std::io::Error) -> RuleError {
         line: 0,
         column: 0,
         message: e.to_string(),
+    }
+}
+
+/// The text of one rule file, if it is a regular file (through a symlink or not) of at
+/// most [`MAX_FILE_BYTES`]. The type is checked before opening, so no FIFO or device is
+/// ever opened, and again on what was opened (non-blocking), in case the path was
+/// swapped in between.
+fn read_rule_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let checked = |meta: &std::fs::Metadata| -> Result<(), String> {
+        if !meta.is_file() {
+            return Err(format!(
+                "not read: {}, not a regular file",
+                kind_of(&meta.file_type())
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_large(meta.len()));
+        }
+        Ok(())
+    };
+    checked(&std::fs::metadata(path).map_err(|e| e.to_string())?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    checked(&file.metadata().map_err(|e| e.to_string())?)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        // it grew after the check
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_string())
+}
+
+fn too_large(len: u64) -> String {
+    format!("not read: {len} bytes, more than the {MAX_FILE_BYTES} a rule file may have")
+}
+
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "something else"
     }
 }
 
@@ -148,6 +220,120 @@ impl LiveRules {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    const GOOD: &str = "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"t\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"t\"\n";
+
+    fn mkfifo(path: &Path) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+    }
+
+    /// Runs `f` on a thread; `None` if it has not returned within 10 s (a read blocked
+    /// on a FIFO never returns).
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    #[test]
+    fn a_fifo_or_device_in_a_rule_directory_is_reported_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("acme.toml"), GOOD).unwrap();
+        mkfifo(&dir.path().join("a-fifo.toml"));
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("b-zero.toml")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("a-fifo.toml"),
+            dir.path().join("c-to-fifo.toml"),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("d-dir.toml")).unwrap();
+        let path = dir.path().to_path_buf();
+        // at start: the process starts with the good file, the others are listed
+        let (live, errors) = within_10s(move || LiveRules::load(&[path], false))
+            .expect("loading a rule directory with a FIFO did not return");
+        assert!(live.get().match_pixel("t.acme.example", "/o").is_some());
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(
+            errors[0].contains("a-fifo.toml") && errors[0].contains("a FIFO"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("b-zero.toml") && errors[1].contains("a device"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("c-to-fifo.toml") && errors[2].contains("a FIFO"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[3].contains("d-dir.toml") && errors[3].contains("a directory"),
+            "{errors:?}"
+        );
+        // at reload: refused, the last good set stays
+        let live = std::sync::Arc::new(live);
+        let l = std::sync::Arc::clone(&live);
+        let reloaded = within_10s(move || l.reload()).expect("reload did not return");
+        assert_eq!(reloaded.unwrap_err().len(), 4);
+        assert!(live.get().match_pixel("t.acme.example", "/o").is_some());
+    }
+
+    #[test]
+    fn a_rule_file_over_the_size_cap_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (live, errors) = LiveRules::load(&[dir.path().to_path_buf()], false);
+        assert!(errors.is_empty());
+        std::fs::write(dir.path().join("acme.toml"), GOOD).unwrap();
+        live.reload().unwrap();
+        // a comment line makes it one byte too long
+        let mut big = GOOD.to_string();
+        big.push_str(&format!(
+            "#{}\n",
+            "x".repeat(MAX_FILE_BYTES as usize - GOOD.len() - 1)
+        ));
+        std::fs::write(dir.path().join("big.toml"), &big).unwrap();
+        let errors = live.reload().unwrap_err();
+        assert!(errors[0].to_string().contains("big.toml"), "{errors:?}");
+        assert!(
+            errors[0].to_string().contains("more than the 8388608"),
+            "{errors:?}"
+        );
+        assert!(live.get().match_pixel("t.acme.example", "/o").is_some());
+        // at the cap exactly it is read
+        big.pop();
+        std::fs::write(dir.path().join("big.toml"), &big).unwrap();
+        assert_eq!(big.len() as u64, MAX_FILE_BYTES);
+        let (_, errors) = load(&[dir.path().to_path_buf()], false);
+        assert!(
+            errors.iter().all(|e| !e.to_string().contains("more than")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_symlink_to_a_regular_file_elsewhere_is_read() {
+        let available = tempfile::tempdir().unwrap();
+        let enabled = tempfile::tempdir().unwrap();
+        std::fs::write(available.path().join("acme.toml"), GOOD).unwrap();
+        std::os::unix::fs::symlink(
+            available.path().join("acme.toml"),
+            enabled.path().join("acme.toml"),
+        )
+        .unwrap();
+        let (rules, errors) = load(&[enabled.path().to_path_buf()], false);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(rules.match_pixel("t.acme.example", "/o").is_some());
+    }
 
     #[test]
     fn a_broken_reload_keeps_the_last_good_set() {

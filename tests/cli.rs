@@ -154,6 +154,207 @@ fn a_broken_user_rule_file_is_reported_and_mail_still_flows() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("typo.toml"));
 }
 
+/// Runs the command on `stdin` with a deadline: `None` if it did not finish in 20 s
+/// (it is killed then). Its output must fit the pipe buffers.
+fn run_within_20s(cmd: &mut Command, stdin: &[u8]) -> Option<Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_fifo_in_a_rule_directory_neither_hangs_the_start_nor_stops_the_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.toml"), "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"test\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"test\"\n").unwrap();
+    let fifo = dir.path().join("pipe.toml");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let d = dir.path().to_str().unwrap();
+    let check = run_within_20s(Command::new(BIN).args(["rules", "check", d]), b"")
+        .expect("rules check hung on a FIFO");
+    assert_eq!(check.status.code(), Some(1));
+    let report = String::from_utf8(check.stdout).unwrap();
+    assert!(
+        report.contains("pipe.toml") && report.contains("a FIFO, not a regular file"),
+        "{report}"
+    );
+    let mail = b"From: a@b.example\r\nContent-Type: text/html\r\n\r\n<p>x</p><img src=\"https://t.acme.example/o/1\" alt=\"\">\r\n";
+    let out = run_within_20s(
+        Command::new(BIN).args(["filter", "--no-system-rules", "--rules", d]),
+        mail,
+    )
+    .expect("filter hung on a FIFO in --rules");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("trackers=ACME"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pipe.toml"));
+}
+
+/// Whether `text` holds a character that acts on a terminal: C0 controls other than the
+/// line break, DEL, C1 controls, bidi overrides and isolates.
+fn acts_on_a_terminal(text: &str) -> Option<char> {
+    text.chars().find(|&c| {
+        (c < ' ' && c != '\n')
+            || ('\u{7f}'..='\u{9f}').contains(&c)
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    })
+}
+
+#[test]
+fn report_prints_no_control_character_and_no_csv_formula_from_a_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("acme.toml"), "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"test\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"test\"\n").unwrap();
+    let db = dir.path().join("reports.sqlite");
+    // a sender's choice: escape sequences (set the window title, clear the screen), a
+    // bidi override, and a Message-ID a spreadsheet would run
+    let id = "=HYPERLINK(\"http://x.example\")\x1b[2J\u{202e}abc@evil.example";
+    let mail = format!(
+        "Return-Path: <=cmd@\x1b]0;owned\x07evil.example>\r\nFrom: x@y.example\r\n\
+         Message-ID: <{id}>\r\nContent-Type: text/html\r\n\r\n\
+         <p>x</p><img src=\"https://t.acme.example/o/1\x1b[31m\u{9b}2J\" alt=\"\">\r\n"
+    );
+    let out = run(
+        &[
+            "filter",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--report-db",
+            db.to_str().unwrap(),
+            "--report-debug",
+        ],
+        mail.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = db.to_str().unwrap();
+    let mut outputs = Vec::new();
+    for format in ["table", "csv", "json"] {
+        for by_id in [false, true] {
+            let mut args = vec!["report", "--report-db", db, "--format", format];
+            if by_id {
+                args.extend(["--message-id", id]);
+            }
+            let out = Command::new(BIN).args(&args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert_eq!(acts_on_a_terminal(&text), None, "{format}:\n{text}");
+            outputs.push((format, by_id, text));
+        }
+    }
+    let get = |f: &str, by_id: bool| {
+        outputs
+            .iter()
+            .find(|(format, id, _)| *format == f && *id == by_id)
+            .map(|(_, _, t)| t.as_str())
+            .unwrap()
+    };
+    // what was there is still told, escaped
+    assert!(get("table", false).contains("\\x1b]0;owned\\x07evil.example"));
+    assert!(get("table", true).contains("\\x1b[2J\\u{202e}abc@evil.example"));
+    // no cell starts a formula: the Message-ID cell is text
+    let csv = get("csv", true);
+    let row = csv.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("\"'=HYPERLINK(\"\"http://x.example\"\")"),
+        "{csv}"
+    );
+    // JSON keeps the value (escaped as JSON)
+    let json: serde_json::Value = serde_json::from_str(get("json", true)).unwrap();
+    assert_eq!(json[0]["message_id"], id);
+}
+
+/// Runs `mailveil filter ARGS` on a mail of `size` bytes (a short header, then lines of
+/// text), made as it is written; returns the exit code, the bytes written out and the
+/// process's peak resident memory in KiB (from wait4).
+fn filter_peak_rss(args: &[&str], size: usize) -> (Option<i32>, Vec<u8>, i64) {
+    // reaped below with wait4, which also gives its peak memory
+    #[allow(clippy::zombie_processes)]
+    let mut child = Command::new(BIN)
+        .arg("filter")
+        .arg("--no-system-rules")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(b"From: a@sender.example\r\nSubject: big\r\n\r\n");
+        let line = b"Lines of a long mail, nothing to clean in them at all......\r\n";
+        let mut sent = 0;
+        while sent < size {
+            if stdin.write_all(line).is_err() {
+                return;
+            }
+            sent += line.len();
+        }
+    });
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut out).unwrap();
+        out
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: waits for the child spawned above; status and usage are valid pointers.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid);
+    writer.join().unwrap();
+    let out = reader.join().unwrap();
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, out, usage.ru_maxrss)
+}
+
+#[test]
+fn a_mail_over_the_limit_is_held_once_at_most_the_limit() {
+    // 48 MB through a filter whose limit is 16 MB: passed through unchanged, and the
+    // filter never holds more than the limit of it (it held the limit twice: the head
+    // it read and the copy with the error header)
+    let limit = 16_000_000;
+    let (code, out, small) = filter_peak_rss(&["--max-message-bytes", "1000"], 100_000);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with(b"X-Mailveil: v="));
+    let (code, out, peak) =
+        filter_peak_rss(&["--max-message-bytes", &limit.to_string()], 48_000_000);
+    assert_eq!(code, Some(0));
+    let text = String::from_utf8_lossy(&out[..200]);
+    assert!(text.contains("error=too-large"), "{text}");
+    assert!(out.len() > 48_000_000);
+    eprintln!("filter, 48 MB over a 16 MB limit: peak RSS {peak} KiB (a small mail: {small} KiB)");
+    assert!(
+        peak < small + (limit as i64 / 1024) * 5 / 4,
+        "peak RSS {peak} KiB for a limit of {limit} bytes (a small mail: {small} KiB)"
+    );
+}
+
 #[test]
 fn rules_check_gives_the_line_of_the_error() {
     let dir = tempfile::tempdir().unwrap();

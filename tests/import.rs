@@ -514,3 +514,69 @@ fn unreadable_or_malformed_input_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+/// Exceptions for every parameter keep what the list removes on their hosts; those that
+/// the same removals cover share one entry (so the output grows with the list, not with
+/// exceptions times names), and each names its lines.
+#[test]
+fn exceptions_for_every_parameter_share_one_entry_per_group_of_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.txt");
+    std::fs::write(
+        &list,
+        "$removeparam=g1\n\
+         ||example.org^$removeparam=z\n\
+         @@||a.example^$removeparam\n\
+         @@||sub.example.org^$removeparam\n\
+         @@||b.example^$removeparam\n\
+         $removeparam=g2\n",
+    )
+    .unwrap();
+    let (toml, _) = import("removeparam", list.to_str().unwrap());
+    assert_block(
+        &toml,
+        r#"[[param]]
+id = "removeparam-a-example-keep-g1"
+names = ["g1", "g2"]
+hosts = ["a.example", "sub.example.org", "b.example"]
+class = "subscriber"
+action = "keep"
+source = "$removeparam list list.txt, line 3: @@||a.example^$removeparam; line 4: @@||sub.example.org^$removeparam; line 5: @@||b.example^$removeparam"
+"#,
+    );
+    assert_block(
+        &toml,
+        r#"[[param]]
+id = "removeparam-sub-example-org-keep-z"
+names = ["z"]
+hosts = ["sub.example.org"]
+class = "subscriber"
+action = "keep"
+source = "$removeparam list list.txt, line 4: @@||sub.example.org^$removeparam"
+"#,
+    );
+    let keeps = toml.lines().filter(|l| *l == "action = \"keep\"").count();
+    assert_eq!(keeps, 2, "{toml}");
+    assert_compiles(&toml, "removeparam-");
+    let rules = Rules::compile(&with_shipped("imported.toml", &toml)).unwrap();
+    let mail = "From: n@shop.example\r\nContent-Type: text/html\r\n\r\n\
+        <a href=\"https://a.example/?g1=1&amp;k=1\">a</a>\
+        <a href=\"https://x.sub.example.org/?z=1&amp;g2=2\">s</a>\
+        <a href=\"https://www.example.org/?z=1&amp;k=2\">o</a>\
+        <a href=\"https://other.example/?g1=1&amp;k=3\">x</a>\r\n";
+    let out = clean(
+        mail.as_bytes(),
+        &Envelope::default(),
+        &Policy::default(),
+        &rules,
+    );
+    let html = String::from_utf8(out.bytes).unwrap();
+    for kept in [
+        "https://a.example/?g1=1&amp;k=1",
+        "https://x.sub.example.org/?z=1&amp;g2=2",
+        "https://www.example.org/?k=2",
+        "https://other.example/?k=3",
+    ] {
+        assert!(html.contains(kept), "{kept} not in:\n{html}");
+    }
+}

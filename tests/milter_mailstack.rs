@@ -1,6 +1,8 @@
 //! `mailveil milter` with the real parts: Postfix using it as `smtpd_milters` (no
 //! content filter) delivering to Dovecot LMTP, and `miltertest` driving it directly.
-//! Skips when they are not installed, unless MAILVEIL_REQUIRE_MAILSTACK=1.
+//! Skips when they are not installed, unless MAILVEIL_REQUIRE_MAILSTACK=1. The limits
+//! (connections, `--allow`, frame timeout, memory budget) are driven by a milter client
+//! of this file over TCP, which can misbehave as a hostile client would.
 
 #[path = "mailstack/harness.rs"]
 mod harness;
@@ -171,6 +173,50 @@ fn a_mail_that_cannot_be_cleaned_is_tempfailed_or_passed_as_the_policy_says() {
     assert!(msgs[0].contains(&body), "body as it came");
 }
 
+#[test]
+fn postfix_applies_its_milter_default_action_when_the_milter_is_full() {
+    let Some(_g) = guard() else { return };
+    // the harness's Postfix has milter_default_action = tempfail
+    let mut stack = Stack::start_with("", "inet:127.0.0.1:{milter}");
+    let port = stack.ports.filter;
+    let listen = format!("inet:127.0.0.1:{port}");
+    stack.start_mailveil_args(
+        &[
+            "milter",
+            "--listen",
+            &listen,
+            "--no-system-rules",
+            "--max-connections",
+            "1",
+        ],
+        port,
+    );
+    // this client takes the only connection
+    let held = served(port);
+    let (ok, out) = swaks(&stack, &["--header", "Subject: milter-full"], "while full");
+    assert!(!ok, "accepted while the milter was full:\n{out}");
+    assert!(out.contains("<** 451"), "{out}");
+    assert!(stack.maildir("alice").is_empty());
+    assert!(
+        stack
+            .mailveil_log()
+            .contains("refused: --max-connections reached"),
+        "{}",
+        stack.mailveil_log()
+    );
+    // the connection ends: Postfix's next mail is served and cleaned
+    drop(held);
+    let mut sent = false;
+    wait_until(Duration::from_secs(10), || {
+        sent = swaks(&stack, &["--header", "Subject: milter-free"], "once free").0;
+        sent
+    })
+    .expect("no mail accepted after the connection ended");
+    let msgs = stack.wait_mail("alice", 1, Duration::from_secs(30));
+    assert!(msgs[0].contains("Subject: milter-free"), "{}", msgs[0]);
+    assert_eq!(header(&msgs[0], "X-Mailveil").len(), 1, "{}", msgs[0]);
+}
+
 /// Runs the Lua script against a milter listening on `listen` (miltertest's `socket`).
 fn miltertest_against(listen: &str, socket: &str, ready: impl Fn() -> bool) {
     let mut child = Command::new(MAILVEIL)
@@ -253,4 +299,439 @@ fn miltertest_drives_the_milter_over_a_unix_socket() {
     miltertest_against(&format!("unix:{path}"), &format!("unix:{path}"), || {
         std::os::unix::net::UnixStream::connect(&sock).is_ok()
     });
+}
+
+/// The MTA side of the milter protocol over a real socket, sending the frames Postfix
+/// sends (version 6, every step, body in 64 KiB chunks). Written for these tests: the
+/// limits are about what a client can do, so the client must be able to misbehave.
+mod mta {
+    use std::io::{self, Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    pub struct Mta {
+        pub stream: TcpStream,
+    }
+
+    /// One reply: the command byte and its data.
+    pub type Reply = (u8, Vec<u8>);
+
+    pub fn frame(cmd: u8, data: &[u8]) -> Vec<u8> {
+        let mut out = ((data.len() + 1) as u32).to_be_bytes().to_vec();
+        out.push(cmd);
+        out.extend_from_slice(data);
+        out
+    }
+
+    impl Mta {
+        pub fn connect(port: u16) -> io::Result<Mta> {
+            let stream = TcpStream::connect(("127.0.0.1", port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+            stream.set_nodelay(true)?;
+            Ok(Mta { stream })
+        }
+
+        pub fn send(&mut self, cmd: u8, data: &[u8]) -> io::Result<()> {
+            self.stream.write_all(&frame(cmd, data))
+        }
+
+        /// The next reply; an error (EOF included) when the milter closed.
+        pub fn reply(&mut self) -> io::Result<Reply> {
+            let mut len = [0u8; 4];
+            self.stream.read_exact(&mut len)?;
+            let mut data = vec![0u8; u32::from_be_bytes(len) as usize];
+            self.stream.read_exact(&mut data)?;
+            if data.is_empty() {
+                return Err(io::Error::other("empty reply frame"));
+            }
+            let cmd = data.remove(0);
+            Ok((cmd, data))
+        }
+
+        /// Sends a command and returns the command byte of its reply.
+        pub fn step(&mut self, cmd: u8, data: &[u8]) -> io::Result<u8> {
+            self.send(cmd, data)?;
+            Ok(self.reply()?.0)
+        }
+
+        /// Option negotiation as Postfix does it: version 6, all actions, all steps.
+        pub fn negotiate(&mut self) -> io::Result<()> {
+            let mut o = Vec::new();
+            for v in [6u32, 0x1ff, 0x1f_ffff] {
+                o.extend_from_slice(&v.to_be_bytes());
+            }
+            match self.step(b'O', &o)? {
+                b'O' => Ok(()),
+                c => Err(io::Error::other(format!(
+                    "negotiation answered {:?}",
+                    c as char
+                ))),
+            }
+        }
+
+        /// MAIL, RCPT, the header fields of a multipart mail, end of headers.
+        pub fn start_mail(&mut self, subject: &str) -> io::Result<()> {
+            self.expect_continue(b'M', b"<news@sender.example>\0")?;
+            self.expect_continue(b'R', b"<alice@example.test>\0")?;
+            for (name, value) in [
+                ("From", " news@sender.example"),
+                ("Subject", &format!(" {subject}")),
+                ("MIME-Version", " 1.0"),
+                ("Content-Type", " multipart/mixed; boundary=\"b1\""),
+            ] {
+                self.expect_continue(b'L', format!("{name}\0{value}\0").as_bytes())?;
+            }
+            self.expect_continue(b'N', b"")
+        }
+
+        fn expect_continue(&mut self, cmd: u8, data: &[u8]) -> io::Result<()> {
+            match self.step(cmd, data)? {
+                b'c' => Ok(()),
+                c => Err(io::Error::other(format!("answered {:?}", c as char))),
+            }
+        }
+
+        /// Sends `body` in chunks of at most 65535 bytes, each answered.
+        pub fn body(&mut self, body: &[u8]) -> io::Result<()> {
+            for chunk in body.chunks(65535) {
+                self.expect_continue(b'B', chunk)?;
+            }
+            Ok(())
+        }
+
+        /// End of message: the replies up to and including the verdict.
+        pub fn eom(&mut self) -> io::Result<Vec<Reply>> {
+            self.send(b'E', b"")?;
+            let mut replies = Vec::new();
+            loop {
+                let r = self.reply()?;
+                let last = matches!(r.0, b'c' | b'a' | b't' | b'r' | b'y');
+                replies.push(r);
+                if last {
+                    return Ok(replies);
+                }
+            }
+        }
+
+        /// A whole mail of about `size` bytes: the HTML part carries a tracking pixel.
+        pub fn mail(&mut self, subject: &str, size: usize) -> io::Result<Vec<Reply>> {
+            self.start_mail(subject)?;
+            self.body(&body(size))?;
+            self.eom()
+        }
+    }
+
+    /// A multipart body of about `size` bytes: an HTML part with a tracking pixel and a
+    /// base64 attachment (the shape of a large real mail).
+    pub fn body(size: usize) -> Vec<u8> {
+        let mut b = Vec::with_capacity(size + 1024);
+        b.extend_from_slice(
+            b"--b1\r\nContent-Type: text/html\r\n\r\n<p>Hello reader</p>\
+              <img src=\"https://t.example/o.gif?u=alice@example.test\" width=\"1\" height=\"1\">\r\n\
+              --b1\r\nContent-Type: application/octet-stream\r\n\
+              Content-Transfer-Encoding: base64\r\n\r\n",
+        );
+        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut x: u32 = 0x2545_f491;
+        while b.len() < size {
+            for _ in 0..76 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                b.push(B64[(x % 64) as usize]);
+            }
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(b"--b1--\r\n");
+        b
+    }
+
+    /// The verdict (the last reply's command byte) and the value of an inserted
+    /// X-Mailveil header, if any.
+    pub fn verdict(replies: &[Reply]) -> (u8, Option<String>) {
+        let header = replies.iter().find_map(|(c, d)| {
+            (*c == b'i' && d.len() > 4 && d[4..].starts_with(b"X-Mailveil\0"))
+                .then(|| String::from_utf8_lossy(&d[4 + 11..]).into_owned())
+        });
+        (replies.last().map_or(0, |r| r.0), header)
+    }
+}
+
+/// `mailveil milter` on a free port with `args`, its log in a temporary file; killed
+/// when dropped.
+struct Milter {
+    child: std::process::Child,
+    port: u16,
+    log: tempfile::NamedTempFile,
+}
+
+impl Milter {
+    fn start(args: &[&str]) -> Milter {
+        Milter::start_bin(MAILVEIL, args)
+    }
+
+    fn start_bin(bin: &str, args: &[&str]) -> Milter {
+        let port = free_port();
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let listen = format!("inet:127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["milter", "--listen", &listen, "--no-system-rules"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        let mut m = Milter { child, port, log };
+        let up = wait_until(Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        if up.is_none() {
+            let _ = m.child.kill();
+            panic!("milter did not listen: {}", m.log());
+        }
+        m
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// The peak resident memory of the milter process so far (VmHWM), in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Milter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether the milter closed this connection: a negotiation that gets no answer.
+fn refused(port: u16) -> bool {
+    match mta::Mta::connect(port) {
+        Err(_) => true,
+        Ok(mut m) => m.negotiate().is_err(),
+    }
+}
+
+/// A negotiated connection, once the milter serves one (the probe that saw it listen
+/// may still hold a slot for a moment).
+fn served(port: u16) -> mta::Mta {
+    let mut served = None;
+    wait_until(Duration::from_secs(10), || {
+        served = mta::Mta::connect(port)
+            .ok()
+            .and_then(|mut m| m.negotiate().ok().map(|()| m));
+        served.is_some()
+    })
+    .expect("no connection served");
+    served.unwrap()
+}
+
+#[test]
+fn the_connection_limit_closes_new_connections_until_one_ends() {
+    let milter = Milter::start(&["--max-connections", "2"]);
+    let mut a = served(milter.port);
+    let b = served(milter.port);
+    for _ in 0..20 {
+        assert!(refused(milter.port), "a third connection was served");
+    }
+    // the two served ones still work
+    let (verdict, header) = mta::verdict(&a.mail("limit", 2000).unwrap());
+    assert_eq!(verdict, b'c');
+    assert!(header.is_some_and(|h| h.contains("v=")));
+    drop(b);
+    let served_again = wait_until(Duration::from_secs(10), || !refused(milter.port));
+    assert!(
+        served_again.is_some(),
+        "no slot came back:\n{}",
+        milter.log()
+    );
+    assert!(
+        milter.log().contains("refused: --max-connections reached"),
+        "{}",
+        milter.log()
+    );
+}
+
+#[test]
+fn a_client_outside_allow_is_closed_before_any_frame() {
+    let milter = Milter::start(&["--allow", "192.0.2.0/24", "--allow", "10.0.0.0/8"]);
+    assert!(refused(milter.port), "a loopback client was served");
+    assert!(
+        milter.log().contains("refused: client not in --allow"),
+        "{}",
+        milter.log()
+    );
+    drop(milter);
+    // loopback allowed explicitly, and by default
+    for args in [&["--allow", "127.0.0.0/8"][..], &[]] {
+        let milter = Milter::start(args);
+        let mut m = mta::Mta::connect(milter.port).unwrap();
+        m.negotiate().unwrap();
+        assert_eq!(mta::verdict(&m.mail("allowed", 2000).unwrap()).0, b'c');
+    }
+    // a bad network is an error at start
+    let out = Command::new(MAILVEIL)
+        .args(["milter", "--allow", "10.0.0.0/33"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10.0.0.0/33"));
+}
+
+#[test]
+fn a_client_trickling_a_frame_is_closed_at_the_frame_timeout() {
+    let milter = Milter::start(&["--frame-timeout", "1", "--idle-timeout", "60"]);
+    let mut m = mta::Mta::connect(milter.port).unwrap();
+    m.negotiate().unwrap();
+    // one header frame of 200 bytes, a byte every 100 ms: 20 s to send whole, every
+    // read of the milter getting a byte well within any per-read timeout
+    let frame = mta::frame(b'L', format!("Subject\0 {}\0", "x".repeat(190)).as_bytes());
+    m.stream
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut sent = 0;
+    let closed = frame.iter().any(|&byte| {
+        if m.stream.write_all(&[byte]).is_err() {
+            return true;
+        }
+        sent += 1;
+        let mut b = [0u8; 16];
+        match std::io::Read::read(&mut m.stream, &mut b) {
+            Ok(0) => return true,
+            Ok(_) => panic!("a reply to an unfinished frame"),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    assert!(
+        closed && sent < frame.len(),
+        "the trickled frame was read whole ({sent} bytes)"
+    );
+    assert!(milter.log().contains("frame timeout"), "{}", milter.log());
+}
+
+#[test]
+fn a_mail_over_the_memory_budget_gets_a_tempfail_and_the_budget_comes_back() {
+    // 3 MB budget: a mail of up to 1 MB fits alone (it is charged 3 times its size)
+    let milter = Milter::start(&["--max-inflight-bytes", "3000000"]);
+    let mut a = mta::Mta::connect(milter.port).unwrap();
+    a.negotiate().unwrap();
+    let mut b = mta::Mta::connect(milter.port).unwrap();
+    b.negotiate().unwrap();
+    a.start_mail("first").unwrap();
+    a.body(&mta::body(600_000)).unwrap();
+    // a holds 1.8 MB of the budget until its end of message: b's mail does not fit
+    b.start_mail("second").unwrap();
+    b.body(&mta::body(600_000)).unwrap();
+    let (verdict, _) = mta::verdict(&b.eom().unwrap());
+    assert_eq!(verdict, b't', "the mail past the budget was not tempfailed");
+    let replies = a.eom().unwrap();
+    let (verdict, header) = mta::verdict(&replies);
+    assert_eq!(verdict, b'c');
+    assert!(
+        header.as_deref().is_some_and(|h| !h.contains("error")),
+        "{header:?}"
+    );
+    assert!(
+        replies.iter().any(|r| r.0 == b'b'),
+        "the first mail was not cleaned"
+    );
+    // a is answered: its share is back, and b's retry on the same connection fits
+    let (verdict, header) = mta::verdict(&b.mail("second again", 600_000).unwrap());
+    assert_eq!(verdict, b'c', "{}", milter.log());
+    assert!(header.is_some_and(|h| !h.contains("error")));
+    // a mail that could never fit is handled as too large (the policy: pass, marked)
+    let (verdict, header) = mta::verdict(&a.mail("huge", 1_200_000).unwrap());
+    assert_eq!(verdict, b'c');
+    assert!(
+        header
+            .as_deref()
+            .is_some_and(|h| h.contains("error=too-large")),
+        "{header:?}"
+    );
+    assert!(
+        milter.log().contains("--max-inflight-bytes reached"),
+        "{}",
+        milter.log()
+    );
+}
+
+/// Five clients at once, each sending a large mail: the milter's peak memory stays
+/// within its budget (plus the process itself), whatever the clients send.
+fn concurrent_large_mails(milter: &Milter, clients: usize, size: usize) -> Vec<u8> {
+    let port = milter.port;
+    let threads: Vec<_> = (0..clients)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut m = mta::Mta::connect(port).unwrap();
+                m.negotiate().unwrap();
+                let replies = m.mail(&format!("large {i}"), size).unwrap();
+                mta::verdict(&replies).0
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+#[test]
+fn concurrent_large_mails_stay_within_the_memory_budget() {
+    // small scale for a debug build: 5 x 12 MB against a 48 MiB budget (one such mail
+    // at a time fits); without a budget the milter held about 4 times each mail
+    let milter = Milter::start(&["--max-inflight-bytes", &(48usize << 20).to_string()]);
+    let before = milter.peak_rss_kib();
+    let verdicts = concurrent_large_mails(&milter, 5, 12_000_000);
+    let peak = milter.peak_rss_kib();
+    eprintln!(
+        "MILTER 5 x 12 MB, budget 48 MiB: peak RSS {} MiB (idle {} MiB), verdicts {:?}",
+        peak / 1024,
+        before / 1024,
+        String::from_utf8_lossy(&verdicts)
+    );
+    assert!(verdicts.iter().all(|v| matches!(v, b'c' | b't')));
+    assert!(verdicts.contains(&b'c'), "no mail got through");
+    assert!(
+        peak < before + 48 * 1024 + 24 * 1024,
+        "peak RSS {peak} KiB, idle {before} KiB"
+    );
+}
+
+/// The figure of issue 14: five 120 MB mails at once (MAILVEIL_RSS_MB to change the
+/// size, MAILVEIL_RSS_ARGS for extra milter flags, MAILVEIL_RSS_BIN for another build,
+/// e.g. an older one). Run on a release build:
+/// `cargo test --release --test milter_mailstack -- --ignored --nocapture peak_rss`.
+#[test]
+#[ignore = "a measurement: prints the milter's peak RSS for 5 x 120 MB at once"]
+fn peak_rss_of_five_concurrent_120_mb_mails() {
+    let mb: usize = std::env::var("MAILVEIL_RSS_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    let extra = std::env::var("MAILVEIL_RSS_ARGS").unwrap_or_default();
+    let args: Vec<&str> = extra.split_whitespace().collect();
+    let bin = std::env::var("MAILVEIL_RSS_BIN").unwrap_or_else(|_| MAILVEIL.to_string());
+    let milter = Milter::start_bin(&bin, &args);
+    let before = milter.peak_rss_kib();
+    let started = Instant::now();
+    let verdicts = concurrent_large_mails(&milter, 5, mb * 1_000_000);
+    println!(
+        "MILTER {bin} 5 x {mb} MB at once (flags: {extra:?}): peak RSS {} MiB \
+         (idle {} MiB), verdicts {:?}, {:.1} s",
+        milter.peak_rss_kib() / 1024,
+        before / 1024,
+        String::from_utf8_lossy(&verdicts),
+        started.elapsed().as_secs_f64()
+    );
 }

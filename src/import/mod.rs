@@ -74,6 +74,31 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Counts steps of the importers' loops that depend on the input's size, so a test can
+/// check the work grows linearly with the input (no wall clock involved). A no-op
+/// outside tests.
+pub(crate) mod work {
+    #[cfg(test)]
+    thread_local! {
+        static STEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// `n` steps done.
+    #[inline]
+    pub fn tick(n: usize) {
+        #[cfg(test)]
+        STEPS.with(|s| s.set(s.get() + n as u64));
+        #[cfg(not(test))]
+        let _ = n;
+    }
+
+    /// The steps counted on this thread so far.
+    #[cfg(test)]
+    pub fn steps() -> u64 {
+        STEPS.with(std::cell::Cell::get)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

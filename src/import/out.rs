@@ -1,13 +1,15 @@
 //! Writes one rule file in mailveil's TOML format (docs/rules.md), with `# skipped:` lines
 //! for what the source said and the format cannot.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 /// The rule file being written.
 pub struct RuleFile {
     text: String,
     ids: HashSet<String>,
+    /// Per id base, the next `-N` to try: a base used many times costs one try each.
+    next_suffix: HashMap<String, usize>,
     /// Entries written.
     pub entries: usize,
     /// `# skipped:` lines written.
@@ -33,6 +35,7 @@ impl RuleFile {
         let mut f = RuleFile {
             text: String::new(),
             ids: HashSet::new(),
+            next_suffix: HashMap::new(),
             entries: 0,
             skipped: 0,
         };
@@ -78,13 +81,18 @@ impl RuleFile {
             .filter(|p| !p.is_empty())
             .collect::<Vec<_>>()
             .join("-");
-        let mut id = base.clone();
-        let mut n = 2;
-        while !self.ids.insert(id.clone()) {
-            id = format!("{base}-{n}");
-            n += 1;
+        if self.ids.insert(base.clone()) {
+            return base;
         }
-        id
+        let n = self.next_suffix.entry(base.clone()).or_insert(2);
+        loop {
+            super::work::tick(1);
+            let id = format!("{base}-{n}");
+            *n += 1;
+            if self.ids.insert(id.clone()) {
+                return id;
+            }
+        }
     }
 
     /// The current end of the text, for [`RuleFile::tracker_at`].
@@ -264,6 +272,9 @@ mod tests {
             "clearurls-amazon-search-2"
         );
         assert_eq!(f.id(&["x", "__mk_*"]), "x-mk");
+        assert_eq!(f.id(&["x-mk-2"]), "x-mk-2");
+        assert_eq!(f.id(&["x", "mk"]), "x-mk-3", "x-mk-2 is taken");
+        assert_eq!(f.id(&["x", "mk"]), "x-mk-4");
     }
 
     #[test]

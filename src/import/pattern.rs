@@ -256,14 +256,23 @@ pub fn globs(
     let mut out = vec![String::new()];
     for node in nodes {
         let parts = node_globs(node, wild)?;
+        if out.len() * parts.len() > MAX_EXPANSION {
+            return Err(format!("expands to more than {MAX_EXPANSION} patterns"));
+        }
+        if let [part] = parts.as_slice() {
+            // one way on: appended in place (a long literal costs its length, once)
+            super::work::tick(out.len() * part.len());
+            for a in &mut out {
+                a.push_str(part);
+            }
+            continue;
+        }
         let mut next = Vec::with_capacity(out.len() * parts.len());
         for a in &out {
             for b in &parts {
+                super::work::tick(a.len() + b.len());
                 next.push(format!("{a}{b}"));
             }
-        }
-        if next.len() > MAX_EXPANSION {
-            return Err(format!("expands to more than {MAX_EXPANSION} patterns"));
         }
         out = next;
     }
@@ -306,6 +315,9 @@ fn node_globs(
             let mut v = Vec::new();
             for alt in alts {
                 v.extend(globs(alt, wild)?);
+                if v.len() > MAX_EXPANSION {
+                    return Err(format!("expands to more than {MAX_EXPANSION} patterns"));
+                }
             }
             Ok(v)
         }

@@ -6,6 +6,7 @@ use super::clearurls::{check_name, class_by_name};
 use super::out::{Param, RuleFile};
 use super::pattern::{self, Node};
 use super::url;
+use std::collections::HashMap;
 
 /// Content types a filter may name. A filter limited to some of them applies to a
 /// clicked link only when `document` is among them.
@@ -59,6 +60,7 @@ pub fn import(text: &str, label: &str) -> RuleFile {
     let mut others = 0usize;
     let mut parsed = Vec::new();
     for (i, raw) in text.lines().enumerate() {
+        super::work::tick(raw.len() + 1);
         let line = raw.trim();
         if line.starts_with("!#if") {
             in_if += 1;
@@ -84,31 +86,27 @@ pub fn import(text: &str, label: &str) -> RuleFile {
     }
     // What `@@||example.org^$removeparam` (every parameter) keeps: the names this list
     // removes there (by filters for every host, or for a domain that holds these hosts).
-    let removals: Vec<(Vec<String>, Vec<String>)> = parsed
-        .iter()
-        .filter_map(|(_, _, r)| match r {
-            Ok(Filter {
-                exception: false,
-                hosts,
-                names: Some(n),
-            }) => Some((hosts.clone(), n.clone())),
-            _ => None,
-        })
-        .collect();
-    let names_on = |hosts: &[String]| {
-        let mut v: Vec<String> = removals
-            .iter()
-            .filter(|(on, _)| {
-                on.is_empty()
-                    || hosts
-                        .iter()
-                        .all(|h| on.iter().any(|o| url::host_within(h, o)))
-            })
-            .flat_map(|(_, n)| n.clone())
-            .collect();
-        pattern::dedup(&mut v);
-        v
-    };
+    let mut groups = Groups::default();
+    for (_, _, r) in &parsed {
+        if let Ok(Filter {
+            exception: false,
+            hosts,
+            names: Some(names),
+        }) = r
+        {
+            groups.add_removal(hosts, names);
+        }
+    }
+    for (n, line, r) in &parsed {
+        if let Ok(Filter {
+            exception: true,
+            hosts,
+            names: None,
+        }) = r
+        {
+            groups.cover(*n, line, hosts);
+        }
+    }
     for (n, line, result) in parsed {
         let what = format!("line {n} `{line}`");
         let source = format!("$removeparam list {label}, line {n}: {line}");
@@ -119,18 +117,20 @@ pub fn import(text: &str, label: &str) -> RuleFile {
             }
             Ok(filter) => filter,
         };
-        let every = names_on(&filter.hosts);
         let names = match (&filter.names, filter.exception) {
             (Some(names), _) => names,
             (None, false) => {
                 f.skip(&what, "removes every parameter (too broad)");
                 continue;
             }
-            (None, true) if every.is_empty() => {
+            (None, true) if !groups.covered.contains(&n) => {
                 f.skip(&what, "no parameter rule of this list applies there");
                 continue;
             }
-            (None, true) => &every,
+            (None, true) => {
+                groups.write_opened_at(n, &filter.hosts, label, &mut f);
+                continue;
+            }
         };
         let domain = filter
             .hosts
@@ -156,6 +156,121 @@ pub fn import(text: &str, label: &str) -> RuleFile {
         ));
     }
     f
+}
+
+/// The removals of a list grouped by the hosts they apply to, and which exceptions for
+/// every parameter (`@@||example.org^$removeparam`) each group covers. An exception keeps
+/// the names of every group that covers its hosts; the exceptions one group covers share
+/// one `keep` entry (the group's names, on all their hosts), written where the first of
+/// them stands. So the output grows with the list, not with exceptions times names, and
+/// finding the groups that cover a host looks up its parent domains only.
+#[derive(Default)]
+struct Groups {
+    /// A group's hosts (empty: every host) to its index.
+    index: HashMap<Vec<String>, usize>,
+    list: Vec<Group>,
+    /// A host named by a group to that group.
+    by_host: HashMap<String, Vec<usize>>,
+    /// An exception's line to the groups it is the first exception of.
+    opened: HashMap<usize, Vec<usize>>,
+    /// The lines of exceptions that some group covers.
+    covered: std::collections::HashSet<usize>,
+}
+
+#[derive(Default)]
+struct Group {
+    hosts: Vec<String>,
+    names: Vec<String>,
+    /// The exceptions covered: their hosts, and `line N: TEXT` for the source.
+    exception_hosts: Vec<String>,
+    exception_lines: Vec<String>,
+}
+
+impl Groups {
+    fn add_removal(&mut self, hosts: &[String], names: &[String]) {
+        super::work::tick(hosts.len() + names.len());
+        let next = self.list.len();
+        let i = *self.index.entry(hosts.to_vec()).or_insert(next);
+        if i == next {
+            self.list.push(Group {
+                hosts: hosts.to_vec(),
+                ..Group::default()
+            });
+            for h in hosts {
+                self.by_host.entry(h.clone()).or_default().push(i);
+            }
+        }
+        self.list[i].names.extend_from_slice(names);
+    }
+
+    /// Records the exception on line `n` (hosts `hosts`) in every group that covers it.
+    fn cover(&mut self, n: usize, line: &str, hosts: &[String]) {
+        let Some(first) = hosts.first() else { return };
+        // The groups that could hold `first`: for all hosts, the domain itself, a parent
+        // domain, or `*.parent.*` (url::host_within); then checked exactly.
+        let mut candidates: Vec<usize> = self.index.get(&Vec::new()).copied().into_iter().collect();
+        for key in within_keys(first) {
+            super::work::tick(key.len());
+            candidates.extend(self.by_host.get(&key).into_iter().flatten());
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        for g in candidates {
+            let group = &mut self.list[g];
+            super::work::tick(hosts.len() * group.hosts.len().max(1));
+            let covers = group.hosts.is_empty()
+                || hosts
+                    .iter()
+                    .all(|h| group.hosts.iter().any(|o| url::host_within(h, o)));
+            if !covers {
+                continue;
+            }
+            if group.exception_lines.is_empty() {
+                self.opened.entry(n).or_default().push(g);
+            }
+            group.exception_hosts.extend_from_slice(hosts);
+            group.exception_lines.push(format!("line {n}: {line}"));
+            self.covered.insert(n);
+        }
+    }
+
+    /// The `keep` entries of the groups whose first exception is on line `n`.
+    fn write_opened_at(&mut self, n: usize, hosts: &[String], label: &str, f: &mut RuleFile) {
+        let domain = hosts
+            .first()
+            .map(|h| h.replace('*', ""))
+            .unwrap_or_default();
+        for g in self.opened.remove(&n).unwrap_or_default() {
+            let group = &mut self.list[g];
+            let mut names = std::mem::take(&mut group.names);
+            pattern::dedup(&mut names);
+            let mut on = std::mem::take(&mut group.exception_hosts);
+            pattern::dedup(&mut on);
+            let lines = std::mem::take(&mut group.exception_lines);
+            super::work::tick(names.len() + on.len() + lines.len());
+            let id = f.id(&["removeparam", &domain, "keep", &names[0].replace('*', "")]);
+            let source = format!("$removeparam list {label}, {}", lines.join("; "));
+            f.param(&Param {
+                id: &id,
+                tracker: None,
+                names: &names,
+                hosts: &on,
+                class: class_by_name(&names),
+                keep: true,
+                source: &source,
+                note: Some(EXCEPTION_KEEP_NOTE),
+            });
+        }
+    }
+}
+
+/// The hosts `h` is within (url::host_within), as written in a group: `h` itself, each
+/// parent domain, and `*` followed by each `.parent` (groups name no other `*` form).
+fn within_keys(h: &str) -> impl Iterator<Item = String> + '_ {
+    std::iter::once(h.to_string()).chain(
+        h.match_indices('.')
+            .flat_map(|(i, _)| [h[i + 1..].to_string(), format!("*{}", &h[i..])]),
+    )
 }
 
 /// One filter, or why it is skipped.
@@ -212,6 +327,9 @@ fn filter(pattern: &str, options: &[String]) -> Result<Filter, String> {
     })
 }
 
+/// The longest domain name (RFC 1035): a longer one is no host.
+const MAX_DOMAIN: usize = 253;
+
 /// `||example.com^` → `example.com` (the domain and its subdomains); `||example.*^` (an
 /// entity: any suffix) → `example.*` and `*.example.*`; empty or `*` → every host.
 fn hosts(pattern: &str) -> Result<Vec<String>, String> {
@@ -229,6 +347,7 @@ fn hosts(pattern: &str) -> Result<Vec<String>, String> {
         None => ("", false),
     };
     let plain = !base.is_empty()
+        && base.len() <= MAX_DOMAIN
         && (entity || base.contains('.'))
         && !base.starts_with('.')
         && !base.ends_with('.')
@@ -319,13 +438,20 @@ fn regex_names(re: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// How many `$` of a line may start its options.
+const MAX_DOLLARS: usize = 8;
+
 /// The URL pattern and the options of a filter with a `$removeparam` (or `$queryprune`)
-/// option; `None` for any other line.
+/// option, after one of the first [`MAX_DOLLARS`] unescaped `$`; `None` for any other
+/// line.
 fn split_filter(line: &str) -> Option<(&str, Vec<String>)> {
-    for (i, _) in line.match_indices('$') {
-        if i > 0 && line.as_bytes()[i - 1] == b'\\' {
-            continue;
-        }
+    let unescaped = line
+        .match_indices('$')
+        .filter(|&(i, _)| i == 0 || line.as_bytes()[i - 1] != b'\\');
+    // Each try splits the rest of the line: a bounded number of them keeps the work
+    // linear (a real filter has its options after the first `$` or two).
+    for (i, _) in unescaped.take(MAX_DOLLARS) {
+        super::work::tick(line.len() - i);
         let options = split_options(&line[i + 1..]);
         let has = options.iter().any(|o| {
             let key = o
@@ -376,6 +502,61 @@ fn split_options(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A list of `n` filters of every kind: per-domain and global removals, exceptions
+    /// for one name and for every parameter, repeated lines, long regexes, lines full of
+    /// `$`.
+    fn list(n: usize) -> String {
+        let mut out = String::new();
+        for i in 0..n {
+            let line = match i % 8 {
+                0 | 1 => format!("||d{i}.example^$removeparam=p{i}"),
+                2 => format!("$removeparam=g{i}"),
+                3 => format!("@@||e{i}.example^$removeparam"),
+                4 => format!("@@||d{}.example^$removeparam=p{}", i - 4, i - 4),
+                5 => "$removeparam=same".to_string(),
+                6 => format!("$removeparam=/^(x{i}|y{i})_{}=/", "z".repeat(i % 64)),
+                _ => format!("||w{i}.example^{}", "$x".repeat(i % 32)),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    fn steps_for(n: usize) -> (u64, usize, usize) {
+        let text = list(n);
+        let before = super::super::work::steps();
+        let f = import(&text, "big.txt");
+        let steps = super::super::work::steps() - before;
+        let out = f.finish();
+        (steps, text.len(), out.len())
+    }
+
+    /// The work (steps of the loops that depend on the input) grows linearly: doubling
+    /// the list at most doubles it (give or take), and it stays within a small multiple
+    /// of the input's size, as does the output.
+    #[test]
+    fn the_work_is_linear_in_the_input() {
+        let (small, small_in, small_out) = steps_for(4_000);
+        let (large, large_in, large_out) = steps_for(16_000);
+        eprintln!(
+            "removeparam import: {small_in} B in -> {small} steps, {small_out} B out; \
+             {large_in} B in -> {large} steps, {large_out} B out"
+        );
+        assert!(
+            large <= small * 4 * 11 / 10,
+            "{small} steps, then {large} for 4x the input"
+        );
+        assert!(
+            large <= 20 * large_in as u64,
+            "{large} steps for {large_in} bytes"
+        );
+        assert!(
+            large_out <= 20 * large_in,
+            "{large_out} bytes written for {large_in}"
+        );
+    }
 
     #[test]
     fn regex_values_translate_when_exact() {

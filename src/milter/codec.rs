@@ -21,9 +21,11 @@ pub mod proto {
     pub const HDR_LEADSPC: u32 = 0x0010_0000;
 }
 
-/// The largest frame accepted by default (the MTA sends bodies in chunks of at most
-/// 64 KiB; headers and macros are far smaller).
-pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
+/// The largest frame accepted by default. The MTA sends bodies in chunks of at most
+/// 64 KiB (larger ones only when the milter asks, which this one does not) and one
+/// header field per frame (Postfix's `header_size_limit` is 100 KiB); a partial frame is
+/// held per connection, so this times the connection limit is memory outside the budget.
+pub const DEFAULT_MAX_FRAME: usize = 256 * 1024;
 /// Body replacement is sent in chunks of at most this many bytes.
 pub const MAX_BODY_CHUNK: usize = 65535;
 
@@ -360,14 +362,14 @@ fn push_pair(data: &mut Vec<u8>, name: &str, value: &[u8]) {
 }
 
 /// Splits a new body into `ReplaceBody` replies of at most [`MAX_BODY_CHUNK`] bytes
-/// (one empty chunk for an empty body).
-pub fn body_chunks(body: &[u8]) -> Vec<Reply> {
-    if body.is_empty() {
-        return vec![Reply::ReplaceBody(Vec::new())];
-    }
-    body.chunks(MAX_BODY_CHUNK)
-        .map(|c| Reply::ReplaceBody(c.to_vec()))
-        .collect()
+/// (one empty chunk for an empty body), made one at a time as they are taken: a large
+/// body is never copied whole.
+pub fn body_chunks(body: &[u8]) -> impl Iterator<Item = Reply> + '_ {
+    let empty = body.is_empty().then(|| Reply::ReplaceBody(Vec::new()));
+    empty.into_iter().chain(
+        body.chunks(MAX_BODY_CHUNK)
+            .map(|c| Reply::ReplaceBody(c.to_vec())),
+    )
 }
 
 #[cfg(test)]
@@ -513,7 +515,7 @@ mod tests {
     #[test]
     fn body_is_replaced_in_chunks_of_at_most_64k() {
         let body = vec![b'x'; MAX_BODY_CHUNK * 2 + 10];
-        let chunks = body_chunks(&body);
+        let chunks: Vec<Reply> = body_chunks(&body).collect();
         assert_eq!(chunks.len(), 3);
         let mut joined = Vec::new();
         for c in chunks {
@@ -522,7 +524,10 @@ mod tests {
             joined.extend(b);
         }
         assert_eq!(joined, body);
-        assert_eq!(body_chunks(b""), vec![Reply::ReplaceBody(Vec::new())]);
+        assert_eq!(
+            body_chunks(b"").collect::<Vec<_>>(),
+            vec![Reply::ReplaceBody(Vec::new())]
+        );
     }
 
     proptest::proptest! {

@@ -6,25 +6,42 @@
 //! cleaned it passes unchanged with an error header, or gets a temporary failure, as the
 //! policy says.
 //!
+//! Bounds, so that clients cannot take the memory or the connections of the host: a
+//! client network list (TCP), a connection limit (past it a new connection is closed at
+//! once, and the MTA applies its `milter_default_action`), a memory budget shared by all
+//! connections (a mail that does not fit gets a temporary failure), an idle timeout
+//! between frames and a frame timeout from a frame's first byte to its last (and for
+//! each reply frame written), so a client trickling bytes cannot hold a frame open.
+//!
 //! - [`codec`]: frames and commands, sans I/O.
 //! - [`session`]: the per-connection state machine and the reply plan, sans I/O.
+//! - [`budget`]: the shared memory budget.
 //! - this module: the listener (TCP or unix socket) and the connection loop.
 
+pub mod budget;
 pub mod codec;
 pub mod session;
 
+use crate::printable::printable;
 use crate::rule_files::LiveRules;
-use codec::{Decoder, Reply};
+use budget::{Budget, Held};
+use codec::{Command, Decoder, Reply};
+use ipnet::IpNet;
 use mailveil_core::Policy;
-use session::{Session, Step};
+use session::{Plan, Session, Step};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tracing::{info, warn};
+
+/// Bytes read from a connection at a time.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Where the milter listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +96,25 @@ pub struct Options {
     pub policy: Policy,
     /// Frames announced longer than this close the connection (checked before reading them).
     pub max_frame: usize,
-    /// The MTA must send something within this time.
-    pub timeout: Duration,
+    /// Time, 'between frames', the MTA has to send the next command.
+    pub idle_timeout: Duration,
+    /// Time from the first byte of a frame to its last; also for each reply frame to be
+    /// taken by the MTA.
+    pub frame_timeout: Duration,
+    /// Connections served at once; past it new ones are closed at once.
+    pub max_connections: usize,
+    /// The memory budget of mail in flight, all connections together (see [`budget`]).
+    pub max_inflight_bytes: usize,
+    /// Client networks that may connect over TCP (a unix socket is guarded by its
+    /// file permissions).
+    pub allow: Vec<IpNet>,
+}
+
+/// The limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub idle: Duration,
+    pub frame: Duration,
 }
 
 struct Shared {
@@ -88,7 +122,8 @@ struct Shared {
     /// Reloaded on SIGHUP and when a rule file changes (as for `serve`).
     rules: Arc<LiveRules>,
     max_frame: usize,
-    timeout: Duration,
+    timeouts: Timeouts,
+    budget: Arc<Budget>,
 }
 
 /// Loads the rules, binds, and serves until SIGTERM or SIGINT.
@@ -100,10 +135,55 @@ pub fn run(opts: Options) -> Result<(), String> {
     runtime.block_on(run_async(opts))
 }
 
+/// A bound listener.
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+/// An accepted connection.
+enum Stream {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Listener {
+    async fn bind(listen: &Listen) -> Result<Listener, String> {
+        match listen {
+            Listen::Inet(addr) => tokio::net::TcpListener::bind(addr)
+                .await
+                .map(Listener::Tcp)
+                .map_err(|e| format!("cannot listen on {addr}: {e}")),
+            Listen::Unix(path) => {
+                // A stale socket from an earlier run would make bind fail.
+                if std::fs::symlink_metadata(path)
+                    .map(|m| {
+                        use std::os::unix::fs::FileTypeExt;
+                        m.file_type().is_socket()
+                    })
+                    .unwrap_or(false)
+                {
+                    let _ = std::fs::remove_file(path);
+                }
+                tokio::net::UnixListener::bind(path)
+                    .map(Listener::Unix)
+                    .map_err(|e| format!("cannot listen on {}: {e}", path.display()))
+            }
+        }
+    }
+
+    async fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, peer)| Stream::Tcp(s, peer)),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+}
+
 async fn run_async(opts: Options) -> Result<(), String> {
     let (rules, errors) = LiveRules::load(&opts.rules, opts.system_rules);
     for e in &errors {
-        warn!("rule file skipped: {e}");
+        warn!("rule file skipped: {}", printable(&e.to_string()));
     }
     let rules = Arc::new(rules);
     crate::reload::spawn(Arc::clone(&rules));
@@ -111,67 +191,52 @@ async fn run_async(opts: Options) -> Result<(), String> {
         policy: opts.policy.clone(),
         rules,
         max_frame: opts.max_frame,
-        timeout: opts.timeout,
+        timeouts: Timeouts {
+            idle: opts.idle_timeout,
+            frame: opts.frame_timeout,
+        },
+        budget: Budget::new(opts.max_inflight_bytes),
     });
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let listener = Listener::bind(&opts.listen).await?;
+    info!(
+        listen = %opts.listen,
+        max_connections = opts.max_connections,
+        max_inflight_bytes = opts.max_inflight_bytes,
+        "milter listening"
+    );
+    let slots = Arc::new(Semaphore::new(opts.max_connections));
     let mut tasks = JoinSet::new();
-    match &opts.listen {
-        Listen::Inet(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            info!(listen = %opts.listen, "milter listening");
-            loop {
-                tokio::select! {
-                    _ = term.recv() => break,
-                    _ = int.recv() => break,
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nodelay(true);
-                            tasks.spawn(connection(Arc::clone(&shared), stream));
-                        }
-                        Err(e) => {
-                            warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => {
+                    if let Some((stream, permit)) = admit(stream, &opts.allow, &slots) {
+                        let shared = Arc::clone(&shared);
+                        tasks.spawn(async move {
+                            match stream {
+                                Stream::Tcp(s, _) => connection(shared, s).await,
+                                Stream::Unix(s) => connection(shared, s).await,
+                            }
+                            drop(permit);
+                        });
                     }
+                }
+                Err(e) => {
+                    // EMFILE and friends: wait instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
-        Listen::Unix(path) => {
-            // A stale socket from an earlier run would make bind fail.
-            if std::fs::symlink_metadata(path)
-                .map(|m| {
-                    use std::os::unix::fs::FileTypeExt;
-                    m.file_type().is_socket()
-                })
-                .unwrap_or(false)
-            {
-                let _ = std::fs::remove_file(path);
-            }
-            let listener = tokio::net::UnixListener::bind(path)
-                .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-            info!(listen = %opts.listen, "milter listening");
-            loop {
-                tokio::select! {
-                    _ = term.recv() => break,
-                    _ = int.recv() => break,
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => {
-                            tasks.spawn(connection(Arc::clone(&shared), stream));
-                        }
-                        Err(e) => {
-                            warn!("accept failed: {e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            }
-            let _ = std::fs::remove_file(path);
-        }
+    }
+    drop(listener);
+    if let Listen::Unix(path) = &opts.listen {
+        let _ = std::fs::remove_file(path);
     }
     info!(
         connections = tasks.len(),
@@ -184,9 +249,69 @@ async fn run_async(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
+/// The access checks before a connection is served: its network, then a free slot. A
+/// refused connection is closed at once, before any frame: the MTA sees the milter
+/// unavailable and applies its `milter_default_action` (Postfix: tempfail by default).
+fn admit(
+    stream: Stream,
+    allow: &[IpNet],
+    slots: &Arc<Semaphore>,
+) -> Option<(Stream, OwnedSemaphorePermit)> {
+    if let Stream::Tcp(_, peer) = &stream
+        && !crate::allow_list::allowed(allow, peer.ip())
+    {
+        warn!(%peer, "refused: client not in --allow");
+        return None;
+    }
+    let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+        match &stream {
+            Stream::Tcp(_, peer) => warn!(%peer, "refused: --max-connections reached"),
+            Stream::Unix(_) => warn!("refused: --max-connections reached"),
+        }
+        return None;
+    };
+    if let Stream::Tcp(s, _) = &stream {
+        let _ = s.set_nodelay(true);
+    }
+    Some((stream, permit))
+}
+
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, stream: S) {
     if let Err(e) = serve_connection(&shared, stream).await {
         warn!("milter connection closed: {e}");
+    }
+}
+
+/// The mail of one connection and what it holds of the budget.
+struct Current {
+    held: Held,
+    /// A charge was refused: the mail's body was dropped.
+    over_budget: bool,
+}
+
+impl Current {
+    /// Charges what the session is about to keep of `cmd`; past the budget the session
+    /// keeps nothing more of this mail and its body is dropped.
+    fn charge(&mut self, cmd: &Command, session: &mut Session) {
+        if session.truncated() {
+            return;
+        }
+        let fits = match cmd {
+            Command::Header { name, value } => self.held.add_fields(name.len() + value.len() + 3),
+            Command::Body(chunk) => self.held.add_body(chunk.len()),
+            _ => true,
+        };
+        if !fits {
+            // the body's share went back with the refusal
+            self.over_budget = true;
+            session.discard_body();
+        }
+    }
+
+    /// The mail is answered or gone: everything is given back.
+    fn end(&mut self) {
+        self.held.release();
+        self.over_budget = false;
     }
 }
 
@@ -197,60 +322,149 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), String> {
     let mut decoder = Decoder::new(shared.max_frame);
     let mut session = Session::new(shared.policy.limits.max_message_bytes);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::new();
+    let mut current = Current {
+        held: Held::new(Arc::clone(&shared.budget)),
+        over_budget: false,
+    };
+    let mut buf = vec![0u8; READ_CHUNK];
+    // When the frame now in the decoder began: it must be whole within the frame timeout.
+    let mut frame_began: Option<Instant> = None;
     loop {
-        let n = match tokio::time::timeout(shared.timeout, stream.read(&mut buf)).await {
-            Err(_) => return Err("timeout waiting for the MTA".into()),
+        let deadline = match frame_began {
+            Some(t) => t + shared.timeouts.frame,
+            None => Instant::now() + shared.timeouts.idle,
+        };
+        let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) if frame_began.is_some() => {
+                return Err("a frame did not arrive whole within the frame timeout".into());
+            }
+            Err(_) => return Err("idle timeout waiting for the MTA".into()),
             Ok(Err(e)) => return Err(format!("read: {e}")),
             Ok(Ok(0)) => return Ok(()),
             Ok(Ok(n)) => n,
         };
         decoder.push(&buf[..n]);
+        let mut decoded = false;
         loop {
             let cmd = match decoder.next_command() {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => return Err(format!("protocol error: {e}")),
             };
-            let replies = match session.handle(cmd) {
-                Step::Reply(r) => r,
+            decoded = true;
+            if matches!(
+                cmd,
+                Command::Mail { .. } | Command::Abort | Command::QuitNewConnection
+            ) {
+                current.end();
+            }
+            current.charge(&cmd, &mut session);
+            let size = session.size();
+            let step = session.handle(cmd);
+            if session.truncated() {
+                // over the size limit: the session dropped the body
+                current.held.release_body();
+            }
+            match step {
+                Step::Reply(replies) => {
+                    send(
+                        &mut stream,
+                        &Plan::send(replies),
+                        &[],
+                        shared.timeouts.frame,
+                    )
+                    .await?;
+                }
                 Step::Close => {
                     stream.flush().await.map_err(|e| e.to_string())?;
                     return Ok(());
                 }
-                Step::Clean(msg) => end_of_message(shared, msg).await,
-            };
-            out.clear();
-            for r in &replies {
-                codec::encode(r, &mut out);
-            }
-            if !out.is_empty() {
-                stream
-                    .write_all(&out)
-                    .await
-                    .map_err(|e| format!("write: {e}"))?;
+                Step::Clean(msg) => {
+                    let fits_alone = shared.budget.could_hold(size);
+                    let (plan, cleaned) = if current.over_budget && fits_alone {
+                        busy(&msg, size, &shared.budget)
+                    } else {
+                        if current.over_budget {
+                            warn!(
+                                queue_id = %printable(msg.queue_id.as_deref().unwrap_or_default()),
+                                size,
+                                "mail larger than a third of --max-inflight-bytes: \
+                                 handled as too large"
+                            );
+                        }
+                        end_of_message(shared, msg).await
+                    };
+                    send(&mut stream, &plan, &cleaned, shared.timeouts.frame).await?;
+                    current.end();
+                }
             }
         }
+        frame_began = match frame_began {
+            _ if decoder.buffered() == 0 => None,
+            Some(t) if !decoded => Some(t),
+            _ => Some(Instant::now()),
+        };
     }
 }
 
-async fn end_of_message(shared: &Shared, msg: session::Message) -> Vec<Reply> {
+/// Writes the plan's replies, a frame (or a few small ones) at a time; each write must
+/// be taken within the frame timeout, so an MTA that stops reading frees its connection.
+async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    plan: &Plan,
+    cleaned: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut out = Vec::new();
+    let mut replies = plan.replies(cleaned).peekable();
+    while let Some(r) = replies.next() {
+        codec::encode(&r, &mut out);
+        if out.len() >= codec::MAX_BODY_CHUNK || replies.peek().is_none() {
+            match tokio::time::timeout(timeout, stream.write_all(&out)).await {
+                Err(_) => {
+                    return Err("the MTA did not take a reply within the frame timeout".into());
+                }
+                Ok(Err(e)) => return Err(format!("write: {e}")),
+                Ok(Ok(())) => out.clear(),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mail that would fit the budget alone, but not now: a temporary failure (the MTA
+/// retries later, when other mails are done).
+fn busy(msg: &session::Message, size: usize, budget: &Budget) -> (Plan, Vec<u8>) {
+    warn!(
+        queue_id = %printable(msg.queue_id.as_deref().unwrap_or_default()),
+        size,
+        in_use = budget.in_use(),
+        limit = budget.limit(),
+        "mail refused for now: --max-inflight-bytes reached (temporary failure)"
+    );
+    (Plan::verdict(Reply::Tempfail), Vec::new())
+}
+
+/// Cleans the mail and plans the replies (off the async threads). The mail is dropped
+/// there, so only the cleaned bytes are held while the replies are written.
+async fn end_of_message(shared: &Shared, msg: session::Message) -> (Plan, Vec<u8>) {
     let policy = shared.policy.clone();
     let rules = shared.rules.get();
-    let queue_id = msg.queue_id.clone().unwrap_or_default();
+    let queue_id = printable(msg.queue_id.as_deref().unwrap_or_default()).into_owned();
     let rcpts = msg.recipients.len();
     // End of message to the replies: what mailveil adds to each mail.
     let cleaning = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         let cleaned = session::clean_message(&msg, &policy, &rules);
-        let (replies, changes) = session::eom_replies(&msg, &cleaned);
-        (replies, changes, cleaned.report)
+        let plan = session::eom_plan(&msg, &cleaned);
+        drop(msg);
+        (plan, cleaned.bytes, cleaned.report)
     })
     .await;
     let clean_us = cleaning.elapsed().as_micros() as u64;
     match result {
-        Ok((replies, changes, report)) => {
+        Ok((plan, bytes, report)) => {
+            let changes = &plan.changes;
             if changes.not_allowed {
                 warn!(
                     queue_id,
@@ -267,23 +481,24 @@ async fn end_of_message(shared: &Shared, msg: session::Message) -> Vec<Reply> {
                 headers_changed = changes.headers_changed,
                 headers_removed = changes.headers_removed,
                 clean_us,
-                verdict = if replies.last() == Some(&Reply::Tempfail) {
+                verdict = if plan.verdict == Some(Reply::Tempfail) {
                     "tempfail"
                 } else {
                     "continue"
                 },
                 "mail"
             );
-            replies
+            (plan, bytes)
         }
         Err(e) => {
             // clean() catches its own panics; this is the blocking pool failing.
             warn!(queue_id, "cleaning task failed: {e}");
-            if shared.policy.on_error == mailveil_core::OnError::Tempfail {
-                vec![Reply::Tempfail]
+            let verdict = if shared.policy.on_error == mailveil_core::OnError::Tempfail {
+                Reply::Tempfail
             } else {
-                vec![Reply::Continue]
-            }
+                Reply::Continue
+            };
+            (Plan::verdict(verdict), Vec::new())
         }
     }
 }
@@ -291,7 +506,7 @@ async fn end_of_message(shared: &Shared, msg: session::Message) -> Vec<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use codec::{Command, DEFAULT_MAX_FRAME};
+    use codec::DEFAULT_MAX_FRAME;
 
     #[test]
     fn listen_addresses() {
@@ -311,6 +526,19 @@ mod tests {
         assert!("unix:".parse::<Listen>().is_err());
     }
 
+    fn shared(max_frame: usize, budget: usize) -> Shared {
+        Shared {
+            policy: Policy::default(),
+            rules: Arc::new(LiveRules::load(&[], false).0),
+            max_frame,
+            timeouts: Timeouts {
+                idle: Duration::from_secs(5),
+                frame: Duration::from_secs(5),
+            },
+            budget: Budget::new(budget),
+        }
+    }
+
     fn frame(cmd: u8, data: &[u8]) -> Vec<u8> {
         let mut out = ((data.len() + 1) as u32).to_be_bytes().to_vec();
         out.push(cmd);
@@ -320,12 +548,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_whole_conversation_over_a_duplex_stream() {
-        let shared = Shared {
-            policy: Policy::default(),
-            rules: Arc::new(LiveRules::load(&[], false).0),
-            max_frame: DEFAULT_MAX_FRAME,
-            timeout: Duration::from_secs(5),
-        };
+        let shared = shared(DEFAULT_MAX_FRAME, 1 << 30);
         let (mut mta, milter) = tokio::io::duplex(1 << 20);
         let server = tokio::spawn(async move { serve_connection(&shared, milter).await });
         let mut input = frame(b'O', &[0, 0, 0, 6, 0, 0, 1, 0xff, 0, 0x1f, 0xff, 0xff]);
@@ -351,17 +574,11 @@ mod tests {
         let body = String::from_utf8_lossy(&replies[7].1);
         assert!(body.contains("<p>Hi</p>"), "{body}");
         assert!(!body.contains("t.example"), "{body}");
-        let _ = Command::Quit;
     }
 
     #[tokio::test]
     async fn an_oversize_frame_closes_the_connection() {
-        let shared = Shared {
-            policy: Policy::default(),
-            rules: Arc::new(LiveRules::load(&[], false).0),
-            max_frame: 1000,
-            timeout: Duration::from_secs(5),
-        };
+        let shared = shared(1000, 1 << 30);
         let (mut mta, milter) = tokio::io::duplex(1 << 16);
         let server = tokio::spawn(async move { serve_connection(&shared, milter).await });
         mta.write_all(&0x7fff_ffffu32.to_be_bytes()).await.unwrap();

@@ -1,11 +1,15 @@
 //! One milter connection as a state machine, no I/O: commands in, replies out. At the
 //! end of a message it hands back a [`Message`] (the envelope, the raw message rebuilt
 //! from the header fields and body as the MTA gave them); the caller cleans it with the
-//! core and turns the result into replies with [`eom_replies`]: only what changed is
+//! core and turns the result into replies with [`eom_plan`]: only what changed is
 //! sent (the report header, changed or removed headers, the body when it differs).
+//!
+//! The body is held once: the raw message is built in the body's own buffer at end of
+//! message, and the new body goes out as chunks cut from the cleaned bytes one at a time.
 
 use super::codec::{Command, Reply, action, body_chunks, proto};
 use mailveil_core::{Cleaned, Envelope, Policy, Rules};
+use std::ops::Range;
 
 /// Actions we ask for: add the report header, replace the body, change/remove headers.
 const WANTED_ACTIONS: u32 = action::ADDHDRS | action::CHGBODY | action::CHGHDRS;
@@ -34,8 +38,10 @@ pub struct Message {
     pub queue_id: Option<String>,
     /// The header fields as (name, value after the colon, CRLF line breaks).
     pub fields: Vec<Field>,
-    /// The body as the MTA gave it (CRLF).
-    pub body: Vec<u8>,
+    /// The raw message: the fields, a blank line, the body as the MTA gave it (CRLF).
+    raw: Vec<u8>,
+    /// Where the body starts in `raw`.
+    body_start: usize,
     /// More than the size limit arrived: the body is cut and must not be replaced.
     pub truncated: bool,
     /// The MTA keeps the space after the colon in header values (SMFIP_HDR_LEADSPC).
@@ -45,15 +51,48 @@ pub struct Message {
 }
 
 impl Message {
-    /// The raw message: header fields, a blank line, the body (CRLF).
-    pub fn raw(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 64 * self.fields.len() + 2);
+    /// A message of these fields and this body (the envelope left empty).
+    pub fn new(fields: Vec<Field>, body: Vec<u8>) -> Message {
+        let mut m = Message {
+            sender: None,
+            recipients: Vec::new(),
+            queue_id: None,
+            fields,
+            raw: Vec::new(),
+            body_start: 0,
+            truncated: false,
+            leadspc: true,
+            actions: 0,
+        };
+        m.assemble(body);
+        m
+    }
+
+    /// Writes the fields and a blank line in front of `body`, in its own buffer: the
+    /// body is moved up in place rather than copied, so a large mail is held once.
+    fn assemble(&mut self, mut body: Vec<u8>) {
+        let mut head = Vec::with_capacity(64 * self.fields.len() + 2);
         for f in &self.fields {
-            f.write(&mut out);
+            f.write(&mut head);
         }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
-        out
+        head.extend_from_slice(b"\r\n");
+        let len = body.len();
+        body.reserve_exact(head.len());
+        body.resize(len + head.len(), 0);
+        body.copy_within(..len, head.len());
+        body[..head.len()].copy_from_slice(&head);
+        self.body_start = head.len();
+        self.raw = body;
+    }
+
+    /// The raw message: header fields, a blank line, the body (CRLF).
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The body as the MTA gave it.
+    pub fn body(&self) -> &[u8] {
+        &self.raw[self.body_start..]
     }
 }
 
@@ -168,9 +207,27 @@ impl Session {
     fn account(&mut self, n: usize) -> bool {
         self.size = self.size.saturating_add(n);
         if self.size > self.max_message_bytes {
-            self.truncated = true;
+            self.discard_body();
         }
         !self.truncated
+    }
+
+    /// Keeps nothing more of this message's content and frees the body kept so far (the
+    /// header fields stay, for the report header): it is over a limit, and a cut body
+    /// is never written back.
+    pub fn discard_body(&mut self) {
+        self.truncated = true;
+        self.body = Vec::new();
+    }
+
+    /// Whether the current message is over a limit (see [`Session::discard_body`]).
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The bytes of header fields and body of the current message so far.
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     /// Handles one command.
@@ -236,16 +293,18 @@ impl Session {
                 cont
             }
             Command::EndOfMessage => {
-                let msg = Message {
+                let mut msg = Message {
                     sender: self.sender.take(),
                     recipients: std::mem::take(&mut self.recipients),
                     queue_id: self.queue_id.take(),
                     fields: std::mem::take(&mut self.fields),
-                    body: std::mem::take(&mut self.body),
+                    raw: Vec::new(),
+                    body_start: 0,
                     truncated: self.truncated,
                     leadspc: self.leadspc,
                     actions: self.actions,
                 };
+                msg.assemble(std::mem::take(&mut self.body));
                 self.reset_message();
                 Step::Clean(msg)
             }
@@ -281,9 +340,9 @@ pub fn clean_message(msg: &Message, policy: &Policy, rules: &Rules) -> Cleaned {
     if msg.truncated {
         let mut over = policy.clone();
         over.limits.max_message_bytes = 0;
-        return mailveil_core::clean(&raw, &envelope, &over, rules);
+        return mailveil_core::clean(raw, &envelope, &over, rules);
     }
-    mailveil_core::clean(&raw, &envelope, policy, rules)
+    mailveil_core::clean(raw, &envelope, policy, rules)
 }
 
 /// Splits a message into header fields (as [`Field`]) and the body.
@@ -337,15 +396,67 @@ enum Op {
     Insert { before: usize, field: Field },
 }
 
+/// What to answer at end of message: the header changes, the new body (a range of the
+/// cleaned bytes, sent in chunks), and the final verdict.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Header changes, in the order they are sent.
+    pub headers: Vec<Reply>,
+    /// The new body: this range of the cleaned bytes.
+    pub body: Option<Range<usize>>,
+    /// The last reply: [`Reply::Continue`] or [`Reply::Tempfail`] at end of message.
+    pub verdict: Option<Reply>,
+    /// What was decided, for the log line.
+    pub changes: Changes,
+}
+
+impl Plan {
+    /// Just these replies.
+    pub fn send(replies: Vec<Reply>) -> Plan {
+        Plan {
+            headers: replies,
+            body: None,
+            verdict: None,
+            changes: Changes::default(),
+        }
+    }
+
+    /// Only the verdict.
+    pub fn verdict(verdict: Reply) -> Plan {
+        Plan {
+            verdict: Some(verdict),
+            ..Plan::send(Vec::new())
+        }
+    }
+
+    /// The replies in order; body chunks are cut from `cleaned` (the bytes the plan was
+    /// made from) one at a time, as they are sent.
+    pub fn replies<'a>(&'a self, cleaned: &'a [u8]) -> impl Iterator<Item = Reply> + 'a {
+        let body = self.body.clone().map(|r| &cleaned[r]);
+        self.headers
+            .iter()
+            .cloned()
+            .chain(body.into_iter().flat_map(body_chunks))
+            .chain(self.verdict.clone())
+    }
+}
+
 /// The replies that turn `msg` into `cleaned.bytes`, ending with the final verdict.
 pub fn eom_replies(msg: &Message, cleaned: &Cleaned) -> (Vec<Reply>, Changes) {
-    let mut changes = Changes::default();
+    let plan = eom_plan(msg, cleaned);
+    let replies = plan.replies(&cleaned.bytes).collect();
+    (replies, plan.changes)
+}
+
+/// The plan that turns `msg` into `cleaned.bytes`.
+pub fn eom_plan(msg: &Message, cleaned: &Cleaned) -> Plan {
     if cleaned.tempfail {
-        return (vec![Reply::Tempfail], changes);
+        return Plan::verdict(Reply::Tempfail);
     }
     if !cleaned.report.changed {
-        return (vec![Reply::Continue], changes);
+        return Plan::verdict(Reply::Continue);
     }
+    let mut changes = Changes::default();
     let (new_fields, new_body) = split_message(&cleaned.bytes);
     let old = &msg.fields;
     // Walk both header lists: equal fields match; a field of the same name with another
@@ -444,16 +555,21 @@ pub fn eom_replies(msg: &Message, cleaned: &Cleaned) -> (Vec<Reply>, Changes) {
             value: f.wire_value(msg.leadspc),
         });
     }
-    if cleaned.report.error.is_none() && !msg.truncated && new_body != msg.body.as_slice() {
+    let mut body = None;
+    if cleaned.report.error.is_none() && !msg.truncated && new_body != msg.body() {
         if can(action::CHGBODY) {
             changes.body_replaced = true;
-            replies.extend(body_chunks(new_body));
+            body = Some(cleaned.bytes.len() - new_body.len()..cleaned.bytes.len());
         } else {
             changes.not_allowed = true;
         }
     }
-    replies.push(Reply::Continue);
-    (replies, changes)
+    Plan {
+        headers: replies,
+        body,
+        verdict: Some(Reply::Continue),
+        changes,
+    }
 }
 
 #[cfg(test)]
@@ -534,21 +650,8 @@ mod tests {
                 _ => {}
             }
         }
-        let m = Message {
-            fields,
-            body: body.unwrap_or_else(|| msg.body.clone()),
-            ..Message {
-                sender: None,
-                recipients: vec![],
-                queue_id: None,
-                fields: vec![],
-                body: vec![],
-                truncated: false,
-                leadspc: true,
-                actions: 0,
-            }
-        };
-        m.raw()
+        let m = Message::new(fields, body.unwrap_or_else(|| msg.body().to_vec()));
+        m.raw().to_vec()
     }
 
     const TRACKED: &str = "<html><body><p>Hi</p><img src=\"https://t.example/open.gif?e=alice@example.test\" width=\"1\" height=\"1\"></body></html>\r\n";
@@ -572,12 +675,12 @@ mod tests {
             let raw = msg.raw();
             assert!(raw.starts_with(b"From: news@sender.example\r\nTo: alice"));
             assert!(
-                String::from_utf8_lossy(&raw).contains("Subject: folded\r\n\tsubject\r\n"),
+                String::from_utf8_lossy(raw).contains("Subject: folded\r\n\tsubject\r\n"),
                 "{}",
-                String::from_utf8_lossy(&raw)
+                String::from_utf8_lossy(raw)
             );
             let envelope = Envelope::to(msg.recipients.clone());
-            let cleaned = clean(&raw, &envelope, &Policy::default(), &Rules::default());
+            let cleaned = clean(raw, &envelope, &Policy::default(), &Rules::default());
             let (replies, changes) = eom_replies(&msg, &cleaned);
             assert!(changes.body_replaced);
             assert_eq!(changes.headers_added, 1);
@@ -607,7 +710,7 @@ mod tests {
             strip_read_receipts: true,
             ..Policy::default()
         };
-        let cleaned = clean(&msg.raw(), &Envelope::default(), &policy, &Rules::default());
+        let cleaned = clean(msg.raw(), &Envelope::default(), &policy, &Rules::default());
         let (replies, changes) = eom_replies(&msg, &cleaned);
         assert_eq!(changes.headers_removed, 3);
         assert!(!changes.body_replaced);
@@ -634,7 +737,7 @@ mod tests {
             true,
         );
         let once = clean(
-            &msg.raw(),
+            msg.raw(),
             &Envelope::default(),
             &Policy::default(),
             &Rules::default(),
@@ -642,13 +745,12 @@ mod tests {
         // the same mail passing a second mailveil milter
         let (fields, body) = split_message(&once.bytes);
         let msg2 = Message {
-            fields,
-            body: body.to_vec(),
-            ..msg
+            actions: msg.actions,
+            ..Message::new(fields, body.to_vec())
         };
         assert_eq!(msg2.raw(), once.bytes);
         let twice = clean(
-            &msg2.raw(),
+            msg2.raw(),
             &Envelope::default(),
             &Policy::default(),
             &Rules::default(),
@@ -675,7 +777,7 @@ mod tests {
             panic!()
         };
         assert!(msg.truncated);
-        assert!(msg.body.is_empty(), "nothing above the limit is kept");
+        assert!(msg.body().is_empty(), "nothing above the limit is kept");
         // what was kept is small, but the mail was not: it is an error all the same
         let policy = Policy {
             on_error: mailveil_core::OnError::Tempfail,
@@ -767,7 +869,7 @@ mod tests {
         let mut msg = session_with(&[("Content-Type", " text/html")], TRACKED, true);
         msg.actions = action::ADDHDRS;
         let cleaned = clean(
-            &msg.raw(),
+            msg.raw(),
             &Envelope::default(),
             &Policy::default(),
             &Rules::default(),

@@ -451,7 +451,7 @@ impl Config {
             .parse()?;
         let nets = if o.allowed_networks.is_empty() {
             file.allowed_networks
-                .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()])
+                .unwrap_or_else(|| crate::allow_list::LOOPBACK.map(String::from).to_vec())
         } else {
             o.allowed_networks.clone()
         };
@@ -576,21 +576,8 @@ impl Config {
     }
 }
 
-/// A network in CIDR notation, or a single address.
-fn parse_net(s: &str) -> Result<IpNet, String> {
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("allowed network {s:?}: expected CIDR such as 127.0.0.0/8"))
-}
-
-/// Whether `ip` is in one of `nets`. IPv4-mapped IPv6 addresses count as IPv4.
-pub fn allowed(nets: &[IpNet], ip: IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    nets.iter().any(|n| n.contains(&ip))
-}
+pub use crate::allow_list::allowed;
+use crate::allow_list::parse_net;
 
 #[cfg(test)]
 mod tests {

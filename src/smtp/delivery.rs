@@ -132,6 +132,7 @@ pub async fn deliver(
         .as_ref()
         .map(ToString::to_string)
         .unwrap_or_default();
+    let [queue_id, from] = crate::printable::all([&queue_id, &from]);
     for (n, s) in sent.iter().enumerate() {
         info!(
             queue_id = %queue_id,
