@@ -199,6 +199,11 @@ struct MilterArgs {
     /// never fit is handled as too large.
     #[arg(long, value_name = "BYTES", default_value_t = 192 << 20)]
     max_inflight_bytes: usize,
+    /// Disk for mails too large to clean in memory, all connections together: such a
+    /// mail is spooled to a private file as it arrives and goes on wrapped (the original
+    /// attached to a note). Past it a mail gets a temporary failure.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    max_spool_bytes: u64,
     /// Seconds the MTA has to send the next command.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
@@ -358,6 +363,7 @@ fn milter(args: MilterArgs) -> ExitCode {
         max_connections: args.max_connections as usize,
         max_inflight_bytes: args.max_inflight_bytes,
         allow,
+        max_spool_bytes: args.max_spool_bytes,
     };
     exit_code(mailveil::milter::run(opts))
 }
