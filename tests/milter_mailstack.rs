@@ -861,9 +861,13 @@ fn a_mail_over_the_memory_budget_gets_a_tempfail_and_the_budget_comes_back() {
     let (verdict, header) = mta::verdict(&b.mail("second again", 600_000).unwrap());
     assert_eq!(verdict, b'c', "{}", milter.log());
     assert!(header.is_some_and(|h| !h.contains("error")));
-    // a mail that could never fit is handled as too large (the policy: pass, marked)
-    let (verdict, header) = mta::verdict(&a.mail("huge", 1_200_000).unwrap());
+    // a mail that could never fit is handled as too large (the policy: pass, wrapped
+    // from the spool with the original attached)
+    let replies = a.mail("huge", 1_200_000).unwrap();
+    let (verdict, header) = mta::verdict(&replies);
     assert_eq!(verdict, b'c');
+    let out = mta::apply(&replies, "huge", &mta::body(1_200_000));
+    assert!(attached(&out) == mta::raw(&mta::fields("huge"), &mta::body(1_200_000)));
     assert!(
         header
             .as_deref()
