@@ -11,9 +11,9 @@
 //!
 //! Bounds, per case: exit 0; a non-empty output that mail-parser parses and that starts
 //! with our header (one, ours); when the header says `error=`, the input comes back byte
-//! for byte from the attachment marked `X-Mailveil-Original`: no mail lost; under `--remote-content strip` no HTML a client
-//! shows (the output read as lenient readers read it, bare CRs as line ends) holds a
-//! live `<img src="https://tracker.test...`. Wall time below `--max-time` plus [`SLACK`] (reading,
+//! for byte from the attachment marked `X-Mailveil-Original`: no mail lost; under
+//! `--remote-content strip` no HTML a client shows (the output read as lenient readers
+//! read it, bare CRs as line ends) holds a live `<img src="https://tracker.test...`. Wall time below `--max-time` plus [`SLACK`] (reading,
 //! parsing and writing 100 MB are not interruptible); peak RSS below [`BIG_RSS`] for the
 //! mails of tens of MB (the input itself, the parse, one decoded copy and the output are
 //! each about the size of the mail: 5 x 128 MB at the default `max_message_bytes` stays

@@ -884,6 +884,18 @@ fn a_mail_over_the_memory_budget_gets_a_tempfail_and_the_budget_comes_back() {
 /// Five clients at once, each sending a large mail: the milter's peak memory stays
 /// within its budget (plus the process itself), whatever the clients send.
 fn concurrent_large_mails(milter: &Milter, clients: usize, size: usize) -> Vec<u8> {
+    concurrent_large_mails_replaced(milter, clients, size)
+        .into_iter()
+        .map(|(verdict, _)| verdict)
+        .collect()
+}
+
+/// [`concurrent_large_mails`], with the bytes of new body each mail got back.
+fn concurrent_large_mails_replaced(
+    milter: &Milter,
+    clients: usize,
+    size: usize,
+) -> Vec<(u8, usize)> {
     let port = milter.port;
     let threads: Vec<_> = (0..clients)
         .map(|i| {
@@ -891,7 +903,12 @@ fn concurrent_large_mails(milter: &Milter, clients: usize, size: usize) -> Vec<u
                 let mut m = mta::Mta::connect(port).unwrap();
                 m.negotiate().unwrap();
                 let replies = m.mail(&format!("large {i}"), size).unwrap();
-                mta::verdict(&replies).0
+                let replaced = replies
+                    .iter()
+                    .filter(|r| r.0 == b'b')
+                    .map(|r| r.1.len())
+                    .sum();
+                (mta::verdict(&replies).0, replaced)
             })
         })
         .collect();
@@ -1120,16 +1137,22 @@ fn concurrent_mails_over_the_limit_are_wrapped_from_the_spool_in_bounded_memory(
     // spooled; the milter sends back 5 x 16 MB of wrapper without holding any of it
     let milter = Milter::start(&["--max-message-bytes", "4000000"]);
     let before = milter.peak_rss_kib();
-    let verdicts = concurrent_large_mails(&milter, 5, 12_000_000);
+    let answers = concurrent_large_mails_replaced(&milter, 5, 12_000_000);
     let peak = milter.peak_rss_kib();
     eprintln!(
         "MILTER 5 x 12 MB over a 4 MB limit, spooled: peak RSS {} MiB (idle {} MiB), \
-         verdicts {:?}",
+         answers {answers:?}",
         peak / 1024,
         before / 1024,
-        String::from_utf8_lossy(&verdicts)
     );
-    assert_eq!(verdicts, b"ccccc", "{}", milter.log());
+    for (verdict, replaced) in answers {
+        assert_eq!(verdict, b'c', "{}", milter.log());
+        // the note, the original in base64 (4/3 and line ends), the closing boundary
+        assert!(
+            replaced > 16_000_000,
+            "a body of {replaced} bytes came back"
+        );
+    }
     assert!(
         peak < before + 5 * 4 * 1024 + 24 * 1024,
         "peak RSS {peak} KiB, idle {before} KiB"

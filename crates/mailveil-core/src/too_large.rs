@@ -354,7 +354,9 @@ fn last_line(content: &[u8], written: bool) -> bool {
     }
     let data = content.strip_suffix(b"==").unwrap_or(content);
     let data = data.strip_suffix(b"=").unwrap_or(data);
-    content.len() <= FULL_LINE && content.len() % 4 == 0 && data.iter().all(|&b| is_base64(b))
+    content.len() <= FULL_LINE
+        && content.len().is_multiple_of(4)
+        && data.iter().all(|&b| is_base64(b))
 }
 
 #[cfg(test)]
@@ -502,7 +504,7 @@ mod tests {
                     String::from_utf8_lossy(&out)
                 );
                 assert!(
-                    msg.parts.iter().all(|p| !p
+                    !msg.parts.iter().any(|p| p
                         .content_type()
                         .is_some_and(|c| c.subtype() == Some("html"))),
                     "case {i}"
