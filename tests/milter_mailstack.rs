@@ -356,7 +356,9 @@ fn postfix_applies_its_milter_default_action_when_the_milter_is_full() {
 
 /// Runs the Lua script against a milter listening on `listen` (miltertest's `socket`).
 fn miltertest_against(listen: &str, socket: &str, ready: impl Fn() -> bool) {
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(MAILVEIL)
+        .env("TMPDIR", tmp.path())
         .args([
             "milter",
             "--listen",
@@ -660,12 +662,14 @@ mod mta {
     }
 }
 
-/// `mailveil milter` on a free port with `args`, its log in a temporary file; killed
-/// when dropped.
+/// `mailveil milter` on a free port with `args`, its log in a temporary file, its
+/// spool directory in a temporary `TMPDIR` (it is killed when dropped: the empty
+/// directory goes with that one); killed when dropped.
 struct Milter {
     child: std::process::Child,
     port: u16,
     log: tempfile::NamedTempFile,
+    _tmp: tempfile::TempDir,
 }
 
 impl Milter {
@@ -680,17 +684,24 @@ impl Milter {
     fn start_env(bin: &str, args: &[&str], env: &[(&str, &Path)]) -> Milter {
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
         let listen = format!("inet:127.0.0.1:{port}");
         let child = Command::new(bin)
             .args(["milter", "--listen", &listen, "--no-system-rules"])
             .args(args)
+            .env("TMPDIR", tmp.path())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
             .unwrap();
-        let mut m = Milter { child, port, log };
+        let mut m = Milter {
+            child,
+            port,
+            log,
+            _tmp: tmp,
+        };
         let up = wait_until(Duration::from_secs(20), || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
