@@ -3,7 +3,9 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use mailveil::printable::printable;
-use mailveil::{Envelope, OnError, Policy, RemoteContent, SignedContent, clean, rule_files};
+use mailveil::{
+    Envelope, OnError, Policy, RemoteContent, SignedContent, TooLarge, clean, rule_files,
+};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -197,6 +199,11 @@ struct MilterArgs {
     /// never fit is handled as too large.
     #[arg(long, value_name = "BYTES", default_value_t = 192 << 20)]
     max_inflight_bytes: usize,
+    /// Disk for mails too large to clean in memory, all connections together: such a
+    /// mail is spooled to a private file as it arrives and goes on wrapped (the original
+    /// attached to a note). Past it a mail gets a temporary failure.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    max_spool_bytes: u64,
     /// Seconds the MTA has to send the next command.
     #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     idle_timeout: u64,
@@ -356,6 +363,7 @@ fn milter(args: MilterArgs) -> ExitCode {
         max_connections: args.max_connections as usize,
         max_inflight_bytes: args.max_inflight_bytes,
         allow,
+        max_spool_bytes: args.max_spool_bytes,
     };
     exit_code(mailveil::milter::run(opts))
 }
@@ -443,27 +451,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where the header section of `raw` ends (after its blank line), or `raw.len()`.
-fn header_section_end(raw: &[u8]) -> usize {
-    let mut at = 0;
-    while at < raw.len() {
-        let end = raw[at..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |i| at + i + 1);
-        if matches!(&raw[at..end], b"\n" | b"\r\n") {
-            return end;
-        }
-        at = end;
-    }
-    raw.len()
-}
-
 /// Pipe mode. Exit 0 whenever a mail was written; 75 only when none could be.
 fn filter(args: FilterArgs) -> ExitCode {
-    // At most one byte past the limit is read before cleaning: a larger mail is passed
-    // through (its header section with the error header, then the rest streamed as it
-    // comes), so the filter holds at most --max-message-bytes of it, whatever its size.
+    // At most one byte past the limit is read before cleaning: a larger mail is not read
+    // but wrapped as it streams (see `filter_too_large`), so the filter holds at most
+    // --max-message-bytes of it, whatever its size.
     let max = args.limits.max_message_bytes;
     let mut stdin = std::io::stdin().lock();
     let mut raw = Vec::new();
@@ -498,52 +490,53 @@ fn filter(args: FilterArgs) -> ExitCode {
         recipients: args.recipients,
     };
     let started = std::time::Instant::now();
-    // Too large: only the header section goes to the core, which answers as for any mail
-    // too large (the error header on top, or tempfail); the body is not copied.
-    let head = if oversized {
-        header_section_end(&raw)
-    } else {
-        raw.len()
-    };
-    let cleaned = if oversized {
-        let mut over = policy.clone();
-        over.limits.max_message_bytes = 0;
-        clean(&raw[..head], &envelope, &over, &rules)
-    } else {
-        clean(&raw, &envelope, &policy, &rules)
-    };
-    let elapsed = started.elapsed();
-    if let Some(err) = &cleaned.report.error {
-        eprintln!(
-            "mailveil: mail could not be read ({}): delivered as an attachment",
-            printable(err)
-        );
-        if cleaned.tempfail {
+    let mut out = std::io::stdout().lock();
+    let report = if oversized {
+        let t = TooLarge::new(&raw, &envelope, &policy, &rules);
+        let report = t.report().clone();
+        if t.tempfail() {
+            eprintln!(
+                "mailveil: the mail is larger than --max-message-bytes ({max}): not read \
+                 (temporary failure)"
+            );
             return ExitCode::from(EX_TEMPFAIL);
         }
-    }
-    let mut out = std::io::stdout().lock();
-    let written = out.write_all(&cleaned.bytes).and_then(|()| {
-        if oversized {
-            // `clean` saw only the header section and passed it unchanged (too-large):
-            // the rest follows byte for byte.
-            out.write_all(&raw[head..])?;
-            let rest = std::io::copy(&mut stdin, &mut out)?;
-            eprintln!(
-                "mailveil: the mail is larger than --max-message-bytes ({max}): \
-                 passed through unchanged, {} bytes streamed after the first {}",
-                rest,
-                raw.len()
-            );
+        match filter_too_large(t, &raw, &mut stdin, &mut out) {
+            Ok(total) => eprintln!(
+                "mailveil: the mail is larger than --max-message-bytes ({max}): not read, \
+                 {total} bytes streamed {}",
+                if report.error.is_some() {
+                    "into the attachment of a note (error=too-large)"
+                } else {
+                    "through"
+                }
+            ),
+            Err(e) => {
+                eprintln!("mailveil: cannot stream the mail from stdin to stdout: {e}");
+                return ExitCode::from(EX_TEMPFAIL);
+            }
         }
-        out.flush()
-    });
-    if let Err(e) = written {
-        eprintln!("mailveil: cannot write the mail to stdout: {e}");
-        return ExitCode::from(EX_TEMPFAIL);
-    }
+        report
+    } else {
+        let cleaned = clean(&raw, &envelope, &policy, &rules);
+        if let Some(err) = &cleaned.report.error {
+            eprintln!(
+                "mailveil: mail could not be read ({}): delivered as an attachment",
+                printable(err)
+            );
+            if cleaned.tempfail {
+                return ExitCode::from(EX_TEMPFAIL);
+            }
+        }
+        if let Err(e) = out.write_all(&cleaned.bytes).and_then(|()| out.flush()) {
+            eprintln!("mailveil: cannot write the mail to stdout: {e}");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+        cleaned.report
+    };
+    let elapsed = started.elapsed();
     if let Some(path) = &args.report_json {
-        let json = serde_json::to_vec_pretty(&cleaned.report).unwrap_or_default();
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
         if let Err(e) = std::fs::write(path, json) {
             eprintln!(
                 "mailveil: cannot write the report to {}: {e}",
@@ -554,7 +547,7 @@ fn filter(args: FilterArgs) -> ExitCode {
     if let Some(location) = &args.report_db {
         // After the mail is written: a store failure is reported and changes nothing.
         let record = mailveil::store::MailRecord::from_report(
-            &cleaned.report,
+            &report,
             &envelope,
             &raw,
             mailveil::store::now(),
@@ -568,6 +561,46 @@ fn filter(args: FilterArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Bytes of the mail encoded and written at a time.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// Writes a mail too large to hold: the head, then `start` (what was read of the mail)
+/// and the rest of stdin through the wrapper's encoder, a chunk at a time, so that
+/// memory stays at what was read plus a chunk or two. Returns the bytes of the mail.
+fn filter_too_large(
+    mut t: TooLarge,
+    start: &[u8],
+    stdin: &mut impl Read,
+    out: &mut impl Write,
+) -> std::io::Result<u64> {
+    let mut buf = Vec::with_capacity(2 * STREAM_CHUNK);
+    out.write_all(t.head())?;
+    for chunk in start[t.resume_at().min(start.len())..].chunks(STREAM_CHUNK) {
+        buf.clear();
+        t.feed(chunk, &mut buf);
+        out.write_all(&buf)?;
+    }
+    let mut total = start.len() as u64;
+    let mut input = vec![0u8; STREAM_CHUNK];
+    loop {
+        let n = match stdin.read(&mut input) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        buf.clear();
+        t.feed(&input[..n], &mut buf);
+        out.write_all(&buf)?;
+    }
+    buf.clear();
+    t.finish(&mut buf);
+    out.write_all(&buf)?;
+    out.flush()?;
+    Ok(total)
 }
 
 /// The SMTP frontend: exit 0 after a graceful shutdown, 1 on a configuration error.

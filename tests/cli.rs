@@ -287,9 +287,24 @@ fn report_prints_no_control_character_and_no_csv_formula_from_a_mail() {
     assert_eq!(json[0]["message_id"], id);
 }
 
-/// Runs `mailveil filter ARGS` on a mail of `size` bytes (a short header, then lines of
-/// text), made as it is written; returns the exit code, the bytes written out and the
-/// process's peak resident memory in KiB (from wait4).
+/// A mail of about `size` bytes: an HTML newsletter whose first line is a tracking
+/// pixel, then lines of text.
+fn big_mail(size: usize) -> Vec<u8> {
+    let mut mail = b"From: news@sender.example\r\nTo: reader@example.org\r\nSubject: big\r\n\
+        Disposition-Notification-To: news@sender.example\r\n\
+        MIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n\
+        <p>Hi</p><img src=\"https://t.example/o.gif?e=reader@example.org\" width=1 height=1>\r\n"
+        .to_vec();
+    let line = b"<p>Lines of a long mail, nothing to clean in them at all......</p>\r\n";
+    while mail.len() < size {
+        mail.extend_from_slice(line);
+    }
+    mail
+}
+
+/// Runs `mailveil filter ARGS` on `big_mail(size)`; returns the exit code, the bytes
+/// written out and the process's peak resident memory in KiB (from wait4). The mail is
+/// made after the spawn: the peak of a child counts what its parent held when it forked.
 fn filter_peak_rss(args: &[&str], size: usize) -> (Option<i32>, Vec<u8>, i64) {
     // reaped below with wait4, which also gives its peak memory
     #[allow(clippy::zombie_processes)]
@@ -305,14 +320,10 @@ fn filter_peak_rss(args: &[&str], size: usize) -> (Option<i32>, Vec<u8>, i64) {
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(b"From: a@sender.example\r\nSubject: big\r\n\r\n");
-        let line = b"Lines of a long mail, nothing to clean in them at all......\r\n";
-        let mut sent = 0;
-        while sent < size {
-            if stdin.write_all(line).is_err() {
+        for chunk in big_mail(size).chunks(1 << 16) {
+            if stdin.write_all(chunk).is_err() {
                 return;
             }
-            sent += line.len();
         }
     });
     let reader = std::thread::spawn(move || {
@@ -333,26 +344,88 @@ fn filter_peak_rss(args: &[&str], size: usize) -> (Option<i32>, Vec<u8>, i64) {
     (code, out, usage.ru_maxrss)
 }
 
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The original inside the wrapper of a mail too large to read: the base64 between the
+/// attachment's header and the closing delimiter, decoded (no MIME parser: the mail is
+/// tens of MB and this is a debug build).
+fn wrapped_original(out: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let marker = b"X-Mailveil-Original: error=too-large\r\n\r\n";
+    let at = find(out, marker).expect("the attachment") + marker.len();
+    let closing = b"\r\n--mailveil-original-0--\r\n";
+    assert!(out.ends_with(closing), "the wrapper is closed at the end");
+    let lines: Vec<u8> = out[at..out.len() - closing.len()]
+        .iter()
+        .copied()
+        .filter(|&b| b != b'\r' && b != b'\n')
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(lines)
+        .expect("base64 in lines")
+}
+
 #[test]
-fn a_mail_over_the_limit_is_held_once_at_most_the_limit() {
-    // 48 MB through a filter whose limit is 16 MB: passed through unchanged, and the
-    // filter never holds more than the limit of it (it held the limit twice: the head
-    // it read and the copy with the error header)
+fn a_mail_over_the_limit_is_wrapped_as_it_streams_holding_at_most_the_limit() {
+    // 48 MB through a filter whose limit is 16 MB: not read, but nothing in it reaches
+    // out (it passed unchanged, pixel and all); the original comes back byte for byte
+    // from the attachment, and the filter never holds more than the limit of it
     let limit = 16_000_000;
     let (code, out, small) = filter_peak_rss(&["--max-message-bytes", "1000"], 100_000);
     assert_eq!(code, Some(0));
-    assert!(out.starts_with(b"X-Mailveil: v="));
-    let (code, out, peak) =
-        filter_peak_rss(&["--max-message-bytes", &limit.to_string()], 48_000_000);
+    let msg = mail_parser::MessageParser::default().parse(&out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("t.example"), "{}", &text[..2000]);
+    assert_eq!(msg.parts.len(), 3, "a note and the original");
+    assert_eq!(
+        msg.attachments().next().unwrap().contents(),
+        big_mail(100_000)
+    );
+    let (code, out, peak) = filter_peak_rss(
+        &[
+            "--max-message-bytes",
+            &limit.to_string(),
+            "--strip-read-receipts",
+        ],
+        48_000_000,
+    );
     assert_eq!(code, Some(0));
-    let text = String::from_utf8_lossy(&out[..200]);
-    assert!(text.contains("error=too-large"), "{text}");
-    assert!(out.len() > 48_000_000);
+    let head = String::from_utf8_lossy(&out[..1500]);
+    assert!(
+        head.starts_with(&format!(
+            "X-Mailveil: v={}; error=too-large\r\nFrom: news@sender.example\r\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{head}"
+    );
+    assert!(head.contains("Content-Type: multipart/mixed;"), "{head}");
+    assert!(!head.contains("text/html"), "{head}");
+    assert!(!head.contains("Disposition-Notification-To"), "{head}");
+    assert!(
+        find(&out, b"t.example").is_none(),
+        "a live tracker in the output"
+    );
+    assert!(
+        wrapped_original(&out) == big_mail(48_000_000),
+        "the original is not attached whole"
+    );
     eprintln!("filter, 48 MB over a 16 MB limit: peak RSS {peak} KiB (a small mail: {small} KiB)");
     assert!(
         peak < small + (limit as i64 / 1024) * 5 / 4,
         "peak RSS {peak} KiB for a limit of {limit} bytes (a small mail: {small} KiB)"
     );
+}
+
+#[test]
+fn a_mail_over_the_limit_under_tempfail_exits_75_and_writes_nothing() {
+    let (code, out, _) = filter_peak_rss(
+        &["--max-message-bytes", "1000", "--on-error", "tempfail"],
+        100_000,
+    );
+    assert_eq!(code, Some(75));
+    assert!(out.is_empty());
 }
 
 #[test]

@@ -3,8 +3,14 @@
 //! mail is cleaned with [`mailveil_core::clean`] and only what changed goes back: the
 //! report header on top (SMFIR_INSHEADER), removed or changed headers (SMFIR_CHGHEADER)
 //! and the new body (SMFIR_REPLBODY, in chunks of at most 64 KiB). When a mail cannot be
-//! cleaned it passes unchanged with an error header, or gets a temporary failure, as the
-//! policy says.
+//! read it goes on as the core delivers it (the original attached to a note, an error
+//! header), or gets a temporary failure, as the policy says.
+//!
+//! A mail that cannot be cleaned in memory (over `--max-message-bytes`, or larger than
+//! the memory budget can ever hold) is written to a private spool file as it arrives
+//! ([`spool`]) and, at end of message, goes back wrapped the same way
+//! ([`mailveil_core::TooLarge`]): its header fields changed as the wrapper needs, the
+//! body replaced by the note and the original in base64, streamed from the spool.
 //!
 //! Bounds, so that clients cannot take the memory or the connections of the host: a
 //! client network list (TCP), a connection limit (past it a new connection is closed at
@@ -16,11 +22,13 @@
 //! - [`codec`]: frames and commands, sans I/O.
 //! - [`session`]: the per-connection state machine and the reply plan, sans I/O.
 //! - [`budget`]: the shared memory budget.
+//! - [`spool`]: the private spool files of mails too large to hold, and their disk cap.
 //! - this module: the listener (TCP or unix socket) and the connection loop.
 
 pub mod budget;
 pub mod codec;
 pub mod session;
+pub mod spool;
 
 use crate::printable::printable;
 use crate::rule_files::LiveRules;
@@ -29,6 +37,7 @@ use codec::{Command, Decoder, Reply};
 use ipnet::IpNet;
 use mailveil_core::Policy;
 use session::{Plan, Session, Step};
+use spool::{Spool, SpoolDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -108,6 +117,8 @@ pub struct Options {
     /// Client networks that may connect over TCP (a unix socket is guarded by its
     /// file permissions).
     pub allow: Vec<IpNet>,
+    /// The bytes all spool files may hold together (see [`spool`]).
+    pub max_spool_bytes: u64,
 }
 
 /// The limits of one connection.
@@ -124,6 +135,7 @@ struct Shared {
     max_frame: usize,
     timeouts: Timeouts,
     budget: Arc<Budget>,
+    spool: SpoolDir,
 }
 
 /// Loads the rules, binds, and serves until SIGTERM or SIGINT.
@@ -196,6 +208,7 @@ async fn run_async(opts: Options) -> Result<(), String> {
             frame: opts.frame_timeout,
         },
         budget: Budget::new(opts.max_inflight_bytes),
+        spool: SpoolDir::create(opts.max_spool_bytes)?,
     });
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -204,6 +217,8 @@ async fn run_async(opts: Options) -> Result<(), String> {
         listen = %opts.listen,
         max_connections = opts.max_connections,
         max_inflight_bytes = opts.max_inflight_bytes,
+        spool = %shared.spool.path().display(),
+        max_spool_bytes = opts.max_spool_bytes,
         "milter listening"
     );
     let slots = Arc::new(Semaphore::new(opts.max_connections));
@@ -282,18 +297,20 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, stre
     }
 }
 
-/// The mail of one connection and what it holds of the budget.
+/// The mail of one connection, what it holds of the budget, and its spool.
 struct Current {
     held: Held,
-    /// A charge was refused: the mail's body was dropped.
+    /// A charge was refused: the mail went to the spool.
     over_budget: bool,
+    /// The spool of a mail not held in memory.
+    spool: Option<Spool>,
 }
 
 impl Current {
     /// Charges what the session is about to keep of `cmd`; past the budget the session
-    /// keeps nothing more of this mail and its body is dropped.
+    /// keeps nothing more of this mail in memory: it goes to the spool.
     fn charge(&mut self, cmd: &Command, session: &mut Session) {
-        if session.truncated() {
+        if session.spooling() {
             return;
         }
         let fits = match cmd {
@@ -304,7 +321,16 @@ impl Current {
         if !fits {
             // the body's share went back with the refusal
             self.over_budget = true;
-            session.discard_body();
+            session.spool();
+        }
+    }
+
+    /// Appends what the session spilled to this mail's spool (made on first use).
+    async fn spill(&mut self, session: &mut Session, dir: &SpoolDir) {
+        let bytes = session.take_spill();
+        if !bytes.is_empty() {
+            let spool = self.spool.get_or_insert_with(|| dir.file());
+            spool.append(&bytes).await;
         }
     }
 
@@ -312,6 +338,7 @@ impl Current {
     fn end(&mut self) {
         self.held.release();
         self.over_budget = false;
+        self.spool = None;
     }
 }
 
@@ -325,6 +352,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut current = Current {
         held: Held::new(Arc::clone(&shared.budget)),
         over_budget: false,
+        spool: None,
     };
     let mut buf = vec![0u8; READ_CHUNK];
     // When the frame now in the decoder began: it must be whole within the frame timeout.
@@ -361,8 +389,10 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             current.charge(&cmd, &mut session);
             let size = session.size();
             let step = session.handle(cmd);
-            if session.truncated() {
-                // over the size limit: the session dropped the body
+            // over a limit: the mail goes to the spool, and once written there, its
+            // body's share of the budget comes back
+            current.spill(&mut session, &shared.spool).await;
+            if session.spooling() {
                 current.held.release_body();
             }
             match step {
@@ -379,10 +409,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     stream.flush().await.map_err(|e| e.to_string())?;
                     return Ok(());
                 }
-                Step::Clean(msg) => {
-                    let fits_alone = shared.budget.could_hold(size);
-                    let (plan, cleaned) = if current.over_budget && fits_alone {
-                        busy(&msg, size, &shared.budget)
+                Step::Clean(msg) if msg.spooled => {
+                    let spool = current.spool.take();
+                    if current.over_budget && shared.budget.could_hold(size) {
+                        let (plan, _) = busy(&msg, size, &shared.budget);
+                        send(&mut stream, &plan, &[], shared.timeouts.frame).await?;
                     } else {
                         if current.over_budget {
                             warn!(
@@ -392,8 +423,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                                  handled as too large"
                             );
                         }
-                        end_of_message(shared, msg).await
-                    };
+                        too_large(shared, msg, spool, &mut stream).await?;
+                    }
+                    current.end();
+                }
+                Step::Clean(msg) => {
+                    let (plan, cleaned) = end_of_message(shared, msg).await;
                     send(&mut stream, &plan, &cleaned, shared.timeouts.frame).await?;
                     current.end();
                 }
@@ -429,6 +464,202 @@ async fn send<S: AsyncWrite + Unpin>(
             }
         }
     }
+    Ok(())
+}
+
+/// The header section of a spooled mail is read back whole, up to this size; a larger
+/// one gets a temporary failure (Postfix's own `header_size_limit` is 100 KiB a field).
+const MAX_SPOOLED_HEAD: usize = 1 << 20;
+/// Bytes of a spooled mail's body read with its header section: enough to know one of
+/// our wrappers again (its note and attachment header are about 1 KiB).
+const SPOOLED_BODY_START: usize = 16 * 1024;
+
+/// A spooled mail at end of message: the wrapper of [`mailveil_core::TooLarge`], its
+/// header changes first, then the new body streamed from the spool in REPLBODY frames,
+/// then the verdict. What cannot be done right (the spool failed or is over its cap,
+/// a header section past [`MAX_SPOOLED_HEAD`], an MTA that does not allow the changes)
+/// gets a temporary failure: the mail never goes on unwrapped.
+async fn too_large<S: AsyncWrite + Unpin>(
+    shared: &Shared,
+    mut msg: session::Message,
+    spool: Option<Spool>,
+    stream: &mut S,
+) -> Result<(), String> {
+    let queue_id = printable(msg.queue_id.as_deref().unwrap_or_default()).into_owned();
+    let tempfail = |why: &str| {
+        warn!(
+            queue_id,
+            "mail too large to hold not delivered: {why} (temporary failure)"
+        );
+        Plan::verdict(Reply::Tempfail)
+    };
+    let mut spool = match spool {
+        Some(s) if s.error().is_none() => s,
+        Some(s) => {
+            let plan = tempfail(s.error().unwrap_or_default());
+            return send(stream, &plan, &[], shared.timeouts.frame).await;
+        }
+        None => {
+            let plan = tempfail("nothing was spooled");
+            return send(stream, &plan, &[], shared.timeouts.frame).await;
+        }
+    };
+    let spooled = spool.len();
+    let start = match read_start(&mut spool).await {
+        Ok(start) => start,
+        Err(why) => {
+            let plan = tempfail(&why);
+            return send(stream, &plan, &[], shared.timeouts.frame).await;
+        }
+    };
+    let (policy, rules, envelope) = (shared.policy.clone(), shared.rules.get(), msg.envelope());
+    let decided = tokio::task::spawn_blocking(move || {
+        let t = mailveil_core::TooLarge::new(&start, &envelope, &policy, &rules);
+        (t, start)
+    })
+    .await;
+    let Ok((mut t, start)) = decided else {
+        let plan = tempfail("the wrapping task failed");
+        return send(stream, &plan, &[], shared.timeouts.frame).await;
+    };
+    if t.tempfail() {
+        info!(
+            queue_id,
+            error = "too-large",
+            spooled,
+            verdict = "tempfail",
+            "mail"
+        );
+        return send(
+            stream,
+            &Plan::verdict(Reply::Tempfail),
+            &[],
+            shared.timeouts.frame,
+        )
+        .await;
+    }
+    let head_end = head_end(&start);
+    msg.fields = session::split_message(&start[..head_end]).0;
+    let (new_fields, body_start) = session::split_message(t.head());
+    let (headers, mut changes) = session::header_changes(&msg, &new_fields);
+    let rewrites = t.rewrites_body();
+    let report = t.report().clone();
+    if changes.not_allowed || (rewrites && msg.actions & codec::action::CHGBODY == 0) {
+        let plan = tempfail("the MTA does not allow the changes the wrapper needs");
+        return send(stream, &plan, &[], shared.timeouts.frame).await;
+    }
+    send(stream, &Plan::send(headers), &[], shared.timeouts.frame).await?;
+    if rewrites {
+        // The spool file is read on from where the start ended.
+        let mut out = Vec::with_capacity(3 * codec::MAX_BODY_CHUNK);
+        out.extend_from_slice(body_start);
+        t.feed(&start[t.resume_at().min(start.len())..], &mut out);
+        drop(start);
+        let file = spool.file().map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            send_body(stream, &mut out, false, shared.timeouts.frame).await?;
+            let n = spool::read_full(file, &mut buf)
+                .await
+                .map_err(|e| format!("reading the spool back: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            t.feed(&buf[..n], &mut out);
+        }
+        t.finish(&mut out);
+        send_body(stream, &mut out, true, shared.timeouts.frame).await?;
+        changes.body_replaced = true;
+    }
+    info!(
+        queue_id,
+        rcpts = msg.recipients.len(),
+        error = report.error.as_deref().unwrap_or("-"),
+        skipped = report.skipped.as_deref().unwrap_or("-"),
+        spooled,
+        body_replaced = changes.body_replaced,
+        headers_added = changes.headers_added,
+        headers_changed = changes.headers_changed,
+        headers_removed = changes.headers_removed,
+        verdict = "continue",
+        "mail"
+    );
+    send(
+        stream,
+        &Plan::verdict(Reply::Continue),
+        &[],
+        shared.timeouts.frame,
+    )
+    .await
+}
+
+/// The start of a spooled mail: its header section (up to [`MAX_SPOOLED_HEAD`]) and up
+/// to [`SPOOLED_BODY_START`] bytes of its body; the file is left where the start ends.
+async fn read_start(spool: &mut Spool) -> Result<Vec<u8>, String> {
+    let file = spool
+        .rewind()
+        .await
+        .map_err(|e| format!("reading the spool back: {e}"))?;
+    let mut start = Vec::new();
+    loop {
+        let at = start.len();
+        start.resize(at + READ_CHUNK, 0);
+        let n = spool::read_full(file, &mut start[at..])
+            .await
+            .map_err(|e| format!("reading the spool back: {e}"))?;
+        start.truncate(at + n);
+        let ended = n < READ_CHUNK;
+        match find_head_end(&start) {
+            Some(end) if ended || start.len() >= end + SPOOLED_BODY_START => return Ok(start),
+            None if ended => return Ok(start),
+            None if start.len() > MAX_SPOOLED_HEAD => {
+                return Err(format!("a header section over {MAX_SPOOLED_HEAD} bytes"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where the header section of a spooled mail ends: after the blank line the session
+/// wrote after the fields (every field ends with CRLF there), or at the end of `start`.
+fn find_head_end(start: &[u8]) -> Option<usize> {
+    if start.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    start
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}
+
+fn head_end(start: &[u8]) -> usize {
+    find_head_end(start).unwrap_or(start.len())
+}
+
+/// Sends `out` as REPLBODY frames of [`codec::MAX_BODY_CHUNK`] bytes, keeping what does
+/// not fill one (unless `last`); each frame must be taken within the frame timeout.
+async fn send_body<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    last: bool,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut frame = Vec::with_capacity(codec::MAX_BODY_CHUNK + 5);
+    let mut sent = 0;
+    while out.len() - sent >= codec::MAX_BODY_CHUNK || (last && sent < out.len()) {
+        let n = (out.len() - sent).min(codec::MAX_BODY_CHUNK);
+        frame.clear();
+        codec::encode(
+            &Reply::ReplaceBody(out[sent..sent + n].to_vec()),
+            &mut frame,
+        );
+        match tokio::time::timeout(timeout, stream.write_all(&frame)).await {
+            Err(_) => return Err("the MTA did not take a reply within the frame timeout".into()),
+            Ok(Err(e)) => return Err(format!("write: {e}")),
+            Ok(Ok(())) => sent += n,
+        }
+    }
+    out.drain(..sent);
     Ok(())
 }
 
@@ -536,6 +767,7 @@ mod tests {
                 frame: Duration::from_secs(5),
             },
             budget: Budget::new(budget),
+            spool: SpoolDir::create_in(&std::env::temp_dir(), 1 << 30).unwrap(),
         }
     }
 

@@ -6,6 +6,10 @@
 //!
 //! The body is held once: the raw message is built in the body's own buffer at end of
 //! message, and the new body goes out as chunks cut from the cleaned bytes one at a time.
+//!
+//! A message over a limit (the size limit, or the memory budget the caller charges) is
+//! not held: from then on the session hands its bytes, rebuilt as the raw message, to
+//! the caller for its spool ([`Session::take_spill`]); the caller wraps it from there.
 
 use super::codec::{Command, Reply, action, body_chunks, proto};
 use mailveil_core::{Cleaned, Envelope, Policy, Rules};
@@ -42,8 +46,9 @@ pub struct Message {
     raw: Vec<u8>,
     /// Where the body starts in `raw`.
     body_start: usize,
-    /// More than the size limit arrived: the body is cut and must not be replaced.
-    pub truncated: bool,
+    /// The message went to the caller's spool, not to memory: `fields` and `raw` are
+    /// empty.
+    pub spooled: bool,
     /// The MTA keeps the space after the colon in header values (SMFIP_HDR_LEADSPC).
     pub leadspc: bool,
     /// The actions the MTA allowed.
@@ -60,7 +65,7 @@ impl Message {
             fields,
             raw: Vec::new(),
             body_start: 0,
-            truncated: false,
+            spooled: false,
             leadspc: true,
             actions: 0,
         };
@@ -68,21 +73,15 @@ impl Message {
         m
     }
 
-    /// Writes the fields and a blank line in front of `body`, in its own buffer: the
-    /// body is moved up in place rather than copied, so a large mail is held once.
-    fn assemble(&mut self, mut body: Vec<u8>) {
+    /// Writes the fields and a blank line in front of `body`, in its own buffer.
+    fn assemble(&mut self, body: Vec<u8>) {
         let mut head = Vec::with_capacity(64 * self.fields.len() + 2);
         for f in &self.fields {
             f.write(&mut head);
         }
         head.extend_from_slice(b"\r\n");
-        let len = body.len();
-        body.reserve_exact(head.len());
-        body.resize(len + head.len(), 0);
-        body.copy_within(..len, head.len());
-        body[..head.len()].copy_from_slice(&head);
         self.body_start = head.len();
-        self.raw = body;
+        self.raw = prepend(&head, body);
     }
 
     /// The raw message: header fields, a blank line, the body (CRLF).
@@ -133,6 +132,17 @@ impl Field {
     }
 }
 
+/// `head` in front of `body`, in the body's own buffer: the body is moved up in place
+/// rather than copied, so a large mail is held once.
+fn prepend(head: &[u8], mut body: Vec<u8>) -> Vec<u8> {
+    let len = body.len();
+    body.reserve_exact(head.len());
+    body.resize(len + head.len(), 0);
+    body.copy_within(..len, head.len());
+    body[..head.len()].copy_from_slice(head);
+    body
+}
+
 /// Bare LF to CRLF (the MTA hands folded header values over with LF only).
 fn crlf(value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(value.len() + 4);
@@ -158,7 +168,14 @@ pub struct Session {
     fields: Vec<Field>,
     body: Vec<u8>,
     size: usize,
-    truncated: bool,
+    /// The end of the header fields was seen (or the body began).
+    headers_done: bool,
+    /// The message goes to the caller's spool from now on (over a limit).
+    spooling: bool,
+    /// Bytes of the raw message for the spool, not yet taken by the caller.
+    spill: Vec<u8>,
+    /// The blank line after the header fields is in the spill.
+    blank_spilled: bool,
 }
 
 /// The address of a MAIL/RCPT argument as the core matches it (policies, recipient
@@ -176,8 +193,8 @@ fn address(arg: Option<&String>) -> Option<String> {
 }
 
 impl Session {
-    /// A new connection; messages above `max_message_bytes` are not buffered whole
-    /// (they pass with an error header, or tempfail, as the policy says).
+    /// A new connection; messages above `max_message_bytes` are not held but spilled
+    /// (see [`Session::take_spill`]).
     pub fn new(max_message_bytes: usize) -> Self {
         Session {
             max_message_bytes,
@@ -190,7 +207,10 @@ impl Session {
             fields: Vec::new(),
             body: Vec::new(),
             size: 0,
-            truncated: false,
+            headers_done: false,
+            spooling: false,
+            spill: Vec::new(),
+            blank_spilled: false,
         }
     }
 
@@ -201,28 +221,55 @@ impl Session {
         self.fields.clear();
         self.body = Vec::new();
         self.size = 0;
-        self.truncated = false;
+        self.headers_done = false;
+        self.spooling = false;
+        self.spill = Vec::new();
+        self.blank_spilled = false;
     }
 
-    fn account(&mut self, n: usize) -> bool {
+    fn account(&mut self, n: usize) {
         self.size = self.size.saturating_add(n);
         if self.size > self.max_message_bytes {
-            self.discard_body();
+            self.spool();
         }
-        !self.truncated
     }
 
-    /// Keeps nothing more of this message's content and frees the body kept so far (the
-    /// header fields stay, for the report header): it is over a limit, and a cut body
-    /// is never written back.
-    pub fn discard_body(&mut self) {
-        self.truncated = true;
-        self.body = Vec::new();
+    /// Keeps nothing more of this message in memory: what was kept goes to the spill,
+    /// rebuilt as the raw message (the fields, the blank line once the headers are
+    /// done, the body), and so does everything that follows. The caller moves the
+    /// spill to its spool after each command.
+    pub fn spool(&mut self) {
+        if self.spooling {
+            return;
+        }
+        self.spooling = true;
+        let mut head = Vec::with_capacity(64 * self.fields.len() + 2);
+        for f in std::mem::take(&mut self.fields) {
+            f.write(&mut head);
+        }
+        if self.headers_done {
+            head.extend_from_slice(b"\r\n");
+            self.blank_spilled = true;
+        }
+        self.spill = prepend(&head, std::mem::take(&mut self.body));
     }
 
-    /// Whether the current message is over a limit (see [`Session::discard_body`]).
-    pub fn truncated(&self) -> bool {
-        self.truncated
+    /// Whether the current message goes to the spool (see [`Session::spool`]).
+    pub fn spooling(&self) -> bool {
+        self.spooling
+    }
+
+    /// The bytes of the raw message to append to the spool now.
+    pub fn take_spill(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.spill)
+    }
+
+    /// The blank line after the fields, into the spill, once.
+    fn spill_blank(&mut self) {
+        if self.spooling && !self.blank_spilled {
+            self.spill.extend_from_slice(b"\r\n");
+            self.blank_spilled = true;
+        }
     }
 
     /// The bytes of header fields and body of the current message so far.
@@ -273,26 +320,40 @@ impl Session {
                 cont
             }
             Command::Header { name, value } => {
-                if self.account(name.len() + value.len() + 3) {
-                    let mut v = crlf(&value);
-                    if !self.leadspc {
-                        v.insert(0, b' ');
-                    }
-                    self.fields.push(Field {
-                        name: String::from_utf8_lossy(&name).into_owned(),
-                        value: v,
-                    });
+                self.account(name.len() + value.len() + 3);
+                let mut v = crlf(&value);
+                if !self.leadspc {
+                    v.insert(0, b' ');
+                }
+                let field = Field {
+                    name: String::from_utf8_lossy(&name).into_owned(),
+                    value: v,
+                };
+                if self.spooling {
+                    field.write(&mut self.spill);
+                } else {
+                    self.fields.push(field);
                 }
                 cont
             }
-            Command::EndOfHeaders => cont,
+            Command::EndOfHeaders => {
+                self.headers_done = true;
+                self.spill_blank();
+                cont
+            }
             Command::Body(chunk) => {
-                if self.account(chunk.len()) {
+                self.headers_done = true;
+                self.account(chunk.len());
+                if self.spooling {
+                    self.spill_blank();
+                    self.spill.extend_from_slice(&chunk);
+                } else {
                     self.body.extend_from_slice(&chunk);
                 }
                 cont
             }
             Command::EndOfMessage => {
+                self.spill_blank();
                 let mut msg = Message {
                     sender: self.sender.take(),
                     recipients: std::mem::take(&mut self.recipients),
@@ -300,12 +361,17 @@ impl Session {
                     fields: std::mem::take(&mut self.fields),
                     raw: Vec::new(),
                     body_start: 0,
-                    truncated: self.truncated,
+                    spooled: self.spooling,
                     leadspc: self.leadspc,
                     actions: self.actions,
                 };
-                msg.assemble(std::mem::take(&mut self.body));
+                if !self.spooling {
+                    msg.assemble(std::mem::take(&mut self.body));
+                }
+                // what is left of the spill is the caller's to take
+                let spill = std::mem::take(&mut self.spill);
                 self.reset_message();
+                self.spill = spill;
                 Step::Clean(msg)
             }
             Command::Abort => {
@@ -328,21 +394,19 @@ impl Session {
 
 /// Cleans a message with the core, for every envelope recipient at once: a milter
 /// cannot split a mail, so the strictest of the recipients' policies applies (the core
-/// judges each recipient and merges). A message that arrived over the size limit was not
-/// kept whole: the core is told so (a limit of 0 for what was kept), and answers as for
-/// any mail too large to clean: the error header, or tempfail, as the policy says.
+/// judges each recipient and merges).
 pub fn clean_message(msg: &Message, policy: &Policy, rules: &Rules) -> Cleaned {
-    let raw = msg.raw();
-    let envelope = Envelope {
-        sender: msg.sender.clone(),
-        recipients: msg.recipients.clone(),
-    };
-    if msg.truncated {
-        let mut over = policy.clone();
-        over.limits.max_message_bytes = 0;
-        return mailveil_core::clean(raw, &envelope, &over, rules);
+    mailveil_core::clean(msg.raw(), &msg.envelope(), policy, rules)
+}
+
+impl Message {
+    /// The envelope, as the core takes it.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            sender: self.sender.clone(),
+            recipients: self.recipients.clone(),
+        }
     }
-    mailveil_core::clean(raw, &envelope, policy, rules)
 }
 
 /// Splits a message into header fields (as [`Field`]) and the body.
@@ -456,8 +520,31 @@ pub fn eom_plan(msg: &Message, cleaned: &Cleaned) -> Plan {
     if !cleaned.report.changed {
         return Plan::verdict(Reply::Continue);
     }
-    let mut changes = Changes::default();
     let (new_fields, new_body) = split_message(&cleaned.bytes);
+    let (headers, mut changes) = header_changes(msg, &new_fields);
+    let mut body = None;
+    // A mail that could not be read comes back wrapped: its body changes too.
+    if !msg.spooled && new_body != msg.body() {
+        if msg.actions & action::CHGBODY != 0 {
+            changes.body_replaced = true;
+            body = Some(cleaned.bytes.len() - new_body.len()..cleaned.bytes.len());
+        } else {
+            changes.not_allowed = true;
+        }
+    }
+    Plan {
+        headers,
+        body,
+        verdict: Some(Reply::Continue),
+        changes,
+    }
+}
+
+/// The header replies that turn the fields of `msg` into `new_fields`: changes and
+/// removals (SMFIR_CHGHEADER), insertions (SMFIR_INSHEADER), additions at the end
+/// (SMFIR_ADDHEADER), each only when the MTA allowed it (else `not_allowed` is said).
+pub fn header_changes(msg: &Message, new_fields: &[Field]) -> (Vec<Reply>, Changes) {
+    let mut changes = Changes::default();
     let old = &msg.fields;
     // Walk both header lists: equal fields match; a field of the same name with another
     // value is a change; a new field that stands before an old one still to come is an
@@ -555,21 +642,7 @@ pub fn eom_plan(msg: &Message, cleaned: &Cleaned) -> Plan {
             value: f.wire_value(msg.leadspc),
         });
     }
-    let mut body = None;
-    if cleaned.report.error.is_none() && !msg.truncated && new_body != msg.body() {
-        if can(action::CHGBODY) {
-            changes.body_replaced = true;
-            body = Some(cleaned.bytes.len() - new_body.len()..cleaned.bytes.len());
-        } else {
-            changes.not_allowed = true;
-        }
-    }
-    Plan {
-        headers: replies,
-        body,
-        verdict: Some(Reply::Continue),
-        changes,
-    }
+    (replies, changes)
 }
 
 #[cfg(test)]
@@ -761,42 +834,85 @@ mod tests {
     }
 
     #[test]
-    fn tempfail_policy_and_size_limit() {
+    fn over_the_size_limit_the_raw_message_goes_to_the_spill_and_nothing_is_held() {
         let mut s = Session::new(100);
         s.handle(Command::OptNeg {
             version: 6,
             actions: 0x1ff,
-            protocol: 0x1f_ffff,
+            protocol: 0,
         });
-        s.handle(Command::Header {
-            name: b"Subject".to_vec(),
-            value: b" x".to_vec(),
-        });
-        s.handle(Command::Body(vec![b'a'; 200]));
+        let mut spilled = Vec::new();
+        for (name, value) in [("Subject", "x"), ("To", "a@b.example")] {
+            s.handle(Command::Header {
+                name: name.as_bytes().to_vec(),
+                value: value.as_bytes().to_vec(),
+            });
+            spilled.extend(s.take_spill());
+        }
+        assert!(spilled.is_empty() && !s.spooling(), "under the limit: held");
+        s.handle(Command::EndOfHeaders);
+        s.handle(Command::Body(vec![b'a'; 60]));
+        assert!(!s.spooling());
+        s.handle(Command::Body(vec![b'b'; 60]));
+        assert!(s.spooling());
+        assert!(s.body.is_empty() && s.fields.is_empty(), "nothing held");
+        spilled.extend(s.take_spill());
+        s.handle(Command::Body(b"c\r\n".to_vec()));
+        spilled.extend(s.take_spill());
         let Step::Clean(msg) = s.handle(Command::EndOfMessage) else {
             panic!()
         };
-        assert!(msg.truncated);
-        assert!(msg.body().is_empty(), "nothing above the limit is kept");
-        // what was kept is small, but the mail was not: it is an error all the same
-        let policy = Policy {
-            on_error: mailveil_core::OnError::Tempfail,
-            ..Policy::default()
+        spilled.extend(s.take_spill());
+        assert!(msg.spooled && msg.raw().is_empty());
+        let expected = [
+            b"Subject: x\r\nTo: a@b.example\r\n\r\n".as_slice(),
+            &[b'a'; 60],
+            &[b'b'; 60],
+            b"c\r\n",
+        ]
+        .concat();
+        assert_eq!(spilled, expected);
+        // the next mail on the connection starts over, held again
+        s.handle(Command::Mail {
+            args: vec!["<a@b.example>".into()],
+        });
+        assert!(!s.spooling());
+        // spooled while the header fields arrive (the budget refused one): the blank
+        // line comes at the end of the headers, or with the body
+        s.spool();
+        s.handle(Command::Header {
+            name: b"Subject".to_vec(),
+            value: b"y".to_vec(),
+        });
+        s.handle(Command::Body(b"z".to_vec()));
+        let Step::Clean(msg) = s.handle(Command::EndOfMessage) else {
+            panic!()
         };
-        let cleaned = clean_message(&msg, &policy, &Rules::default());
-        assert_eq!(cleaned.report.error.as_deref(), Some("too-large"));
-        assert_eq!(eom_replies(&msg, &cleaned).0, vec![Reply::Tempfail]);
-        let policy = Policy {
-            on_error: mailveil_core::OnError::PassUnchanged,
-            ..policy
-        };
-        let cleaned = clean_message(&msg, &policy, &Rules::default());
-        let (replies, changes) = eom_replies(&msg, &cleaned);
-        assert!(!changes.body_replaced, "a cut body is never written back");
-        assert_eq!(replies.len(), 2);
-        assert!(
-            matches!(&replies[0], Reply::InsertHeader { value, .. } if String::from_utf8_lossy(value).contains("error=too-large"))
+        assert!(msg.spooled);
+        assert_eq!(s.take_spill(), b"Subject: y\r\n\r\nz");
+    }
+
+    #[test]
+    fn a_mail_that_cannot_be_read_gets_its_wrapper_as_new_body() {
+        // too deep for its policy: the core wraps it, and the body is replaced (until
+        // issue 14 a milter sent only the header changes of a mail it could not read)
+        let msg = session_with(
+            &[
+                ("From", " a@sender.example"),
+                ("Content-Type", " text/html"),
+            ],
+            TRACKED,
+            true,
         );
+        let mut policy = Policy::default();
+        policy.limits.max_time = std::time::Duration::ZERO;
+        let cleaned = clean_message(&msg, &policy, &Rules::default());
+        assert_eq!(cleaned.report.error.as_deref(), Some("time-limit"));
+        let (replies, changes) = eom_replies(&msg, &cleaned);
+        assert!(changes.body_replaced, "{changes:?}");
+        let out = apply(&msg, &replies);
+        assert_eq!(out, cleaned.bytes);
+        assert!(!String::from_utf8_lossy(&out).contains("t.example"));
     }
 
     #[test]

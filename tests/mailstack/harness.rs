@@ -249,6 +249,8 @@ impl Stack {
         let child = Command::new(MAILVEIL)
             .args(args)
             .env("MAILVEIL_LOG", "info")
+            // the milter's spool directory goes with the run directory
+            .env("TMPDIR", &self.run)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -28,12 +28,14 @@ mod policy;
 pub mod proxy_url;
 mod report;
 pub mod rules;
+mod too_large;
 
 pub use envelope::Envelope;
 pub use policy::{Limits, OnError, Policy, RemoteContent, SignedContent};
 pub use proxy_url::{ProxyConfig, ProxyKind};
 pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report};
 pub use rules::{RuleError, RuleSource, Rules};
+pub use too_large::TooLarge;
 
 use headers::header_start;
 use mime::transfer::Eol;
@@ -70,7 +72,8 @@ pub struct Cleaned {
 /// lost and nothing fetches: its original, byte for byte, as an `application/octet-stream`
 /// attachment of a short note, with `X-Mailveil: v=...; error=...` on top (and flagged
 /// `tempfail` when the policy says so). A message over `max_message_bytes` is not read at
-/// all: it comes back unchanged with `error=too-large`. Our header is always written by
+/// all and is delivered the same way, `error=too-large` ([`TooLarge`] writes the same
+/// bytes for a frontend that streams it). Our header is always written by
 /// this pass: an `X-Mailveil` header that came with the mail is removed. Idempotent:
 /// cleaning the output again returns it byte for byte.
 ///
@@ -93,16 +96,16 @@ pub fn clean_for(
     policy: &Policy,
     rules: &Rules,
 ) -> Cleaned {
-    if raw.len() > policy.limits.max_message_bytes {
-        // Not read: a frontend may hold only the head of it (`filter` streams the rest).
-        return with_own_header(raw, error_report("too-large"), policy);
-    }
-    let started = Instant::now();
     let judged: Vec<&str> = group
         .iter()
         .filter_map(|&i| envelope.recipients.get(i))
         .map(String::as_str)
         .collect();
+    if raw.len() > policy.limits.max_message_bytes {
+        // Not read: wrapped as it would be streamed (`filter` and the milter stream it).
+        return too_large::clean_whole(raw, envelope, &judged, policy, rules);
+    }
+    let started = Instant::now();
     match catch_unwind(AssertUnwindSafe(|| {
         clean_message(raw, envelope, &judged, policy, rules, started)
     })) {

@@ -84,7 +84,7 @@ pub enum OnError {
     /// Deliver it so that nothing is lost and nothing fetches: the original, byte for
     /// byte, as a non-rendered attachment (`application/octet-stream`) of a short note,
     /// with `X-Mailveil: v=...; error=...` on top. A mail over `max_message_bytes` is not
-    /// read at all: it passes on unchanged with `error=too-large`.
+    /// read at all and is delivered the same way, `error=too-large`.
     #[default]
     PassUnchanged,
     /// Ask the sender to retry later (frontends answer 4xx / exit 75).
@@ -94,7 +94,8 @@ pub enum OnError {
 /// Bounds on the work done for one message (DESIGN invariant 8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Larger messages are not read: passed on unchanged with `error=too-large`.
+    /// Larger messages are not read: the original goes on as an attachment of a note,
+    /// `error=too-large` (see `TooLarge` for frontends that stream it).
     pub max_message_bytes: usize,
     /// Decoded HTML parts larger than this are neutralised instead of rewritten.
     pub max_part_bytes: usize,

@@ -12,8 +12,10 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 /// The header that marks an attachment holding an original.
 pub(crate) const ORIGINAL_HEADER: &str = "X-Mailveil-Original";
 
-/// The error codes a wrapped mail may name (the `CleanError` codes and `internal`).
+/// The error codes a wrapped mail may name (the `CleanError` codes, `too-large` and
+/// `internal`).
 const ERROR_CODES: &[&str] = &[
+    "too-large",
     "unparseable",
     "too-deep",
     "too-many-parts",
@@ -66,9 +68,18 @@ pub(crate) fn opaque_note(eol: &[u8]) -> Vec<u8> {
 
 /// An `application/octet-stream` attachment (header and body, no final line end) whose
 /// base64 body is `original`, byte for byte.
-pub(crate) fn attachment(original: &[u8], file: &str, marker: &str, eol: &[u8]) -> Vec<u8> {
-    let encoded = STANDARD.encode(original);
-    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38 + 320);
+pub(crate) fn attachment(original: &[u8], file: &str, marker: &str, eol: &'static [u8]) -> Vec<u8> {
+    let mut out = attachment_head(file, marker, eol);
+    out.reserve(original.len() * 4 / 3 + original.len() / 38);
+    let mut lines = Base64Lines::new(eol);
+    lines.feed(original, &mut out);
+    lines.finish(&mut out);
+    out
+}
+
+/// The header of such an attachment, with the blank line that ends it.
+fn attachment_head(file: &str, marker: &str, eol: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(320);
     let mut line = |s: &str| {
         out.extend_from_slice(s.as_bytes());
         out.extend_from_slice(eol);
@@ -85,17 +96,89 @@ pub(crate) fn attachment(original: &[u8], file: &str, marker: &str, eol: &[u8]) 
     }
     line(&format!("{ORIGINAL_HEADER}: {marker}"));
     out.extend_from_slice(eol);
-    for (i, chunk) in encoded.as_bytes().chunks(76).enumerate() {
-        if i > 0 {
-            out.extend_from_slice(eol);
-        }
-        out.extend_from_slice(chunk);
-    }
     out
 }
 
+/// Bytes in one base64 line of 76 characters.
+const LINE_BYTES: usize = 57;
+
+/// Base64 written as `attachment` writes it (lines of 76 characters joined by the line
+/// end, none after the last), fed a chunk at a time: a mail too large to hold is
+/// encoded as it streams. The base64 crate encodes; this only cuts the lines.
+#[derive(Debug, Clone)]
+pub struct Base64Lines {
+    eol: &'static [u8],
+    /// Input bytes of the next line, fewer than [`LINE_BYTES`].
+    carry: Vec<u8>,
+    /// A line was written: the next one starts with a line end.
+    written: bool,
+}
+
+impl Base64Lines {
+    /// An encoder writing `eol` between lines.
+    pub(crate) fn new(eol: &'static [u8]) -> Self {
+        Base64Lines {
+            eol,
+            carry: Vec::with_capacity(LINE_BYTES),
+            written: false,
+        }
+    }
+
+    /// An encoder that goes on after lines already written (each of whole 3-byte
+    /// groups): its first line starts with a line end.
+    pub(crate) fn after_lines(eol: &'static [u8], written: bool) -> Self {
+        Base64Lines {
+            written,
+            ..Base64Lines::new(eol)
+        }
+    }
+
+    /// Encodes `data`, writing every line that is whole to `out`.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>) {
+        if !self.carry.is_empty() {
+            let take = (LINE_BYTES - self.carry.len()).min(data.len());
+            self.carry.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.carry.len() < LINE_BYTES {
+                return;
+            }
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line, out);
+            self.carry = line;
+            self.carry.clear();
+        }
+        let whole = data.len() / LINE_BYTES * LINE_BYTES;
+        out.reserve(whole / LINE_BYTES * (76 + self.eol.len()));
+        for block in data[..whole].chunks_exact(LINE_BYTES) {
+            self.line(block, out);
+        }
+        self.carry.extend_from_slice(&data[whole..]);
+    }
+
+    /// Writes the last line (with its padding).
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        if !self.carry.is_empty() {
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line, out);
+        }
+    }
+
+    fn line(&mut self, block: &[u8], out: &mut Vec<u8>) {
+        if self.written {
+            out.extend_from_slice(self.eol);
+        }
+        self.written = true;
+        let at = out.len();
+        out.resize(at + block.len().div_ceil(3) * 4, 0);
+        let n = STANDARD
+            .encode_slice(block, &mut out[at..])
+            .expect("the output is sized for the block");
+        out.truncate(at + n);
+    }
+}
+
 /// The attachment of a signed original.
-pub(crate) fn signed_original(original: &[u8], eol: &[u8]) -> Vec<u8> {
+pub(crate) fn signed_original(original: &[u8], eol: &'static [u8]) -> Vec<u8> {
     attachment(original, "signed-original.eml", "signed", eol)
 }
 
@@ -142,11 +225,27 @@ pub(crate) fn wrap_message(
     original: &[u8],
     headers_from: &[u8],
     code: &str,
-    eol: &[u8],
+    eol: &'static [u8],
 ) -> Vec<u8> {
+    let (mut out, after) = wrapper_shell(headers_from, code, eol);
+    // What follows the mbox `From ` line is kept; the line itself stays on top.
+    let original = &original[crate::headers::header_start(original)..];
+    out.reserve(original.len() * 4 / 3 + original.len() / 38 + after.len());
+    let mut lines = Base64Lines::new(eol);
+    lines.feed(original, &mut out);
+    lines.finish(&mut out);
+    out.extend_from_slice(&after);
+    out
+}
+
+/// The wrapper of `wrap_message` without the original: the bytes before the base64 of
+/// the original and the bytes after it. Nothing in them depends on the original (the
+/// boundary is chosen against the note alone: base64 holds no `-`), so a frontend can
+/// stream a mail too large to hold between them.
+pub(crate) fn wrapper_shell(headers_from: &[u8], code: &str, eol: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let top = crate::headers::header_start(headers_from);
     let fields = crate::headers::fields(headers_from);
-    let mut out = Vec::with_capacity(original.len() * 4 / 3 + 2048);
+    let mut out = Vec::with_capacity(top + 2048);
     out.extend_from_slice(&headers_from[..top]);
     for f in &fields {
         let name = f.name.to_ascii_lowercase();
@@ -162,18 +261,88 @@ pub(crate) fn wrap_message(
             out.extend_from_slice(eol);
         }
     }
-    // What follows the mbox `From ` line is kept; the line itself stays on top.
-    let original = &original[crate::headers::header_start(original)..];
+    let (mime, after) = shell_mime(code, eol);
+    out.extend_from_slice(&mime);
+    (out, after)
+}
+
+/// The MIME header fields and body of a wrapper up to the base64 of the original, and
+/// what follows it.
+fn shell_mime(code: &str, eol: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let note = note_part(&wrap_note(code), eol);
-    let att = attachment(original, "original.eml", &format!("error={code}"), eol);
+    let att = attachment_head("original.eml", &format!("error={code}"), eol);
     let b = boundary("mailveil-original", &[&note], &[]);
+    let mut out = Vec::with_capacity(note.len() + att.len() + 256);
     out.extend_from_slice(b"MIME-Version: 1.0");
     out.extend_from_slice(eol);
     out.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=\"{b}\"").as_bytes());
     out.extend_from_slice(eol);
     out.extend_from_slice(eol);
     out.extend_from_slice(&multipart_body(&[&note, &att], &b, eol));
-    out
+    // multipart_body ended the attachment (empty here) with a line end, then closed
+    let after = [eol, b"--", b.as_bytes(), b"--", eol].concat();
+    out.truncate(out.len() - after.len());
+    (out, after)
+}
+
+/// One of our wrappers at the start of a mail too large to hold: where the base64 of
+/// its original begins, and what ends the wrapper after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WrapperStart {
+    /// The offset in the mail of the first base64 line.
+    pub base64_at: usize,
+    /// What follows the last base64 line: the line end and the closing delimiter.
+    pub after: Vec<u8>,
+    /// The closing delimiter line, without its line end.
+    pub closing: Vec<u8>,
+}
+
+/// Whether `start` (the beginning of a mail) is the beginning of one of our wrappers,
+/// exactly as `wrapper_shell` writes it: header fields of the mail's own (none of them a
+/// MIME field), our two MIME fields last, then byte for byte our note and attachment
+/// header, no bare CR anywhere in it, and mail-parser reads the wrapper it begins as
+/// ours. Nothing looser: a reader that picks another Content-Type or part than
+/// mail-parser could otherwise be shown what the sender wrote.
+pub(crate) fn wrapper_start(start: &[u8], eol: &'static [u8]) -> Option<WrapperStart> {
+    let fields = crate::headers::fields(start);
+    let [.., version, ctype] = fields.as_slice() else {
+        return None;
+    };
+    let mime_fields = fields
+        .iter()
+        .filter(|f| {
+            let name = f.name.to_ascii_lowercase();
+            name.starts_with("content-") || name == "mime-version"
+        })
+        .count();
+    let section_end = ctype.range.end + eol.len();
+    if mime_fields != 2
+        || version.range.end != ctype.range.start
+        || start.get(ctype.range.end..section_end) != Some(eol)
+    {
+        return None;
+    }
+    for code in ERROR_CODES {
+        let (mime, after) = shell_mime(code, eol);
+        let at = version.range.start;
+        if !start[at..].starts_with(&mime) {
+            continue;
+        }
+        let base64_at = at + mime.len();
+        let head = &start[..base64_at];
+        let bare_cr = memchr::memchr_iter(b'\r', head).any(|i| head.get(i + 1) != Some(&b'\n'));
+        let shell = [head, &after].concat();
+        if bare_cr || wrapped_error(&shell) != Some(code) {
+            return None;
+        }
+        let closing = after[eol.len()..after.len() - eol.len()].to_vec();
+        return Some(WrapperStart {
+            base64_at,
+            after,
+            closing,
+        });
+    }
+    None
 }
 
 /// The error code of a mail that is one of our wrappers (`wrap_message`): a
