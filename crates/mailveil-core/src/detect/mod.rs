@@ -71,6 +71,15 @@ impl<'r> Detector<'r> {
                 tracker: Some(m.tracker.to_string()),
             });
         }
+        // A click tracker in a place that fetches on open is hit when the mail is opened:
+        // the ESP counts a click (or an open) that nobody made.
+        if let Some(r) = crate::links::click_redirect(self.rules, remote.url.as_str()) {
+            return Some(TrackerVerdict {
+                kind: FindingKind::Pixel,
+                rule: r.entry.id.clone(),
+                tracker: Some(self.rules.tracker_name(&r.entry.tracker).to_string()),
+            });
+        }
         if self.carries_token(remote.url.as_str()) {
             return Some(TrackerVerdict {
                 kind: FindingKind::RecipientToken,

@@ -35,7 +35,7 @@ pub use functional::{FUNCTIONAL_STEMS, FUNCTIONAL_WORDS};
 pub use text::find_urls;
 
 use crate::detect::{Detector, strip_url_noise};
-use crate::rules::Rules;
+use crate::rules::{Redirect, Rules};
 use decode::Carried;
 use parts::{Parts, percent_decode_str};
 
@@ -154,6 +154,20 @@ pub enum LinkStep {
 
 /// The rule id of the recipient-token heuristic.
 pub const TOKEN_HEURISTIC: &str = "heuristic:recipient-token";
+
+/// The click-tracking redirect rule that `url` is an instance of, if any: the decision
+/// [`clean_link`] takes at its first step. A URL on a host that also serves redirects but
+/// carries none of their destinations (every matching rule recoverable, its parameter or
+/// segment absent) is a plain URL, not a click.
+pub fn click_redirect<'r>(rules: &'r Rules, url: &str) -> Option<&'r Redirect> {
+    let parts = Parts::parse(url)?;
+    let matches = rules.match_redirect(&parts.host, &parts.path_and_query());
+    let first = *matches.first()?;
+    let plain = matches
+        .iter()
+        .all(|r| !r.entry.opaque && decode::destination(&r.entry, &parts) == Carried::Absent);
+    (!plain).then_some(first)
+}
 
 /// Decides what to do with one link URL (entity-decoded). Never follows anything.
 pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
