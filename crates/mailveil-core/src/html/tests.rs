@@ -120,3 +120,55 @@ fn a_plain_image_on_a_redirect_host_is_content() {
     let out = clean(&mail(html), &Envelope::to([READER]), &Policy::default(), &rules);
     assert!(body(&out.bytes).contains("logo.png"));
 }
+
+fn text_mail(text: &str) -> Vec<u8> {
+    format!(
+        "From: news@sender.example\r\nTo: {READER}\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+    )
+    .into_bytes()
+}
+
+/// Issue 18 item 6 (core): with the link shield on, an opaque click tracker in text/plain
+/// goes through the shield like one in HTML; a second pass changes nothing; without the
+/// shield the link is kept as it was.
+#[test]
+fn text_links_to_opaque_click_trackers_go_through_the_shield() {
+    let rules = rules(CLICK_RULES);
+    let click = "https://news.us1.list-manage.com/track/click?u=1&id=2&e=3";
+    let raw = text_mail(&format!(
+        "Read it: {click}\r\nShop: https://shop.example/sale?id=9"
+    ));
+    let cfg = ProxyConfig {
+        shield_links: true,
+        ..ProxyConfig::new("https://mx.example/mv", b"k".to_vec())
+    };
+    let shielded = crate::proxy_url::proxied(&cfg, crate::proxy_url::ProxyKind::Link, click);
+    for mode in [RemoteContent::Proxy, RemoteContent::Prefetch] {
+        let policy = Policy {
+            remote_content: mode,
+            proxy: Some(cfg.clone()),
+            ..Policy::default()
+        };
+        let once = clean(&raw, &Envelope::to([READER]), &policy, &rules);
+        let b = body(&once.bytes);
+        assert!(b.contains(&format!("Read it: {shielded}\r\n")), "{mode:?}: {b}");
+        assert!(b.contains("Shop: https://shop.example/sale?id=9"), "{b}");
+        let f = once
+            .report
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::ClickRedirect)
+            .expect("reported");
+        assert_eq!((f.action, f.location.as_str()), (Action::Proxy, "text"));
+        let twice = clean(&once.bytes, &Envelope::to([READER]), &policy, &rules);
+        assert_eq!(twice.bytes, once.bytes, "{mode:?}: idempotent");
+    }
+    let no_shield = Policy {
+        remote_content: RemoteContent::Proxy,
+        proxy: Some(ProxyConfig::new("https://mx.example/mv", b"k".to_vec())),
+        ..Policy::default()
+    };
+    let out = clean(&raw, &Envelope::to([READER]), &no_shield, &rules);
+    assert!(body(&out.bytes).contains(&format!("Read it: {click}\r\n")));
+}
