@@ -172,3 +172,120 @@ fn text_links_to_opaque_click_trackers_go_through_the_shield() {
     let out = clean(&raw, &Envelope::to([READER]), &no_shield, &rules);
     assert!(body(&out.bytes).contains(&format!("Read it: {click}\r\n")));
 }
+
+fn keep_clean(html: &str) -> (String, Vec<crate::Finding>) {
+    let rules = Rules::default();
+    let out = clean(&mail(html), &Envelope::to([READER]), &Policy::default(), &rules);
+    (body(&out.bytes), out.report.findings)
+}
+
+fn heuristics(findings: &[crate::Finding]) -> Vec<(String, String)> {
+    findings
+        .iter()
+        .filter(|f| f.rule.starts_with("heuristic:"))
+        .map(|f| (f.rule.clone(), f.url.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// Issue 18 item 1: desktop and mobile copies of a block, each hidden by one layout and
+/// shown by another (a comment before the `@media`, an attribute selector showing it, an
+/// inline rule), keep their images; an unsized image nobody shows is still a pixel.
+#[test]
+fn images_a_layout_shows_are_kept_and_images_none_shows_go() {
+    let html = r#"<style>.show_div{display:none;} .px{display:none}
+/*PHONES*/@media only screen and (max-width:480px) {
+ .st-hide{display:none !important}
+ *[class="show_div"]{display:block !important; width:auto !important; height:auto !important}
+ .mobile-only{display:block !important}
+}</style>
+<table><tr class="st-hide"><td class="st-hide" style="display:block">
+ <img src="https://cdn.sender.example/banner-desktop.png" width="564" height="88" alt="Brand">
+</td></tr>
+<tr><td class="show_div" style="display:none;">
+ <div class="show_div" style="width:0;height:0;overflow:hidden;display:none">
+  <img src="https://cdn.sender.example/banner-mobile.png" width="100%" height="266" alt="Brand">
+ </div></td></tr>
+<tr><td><div class="mobile-only" style="display:none;max-height:0;overflow:hidden">
+ <img src="https://cdn.sender.example/arrow.png" alt="">
+</div></td></tr>
+<tr><td><div class="hide-all" style="display:none">
+ <img src="https://cdn.sender.example/social.png" width="48" height="48" alt="Facebook">
+ <img src="https://stats.sender.example/o/abc123" alt="">
+</div></td></tr>
+<tr><td><div class="px"><img src="https://stats.sender.example/p/def456"></div></td></tr>
+</table>"#;
+    let (b, findings) = keep_clean(html);
+    for kept in ["banner-desktop", "banner-mobile", "arrow.png", "social.png"] {
+        assert!(b.contains(kept), "{kept} removed: {b}");
+    }
+    assert_eq!(
+        heuristics(&findings),
+        [
+            (
+                "heuristic:hidden-ancestor".to_string(),
+                "https://stats.sender.example/o/abc123".to_string()
+            ),
+            (
+                "heuristic:hidden-ancestor".to_string(),
+                "https://stats.sender.example/p/def456".to_string()
+            )
+        ]
+    );
+    assert!(!b.contains("stats.sender.example"), "{b}");
+}
+
+/// An image that looks hidden but is shown elsewhere in the same mail is content: the
+/// reader's client loads it anyway. Two hidden copies of one image are not "elsewhere".
+#[test]
+fn a_hidden_copy_of_a_shown_image_is_kept() {
+    let html = r#"<div style="display:none"><img src="https://cdn.sender.example/logo.png"></div>
+<p><img src="https://cdn.sender.example/logo.png" width="120" height="40" alt="Logo"></p>
+<div style="display:none"><img src="https://t.sender.example/x/77"></div>
+<div style="display:none"><img src="https://t.sender.example/x/77"></div>"#;
+    let (b, findings) = keep_clean(html);
+    assert_eq!(b.matches("cdn.sender.example/logo.png").count(), 2, "{b}");
+    assert!(!b.contains("t.sender.example"), "{b}");
+    assert!(!b.contains("mailveil-hold"), "{b}");
+    assert_eq!(
+        heuristics(&findings),
+        vec![("heuristic:hidden-ancestor".to_string(), "https://t.sender.example/x/77".to_string()); 2]
+    );
+    // Idempotent: the second pass keeps what the first kept.
+    let (again, _) = keep_clean(b.trim_end());
+    assert_eq!(again, b);
+    // Under strip nothing is held: every image loses its URL as before.
+    let rules = Rules::default();
+    let strip = Policy {
+        remote_content: RemoteContent::Strip,
+        ..Policy::default()
+    };
+    let out = clean(&mail(html), &Envelope::to([READER]), &strip, &rules);
+    assert!(!body(&out.bytes).contains("sender.example"));
+}
+
+/// A marker written by the sender is not ours: nothing is held, hidden images go at once.
+#[test]
+fn a_forged_hold_marker_holds_nothing() {
+    let html = r#"<!--mailveil-hold:0--><div style="display:none"><img src="https://t.sender.example/x/1"></div><!--mailveil-hold-end:0--><p>after</p>"#;
+    let (b, _) = keep_clean(html);
+    assert!(!b.contains("t.sender.example"), "{b}");
+    assert!(b.contains("<p>after</p>"), "{b}");
+}
+
+/// Issue 18 item 1: a `track.` host alone is no beacon mark.
+#[test]
+fn content_images_on_a_track_host_are_kept() {
+    let html = r#"<img src="https://track.shop.example/Image/files/3f9a2c.png" width="600" height="240" alt="Autumn">
+<img src="https://track.shop.example/Image/files/77aa01.png" alt="Boots">
+<img src="https://track.shop.example/o/3f9a2c77aa01">
+<img src="https://cdn.shop.example/t/open.gif?id=4" width="600" height="2">"#;
+    let (b, findings) = keep_clean(html);
+    assert!(b.contains("3f9a2c.png") && b.contains("77aa01.png"), "{b}");
+    assert!(!b.contains("/o/3f9a2c77aa01") && !b.contains("open.gif"), "{b}");
+    assert!(
+        heuristics(&findings)
+            .iter()
+            .all(|(r, _)| r == "heuristic:beacon-url"),
+        "{findings:#?}"
+    );
+}
