@@ -740,18 +740,18 @@ mod held_link_tests {
     fn a_held_link_put_back_as_it_was_is_no_change() {
         let rules = Rules::compile(&[crate::rules::RuleSource {
             name: "t.toml".into(),
-            text: "[[param]]\nid = \"utm\"\nsource = \"test\"\nnames = [\"utm_source\"]\nclass = \"campaign\"\n".into(),
+            text: "[[param]]\nid = \"eid\"\nsource = \"test\"\nnames = [\"mc_eid\"]\nclass = \"subscriber\"\n".into(),
         }])
         .unwrap();
         let raw = "From: a@sender.example\r\nTo: reader@example.org\r\nContent-Type: text/html\r\n\r\n\
             <img src=\"https://t.example/o.gif\" width=\"1\" height=\"1\">\
-            <a href=\"https://shop.example/?utm_source=x\">Wypisz</a>\r\n";
+            <a href=\"https://shop.example/?mc_eid=x\">Wypisz</a>\r\n";
         let env = Envelope::to(["reader@example.org"]);
         let once = clean(raw.as_bytes(), &env, &Policy::default(), &rules);
         let out = String::from_utf8_lossy(&once.bytes).into_owned();
         assert!(out.starts_with("X-Mailveil: v=0.1.0; pixel=1"), "{out}");
         assert!(
-            out.contains("\"https://shop.example/?utm_source=x\">Wypisz"),
+            out.contains("\"https://shop.example/?mc_eid=x\">Wypisz"),
             "{out}"
         );
         let twice = clean(&once.bytes, &env, &Policy::default(), &rules);

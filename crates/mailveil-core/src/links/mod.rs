@@ -25,6 +25,7 @@
 
 mod decode;
 pub mod functional;
+mod mailto;
 mod parts;
 #[cfg(test)]
 mod tests;
@@ -173,7 +174,7 @@ pub fn click_redirect<'r>(rules: &'r Rules, url: &str) -> Option<&'r Redirect> {
 pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     let original = strip_url_noise(url);
     if Parts::parse(&original).is_none() {
-        return LinkOutcome::default();
+        return mailto::clean(&original, ctx).unwrap_or_default();
     }
     let mut steps = Vec::new();
     let mut stages = vec![original.clone()];
@@ -191,7 +192,9 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
         }
         let mut recovered = None;
         let mut absent = 0;
-        for r in matches.iter().filter(|r| !r.entry.opaque) {
+        // Opaque rules too: one may name parameters that carry the destination in
+        // plain view now and then.
+        for r in &matches {
             match decode::destination(&r.entry, &parts) {
                 Carried::Destination(d) => {
                     recovered = Some((*r, d));
@@ -249,6 +252,11 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
         };
         if let Some(reason) = reason(&result) {
             steps.push(LinkStep::Functional { reason });
+            // What makes it work stays; what only measures the campaign or the click
+            // is never needed for that.
+            if let Some(cleaned) = clean_params(&result, ctx, &mut steps, Scope::Analytics) {
+                result = cleaned;
+            }
         } else if let Some(reason) = stages[..stages.len() - 1].iter().find_map(|s| reason(s)) {
             // Only a wrapper says it is functional: keep the link whole.
             return LinkOutcome {
@@ -257,7 +265,7 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
                     reason: format!("{reason} (kept wrapped)"),
                 }],
             };
-        } else if let Some(cleaned) = clean_params(&result, ctx, &mut steps) {
+        } else if let Some(cleaned) = clean_params(&result, ctx, &mut steps, Scope::All) {
             result = cleaned;
         }
     }
@@ -267,9 +275,25 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     }
 }
 
+/// Which parameters [`clean_params`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every identifying parameter: by rule, or carrying the reader's address.
+    All,
+    /// Of a functional link: only the ones a rule classes as campaign tags or ad click
+    /// ids, which no unsubscribe, sign-in or confirm link needs to work.
+    Analytics,
+}
+
 /// Removes identifying parameters from `url`; `Some(new)` when any were removed.
-fn clean_params(url: &str, ctx: &LinkContext<'_>, steps: &mut Vec<LinkStep>) -> Option<String> {
+fn clean_params(
+    url: &str,
+    ctx: &LinkContext<'_>,
+    steps: &mut Vec<LinkStep>,
+    scope: Scope,
+) -> Option<String> {
     let parts = Parts::parse(url)?;
+    let path_and_query = parts.path_and_query();
     let detector = ctx.detector;
     let mut kept: Vec<&str> = Vec::new();
     let mut removed = false;
@@ -280,7 +304,8 @@ fn clean_params(url: &str, ctx: &LinkContext<'_>, steps: &mut Vec<LinkStep>) -> 
             None
         } else {
             ctx.rules
-                .match_params(&parts.host, &name)
+                .match_params(&parts.host, &path_and_query, &name)
+                .filter(|p| scope == Scope::All || p.is_analytics())
                 .find(|p| !(p.is_campaign() && ctx.policy.keep_campaign_params))
         };
         if let Some(p) = by_rule {
@@ -294,7 +319,7 @@ fn clean_params(url: &str, ctx: &LinkContext<'_>, steps: &mut Vec<LinkStep>) -> 
                     .map(|t| ctx.rules.tracker_name(t).to_string()),
             });
             removed = true;
-        } else if !piece.is_empty() && detector.carries_token(piece) {
+        } else if scope == Scope::All && !piece.is_empty() && detector.carries_token(piece) {
             steps.push(LinkStep::ParamRemoved {
                 name,
                 rule: TOKEN_HEURISTIC.into(),
@@ -305,12 +330,12 @@ fn clean_params(url: &str, ctx: &LinkContext<'_>, steps: &mut Vec<LinkStep>) -> 
             kept.push(piece);
         }
     }
-    if detector.carries_token(parts.path) {
+    if scope == Scope::All && detector.carries_token(parts.path) {
         steps.push(LinkStep::TokenKept {
             place: "path".into(),
         });
     }
-    if parts.fragment.is_some_and(|f| detector.carries_token(f)) {
+    if scope == Scope::All && parts.fragment.is_some_and(|f| detector.carries_token(f)) {
         steps.push(LinkStep::TokenKept {
             place: "fragment".into(),
         });
