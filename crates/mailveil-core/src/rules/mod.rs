@@ -9,11 +9,12 @@ pub mod schema;
 
 use regex::RegexSet;
 use regex::bytes::{RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet, RegexSetBuilder};
-use schema::{ParamClass, PixelEntry, RedirectEntry, RuleFile, TrackerEntry};
+use schema::{PixelEntry, RuleFile, TrackerEntry};
 use std::collections::HashMap;
 
 pub use schema::{
-    Category, ParamEntry, PolicyEntry, RedirectEncoding, RemoteChoice, RuleAction, SignedChoice,
+    Category, ParamClass, ParamEntry, PolicyEntry, RedirectEncoding, RedirectEntry, RemoteChoice,
+    RuleAction, SignedChoice,
 };
 
 /// One rule file's text and where it came from (a path, or `shipped:NAME`).
@@ -344,6 +345,50 @@ impl Rules {
             .collect();
         let keep = found.iter().any(|p| p.entry.action == RuleAction::Keep);
         found.into_iter().filter(move |_| !keep)
+    }
+
+    /// The id of an `action = "keep"` parameter rule (an exception) that keeps the
+    /// parameter `name` on this host and path, if any.
+    pub fn param_exception(&self, host: &str, path_and_query: &str, name: &str) -> Option<&str> {
+        let host = host.to_ascii_lowercase();
+        let path = path_key(path_and_query);
+        self.param_set
+            .matches(name.as_bytes())
+            .into_iter()
+            .map(|i| &self.params[i])
+            .filter(|p| p.entry.action == RuleAction::Keep)
+            .find(|p| {
+                p.hosts.as_ref().is_none_or(|h| h.is_match(&host))
+                    && p.paths.as_ref().is_none_or(|s| s.is_match(&path))
+            })
+            .map(|p| p.entry.id.as_str())
+    }
+
+    /// The `[[param]]` entry with this id.
+    pub fn param_entry(&self, id: &str) -> Option<&ParamEntry> {
+        self.params
+            .iter()
+            .find(|p| p.entry.id == id)
+            .map(|p| &p.entry)
+    }
+
+    /// The `[[redirect]]` entry with this id.
+    pub fn redirect_entry(&self, id: &str) -> Option<&RedirectEntry> {
+        self.redirects
+            .iter()
+            .find(|r| r.entry.id == id)
+            .map(|r| &r.entry)
+    }
+
+    /// The id of an `action = "keep"` redirect rule (an exception) matching this URL.
+    pub fn redirect_exception(&self, host: &str, path_and_query: &str) -> Option<&str> {
+        let key = url_key(host, path_and_query);
+        self.redirect_set
+            .matches(&key)
+            .iter()
+            .map(|i| &self.redirects[i].entry)
+            .find(|e| e.action == RuleAction::Keep)
+            .map(|e| e.id.as_str())
     }
 
     /// The display name of a tracker id (the id itself if unknown).
