@@ -120,8 +120,8 @@ pub struct Rules {
     redirects: Vec<Redirect>,
     redirect_set: RegexSet,
     params: Vec<Param>,
-    /// Parameter names: globs and patterns, ASCII case-insensitive, over the name's bytes.
-    param_set: BytesRegexSet,
+    /// Parameter names: globs and patterns (see [`NameSets`]).
+    param_set: NameSets,
     functional_count: usize,
     /// Where each entry id was defined (the last definition wins): file and line.
     locations: HashMap<String, (String, usize)>,
@@ -273,7 +273,11 @@ impl Rules {
                 .filter(|p| !p.entry.patterns.is_empty())
                 .count(),
             keeps: self.pixels.iter().filter(|(e, _)| keep(e.action)).count()
-                + self.redirects.iter().filter(|r| keep(r.entry.action)).count()
+                + self
+                    .redirects
+                    .iter()
+                    .filter(|r| keep(r.entry.action))
+                    .count()
                 + self.params.iter().filter(|p| keep(p.entry.action)).count(),
             allows: self.allows.len(),
             policies: self.policies.len(),
@@ -330,7 +334,7 @@ impl Rules {
         name: &str,
     ) -> impl Iterator<Item = &Param> {
         let host = host.to_ascii_lowercase();
-        let matches = self.param_set.matches(name.as_bytes());
+        let matches = self.param_set.matching(name);
         let mut path: Option<String> = None;
         let found: Vec<&Param> = matches
             .into_iter()
@@ -353,7 +357,7 @@ impl Rules {
         let host = host.to_ascii_lowercase();
         let path = path_key(path_and_query);
         self.param_set
-            .matches(name.as_bytes())
+            .matching(name)
             .into_iter()
             .map(|i| &self.params[i])
             .filter(|p| p.entry.action == RuleAction::Keep)
@@ -640,16 +644,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             .map(|(e, _)| url_pattern(&e.host, e.path.as_deref())),
     )
     .map_err(regex_err)?;
-    let param_set = param_builder(params.iter().map(|(e, _)| {
-        e.names
-            .iter()
-            .map(|n| glob::name_regex(n))
-            .chain(e.patterns.iter().map(|p| anchored(p)))
-            .collect::<Vec<_>>()
-            .join("|")
-    }))
-    .build()
-    .map_err(regex_err)?;
+    let param_set = NameSets::build(&params).map_err(regex_err)?;
     let params = params
         .into_iter()
         .map(|(entry, file)| {
@@ -773,6 +768,9 @@ fn check_host(host: &str) -> Result<(), String> {
 }
 
 fn check_redirect(e: &RedirectEntry) -> Result<(), String> {
+    if e.action == RuleAction::Keep {
+        return Ok(()); // an exception: where the destination would be does not matter
+    }
     if e.param.is_some() && !e.params.is_empty() {
         return Err("give either param or params, not both".into());
     }
@@ -794,15 +792,74 @@ fn check_redirect(e: &RedirectEntry) -> Result<(), String> {
     }
 }
 
+/// The names of every `[[param]]`, compiled: one set of the name globs, one of the name
+/// patterns, each mapping back to the entries.
+#[derive(Debug, Clone)]
+struct NameSets {
+    globs: BytesRegexSet,
+    glob_entries: Vec<usize>,
+    patterns: BytesRegexSet,
+    pattern_entries: Vec<usize>,
+}
+
+impl NameSets {
+    fn build(params: &[(ParamEntry, String)]) -> Result<NameSets, regex::Error> {
+        let (mut globs, mut glob_entries) = (Vec::new(), Vec::new());
+        let (mut patterns, mut pattern_entries) = (Vec::new(), Vec::new());
+        for (i, (e, _)) in params.iter().enumerate() {
+            if !e.names.is_empty() {
+                let alts: Vec<String> = e.names.iter().map(|n| glob::name_regex(n)).collect();
+                globs.push(alts.join("|"));
+                glob_entries.push(i);
+            }
+            if !e.patterns.is_empty() {
+                let alts: Vec<String> = e.patterns.iter().map(|p| anchored(p)).collect();
+                patterns.push(alts.join("|"));
+                pattern_entries.push(i);
+            }
+        }
+        Ok(NameSets {
+            globs: param_builder(globs).build()?,
+            glob_entries,
+            patterns: param_builder(patterns).build()?,
+            pattern_entries,
+        })
+    }
+
+    /// The entries whose globs match `name`, or whose patterns do (for an ASCII name
+    /// only: see [`param_builder`]), in the order they were defined.
+    fn matching(&self, name: &str) -> Vec<usize> {
+        let mut found: Vec<usize> = self
+            .globs
+            .matches(name.as_bytes())
+            .into_iter()
+            .map(|i| self.glob_entries[i])
+            .collect();
+        if name.is_ascii() && !self.pattern_entries.is_empty() {
+            found.extend(
+                self.patterns
+                    .matches(name.as_bytes())
+                    .into_iter()
+                    .map(|i| self.pattern_entries[i]),
+            );
+            found.sort_unstable();
+            found.dedup();
+        }
+        found
+    }
+}
+
 /// A parameter-name pattern as it goes into the set: anchored at both ends.
 fn anchored(pattern: &str) -> String {
     format!("^(?:{pattern})$")
 }
 
-/// Parameter names are matched over their bytes, ASCII case-insensitively: a pattern's
-/// `[a-z]` never takes in `K` (the Kelvin sign) the way Unicode case folding would, and
-/// `.` matches a byte, never more than one character. So a pattern never matches more
-/// than a JavaScript regex with the `i` flag (ClearURLs' engine) would, for any name.
+/// Parameter names are matched over their bytes, ASCII case-insensitively, `.` taking
+/// neither `\n` nor `\r`; patterns only ever see ASCII names. On an ASCII name that is
+/// exactly what a JavaScript regex with the `i` flag does (ClearURLs' engine): `[a-z]`
+/// never takes in `K` (the Kelvin sign) the way Unicode case folding would, and a `.`
+/// is one character. A name with other characters is matched by globs alone, so a
+/// pattern never matches more than its source.
 fn param_builder<I, S>(patterns: I) -> RegexSetBuilder
 where
     I: IntoIterator<Item = S>,
@@ -813,6 +870,13 @@ where
     b
 }
 
+/// Whether `pattern` is a parameter-name pattern a `[[param]]` may hold: it compiles
+/// (as mailveil reads patterns: anchored, over bytes, ASCII case-insensitive) and does
+/// not take in (nearly) every name. The error says why not.
+pub fn check_name_pattern(pattern: &str) -> Result<(), String> {
+    check_pattern(pattern)
+}
+
 /// A name pattern that compiles and does not take in every name.
 fn check_pattern(pattern: &str) -> Result<(), String> {
     let re = BytesRegexBuilder::new(&anchored(pattern))
@@ -820,7 +884,12 @@ fn check_pattern(pattern: &str) -> Result<(), String> {
         .unicode(false)
         .crlf(true)
         .build()
-        .map_err(|e| format!("pattern {pattern:?}: {e}"))?;
+        .map_err(|e| {
+            // The parser's message draws the pattern over several lines: its last says why.
+            let why = e.to_string();
+            let why = why.lines().last().unwrap_or("").trim().to_string();
+            format!("pattern {pattern:?}: {why}")
+        })?;
     let probes: [&[u8]; 4] = [b"q", b"id", b"page", b"zz_9"];
     if re.is_match(b"") || probes.iter().all(|p| re.is_match(p)) {
         return Err(format!(
@@ -936,7 +1005,8 @@ source = "test"
     }
 
     fn param(extra: &str) -> Result<Rules, RuleError> {
-        let text = format!("[[param]]\nid = \"p\"\nclass = \"campaign\"\nsource = \"s\"\n{extra}\n");
+        let text =
+            format!("[[param]]\nid = \"p\"\nclass = \"campaign\"\nsource = \"s\"\n{extra}\n");
         Rules::compile(&[src("p.toml", &text)])
     }
 
@@ -949,7 +1019,11 @@ source = "test"
         // Unicode case folding would take the Kelvin sign for a k; ClearURLs' engine does not.
         let k = param("patterns = [\"trk\"]").unwrap();
         assert!(k.match_params("x.example", "/", "TRK").next().is_some());
-        assert!(k.match_params("x.example", "/", "tr\u{212A}").next().is_none());
+        assert!(
+            k.match_params("x.example", "/", "tr\u{212A}")
+                .next()
+                .is_none()
+        );
         for bad in ["\".*\"", "\"[a-z_0-9]*\"", "\"(\"", "\"x|\""] {
             let e = param(&format!("patterns = [{bad}]")).unwrap_err();
             assert_eq!((e.file.as_str(), e.line), ("p.toml", 2), "{bad}: {e}");
@@ -961,7 +1035,10 @@ source = "test"
     fn redirects_take_candidate_params_and_encodings_one_way_only() {
         let head = "[[tracker]]\nid = \"t\"\nname = \"T\"\ncategory = \"esp\"\nsource = \"s\"\n[[redirect]]\nid = \"r\"\ntracker = \"t\"\nhost = \"x.example\"\nsource = \"s\"\n";
         let compile = |body: &str| Rules::compile(&[src("r.toml", &format!("{head}{body}"))]);
-        assert!(compile("opaque = true\nparams = [\"url\"]\nencodings = [\"plain\", \"base64\"]").is_ok());
+        assert!(
+            compile("opaque = true\nparams = [\"url\"]\nencodings = [\"plain\", \"base64\"]")
+                .is_ok()
+        );
         assert!(compile("opaque = false\nparams = [\"url\", \"u\"]").is_ok());
         for bad in [
             "opaque = false\nparam = \"u\"\nparams = [\"url\"]",
