@@ -227,25 +227,50 @@ mod tests {
     /// destinations in plain view (item 3) and site-specific parameters (item 4).
     #[test]
     fn explains_functional_links_plain_view_destinations_and_site_parameters() {
-        let text = explained(
-            "https://shop.example/unsubscribe?e=77&utm_source=footer&gclid=Cj0",
-        );
+        let text = explained("https://shop.example/unsubscribe?e=77&utm_source=footer&gclid=Cj0");
         assert!(text.contains("as a link: a functional link (url: unsubscrib): what makes it work is kept; campaign tags and click ids go"), "{text}");
-        assert!(text.contains("removed parameter utm_source (Google Analytics), by utm (shipped:params.toml:"), "{text}");
-        assert!(text.contains("removed parameter gclid (Google Ads / DoubleClick), by google-ads-click"), "{text}");
-        assert!(text.contains("link becomes: https://shop.example/unsubscribe?e=77\n"), "{text}");
+        assert!(
+            text.contains(
+                "removed parameter utm_source (Google Analytics), by utm (shipped:params.toml:"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "removed parameter gclid (Google Ads / DoubleClick), by google-ads-click"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("link becomes: https://shop.example/unsubscribe?e=77\n"),
+            "{text}"
+        );
 
         let text = explained(
             "https://u1.ct.sendgrid.net/ls/click?upn=x&url=https%253A%252F%252Fwww.example.com%252F",
         );
         assert!(text.contains("as a link: unwrapped the Twilio SendGrid redirect on u1.ct.sendgrid.net (an opaque wrapper that carried its destination in plain view), by sendgrid-click-ls (shipped:sendgrid.toml:"), "{text}");
-        assert!(text.contains("link becomes: https://www.example.com/\n"), "{text}");
+        assert!(
+            text.contains("link becomes: https://www.example.com/\n"),
+            "{text}"
+        );
         let text = explained("https://u1.ct.sendgrid.net/ls/click?upn=x");
-        assert!(text.contains("an opaque Twilio SendGrid click tracker"), "{text}");
+        assert!(
+            text.contains("an opaque Twilio SendGrid click tracker"),
+            "{text}"
+        );
 
         let text = explained("https://x.com/a/status/1?s=20&t=Ab");
-        assert!(text.contains("removed parameter s (X (Twitter)), by x-share-source (shipped:site-params.toml:"), "{text}");
-        assert!(text.contains("[a campaign tag; on x.com, twitter.com; paths /*/status/]"), "{text}");
+        assert!(
+            text.contains(
+                "removed parameter s (X (Twitter)), by x-share-source (shipped:site-params.toml:"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("[a campaign tag; on x.com, twitter.com; paths /*/status/]"),
+            "{text}"
+        );
         let text = explained("https://www.amazon.com/dp/B0?pd_rd_w=1");
         assert!(text.contains("names matching p[fd]_rd_[a-z]*"), "{text}");
     }
@@ -269,7 +294,10 @@ mod tests {
         };
         assert!(count("limited to paths") >= 2, "{text}");
         assert!(count("naming parameters by pattern") >= 1, "{text}");
-        assert!(count("opaque, unwrapped when the destination is in plain view") >= 4, "{text}");
+        assert!(
+            count("opaque, unwrapped when the destination is in plain view") >= 4,
+            "{text}"
+        );
         assert!(count("parameter rules") >= 70, "{text}");
     }
 }

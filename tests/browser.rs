@@ -702,7 +702,10 @@ fn every_image_visible_at_either_width_still_loads_after_keep() {
     for host in PIXELS {
         assert!(fetched(before, host), "the original fetches {host}");
         assert!(
-            !visible.either().iter().any(|u| support::host_of(u) == *host),
+            !visible
+                .either()
+                .iter()
+                .any(|u| support::host_of(u) == *host),
             "{host} is seen in the original: {visible:#?}"
         );
     }
@@ -718,6 +721,10 @@ fn every_image_visible_at_either_width_still_loads_after_keep() {
         cleaned.report.findings
     );
     for host in PIXELS {
-        assert!(!fetched(kept, host), "{host} still loads after keep:{}", listing(kept));
+        assert!(
+            !fetched(kept, host),
+            "{host} still loads after keep:{}",
+            listing(kept)
+        );
     }
 }

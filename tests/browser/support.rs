@@ -250,7 +250,11 @@ fn parse_line(line: &str) -> Result<Render, String> {
         .collect();
     let urls = |v: Option<&serde_json::Value>| -> Vec<String> {
         v.and_then(|x| x.as_array())
-            .map(|a| a.iter().filter_map(|u| u.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let visible = v.get("visible").map(|w| Visible {

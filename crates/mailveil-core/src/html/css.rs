@@ -400,7 +400,9 @@ pub fn strip_comments(css: &str) -> std::borrow::Cow<'_, str> {
     while let Some(i) = rest.find("/*") {
         out.push_str(&rest[..i]);
         out.push(' ');
-        rest = rest[i + 2..].find("*/").map_or("", |j| &rest[i + 2 + j + 2..]);
+        rest = rest[i + 2..]
+            .find("*/")
+            .map_or("", |j| &rest[i + 2 + j + 2..]);
     }
     out.push_str(rest);
     std::borrow::Cow::Owned(out)
@@ -534,7 +536,10 @@ mod tests {
         assert!(!s.rules[0].in_media);
         assert_eq!(s.rules[1].selectors, ".a");
         assert!(s.rules[1].in_media);
-        let s = scan("@supports (display:grid) { .b{display:block} }", &mut |_| false);
+        let s = scan(
+            "@supports (display:grid) { .b{display:block} }",
+            &mut |_| false,
+        );
         assert!(s.rules[0].in_media);
     }
 

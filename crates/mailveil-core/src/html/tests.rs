@@ -54,7 +54,8 @@ fn mail(html: &str) -> Vec<u8> {
 
 fn body(out: &[u8]) -> String {
     let s = String::from_utf8_lossy(out);
-    s.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string())
+    s.split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string())
 }
 
 fn policies() -> Vec<(&'static str, Policy)> {
@@ -117,7 +118,12 @@ fn a_click_tracker_in_a_fetch_position_is_stripped_under_every_policy() {
 fn a_plain_image_on_a_redirect_host_is_content() {
     let rules = rules(CLICK_RULES);
     let html = r#"<img src="https://www.google.com/url/logo.png" width="100" height="40">"#;
-    let out = clean(&mail(html), &Envelope::to([READER]), &Policy::default(), &rules);
+    let out = clean(
+        &mail(html),
+        &Envelope::to([READER]),
+        &Policy::default(),
+        &rules,
+    );
     assert!(body(&out.bytes).contains("logo.png"));
 }
 
@@ -152,7 +158,10 @@ fn text_links_to_opaque_click_trackers_go_through_the_shield() {
         };
         let once = clean(&raw, &Envelope::to([READER]), &policy, &rules);
         let b = body(&once.bytes);
-        assert!(b.contains(&format!("Read it: {shielded}\r\n")), "{mode:?}: {b}");
+        assert!(
+            b.contains(&format!("Read it: {shielded}\r\n")),
+            "{mode:?}: {b}"
+        );
         assert!(b.contains("Shop: https://shop.example/sale?id=9"), "{b}");
         let f = once
             .report
@@ -175,7 +184,12 @@ fn text_links_to_opaque_click_trackers_go_through_the_shield() {
 
 fn keep_clean(html: &str) -> (String, Vec<crate::Finding>) {
     let rules = Rules::default();
-    let out = clean(&mail(html), &Envelope::to([READER]), &Policy::default(), &rules);
+    let out = clean(
+        &mail(html),
+        &Envelope::to([READER]),
+        &Policy::default(),
+        &rules,
+    );
     (body(&out.bytes), out.report.findings)
 }
 
@@ -248,7 +262,13 @@ fn a_hidden_copy_of_a_shown_image_is_kept() {
     assert!(!b.contains("mailveil-hold"), "{b}");
     assert_eq!(
         heuristics(&findings),
-        vec![("heuristic:hidden-ancestor".to_string(), "https://t.sender.example/x/77".to_string()); 2]
+        vec![
+            (
+                "heuristic:hidden-ancestor".to_string(),
+                "https://t.sender.example/x/77".to_string()
+            );
+            2
+        ]
     );
     // Idempotent: the second pass keeps what the first kept.
     let (again, _) = keep_clean(b.trim_end());
@@ -281,7 +301,10 @@ fn content_images_on_a_track_host_are_kept() {
 <img src="https://cdn.shop.example/t/open.gif?id=4" width="600" height="2">"#;
     let (b, findings) = keep_clean(html);
     assert!(b.contains("3f9a2c.png") && b.contains("77aa01.png"), "{b}");
-    assert!(!b.contains("/o/3f9a2c77aa01") && !b.contains("open.gif"), "{b}");
+    assert!(
+        !b.contains("/o/3f9a2c77aa01") && !b.contains("open.gif"),
+        "{b}"
+    );
     assert!(
         heuristics(&findings)
             .iter()

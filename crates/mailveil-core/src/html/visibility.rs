@@ -191,7 +191,8 @@ impl HiddenSelectors {
             self.responsive.insert(format!("#{}", i.to_lowercase()));
         }
         if self.responsive_substrings.len() + s.substrings.len() <= MAX_SUBSTRINGS {
-            self.responsive_substrings.extend(s.substrings.iter().cloned());
+            self.responsive_substrings
+                .extend(s.substrings.iter().cloned());
         }
     }
 
@@ -407,9 +408,7 @@ fn size(img: &ImageAttrs, sheets: &HiddenSelectors) -> Size {
     let decls = if sheets.responsive(&img.element()) {
         Vec::new()
     } else {
-        img.style
-            .map(super::css::declarations)
-            .unwrap_or_default()
+        img.style.map(super::css::declarations).unwrap_or_default()
     };
     let css = |name: &str| {
         decls
@@ -420,7 +419,9 @@ fn size(img: &ImageAttrs, sheets: &HiddenSelectors) -> Size {
     };
     Size {
         width: css("width").and_then(px).or_else(|| img.width.and_then(px)),
-        height: css("height").and_then(px).or_else(|| img.height.and_then(px)),
+        height: css("height")
+            .and_then(px)
+            .or_else(|| img.height.and_then(px)),
         width_given: css("width").or(img.width).is_some(),
         height_given: css("height").or(img.height).is_some(),
     }
@@ -462,9 +463,7 @@ pub fn invisible(img: &ImageAttrs, sheets: &HiddenSelectors) -> Option<&'static 
     let decls = if responsive {
         Vec::new()
     } else {
-        img.style
-            .map(super::css::declarations)
-            .unwrap_or_default()
+        img.style.map(super::css::declarations).unwrap_or_default()
     };
     if off_screen(&decls) {
         return Some("off-screen");
@@ -622,7 +621,11 @@ fn compound(c: &str) -> Subject {
                 let element = chars.get(i + 1) == Some(&':');
                 i += if element { 2 } else { 1 };
                 let name = ident(&mut i).to_ascii_lowercase();
-                if element || matches!(name.as_str(), "before" | "after" | "first-line" | "first-letter")
+                if element
+                    || matches!(
+                        name.as_str(),
+                        "before" | "after" | "first-line" | "first-letter"
+                    )
                 {
                     s.pseudo_element = true;
                 } else {
@@ -803,7 +806,9 @@ mod tests {
 
     #[test]
     fn containers_hide_by_display_visibility_attribute_or_class_but_not_responsively() {
-        let s = sheets(".gone{display:none} @media (max-width:480px) { .mobile{display:block!important} }");
+        let s = sheets(
+            ".gone{display:none} @media (max-width:480px) { .mobile{display:block!important} }",
+        );
         let hides = |style, class, hidden| {
             hides_content(
                 &Element {
@@ -827,7 +832,9 @@ mod tests {
 
     #[test]
     fn inline_hiding_yields_only_to_an_important_rule() {
-        let s = sheets("@media screen and (max-width:600px) { .m { display:block } .n { display:block !important } }");
+        let s = sheets(
+            "@media screen and (max-width:600px) { .m { display:block } .n { display:block !important } }",
+        );
         assert!(hides_content(&el("td", Some("m"), Some("display:none")), &s).is_some());
         assert!(hides_content(&el("td", Some("n"), Some("display:none")), &s).is_none());
         assert!(
@@ -850,7 +857,9 @@ mod tests {
 
     #[test]
     fn a_stylesheet_hide_yields_to_inline_style_and_other_rules() {
-        let s = sheets(".px{display:none} .hard{display:none!important} .later{display:none} .later{display:block} [hidden]{display:block}");
+        let s = sheets(
+            ".px{display:none} .hard{display:none!important} .later{display:none} .later{display:block} [hidden]{display:block}",
+        );
         assert_eq!(
             hides_content(&el("div", Some("px"), None), &s),
             Some("hidden-ancestor")
@@ -858,7 +867,11 @@ mod tests {
         assert!(hides_content(&el("div", Some("px"), Some("display:block")), &s).is_none());
         assert!(hides_content(&el("div", Some("hard"), Some("display:block")), &s).is_some());
         assert!(
-            hides_content(&el("div", Some("hard"), Some("display:block!important")), &s).is_none()
+            hides_content(
+                &el("div", Some("hard"), Some("display:block!important")),
+                &s
+            )
+            .is_none()
         );
         assert!(hides_content(&el("div", Some("later"), None), &s).is_none());
         let hidden = Element {
@@ -866,7 +879,10 @@ mod tests {
             hidden: true,
             ..Element::default()
         };
-        assert!(hides_content(&hidden, &s).is_none(), "[hidden]{{display:block}}");
+        assert!(
+            hides_content(&hidden, &s).is_none(),
+            "[hidden]{{display:block}}"
+        );
         assert!(hides_content(&hidden, &HiddenSelectors::default()).is_some());
     }
 
@@ -938,10 +954,16 @@ mod tests {
         assert_eq!(s.classes, ["showForMobile"]);
         assert!(s.context && !s.conditional);
         let s = subject("table[class~=devicewidth] > td#x:first-child");
-        assert_eq!((s.tag.as_deref(), s.ids.as_slice()), (Some("td"), &["x".to_string()][..]));
+        assert_eq!(
+            (s.tag.as_deref(), s.ids.as_slice()),
+            (Some("td"), &["x".to_string()][..])
+        );
         assert!(s.conditional);
         let s = subject("*[class*=\"content\"]");
         assert_eq!(s.substrings, ["content"]);
-        assert_eq!(split_top("a, :not(.b, .c), d", ','), ["a", " :not(.b, .c)", " d"]);
+        assert_eq!(
+            split_top("a, :not(.b, .c), d", ','),
+            ["a", " :not(.b, .c)", " d"]
+        );
     }
 }

@@ -1007,14 +1007,16 @@ fn noise_alone_does_not_rewrite_a_link() {
 fn unsubscribe_links_keep_their_parameters() {
     let run = Run::new();
     // Issue 18 item 2: what makes it work stays, campaign tags go.
-    let out = run.clean(
-        "https://list.example/unsubscribe?email=reader%40example.org&utm_source=footer",
-    );
+    let out =
+        run.clean("https://list.example/unsubscribe?email=reader%40example.org&utm_source=footer");
     assert_eq!(
         out.url.as_deref(),
         Some("https://list.example/unsubscribe?email=reader%40example.org")
     );
-    assert!(matches!(out.steps.first(), Some(LinkStep::Functional { .. })));
+    assert!(matches!(
+        out.steps.first(),
+        Some(LinkStep::Functional { .. })
+    ));
     for url in [
         "https://list.example/unsubscribe?email=reader%40example.org",
         "https://news.example/newsletter/abmelden?e=reader@example.org",
@@ -1306,7 +1308,10 @@ fn functional_links_lose_analytics_but_keep_what_makes_them_work() {
         out.url.as_deref(),
         Some("https://list.example/u?data=Zm9v&e=77&mc_eid=abc&email=reader%40example.org")
     );
-    assert_eq!(out.removed_params().collect::<Vec<_>>(), ["utm_source", "gclid"]);
+    assert_eq!(
+        out.removed_params().collect::<Vec<_>>(),
+        ["utm_source", "gclid"]
+    );
     // Not functional: every identifying parameter goes.
     run.text = Some("Read more".into());
     assert_eq!(run.result(url), "https://list.example/u?data=Zm9v&e=77");
@@ -1331,7 +1336,10 @@ fn urls_inside_mailto_links_are_cleaned() {
             "mailto:?subject=Look%20at%20this&body=Found%20it:%20https://shop.example/item/9?id=9%20%F0%9F%91%8D"
         )
     );
-    assert_eq!(out.removed_params().collect::<Vec<_>>(), ["utm_source", "gclid"]);
+    assert_eq!(
+        out.removed_params().collect::<Vec<_>>(),
+        ["utm_source", "gclid"]
+    );
     // Idempotent, and nothing to do without a URL.
     assert_eq!(run.clean(out.url.as_deref().unwrap()).url, None);
     assert_eq!(run.clean("mailto:a@b.example?subject=Hi").url, None);
@@ -1405,7 +1413,10 @@ fn patterns_paths_exact_hosts_and_path_exceptions() {
         "https://x.com/i/keep/status/1?s=20",
         "a keep entry on a path excepts its names there"
     );
-    let out = run.clean(&format!("https://shop.example/out?to={}", enc("https://a.example/")));
+    let out = run.clean(&format!(
+        "https://shop.example/out?to={}",
+        enc("https://a.example/")
+    ));
     assert_eq!(out.url.as_deref(), Some("https://a.example/"));
     let internal = format!(
         "https://shop.example/out/internal?to={}",
