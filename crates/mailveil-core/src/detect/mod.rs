@@ -244,10 +244,11 @@ pub fn beacon_shaped(remote: &RemoteUrl) -> bool {
 }
 
 /// Whether an image URL has the marks of an open beacon: a path segment only beacons use
-/// (`/open`, `/pixel.gif`, `/track/open`), or a beacon host (`open.`, `pixel.`, `track.`)
-/// together with a per-recipient part (a query, or a last segment that is a token rather
-/// than a file) on an image not given a size a reader would see (`sized`). A host name
-/// alone is no mark: senders serve their own content images from `track.` hosts too.
+/// (`/open`, `/pixel.gif`, `/track/open`) on an image not given a size a reader would see
+/// (`sized`) or with a per-recipient part (a query, or a last segment that is a token
+/// rather than a file); or a beacon host (`open.`, `pixel.`, `track.`) with a
+/// per-recipient part on an image not given a size. A host name alone is no mark:
+/// senders serve their own content images from `track.` hosts too.
 pub fn beacon(remote: &RemoteUrl, sized: bool) -> bool {
     let beacon_path = remote
         .url
@@ -255,15 +256,18 @@ pub fn beacon(remote: &RemoteUrl, sized: bool) -> bool {
         .into_iter()
         .flatten()
         .any(|seg| BEACON_SEGMENTS.iter().any(|b| seg.eq_ignore_ascii_case(b)));
+    let part = per_recipient_part(&remote.url);
+    // A known open path is a mark, unless the image is given a size a reader sees and
+    // its URL is the same for every reader (a layout GIF named pixel.gif, stretched).
     if beacon_path {
-        return true;
+        return !sized || part;
     }
     let host = remote.host();
     let beacon_host = host
         .split('.')
         .next()
         .is_some_and(|first| host.matches('.').count() >= 2 && BEACON_HOST_LABELS.contains(&first));
-    beacon_host && !sized && per_recipient_part(&remote.url)
+    beacon_host && !sized && part
 }
 
 /// File names that content is served under.
@@ -408,8 +412,17 @@ mod tests {
         assert!(!beacon(&token, true), "a token, but a size a reader sees");
         let query = r("https://pixel.shop.example/img.png?u=77");
         assert!(beacon(&query, false) && !beacon(&query, true));
-        let path = r("https://cdn.shop.example/e/open.gif");
-        assert!(beacon(&path, true), "a known open path, whatever the size");
+        let path = r("https://cdn.shop.example/e/open.gif?id=7");
+        assert!(
+            beacon(&path, true),
+            "a known open path with a per-recipient part"
+        );
+        let layout = r("https://media.shop.example/images/etc/pixel.gif");
+        assert!(beacon(&layout, false), "unsized");
+        assert!(
+            !beacon(&layout, true),
+            "a layout GIF named pixel.gif, the same for everyone, shown at a size"
+        );
     }
 
     #[test]

@@ -126,17 +126,114 @@ struct Hide {
     props: Weights,
 }
 
+/// Rules that may match an element, by what they name: property bits by weight. A rule
+/// is filed under each class and id of its subject, else its `[class*=x]`-like
+/// substrings, else its tag, else `[hidden]`, else it may match any element.
+#[derive(Debug, Default, Clone)]
+struct Index {
+    /// `.class`, `#id` (lowercased), `tag` or `[hidden]`.
+    keys: HashMap<String, Weights>,
+    /// Substring selectors on `class` or `id` (lowercased).
+    substrings: Vec<(String, Weights)>,
+    /// Rules that may match any element (`*`, too many substrings).
+    any: Weights,
+}
+
+impl Index {
+    fn note(&mut self, s: &Subject, w: Weights) {
+        let keys: Vec<String> = s
+            .classes
+            .iter()
+            .map(|c| format!(".{}", c.to_lowercase()))
+            .chain(s.ids.iter().map(|i| format!("#{}", i.to_lowercase())))
+            .collect();
+        if !keys.is_empty() {
+            for k in keys {
+                self.keys.entry(k).or_default().add(w);
+            }
+        } else if !s.substrings.is_empty() {
+            if self.substrings.len() + s.substrings.len() > MAX_SUBSTRINGS {
+                self.any.add(w);
+            } else {
+                self.substrings
+                    .extend(s.substrings.iter().map(|v| (v.clone(), w)));
+            }
+        } else if let Some(t) = &s.tag {
+            self.keys.entry(t.clone()).or_default().add(w);
+        } else if s.hidden_attr {
+            self.keys.entry("[hidden]".into()).or_default().add(w);
+        } else {
+            self.any.add(w);
+        }
+    }
+
+    /// What rules that may match the element give.
+    fn on(&self, el: &Element) -> Weights {
+        let mut w = self.any;
+        if self.keys.is_empty() && self.substrings.is_empty() {
+            return w;
+        }
+        for key in el.keys(true) {
+            if let Some(s) = self.keys.get(&key) {
+                w.add(*s);
+            }
+        }
+        if let Some(s) = self.keys.get(&el.tag.to_ascii_lowercase()) {
+            w.add(*s);
+        }
+        if el.hidden
+            && let Some(s) = self.keys.get("[hidden]")
+        {
+            w.add(*s);
+        }
+        if !self.substrings.is_empty() {
+            let attrs = el.attr_text();
+            for (sub, s) in &self.substrings {
+                if attrs.iter().any(|a| a.contains(sub.as_str())) {
+                    w.add(*s);
+                }
+            }
+        }
+        w
+    }
+}
+
+/// A rule's `width` and `height`: set to a length (the element gets that size) or to
+/// `auto`, by weight. A zero is a hiding value, not a size.
+fn size_effect(css: &str) -> (Weights, Weights) {
+    let (mut sized, mut auto_sized) = (Weights::default(), Weights::default());
+    for d in weighted_declarations(css) {
+        let bit = match d.name.as_str() {
+            "width" => WIDTH,
+            "height" => HEIGHT,
+            _ => continue,
+        };
+        let target = match d.value.as_str() {
+            "auto" => &mut auto_sized,
+            "" | "inherit" | "initial" | "unset" | "revert" => continue,
+            v if hiding_value(bit, v) => continue,
+            _ => &mut sized,
+        };
+        if d.important {
+            target.important |= bit;
+        } else {
+            target.normal |= bit;
+        }
+    }
+    (sized, auto_sized)
+}
+
 /// What a message's stylesheets hide for certain, and what they may show.
 #[derive(Debug, Default, Clone)]
 pub struct HiddenSelectors {
     /// `.class`, `#id` (as written) or `tag` → rules that hide it for certain.
     hides: HashMap<String, Vec<Hide>>,
-    /// `.class`, `#id` (lowercased) or `tag` → what rules may show on it.
-    shows: HashMap<String, Weights>,
-    /// Substring selectors on `class` or `id` (lowercased) and what they may show.
-    show_substrings: Vec<(String, Weights)>,
-    /// What rules that may match any element show (`*`, `[hidden]`, too many substrings).
-    show_any: Weights,
+    /// What rules may show on an element (a display, visibility... that does not hide).
+    shows: Index,
+    /// What rules may give an element as its width or height: an explicit length, or
+    /// `auto` (the size of what it loads). Either beats the `width`/`height` attributes.
+    sized: Index,
+    auto_sized: Index,
     /// Classes and ids (lowercased) an `@media` rule names: their sizes differ by layout.
     responsive: HashSet<String>,
     responsive_substrings: Vec<String>,
@@ -174,7 +271,14 @@ impl HiddenSelectors {
                     self.note_responsive(&s);
                 }
                 if e.show.any() != 0 {
-                    self.note_show(&s, e.show);
+                    self.shows.note(&s, e.show);
+                }
+                let (sized, auto_sized) = size_effect(&rule.declarations);
+                if sized.any() != 0 {
+                    self.sized.note(&s, sized);
+                }
+                if auto_sized.any() != 0 {
+                    self.auto_sized.note(&s, auto_sized);
                 }
                 if !rule.in_media && e.hide.any() != 0 {
                     self.note_hide(&s, e.hide);
@@ -193,33 +297,6 @@ impl HiddenSelectors {
         if self.responsive_substrings.len() + s.substrings.len() <= MAX_SUBSTRINGS {
             self.responsive_substrings
                 .extend(s.substrings.iter().cloned());
-        }
-    }
-
-    fn note_show(&mut self, s: &Subject, w: Weights) {
-        let keys: Vec<String> = s
-            .classes
-            .iter()
-            .map(|c| format!(".{}", c.to_lowercase()))
-            .chain(s.ids.iter().map(|i| format!("#{}", i.to_lowercase())))
-            .collect();
-        if !keys.is_empty() {
-            for k in keys {
-                self.shows.entry(k).or_default().add(w);
-            }
-        } else if !s.substrings.is_empty() {
-            if self.show_substrings.len() + s.substrings.len() > MAX_SUBSTRINGS {
-                self.show_any.add(w);
-            } else {
-                self.show_substrings
-                    .extend(s.substrings.iter().map(|v| (v.clone(), w)));
-            }
-        } else if let Some(t) = &s.tag {
-            self.shows.entry(t.clone()).or_default().add(w);
-        } else if s.hidden_attr {
-            self.shows.entry("[hidden]".into()).or_default().add(w);
-        } else {
-            self.show_any.add(w);
         }
     }
 
@@ -242,33 +319,6 @@ impl HiddenSelectors {
         if list.len() < MAX_HIDES_PER_KEY {
             list.push(Hide { tag, props: w });
         }
-    }
-
-    /// What rules that may match the element could show on it.
-    fn shows_on(&self, el: &Element) -> Weights {
-        let mut w = self.show_any;
-        for key in el.keys(true) {
-            if let Some(s) = self.shows.get(&key) {
-                w.add(*s);
-            }
-        }
-        if let Some(s) = self.shows.get(&el.tag.to_ascii_lowercase()) {
-            w.add(*s);
-        }
-        if el.hidden
-            && let Some(s) = self.shows.get("[hidden]")
-        {
-            w.add(*s);
-        }
-        if !self.show_substrings.is_empty() {
-            let attrs = el.attr_text();
-            for (sub, s) in &self.show_substrings {
-                if attrs.iter().any(|a| a.contains(sub.as_str())) {
-                    w.add(*s);
-                }
-            }
-        }
-        w
     }
 
     /// What rules hide on the element for certain.
@@ -345,7 +395,7 @@ fn hidden_everywhere(el: &Element, sheets: &HiddenSelectors, props: u8) -> Optio
         inline.hide.normal &= !sizes;
         inline.hide.important &= !sizes;
     }
-    let shows = sheets.shows_on(el);
+    let shows = sheets.shows.on(el);
     let hides = sheets.hides_on(el);
     // Inline style: beaten only by an `!important` stylesheet rule (or not at all).
     if inline.hide.important & props != 0 {
@@ -417,13 +467,36 @@ fn size(img: &ImageAttrs, sheets: &HiddenSelectors) -> Size {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     };
+    let el = img.element();
+    let (sized, auto_sized) = (sheets.sized.on(&el), sheets.auto_sized.on(&el));
+    // The cascade for one side: an !important rule beats the inline style, which beats
+    // any other rule, which beats the attribute. A length makes a size given (its value
+    // unknown here); `auto` takes the attribute's away (the size of what loads).
+    let side = |bit: u8, name: &str, attr: Option<&str>| -> (Option<u32>, bool) {
+        if sized.important & bit != 0 {
+            return (None, true);
+        }
+        if auto_sized.important & bit != 0 {
+            return (None, false);
+        }
+        if let Some(v) = css(name) {
+            return (px(v), true);
+        }
+        if sized.normal & bit != 0 {
+            return (None, true);
+        }
+        if auto_sized.normal & bit != 0 {
+            return (None, false);
+        }
+        (attr.and_then(px), attr.is_some())
+    };
+    let (width, width_given) = side(WIDTH, "width", img.width);
+    let (height, height_given) = side(HEIGHT, "height", img.height);
     Size {
-        width: css("width").and_then(px).or_else(|| img.width.and_then(px)),
-        height: css("height")
-            .and_then(px)
-            .or_else(|| img.height.and_then(px)),
-        width_given: css("width").or(img.width).is_some(),
-        height_given: css("height").or(img.height).is_some(),
+        width,
+        height,
+        width_given,
+        height_given,
     }
 }
 
@@ -946,6 +1019,43 @@ mod tests {
         assert!(!v(None, None));
         assert!(!v(Some("1"), Some("1")));
         assert!(!v(Some("0"), Some("40")));
+    }
+
+    /// A stylesheet's width or height beats the attributes (found in a real newsletter:
+    /// `<img width="0" height="0" class="webonly">` under `.webonly{width:100%;height:auto}`).
+    #[test]
+    fn stylesheet_sizes_beat_size_attributes() {
+        let s =
+            sheets(".webonly{width:100%;height:auto} img{height:auto} .big{width:300px!important}");
+        let img = |class, w, h, style| ImageAttrs {
+            tag: "img",
+            class,
+            width: w,
+            height: h,
+            style,
+            ..Default::default()
+        };
+        assert_eq!(
+            invisible(&img(Some("webonly"), Some("0"), Some("0"), None), &s),
+            None
+        );
+        assert!(visible_size(
+            &img(Some("webonly"), Some("0"), Some("0"), None),
+            &s
+        ));
+        // `height:auto` on every image: a 1x1 pixel stays 1 px wide, and tiny.
+        assert_eq!(
+            invisible(&img(None, Some("1"), Some("1"), None), &s),
+            Some("tiny-size")
+        );
+        // An !important length beats inline style too.
+        assert_eq!(
+            invisible(
+                &img(Some("big"), None, None, Some("width:1px;height:1px")),
+                &s
+            ),
+            None
+        );
     }
 
     #[test]

@@ -304,7 +304,7 @@ fn clean_params(
             None
         } else {
             ctx.rules
-                .match_params(&parts.host, &path_and_query, &name)
+                .match_params_at(&parts.host, &path_and_query, &name)
                 .filter(|p| scope == Scope::All || p.is_analytics())
                 .find(|p| !(p.is_campaign() && ctx.policy.keep_campaign_params))
         };

@@ -324,10 +324,21 @@ impl Rules {
         found
     }
 
+    /// The parameter rules whose names match `name` and whose hosts include `host`, not
+    /// counting those limited to some paths (the path is not known here); none when a
+    /// matching rule says `action = "keep"`. See [`Rules::match_params_at`].
+    pub fn match_params(&self, host: &str, name: &str) -> impl Iterator<Item = &Param> {
+        let found: Vec<&Param> = self
+            .match_params_at(host, "", name)
+            .filter(|p| p.paths.is_none())
+            .collect();
+        found.into_iter()
+    }
+
     /// The parameter rules whose names match `name` and whose hosts and paths include
     /// `host` and `path_and_query`; none when a matching rule says `action = "keep"` (a
     /// user override, an exception).
-    pub fn match_params(
+    pub fn match_params_at(
         &self,
         host: &str,
         path_and_query: &str,
@@ -1013,14 +1024,14 @@ source = "test"
     #[test]
     fn name_patterns_are_anchored_ascii_case_insensitive_and_never_take_in_everything() {
         let rules = param("patterns = [\"p[fd]_rd_[a-z]*\", \"li[a-z]{2}\"]").unwrap();
-        let hit = |n: &str| rules.match_params("x.example", "/", n).next().is_some();
+        let hit = |n: &str| rules.match_params_at("x.example", "/", n).next().is_some();
         assert!(hit("pf_rd_p") && hit("PD_RD_") && hit("lipi"));
         assert!(!hit("xpf_rd_p") && !hit("pf_rd_1") && !hit("lipis"));
         // Unicode case folding would take the Kelvin sign for a k; ClearURLs' engine does not.
         let k = param("patterns = [\"trk\"]").unwrap();
-        assert!(k.match_params("x.example", "/", "TRK").next().is_some());
+        assert!(k.match_params("x.example", "TRK").next().is_some());
         assert!(
-            k.match_params("x.example", "/", "tr\u{212A}")
+            k.match_params_at("x.example", "/", "tr\u{212A}")
                 .next()
                 .is_none()
         );
