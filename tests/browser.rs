@@ -692,6 +692,8 @@ fn every_image_visible_at_either_width_still_loads_after_keep() {
         ("track.shop.layout.test", true, true),
         ("logo-twice.layout.test", true, true),
         ("sized-hidden.layout.test", false, false),
+        ("webonly.layout.test", true, false),
+        ("layout-gif.layout.test", true, true),
     ] {
         assert_eq!(
             (at(&visible.desktop, host), at(&visible.phone, host)),
