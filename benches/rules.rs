@@ -73,7 +73,7 @@ fn classify(rules: &Rules, set: &[(String, String, Vec<String>)]) -> usize {
         hits += usize::from(rules.match_pixel(host, path).is_some());
         hits += rules.match_redirect(host, path).len();
         for n in names {
-            hits += rules.match_params(host, n).count();
+            hits += rules.match_params_at(host, path, n).count();
         }
     }
     hits

@@ -22,12 +22,22 @@
 //! tracker), `px` pixel requests proper (the URL matches a pixel rule, or is the URL of
 //! a pixel or recipient-token finding and of no kept image); `k-` after cleaning with
 //! keep, `s-req` any request after cleaning with strip. A `trk` that is not a `px` is a
-//! content image served from a tracker's host. Pixel requests left by keep and all
-//! requests left by strip are listed under the mail.
+//! content image served from a tracker's host. `lost`: images a reader sees in the
+//! original, at the desktop (1280 px) or the phone (375 px) width (render.js
+//! `--visible`), that no longer load after cleaning with keep, not counting the ones a
+//! rule or the reader's address names as trackers (those are counted apart). Pixel
+//! requests left by keep, lost images and all requests left by strip are listed under
+//! the mail.
 //!
-//! Exit status: 0 when every mail cleaned, no pixel loaded after keep and nothing loaded
-//! after strip; 1 otherwise; 2 on a usage or setup error. A missing DIR is reported and
-//! is not an error.
+//! The links line counts the identifying parameters left in the keep output outside
+//! opaque trackers, functional links (unsubscribe, sign-in...) included: what a second
+//! pass would still remove (in a functional link: campaign tags and click ids). Apart, it
+//! counts the functional tokens kept: parameters a rule names that a functional link
+//! still carries because it needs them to work (an unsubscribe link's token).
+//!
+//! Exit status: 0 when every mail cleaned, no pixel loaded after keep, no visible image
+//! was lost and nothing loaded after strip; 1 otherwise; 2 on a usage or setup error. A
+//! missing DIR is reported and is not an error.
 
 #[path = "../tests/browser/support.rs"]
 mod support;
@@ -86,15 +96,20 @@ impl Fetched {
 }
 
 /// Links of one mail: in the original, and what the keep pass did to them.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct LinkStats {
     seen: usize,
     unwrapped: usize,
     cleaned: usize,
     opaque: usize,
-    /// Identifying parameters still in the cleaned links, outside opaque trackers and
-    /// functional links (by their text, their URL or List-Unsubscribe): the goal is 0.
+    /// Identifying parameters still in the cleaned links, outside opaque trackers,
+    /// functional links included: what a second pass would remove. The goal is 0.
     params_left: usize,
+    /// Parameters a rule names that functional links (by their text, their URL or
+    /// List-Unsubscribe) keep because they need them: the token, the subscriber id.
+    functional_tokens: usize,
+    /// What is left, for the listing: `name in URL`.
+    left: Vec<String>,
 }
 
 impl LinkStats {
@@ -128,7 +143,8 @@ impl LinkStats {
             .unwrap_or_default();
         let detector = mailveil::detect::Detector::new(rules, to.iter().map(String::as_str));
         let policy = mailveil::links::LinkPolicy::default();
-        let mut params_left = 0;
+        let (mut params_left, mut functional_tokens) = (0, 0);
+        let mut left = Vec::new();
         for html in html_parts(&keep.bytes).unwrap_or_default() {
             for (href, text) in anchors(&html) {
                 let ctx = mailveil::links::LinkContext {
@@ -139,8 +155,18 @@ impl LinkStats {
                     list_unsubscribe: &unsubscribe,
                 };
                 let out = mailveil::links::clean_link(&href, &ctx);
-                if !out.opaque() {
-                    params_left += out.removed_params().count();
+                if out.opaque() {
+                    continue;
+                }
+                params_left += out.removed_params().count();
+                left.extend(out.removed_params().map(|n| format!("{n} in {href}")));
+                let functional = out
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s, mailveil::links::LinkStep::Functional { .. }));
+                if functional {
+                    let url = out.url.as_deref().unwrap_or(&href);
+                    functional_tokens += named_params(url, rules).len();
                 }
             }
         }
@@ -150,8 +176,24 @@ impl LinkStats {
             cleaned: count(FindingKind::TrackingParam, Action::Clean),
             opaque: count(FindingKind::ClickRedirect, Action::Keep),
             params_left,
+            functional_tokens,
+            left,
         }
     }
+}
+
+/// The query parameters of `url` that a parameter rule names (on its host).
+fn named_params(url: &str, rules: &Rules) -> Vec<String> {
+    let Some(remote) = mailveil::detect::remote_url(url, &None) else {
+        return Vec::new();
+    };
+    let host = remote.host().to_string();
+    remote
+        .url
+        .query_pairs()
+        .filter(|(name, _)| rules.match_params(&host, name).next().is_some())
+        .map(|(name, _)| name.into_owned())
+        .collect()
 }
 
 /// The http(s) links of an HTML text with their (tag-stripped) text, entities decoded.
@@ -204,6 +246,13 @@ struct Mail {
     original_html: Vec<String>,
     tracker_hosts: BTreeSet<String>,
     pixel_urls: BTreeSet<String>,
+    /// URLs a rule or the reader's address names as trackers (stripped by keep).
+    named_trackers: BTreeSet<String>,
+    /// Images seen in the original at either width, and which of them no longer load
+    /// after keep (not named trackers); visible named trackers removed.
+    visible: BTreeSet<String>,
+    lost: Vec<String>,
+    visible_trackers: usize,
     keep: Pass,
     strip: Pass,
     /// Browser counts: uncleaned, after keep, after strip.
@@ -386,6 +435,16 @@ fn clean_one(path: &Path, rules: &Rules) -> Option<Mail> {
         .filter(|u| !kept.contains(u))
         .map(String::from)
         .collect();
+    let named_trackers = findings
+        .iter()
+        .filter(|f| f.action == Action::Strip && !f.rule.starts_with("heuristic:"))
+        .chain(
+            findings
+                .iter()
+                .filter(|f| f.kind == FindingKind::RecipientToken),
+        )
+        .filter_map(|f| f.url.clone())
+        .collect();
     let original_html = html_parts(&raw);
     let links = LinkStats::of(
         &raw,
@@ -404,6 +463,10 @@ fn clean_one(path: &Path, rules: &Rules) -> Option<Mail> {
         original_html: original_html.unwrap_or_default(),
         tracker_hosts,
         pixel_urls,
+        named_trackers,
+        visible: BTreeSet::new(),
+        lost: Vec::new(),
+        visible_trackers: 0,
         keep: Pass::of(&keep),
         strip: Pass::of(&strip),
         fetched: [Fetched::default(); 3],
@@ -433,12 +496,17 @@ fn measure(
             }
         }
     }
+    // The originals are rendered with --visible (the images a reader sees at 1280 and
+    // 375 px), the cleaned parts for their requests only.
+    jobs_list.sort_by_key(|j| j.1 != 0);
+    let originals = jobs_list.iter().filter(|j| j.1 == 0).count();
     let files: Vec<PathBuf> = jobs_list.iter().map(|j| j.2.clone()).collect();
     eprintln!(
         "corpus: rendering {} HTML parts in Chromium, {jobs} at a time...",
         files.len()
     );
-    let renders: Vec<Render> = harness.render_parallel(&files, &[], jobs)?;
+    let mut renders: Vec<Render> = harness.render_visible(&files[..originals], jobs)?;
+    renders.extend(harness.render_parallel(&files[originals..], &[], jobs)?);
     for ((i, which, _), render) in jobs_list.iter().zip(&renders) {
         let m = &mut mails[*i];
         if let Some(e) = &render.error {
@@ -467,6 +535,30 @@ fn measure(
             }
         }
         m.fetched[*which].add(got);
+        if let Some(v) = &render.visible {
+            m.visible.extend(v.either().into_iter().map(String::from));
+        }
+    }
+    // Visible in the original, loaded by no keep render of the mail: lost.
+    let mut loaded: Vec<BTreeSet<&str>> = vec![BTreeSet::new(); mails.len()];
+    for ((i, which, _), render) in jobs_list.iter().zip(&renders) {
+        if *which == 1 {
+            loaded[*i].extend(render.requests.iter().map(|q| q.url.as_str()));
+        }
+    }
+    for (m, loaded) in mails.iter_mut().zip(&loaded) {
+        for url in &m.visible {
+            if loaded.contains(url.as_str()) {
+                continue;
+            }
+            if m.named_trackers.contains(url) {
+                m.visible_trackers += 1;
+            } else {
+                m.lost.push(url.clone());
+            }
+        }
+        let lost: Vec<String> = m.lost.iter().map(|u| format!("lost: {u}")).collect();
+        m.leaks.extend(lost);
     }
     Ok(())
 }
@@ -480,8 +572,8 @@ fn print_table(mails: &[Mail], leakmeter: bool) -> bool {
     );
     if leakmeter {
         head.push_str(&format!(
-            " | {:>5} {:>5} {:>5} | {:>5} {:>5} {:>5} | {:>5}",
-            "req", "trk", "px", "k-req", "k-trk", "k-px", "s-req"
+            " | {:>5} {:>5} {:>5} | {:>5} {:>5} {:>5} {:>5} | {:>5}",
+            "req", "trk", "px", "k-req", "k-trk", "k-px", "lost", "s-req"
         ));
     }
     println!("{head}");
@@ -500,13 +592,14 @@ fn print_table(mails: &[Mail], leakmeter: bool) -> bool {
         if leakmeter {
             let [before, keep, strip] = &m.fetched;
             row.push_str(&format!(
-                " | {:>5} {:>5} {:>5} | {:>5} {:>5} {:>5} | {:>5}",
+                " | {:>5} {:>5} {:>5} | {:>5} {:>5} {:>5} {:>5} | {:>5}",
                 before.requests,
                 before.to_tracker_hosts,
                 before.pixels,
                 keep.requests,
                 keep.to_tracker_hosts,
                 keep.pixels,
+                m.lost.len(),
                 strip.requests
             ));
         }
@@ -551,23 +644,37 @@ fn print_table(mails: &[Mail], leakmeter: bool) -> bool {
                 count(&|m| m.fetched[idx].pixels > 0),
             ));
             failed |= px > 0 || (idx == 2 && requests > 0);
+            if idx == 1 {
+                let lost = sum(&|m| m.lost.len());
+                line.push_str(&format!(
+                    "; images visible in the original (desktop or phone) {}, no longer loading after keep {lost} in {} mails, visible trackers removed {}",
+                    sum(&|m| m.visible.len()),
+                    count(&|m| !m.lost.is_empty()),
+                    sum(&|m| m.visible_trackers),
+                ));
+                failed |= lost > 0;
+            }
         }
         println!("{line}");
     }
     println!(
         "TOTAL links: seen {}, unwrapped {}, cleaned {}, opaque trackers kept {}, identifying parameters left {} \
-         (outside opaque trackers and functional links)",
+         (outside opaque trackers, functional links included); functional tokens kept {} (what those links need to work)",
         sum(&|m| m.links.seen),
         sum(&|m| m.links.unwrapped),
         sum(&|m| m.links.cleaned),
         sum(&|m| m.links.opaque),
         sum(&|m| m.links.params_left),
+        sum(&|m| m.links.functional_tokens),
     );
     for m in mails.iter().filter(|m| m.links.params_left > 0) {
         println!(
             "    {}: {} identifying parameters left",
             m.name, m.links.params_left
         );
+        for l in m.links.left.iter().take(3) {
+            println!("        {}", truncate(l, 150));
+        }
     }
     let unparsed = count(&|m| !m.parsed);
     if unparsed > 0 {

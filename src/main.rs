@@ -729,10 +729,8 @@ fn rules_command(command: RulesCommand) -> anyhow::Result<ExitCode> {
             for e in &errors {
                 eprintln!("mailveil: rule file skipped: {e}");
             }
-            let (trackers, pixels, redirects, params) = loaded.stats();
             let mut out = std::io::stdout().lock();
-            writeln!(out, "trackers\t{trackers}\npixel patterns\t{pixels}\nredirect formats\t{redirects}\nparameter rules\t{params}")
-                .context("writing stats")?;
+            write!(out, "{}", mailveil::explain::stats(&loaded)).context("writing stats")?;
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Import(args) => import::run(&args),

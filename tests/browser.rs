@@ -637,3 +637,96 @@ fn unreadable_and_signed_mails_open_without_a_request_under_strip() {
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// Issue 18 item 1: every image a reader sees in the original, at the desktop or the
+/// phone width, still loads after cleaning under `keep`; the open pixels nothing shows
+/// do not. The fixture (tests/fixtures/browser/layouts.html) holds desktop and phone
+/// copies of blocks, each shown by one layout only, content images on a `track.` host,
+/// and pixels hidden in every layout.
+#[test]
+fn every_image_visible_at_either_width_still_loads_after_keep() {
+    const LAYOUTS: &str = include_str!("fixtures/browser/layouts.html");
+    const PIXELS: &[&str] = &[
+        "pixel-hidden.layout.test",
+        "pixel-class.layout.test",
+        "open.pixel.layout.test",
+        "beacon-path.layout.test",
+        "tiny.layout.test",
+    ];
+    let raw = format!(
+        "From: Shop <news@shop.layout.test>\r\nTo: {RECIPIENT}\r\nSubject: layouts\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html; charset=utf-8\r\n\r\n{}\r\n",
+        LAYOUTS.replace('\n', "\r\n")
+    );
+    let cleaned = mailveil::clean(
+        raw.as_bytes(),
+        &Envelope::to([RECIPIENT]),
+        &Policy::default(),
+        rules(),
+    );
+    let after = html_parts(&cleaned.bytes).expect("parses").concat();
+    let Some(harness) = Harness::or_skip("browser tests (layouts)") else {
+        return;
+    };
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-layouts");
+    std::fs::create_dir_all(&dir).expect("create render dir");
+    let files = [
+        support::write_html(&dir, "original.html", LAYOUTS),
+        support::write_html(&dir, "keep.html", &after),
+    ];
+    let renders = harness
+        .render_visible(&files, 1)
+        .unwrap_or_else(|e| panic!("render.js failed: {e}"));
+    for r in &renders {
+        assert!(r.error.is_none(), "{}: {:?}", r.file.display(), r.error);
+    }
+    let (before, kept) = (&renders[0], &renders[1]);
+    let visible = before.visible.as_ref().expect("render.js --visible");
+    let at = |list: &[String], host: &str| list.iter().any(|u| support::host_of(u) == host);
+    // The check can tell the layouts apart: some images show at one width only.
+    for (host, desktop, phone) in [
+        ("desktop-banner.layout.test", true, false),
+        ("desktop-only.layout.test", true, false),
+        ("mobile-banner.layout.test", false, true),
+        ("gmail-mobile.layout.test", false, true),
+        ("track.shop.layout.test", true, true),
+        ("logo-twice.layout.test", true, true),
+        ("sized-hidden.layout.test", false, false),
+        ("webonly.layout.test", true, false),
+        ("layout-gif.layout.test", true, true),
+    ] {
+        assert_eq!(
+            (at(&visible.desktop, host), at(&visible.phone, host)),
+            (desktop, phone),
+            "{host} in the original (desktop, phone): {visible:#?}"
+        );
+    }
+    for host in PIXELS {
+        assert!(fetched(before, host), "the original fetches {host}");
+        assert!(
+            !visible
+                .either()
+                .iter()
+                .any(|u| support::host_of(u) == *host),
+            "{host} is seen in the original: {visible:#?}"
+        );
+    }
+    let loaded: BTreeSet<&str> = kept.requests.iter().map(|q| q.url.as_str()).collect();
+    let lost: Vec<&str> = visible
+        .either()
+        .into_iter()
+        .filter(|u| !loaded.contains(u))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "images visible in the original no longer load after keep: {lost:#?}\nfindings: {:#?}",
+        cleaned.report.findings
+    );
+    for host in PIXELS {
+        assert!(
+            !fetched(kept, host),
+            "{host} still loads after keep:{}",
+            listing(kept)
+        );
+    }
+}

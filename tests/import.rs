@@ -116,35 +116,47 @@ category = "other"
 source = "ClearURLs data.min.json (clearurls-sample.json), provider \"Example Shop\", urlPattern \"^https?:\\/\\/(?:[a-z0-9-]+\\.)*?shop\\.example\""
 "#,
     );
-    let note = "note = \"ClearURLs lists 1 exception(s) for this provider that mailveil cannot express (see `# skipped:`): this rule applies there too\"\n";
+    // Names: globs where the rule has an exact one, else the rule itself as a pattern.
     for (id, names, class, what) in [
         (
             "yourparam",
-            r#"["yourparam"]"#,
+            r#"names = ["yourparam"]"#,
             "subscriber",
             r#"rules[0] \"yourparam\""#,
         ),
         (
             "sess",
-            r#"["sess_*"]"#,
+            r#"names = ["sess_*"]"#,
             "subscriber",
             r#"rules[1] \"sess_.*\""#,
         ),
         (
             "pf-src",
-            r#"["pf_src", "pd_src"]"#,
+            r#"names = ["pf_src", "pd_src"]"#,
             "subscriber",
             r#"rules[2] \"p[fd]_src\""#,
         ),
         (
+            "a-z-0-9-vid",
+            r#"patterns = ["[^a-z%0-9]vid"]"#,
+            "subscriber",
+            r#"rules[3] \"[^a-z%0-9]vid\""#,
+        ),
+        (
             "ref",
-            r#"["ref", "ref_"]"#,
+            r#"names = ["ref", "ref_"]"#,
             "subscriber",
             r#"rules[4] \"ref_?\""#,
         ),
         (
+            "cmp-id",
+            r#"patterns = ["cmp.id"]"#,
+            "subscriber",
+            r#"rules[5] \"cmp.id\""#,
+        ),
+        (
             "aff",
-            r#"["aff"]"#,
+            r#"names = ["aff"]"#,
             "campaign",
             r#"referralMarketing[0] \"aff\""#,
         ),
@@ -152,7 +164,7 @@ source = "ClearURLs data.min.json (clearurls-sample.json), provider \"Example Sh
         assert_block(
             &toml,
             &format!(
-                "[[param]]\nid = \"clearurls-example-shop-{id}\"\ntracker = \"clearurls-example-shop\"\nnames = {names}\nhosts = [\"shop.example\"]\nclass = \"{class}\"\nsource = \"ClearURLs data.min.json (clearurls-sample.json), provider \\\"Example Shop\\\", {what}\"\n{note}"
+                "[[param]]\nid = \"clearurls-example-shop-{id}\"\ntracker = \"clearurls-example-shop\"\n{names}\nhosts = [\"shop.example\"]\nclass = \"{class}\"\nsource = \"ClearURLs data.min.json (clearurls-sample.json), provider \\\"Example Shop\\\", {what}\"\n\n"
             ),
         );
     }
@@ -164,51 +176,83 @@ source = "ClearURLs data.min.json (clearurls-sample.json), provider \"Example Sh
             ),
         );
     }
-    assert_block(
-        &toml,
-        r#"[[param]]
-id = "clearurls-globalrules-mv-rid"
-tracker = "clearurls-globalrules"
-names = ["mv_rid"]
-class = "subscriber"
-"#,
-    );
+    // `%3F` stays as written: ClearURLs tests decoded names, as mailveil does.
     assert_block(
         &toml,
         r#"[[param]]
 id = "clearurls-globalrules-xclid"
 tracker = "clearurls-globalrules"
-names = ["xclid", "?xclid"]
+names = ["xclid", "%3fxclid"]
 class = "click-id"
 "#,
     );
     assert_block(
         &toml,
-        r#"id = "clearurls-globalrules-partner-ref"
+        r#"[[param]]
+id = "clearurls-globalrules-tr-a-z"
 tracker = "clearurls-globalrules"
-names = ["partner_ref"]
-class = "campaign"
+patterns = ["tr_[a-z]+"]
+class = "subscriber"
+"#,
+    );
+    // A rule whose globs would be many (`[a-z]?` is 27 each way) is written as its pattern.
+    assert_block(
+        &toml,
+        r#"patterns = ["(?:%3F)?[a-z]?mk"]
+class = "subscriber"
+"#,
+    );
+    // A provider limited to a path: `paths`. One on an exact host: `=host`.
+    assert_block(
+        &toml,
+        r#"[[param]]
+id = "clearurls-megamart-search-qid"
+tracker = "clearurls-megamart-search"
+names = ["qid"]
+hosts = ["megamart.*", "*.megamart.*"]
+paths = ["/s?"]
+class = "subscriber"
 "#,
     );
     assert_block(
         &toml,
         r#"[[param]]
-id = "clearurls-megamart-mm-track"
-tracker = "clearurls-megamart"
-names = ["mm_track"]
-hosts = ["megamart.*", "*.megamart.*"]
-class = "subscriber"
-source = "ClearURLs data.min.json (clearurls-sample.json), provider \"megamart\", rules[0] \"mm_track\""
-
-[[param]]
-id = "clearurls-megamart-mm-cid"
-tracker = "clearurls-megamart"
-names = ["mm_cid", "mm_uid", "mx_cid", "mx_uid"]
-hosts = ["megamart.*", "*.megamart.*"]
+id = "clearurls-links-exact-host-lid"
+tracker = "clearurls-links-exact-host"
+names = ["lid"]
+hosts = ["=links.example.org"]
 class = "subscriber"
 "#,
     );
-    // An unescaped '.' in a host is read as a dot; a repeated rule is imported once.
+    assert_block(
+        &toml,
+        r#"host = "=links.example.org"
+path = "/away.php?"
+opaque = false
+param = "to"
+"#,
+    );
+    // Host forms: a short range (l[a-c]?), an unanchored pattern (read anchored: less),
+    // a run of subdomain characters, a capture group.
+    for host in [
+        "=l.social.example",
+        "=la.social.example",
+        "=lc.social.example",
+    ] {
+        assert!(
+            toml.contains(&format!("host = \"{host}\"\npath = \"/l.php?\"")),
+            "{host}"
+        );
+    }
+    assert!(
+        toml.contains("hosts = [\"=outgoing.example.net\"]"),
+        "{toml}"
+    );
+    assert!(toml.contains("hosts = [\"*.stock.example\"]"), "{toml}");
+    assert!(
+        toml.contains("hosts = [\"micro.cn\", \"micro.com\"]"),
+        "{toml}"
+    );
     assert_block(
         &toml,
         r#"[[param]]
@@ -230,27 +274,64 @@ tracker = "clearurls-pixelco"
 host = "pixel.example.net"
 "#,
     );
-    // Exceptions on whole hosts keep the provider's parameters there; on a path, a pixel.
+    // Exceptions: on hosts and paths, for parameters (names and patterns), pixels and the
+    // redirects they overlap; read at least as widely as ClearURLs reads them.
+    let all_global = r#"names = ["mv_rid", "xclid", "%3fxclid", "partner_ref"]
+patterns = ["tr_[a-z]+", "(?:%3F)?[a-z]?mk"]"#;
+    for (id, hosts, paths, i) in [
+        (
+            "bank-example",
+            r#"["bank.example"]"#,
+            "paths = [\"/login\"]\n",
+            0,
+        ),
+        ("intranet-example", r#"["intranet.example"]"#, "", 1),
+        (
+            "forum-example",
+            r#"["forum.example"]"#,
+            "paths = [\"/*?*ref=*\", \"/*?*&ref=*\"]\n",
+            2,
+        ),
+        ("bugtracker", r#"["=bugtracker.*"]"#, "", 3),
+    ] {
+        assert_block(
+            &toml,
+            &format!(
+                "[[param]]\nid = \"clearurls-globalrules-except-{id}\"\ntracker = \"clearurls-globalrules\"\n{all_global}\nhosts = {hosts}\n{paths}class = \"subscriber\"\naction = \"keep\"\nsource = \"ClearURLs data.min.json (clearurls-sample.json), provider \\\"globalRules\\\", exceptions[{i}]"
+            ),
+        );
+    }
     assert_block(
         &toml,
         r#"[[param]]
-id = "clearurls-globalrules-except-intranet-example"
-tracker = "clearurls-globalrules"
-names = ["mv_rid", "xclid", "?xclid", "partner_ref"]
-hosts = ["intranet.example"]
+id = "clearurls-example-shop-except-shop-example"
+tracker = "clearurls-example-shop"
+names = ["yourparam", "sess_*", "pf_src", "pd_src", "ref", "ref_", "aff"]
+patterns = ["[^a-z%0-9]vid", "cmp.id"]
+hosts = ["shop.example"]
+paths = ["/checkout"]
 class = "subscriber"
 action = "keep"
-source = "ClearURLs data.min.json (clearurls-sample.json), provider \"globalRules\", exceptions[1] \"^https?:\\/\\/(?:[a-z0-9-]+\\.)*?intranet\\.example\""
-note = "A ClearURLs exception, as action = \"keep\": it also turns off other rules for these names on these hosts (recipient-address detection still applies)"
+"#,
+    );
+    assert_block(
+        &toml,
+        r#"[[redirect]]
+id = "clearurls-example-shop-except-redirect"
+tracker = "clearurls-example-shop"
+host = "help.shop.example"
+opaque = false
+action = "keep"
 "#,
     );
     assert_block(
         &toml,
         r#"[[param]]
-id = "clearurls-example-shop-except-help-shop-example"
-tracker = "clearurls-example-shop"
-names = ["yourparam", "sess_*", "pf_src", "pd_src", "ref", "ref_", "aff"]
-hosts = ["help.shop.example"]
+id = "clearurls-social-except-social-example"
+tracker = "clearurls-social"
+names = ["s_ref"]
+hosts = ["social.example"]
+paths = ["/*plugins/", "/*ajax/"]
 class = "subscriber"
 action = "keep"
 "#,
@@ -265,22 +346,16 @@ path = "/consent/"
 action = "keep"
 "#,
     );
-    // No tracker for a provider of which nothing was imported.
-    assert!(!toml.contains("id = \"clearurls-links-exact-host\""));
-    assert!(!toml.contains("id = \"clearurls-megamart-search\""));
 
     let expected_skips = [
-        r#"# skipped: provider "Example Shop" rules[3] "[^a-z%0-9]vid": a character class with ranges or negation has no glob"#,
-        r#"# skipped: provider "Example Shop" rules[5] "cmp.id": '.' (any one character) has no glob"#,
         r#"# skipped: provider "Example Shop" redirections[1] "^https?:\/\/(?:[a-z0-9-]+\.)*?shop\.example\/out\/(https?.*)": the destination is not a query parameter's value"#,
         r#"# skipped: provider "Example Shop" rawRules[0] "\/ref=[^/?]*": a raw rule edits the URL text (often the path), which mailveil never does"#,
-        r#"# skipped: provider "Example Shop" exceptions[0] "^https?:\/\/(?:[a-z0-9-]+\.)*?shop\.example\/checkout": mailveil cannot except a path from parameter or redirect rules, so this provider's parameter rules and redirects still apply to these URLs"#,
-        r#"# skipped: provider "Example Shop" exceptions[1] "^https?:\/\/(?:[a-z0-9-]+\.)*?help\.shop\.example": mailveil cannot except redirects, so this provider's redirects still apply to these URLs"#,
-        r#"# skipped: provider "globalRules" rules[2] "tr_[a-z]+": a repetition other than '.*' or '?' has no glob"#,
-        r#"# skipped: provider "globalRules" exceptions[0] "^https?:\/\/(?:[a-z0-9-]+\.)*?bank\.example\/login": mailveil cannot except a path from parameter or redirect rules, so this provider's parameter rules still apply to these URLs"#,
-        r#"# skipped: provider "links exact host" rules[0] "lid": urlPattern "^https?:\/\/links\.example\.org": only the exact host links.example.org, and a mailveil host glob also matches its subdomains"#,
-        r#"# skipped: provider "megamart search" rules[0] "qid": the urlPattern "^https?:\/\/(?:[a-z0-9-]+\.)*?megamart(?:\.[a-z]{2,}){1,}\/s\?" is limited to a path, and a [[param]] applies to the whole host"#,
+        r#"# skipped: provider "globalRules" rules[4] "a{": unclosed '{', and as a pattern: pattern "a{": error: repetition quantifier expects a valid decimal"#,
+        r#"# skipped: provider "globalRules" rules[5] ".*": matches every parameter, and as a pattern: pattern ".*" matches (nearly) every parameter name"#,
+        r#"# skipped: provider "globalRules" exceptions[4] "^https?:\/\/[^/]+\/[^/]+\/-\/refs\/switch": the host part matches every host, so this provider's entries above also apply to these URLs"#,
+        r#"# skipped: provider "globalRules" exceptions[5] "^wss?:\/\/(?:[a-z0-9-]+\.)*?chat\.example": does not start with https?:// (mailveil rules cover both schemes), so this provider's entries above also apply to these URLs"#,
         r#"# skipped: provider "megamart search" redirections[0] "^https?:\/\/(?:[a-z0-9-]+\.)*?megamart(?:\.[a-z]{2,}){1,}\/r\?.*?u=([^&]*)": reaches beyond the provider's urlPattern "^https?:\/\/(?:[a-z0-9-]+\.)*?megamart(?:\.[a-z]{2,}){1,}\/s\?""#,
+        r#"# skipped: provider "outgoing" redirections[0] "https?:\/\/[^/]+\/v1\/[0-9a-f]{64}\/(.*)": no plain host name after the scheme"#,
     ];
     let mut got = skipped_lines(&toml);
     got.sort_unstable();
@@ -288,10 +363,90 @@ action = "keep"
     want.sort_unstable();
     assert_eq!(got, want);
     assert!(
-        stderr.contains("imported 22 entries from clearurls-sample.json; skipped 11"),
+        stderr.contains(
+            "imported 54 entries from clearurls-sample.json; skipped 8 of 44 source entries (18.2%)"
+        ),
         "{stderr}"
     );
     assert_compiles(&toml, "clearurls-");
+}
+
+/// Issue 18 item 5: what the new constructs say holds in a mail: a pattern name, a
+/// path-scoped rule, an exact host, and exceptions on paths for parameters and redirects.
+#[test]
+fn imported_patterns_paths_exact_hosts_and_path_exceptions_hold_in_a_mail() {
+    let (toml, _) = import("clearurls", CLEARURLS);
+    let rules = Rules::compile(&with_shipped("imported.toml", &toml)).unwrap();
+    let links = [
+        (
+            "https://a.example/p?tr_ab=1&amp;tr_1=2",
+            "https://a.example/p?tr_1=2",
+        ),
+        (
+            "https://www.shop.example/x?_vid=1&amp;xvid=2&amp;cmpXid=3",
+            "https://www.shop.example/x?xvid=2",
+        ),
+        (
+            "https://megamart.de/s?q=tea&amp;qid=9",
+            "https://megamart.de/s?q=tea",
+        ),
+        (
+            "https://megamart.de/p/1?qid=9",
+            "https://megamart.de/p/1?qid=9",
+        ),
+        (
+            "https://links.example.org/a?lid=1&amp;k=1",
+            "https://links.example.org/a?k=1",
+        ),
+        (
+            "https://x.links.example.org/a?lid=1&amp;k=1",
+            "https://x.links.example.org/a?lid=1&amp;k=1",
+        ),
+        (
+            "https://bank.example/login?mv_rid=1&amp;k=2",
+            "https://bank.example/login?mv_rid=1&amp;k=2",
+        ),
+        (
+            "https://bank.example/home?mv_rid=1&amp;k=2",
+            "https://bank.example/home?k=2",
+        ),
+        (
+            "https://forum.example/t/9?page=2&amp;ref=x&amp;mv_rid=1",
+            "https://forum.example/t/9?page=2&amp;ref=x&amp;mv_rid=1",
+        ),
+        (
+            "https://bugtracker.example.com/b?mv_rid=1",
+            "https://bugtracker.example.com/b?mv_rid=1",
+        ),
+        (
+            "https://help.shop.example/go?to=https%3A%2F%2Fdest.example%2F",
+            "https://help.shop.example/go?to=https%3A%2F%2Fdest.example%2F",
+        ),
+        (
+            "https://lb.social.example/l.php?u=https%3A%2F%2Fdest.example%2Fs",
+            "https://dest.example/s",
+        ),
+    ];
+    let body: String = links
+        .iter()
+        .map(|(href, _)| format!("<p><a href=\"{href}\">link</a></p>\r\n"))
+        .collect();
+    let mail = format!(
+        "From: n@sender.example\r\nTo: r@example.org\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{body}"
+    );
+    let out = clean(
+        mail.as_bytes(),
+        &Envelope::to(["r@example.org"]),
+        &Policy::default(),
+        &rules,
+    );
+    let html = String::from_utf8(out.bytes).unwrap();
+    for (href, expected) in links {
+        assert!(
+            html.contains(&format!("href=\"{expected}\"")),
+            "{href} should become {expected}:\n{html}"
+        );
+    }
 }
 
 #[test]

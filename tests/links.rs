@@ -315,6 +315,8 @@ fn opaque_trackers_are_kept_working_and_reported_by_esp() {
 fn functional_links_keep_their_parameters() {
     let unsubscribe =
         "https://shop.example/account/emails?uid=77&email=reader.one%40example.org&utm_source=x";
+    // Issue 18 item 2: the campaign tag goes, what makes the link work stays.
+    let working = "https://shop.example/account/emails?uid=77&email=reader.one%40example.org";
     for text in [
         "Unsubscribe",
         "Abmelden",
@@ -324,7 +326,7 @@ fn functional_links_keep_their_parameters() {
         "Manage preferences",
     ] {
         let (href, _) = cleaned_links(&html_mail(unsubscribe, text), &Policy::default());
-        assert_eq!(href, unsubscribe, "link text {text:?}");
+        assert_eq!(href, working, "link text {text:?}");
     }
     let (href, _) = cleaned_links(&html_mail(unsubscribe, "Read more"), &Policy::default());
     assert_eq!(
@@ -388,4 +390,112 @@ fn cleaned_links_are_idempotent() {
         );
         assert_eq!(once.bytes, twice.bytes);
     }
+}
+
+/// The href after cleaning the link with the shipped rules (link text `text`).
+fn cleaned_href(url: &str, text: &str) -> String {
+    cleaned_links(&html_mail(url, text), &Policy::default()).0
+}
+
+/// Issue 18 item 4: parameters that identify a reader, a share or a session on the
+/// destination site go, with the shipped rules; what the site needs stays.
+#[test]
+fn site_specific_tracking_parameters_go() {
+    for (url, expected) in [
+        (
+            "https://www.amazon.de/dp/B0TEST/ref=sr_1_1?pf_rd_r=AB12&pd_rd_w=xY&pd_rd_wg=z&th=1",
+            "https://www.amazon.de/dp/B0TEST/ref=sr_1_1?th=1",
+        ),
+        (
+            "https://www.youtube.com/watch?v=dQw&si=AbCdEf&feature=share&t=42",
+            "https://www.youtube.com/watch?v=dQw&t=42",
+        ),
+        ("https://youtu.be/dQw?si=AbCdEf", "https://youtu.be/dQw"),
+        (
+            "https://www.example.com/p?gclid=1&dclid=2&gbraid=3&wbraid=4&_gl=5&id=7",
+            "https://www.example.com/p?id=7",
+        ),
+        (
+            "https://www.example.com/p?fbclid=1&msclkid=2&ttclid=3&twclid=4&yclid=5&rb_clickid=6&id=7",
+            "https://www.example.com/p?id=7",
+        ),
+        (
+            "https://www.facebook.com/share/p/1AbC/?mibextid=wwXIfr",
+            "https://www.facebook.com/share/p/1AbC/",
+        ),
+        (
+            "https://www.instagram.com/p/AbC/?igshid=MzRl&ig_rid=77",
+            "https://www.instagram.com/p/AbC/",
+        ),
+        (
+            "https://www.linkedin.com/jobs/view/1?trk=eml&trackingId=x%3D%3D&lipi=urn&refId=9",
+            "https://www.linkedin.com/jobs/view/1",
+        ),
+        (
+            "https://x.com/someone/status/1234?s=20&t=AbCdEf",
+            "https://x.com/someone/status/1234",
+        ),
+        (
+            "https://x.com/search?q=mail&s=1&t=2",
+            "https://x.com/search?q=mail&s=1&t=2",
+        ),
+        (
+            "https://news.example/a?oly_anon_id=1&oly_enc_id=2&s_cid=3&wickedid=4&mkt_tok=5&_ke=6&n=1",
+            "https://news.example/a?n=1",
+        ),
+        (
+            "https://shop.example/a?trk_contact=1&trk_msg=2&trk_sid=3&sc_uid=4&sc_eh=5&_cio_id=6&mc_tc=7&n=1",
+            "https://shop.example/a?n=1",
+        ),
+    ] {
+        assert_eq!(cleaned_href(url, "Read"), expected, "{url}");
+    }
+}
+
+/// Issue 18 item 3: an opaque click tracker that carries its destination in plain view
+/// is unwrapped (and the destination cleaned); one that does not stays opaque.
+#[test]
+fn opaque_trackers_with_a_destination_in_plain_view_are_unwrapped() {
+    let dest = "https://www.example.com/sale?id=3&utm_source=nl";
+    let clean_dest = "https://www.example.com/sale?id=3";
+    for wrapped in [
+        format!(
+            "https://u1234.ct.sendgrid.net/ls/click?upn=Fake-2Btoken&url={}",
+            enc(dest)
+        ),
+        format!(
+            "https://d2v8tf04.na1.hubspotlinks.com/Ctc/5F+113/d2v8tf04/VVfake?redirect={}",
+            enc(&enc(dest))
+        ),
+        format!(
+            "https://spgo.io/f/a/FakeToken~~/AAAA~/RgRfake?u={}",
+            STANDARD.encode(dest)
+        ),
+        format!(
+            "https://news.us3.list-manage.com/track/click?u=0fake&id=1fake&e=2fake&url={}",
+            enc(dest)
+        ),
+    ] {
+        assert_eq!(cleaned_href(&wrapped, "Read"), clean_dest, "{wrapped}");
+    }
+    let opaque = "https://news.us3.list-manage.com/track/click?u=5e78d7ef2297cc80842b7591e&id=c3569d2df3&e=6496a8003f";
+    assert_eq!(cleaned_href(opaque, "Read"), opaque);
+}
+
+/// Issue 18 item 2: functional links lose campaign tags and click ids, keep their
+/// tokens; the URL inside a mailto share link is cleaned.
+#[test]
+fn functional_and_mailto_links_lose_analytics_only() {
+    assert_eq!(
+        cleaned_href(
+            "https://shop.example/unsubscribe?data=Zm9v&e=77&utm_source=footer&utm_medium=email&gclid=Cj0",
+            "Unsubscribe"
+        ),
+        "https://shop.example/unsubscribe?data=Zm9v&e=77"
+    );
+    let mailto = "mailto:?subject=Look&body=https%3A%2F%2Fshop.example%2Fi%2F9%3Fid%3D9%26utm_source%3Dshare%26fbclid%3Dx";
+    assert_eq!(
+        cleaned_href(mailto, "Share by e-mail"),
+        "mailto:?subject=Look&body=https://shop.example/i/9?id=9"
+    );
 }

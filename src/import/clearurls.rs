@@ -20,10 +20,12 @@ pub fn import(json: &str, label: &str) -> Result<RuleFile, String> {
         .ok_or("not a ClearURLs catalog: no \"providers\" object")?;
     let mut f = RuleFile::new(&[
         format!("Imported by `mailveil rules import clearurls` from {label}."),
-        "Every entry names its ClearURLs provider and rule. ClearURLs matches names case-insensitively, as mailveil does.".into(),
-        "Exceptions become action = \"keep\" entries where they can (parameters on whole hosts, pixels on hosts and paths).".into(),
-        "Not expressible, so listed as `# skipped:` lines: rawRules (they edit the URL text), the other exceptions,".into(),
-        "and every regex without an exact glob translation (a rule must never match more than its source).".into(),
+        "Every entry names its ClearURLs provider and rule. Names are matched whole and case-insensitively, as ClearURLs matches them:".into(),
+        "as globs where the rule has an exact glob, else as the rule itself (`patterns`). A provider limited to a path gives `paths`;".into(),
+        "one on an exact host gives `=host`. Exceptions become action = \"keep\" entries (parameters, pixels, redirects) on their hosts".into(),
+        "and paths, read at least as widely as ClearURLs reads them (removing less, never more).".into(),
+        "Not expressible, so listed as `# skipped:` lines: rawRules (they edit the URL text), redirections whose destination is not".into(),
+        "a query parameter's value, and exceptions on every host or outside http(s). A rule never matches more than its source.".into(),
     ]);
     for (name, p) in providers {
         f.blank();
@@ -40,8 +42,16 @@ fn strings<'a>(p: &'a Value, key: &str) -> Vec<&'a str> {
 }
 
 /// Why a ClearURLs exception is only partly honoured.
-const EXCEPTION_KEEP_NOTE: &str = "A ClearURLs exception, as action = \"keep\": it also turns off other rules for these names on these hosts (recipient-address detection still applies)";
+const EXCEPTION_KEEP_NOTE: &str = "A ClearURLs exception, as action = \"keep\": it also turns off other rules for these names on these hosts and paths (recipient-address detection still applies)";
 const EXCEPTION_PIXEL_NOTE: &str = "A ClearURLs exception, as action = \"keep\": it also turns off other pixel rules for these URLs";
+const EXCEPTION_REDIRECT_NOTE: &str = "A ClearURLs exception, as action = \"keep\": it also turns off other redirect rules for these URLs";
+
+/// One `[[param]]` written for a provider: what a keep for its exceptions must name.
+struct Imported {
+    names: Vec<String>,
+    patterns: Vec<String>,
+    id: String,
+}
 
 fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
     f.comment(&format!("---- ClearURLs provider \"{name}\" ----"));
@@ -51,46 +61,47 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
     let src =
         |what: &str| format!("ClearURLs data.min.json ({label}), provider \"{name}\", {what}");
     let what = |key: &str, i: usize, re: &str| format!("provider \"{name}\" {key}[{i}] \"{re}\"");
+    let complete = p.get("completeProvider").and_then(Value::as_bool) == Some(true);
+    f.considered += usize::from(complete)
+        + [
+            "rules",
+            "referralMarketing",
+            "rawRules",
+            "exceptions",
+            "redirections",
+        ]
+        .iter()
+        .map(|k| strings(p, k).len())
+        .sum::<usize>();
     let pattern = p.get("urlPattern").and_then(Value::as_str).unwrap_or("");
     let scope = if pattern.is_empty() {
         Err("the provider has no urlPattern".to_string())
     } else {
         url::scope(pattern).map_err(|e| format!("urlPattern \"{pattern}\": {e}"))
     };
-    // Exceptions become `action = "keep"` entries where they can: on whole hosts for
-    // parameters, on hosts and paths for pixels. Redirects have no keep.
+    // Exceptions are read loosely (at least what the source says): matching more there
+    // means removing less, never more.
     let exceptions = strings(p, "exceptions");
     let exception_scopes: Vec<Result<url::Scope, String>> = exceptions
         .iter()
-        .map(|e| match url::scope(e) {
-            Ok(s) if s.hosts.is_empty() => Err("an exception for every URL".into()),
+        .map(|e| match url::loose_scope(e) {
+            Ok(s) if s.hosts.is_empty() => Err("an exception for every host".into()),
             other => other,
         })
         .collect();
-    let lost = |host_level_only: bool| {
-        exception_scopes
-            .iter()
-            .filter(|s| match s {
-                Ok(s) => host_level_only && !s.paths.is_empty(),
-                Err(_) => true,
-            })
-            .count()
-    };
-    let lost_note = |n: usize| {
-        (n > 0).then(|| {
-            format!(
-                "ClearURLs lists {n} exception(s) for this provider that mailveil cannot express (see `# skipped:`): this rule applies there too"
-            )
-        })
-    };
-    let param_note = lost_note(lost(true));
-    let redirect_note = lost_note(exceptions.len());
+    let lost = exception_scopes.iter().filter(|s| s.is_err()).count();
+    let lost_note = (lost > 0).then(|| {
+        format!(
+            "ClearURLs lists {lost} exception(s) for this provider that mailveil cannot express (see `# skipped:`): this rule applies there too"
+        )
+    });
 
     let mut pixels = 0;
-    if p.get("completeProvider").and_then(Value::as_bool) == Some(true) {
+    if complete {
         let pixel_note = format!(
             "ClearURLs blocks every request to this provider; mailveil removes what would load on open{}",
-            lost_note(lost(false))
+            lost_note
+                .as_ref()
                 .map(|n| format!(". {n}"))
                 .unwrap_or_default()
         );
@@ -118,59 +129,70 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
         }
     }
 
-    let mut imported: Vec<(Vec<String>, String)> = Vec::new();
+    let mut imported: Vec<Imported> = Vec::new();
     for (key, referral) in [("rules", false), ("referralMarketing", true)] {
         for (i, re) in strings(p, key).into_iter().enumerate() {
             let what = what(key, i, re);
-            let hosts = match &scope {
+            let s = match &scope {
                 Err(e) => {
                     f.skip(&what, e);
                     continue;
                 }
-                Ok(s) if !s.paths.is_empty() => {
-                    f.skip(
-                        &what,
-                        &format!(
-                            "the urlPattern \"{pattern}\" is limited to a path, and a [[param]] applies to the whole host"
-                        ),
-                    );
-                    continue;
-                }
-                Ok(s) => &s.hosts,
+                Ok(s) => s,
             };
-            let names = match names(re) {
+            let (names, patterns) = match names_or_pattern(re) {
                 Ok(n) => n,
                 Err(e) => {
                     f.skip(&what, &e);
                     continue;
                 }
             };
-            if let Some((_, id)) = imported.iter().find(|(n, _)| *n == names) {
+            if let Some(other) = imported
+                .iter()
+                .find(|m| m.names == names && m.patterns == patterns)
+            {
                 // Not a loss: the names are removed already (as ClearURLs always removes `rules`).
-                f.comment(&format!("duplicate: {what}: the same names as {id}"));
+                f.comment(&format!(
+                    "duplicate: {what}: the same names as {}",
+                    other.id
+                ));
                 continue;
             }
             let class = if referral {
                 "campaign"
+            } else if names.is_empty() {
+                class_by_pattern(re)
             } else {
                 class_by_name(&names)
             };
-            let id = f.id(&[&tracker, &names[0].replace('*', "")]);
+            let stem = names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| re.to_string())
+                .replace('*', "");
+            let id = f.id(&[&tracker, &stem]);
             f.param(&Param {
                 id: &id,
                 tracker: Some(&tracker),
                 names: &names,
-                hosts,
+                patterns: &patterns,
+                hosts: &s.hosts,
+                paths: &s.paths,
                 class,
                 keep: false,
                 source: &src(&format!("{key}[{i}] \"{re}\"")),
-                note: param_note.as_deref(),
+                note: lost_note.as_deref(),
             });
-            imported.push((names, id));
+            imported.push(Imported {
+                names,
+                patterns,
+                id,
+            });
         }
     }
 
     let mut redirects = 0;
+    let mut targets_seen: Vec<(String, Option<String>)> = Vec::new();
     for (i, re) in strings(p, "redirections").into_iter().enumerate() {
         let what = what("redirections", i, re);
         // ClearURLs applies a redirection only where the provider's urlPattern matches too.
@@ -186,6 +208,7 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
             Err(e) => f.skip(&what, &e),
             Ok(targets) => {
                 for t in targets {
+                    targets_seen.push((t.host.clone(), t.path.clone()));
                     let id = f.id(&[&tracker, "redirect", &t.param]);
                     f.redirect(
                         &id,
@@ -194,7 +217,7 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
                         t.path.as_deref(),
                         &t.param,
                         &src(&format!("redirections[{i}] \"{re}\"")),
-                        redirect_note.as_deref(),
+                        lost_note.as_deref(),
                     );
                     redirects += 1;
                 }
@@ -209,8 +232,13 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
     }
 
     let kept_names: Vec<String> = {
-        let mut v: Vec<String> = imported.iter().flat_map(|(n, _)| n.clone()).collect();
+        let mut v: Vec<String> = imported.iter().flat_map(|m| m.names.clone()).collect();
         pattern::dedup(&mut v);
+        v
+    };
+    let kept_patterns: Vec<String> = {
+        let mut v: Vec<String> = imported.iter().flat_map(|m| m.patterns.clone()).collect();
+        v.dedup();
         v
     };
     for (i, (re, exception)) in exceptions.iter().zip(&exception_scopes).enumerate() {
@@ -231,69 +259,85 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
         let Ok(provider) = &scope else {
             continue;
         };
+        let hosts = keep_hosts(&s.hosts, provider);
+        // A host-level exception of a provider limited to some paths keeps on those paths.
+        let paths = if s.paths.is_empty() {
+            provider.paths.clone()
+        } else {
+            s.paths.clone()
+        };
         let mut kept = 0;
+        if hosts.is_empty() {
+            if pixels + imported.len() + redirects > 0 {
+                f.comment(&format!(
+                    "outside: {what}: not within this provider's URLs, nothing to except"
+                ));
+            }
+            continue;
+        }
         if pixels > 0 {
-            for host in &s.hosts {
-                for path in optional(&s.paths) {
-                    if provider.covers(host, path) {
-                        let id = f.id(&[&tracker, "except"]);
-                        f.pixel(
-                            &id,
-                            &tracker,
-                            host,
-                            path,
-                            true,
-                            &source,
-                            Some(EXCEPTION_PIXEL_NOTE),
-                        );
-                        kept += 1;
-                    }
+            for host in &hosts {
+                for path in optional(&paths) {
+                    let id = f.id(&[&tracker, "except"]);
+                    f.pixel(
+                        &id,
+                        &tracker,
+                        host,
+                        path,
+                        true,
+                        &source,
+                        Some(EXCEPTION_PIXEL_NOTE),
+                    );
+                    kept += 1;
                 }
             }
         }
-        let mut still = Vec::new();
-        // Only where this provider's rules apply: elsewhere a keep would only turn other rules off.
-        let hosts: Vec<String> = s
-            .hosts
-            .iter()
-            .filter(|h| provider.covers(h, None))
-            .cloned()
-            .collect();
-        if !kept_names.is_empty() && !hosts.is_empty() {
-            if s.paths.is_empty() {
-                let id = f.id(&[&tracker, "except", &hosts[0].replace('*', "")]);
-                f.param(&Param {
-                    id: &id,
-                    tracker: Some(&tracker),
-                    names: &kept_names,
-                    hosts: &hosts,
-                    class: class_by_name(&kept_names),
-                    keep: true,
-                    source: &source,
-                    note: Some(EXCEPTION_KEEP_NOTE),
-                });
-                kept += 1;
+        if !kept_names.is_empty() || !kept_patterns.is_empty() {
+            let stem = hosts[0].replace(['*', '='], "");
+            let id = f.id(&[&tracker, "except", &stem]);
+            let class = if kept_names.is_empty() {
+                "subscriber"
             } else {
-                still.push("parameter rules");
-            }
+                class_by_name(&kept_names)
+            };
+            f.param(&Param {
+                id: &id,
+                tracker: Some(&tracker),
+                names: &kept_names,
+                patterns: &kept_patterns,
+                hosts: &hosts,
+                paths: &paths,
+                class,
+                keep: true,
+                source: &source,
+                note: Some(EXCEPTION_KEEP_NOTE),
+            });
+            kept += 1;
         }
         if redirects > 0 {
-            still.push("redirects");
+            for host in &hosts {
+                for path in optional(&paths) {
+                    // Only where one of this provider's redirects applies.
+                    if !targets_seen
+                        .iter()
+                        .any(|(h, p)| url::may_overlap(host, path, h, p.as_deref()))
+                    {
+                        continue;
+                    }
+                    let id = f.id(&[&tracker, "except", "redirect"]);
+                    f.redirect_keep(
+                        &id,
+                        &tracker,
+                        host,
+                        path,
+                        &source,
+                        Some(EXCEPTION_REDIRECT_NOTE),
+                    );
+                    kept += 1;
+                }
+            }
         }
-        if !still.is_empty() {
-            let how = if s.paths.is_empty() {
-                "redirects"
-            } else {
-                "a path from parameter or redirect rules"
-            };
-            f.skip(
-                &what,
-                &format!(
-                    "mailveil cannot except {how}, so this provider's {} still apply to these URLs",
-                    still.join(" and ")
-                ),
-            );
-        } else if kept == 0 && pixels + imported.len() > 0 {
+        if kept == 0 && pixels + imported.len() + redirects > 0 {
             f.comment(&format!(
                 "outside: {what}: not within this provider's URLs, nothing to except"
             ));
@@ -307,6 +351,59 @@ fn provider(f: &mut RuleFile, name: &str, p: &Value, label: &str) {
             category(name),
             &src(&format!("urlPattern \"{pattern}\"")),
         );
+    }
+}
+
+/// The hosts a keep for an exception names: the exception's hosts that lie within the
+/// provider's, or the provider's that lie within the exception's (a keep never reaches
+/// beyond the provider, where it would only turn other rules off).
+fn keep_hosts(exception: &[String], provider: &url::Scope) -> Vec<String> {
+    if provider.hosts.is_empty() {
+        return exception.to_vec();
+    }
+    let mut out = Vec::new();
+    for e in exception {
+        for p in &provider.hosts {
+            if url::host_within(e, p) {
+                out.push(e.clone());
+            } else if url::host_within(p, e) {
+                out.push(p.clone());
+            }
+        }
+    }
+    pattern::dedup(&mut out);
+    out
+}
+
+/// Name globs for a ClearURLs rule, or, when it has none, the rule itself as a pattern
+/// (matched as ClearURLs matches it: the whole name, case-insensitive).
+pub fn names_or_pattern(re: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    match names(re) {
+        // A long list of globs (`[a-z]?mc` is 54 of them) reads better as its pattern.
+        Ok(n) if n.len() > MAX_NAMES && mailveil_core::rules::check_name_pattern(re).is_ok() => {
+            Ok((Vec::new(), vec![re.to_string()]))
+        }
+        Ok(n) => Ok((n, Vec::new())),
+        Err(no_glob) => match mailveil_core::rules::check_name_pattern(re) {
+            Ok(()) => Ok((Vec::new(), vec![re.to_string()])),
+            Err(e) => Err(format!("{no_glob}, and as a pattern: {e}")),
+        },
+    }
+}
+
+/// More name globs than this for one rule are written as its pattern instead.
+const MAX_NAMES: usize = 8;
+
+/// The class of a rule imported as a pattern, from its text.
+fn class_by_pattern(re: &str) -> &'static str {
+    let r = re.to_ascii_lowercase();
+    let r = r.strip_prefix("(?:%3f)?").unwrap_or(&r);
+    if r.starts_with("utm") {
+        "campaign"
+    } else if r.contains("clid") || r.contains("clickid") {
+        "click-id"
+    } else {
+        "subscriber"
     }
 }
 
@@ -326,10 +423,9 @@ pub fn names(re: &str) -> Result<Vec<String>, String> {
         capture: false,
         alts,
     };
-    let mut names: Vec<String> = pattern::globs(&[group], &|_| None)?
-        .into_iter()
-        .map(|g| percent_decode(&g))
-        .collect();
+    // Kept as written: ClearURLs tests decoded names, so `%3F` in a rule stands for the
+    // three characters of a name that arrived as `%253F`, as it does here.
+    let mut names: Vec<String> = pattern::globs(&[group], &|_| None)?;
     pattern::dedup(&mut names);
     for n in &names {
         check_name(n)?;
@@ -349,29 +445,6 @@ pub fn check_name(n: &str) -> Result<(), String> {
         return Err(format!("{c:?} cannot be part of a parameter name"));
     }
     Ok(())
-}
-
-/// `%3F` → `?`: mailveil matches percent-decoded names.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            && (v.is_ascii_graphic() && v != b'*' && v != b'%')
-        {
-            out.push(v as char);
-            i += 3;
-            continue;
-        }
-        let c = s[i..].chars().next().expect("in bounds");
-        out.push(c);
-        i += c.len_utf8();
-    }
-    out
 }
 
 /// `campaign` for utm_ tags, `click-id` for ad click ids, else `subscriber`.
@@ -603,7 +676,7 @@ mod tests {
 
     #[test]
     fn names_are_percent_decoded_and_classified() {
-        assert_eq!(names("(?:%3F)?fbclid").unwrap(), ["fbclid", "?fbclid"]);
+        assert_eq!(names("(?:%3F)?fbclid").unwrap(), ["fbclid", "%3ffbclid"]);
         assert_eq!(class_by_name(&names("fbclid").unwrap()), "click-id");
         assert_eq!(class_by_name(&names("utm_.*").unwrap()), "campaign");
         assert_eq!(class_by_name(&names("mc_eid").unwrap()), "subscriber");

@@ -2,13 +2,13 @@
 //! `data.min.json`, uBlock Origin / AdGuard `$removeparam` filters) into one mailveil rule
 //! file (docs/rules.md), ready to drop into a `--rules` directory.
 //!
-//! What maps is translated exactly or not at all: a regex without an exact glob, and
-//! anything the format cannot say (raw URL edits, page-dependent options, exceptions
-//! limited to a path), becomes a `# skipped: WHAT: WHY` line, counted on stderr. An
-//! imported rule never matches more than its source meant. Exceptions on whole hosts (and,
-//! for pixels, on paths) become `action = "keep"` entries, limited to the names and hosts
-//! the source's rules cover. Ids are prefixed (`clearurls-`, `removeparam-`) so that they
-//! never replace shipped rules.
+//! What maps is translated exactly or not at all: anything the format cannot say (raw
+//! URL edits, page-dependent options, a regex mailveil cannot read) becomes a
+//! `# skipped: WHAT: WHY` line, counted on stderr. An imported rule never matches more
+//! than its source meant. Exceptions become `action = "keep"` entries, limited to the
+//! names, hosts and paths the source's rules cover (and read at least as widely as the
+//! source reads them, so that they remove less, never more). Ids are prefixed
+//! (`clearurls-`, `removeparam-`) so that they never replace shipped rules.
 
 mod clearurls;
 mod out;
@@ -55,7 +55,7 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
         Format::Clearurls => clearurls::import(&text, &label).map_err(anyhow::Error::msg)?,
         Format::Removeparam => removeparam::import(&text, &label),
     };
-    let (entries, skipped) = (file.entries, file.skipped);
+    let (entries, skipped, considered) = (file.entries, file.skipped, file.considered);
     let toml = file.finish();
     match &args.out {
         Some(path) => std::fs::write(path, &toml)
@@ -68,8 +68,16 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
                 .context("writing the rule file")?;
         }
     }
+    let of = if considered > 0 {
+        format!(
+            " of {considered} source entries ({:.1}%)",
+            skipped as f64 * 100.0 / considered as f64
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "mailveil: imported {entries} entries from {label}; skipped {skipped} (see the `# skipped:` lines)"
+        "mailveil: imported {entries} entries from {label}; skipped {skipped}{of} (see the `# skipped:` lines)"
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,9 @@ pub struct RuleFile {
     pub entries: usize,
     /// `# skipped:` lines written.
     pub skipped: usize,
+    /// Entries of the source looked at (rules, exceptions, redirections...), when the
+    /// importer counts them: the skip rate is `skipped` of these.
+    pub considered: usize,
 }
 
 /// One `[[param]]`.
@@ -21,7 +24,11 @@ pub struct Param<'a> {
     pub id: &'a str,
     pub tracker: Option<&'a str>,
     pub names: &'a [String],
+    /// Names as anchored regular expressions.
+    pub patterns: &'a [String],
     pub hosts: &'a [String],
+    /// Path globs: only on these paths.
+    pub paths: &'a [String],
     pub class: &'a str,
     /// `action = "keep"`: an exception, these parameters stay.
     pub keep: bool,
@@ -38,6 +45,7 @@ impl RuleFile {
             next_suffix: HashMap::new(),
             entries: 0,
             skipped: 0,
+            considered: 0,
         };
         for line in header {
             f.comment(line);
@@ -125,9 +133,17 @@ impl RuleFile {
         if let Some(t) = p.tracker {
             self.kv("tracker", t);
         }
-        self.list("names", p.names);
+        if !p.names.is_empty() {
+            self.list("names", p.names);
+        }
+        if !p.patterns.is_empty() {
+            self.list("patterns", p.patterns);
+        }
         if !p.hosts.is_empty() {
             self.list("hosts", p.hosts);
+        }
+        if !p.paths.is_empty() {
+            self.list("paths", p.paths);
         }
         self.kv("class", p.class);
         if p.keep {
@@ -164,6 +180,34 @@ impl RuleFile {
         self.text.push_str("opaque = false\n");
         self.kv("param", param);
         self.kv("encoding", "plain");
+        self.kv("source", source);
+        if let Some(n) = note {
+            self.kv("note", n);
+        }
+        self.text.push('\n');
+    }
+
+    /// A `[[redirect]]` with `action = "keep"`: URLs that match are no redirect.
+    pub fn redirect_keep(
+        &mut self,
+        id: &str,
+        tracker: &str,
+        host: &str,
+        path: Option<&str>,
+        source: &str,
+        note: Option<&str>,
+    ) {
+        self.entries += 1;
+        self.blank();
+        self.text.push_str("[[redirect]]\n");
+        self.kv("id", id);
+        self.kv("tracker", tracker);
+        self.kv("host", host);
+        if let Some(p) = path {
+            self.kv("path", p);
+        }
+        self.text.push_str("opaque = false\n");
+        self.kv("action", "keep");
         self.kv("source", source);
         if let Some(n) = note {
             self.kv("note", n);

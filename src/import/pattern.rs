@@ -37,6 +37,10 @@ pub enum Node {
 
 /// The most globs one pattern may expand to.
 const MAX_EXPANSION: usize = 64;
+/// The longest character range expanded (`a-z`).
+const MAX_RANGE: u32 = 26;
+/// The most characters one class may stand for in a glob.
+const MAX_CLASS: usize = 36;
 
 /// Parses `re` into its top-level alternatives.
 pub fn parse(re: &str) -> Result<Vec<Vec<Node>>, String> {
@@ -234,8 +238,20 @@ fn parse_class(c: &[char], pos: &mut usize) -> Result<Node, String> {
             ch
         };
         if c.get(*pos) == Some(&'-') && c.get(*pos + 1).is_some_and(|&n| n != ']') {
-            exact = false; // a range
-            *pos += if c[*pos + 1] == '\\' { 3 } else { 2 };
+            // A short range of ASCII letters or digits (`a-z`, `0-9`) is as exact as its
+            // characters listed one by one; anything else is not translated.
+            let hi = c[*pos + 1];
+            *pos += if hi == '\\' { 3 } else { 2 };
+            let short = hi != '\\'
+                && lit.is_ascii_alphanumeric()
+                && hi.is_ascii_alphanumeric()
+                && lit <= hi
+                && (hi as u32 - lit as u32) < MAX_RANGE;
+            if short {
+                chars.extend((lit..=hi).filter(char::is_ascii_alphanumeric));
+            } else {
+                exact = false;
+            }
             continue;
         }
         chars.push(lit);
@@ -290,6 +306,62 @@ pub fn globs(
     Ok(out)
 }
 
+/// Globs that match at least everything `nodes` matches (maybe more): every node without
+/// an exact glob becomes `*`. For exceptions only, where matching more means removing
+/// less, never more.
+pub fn loose_globs(nodes: &[Node]) -> Result<Vec<String>, String> {
+    let loose: Vec<Node> = nodes
+        .iter()
+        .map(|n| {
+            if node_globs(n, &|_| None).is_ok() {
+                n.clone()
+            } else {
+                loosen(n)
+            }
+        })
+        .collect();
+    globs(&loose, &|_| None)
+}
+
+/// A node as `.*` unless it is a group, whose alternatives are loosened one by one.
+fn loosen(node: &Node) -> Node {
+    let any = Node::Repeat {
+        node: Box::new(Node::Any),
+        min: 0,
+        max: None,
+    };
+    match node {
+        Node::Group { capture, alts } => Node::Group {
+            capture: *capture,
+            alts: alts
+                .iter()
+                .map(|a| {
+                    a.iter()
+                        .map(|n| {
+                            if node_globs(n, &|_| None).is_ok() {
+                                n.clone()
+                            } else {
+                                loosen(n)
+                            }
+                        })
+                        .collect()
+                })
+                .collect(),
+        },
+        Node::Repeat {
+            node: inner,
+            min: 0,
+            max: Some(1),
+        } if matches!(**inner, Node::Group { .. }) => Node::Repeat {
+            node: Box::new(loosen(inner)),
+            min: 0,
+            max: Some(1),
+        },
+        Node::Lit('*') | Node::Start | Node::End => node.clone(),
+        _ => any,
+    }
+}
+
 fn node_globs(
     node: &Node,
     wild: &dyn Fn(char) -> Option<&'static str>,
@@ -324,7 +396,7 @@ fn node_globs(
         Node::Class {
             negated: false,
             chars: Some(chars),
-        } if !chars.is_empty() && chars.len() <= 8 => {
+        } if !chars.is_empty() && chars.len() <= MAX_CLASS => {
             if chars.contains(&'*') {
                 return Err("a literal '*' (a wildcard in mailveil globs)".into());
             }
@@ -372,7 +444,20 @@ mod tests {
     }
 
     #[test]
+    fn loose_globs_match_at_least_as_much() {
+        let l = |re: &str| loose_globs(&parse_seq(re).unwrap()).unwrap();
+        assert_eq!(l("/a/.*?comment-list.json"), ["/a/*comment-list*json"]);
+        assert_eq!(l("/s\\?tbm=map.*?gs_[a-z]*=."), ["/s?tbm=map*gs_*=*"]);
+        assert_eq!(l("/(?:x|y.z)/"), ["/x/", "/y*z/"]);
+    }
+
+    #[test]
     fn inexact_forms_are_refused() {
+        assert_eq!(g("li[a-c]").unwrap(), ["lia", "lib", "lic"]);
+        assert_eq!(
+            g("[c-a]x").unwrap_err(),
+            "a character class with ranges or negation has no glob"
+        );
         for re in [
             "p[fd]_rd_[a-z]*",
             "a.b",

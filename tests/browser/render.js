@@ -27,14 +27,22 @@
 // (@media max-width rules). Chromium loads lazy images and frames eagerly when scripts are
 // off, so nothing waits for scrolling.
 //
+// With --visible, the images a reader sees are listed too, at the desktop (1280 px) and
+// at the phone (375 px) width: every <img>, <input type=image>, SVG <image> and CSS
+// background whose element is rendered (checkVisibility with opacity and visibility),
+// at least 1x1 and more than 3 px on one side, not clipped away by an ancestor and not
+// off the page. Every image request is answered with a 1x1 GIF, so an image is visible
+// only where the markup or CSS gives it a size, as an open pixel would never have one.
+//
 // Output: one JSON line per file on stdout:
-//   {"file": F, "requests": [{"url", "type", "phase", "via", "passed"?}], "error"?: "..."}
+//   {"file": F, "requests": [{"url", "type", "phase", "via", "passed"?}], "error"?: "...",
+//    "visible"?: {"desktop": [URL...], "phone": [URL...]}}
 // type is Playwright's resource type ("image", "stylesheet", "font", "media", "document",
 // "other", ...), or "connect" for a CONNECT seen only by the sink. via lists who saw it:
 // "route" (intercepted), "event" (the request event), "sink" (the loopback proxy).
 // Requests to --pass origins go through for real and carry "passed": true.
 //
-// usage: node render.js [--pass ORIGIN]... [--settle MS] [--screen-only] FILE.html...
+// usage: node render.js [--pass ORIGIN]... [--settle MS] [--screen-only] [--visible] FILE.html...
 // env:   CHROMIUM (default /usr/bin/chromium)
 'use strict';
 
@@ -61,12 +69,12 @@ const LOAD_TIMEOUT_MS = 20000;
 
 function usage(msg) {
   if (msg) process.stderr.write(`render.js: ${msg}\n`);
-  process.stderr.write('usage: node render.js [--pass ORIGIN]... [--settle MS] [--screen-only] FILE.html...\n');
+  process.stderr.write('usage: node render.js [--pass ORIGIN]... [--settle MS] [--screen-only] [--visible] FILE.html...\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { pass: [], settle: 400, screenOnly: false, files: [] };
+  const opts = { pass: [], settle: 400, screenOnly: false, visible: false, files: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--pass') {
@@ -77,6 +85,8 @@ function parseArgs(argv) {
       if (!Number.isFinite(opts.settle) || opts.settle < 0) usage('--settle needs milliseconds');
     } else if (a === '--screen-only') {
       opts.screenOnly = true;
+    } else if (a === '--visible') {
+      opts.visible = true;
     } else if (a === '-h' || a === '--help') {
       usage();
     } else if (a.startsWith('--')) {
@@ -129,6 +139,50 @@ function startSink(onHit) {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve(server));
   });
+}
+
+// Runs in the page (page.evaluate works with the page's own scripts off): the http(s)
+// URLs of the images a reader sees at the current width.
+function visibleImages() {
+  const out = new Set();
+  const doc = document.documentElement;
+  const docW = Math.max(doc.scrollWidth, window.innerWidth);
+  const docH = Math.max(doc.scrollHeight, window.innerHeight);
+  const seen = (el) => {
+    if (!el.checkVisibility({ opacityProperty: true, visibilityProperty: true })) return false;
+    const r = el.getBoundingClientRect();
+    if (!(r.width >= 1 && r.height >= 1 && (r.width > 3 || r.height > 3))) return false;
+    const left = r.left + window.scrollX;
+    const top = r.top + window.scrollY;
+    if (left + r.width <= 0 || top + r.height <= 0 || left >= docW || top >= docH) return false;
+    for (let a = el.parentElement; a; a = a.parentElement) {
+      const s = getComputedStyle(a);
+      if (s.overflowX === 'visible' && s.overflowY === 'visible') continue;
+      const ar = a.getBoundingClientRect();
+      if (ar.width < 1 || ar.height < 1) return false;
+      if (r.right <= ar.left || r.left >= ar.right || r.bottom <= ar.top || r.top >= ar.bottom) return false;
+    }
+    return true;
+  };
+  const web = (u) => typeof u === 'string' && /^https?:/i.test(u);
+  for (const img of document.querySelectorAll('img, input[type=image]')) {
+    const src = img.currentSrc || img.src;
+    if (web(src) && seen(img)) out.add(src);
+  }
+  for (const img of document.querySelectorAll('image, feImage')) {
+    const href = img.href && img.href.baseVal;
+    if (!href) continue;
+    let abs;
+    try { abs = new URL(href, document.baseURI).href; } catch { continue; }
+    if (web(abs) && seen(img)) out.add(abs);
+  }
+  for (const el of document.querySelectorAll('*')) {
+    const bg = getComputedStyle(el).backgroundImage;
+    if (!bg || bg === 'none') continue;
+    const urls = Array.from(bg.matchAll(/url\("((?:[^"\\]|\\.)*)"\)/g), (m) => m[1]).filter(web);
+    if (urls.length && seen(el)) urls.forEach((u) => out.add(u));
+  }
+  return Array.from(out);
 }
 
 // What an intercepted request is answered with. Never a real fetch.
@@ -197,6 +251,7 @@ class Recorder {
 async function renderOne(browser, file, opts, sinkTarget, copy) {
   const rec = new Recorder(opts.pass);
   sinkTarget.current = rec;
+  const visible = { desktop: [], phone: [] };
   const context = await browser.newContext({
     javaScriptEnabled: false,
     viewport: { width: 1280, height: 1024 },
@@ -235,6 +290,7 @@ async function renderOne(browser, file, opts, sinkTarget, copy) {
     rec.phase = 'screen';
     await page.goto(pathToFileURL(copy).href, { waitUntil: 'load', timeout: LOAD_TIMEOUT_MS });
     await rec.idle(opts.settle);
+    if (opts.visible) visible.desktop = await page.evaluate(visibleImages);
     if (!opts.screenOnly) {
       rec.phase = 'print';
       await page.emulateMedia({ media: 'print' });
@@ -242,9 +298,12 @@ async function renderOne(browser, file, opts, sinkTarget, copy) {
       rec.phase = 'dark';
       await page.emulateMedia({ media: 'screen', colorScheme: 'dark' });
       await rec.idle(opts.settle);
+    }
+    if (!opts.screenOnly || opts.visible) {
       rec.phase = 'phone';
       await page.setViewportSize({ width: 375, height: 812 });
       await rec.idle(opts.settle);
+      if (opts.visible) visible.phone = await page.evaluate(visibleImages);
     }
   } catch (e) {
     error = String(e && e.message ? e.message : e).split('\n')[0];
@@ -259,6 +318,7 @@ async function renderOne(browser, file, opts, sinkTarget, copy) {
     requests: rec.list.map((r) => ({ ...r, via: r.via.join(',') })),
   };
   if (error) out.error = error;
+  if (opts.visible) out.visible = visible;
   return out;
 }
 

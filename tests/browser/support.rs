@@ -64,6 +64,28 @@ pub struct Render {
     pub requests: Vec<Request>,
     /// Why the page could not be rendered, if it could not.
     pub error: Option<String>,
+    /// With `--visible`: the image URLs a reader sees at 1280 px and at 375 px.
+    pub visible: Option<Visible>,
+}
+
+/// The image URLs a reader sees, at each width (render.js `--visible`).
+#[derive(Debug, Clone, Default)]
+pub struct Visible {
+    /// At the desktop width, 1280 px.
+    pub desktop: Vec<String>,
+    /// At the phone width, 375 px.
+    pub phone: Vec<String>,
+}
+
+impl Visible {
+    /// Every URL seen at either width.
+    pub fn either(&self) -> std::collections::BTreeSet<&str> {
+        self.desktop
+            .iter()
+            .chain(&self.phone)
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 impl Harness {
@@ -136,11 +158,27 @@ impl Harness {
         pass: &[&str],
         jobs: usize,
     ) -> Result<Vec<Render>, String> {
+        self.render_with(files, pass, jobs, false)
+    }
+
+    /// As [`Harness::render_parallel`], also listing the images a reader sees at the
+    /// desktop and the phone width (`Render::visible`).
+    pub fn render_visible(&self, files: &[PathBuf], jobs: usize) -> Result<Vec<Render>, String> {
+        self.render_with(files, &[], jobs, true)
+    }
+
+    fn render_with(
+        &self,
+        files: &[PathBuf],
+        pass: &[&str],
+        jobs: usize,
+        visible: bool,
+    ) -> Result<Vec<Render>, String> {
         let per_job = files.len().div_ceil(jobs.max(1)).max(1);
         std::thread::scope(|scope| {
             let handles: Vec<_> = files
                 .chunks(per_job)
-                .map(|slice| scope.spawn(move || self.render_serial(slice, pass)))
+                .map(|slice| scope.spawn(move || self.render_serial(slice, pass, visible)))
                 .collect();
             let mut out = Vec::with_capacity(files.len());
             for h in handles {
@@ -153,13 +191,21 @@ impl Harness {
         })
     }
 
-    fn render_serial(&self, files: &[PathBuf], pass: &[&str]) -> Result<Vec<Render>, String> {
+    fn render_serial(
+        &self,
+        files: &[PathBuf],
+        pass: &[&str],
+        visible: bool,
+    ) -> Result<Vec<Render>, String> {
         let mut out = Vec::with_capacity(files.len());
         for chunk in files.chunks(BATCH) {
             let mut cmd = Command::new(&self.node);
             cmd.arg(&self.script).env("CHROMIUM", &self.chromium);
             for p in pass {
                 cmd.arg("--pass").arg(p);
+            }
+            if visible {
+                cmd.arg("--visible");
             }
             cmd.args(chunk);
             let res = cmd
@@ -202,10 +248,24 @@ fn parse_line(line: &str) -> Result<Render, String> {
             passed: r.get("passed").and_then(|p| p.as_bool()).unwrap_or(false),
         })
         .collect();
+    let urls = |v: Option<&serde_json::Value>| -> Vec<String> {
+        v.and_then(|x| x.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let visible = v.get("visible").map(|w| Visible {
+        desktop: urls(w.get("desktop")),
+        phone: urls(w.get("phone")),
+    });
     Ok(Render {
         file: PathBuf::from(s(&v, "file").unwrap_or_default()),
         requests,
         error: s(&v, "error"),
+        visible,
     })
 }
 

@@ -364,7 +364,9 @@ fn unknown_pixels_are_found_by_heuristics() {
         ),
         (
             "hidden ancestor",
-            r##"<div style="display:none"><span><img src="https://news.unknown.test/i/a8f3.gif" width="600"></span></div>"##,
+            // Unsized: an image given a size a reader would see is content whose showing
+            // rule was missed (issue 18), see html::tests.
+            r##"<div style="display:none"><span><img src="https://news.unknown.test/i/a8f3.gif"></span></div>"##,
             "heuristic:hidden-ancestor",
         ),
         (

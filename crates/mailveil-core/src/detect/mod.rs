@@ -41,6 +41,19 @@ pub struct TrackerVerdict {
     pub tracker: Option<String>,
 }
 
+/// How a URL is fetched on open, as far as the beacon heuristic cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// As an image (an `<img>`, a CSS background...). `sized`: the element is given a size
+    /// a reader would see (see `html::visibility::visible_size`).
+    Image {
+        /// A width or height given, neither zero nor tiny.
+        sized: bool,
+    },
+    /// As something else (a stylesheet, a font, media).
+    Other,
+}
+
 /// What a URL may be resolved against: a `<base href>` seen earlier in the part.
 pub type Base = Option<Url>;
 
@@ -61,14 +74,33 @@ impl<'r> Detector<'r> {
     }
 
     /// Tracker verdict for a remote URL in a place that fetches on open, by rule, by
-    /// recipient token, or (for images) by the shape of open beacons.
+    /// recipient token, or (for images, their size unknown) by the shape of open beacons.
     pub fn tracker(&self, remote: &RemoteUrl, image: bool) -> Option<TrackerVerdict> {
+        let fetch = if image {
+            Fetch::Image { sized: false }
+        } else {
+            Fetch::Other
+        };
+        self.tracker_for(remote, fetch)
+    }
+
+    /// [`Detector::tracker`] for a URL fetched as `fetch`.
+    pub fn tracker_for(&self, remote: &RemoteUrl, fetch: Fetch) -> Option<TrackerVerdict> {
         let path = remote.path_and_query();
         if let Some(m) = self.rules.match_pixel(remote.host(), &path) {
             return Some(TrackerVerdict {
                 kind: FindingKind::Pixel,
                 rule: m.rule.to_string(),
                 tracker: Some(m.tracker.to_string()),
+            });
+        }
+        // A click tracker in a place that fetches on open is hit when the mail is opened:
+        // the ESP counts a click (or an open) that nobody made.
+        if let Some(r) = crate::links::click_redirect(self.rules, remote.url.as_str()) {
+            return Some(TrackerVerdict {
+                kind: FindingKind::Pixel,
+                rule: r.entry.id.clone(),
+                tracker: Some(self.rules.tracker_name(&r.entry.tracker).to_string()),
             });
         }
         if self.carries_token(remote.url.as_str()) {
@@ -78,7 +110,9 @@ impl<'r> Detector<'r> {
                 tracker: None,
             });
         }
-        if image && beacon_shaped(remote) {
+        if let Fetch::Image { sized } = fetch
+            && beacon(remote, sized)
+        {
             return Some(TrackerVerdict {
                 kind: FindingKind::Pixel,
                 rule: "heuristic:beacon-url".into(),
@@ -204,22 +238,58 @@ const BEACON_HOST_LABELS: &[&str] = &[
     "open", "opens", "pixel", "pixels", "beacon", "tracking", "track", "trk", "tracker",
 ];
 
-/// The shape of an open beacon: a host like `open.` / `pixel.` or a path segment like
-/// `/open/`, `/pixel.gif`, `/track/open`.
+/// The shape of an open beacon, for an image whose size is unknown: see [`beacon`].
 pub fn beacon_shaped(remote: &RemoteUrl) -> bool {
-    let host = remote.host();
-    if let Some(first) = host.split('.').next()
-        && host.matches('.').count() >= 2
-        && BEACON_HOST_LABELS.contains(&first)
-    {
-        return true;
-    }
-    remote
+    beacon(remote, false)
+}
+
+/// Whether an image URL has the marks of an open beacon: a path segment only beacons use
+/// (`/open`, `/pixel.gif`, `/track/open`) on an image not given a size a reader would see
+/// (`sized`) or with a per-recipient part (a query, or a last segment that is a token
+/// rather than a file); or a beacon host (`open.`, `pixel.`, `track.`) with a
+/// per-recipient part on an image not given a size. A host name alone is no mark:
+/// senders serve their own content images from `track.` hosts too.
+pub fn beacon(remote: &RemoteUrl, sized: bool) -> bool {
+    let beacon_path = remote
         .url
         .path_segments()
         .into_iter()
         .flatten()
-        .any(|seg| BEACON_SEGMENTS.iter().any(|b| seg.eq_ignore_ascii_case(b)))
+        .any(|seg| BEACON_SEGMENTS.iter().any(|b| seg.eq_ignore_ascii_case(b)));
+    let part = per_recipient_part(&remote.url);
+    // A known open path is a mark, unless the image is given a size a reader sees and
+    // its URL is the same for every reader (a layout GIF named pixel.gif, stretched).
+    if beacon_path {
+        return !sized || part;
+    }
+    let host = remote.host();
+    let beacon_host = host
+        .split('.')
+        .next()
+        .is_some_and(|first| host.matches('.').count() >= 2 && BEACON_HOST_LABELS.contains(&first));
+    beacon_host && !sized && part
+}
+
+/// File names that content is served under.
+const FILE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "webp", "svg", "avif", "bmp", "ico", "css", "woff", "woff2",
+    "ttf", "otf", "mp4", "webm",
+];
+
+/// Whether a URL carries what can tell one reader from another: a query, or a last path
+/// segment that is not a file name (`/p9unqonzo5iqumomk5uq` rather than `/logo.png`).
+fn per_recipient_part(url: &url::Url) -> bool {
+    if url.query().is_some_and(|q| !q.is_empty()) {
+        return true;
+    }
+    let last = url
+        .path_segments()
+        .and_then(|mut s| s.rfind(|seg| !seg.is_empty()))
+        .unwrap_or("");
+    let file = last.rsplit_once('.').is_some_and(|(stem, ext)| {
+        !stem.is_empty() && FILE_EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e))
+    });
+    !last.is_empty() && !file
 }
 
 /// Percent-decodes (lossy), for token search only.
@@ -320,6 +390,7 @@ mod tests {
             "https://cdn.example/img/hero.jpg",
             "https://open.example/logo.png",
             "https://x.example/music/track/cover.jpg",
+            "https://track.shop.example/Image/files/9f2c4e1d7a.png",
         ];
         for s in yes {
             assert!(beacon_shaped(&remote_url(s, &None).unwrap()), "{s}");
@@ -327,6 +398,31 @@ mod tests {
         for s in no {
             assert!(!beacon_shaped(&remote_url(s, &None).unwrap()), "{s}");
         }
+    }
+
+    /// Issue 18: content images on a sender's own `track.` host, given a visible size,
+    /// are not beacons; the beacon's marks are.
+    #[test]
+    fn a_beacon_host_needs_a_beacon_mark() {
+        let r = |s: &str| remote_url(s, &None).unwrap();
+        let file = r("https://track.shop.example/Image/files/9f2c4e1d7a.png");
+        assert!(!beacon(&file, true) && !beacon(&file, false));
+        let token = r("https://track.shop.example/o/9f2c4e1d7a");
+        assert!(beacon(&token, false), "a token, no size");
+        assert!(!beacon(&token, true), "a token, but a size a reader sees");
+        let query = r("https://pixel.shop.example/img.png?u=77");
+        assert!(beacon(&query, false) && !beacon(&query, true));
+        let path = r("https://cdn.shop.example/e/open.gif?id=7");
+        assert!(
+            beacon(&path, true),
+            "a known open path with a per-recipient part"
+        );
+        let layout = r("https://media.shop.example/images/etc/pixel.gif");
+        assert!(beacon(&layout, false), "unsized");
+        assert!(
+            !beacon(&layout, true),
+            "a layout GIF named pixel.gif, the same for everyone, shown at a size"
+        );
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub struct RuleText {
     pub selectors: String,
     /// The declarations.
     pub declarations: String,
-    /// Whether the rule sits inside an `@media` block (responsive show/hide).
+    /// Whether the rule sits inside an `@media` (or other conditional) block: it applies
+    /// to some layouts only (responsive show/hide).
     pub in_media: bool,
 }
 
@@ -165,10 +166,13 @@ impl Walker<'_, '_, '_> {
                 }
                 Token::CurlyBracketBlock => {
                     let open = p.position().byte_index();
-                    let prelude = self.css[st.start..open.saturating_sub(1)]
+                    // Comments before a rule (`/*IPHONE STYLES*/@media ...`) are not its prelude.
+                    let prelude = strip_comments(&self.css[st.start..open.saturating_sub(1)])
                         .trim()
                         .to_string();
-                    let media = in_media || prelude.to_ascii_lowercase().starts_with("@media");
+                    // Rules inside any at-rule block (`@media`, `@supports`...) apply only
+                    // where its condition holds: to some layouts, not to all.
+                    let media = in_media || prelude.starts_with('@');
                     if depth >= MAX_NESTING {
                         st.remove = true;
                         let _ = p.parse_nested_block(|_np| Ok::<(), cssparser::ParseError<()>>(()));
@@ -348,14 +352,60 @@ fn merge(mut ranges: Vec<Range<usize>>) -> Vec<Range<usize>> {
 /// Declarations of a declaration list as lowercased `(name, value)` pairs, without
 /// `!important`. For the visibility heuristics; not a full CSS parser.
 pub fn declarations(css: &str) -> Vec<(String, String)> {
+    weighted_declarations(css)
+        .into_iter()
+        .map(|d| (d.name, d.value))
+        .collect()
+}
+
+/// One declaration of a declaration list, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declaration {
+    /// The property.
+    pub name: String,
+    /// The value, without `!important`.
+    pub value: String,
+    /// Whether it was `!important`.
+    pub important: bool,
+}
+
+/// Declarations with their `!important` flag, comments removed. For the visibility
+/// heuristics; not a full CSS parser.
+pub fn weighted_declarations(css: &str) -> Vec<Declaration> {
+    let css = strip_comments(css);
     css.split(';')
         .filter_map(|d| {
             let (name, value) = d.split_once(':')?;
             let value = value.trim().to_ascii_lowercase();
-            let value = value.trim_end_matches("!important").trim().to_string();
-            Some((name.trim().to_ascii_lowercase(), value))
+            let (value, important) = match value.rsplit_once('!') {
+                Some((v, flag)) if flag.trim() == "important" => (v.trim().to_string(), true),
+                _ => (value, false),
+            };
+            Some(Declaration {
+                name: name.trim().to_ascii_lowercase(),
+                value,
+                important,
+            })
         })
         .collect()
+}
+
+/// `css` without its `/* ... */` comments (an unclosed one runs to the end).
+pub fn strip_comments(css: &str) -> std::borrow::Cow<'_, str> {
+    if !css.contains("/*") {
+        return std::borrow::Cow::Borrowed(css);
+    }
+    let mut out = String::with_capacity(css.len());
+    let mut rest = css;
+    while let Some(i) = rest.find("/*") {
+        out.push_str(&rest[..i]);
+        out.push(' ');
+        rest = rest[i + 2..]
+            .find("*/")
+            .map_or("", |j| &rest[i + 2 + j + 2..]);
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -473,6 +523,42 @@ mod tests {
              @import \"P/x.example/s.css\";\n\
              b{background-image:image-set(\"P/x.example/1.png\" 1x, url(\"P/x.example/2.png\") 2x)}\n\
              c{color:red}"
+        );
+    }
+
+    #[test]
+    fn comments_before_a_media_block_keep_it_a_media_block() {
+        let s = scan(
+            ".a{display:none} /*PHONES*/@media only screen and (max-width:480px) { .a{display:block!important} }",
+            &mut |_| false,
+        );
+        assert_eq!(s.rules.len(), 2, "{:?}", s.rules);
+        assert!(!s.rules[0].in_media);
+        assert_eq!(s.rules[1].selectors, ".a");
+        assert!(s.rules[1].in_media);
+        let s = scan(
+            "@supports (display:grid) { .b{display:block} }",
+            &mut |_| false,
+        );
+        assert!(s.rules[0].in_media);
+    }
+
+    #[test]
+    fn declarations_carry_their_weight() {
+        assert_eq!(
+            weighted_declarations("display:none ! important;/* x */width: 0"),
+            vec![
+                Declaration {
+                    name: "display".into(),
+                    value: "none".into(),
+                    important: true
+                },
+                Declaration {
+                    name: "width".into(),
+                    value: "0".into(),
+                    important: false
+                }
+            ]
         );
     }
 

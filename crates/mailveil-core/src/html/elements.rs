@@ -1,11 +1,11 @@
 //! The element handler: every tag and attribute that fetches on open.
 
-use super::visibility::{ImageAttrs, invisible};
+use super::visibility::{ImageAttrs, invisible, visible_size};
 use super::{
     DEADLINE_MSG, HtmlContext, SEPARATOR, State, css, css_event, escape_attr, fetch_verdict,
     finding, proxied_url, unescape_attr, unwrap_own,
 };
-use crate::detect::{Base, RemoteUrl, remote_url};
+use crate::detect::{Base, Fetch, RemoteUrl, remote_url};
 use crate::report::{Action, FindingKind};
 use lol_html::HandlerResult;
 use lol_html::html_content::{ContentType, Element};
@@ -88,6 +88,13 @@ pub(super) fn on_element(
     let before = std::mem::replace(&mut state.borrow_mut().changed, false);
     let result = judge(el, tag, &attrs, ctx, state);
     let mut st = state.borrow_mut();
+    // The findings of a held image end here (see `super::holds`).
+    let end = st.findings.len();
+    if let Some(h) = st.holds.last_mut()
+        && h.findings.end == usize::MAX
+    {
+        h.findings.end = end;
+    }
     if st.changed && !el.removed() {
         drop_junk_names(el, &attrs);
     }
@@ -201,19 +208,23 @@ fn judge(
     }
     track_hidden_container(el, attrs, state);
     let mut seen = None;
+    let mut fetch = Fetch::Image { sized: false };
     if is_image(attrs, &tag) {
         match image(el, attrs, &tag, ctx, state) {
             Image::Removed => return Ok(()),
-            Image::Kept(remote) => seen = remote,
+            Image::Kept { src, sized } => {
+                seen = src;
+                fetch = Fetch::Image { sized };
+            }
         }
     }
     for attr in FETCH_ATTRS {
         let known = seen.take_if(|(a, _)| a == attr).map(|(_, r)| r);
-        fetch_attr(el, attrs, &tag, attr, known, ctx, state);
+        fetch_attr(el, attrs, &tag, attr, (known, fetch), ctx, state);
     }
     if attrs.has("href") && href_may_fetch(&tag) {
         let known = seen.take_if(|(a, _)| *a == "href").map(|(_, r)| r);
-        fetch_attr(el, attrs, &tag, "href", known, ctx, state);
+        fetch_attr(el, attrs, &tag, "href", (known, fetch), ctx, state);
     }
     if matches!(tag.as_str(), "a" | "area") || (tag.starts_with("v:") && attrs.has("href")) {
         resolve_link(el, attrs, &tag, ctx, state);
@@ -221,7 +232,7 @@ fn judge(
         super::links::on_link(el, &tag, ctx, state);
     }
     for attr in ["srcset", "imagesrcset"] {
-        srcset(el, attrs, &tag, attr, ctx, state);
+        srcset(el, attrs, &tag, attr, fetch, ctx, state);
     }
     style_attr(el, attrs, &tag, ctx, state);
     Ok(())
@@ -342,14 +353,15 @@ fn track_hidden_container(el: &mut Element, attrs: &Attrs, state: &RefCell<State
     );
     let hides = {
         let st = state.borrow();
-        super::visibility::hides_content(
-            style.as_deref(),
+        let tag = el.tag_name();
+        let element = super::visibility::Element {
+            tag: &tag,
+            style: style.as_deref(),
             class,
             id,
-            attrs.has("hidden"),
-            &st.sheets,
-        )
-        .is_some()
+            hidden: attrs.has("hidden"),
+        };
+        super::visibility::hides_content(&element, &st.sheets).is_some()
     };
     if !hides {
         return;
@@ -389,9 +401,13 @@ fn is_image(attrs: &Attrs, tag: &str) -> bool {
 /// What [`image`] did.
 enum Image {
     Removed,
-    /// The element stays; the remote URL of its source attribute, when it has one, so
-    /// that the attribute pass does not parse it again.
-    Kept(Option<(&'static str, RemoteUrl)>),
+    /// The element stays (or is held); the remote URL of its source attribute, when it
+    /// has one, so that the attribute pass does not parse it again; whether it is given
+    /// a size a reader would see.
+    Kept {
+        src: Option<(&'static str, RemoteUrl)>,
+        sized: bool,
+    },
 }
 
 /// An image element: a tracker or an invisible image goes whole; a content image keeps
@@ -404,6 +420,17 @@ fn image(
     state: &RefCell<State>,
 ) -> Image {
     let base = state.borrow().base.clone();
+    let style = attrs.get("style").map(unescape_attr);
+    let image_attrs = ImageAttrs {
+        tag,
+        width: attrs.get("width"),
+        height: attrs.get("height"),
+        style: style.as_deref(),
+        class: attrs.get("class"),
+        id: attrs.get("id"),
+        hidden: attrs.has("hidden"),
+    };
+    let sized = visible_size(&image_attrs, &state.borrow().sheets);
     // Every source an image names is judged, not only the first: removing a stripped
     // `src` must not make an `href` behind it the source on the next pass.
     let mut first: Option<(&'static str, RemoteUrl)> = None;
@@ -426,7 +453,7 @@ fn image(
         {
             continue;
         }
-        if let Some(v) = ctx.detector.tracker(&remote, true) {
+        if let Some(v) = ctx.detector.tracker_for(&remote, Fetch::Image { sized }) {
             let f = finding(
                 ctx,
                 v.kind,
@@ -445,22 +472,18 @@ fn image(
         first.get_or_insert((src_attr, remote));
     }
     let Some((src_attr, remote)) = first else {
-        return Image::Kept(None);
+        return Image::Kept { src: None, sized };
     };
     let location = format!("{tag}@{src_attr}");
-    let style = attrs.get("style").map(unescape_attr);
-    let image_attrs = ImageAttrs {
-        width: attrs.get("width"),
-        height: attrs.get("height"),
-        style: style.as_deref(),
-        class: attrs.get("class"),
-        id: attrs.get("id"),
-        hidden: attrs.has("hidden"),
-    };
-    let reason = if state.borrow().hidden_depth.get() > 0 {
-        Some("hidden-ancestor")
-    } else {
-        invisible(&image_attrs, &state.borrow().sheets)
+    // Inside an element no layout shows, an image is a pixel only if it is not given a
+    // size a reader would see: a sized one is content whose showing rule we missed.
+    let reason = {
+        let st = state.borrow();
+        if st.hidden_depth.get() > 0 && !sized {
+            Some("hidden-ancestor")
+        } else {
+            invisible(&image_attrs, &st.sheets)
+        }
     };
     if let Some(reason) = reason.filter(|_| !is_spacer(&remote.url)) {
         let f = finding(
@@ -472,13 +495,23 @@ fn image(
             None,
             Action::Strip,
         );
+        if super::holds::hold(el, f.clone(), ctx, state) {
+            // Decided at the end of the part: kept if the same image is shown elsewhere.
+            return Image::Kept {
+                src: Some((src_attr, remote)),
+                sized,
+            };
+        }
         remove(el, state);
         let mut st = state.borrow_mut();
         st.findings.push(f);
         st.changed = true;
         return Image::Removed;
     }
-    Image::Kept(Some((src_attr, remote)))
+    Image::Kept {
+        src: Some((src_attr, remote)),
+        sized,
+    }
 }
 
 /// Static spacer GIFs (`spacer.gif`, `blank.gif`, no query) are layout, not beacons: the
@@ -517,7 +550,7 @@ fn fetch_attr(
     attrs: &Attrs,
     tag: &str,
     attr: &str,
-    known: Option<RemoteUrl>,
+    (known, fetch): (Option<RemoteUrl>, Fetch),
     ctx: &HtmlContext,
     state: &RefCell<State>,
 ) {
@@ -530,7 +563,7 @@ fn fetch_attr(
         return;
     };
     let location = format!("{tag}@{attr}");
-    let f = fetch_verdict(&remote, true, &location, ctx);
+    let f = fetch_verdict(&remote, fetch, &location, ctx);
     let mut st = state.borrow_mut();
     if f.action == Action::Strip {
         el.remove_attribute(attr);
@@ -552,6 +585,7 @@ fn srcset(
     attrs: &Attrs,
     tag: &str,
     attr: &str,
+    fetch: Fetch,
     ctx: &HtmlContext,
     state: &RefCell<State>,
 ) {
@@ -567,7 +601,7 @@ fn srcset(
     for (url, descriptor) in srcset_candidates(&raw) {
         match remote_url(url, &base) {
             Some(remote) => {
-                let f = fetch_verdict(&remote, true, &location, ctx);
+                let f = fetch_verdict(&remote, fetch, &location, ctx);
                 if f.action == Action::Strip {
                     dropped = true;
                 } else if let Some(p) = proxied_url(&f, true, ctx) {
@@ -717,7 +751,7 @@ fn link(el: &mut Element, attrs: &Attrs, ctx: &HtmlContext, state: &RefCell<Stat
             return;
         }
         if let Some(remote) = remote_url(&href, &base) {
-            let f = fetch_verdict(&remote, false, "link@href", ctx);
+            let f = fetch_verdict(&remote, Fetch::Other, "link@href", ctx);
             let strip = f.action == Action::Strip;
             let proxied = proxied_url(&f, false, ctx);
             if strip {

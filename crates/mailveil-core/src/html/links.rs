@@ -88,7 +88,7 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
         st.changed = true;
         return;
     }
-    let shielded = shield(ctx, &outcome, &raw);
+    let shielded = shield(ctx.policy.proxy.as_ref(), &outcome, &raw);
     let unwrapped = own
         .as_ref()
         .filter(|_| outcome.url.is_none() && shielded.is_none());
@@ -152,8 +152,12 @@ const OWN_URL_RULE: &str = "proxy:own-url";
 
 /// The link-shield URL for a link that ends at an opaque click tracker, when the policy
 /// shields links (`ProxyConfig::shield_links`).
-fn shield(ctx: &HtmlContext, outcome: &LinkOutcome, original: &str) -> Option<String> {
-    let cfg = ctx.policy.proxy.as_ref().filter(|c| c.shield_links)?;
+fn shield(
+    proxy: Option<&crate::proxy_url::ProxyConfig>,
+    outcome: &LinkOutcome,
+    original: &str,
+) -> Option<String> {
+    let cfg = proxy.filter(|c| c.shield_links)?;
     if !outcome.opaque() {
         return None;
     }
@@ -242,7 +246,7 @@ pub(super) fn finish(
         } else {
             p.outcome
         };
-        let shielded = shield(ctx, &outcome, &p.original);
+        let shielded = shield(ctx.policy.proxy.as_ref(), &outcome, &p.original);
         let url = shielded
             .clone()
             .or_else(|| outcome.url.clone())
@@ -435,13 +439,22 @@ pub(crate) fn rewrite_text_links_until(
             continue;
         }
         let outcome = links::clean_link(url, ctx);
+        // With the link shield on, an opaque click tracker in text goes through it too:
+        // a reader clicks a URL in plain text as readily as a link in HTML.
+        let shielded = shield(proxy, &outcome, url);
         if own.is_some() {
             note(own_finding(url, "text", part));
         }
-        findings(&outcome, url, "text", part)
-            .into_iter()
-            .for_each(&mut *note);
-        if let Some(new) = outcome.url.as_deref().or(own.as_deref()) {
+        let mut found = findings(&outcome, url, "text", part);
+        if shielded.is_some() {
+            shielded_findings(&mut found);
+        }
+        found.into_iter().for_each(&mut *note);
+        let new = shielded
+            .as_deref()
+            .or(outcome.url.as_deref())
+            .or(own.as_deref());
+        if let Some(new) = new.filter(|n| *n != written) {
             out.push_str(&text[at..r.start]);
             out.push_str(new);
             at = r.end;

@@ -8,12 +8,13 @@
 mod banner;
 pub mod css;
 mod elements;
+mod holds;
 mod links;
 pub use links::rewrite_text_links;
 pub(crate) use links::rewrite_text_links_until;
 pub mod visibility;
 
-use crate::detect::{Base, Detector, RemoteUrl, remote_url};
+use crate::detect::{Base, Detector, Fetch, RemoteUrl, remote_url};
 use crate::policy::{Policy, RemoteContent};
 use crate::report::{Action, Finding, FindingKind};
 use lol_html::html_content::{Comment, ContentType, TextChunk};
@@ -83,6 +84,10 @@ struct State {
     hidden_depth: std::rc::Rc<std::cell::Cell<u32>>,
     /// The byte just before the current tag or comment is a `<` (see `SEPARATOR`).
     after_lt: bool,
+    /// Images that look hidden, held until the end of the part (`holds`).
+    holds: Vec<holds::Hold>,
+    /// The input holds no hold marker of its own, so markers can be written.
+    can_hold: bool,
 }
 
 /// Written in place of a removed element or comment that follows a text `<`: without
@@ -128,6 +133,7 @@ fn run(
     top: bool,
 ) -> Result<Vec<u8>, HtmlError> {
     let banner = top && ctx.policy.banner;
+    state.borrow_mut().can_hold = holds::can_hold(input);
     let ascii =
         AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
     let mut out = Vec::with_capacity(input.len());
@@ -182,6 +188,7 @@ fn run(
         other => HtmlError::Refused(other.to_string()),
     })?;
     links::finish(&mut out, ctx, state, encoding);
+    holds::finish(&mut out, state);
     if banner {
         let mut st = state.borrow_mut();
         let note = if st.saw_banner {
@@ -404,7 +411,12 @@ fn css_event(
             };
             let loc = format!("{location}:{property}");
             let image = property != "@import";
-            let f = fetch_verdict(&remote, image, &loc, ctx);
+            let fetch = if image {
+                Fetch::Image { sized: false }
+            } else {
+                Fetch::Other
+            };
+            let f = fetch_verdict(&remote, fetch, &loc, ctx);
             let decision = match f.action {
                 Action::Strip => css::CssDecision::Remove,
                 _ => match proxied_url(&f, image, ctx) {
@@ -421,7 +433,7 @@ fn css_event(
 /// The verdict on a remote URL in a place that fetches on open: a tracker is stripped;
 /// other content follows the remote-content policy. A URL of our own proxy is judged by
 /// the URL it carries (the finding names that URL), one it carries none of is stripped.
-fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlContext) -> Finding {
+fn fetch_verdict(remote: &RemoteUrl, fetch: Fetch, location: &str, ctx: &HtmlContext) -> Finding {
     let remote = match unwrap_own(remote.clone(), ctx) {
         Ok(r) => r,
         Err(()) => {
@@ -448,7 +460,7 @@ fn fetch_verdict(remote: &RemoteUrl, image: bool, location: &str, ctx: &HtmlCont
             Action::Keep,
         );
     }
-    match ctx.detector.tracker(&remote, image) {
+    match ctx.detector.tracker_for(&remote, fetch) {
         Some(v) => finding(ctx, v.kind, location, url, v.rule, v.tracker, Action::Strip),
         None => {
             let action = match (ctx.policy.remote_content, &ctx.policy.proxy) {
@@ -728,18 +740,18 @@ mod held_link_tests {
     fn a_held_link_put_back_as_it_was_is_no_change() {
         let rules = Rules::compile(&[crate::rules::RuleSource {
             name: "t.toml".into(),
-            text: "[[param]]\nid = \"utm\"\nsource = \"test\"\nnames = [\"utm_source\"]\nclass = \"campaign\"\n".into(),
+            text: "[[param]]\nid = \"eid\"\nsource = \"test\"\nnames = [\"mc_eid\"]\nclass = \"subscriber\"\n".into(),
         }])
         .unwrap();
         let raw = "From: a@sender.example\r\nTo: reader@example.org\r\nContent-Type: text/html\r\n\r\n\
             <img src=\"https://t.example/o.gif\" width=\"1\" height=\"1\">\
-            <a href=\"https://shop.example/?utm_source=x\">Wypisz</a>\r\n";
+            <a href=\"https://shop.example/?mc_eid=x\">Wypisz</a>\r\n";
         let env = Envelope::to(["reader@example.org"]);
         let once = clean(raw.as_bytes(), &env, &Policy::default(), &rules);
         let out = String::from_utf8_lossy(&once.bytes).into_owned();
         assert!(out.starts_with("X-Mailveil: v=0.1.0; pixel=1"), "{out}");
         assert!(
-            out.contains("\"https://shop.example/?utm_source=x\">Wypisz"),
+            out.contains("\"https://shop.example/?mc_eid=x\">Wypisz"),
             "{out}"
         );
         let twice = clean(&once.bytes, &env, &Policy::default(), &rules);

@@ -29,31 +29,50 @@ pub(crate) enum Carried {
     Undecodable,
 }
 
-/// What the URL that matched `entry` carries.
+/// What the URL that matched `entry` carries: each candidate parameter in turn, each
+/// candidate encoding in turn, the first valid destination wins. An opaque rule with
+/// candidates unwraps only a destination in plain view; otherwise it stays opaque.
 pub(crate) fn destination(entry: &RedirectEntry, parts: &Parts<'_>) -> Carried {
+    let encodings = entry.candidate_encodings();
+    let field = entry.field.as_deref();
+    if entry.candidate_params().next().is_some() {
+        let mut present = false;
+        for name in entry.candidate_params() {
+            let Some(raw) = parts.param(name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            present = true;
+            if raw.len() > MAX_CARRIER {
+                continue;
+            }
+            for &encoding in &encodings {
+                if let Some(d) = decode(encoding, raw, true, field, parts)
+                    .as_deref()
+                    .and_then(valid_destination)
+                {
+                    return Carried::Destination(d);
+                }
+            }
+        }
+        return if present || entry.opaque {
+            Carried::Undecodable
+        } else {
+            Carried::Absent
+        };
+    }
     if entry.opaque {
         return Carried::Undecodable;
     }
-    let encoding = entry.encoding.unwrap_or(RedirectEncoding::Plain);
-    let field = entry.field.as_deref();
-    let decoded = if let Some(name) = entry.param.as_deref() {
-        let Some(raw) = parts.param(name).filter(|v| !v.is_empty()) else {
-            return Carried::Absent;
-        };
-        if raw.len() > MAX_CARRIER {
-            return Carried::Undecodable;
-        }
-        decode(encoding, raw, true, field, parts)
-    } else {
-        let segments = parts.segments();
-        let Some(index) = entry.segment.and_then(|s| segment_index(s, &segments)) else {
-            return Carried::Absent;
-        };
-        let single = segments[index];
-        let rest = segments[index..].join("/");
-        if rest.len() > MAX_CARRIER {
-            return Carried::Undecodable;
-        }
+    let segments = parts.segments();
+    let Some(index) = entry.segment.and_then(|s| segment_index(s, &segments)) else {
+        return Carried::Absent;
+    };
+    let single = segments[index];
+    let rest = segments[index..].join("/");
+    if rest.len() > MAX_CARRIER {
+        return Carried::Undecodable;
+    }
+    for &encoding in &encodings {
         let std_alphabet = matches!(
             encoding,
             RedirectEncoding::Base64 | RedirectEncoding::Convertkit
@@ -65,12 +84,16 @@ pub(crate) fn destination(entry: &RedirectEntry, parts: &Parts<'_>) -> Carried {
         } else {
             None
         };
-        whole.or_else(|| decode(encoding, single, false, field, parts))
-    };
-    match decoded.as_deref().and_then(valid_destination) {
-        Some(d) => Carried::Destination(d),
-        None => Carried::Undecodable,
+        let found = whole.or_else(|| {
+            decode(encoding, single, false, field, parts)
+                .as_deref()
+                .and_then(valid_destination)
+        });
+        if let Some(d) = found {
+            return Carried::Destination(d);
+        }
     }
+    Carried::Undecodable
 }
 
 /// Resolves a rule's segment number (0-based, -1 = last non-empty) to an index.

@@ -25,6 +25,7 @@
 
 mod decode;
 pub mod functional;
+mod mailto;
 mod parts;
 #[cfg(test)]
 mod tests;
@@ -35,7 +36,7 @@ pub use functional::{FUNCTIONAL_STEMS, FUNCTIONAL_WORDS};
 pub use text::find_urls;
 
 use crate::detect::{Detector, strip_url_noise};
-use crate::rules::Rules;
+use crate::rules::{Redirect, Rules};
 use decode::Carried;
 use parts::{Parts, percent_decode_str};
 
@@ -155,11 +156,25 @@ pub enum LinkStep {
 /// The rule id of the recipient-token heuristic.
 pub const TOKEN_HEURISTIC: &str = "heuristic:recipient-token";
 
+/// The click-tracking redirect rule that `url` is an instance of, if any: the decision
+/// [`clean_link`] takes at its first step. A URL on a host that also serves redirects but
+/// carries none of their destinations (every matching rule recoverable, its parameter or
+/// segment absent) is a plain URL, not a click.
+pub fn click_redirect<'r>(rules: &'r Rules, url: &str) -> Option<&'r Redirect> {
+    let parts = Parts::parse(url)?;
+    let matches = rules.match_redirect(&parts.host, &parts.path_and_query());
+    let first = *matches.first()?;
+    let plain = matches
+        .iter()
+        .all(|r| !r.entry.opaque && decode::destination(&r.entry, &parts) == Carried::Absent);
+    (!plain).then_some(first)
+}
+
 /// Decides what to do with one link URL (entity-decoded). Never follows anything.
 pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     let original = strip_url_noise(url);
     if Parts::parse(&original).is_none() {
-        return LinkOutcome::default();
+        return mailto::clean(&original, ctx).unwrap_or_default();
     }
     let mut steps = Vec::new();
     let mut stages = vec![original.clone()];
@@ -177,7 +192,9 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
         }
         let mut recovered = None;
         let mut absent = 0;
-        for r in matches.iter().filter(|r| !r.entry.opaque) {
+        // Opaque rules too: one may name parameters that carry the destination in
+        // plain view now and then.
+        for r in &matches {
             match decode::destination(&r.entry, &parts) {
                 Carried::Destination(d) => {
                     recovered = Some((*r, d));
@@ -235,6 +252,11 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
         };
         if let Some(reason) = reason(&result) {
             steps.push(LinkStep::Functional { reason });
+            // What makes it work stays; what only measures the campaign or the click
+            // is never needed for that.
+            if let Some(cleaned) = clean_params(&result, ctx, &mut steps, Scope::Analytics) {
+                result = cleaned;
+            }
         } else if let Some(reason) = stages[..stages.len() - 1].iter().find_map(|s| reason(s)) {
             // Only a wrapper says it is functional: keep the link whole.
             return LinkOutcome {
@@ -243,7 +265,7 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
                     reason: format!("{reason} (kept wrapped)"),
                 }],
             };
-        } else if let Some(cleaned) = clean_params(&result, ctx, &mut steps) {
+        } else if let Some(cleaned) = clean_params(&result, ctx, &mut steps, Scope::All) {
             result = cleaned;
         }
     }
@@ -253,9 +275,25 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     }
 }
 
+/// Which parameters [`clean_params`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every identifying parameter: by rule, or carrying the reader's address.
+    All,
+    /// Of a functional link: only the ones a rule classes as campaign tags or ad click
+    /// ids, which no unsubscribe, sign-in or confirm link needs to work.
+    Analytics,
+}
+
 /// Removes identifying parameters from `url`; `Some(new)` when any were removed.
-fn clean_params(url: &str, ctx: &LinkContext<'_>, steps: &mut Vec<LinkStep>) -> Option<String> {
+fn clean_params(
+    url: &str,
+    ctx: &LinkContext<'_>,
+    steps: &mut Vec<LinkStep>,
+    scope: Scope,
+) -> Option<String> {
     let parts = Parts::parse(url)?;
+    let path_and_query = parts.path_and_query();
     let detector = ctx.detector;
     let mut kept: Vec<&str> = Vec::new();
     let mut removed = false;
@@ -266,7 +304,8 @@ fn clean_params(url: &str, ctx: &LinkContext<'_>, steps: &mut Vec<LinkStep>) -> 
             None
         } else {
             ctx.rules
-                .match_params(&parts.host, &name)
+                .match_params_at(&parts.host, &path_and_query, &name)
+                .filter(|p| scope == Scope::All || p.is_analytics())
                 .find(|p| !(p.is_campaign() && ctx.policy.keep_campaign_params))
         };
         if let Some(p) = by_rule {
@@ -280,7 +319,7 @@ fn clean_params(url: &str, ctx: &LinkContext<'_>, steps: &mut Vec<LinkStep>) -> 
                     .map(|t| ctx.rules.tracker_name(t).to_string()),
             });
             removed = true;
-        } else if !piece.is_empty() && detector.carries_token(piece) {
+        } else if scope == Scope::All && !piece.is_empty() && detector.carries_token(piece) {
             steps.push(LinkStep::ParamRemoved {
                 name,
                 rule: TOKEN_HEURISTIC.into(),
@@ -291,12 +330,12 @@ fn clean_params(url: &str, ctx: &LinkContext<'_>, steps: &mut Vec<LinkStep>) -> 
             kept.push(piece);
         }
     }
-    if detector.carries_token(parts.path) {
+    if scope == Scope::All && detector.carries_token(parts.path) {
         steps.push(LinkStep::TokenKept {
             place: "path".into(),
         });
     }
-    if parts.fragment.is_some_and(|f| detector.carries_token(f)) {
+    if scope == Scope::All && parts.fragment.is_some_and(|f| detector.carries_token(f)) {
         steps.push(LinkStep::TokenKept {
             place: "fragment".into(),
         });

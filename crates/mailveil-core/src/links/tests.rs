@@ -1006,8 +1006,19 @@ fn noise_alone_does_not_rewrite_a_link() {
 #[test]
 fn unsubscribe_links_keep_their_parameters() {
     let run = Run::new();
+    // Issue 18 item 2: what makes it work stays, campaign tags go.
+    let out =
+        run.clean("https://list.example/unsubscribe?email=reader%40example.org&utm_source=footer");
+    assert_eq!(
+        out.url.as_deref(),
+        Some("https://list.example/unsubscribe?email=reader%40example.org")
+    );
+    assert!(matches!(
+        out.steps.first(),
+        Some(LinkStep::Functional { .. })
+    ));
     for url in [
-        "https://list.example/unsubscribe?email=reader%40example.org&utm_source=footer",
+        "https://list.example/unsubscribe?email=reader%40example.org",
         "https://news.example/newsletter/abmelden?e=reader@example.org",
         "https://news.example/nieuwsbrief/afmelden?id=cmVhZGVyQGV4YW1wbGUub3Jn",
         "https://news.example/fr/se-d%C3%A9sabonner?m=reader@example.org",
@@ -1029,23 +1040,29 @@ fn unsubscribe_links_keep_their_parameters() {
 #[test]
 fn link_text_and_list_unsubscribe_make_a_link_functional() {
     let url = "https://news.example/p/42?s=reader@example.org&utm_source=x";
+    let functional = "https://news.example/p/42?s=reader@example.org";
     let mut run = Run::new();
     assert_eq!(run.result(url), "https://news.example/p/42");
     run.text = Some("Newsletter abbestellen".into());
-    assert_eq!(run.clean(url).url, None);
+    assert_eq!(run.result(url), functional);
     run.text = Some("Darse de baja".into());
-    assert_eq!(run.clean(url).url, None);
+    assert_eq!(run.result(url), functional);
     run.text = Some("Read more".into());
     assert_eq!(run.result(url), "https://news.example/p/42");
     run.list_unsubscribe = vec![format!("<{url}>"), "<mailto:u@news.example>".into()];
-    assert_eq!(run.clean(url).url, None);
+    assert_eq!(run.result(url), functional);
+    // Idempotent: the cleaned link is still the header's (same host and path).
+    assert_eq!(run.clean(functional).url, None);
 }
 
 #[test]
 fn a_wrapped_unsubscribe_link_is_unwrapped_but_not_stripped() {
     let dest = "https://list.example/unsubscribe?e=reader%40example.org&utm_source=footer";
     let out = clean(&mailgun(dest));
-    assert_eq!(out.url.as_deref(), Some(dest));
+    assert_eq!(
+        out.url.as_deref(),
+        Some("https://list.example/unsubscribe?e=reader%40example.org")
+    );
     assert!(out.unwrapped());
     // Matched against the header by its unwrapped form too.
     let mut run = Run::new();
@@ -1179,4 +1196,235 @@ mod props {
             prop_assert_eq!(clean(&got).url, None);
         }
     }
+}
+
+// ---- issue 18: functional links, mailto, plain-view destinations, rule features ----
+
+const MORE_RULES: &str = r#"
+[[tracker]]
+id = "sendgrid"
+name = "SendGrid"
+category = "esp"
+source = "test"
+
+[[tracker]]
+id = "shop"
+name = "Shop"
+category = "other"
+source = "test"
+
+[[redirect]]
+id = "sendgrid-click-ls"
+tracker = "sendgrid"
+host = "sendgrid.net"
+path = "/ls/click"
+opaque = true
+params = ["url", "redirect", "u"]
+encodings = ["plain", "base64url"]
+source = "test"
+
+[[redirect]]
+id = "shop-out"
+tracker = "shop"
+host = "shop.example"
+path = "/out"
+opaque = false
+param = "to"
+source = "test"
+
+[[redirect]]
+id = "shop-out-except"
+tracker = "shop"
+host = "shop.example"
+path = "/out/internal"
+opaque = false
+param = "to"
+action = "keep"
+source = "test"
+
+[[param]]
+id = "utm"
+names = ["utm_*"]
+class = "campaign"
+source = "test"
+
+[[param]]
+id = "gclid"
+names = ["gclid"]
+class = "click-id"
+source = "test"
+
+[[param]]
+id = "mc-eid"
+names = ["mc_eid"]
+class = "subscriber"
+source = "test"
+
+[[param]]
+id = "amazon-pf"
+patterns = ["p[fd]_rd_[a-z]*"]
+hosts = ["amazon.*", "*.amazon.*"]
+class = "subscriber"
+source = "test"
+
+[[param]]
+id = "x-share"
+names = ["s", "t"]
+hosts = ["=x.com"]
+paths = ["/*/status/"]
+class = "campaign"
+source = "test"
+
+[[param]]
+id = "x-share-except"
+names = ["s"]
+hosts = ["=x.com"]
+paths = ["/i/keep/"]
+class = "campaign"
+action = "keep"
+source = "test"
+"#;
+
+fn more() -> Run {
+    Run {
+        rules: Rules::compile(&[RuleSource {
+            name: "more.toml".into(),
+            text: MORE_RULES.into(),
+        }])
+        .expect("compiles"),
+        ..Run::new()
+    }
+}
+
+/// Issue 18 item 2: functional links keep their tokens and subscriber ids, lose campaign
+/// tags and ad click ids.
+#[test]
+fn functional_links_lose_analytics_but_keep_what_makes_them_work() {
+    let mut run = more();
+    run.text = Some("Unsubscribe".into());
+    let url = "https://list.example/u?data=Zm9v&e=77&mc_eid=abc&utm_source=footer&gclid=Cj0&email=reader%40example.org";
+    let out = run.clean(url);
+    assert_eq!(
+        out.url.as_deref(),
+        Some("https://list.example/u?data=Zm9v&e=77&mc_eid=abc&email=reader%40example.org")
+    );
+    assert_eq!(
+        out.removed_params().collect::<Vec<_>>(),
+        ["utm_source", "gclid"]
+    );
+    // Not functional: every identifying parameter goes.
+    run.text = Some("Read more".into());
+    assert_eq!(run.result(url), "https://list.example/u?data=Zm9v&e=77");
+    // The campaign switch keeps utm_* there too.
+    run.text = Some("Manage preferences".into());
+    run.policy.keep_campaign_params = true;
+    assert_eq!(
+        run.result(url),
+        "https://list.example/u?data=Zm9v&e=77&mc_eid=abc&utm_source=footer&email=reader%40example.org"
+    );
+}
+
+/// Issue 18 item 2: the URL in a mailto share link is cleaned, the rest stays.
+#[test]
+fn urls_inside_mailto_links_are_cleaned() {
+    let run = more();
+    let mailto = "mailto:?subject=Look%20at%20this&body=Found%20it%3A%20https%3A%2F%2Fshop.example%2Fitem%2F9%3Fid%3D9%26utm_source%3Dshare%26gclid%3DCj0%20%F0%9F%91%8D";
+    let out = run.clean(mailto);
+    assert_eq!(
+        out.url.as_deref(),
+        Some(
+            "mailto:?subject=Look%20at%20this&body=Found%20it:%20https://shop.example/item/9?id=9%20%F0%9F%91%8D"
+        )
+    );
+    assert_eq!(
+        out.removed_params().collect::<Vec<_>>(),
+        ["utm_source", "gclid"]
+    );
+    // Idempotent, and nothing to do without a URL.
+    assert_eq!(run.clean(out.url.as_deref().unwrap()).url, None);
+    assert_eq!(run.clean("mailto:a@b.example?subject=Hi").url, None);
+    assert_eq!(
+        run.clean("MAILTO:friend@b.example?body=https://shop.example/?utm_medium=mail")
+            .url
+            .as_deref(),
+        Some("MAILTO:friend@b.example?body=https://shop.example/")
+    );
+}
+
+/// Issue 18 item 3: an opaque wrapper that carries its destination in plain view (a
+/// candidate parameter, percent-encoded once or twice, or base64) is unwrapped; one
+/// that does not stays opaque.
+#[test]
+fn opaque_wrappers_with_a_destination_in_plain_view_are_unwrapped() {
+    let run = more();
+    let dest = "https://www.example.com/a?id=1&utm_source=x";
+    let clean_dest = "https://www.example.com/a?id=1";
+    let base = "https://u123.ct.sendgrid.net/ls/click?upn=opaque-token";
+    for wrapped in [
+        format!("{base}&url={}", enc(dest)),
+        format!("{base}&redirect={}", enc(&enc(dest))),
+        format!("{base}&u={}", URL_SAFE_NO_PAD.encode(dest)),
+    ] {
+        let out = run.clean(&wrapped);
+        assert_eq!(out.url.as_deref(), Some(clean_dest), "{wrapped}");
+        assert_eq!(unwrapped_by(&out), ["sendgrid-click-ls"]);
+    }
+    for opaque in [
+        base.to_string(),
+        format!("{base}&u=5e78d7ef2297cc80842b7591e"),
+        format!("{base}&url=javascript%3Aalert(1)"),
+    ] {
+        let out = run.clean(&opaque);
+        assert_eq!(out.url, None, "{opaque}");
+        assert!(out.opaque(), "{opaque}: {:?}", out.steps);
+    }
+}
+
+/// Issue 18 items 4 and 5: parameter names as patterns, path-scoped parameters, exact
+/// hosts, and exceptions on paths for parameters and redirects.
+#[test]
+fn patterns_paths_exact_hosts_and_path_exceptions() {
+    let run = more();
+    assert_eq!(
+        run.result("https://www.amazon.de/dp/B01?pf_rd_p=1&PD_RD_W=2&pf_rd_1=3&ref_=x"),
+        "https://www.amazon.de/dp/B01?pf_rd_1=3&ref_=x"
+    );
+    assert_eq!(
+        run.result("https://shop.example/dp/B01?pf_rd_p=1"),
+        "https://shop.example/dp/B01?pf_rd_p=1",
+        "pattern rules keep to their hosts"
+    );
+    assert_eq!(
+        run.result("https://x.com/someone/status/123?s=20&t=AbC&ref=1"),
+        "https://x.com/someone/status/123?ref=1"
+    );
+    assert_eq!(
+        run.result("https://x.com/search?q=a&s=1&t=2"),
+        "https://x.com/search?q=a&s=1&t=2",
+        "only on the paths the rule names"
+    );
+    assert_eq!(
+        run.result("https://mobile.x.com/someone/status/123?s=20"),
+        "https://mobile.x.com/someone/status/123?s=20",
+        "=x.com is that host only"
+    );
+    assert_eq!(
+        run.result("https://x.com/i/keep/status/1?s=20&t=1"),
+        "https://x.com/i/keep/status/1?s=20",
+        "a keep entry on a path excepts its names there"
+    );
+    let out = run.clean(&format!(
+        "https://shop.example/out?to={}",
+        enc("https://a.example/")
+    ));
+    assert_eq!(out.url.as_deref(), Some("https://a.example/"));
+    let internal = format!(
+        "https://shop.example/out/internal?to={}",
+        enc("https://a.example/")
+    );
+    assert_eq!(
+        run.clean(&internal).url,
+        None,
+        "a redirect excepted on a path"
+    );
 }

@@ -1,9 +1,12 @@
 //! Host and path globs of the rule format, compiled to regex source.
 
 /// Regex source for a host glob. A bare domain matches itself and every subdomain;
-/// `*` matches any run of characters other than `/`.
+/// `=host` matches that host only; `*` matches any run of characters other than `/`.
 pub fn host_regex(glob: &str) -> String {
     let glob = glob.trim().trim_end_matches('.').to_ascii_lowercase();
+    if let Some(exact) = glob.strip_prefix('=') {
+        return glob_regex(exact.trim(), "[^/]*");
+    }
     if glob.contains('*') {
         glob_regex(&glob, "[^/]*")
     } else {
@@ -51,6 +54,15 @@ mod tests {
         assert!(host_matches("list-manage.com", "us3.list-manage.com"));
         assert!(!host_matches("list-manage.com", "evil-list-manage.com"));
         assert!(!host_matches("list-manage.com", "list-manage.com.evil.net"));
+    }
+
+    #[test]
+    fn an_equals_sign_means_that_host_only() {
+        assert!(host_matches("=vk.com", "vk.com"));
+        assert!(!host_matches("=vk.com", "m.vk.com"));
+        assert!(!host_matches("=vk.com", "vk.com.evil.net"));
+        assert!(host_matches("=newsletter.lidl.*", "newsletter.lidl.de"));
+        assert!(!host_matches("=newsletter.lidl.*", "x.newsletter.lidl.de"));
     }
 
     #[test]

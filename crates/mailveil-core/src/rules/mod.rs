@@ -8,11 +8,13 @@ mod glob;
 pub mod schema;
 
 use regex::RegexSet;
-use schema::{ParamClass, PixelEntry, RedirectEntry, RuleFile, TrackerEntry};
+use regex::bytes::{RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet, RegexSetBuilder};
+use schema::{PixelEntry, RuleFile, TrackerEntry};
 use std::collections::HashMap;
 
 pub use schema::{
-    Category, ParamEntry, PolicyEntry, RedirectEncoding, RemoteChoice, RuleAction, SignedChoice,
+    Category, ParamClass, ParamEntry, PolicyEntry, RedirectEncoding, RedirectEntry, RemoteChoice,
+    RuleAction, SignedChoice,
 };
 
 /// One rule file's text and where it came from (a path, or `shipped:NAME`).
@@ -74,7 +76,39 @@ pub struct Param {
     /// The entry as written.
     pub entry: ParamEntry,
     hosts: Option<RegexSet>,
+    paths: Option<RegexSet>,
     file: String,
+}
+
+/// How many rules of each kind a rule set holds (`mailveil rules stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// `[[tracker]]` entries.
+    pub trackers: usize,
+    /// `[[pixel]]` entries (`action = "keep"` ones included).
+    pub pixels: usize,
+    /// `[[redirect]]` entries.
+    pub redirects: usize,
+    /// ... of which opaque (their destination is known to the ESP only).
+    pub opaque_redirects: usize,
+    /// ... of which opaque but unwrapped when a candidate parameter carries the destination.
+    pub plain_view_redirects: usize,
+    /// `[[param]]` entries.
+    pub params: usize,
+    /// ... of which limited to some hosts.
+    pub site_params: usize,
+    /// ... of which limited to some paths.
+    pub path_params: usize,
+    /// ... of which name their parameters by regular expression.
+    pub pattern_params: usize,
+    /// Entries of any kind with `action = "keep"` (exceptions).
+    pub keeps: usize,
+    /// `[[allow]]`, `[[policy]]` and `[[functional]]` entries.
+    pub allows: usize,
+    /// `[[policy]]` entries.
+    pub policies: usize,
+    /// `[[functional]]` entries.
+    pub functional: usize,
 }
 
 /// The compiled rule set.
@@ -86,7 +120,9 @@ pub struct Rules {
     redirects: Vec<Redirect>,
     redirect_set: RegexSet,
     params: Vec<Param>,
-    param_set: RegexSet,
+    /// Parameter names: globs and patterns (see [`NameSets`]).
+    param_set: NameSets,
+    functional_count: usize,
     /// Where each entry id was defined (the last definition wins): file and line.
     locations: HashMap<String, (String, usize)>,
     allows: Vec<exceptions::Allow>,
@@ -215,6 +251,40 @@ impl Rules {
         )
     }
 
+    /// How many rules of each kind the set holds.
+    pub fn summary(&self) -> Summary {
+        let keep = |a: RuleAction| a == RuleAction::Keep;
+        Summary {
+            trackers: self.trackers.len(),
+            pixels: self.pixels.len(),
+            redirects: self.redirects.len(),
+            opaque_redirects: self.redirects.iter().filter(|r| r.entry.opaque).count(),
+            plain_view_redirects: self
+                .redirects
+                .iter()
+                .filter(|r| r.entry.opaque && r.entry.candidate_params().next().is_some())
+                .count(),
+            params: self.params.len(),
+            site_params: self.params.iter().filter(|p| p.hosts.is_some()).count(),
+            path_params: self.params.iter().filter(|p| p.paths.is_some()).count(),
+            pattern_params: self
+                .params
+                .iter()
+                .filter(|p| !p.entry.patterns.is_empty())
+                .count(),
+            keeps: self.pixels.iter().filter(|(e, _)| keep(e.action)).count()
+                + self
+                    .redirects
+                    .iter()
+                    .filter(|r| keep(r.entry.action))
+                    .count()
+                + self.params.iter().filter(|p| keep(p.entry.action)).count(),
+            allows: self.allows.len(),
+            policies: self.policies.len(),
+            functional: self.functional_count,
+        }
+    }
+
     /// The pixel rule matching `host` + `path_and_query` (lowercased by the caller or not).
     pub fn match_pixel(&self, host: &str, path_and_query: &str) -> Option<RuleMatch<'_>> {
         let key = url_key(host, path_and_query);
@@ -235,7 +305,8 @@ impl Rules {
         })
     }
 
-    /// The redirect rules matching a URL, most specific (longest pattern) first.
+    /// The redirect rules matching a URL, most specific (longest pattern) first; none
+    /// when a matching rule says `action = "keep"` (an exception).
     pub fn match_redirect(&self, host: &str, path_and_query: &str) -> Vec<&Redirect> {
         let key = url_key(host, path_and_query);
         let mut found: Vec<&Redirect> = self
@@ -244,26 +315,95 @@ impl Rules {
             .iter()
             .map(|i| &self.redirects[i])
             .collect();
+        if found.iter().any(|r| r.entry.action == RuleAction::Keep) {
+            return Vec::new();
+        }
         found.sort_by_key(|r| {
             std::cmp::Reverse(r.entry.host.len() + r.entry.path.as_deref().map_or(0, str::len))
         });
         found
     }
 
-    /// The parameter rules whose name pattern matches `name` and whose hosts include
-    /// `host`; none when a matching rule says `action = "keep"` (a user override).
+    /// The parameter rules whose names match `name` and whose hosts include `host`, not
+    /// counting those limited to some paths (the path is not known here); none when a
+    /// matching rule says `action = "keep"`. See [`Rules::match_params_at`].
     pub fn match_params(&self, host: &str, name: &str) -> impl Iterator<Item = &Param> {
-        let name = name.to_ascii_lowercase();
-        let host = host.to_ascii_lowercase();
         let found: Vec<&Param> = self
-            .param_set
-            .matches(&name)
+            .match_params_at(host, "", name)
+            .filter(|p| p.paths.is_none())
+            .collect();
+        found.into_iter()
+    }
+
+    /// The parameter rules whose names match `name` and whose hosts and paths include
+    /// `host` and `path_and_query`; none when a matching rule says `action = "keep"` (a
+    /// user override, an exception).
+    pub fn match_params_at(
+        &self,
+        host: &str,
+        path_and_query: &str,
+        name: &str,
+    ) -> impl Iterator<Item = &Param> {
+        let host = host.to_ascii_lowercase();
+        let matches = self.param_set.matching(name);
+        let mut path: Option<String> = None;
+        let found: Vec<&Param> = matches
             .into_iter()
             .map(|i| &self.params[i])
             .filter(|p| p.hosts.as_ref().is_none_or(|h| h.is_match(&host)))
+            .filter(|p| {
+                p.paths.as_ref().is_none_or(|set| {
+                    let path = path.get_or_insert_with(|| path_key(path_and_query));
+                    set.is_match(path)
+                })
+            })
             .collect();
         let keep = found.iter().any(|p| p.entry.action == RuleAction::Keep);
         found.into_iter().filter(move |_| !keep)
+    }
+
+    /// The id of an `action = "keep"` parameter rule (an exception) that keeps the
+    /// parameter `name` on this host and path, if any.
+    pub fn param_exception(&self, host: &str, path_and_query: &str, name: &str) -> Option<&str> {
+        let host = host.to_ascii_lowercase();
+        let path = path_key(path_and_query);
+        self.param_set
+            .matching(name)
+            .into_iter()
+            .map(|i| &self.params[i])
+            .filter(|p| p.entry.action == RuleAction::Keep)
+            .find(|p| {
+                p.hosts.as_ref().is_none_or(|h| h.is_match(&host))
+                    && p.paths.as_ref().is_none_or(|s| s.is_match(&path))
+            })
+            .map(|p| p.entry.id.as_str())
+    }
+
+    /// The `[[param]]` entry with this id.
+    pub fn param_entry(&self, id: &str) -> Option<&ParamEntry> {
+        self.params
+            .iter()
+            .find(|p| p.entry.id == id)
+            .map(|p| &p.entry)
+    }
+
+    /// The `[[redirect]]` entry with this id.
+    pub fn redirect_entry(&self, id: &str) -> Option<&RedirectEntry> {
+        self.redirects
+            .iter()
+            .find(|r| r.entry.id == id)
+            .map(|r| &r.entry)
+    }
+
+    /// The id of an `action = "keep"` redirect rule (an exception) matching this URL.
+    pub fn redirect_exception(&self, host: &str, path_and_query: &str) -> Option<&str> {
+        let key = url_key(host, path_and_query);
+        self.redirect_set
+            .matches(&key)
+            .iter()
+            .map(|i| &self.redirects[i].entry)
+            .find(|e| e.action == RuleAction::Keep)
+            .map(|e| e.id.as_str())
     }
 
     /// The display name of a tracker id (the id itself if unknown).
@@ -288,6 +428,12 @@ impl Param {
     pub fn is_campaign(&self) -> bool {
         self.entry.class == ParamClass::Campaign
     }
+
+    /// Whether the parameter only measures a campaign or a click (`campaign`,
+    /// `click-id`): no link needs it to work, unlike a subscriber id.
+    pub fn is_analytics(&self) -> bool {
+        matches!(self.entry.class, ParamClass::Campaign | ParamClass::ClickId)
+    }
 }
 
 /// The string rule patterns are matched against: `host` + `/path?query`, lowercased.
@@ -299,6 +445,16 @@ fn url_key(host: &str, path_and_query: &str) -> String {
     }
     key.push_str(&path_and_query.to_ascii_lowercase());
     key
+}
+
+/// The path and query as path globs are matched against: lowercased, with a `/`.
+fn path_key(path_and_query: &str) -> String {
+    let lower = path_and_query.to_ascii_lowercase();
+    if lower.starts_with('/') {
+        lower
+    } else {
+        format!("/{lower}")
+    }
 }
 
 fn url_pattern(host: &str, path: Option<&str>) -> String {
@@ -423,8 +579,17 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             redirects.insert(&e.id, e.clone(), &src.name);
         }
         for e in &file.param {
-            if e.names.is_empty() {
-                return Err(err(&e.id, "a [[param]] needs at least one name".into()));
+            if e.names.is_empty() && e.patterns.is_empty() {
+                return Err(err(
+                    &e.id,
+                    "a [[param]] needs at least one name or pattern".into(),
+                ));
+            }
+            for h in &e.hosts {
+                check_host(h).map_err(|m| err(&e.id, m))?;
+            }
+            for p in &e.patterns {
+                check_pattern(p).map_err(|m| err(&e.id, m))?;
             }
             params.insert(&e.id, e.clone(), &src.name);
         }
@@ -490,14 +655,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             .map(|(e, _)| url_pattern(&e.host, e.path.as_deref())),
     )
     .map_err(regex_err)?;
-    let param_set = RegexSet::new(params.iter().map(|(e, _)| {
-        e.names
-            .iter()
-            .map(|n| glob::name_regex(n))
-            .collect::<Vec<_>>()
-            .join("|")
-    }))
-    .map_err(regex_err)?;
+    let param_set = NameSets::build(&params).map_err(regex_err)?;
     let params = params
         .into_iter()
         .map(|(entry, file)| {
@@ -514,10 +672,29 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
                     .map_err(regex_err)?,
                 )
             };
-            Ok(Param { entry, hosts, file })
+            let paths = if entry.paths.is_empty() {
+                None
+            } else {
+                Some(
+                    RegexSet::new(
+                        entry
+                            .paths
+                            .iter()
+                            .map(|p| format!("^{}", glob::path_regex(p))),
+                    )
+                    .map_err(regex_err)?,
+                )
+            };
+            Ok(Param {
+                entry,
+                hosts,
+                paths,
+                file,
+            })
         })
         .collect::<Result<Vec<_>, RuleError>>()?;
     let functional = functional.into_vec();
+    let functional_count = functional.len();
     let functional_words = functional
         .iter()
         .flat_map(|(e, _)| {
@@ -547,6 +724,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         redirect_set,
         params,
         param_set,
+        functional_count,
         locations,
         functional_words,
         functional_hosts,
@@ -601,14 +779,135 @@ fn check_host(host: &str) -> Result<(), String> {
 }
 
 fn check_redirect(e: &RedirectEntry) -> Result<(), String> {
-    if e.opaque {
-        return Ok(());
+    if e.action == RuleAction::Keep {
+        return Ok(()); // an exception: where the destination would be does not matter
     }
-    match (&e.param, e.segment) {
-        (Some(_), Some(_)) => Err("give either param or segment, not both".into()),
-        (None, None) => Err("a redirect that is not opaque needs param or segment".into()),
+    if e.param.is_some() && !e.params.is_empty() {
+        return Err("give either param or params, not both".into());
+    }
+    if e.encoding.is_some() && !e.encodings.is_empty() {
+        return Err("give either encoding or encodings, not both".into());
+    }
+    let by_param = e.param.is_some() || !e.params.is_empty();
+    if e.opaque {
+        return if e.segment.is_some() {
+            Err("an opaque redirect may name params, not a segment".into())
+        } else {
+            Ok(())
+        };
+    }
+    match (by_param, e.segment) {
+        (true, Some(_)) => Err("give either param(s) or segment, not both".into()),
+        (false, None) => Err("a redirect that is not opaque needs param(s) or segment".into()),
         _ => Ok(()),
     }
+}
+
+/// The names of every `[[param]]`, compiled: one set of the name globs, one of the name
+/// patterns, each mapping back to the entries.
+#[derive(Debug, Clone)]
+struct NameSets {
+    globs: BytesRegexSet,
+    glob_entries: Vec<usize>,
+    patterns: BytesRegexSet,
+    pattern_entries: Vec<usize>,
+}
+
+impl NameSets {
+    fn build(params: &[(ParamEntry, String)]) -> Result<NameSets, regex::Error> {
+        let (mut globs, mut glob_entries) = (Vec::new(), Vec::new());
+        let (mut patterns, mut pattern_entries) = (Vec::new(), Vec::new());
+        for (i, (e, _)) in params.iter().enumerate() {
+            if !e.names.is_empty() {
+                let alts: Vec<String> = e.names.iter().map(|n| glob::name_regex(n)).collect();
+                globs.push(alts.join("|"));
+                glob_entries.push(i);
+            }
+            if !e.patterns.is_empty() {
+                let alts: Vec<String> = e.patterns.iter().map(|p| anchored(p)).collect();
+                patterns.push(alts.join("|"));
+                pattern_entries.push(i);
+            }
+        }
+        Ok(NameSets {
+            globs: param_builder(globs).build()?,
+            glob_entries,
+            patterns: param_builder(patterns).build()?,
+            pattern_entries,
+        })
+    }
+
+    /// The entries whose globs match `name`, or whose patterns do (for an ASCII name
+    /// only: see [`param_builder`]), in the order they were defined.
+    fn matching(&self, name: &str) -> Vec<usize> {
+        let mut found: Vec<usize> = self
+            .globs
+            .matches(name.as_bytes())
+            .into_iter()
+            .map(|i| self.glob_entries[i])
+            .collect();
+        if name.is_ascii() && !self.pattern_entries.is_empty() {
+            found.extend(
+                self.patterns
+                    .matches(name.as_bytes())
+                    .into_iter()
+                    .map(|i| self.pattern_entries[i]),
+            );
+            found.sort_unstable();
+            found.dedup();
+        }
+        found
+    }
+}
+
+/// A parameter-name pattern as it goes into the set: anchored at both ends.
+fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
+}
+
+/// Parameter names are matched over their bytes, ASCII case-insensitively, `.` taking
+/// neither `\n` nor `\r`; patterns only ever see ASCII names. On an ASCII name that is
+/// exactly what a JavaScript regex with the `i` flag does (ClearURLs' engine): `[a-z]`
+/// never takes in `K` (the Kelvin sign) the way Unicode case folding would, and a `.`
+/// is one character. A name with other characters is matched by globs alone, so a
+/// pattern never matches more than its source.
+fn param_builder<I, S>(patterns: I) -> RegexSetBuilder
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut b = RegexSetBuilder::new(patterns);
+    b.case_insensitive(true).unicode(false).crlf(true);
+    b
+}
+
+/// Whether `pattern` is a parameter-name pattern a `[[param]]` may hold: it compiles
+/// (as mailveil reads patterns: anchored, over bytes, ASCII case-insensitive) and does
+/// not take in (nearly) every name. The error says why not.
+pub fn check_name_pattern(pattern: &str) -> Result<(), String> {
+    check_pattern(pattern)
+}
+
+/// A name pattern that compiles and does not take in every name.
+fn check_pattern(pattern: &str) -> Result<(), String> {
+    let re = BytesRegexBuilder::new(&anchored(pattern))
+        .case_insensitive(true)
+        .unicode(false)
+        .crlf(true)
+        .build()
+        .map_err(|e| {
+            // The parser's message draws the pattern over several lines: its last says why.
+            let why = e.to_string();
+            let why = why.lines().last().unwrap_or("").trim().to_string();
+            format!("pattern {pattern:?}: {why}")
+        })?;
+    let probes: [&[u8]; 4] = [b"q", b"id", b"page", b"zz_9"];
+    if re.is_match(b"") || probes.iter().all(|p| re.is_match(p)) {
+        return Err(format!(
+            "pattern {pattern:?} matches (nearly) every parameter name"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -714,6 +1013,52 @@ source = "test"
                 .match_pixel("us3.list-manage.com", "/track/open.php")
                 .is_some()
         );
+    }
+
+    fn param(extra: &str) -> Result<Rules, RuleError> {
+        let text =
+            format!("[[param]]\nid = \"p\"\nclass = \"campaign\"\nsource = \"s\"\n{extra}\n");
+        Rules::compile(&[src("p.toml", &text)])
+    }
+
+    #[test]
+    fn name_patterns_are_anchored_ascii_case_insensitive_and_never_take_in_everything() {
+        let rules = param("patterns = [\"p[fd]_rd_[a-z]*\", \"li[a-z]{2}\"]").unwrap();
+        let hit = |n: &str| rules.match_params_at("x.example", "/", n).next().is_some();
+        assert!(hit("pf_rd_p") && hit("PD_RD_") && hit("lipi"));
+        assert!(!hit("xpf_rd_p") && !hit("pf_rd_1") && !hit("lipis"));
+        // Unicode case folding would take the Kelvin sign for a k; ClearURLs' engine does not.
+        let k = param("patterns = [\"trk\"]").unwrap();
+        assert!(k.match_params("x.example", "TRK").next().is_some());
+        assert!(
+            k.match_params_at("x.example", "/", "tr\u{212A}")
+                .next()
+                .is_none()
+        );
+        for bad in ["\".*\"", "\"[a-z_0-9]*\"", "\"(\"", "\"x|\""] {
+            let e = param(&format!("patterns = [{bad}]")).unwrap_err();
+            assert_eq!((e.file.as_str(), e.line), ("p.toml", 2), "{bad}: {e}");
+        }
+        assert!(param("").is_err(), "a name or a pattern is needed");
+    }
+
+    #[test]
+    fn redirects_take_candidate_params_and_encodings_one_way_only() {
+        let head = "[[tracker]]\nid = \"t\"\nname = \"T\"\ncategory = \"esp\"\nsource = \"s\"\n[[redirect]]\nid = \"r\"\ntracker = \"t\"\nhost = \"x.example\"\nsource = \"s\"\n";
+        let compile = |body: &str| Rules::compile(&[src("r.toml", &format!("{head}{body}"))]);
+        assert!(
+            compile("opaque = true\nparams = [\"url\"]\nencodings = [\"plain\", \"base64\"]")
+                .is_ok()
+        );
+        assert!(compile("opaque = false\nparams = [\"url\", \"u\"]").is_ok());
+        for bad in [
+            "opaque = false\nparam = \"u\"\nparams = [\"url\"]",
+            "opaque = false\nparam = \"u\"\nencoding = \"plain\"\nencodings = [\"base64\"]",
+            "opaque = true\nsegment = 1",
+            "opaque = false",
+        ] {
+            assert!(compile(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -160,15 +160,45 @@ pub struct RedirectEntry {
     pub opaque: bool,
     #[serde(default)]
     pub param: Option<String>,
+    /// Candidate parameters, tried in order (instead of `param`). On an opaque rule: the
+    /// destination when one of them carries it in plain view, else the link is opaque.
+    #[serde(default)]
+    pub params: Vec<String>,
     #[serde(default)]
     pub segment: Option<i32>,
     #[serde(default)]
     pub encoding: Option<RedirectEncoding>,
+    /// Candidate encodings, tried in order (instead of `encoding`).
+    #[serde(default)]
+    pub encodings: Vec<RedirectEncoding>,
     #[serde(default)]
     pub field: Option<String>,
+    /// `keep`: URLs that match are no redirect at all (an exception).
+    #[serde(default)]
+    pub action: RuleAction,
     pub source: String,
     #[serde(default)]
     pub note: Option<String>,
+}
+
+impl RedirectEntry {
+    /// The parameters that may carry the destination, in the order they are tried.
+    pub fn candidate_params(&self) -> impl Iterator<Item = &str> {
+        self.param
+            .as_deref()
+            .into_iter()
+            .chain(self.params.iter().map(String::as_str))
+    }
+
+    /// The encodings tried, in order (plain when none is given).
+    pub fn candidate_encodings(&self) -> Vec<RedirectEncoding> {
+        let mut v: Vec<RedirectEncoding> = self.encoding.into_iter().collect();
+        v.extend(self.encodings.iter().copied());
+        if v.is_empty() {
+            v.push(RedirectEncoding::Plain);
+        }
+        v
+    }
 }
 
 /// How a redirect carries its destination.
@@ -193,9 +223,17 @@ pub struct ParamEntry {
     pub id: String,
     #[serde(default)]
     pub tracker: Option<String>,
+    /// Name globs (`utm_*`), case-insensitive.
+    #[serde(default)]
     pub names: Vec<String>,
+    /// Names as regular expressions, anchored at both ends, ASCII case-insensitive.
+    #[serde(default)]
+    pub patterns: Vec<String>,
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Path globs (prefix matches of path and query): only on these paths.
+    #[serde(default)]
+    pub paths: Vec<String>,
     pub class: ParamClass,
     #[serde(default)]
     pub action: RuleAction,
