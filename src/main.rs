@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// ARC signing keys: make one, print its DNS record (docs/authentication.md).
+    ArcKey {
+        #[command(subcommand)]
+        command: mailveil::auth::keys::Command,
+    },
 }
 
 #[derive(Args)]
@@ -96,6 +101,8 @@ struct FilterArgs {
     /// Put a short note of what was removed at the top of cleaned HTML mails.
     #[arg(long)]
     banner: bool,
+    #[command(flatten)]
+    auth: mailveil::auth::Settings,
 }
 
 #[derive(Args)]
@@ -433,6 +440,16 @@ fn main() -> ExitCode {
         Command::Dashboard(args) => report_cmd::dashboard(args),
         Command::Milter(args) => milter(args),
         Command::Imap(args) => imap(args),
+        Command::ArcKey { command } => match mailveil::auth::keys::run(command) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mailveil: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Rules { command } => match rules_command(command) {
             Ok(code) => code,
             Err(e) => {
@@ -510,7 +527,16 @@ fn filter(args: FilterArgs) -> ExitCode {
         over.limits.max_message_bytes = 0;
         clean(&raw[..head], &envelope, &over, &rules)
     } else {
-        clean(&raw, &envelope, &policy, &rules)
+        // Authentication (off by default): verify, clean, record the verdict, seal.
+        match mailveil::auth::around_filter(&args.auth, &raw, |raw| {
+            clean(raw, &envelope, &policy, &rules)
+        }) {
+            Ok(cleaned) => cleaned,
+            Err(e) => {
+                eprintln!("mailveil: authentication: {e}");
+                return ExitCode::from(EX_TEMPFAIL);
+            }
+        }
     };
     let elapsed = started.elapsed();
     if let Some(err) = &cleaned.report.error {
