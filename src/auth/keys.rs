@@ -1,6 +1,10 @@
 //! ARC signing keys: generated (aws-lc-rs, the crypto provider rustls already uses here),
 //! read from PEM files whose permissions keep them ours, and their public half as the
 //! DNS TXT record a verifier looks up (`SELECTOR._domainkey.DOMAIN`).
+//!
+//! RSA only: ARC verifiers accept rsa-sha256 seals and no other (dkimpy's `arc_verify`
+//! answers "unknown signature algorithm" to an ed25519-sha256 seal made by mail-auth),
+//! so an Ed25519 key, which mail-auth could sign with, would seal nothing anyone trusts.
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
@@ -16,15 +20,12 @@ use std::path::{Path, PathBuf};
 /// `mailveil arc-key ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Make a new ARC signing key (PEM, mode 600; an existing file is never replaced)
+    /// Make a new RSA ARC signing key (PEM, mode 600; an existing file is never replaced)
     /// and print its DNS record when --selector and --domain are given.
     Generate {
         /// Where to write the private key.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// rsa (RSA-SHA256, every verifier has it) or ed25519.
-        #[arg(long, value_name = "rsa|ed25519", default_value = "rsa")]
-        algorithm: Algorithm,
         /// RSA key size: 2048, 3072 or 4096.
         #[arg(long, default_value_t = 2048)]
         bits: u32,
@@ -54,12 +55,11 @@ pub fn run(command: Command) -> Result<String, String> {
     match command {
         Command::Generate {
             out,
-            algorithm,
             bits,
             selector,
             domain,
         } => {
-            generate(&out, algorithm, bits)?;
+            generate(&out, bits)?;
             match (selector, domain) {
                 (Some(s), Some(d)) => record_line(&out, &s, &d),
                 _ => Ok(format!(
@@ -86,20 +86,9 @@ fn record_line(key: &Path, selector: &str, domain: &str) -> Result<String, Strin
     Ok(zone_line(selector, domain, &public_record(&private)?))
 }
 
-/// A signing algorithm: RSA-SHA256 (every verifier has it) or Ed25519-SHA256 (RFC 8463;
-/// fewer verifiers have it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Algorithm {
-    /// RSA with SHA-256.
-    Rsa,
-    /// Ed25519 with SHA-256.
-    Ed25519,
-}
-
-/// A private key read from a file, and which algorithm it is for.
+/// A private key read from a file: an RSA key, in the DER form it came in.
 pub struct PrivateKey {
     pub(crate) der: PrivateKeyDer<'static>,
-    pub(crate) algorithm: Algorithm,
 }
 
 /// Reads a PEM private key (PKCS#8 `PRIVATE KEY`, or PKCS#1 `RSA PRIVATE KEY` as
@@ -114,27 +103,8 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKey, String> {
     let pem = std::fs::read(path).map_err(|e| format!("ARC key {shown}: {e}"))?;
     let der = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| format!("ARC key {shown}: not a PEM private key ({e})"))?;
-    let algorithm = match &der {
-        PrivateKeyDer::Pkcs1(k) => {
-            RsaKeyPair::from_der(k.secret_pkcs1_der())
-                .map_err(|e| format!("ARC key {shown}: unusable RSA key ({e})"))?;
-            Algorithm::Rsa
-        }
-        PrivateKeyDer::Pkcs8(k) => {
-            let bytes = k.secret_pkcs8_der();
-            if RsaKeyPair::from_pkcs8(bytes).is_ok() {
-                Algorithm::Rsa
-            } else if Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).is_ok() {
-                Algorithm::Ed25519
-            } else {
-                return Err(format!(
-                    "ARC key {shown}: neither an RSA (2048 to 8192 bits) nor an Ed25519 key"
-                ));
-            }
-        }
-        _ => return Err(format!("ARC key {shown}: only RSA and Ed25519 keys sign ARC")),
-    };
-    Ok(PrivateKey { der, algorithm })
+    rsa_pair(&der).map_err(|e| format!("ARC key {shown}: {e}"))?;
+    Ok(PrivateKey { der })
 }
 
 /// The permission rule of [`read_private_key`], on the file's metadata.
@@ -157,36 +127,46 @@ fn check_permissions(meta: &std::fs::Metadata, euid: u32) -> Result<(), String> 
     Ok(())
 }
 
-/// Makes a new key and writes it to `path` as PKCS#8 PEM, mode 600. Refuses to replace
-/// an existing file (a rotation writes a new file under a new selector).
-pub fn generate(path: &Path, algorithm: Algorithm, bits: u32) -> Result<(), String> {
+/// The RSA key pair of a PEM key, or why it is not one we sign with.
+pub(crate) fn rsa_pair(der: &PrivateKeyDer<'_>) -> Result<RsaKeyPair, String> {
+    match der {
+        PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der())
+            .map_err(|e| format!("unusable RSA key ({e})")),
+        PrivateKeyDer::Pkcs8(k) => {
+            let bytes = k.secret_pkcs8_der();
+            RsaKeyPair::from_pkcs8(bytes).map_err(|e| {
+                if Ed25519KeyPair::from_pkcs8_maybe_unchecked(bytes).is_ok() {
+                    "an Ed25519 key: ARC verifiers accept RSA-SHA256 seals only \
+                     (mailveil arc-key generate makes one)"
+                        .to_string()
+                } else {
+                    format!("not an RSA key of 2048 to 8192 bits ({e})")
+                }
+            })
+        }
+        _ => Err("not an RSA key (ARC seals are RSA-SHA256)".into()),
+    }
+}
+
+/// Makes a new RSA key and writes it to `path` as PKCS#8 PEM, mode 600. Refuses to
+/// replace an existing file (a rotation writes a new file under a new selector).
+pub fn generate(path: &Path, bits: u32) -> Result<(), String> {
     let shown = path.display();
-    let pkcs8: Vec<u8> = match algorithm {
-        Algorithm::Rsa => {
-            let size = match bits {
-                2048 => KeySize::Rsa2048,
-                3072 => KeySize::Rsa3072,
-                4096 => KeySize::Rsa4096,
-                _ => return Err(format!("RSA keys of {bits} bits: use 2048, 3072 or 4096")),
-            };
-            let key = RsaKeyPair::generate(size).map_err(|e| format!("RSA key: {e}"))?;
-            let der: Pkcs8V1Der<'static> = key.as_der().map_err(|e| format!("RSA key: {e}"))?;
-            der.as_ref().to_vec()
-        }
-        Algorithm::Ed25519 => {
-            let key = Ed25519KeyPair::generate().map_err(|e| format!("Ed25519 key: {e}"))?;
-            let der: Pkcs8V1Der<'static> =
-                key.as_der().map_err(|e| format!("Ed25519 key: {e}"))?;
-            der.as_ref().to_vec()
-        }
+    let size = match bits {
+        2048 => KeySize::Rsa2048,
+        3072 => KeySize::Rsa3072,
+        4096 => KeySize::Rsa4096,
+        _ => return Err(format!("RSA keys of {bits} bits: use 2048, 3072 or 4096")),
     };
+    let key = RsaKeyPair::generate(size).map_err(|e| format!("RSA key: {e}"))?;
+    let pkcs8: Pkcs8V1Der<'static> = key.as_der().map_err(|e| format!("RSA key: {e}"))?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("cannot create {shown}: {e}"))?;
-    file.write_all(pem("PRIVATE KEY", &pkcs8).as_bytes())
+    file.write_all(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| format!("cannot write {shown}: {e}"))
 }
@@ -204,35 +184,15 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// The TXT record value of the key's public half: `v=DKIM1; k=rsa; p=...` (the
-/// SubjectPublicKeyInfo, as RFC 6376 section 3.6.1 and opendkim-genkey have it) or
-/// `v=DKIM1; k=ed25519; p=...` (the raw 32 bytes, RFC 8463).
+/// The TXT record value of the key's public half: `v=DKIM1; k=rsa; p=...`, the
+/// SubjectPublicKeyInfo as RFC 6376 section 3.6.1 (and opendkim-genkey) have it.
 pub fn public_record(key: &PrivateKey) -> Result<String, String> {
-    let (k, public) = match (&key.der, key.algorithm) {
-        (PrivateKeyDer::Pkcs1(k), _) => ("rsa", rsa_spki(RsaKeyPair::from_der(k.secret_pkcs1_der()))?),
-        (PrivateKeyDer::Pkcs8(k), Algorithm::Rsa) => (
-            "rsa",
-            rsa_spki(RsaKeyPair::from_pkcs8(k.secret_pkcs8_der()))?,
-        ),
-        (PrivateKeyDer::Pkcs8(k), Algorithm::Ed25519) => {
-            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(k.secret_pkcs8_der())
-                .map_err(|e| format!("Ed25519 key: {e}"))?;
-            ("ed25519", pair.public_key().as_ref().to_vec())
-        }
-        _ => return Err("only RSA and Ed25519 keys sign ARC".into()),
-    };
-    Ok(format!("v=DKIM1; k={k}; p={}", B64.encode(public)))
-}
-
-fn rsa_spki(
-    pair: Result<RsaKeyPair, aws_lc_rs::error::KeyRejected>,
-) -> Result<Vec<u8>, String> {
-    let pair = pair.map_err(|e| format!("RSA key: {e}"))?;
+    let pair = rsa_pair(&key.der)?;
     let spki: PublicKeyX509Der<'static> = pair
         .public_key()
         .as_der()
         .map_err(|e| format!("RSA key: {e}"))?;
-    Ok(spki.as_ref().to_vec())
+    Ok(format!("v=DKIM1; k=rsa; p={}", B64.encode(spki.as_ref())))
 }
 
 /// The zone-file line publishing `record` for `selector` and `domain`: the value cut in
@@ -255,9 +215,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn key_file(dir: &Path, mode: u32, algorithm: Algorithm) -> std::path::PathBuf {
-        let path = dir.join(format!("k{mode:o}{algorithm:?}"));
-        generate(&path, algorithm, 2048).unwrap();
+    fn key_file(dir: &Path, mode: u32) -> std::path::PathBuf {
+        let path = dir.join(format!("k{mode:o}"));
+        generate(&path, 2048).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
     }
@@ -265,18 +225,18 @@ mod tests {
     #[test]
     fn generated_keys_are_private_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        for algorithm in [Algorithm::Rsa, Algorithm::Ed25519] {
-            let path = dir.path().join(format!("{algorithm:?}.pem"));
-            generate(&path, algorithm, 2048).unwrap();
-            let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
-            assert_eq!(mode, 0o600);
-            let key = read_private_key(&path).unwrap();
-            assert_eq!(key.algorithm, algorithm);
-            let record = public_record(&key).unwrap();
-            assert!(record.starts_with("v=DKIM1; k="), "{record}");
-            // Never overwritten.
-            assert!(generate(&path, algorithm, 2048).is_err());
-        }
+        let path = dir.path().join("arc.pem");
+        generate(&path, 2048).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let key = read_private_key(&path).unwrap();
+        let record = public_record(&key).unwrap();
+        assert!(record.starts_with("v=DKIM1; k=rsa; p=MII"), "{record}");
+        // Never overwritten.
+        let before = std::fs::read(&path).unwrap();
+        assert!(generate(&path, 2048).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert!(generate(&dir.path().join("small.pem"), 1024).is_err());
     }
 
     #[test]
@@ -290,7 +250,7 @@ mod tests {
             (0o660, false),
             (0o602, false),
         ] {
-            let path = key_file(dir.path(), mode, Algorithm::Ed25519);
+            let path = key_file(dir.path(), mode);
             let got = read_private_key(&path);
             assert_eq!(got.is_ok(), ok, "mode {mode:o}: {:?}", got.err());
         }
@@ -304,7 +264,7 @@ mod tests {
         // The checkout is a directory: first the regular-file rule speaks.
         assert!(check_permissions(&meta, 12345).is_err());
         let dir = tempfile::tempdir().unwrap();
-        let path = key_file(dir.path(), 0o600, Algorithm::Ed25519);
+        let path = key_file(dir.path(), 0o600);
         let meta = std::fs::metadata(&path).unwrap();
         let owner = meta.uid();
         assert!(check_permissions(&meta, owner).is_ok());

@@ -4,14 +4,13 @@
 //! chain's status comes from the verdict, so sealing looks nothing up.
 
 use super::headers;
-use super::keys::{self, Algorithm};
+use super::keys;
 use super::results::{AuthResult, Verdict};
 use mail_auth::arc::{ArcSealer, Set};
-use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::{Header, HeaderWriter};
 use mail_auth::dkim::Done;
 use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult};
-use rustls_pki_types::PrivateKeyDer;
 use std::path::Path;
 
 /// RFC 8617 section 4.2.1: instances run from 1 to 50.
@@ -40,34 +39,21 @@ const SIGNED_HEADERS: &[&str] = &[
     "DKIM-Signature",
 ];
 
-/// An ARC signing key with its selector and domain.
+/// An ARC signing key (RSA-SHA256) with its selector and domain.
 pub struct ArcKey {
-    sealer: ArcSealer<DkimKey, Done>,
+    sealer: ArcSealer<RsaKey<Sha256>, Done>,
     /// The selector (`s=`).
     pub selector: String,
     /// The signing domain (`d=`).
     pub domain: String,
-    /// RSA-SHA256 or Ed25519-SHA256.
-    pub algorithm: Algorithm,
 }
 
 impl ArcKey {
     /// Reads the key file (see [`keys::read_private_key`] for the permission rule).
     pub fn load(path: &Path, selector: &str, domain: &str) -> Result<ArcKey, String> {
         let key = keys::read_private_key(path)?;
-        let algorithm = key.algorithm;
-        let shown = path.display();
-        let signing = match (key.der, algorithm) {
-            (der, Algorithm::Rsa) => DkimKey::Rsa(
-                RsaKey::<Sha256>::from_key_der(der)
-                    .map_err(|e| format!("ARC key {shown}: {e}"))?,
-            ),
-            (PrivateKeyDer::Pkcs8(der), Algorithm::Ed25519) => DkimKey::Ed25519(
-                Ed25519Key::from_pkcs8_maybe_unchecked_der(der.secret_pkcs8_der())
-                    .map_err(|e| format!("ARC key {shown}: {e}"))?,
-            ),
-            _ => return Err(format!("ARC key {shown}: unusable Ed25519 key")),
-        };
+        let signing = RsaKey::<Sha256>::from_key_der(key.der)
+            .map_err(|e| format!("ARC key {}: {e}", path.display()))?;
         let sealer = ArcSealer::from_key(signing)
             .domain(domain)
             .selector(selector)
@@ -76,7 +62,6 @@ impl ArcKey {
             sealer,
             selector: selector.to_string(),
             domain: domain.to_string(),
-            algorithm,
         })
     }
 }
