@@ -45,7 +45,10 @@ fn main() {
     let envelope = Envelope::to(["reader@example.org"]);
     let policy = Policy::default();
 
-    println!("one signed newsletter ({} bytes), RSA-2048 DKIM signature", signed.len());
+    println!(
+        "one signed newsletter ({} bytes), RSA-2048 DKIM signature",
+        signed.len()
+    );
     let base = per_mail("clean() alone", N, || {
         clean(&signed, &envelope, &policy, &rules);
     });
@@ -53,10 +56,14 @@ fn main() {
     let warm = per_mail("verify, key in the resolver's cache", N, || {
         rt.block_on(verify(&signed, &cached));
     });
-    let cold = per_mail("verify, key asked of the DNS server (fresh resolver)", N, || {
-        let fresh = Resolver::new(server, timeout).unwrap();
-        rt.block_on(verify(&signed, &fresh));
-    });
+    let cold = per_mail(
+        "verify, key asked of the DNS server (fresh resolver)",
+        N,
+        || {
+            let fresh = Resolver::new(server, timeout).unwrap();
+            rt.block_on(verify(&signed, &fresh));
+        },
+    );
     let settings = Settings {
         authenticate: true,
         dns_resolver: Some(dns.addr()),

@@ -114,13 +114,25 @@ fn filter_records_the_verdict_and_seals_what_it_changed() {
     }
     let dns = Dns::start(&keys().zone, false);
     let signed = dkimsign(&newsletter(), false);
-    let out = pipe(&mut filter_cmd(&dns, &arc_flags().iter().map(String::as_str).collect::<Vec<_>>()), &signed);
+    let out = pipe(
+        &mut filter_cmd(
+            &dns,
+            &arc_flags().iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        &signed,
+    );
     let text = String::from_utf8_lossy(&out);
-    assert!(!text.contains("t.sender.test/open.gif"), "the pixel stays:\n{text}");
+    assert!(
+        !text.contains("t.sender.test/open.gif"),
+        "the pixel stays:\n{text}"
+    );
 
     // Our verdict on the mail as it arrived, on top of the cleaned mail, below the seal.
     let fields = header_fields(&out);
-    let names: Vec<&str> = fields.iter().map(|f| f.split(':').next().unwrap()).collect();
+    let names: Vec<&str> = fields
+        .iter()
+        .map(|f| f.split(':').next().unwrap())
+        .collect();
     assert_eq!(
         &names[..4],
         [
@@ -132,21 +144,37 @@ fn filter_records_the_verdict_and_seals_what_it_changed() {
     );
     assert_eq!(
         fields_named(&out, "Authentication-Results"),
-        ["Authentication-Results: mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=none"]
+        [
+            "Authentication-Results: mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=none"
+        ]
     );
     assert_eq!(
         fields_named(&out, "ARC-Authentication-Results"),
-        ["ARC-Authentication-Results: i=1; mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=none"]
+        [
+            "ARC-Authentication-Results: i=1; mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=none"
+        ]
     );
     let seal = &fields_named(&out, "ARC-Seal")[0];
-    assert!(seal.contains("i=1;") && seal.contains("cv=none;") && seal.contains("a=rsa-sha256;"), "{seal}");
+    assert!(
+        seal.contains("i=1;") && seal.contains("cv=none;") && seal.contains("a=rsa-sha256;"),
+        "{seal}"
+    );
 
     // The independent verifier: the chain holds; the sender's own signature does not
     // (the body changed), which is why the seal is there.
     let arc = dkimpy(&dns, &["arc-verify"], &out);
-    assert!(arc.starts_with("arc verification: cv=pass success"), "{arc}");
-    assert_eq!(dkimpy(&dns, &["dkim-verify"], &out).trim(), "dkim verification: fail");
-    assert_eq!(dkimpy(&dns, &["dkim-verify"], &signed).trim(), "dkim verification: pass");
+    assert!(
+        arc.starts_with("arc verification: cv=pass success"),
+        "{arc}"
+    );
+    assert_eq!(
+        dkimpy(&dns, &["dkim-verify"], &out).trim(),
+        "dkim verification: fail"
+    );
+    assert_eq!(
+        dkimpy(&dns, &["dkim-verify"], &signed).trim(),
+        "dkim verification: pass"
+    );
 }
 
 #[test]
@@ -157,11 +185,21 @@ fn an_ed25519_key_is_refused_for_sealing() {
     // Ed25519 signatures are verified (above); ARC verifiers take RSA seals only.
     let dns = Dns::start(&keys().zone, false);
     let key = path_str(&keys().ed_pem);
-    let flags = ["--arc-key", &key, "--arc-selector", "arced", "--arc-domain", "veil.test"];
+    let flags = [
+        "--arc-key",
+        &key,
+        "--arc-selector",
+        "arced",
+        "--arc-domain",
+        "veil.test",
+    ];
     let out = run(&mut filter_cmd(&dns, &flags), &newsletter());
     assert_eq!(out.status.code(), Some(75));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("an Ed25519 key: ARC verifiers accept RSA-SHA256 seals only"), "{stderr}");
+    assert!(
+        stderr.contains("an Ed25519 key: ARC verifiers accept RSA-SHA256 seals only"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -171,13 +209,28 @@ fn a_mail_cleaning_left_alone_is_not_sealed_and_keeps_its_signature() {
     }
     let dns = Dns::start(&keys().zone, false);
     let signed = dkimsign(&note(), false);
-    let out = pipe(&mut filter_cmd(&dns, &arc_flags().iter().map(String::as_str).collect::<Vec<_>>()), &signed);
-    assert!(fields_named(&out, "ARC-Seal").is_empty(), "{}", String::from_utf8_lossy(&out));
+    let out = pipe(
+        &mut filter_cmd(
+            &dns,
+            &arc_flags().iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        &signed,
+    );
+    assert!(
+        fields_named(&out, "ARC-Seal").is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert_eq!(
         fields_named(&out, "Authentication-Results"),
-        ["Authentication-Results: mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=none"]
+        [
+            "Authentication-Results: mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=none"
+        ]
     );
-    assert_eq!(dkimpy(&dns, &["dkim-verify"], &out).trim(), "dkim verification: pass");
+    assert_eq!(
+        dkimpy(&dns, &["dkim-verify"], &out).trim(),
+        "dkim verification: pass"
+    );
 }
 
 /// An upstream forwarder's ARC set (dkimpy's arc_sign, instance 1) on a signed mail.
@@ -189,11 +242,20 @@ fn forwarded(dns: &Dns) -> Vec<u8> {
     let k = keys();
     let sealed = dkimpy(
         dns,
-        &["arc-sign", "fwd", "forwarder.test", &path_str(&k.forwarder), "forwarder.test"],
+        &[
+            "arc-sign",
+            "fwd",
+            "forwarder.test",
+            &path_str(&k.forwarder),
+            "forwarder.test",
+        ],
         &with_ar,
     );
     let arc = dkimpy(dns, &["arc-verify"], sealed.as_bytes());
-    assert!(arc.starts_with("arc verification: cv=pass"), "upstream chain: {arc}");
+    assert!(
+        arc.starts_with("arc verification: cv=pass"),
+        "upstream chain: {arc}"
+    );
     sealed.into_bytes()
 }
 
@@ -204,20 +266,38 @@ fn an_existing_chain_is_verified_and_continued() {
     }
     let dns = Dns::start(&keys().zone, false);
     let incoming = forwarded(&dns);
-    let out = pipe(&mut filter_cmd(&dns, &arc_flags().iter().map(String::as_str).collect::<Vec<_>>()), &incoming);
+    let out = pipe(
+        &mut filter_cmd(
+            &dns,
+            &arc_flags().iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        &incoming,
+    );
     assert_eq!(
         fields_named(&out, "Authentication-Results")
             .iter()
             .filter(|f| f.contains("mx.example.org"))
             .collect::<Vec<_>>(),
-        ["Authentication-Results: mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=pass"]
+        [
+            "Authentication-Results: mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=pass"
+        ]
     );
     let seals = fields_named(&out, "ARC-Seal");
     assert_eq!(seals.len(), 2);
-    assert!(seals[0].contains("i=2;") && seals[0].contains("cv=pass;"), "{}", seals[0]);
+    assert!(
+        seals[0].contains("i=2;") && seals[0].contains("cv=pass;"),
+        "{}",
+        seals[0]
+    );
     let arc = dkimpy(&dns, &["arc-verify"], &out);
-    assert!(arc.starts_with("arc verification: cv=pass success"), "{arc}");
-    assert!(arc.contains("instance 2: ams-valid=True as-valid=True"), "{arc}");
+    assert!(
+        arc.starts_with("arc verification: cv=pass success"),
+        "{arc}"
+    );
+    assert!(
+        arc.contains("instance 2: ams-valid=True as-valid=True"),
+        "{arc}"
+    );
 }
 
 #[test]
@@ -226,20 +306,39 @@ fn a_broken_chain_is_recorded_not_sealed() {
         return;
     }
     let dns = Dns::start(&keys().zone, false);
-    let incoming = String::from_utf8(forwarded(&dns))
-        .unwrap()
-        .replacen("dkim=pass header.d=sender.test", "dkim=pass header.d=bank.test", 1);
-    let out = run(&mut filter_cmd(&dns, &arc_flags().iter().map(String::as_str).collect::<Vec<_>>()), incoming.as_bytes());
+    let incoming = String::from_utf8(forwarded(&dns)).unwrap().replacen(
+        "dkim=pass header.d=sender.test",
+        "dkim=pass header.d=bank.test",
+        1,
+    );
+    let out = run(
+        &mut filter_cmd(
+            &dns,
+            &arc_flags().iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        incoming.as_bytes(),
+    );
     assert!(out.status.success());
     let ours: Vec<String> = fields_named(&out.stdout, "Authentication-Results")
         .into_iter()
         .filter(|f| f.contains("mx.example.org"))
         .collect();
     assert_eq!(ours.len(), 1);
-    assert!(ours[0].ends_with("; arc=fail reason=\"signature did not verify\""), "{}", ours[0]);
-    assert_eq!(fields_named(&out.stdout, "ARC-Seal").len(), 1, "only the forwarder's");
+    assert!(
+        ours[0].ends_with("; arc=fail reason=\"signature did not verify\""),
+        "{}",
+        ours[0]
+    );
+    assert_eq!(
+        fields_named(&out.stdout, "ARC-Seal").len(),
+        1,
+        "only the forwarder's"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not sealed: the incoming ARC chain is fail"), "{stderr}");
+    assert!(
+        stderr.contains("not sealed: the incoming ARC chain is fail"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -287,7 +386,9 @@ fn a_dns_server_that_never_answers_costs_at_most_the_timeout() {
     // The bound is the behaviour under test: 1 s of lookups, plus scheduling slack.
     assert!(took < Duration::from_millis(1900), "took {took:?}");
     assert!(
-        dns.queries().iter().any(|q| q == "sel._domainkey.sender.test TXT"),
+        dns.queries()
+            .iter()
+            .any(|q| q == "sel._domainkey.sender.test TXT"),
         "{:?}",
         dns.queries()
     );
@@ -300,7 +401,9 @@ fn a_dns_server_that_never_answers_costs_at_most_the_timeout() {
     assert!(took < Duration::from_millis(2500), "took {took:?}");
     assert_eq!(
         fields_named(&out.stdout, "Authentication-Results"),
-        ["Authentication-Results: mx.example.org; dkim=temperror reason=\"DNS timed out\" header.d=sender.test header.s=sel; arc=none"]
+        [
+            "Authentication-Results: mx.example.org; dkim=temperror reason=\"DNS timed out\" header.d=sender.test header.s=sel; arc=none"
+        ]
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("open.gif"));
 }
@@ -344,10 +447,15 @@ fn the_default_authserv_id_is_the_host_name() {
         ]),
         &newsletter(),
     );
-    let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
     assert_eq!(
         fields_named(&out, "Authentication-Results"),
-        [format!("Authentication-Results: {host}; dkim=none; arc=none")]
+        [format!(
+            "Authentication-Results: {host}; dkim=none; arc=none"
+        )]
     );
 }
 
@@ -357,20 +465,33 @@ fn mail_from_a_delivery_agent_with_lf_and_an_mbox_line() {
         return;
     }
     let dns = Dns::start(&keys().zone, false);
-    let lf = String::from_utf8(newsletter()).unwrap().replace("\r\n", "\n");
+    let lf = String::from_utf8(newsletter())
+        .unwrap()
+        .replace("\r\n", "\n");
     let signed = dkimsign(lf.as_bytes(), false);
     let mut incoming = b"From news@sender.test Mon Jan  1 10:00:00 2024\n".to_vec();
     incoming.extend_from_slice(&signed);
-    let out = pipe(&mut filter_cmd(&dns, &arc_flags().iter().map(String::as_str).collect::<Vec<_>>()), &incoming);
+    let out = pipe(
+        &mut filter_cmd(
+            &dns,
+            &arc_flags().iter().map(String::as_str).collect::<Vec<_>>(),
+        ),
+        &incoming,
+    );
     assert!(out.starts_with(b"From news@sender.test Mon Jan  1 10:00:00 2024\nARC-Seal: i=1;"));
     assert!(!out.contains(&b'\r'), "a CR in an LF mail");
     assert_eq!(
         fields_named(&out, "Authentication-Results"),
-        ["Authentication-Results: mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=none"]
+        [
+            "Authentication-Results: mx.example.org; dkim=pass header.d=sender.test header.s=sel; arc=none"
+        ]
     );
     let without_mbox = &out[out.iter().position(|&b| b == b'\n').unwrap() + 1..];
     let arc = dkimpy(&dns, &["arc-verify"], without_mbox);
-    assert!(arc.starts_with("arc verification: cv=pass success"), "{arc}");
+    assert!(
+        arc.starts_with("arc verification: cv=pass success"),
+        "{arc}"
+    );
 }
 
 #[test]
@@ -385,13 +506,30 @@ fn a_key_others_can_read_is_refused_and_the_mail_waits() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
     let key = path_str(&open);
     let out = run(
-        &mut filter_cmd(&dns, &["--arc-key", &key, "--arc-selector", "arc1", "--arc-domain", "veil.test"]),
+        &mut filter_cmd(
+            &dns,
+            &[
+                "--arc-key",
+                &key,
+                "--arc-selector",
+                "arc1",
+                "--arc-domain",
+                "veil.test",
+            ],
+        ),
         &newsletter(),
     );
-    assert_eq!(out.status.code(), Some(75), "EX_TEMPFAIL: the MDA keeps the mail");
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "EX_TEMPFAIL: the MDA keeps the mail"
+    );
     assert!(out.stdout.is_empty());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("mode 644") && stderr.contains("chmod 600"), "{stderr}");
+    assert!(
+        stderr.contains("mode 644") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -403,13 +541,24 @@ fn arc_key_commands() {
     // print-dns gives the line generate printed (the zone was built from it).
     let out = pipe(
         std::process::Command::new(BIN)
-            .args(["arc-key", "print-dns", "--selector", "arc1", "--domain", "veil.test", "--key"])
+            .args([
+                "arc-key",
+                "print-dns",
+                "--selector",
+                "arc1",
+                "--domain",
+                "veil.test",
+                "--key",
+            ])
             .arg(&k.arc_rsa),
         b"",
     );
     let line = String::from_utf8(out).unwrap();
     assert!(line.starts_with("arc1._domainkey.veil.test. IN TXT ( \"v=DKIM1; k=rsa; p=MII"));
-    assert!(k.zone.contains(&format!("arc1._domainkey.veil.test {}\n", txt_of_zone_line(&line))));
+    assert!(k.zone.contains(&format!(
+        "arc1._domainkey.veil.test {}\n",
+        txt_of_zone_line(&line)
+    )));
     // An existing key file is never replaced.
     let again = run(
         std::process::Command::new(BIN)

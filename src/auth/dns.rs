@@ -34,10 +34,7 @@ impl Resolver {
                 let ns = NameServerConfig::new(
                     addr.ip(),
                     true,
-                    vec![
-                        conn(ConnectionConfig::udp()),
-                        conn(ConnectionConfig::tcp()),
-                    ],
+                    vec![conn(ConnectionConfig::udp()), conn(ConnectionConfig::tcp())],
                 );
                 (
                     ResolverConfig::from_name_servers(vec![ns]),

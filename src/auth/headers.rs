@@ -28,7 +28,9 @@ impl Field {
 /// over), which is no header and never signed.
 pub(crate) fn header_start(msg: &[u8]) -> usize {
     if msg.starts_with(b"From ") {
-        msg.iter().position(|&b| b == b'\n').map_or(msg.len(), |i| i + 1)
+        msg.iter()
+            .position(|&b| b == b'\n')
+            .map_or(msg.len(), |i| i + 1)
     } else {
         0
     }
@@ -64,7 +66,9 @@ pub(crate) fn fields(msg: &[u8]) -> Vec<Field> {
             }
         } else if let Some(colon) = content.iter().position(|&b| b == b':') {
             out.push(Field {
-                name: String::from_utf8_lossy(&content[..colon]).trim().to_string(),
+                name: String::from_utf8_lossy(&content[..colon])
+                    .trim()
+                    .to_string(),
                 range: at..end,
                 value_start: at + colon + 1,
             });

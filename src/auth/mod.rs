@@ -250,7 +250,10 @@ pub fn around_filter(
     let mut cleaned = clean(raw);
     let (bytes, note) = auth.finish(raw, &verdict, &cleaned.bytes);
     if let Some(note) = note {
-        eprintln!("mailveil: authentication: {}", crate::printable::printable(&note));
+        eprintln!(
+            "mailveil: authentication: {}",
+            crate::printable::printable(&note)
+        );
     }
     cleaned.bytes = bytes;
     Ok(cleaned)

@@ -262,10 +262,7 @@ mod tests {
              dkim=fail reason=\"body hash did not verify\" header.d=esp.example header.s=k2; \
              arc=none"
         );
-        assert_eq!(
-            Verdict::unsigned().render("mx"),
-            "mx; dkim=none; arc=none"
-        );
+        assert_eq!(Verdict::unsigned().render("mx"), "mx; dkim=none; arc=none");
     }
 
     #[test]
@@ -307,7 +304,10 @@ mod tests {
         for (value, id) in [
             (&b" mx.example.org; dkim=pass"[..], Some("mx.example.org")),
             (b"mx.example.org;dkim=pass", Some("mx.example.org")),
-            (b" (a (nested) comment)\r\n\tMX.Example.ORG 1; none", Some("MX.Example.ORG")),
+            (
+                b" (a (nested) comment)\r\n\tMX.Example.ORG 1; none",
+                Some("MX.Example.ORG"),
+            ),
             (b" \"mx.example.org\"; dkim=pass", Some("mx.example.org")),
             (b" \"mx.ex\\ample.org\"; dkim=pass", Some("mx.example.org")),
             (b" mx.example.org(c); dkim=pass", Some("mx.example.org")),

@@ -94,9 +94,9 @@ fn arc_verdict(result: &DkimResult, sets: usize) -> ArcVerdict {
         DkimResult::None => (AuthResult::None, None),
         DkimResult::Pass => (AuthResult::Pass, None),
         DkimResult::TempError(e) => (AuthResult::TempError, Some(reason(e))),
-        DkimResult::Fail(e)
-        | DkimResult::Neutral(e)
-        | DkimResult::PermError(e) => (AuthResult::Fail, Some(reason(e))),
+        DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => {
+            (AuthResult::Fail, Some(reason(e)))
+        }
     };
     ArcVerdict {
         result,

@@ -78,14 +78,32 @@ fn make_keys() -> Keys {
     };
     let mut zone = String::new();
     zone += &format!("sel._domainkey.sender.test {}\n", dknewkey("sender", "rsa"));
-    zone += &format!("ed._domainkey.sender.test {}\n", dknewkey("sender-ed", "ed25519"));
-    zone += &format!("fwd._domainkey.forwarder.test {}\n", dknewkey("forwarder", "rsa"));
+    zone += &format!(
+        "ed._domainkey.sender.test {}\n",
+        dknewkey("sender-ed", "ed25519")
+    );
+    zone += &format!(
+        "fwd._domainkey.forwarder.test {}\n",
+        dknewkey("forwarder", "rsa")
+    );
     let out = Command::new(BIN)
-        .args(["arc-key", "generate", "--selector", "arc1", "--domain", "veil.test", "--out"])
+        .args([
+            "arc-key",
+            "generate",
+            "--selector",
+            "arc1",
+            "--domain",
+            "veil.test",
+            "--out",
+        ])
         .arg(dir.join("arc-rsa.pem"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = String::from_utf8(out.stdout).unwrap();
     zone += &format!("arc1._domainkey.veil.test {}\n", txt_of_zone_line(&line));
     let st = Command::new("/usr/bin/openssl")
@@ -296,10 +314,15 @@ pub fn fields_named(mail: &[u8], name: &str) -> Vec<String> {
 /// A `mailveil filter` command with authentication on, asking `dns`.
 pub fn filter_cmd(dns: &Dns, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(["filter", "--no-system-rules", "--recipient", "reader@example.org"])
-        .args(["--authenticate", "--dns-resolver", &dns.addr()])
-        .args(["--auth-serv-id", "mx.example.org"])
-        .args(extra);
+    cmd.args([
+        "filter",
+        "--no-system-rules",
+        "--recipient",
+        "reader@example.org",
+    ])
+    .args(["--authenticate", "--dns-resolver", &dns.addr()])
+    .args(["--auth-serv-id", "mx.example.org"])
+    .args(extra);
     cmd
 }
 
