@@ -166,15 +166,8 @@ impl Authenticator {
         }))
         .unwrap_or_else(|_| Err("ARC seal: internal error".into()));
         match sealed {
-            Ok(Some(set)) => (headers::prepend(&out, &headers::with_eol(&set, eol)), None),
-            Ok(None) => (
-                out,
-                Some(format!(
-                    "not sealed: the incoming ARC chain is {}",
-                    verdict.arc.result.as_str()
-                )),
-            ),
-            Err(e) => (out, Some(e)),
+            Ok(set) => (headers::prepend(&out, &headers::with_eol(&set, eol)), None),
+            Err(why) => (out, Some(why)),
         }
     }
 }

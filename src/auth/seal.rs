@@ -69,19 +69,23 @@ impl ArcKey {
 /// The next ARC set for `msg` (the message as it leaves, header block on top), as
 /// header text with CRLF line ends, to go on top of it. `verdict` is the one on the
 /// message as it arrived: its ARC result gives `cv=` (`none` for the first set, `pass`
-/// after a chain that verified). `None` when the chain cannot be continued: it failed
-/// or could not be checked now (a seal with `cv=fail` ends a chain and helps no one),
-/// or it is at its 50 sets, or its sets are no longer those that were verified.
+/// after a chain that verified). An error says why there is no set: the chain failed or
+/// could not be checked now (a seal with `cv=fail` ends a chain and helps no one), it is
+/// at its 50 sets, its sets are no longer those that were verified, or signing failed.
 pub fn seal(
     verdict: &Verdict,
     authserv_id: &str,
     msg: &[u8],
     key: &ArcKey,
-) -> Result<Option<String>, String> {
-    if !matches!(verdict.arc.result, AuthResult::None | AuthResult::Pass)
-        || verdict.arc.sets >= MAX_INSTANCE
-    {
-        return Ok(None);
+) -> Result<String, String> {
+    if !matches!(verdict.arc.result, AuthResult::None | AuthResult::Pass) {
+        return Err(format!(
+            "not sealed: the incoming ARC chain is {}",
+            verdict.arc.result.as_str()
+        ));
+    }
+    if verdict.arc.sets >= MAX_INSTANCE {
+        return Err(format!("not sealed: the ARC chain has {MAX_INSTANCE} sets"));
     }
     let body = &msg[headers::header_start(msg)..];
     let parsed = AuthenticatedMessage::parse(body)
@@ -92,7 +96,7 @@ pub fn seal(
         || parsed.aar_headers.len() != sets
         || parsed.has_arc_errors
     {
-        return Ok(None);
+        return Err("not sealed: the ARC sets are not those verified on arrival".into());
     }
     // The chain as verified on arrival, now read from the message to seal: the seal
     // signs these very header fields.
@@ -131,5 +135,5 @@ pub fn seal(
         "ARC-Authentication-Results",
         &format!("i={}; {value}", set.seal.i),
     );
-    Ok(Some(format!("{}{aar}", &text[..aar_at])))
+    Ok(format!("{}{aar}", &text[..aar_at]))
 }
