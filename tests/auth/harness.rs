@@ -62,8 +62,10 @@ pub fn keys() -> &'static Keys {
 }
 
 fn make_keys() -> Keys {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("auth-keys-{}", std::process::id()));
+    // One directory per test binary, made anew by each run: no leftovers pile up.
+    let exe = std::env::current_exe().unwrap();
+    let stem = exe.file_stem().unwrap().to_string_lossy();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("auth-keys-{stem}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let dknewkey = |name: &str, ktype: &str| -> String {
