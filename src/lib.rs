@@ -5,6 +5,7 @@
 pub use mailveil_core::*;
 
 pub mod allow_list;
+pub mod auth;
 pub mod explain;
 pub mod http;
 pub mod imap;

@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// ARC signing keys: make one, print its DNS record (docs/authentication.md).
+    ArcKey {
+        #[command(subcommand)]
+        command: mailveil::auth::keys::Command,
+    },
 }
 
 #[derive(Args)]
@@ -98,6 +103,8 @@ struct FilterArgs {
     /// Put a short note of what was removed at the top of cleaned HTML mails.
     #[arg(long)]
     banner: bool,
+    #[command(flatten)]
+    auth: mailveil::auth::Settings,
 }
 
 #[derive(Args)]
@@ -441,6 +448,16 @@ fn main() -> ExitCode {
         Command::Dashboard(args) => report_cmd::dashboard(args),
         Command::Milter(args) => milter(args),
         Command::Imap(args) => imap(args),
+        Command::ArcKey { command } => match mailveil::auth::keys::run(command) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mailveil: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Rules { command } => match rules_command(command) {
             Ok(code) => code,
             Err(e) => {
@@ -518,7 +535,16 @@ fn filter(args: FilterArgs) -> ExitCode {
         }
         report
     } else {
-        let cleaned = clean(&raw, &envelope, &policy, &rules);
+        // Authentication (off by default): verify, clean, record the verdict, seal.
+        let cleaned = match mailveil::auth::around_filter(&args.auth, &raw, |raw| {
+            clean(raw, &envelope, &policy, &rules)
+        }) {
+            Ok(cleaned) => cleaned,
+            Err(e) => {
+                eprintln!("mailveil: authentication: {e}");
+                return ExitCode::from(EX_TEMPFAIL);
+            }
+        };
         if let Some(err) = &cleaned.report.error {
             eprintln!(
                 "mailveil: mail could not be read ({}): delivered as an attachment",
