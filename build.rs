@@ -4,7 +4,10 @@ use std::{env, fs, path::Path};
 
 fn main() {
     println!("cargo:rerun-if-changed=rules");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    // Read at run time of the build script (not `env!`, fixed when the script was compiled):
+    // a build directory reused from another checkout must still embed this one's rules.
+    let dir = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("rules");
     let mut files: Vec<_> = fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
