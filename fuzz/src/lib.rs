@@ -88,7 +88,7 @@ pub fn check_clean(raw: &[u8], policy: &Policy) -> Cleaned {
     assert!(!once.bytes.is_empty(), "empty output");
     // What cannot be read is delivered whole: the original, byte for byte (after an mbox
     // `From ` line, which stays on top), as the attachment marked `error=`.
-    if let Some(code) = once.report.error.as_deref().filter(|c| *c != "too-large") {
+    if let Some(code) = once.report.error.as_deref() {
         let from_line = if raw.starts_with(b"From ") {
             raw.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1)
         } else {
