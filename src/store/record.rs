@@ -1,6 +1,6 @@
 //! One mail as the store keeps it, built from the core's [`Report`].
 
-use mailveil_core::{Action, Envelope, Report};
+use mailveil_core::{Envelope, Report};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -56,7 +56,9 @@ pub struct MailRecord {
 /// One finding as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StoredFinding {
-    /// Kind, kebab-case (`pixel`, `tracking-param`...).
+    /// Kind, as [`mailveil_core::FindingKind::as_str`] writes it (`pixel`,
+    /// `tracking-param`...); a row of another version may hold a name this one does
+    /// not know.
     pub kind: String,
     /// MIME part ("1.2", "header").
     pub part: String,
@@ -70,20 +72,18 @@ pub struct StoredFinding {
     /// The tracker or ESP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracker: Option<String>,
-    /// What was done, kebab-case.
+    /// What was done, as [`mailveil_core::Action::as_str`] writes it.
     pub action: String,
 }
 
-fn action_str(a: Action) -> &'static str {
-    match a {
-        Action::Strip => "strip",
-        Action::Unwrap => "unwrap",
-        Action::Clean => "clean",
-        Action::Resolve => "resolve",
-        Action::Keep => "keep",
-        Action::Untouched => "untouched",
-        Action::Proxy => "proxy",
-        Action::Prefetch => "prefetch",
+impl StoredFinding {
+    /// Whether it counts as acted on ([`mailveil_core::Action::counted`], as in the
+    /// header and in [`MailRecord::blocked`]); an action this version does not know
+    /// does not count.
+    pub fn counted(&self) -> bool {
+        self.action
+            .parse::<mailveil_core::Action>()
+            .is_ok_and(mailveil_core::Action::counted)
     }
 }
 
@@ -116,9 +116,7 @@ impl MailRecord {
         }
         let mut actions = BTreeMap::new();
         for f in &report.findings {
-            *actions
-                .entry(action_str(f.action).to_string())
-                .or_insert(0i64) += 1;
+            *actions.entry(f.action.as_str().to_string()).or_insert(0i64) += 1;
         }
         let findings = report
             .findings
@@ -130,7 +128,7 @@ impl MailRecord {
                 url: f.url.as_deref().map(|u| stored_url(u, debug)),
                 rule: f.rule.clone(),
                 tracker: f.tracker.clone(),
-                action: action_str(f.action).to_string(),
+                action: f.action.as_str().to_string(),
             })
             .collect();
         MailRecord {

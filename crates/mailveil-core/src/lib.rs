@@ -33,7 +33,7 @@ mod too_large;
 pub use envelope::Envelope;
 pub use policy::{Limits, OnError, Policy, RemoteContent, SignedContent};
 pub use proxy_url::{ProxyConfig, ProxyKind};
-pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report};
+pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report, UnknownName};
 pub use rules::{RuleError, RuleSource, Rules};
 pub use too_large::TooLarge;
 
