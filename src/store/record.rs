@@ -124,7 +124,7 @@ impl MailRecord {
             .map(|f| StoredFinding {
                 kind: f.kind.as_str().to_string(),
                 part: f.part.clone(),
-                location: f.location.clone(),
+                location: f.location.to_string(),
                 url: f.url.as_deref().map(|u| stored_url(u, debug)),
                 rule: f.rule.clone(),
                 tracker: f.tracker.clone(),

@@ -516,13 +516,13 @@ impl ReportStore for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailveil_core::{Envelope, Finding, FindingKind, Report};
+    use mailveil_core::{Envelope, Finding, FindingKind, Location, LocationKind, Report};
 
     fn finding(kind: FindingKind, action: Action, tracker: Option<&str>) -> Finding {
         Finding {
             kind,
             part: "1".into(),
-            location: "img@src".into(),
+            location: Location::attribute(LocationKind::Source, "img", "src"),
             url: Some("https://cdn.example/a.png".into()),
             rule: "r".into(),
             tracker: tracker.map(String::from),

@@ -25,6 +25,7 @@ mod lenient;
 pub mod links;
 mod mime;
 mod policy;
+pub mod proxy_sheet;
 pub mod proxy_url;
 mod report;
 pub mod rules;
@@ -33,7 +34,9 @@ mod too_large;
 pub use envelope::Envelope;
 pub use policy::{Limits, OnError, Policy, RemoteContent, SignedContent};
 pub use proxy_url::{ProxyConfig, ProxyKind};
-pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report, UnknownName};
+pub use report::{
+    Action, Finding, FindingKind, HEADER_NAME, Location, LocationKind, Report, UnknownName,
+};
 pub use rules::{RuleError, RuleSource, Rules};
 pub use too_large::TooLarge;
 
@@ -234,7 +237,7 @@ fn clean_message(
                 Finding {
                     kind: FindingKind::ReadReceipt,
                     part: "header".into(),
-                    location: format!("header:{}", f.name),
+                    location: Location::header(&f.name),
                     url: value.split_once(':').map(|(_, v)| v.trim().to_string()),
                     rule: "header:read-receipt".into(),
                     tracker: None,

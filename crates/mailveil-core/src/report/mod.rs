@@ -1,7 +1,9 @@
 //! What a pass found and did: findings, the `X-Mailveil` header and the JSON report.
 
+mod location;
 mod names;
 
+pub use location::{Location, LocationKind};
 pub use names::{Action, FindingKind, UnknownName};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -16,8 +18,9 @@ pub struct Finding {
     pub kind: FindingKind,
     /// The MIME part, numbered as IMAP does ("1", "1.2"); "header" for the top header.
     pub part: String,
-    /// Where in the part: `img@src`, `style@background-image`, `<style>`, `link@href`...
-    pub location: String,
+    /// Where in the part: its kind, and its label (`img@src`, `td@style:background`,
+    /// `<style>:@import`, `link@href`...), which is what the JSON report holds.
+    pub location: Location,
     /// The URL involved, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -227,7 +230,7 @@ mod tests {
         Finding {
             kind,
             part: "1".into(),
-            location: "img@src".into(),
+            location: Location::attribute(LocationKind::Source, "img", "src"),
             url: None,
             rule: "r".into(),
             tracker: tracker.map(String::from),
