@@ -155,6 +155,75 @@ fn a_nested_message_the_parser_runs_past_a_boundary_loses_no_sibling() {
     assert!(String::from_utf8_lossy(&original).contains(pdf));
 }
 
+/// `--boundary` inside a part, other than as a delimiter line of the multipart around it:
+/// mail-parser 0.11.9 ends the part there (inside a line too, and at `--b1` for `b`),
+/// clients (Python's email, Thunderbird) do not, and they end an inner multipart at a
+/// delimiter line of an outer one, where mail-parser does not. Found by the clean_bytes
+/// fuzz target (CI, seed 1): a nested message cut in place at `--b1` was cleaned as read
+/// alone, the tracker's tag running on over `--b1` was removed, and the next pass read the
+/// mail otherwise. The same readings hid a tracker from the clean while a client loads
+/// it. Such a mail cannot be read one way: it is delivered whole, as an attachment.
+#[test]
+fn a_boundary_string_inside_a_part_is_ambiguous() {
+    let mixed = |parts: &str| {
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n{parts}\
+             --b\r\nContent-Type: application/pdf\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n"
+        )
+    };
+    let nested = mixed(
+        "--b\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: i@sender.example\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: j@sender.example\r\nContent-Type: text/html\r\n\r\n\
+         <p>x</p><img src=\"https://t.example/o.gif\" width=\"1\" height=\"1\" alt=\"\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\ny\">\r\n",
+    );
+    let html = |alt: &str| {
+        mixed(&format!(
+            "--b\r\nContent-Type: text/html\r\n\r\n<p>x</p><img alt=\"{alt}\" {}\r\n",
+            &TRACKER[5..]
+        ))
+    };
+    // An HTML part that is a sibling for clients, inside an attachment for mail-parser.
+    let inner = |boundary: &str, delimiter: &str| {
+        mixed(&format!(
+            "--b\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+             --{boundary}\r\nContent-Type: application/octet-stream\r\n\r\nxx\r\n\
+             --{delimiter}\r\nContent-Type: text/html\r\n\r\n<p>x</p>{TRACKER}\r\n--{boundary}--\r\n"
+        ))
+    };
+    for (name, raw) in [
+        ("nested message cut at --b1", nested),
+        ("tracker after --b inside a line", html("--bx")),
+        ("tracker after a line --b1", html("\r\n--b1\r\n")),
+        ("outer delimiter in an inner multipart", inner("c", "b")),
+    ] {
+        let out = check(name, raw.as_bytes());
+        assert_eq!(
+            out.report.error.as_deref(),
+            Some("ambiguous-mime"),
+            "{name}"
+        );
+        let original = original_marked(&out.bytes, "error=").expect("the original attached");
+        assert_eq!(original, raw.as_bytes(), "{name}");
+    }
+    // Read one way, cleaned: delimiter lines with transport padding, a string that only
+    // looks alike, an inner boundary that extends the outer one (as Eudora writes them).
+    let padded = html("x-b --c").replace("\r\n--b\r\n", "\r\n--b \t\r\n");
+    let padded = padded.replace("--b--\r\n", "--b-- \r\n");
+    for (name, raw) in [("padded", padded), ("extended", inner("b.ALT", "b.ALT"))] {
+        let out = check(name, raw.as_bytes());
+        assert_eq!(out.report.error, None, "{name}");
+        let text = String::from_utf8_lossy(&out.bytes);
+        assert!(!text.contains("list-manage"), "{name}: {text}");
+        assert!(
+            text.contains("<p>x</p>") && text.contains("JVBERi0xLjQK"),
+            "{text}"
+        );
+    }
+}
+
 /// Found by the clean_bytes fuzz target: a first line that begins with whitespace
 /// continues our header once it is on top; the first pass must read the mail as every
 /// later pass will.

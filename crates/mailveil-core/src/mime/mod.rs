@@ -197,6 +197,10 @@ pub(crate) fn clean_parts(
         };
         edits.extend(leaf);
     }
+    // After the walk, so that its own errors (too deep, too many parts) are the ones named.
+    if stray_boundary(raw, &msg) {
+        return Err(CleanError::Ambiguous);
+    }
     Ok(apply(raw, edits))
 }
 
@@ -224,6 +228,89 @@ fn crosses(body: &[u8], delimiters: &[Vec<u8>]) -> bool {
             )
         })
     })
+}
+
+/// Whether `--boundary` of one of the message's multiparts occurs other than as a
+/// delimiter line of the innermost multipart around it (at a line start, then `--` or
+/// nothing, optional whitespace, the line end), where mail-parser 0.11.9 and clients read
+/// the mail differently. mail-parser ends a part at `--boundary` of the multipart it is in
+/// anywhere, inside a line or followed by more characters (`--b1` for `b`); clients split
+/// at whole delimiter lines only, of any multipart around the part (an outer delimiter
+/// line inside an inner multipart ends it for them, not for mail-parser). Where they
+/// disagree, the part mailveil cleans is not the part a client shows: a tracker after
+/// `alt="--b` went unseen, and a nested message cut in place at `--b1` was cleaned as
+/// read alone, which changed how the next pass read the mail (found by fuzzing). RFC 2046
+/// forbids the string inside a part; such a mail is delivered whole, as an attachment.
+/// An inner boundary that extends an outer one (`=_1` inside `=_`, as Eudora writes
+/// them) reads the same both ways.
+///
+/// Left alone: a closing delimiter written at the end of the last line of the mail
+/// (`...Q==--b--`, seen in real mail), only whitespace after it. A client then reads the
+/// last part on to the end, that is, with the delimiter in it, which holds no markup when
+/// the boundary is made of the characters RFC 2046 allows.
+fn stray_boundary(raw: &[u8], msg: &mail_parser::Message) -> bool {
+    let Some(root) = msg.parts.first() else {
+        return false;
+    };
+    let multiparts: Vec<(Range<usize>, &[u8])> = msg
+        .parts
+        .iter()
+        .filter(|p| matches!(p.body, PartType::Multipart(_)))
+        .filter_map(|p| {
+            let b = p.content_type()?.attribute("boundary")?;
+            (!b.is_empty()).then(|| (body_range(p, raw), b.as_bytes()))
+        })
+        .collect();
+    let mut patterns: Vec<Vec<u8>> = multiparts
+        .iter()
+        .map(|(_, b)| [b"--", *b].concat())
+        .collect();
+    patterns.sort_unstable();
+    patterns.dedup();
+    if patterns.is_empty() {
+        return false;
+    }
+    let Ok(finder) = aho_corasick::AhoCorasick::new(&patterns) else {
+        return true; // too many boundaries to search for: no sure reading
+    };
+    let body = body_range(root, raw);
+    finder.find_overlapping_iter(&raw[body.clone()]).any(|m| {
+        let at = body.start + m.start();
+        let line_start = at == body.start || raw[at - 1] == b'\n';
+        let innermost = multiparts
+            .iter()
+            .filter(|(r, _)| r.contains(&at))
+            .max_by_key(|(r, _)| r.start)
+            .map(|&(_, b)| b);
+        let delimiter = line_start
+            && innermost.is_some_and(|b| {
+                raw[at + 2..body.end].starts_with(b)
+                    && ends_delimiter(&raw[at + 2 + b.len()..body.end])
+            });
+        let pattern = &patterns[m.pattern().as_usize()];
+        !delimiter && !last_close(pattern, &raw[body.start + m.end()..body.end])
+    })
+}
+
+/// Whether what follows `--boundary` ends a delimiter line: `--` or nothing, optional
+/// whitespace, the line end.
+fn ends_delimiter(rest: &[u8]) -> bool {
+    let rest = rest.strip_prefix(b"--").unwrap_or(rest);
+    let pad = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    matches!(rest.get(pad), None | Some(b'\r' | b'\n'))
+}
+
+/// `--boundary--` with only whitespace after it, the boundary made of RFC 2046 characters.
+fn last_close(pattern: &[u8], rest: &[u8]) -> bool {
+    rest.strip_prefix(b"--").is_some_and(|tail| {
+        tail.iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    }) && pattern[2..]
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b" '()+_,-./:=?".contains(&b))
 }
 
 /// The lowercased type and subtype (text/plain when absent).
