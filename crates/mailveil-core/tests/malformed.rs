@@ -224,6 +224,46 @@ fn a_boundary_string_inside_a_part_is_ambiguous() {
     }
 }
 
+/// Damaged quoted-printable is read as clients read it, every byte it cannot decode kept:
+/// the decoder dropped bytes outside printable ASCII, so `<!-\x8b- x>` opened a comment
+/// for the clean, which looked past the tracker after it that a client loads, and an
+/// outer delimiter line damaged by such a byte came out whole inside an inner part, which
+/// the next pass could not read one way (found by the clean_bytes fuzz target).
+#[test]
+fn damaged_quoted_printable_keeps_the_bytes_it_cannot_decode() {
+    let qp = TRACKER.replace('=', "=3D");
+    let comment = [
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<p>x</p><!-"
+        )
+        .as_bytes(),
+        b"\x8b",
+        format!("- x> {qp} -->\r\n").as_bytes(),
+    ]
+    .concat();
+    let delimiter = [
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"bb\"\r\n\r\n--bb\r\n\
+             Content-Type: multipart/alternative; boundary=\"aa\"\r\n\r\n--aa\r\n\
+             Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+             <p>x</p>{qp}\r\n--b"
+        )
+        .as_bytes(),
+        b"\xff",
+        b"b--\r\n",
+    ]
+    .concat();
+    for (name, raw) in [("comment", comment), ("delimiter", delimiter)] {
+        let out = check(name, &raw);
+        assert_eq!(out.report.error, None, "{name}");
+        let text = String::from_utf8_lossy(&out.bytes);
+        assert!(!text.contains("list-manage"), "{name}: {text}");
+        assert!(text.contains("<p>x</p>"), "{name}: {text}");
+    }
+}
+
 /// Found by the clean_bytes fuzz target: a first line that begins with whitespace
 /// continues our header once it is on top; the first pass must read the mail as every
 /// later pass will.
