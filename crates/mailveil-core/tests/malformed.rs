@@ -264,6 +264,44 @@ fn damaged_quoted_printable_keeps_the_bytes_it_cannot_decode() {
     }
 }
 
+/// A rewrite must not write a boundary: removing a tracker from between `--` and `b`, or
+/// writing `=2D=2Db` back as `--b`, made a delimiter line, after which a client read an
+/// attacker's base64 HTML part (`TRACKER` in base64) the clean had taken for text (found
+/// by fuzzing: the next pass read the mail otherwise). Such a mail is
+/// delivered whole, as an attachment.
+#[test]
+fn a_rewrite_that_would_write_a_boundary_is_ambiguous() {
+    let hidden = "Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                  PGltZyBzcmM9Imh0dHBzOi8vbmV3cy51czMubGlzdC1tYW5hZ2UuY29tL3RyYWNrL29wZW4ucGhwP3U9MSIgd2lkdGg9IjEiIGhlaWdodD0iMSI+";
+    let mail = |cte: &str, html: &str| {
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+             Content-Type: text/html\r\nContent-Transfer-Encoding: {cte}\r\n\r\n\
+             <p>x</p>{html}\r\n{hidden}\r\n--b--\r\n"
+        )
+    };
+    for (name, raw) in [
+        ("tag removed", mail("8bit", &format!("\r\n--{TRACKER}b"))),
+        (
+            "=2D written back",
+            mail(
+                "quoted-printable",
+                &format!("{}\r\n=2D=2Db", TRACKER.replace('=', "=3D")),
+            ),
+        ),
+    ] {
+        let out = check(name, raw.as_bytes());
+        assert_eq!(
+            out.report.error.as_deref(),
+            Some("ambiguous-mime"),
+            "{name}"
+        );
+        let original = original_marked(&out.bytes, "error=").expect("the original attached");
+        assert_eq!(original, raw.as_bytes(), "{name}");
+    }
+}
+
 /// Found by the clean_bytes fuzz target: a first line that begins with whitespace
 /// continues our header once it is on top; the first pass must read the mail as every
 /// later pass will.

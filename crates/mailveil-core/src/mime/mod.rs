@@ -53,6 +53,9 @@ pub(crate) struct Walk<'a> {
     pub report: &'a mut Report,
     pub eol: Eol,
     parts_seen: usize,
+    /// `--boundary` of every multipart around the part being cleaned, in this message
+    /// and in the messages it is nested in.
+    boundaries: Vec<Vec<u8>>,
 }
 
 impl<'a> Walk<'a> {
@@ -74,6 +77,7 @@ impl<'a> Walk<'a> {
             report,
             eol,
             parts_seen: 0,
+            boundaries: Vec::new(),
         }
     }
 
@@ -96,6 +100,18 @@ pub(crate) fn clean_parts(
     depth: usize,
     walk: &mut Walk,
 ) -> Result<Option<Vec<u8>>, CleanError> {
+    let around = walk.boundaries.len();
+    let cleaned = clean_message_parts(raw, prefix, depth, walk);
+    walk.boundaries.truncate(around);
+    cleaned
+}
+
+fn clean_message_parts(
+    raw: &[u8],
+    prefix: &str,
+    depth: usize,
+    walk: &mut Walk,
+) -> Result<Option<Vec<u8>>, CleanError> {
     if depth > walk.policy.limits.max_depth {
         return Err(CleanError::TooDeep);
     }
@@ -104,6 +120,11 @@ pub(crate) fn clean_parts(
         .ok_or(CleanError::Unparseable)?;
     let mut edits = Vec::new();
     let delimiters = boundary_delimiters(&msg);
+    walk.boundaries
+        .extend(delimiters.iter().map(|d| d[1..].to_vec()));
+    let Ok(boundary_written) = aho_corasick::AhoCorasick::new(&walk.boundaries) else {
+        return Err(CleanError::Ambiguous); // too many boundaries to search for
+    };
     // Explicit stack: hostile nesting must not exhaust the call stack.
     let mut stack: Vec<(u32, String, usize, bool)> = vec![(0, String::new(), depth, true)];
     while let Some((id, number, depth, root)) = stack.pop() {
@@ -195,6 +216,13 @@ pub(crate) fn clean_parts(
             ("message", "rfc822" | "global") => nested_message(raw, part, &number, depth, walk)?,
             _ => Vec::new(),
         };
+        // A rewrite that writes `--boundary` (a tag removed from between `--` and `b`,
+        // `=2D` written back as `-`, our own `<!--mailveil-...` under a boundary `m`)
+        // ends the part there for the next reader, and a client may read what follows
+        // as a new part (found by fuzzing): no reading of the cleaned mail is sure.
+        if leaf.iter().any(|e| boundary_written.is_match(&e.bytes)) {
+            return Err(CleanError::Ambiguous);
+        }
         edits.extend(leaf);
     }
     // After the walk, so that its own errors (too deep, too many parts) are the ones named.
