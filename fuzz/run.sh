@@ -13,7 +13,9 @@
 # fuzz/seeds/<target> (and the shipped rules/ for rules_parse) are read, never written.
 # FUZZ_CORPUS=DIR puts the corpus elsewhere (CI: a fresh one, seeds only); FUZZ_SEED=N
 # fixes libFuzzer's random seed, so that a run from the seeds is the same run anywhere
-# (CI uses FUZZ_SEED=1: the same run, checked longer, passed before landing).
+# FUZZ_RUNS="target=N ..." stops each named target after N inputs (SECONDS stays a cap):
+# with a fixed seed that is the same run on any machine, fast or slow, so CI runs exactly
+# what passed before landing (a time-bounded run reaches further on a faster machine).
 set -uo pipefail
 cd "$(dirname "$0")"
 
@@ -66,11 +68,12 @@ for t in "${targets[@]}"; do
   [ -d "seeds/$t" ] && seeds+=("seeds/$t")
   [ "$t" = rules_parse ] && seeds+=("../rules")
   log="logs/$t.log"
-  echo "== $t: ${secs}s" >&2
+  echo "== $t: ${secs}s${FUZZ_RUNS:+ or the runs of FUZZ_RUNS}" >&2
   stamp=$(mktemp)
   # -timeout: one input taking 30 s is a hang; -rss_limit_mb: 2 GB is a blow-up.
+  runs=$(tr ' ' '\n' <<< "${FUZZ_RUNS:-}" | sed -n "s/^$t=\([0-9]*\)$/\1/p")
   cargo "${toolchain[@]}" fuzz run "${flags[@]}" "$t" "$corpus" "${seeds[@]}" -- \
-    -max_total_time="$secs" ${FUZZ_SEED:+-seed=$FUZZ_SEED} -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_total_time="$secs" ${runs:+-runs=$runs} ${FUZZ_SEED:+-seed=$FUZZ_SEED} -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
     ${extra_args[$t]:-} >"$log" 2>&1
   rc=$?
   execs=$(grep -aoE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)

@@ -464,11 +464,15 @@ fn html_part(
         Plan::RoundTrip(_) => charset::from_utf8(&String::from_utf8_lossy(&content), plan),
         _ => content,
     };
+    let bytes = transfer::encode(&content, transfer, body, walk.eol);
+    // A rewrite can differ from its input only in what the part's charset cannot write
+    // (iso-2022-jp round trips): the same bytes back are no change, or a second pass
+    // would count a change the first made and drop its counts (found by fuzzing).
+    if bytes == body && !matches!(plan, Plan::ToUtf8(_)) {
+        return Ok(Vec::new());
+    }
     walk.report.parts_changed += 1;
-    let mut edits = vec![Edit {
-        bytes: transfer::encode(&content, transfer, body, walk.eol),
-        range,
-    }];
+    let mut edits = vec![Edit { bytes, range }];
     if let Plan::ToUtf8(_) = plan {
         let header = (part.offset_header as usize).min(raw.len())
             ..(part.offset_body as usize).min(raw.len());
