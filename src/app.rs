@@ -235,6 +235,9 @@ async fn start_dashboard(
     Ok(())
 }
 
+/// How long a process that is done waits for the reports still being recorded.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A runtime for a long-running mode.
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
@@ -293,7 +296,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     exit_code(runtime().and_then(|rt| {
         rt.block_on(async {
             let services = Services::start(&settings).await?;
-            crate::smtp::run(config, services.pipeline).await
+            let served = crate::smtp::run(config, Arc::clone(&services.pipeline)).await;
+            services.pipeline.drain(DRAIN).await;
+            served
         })
     }))
 }
@@ -335,7 +340,9 @@ fn milter(args: MilterArgs) -> ExitCode {
     exit_code(runtime().and_then(|rt| {
         rt.block_on(async {
             let services = Services::start(&settings).await?;
-            crate::milter::run(opts, services.pipeline).await
+            let served = crate::milter::run(opts, Arc::clone(&services.pipeline)).await;
+            services.pipeline.drain(DRAIN).await;
+            served
         })
     }))
 }
@@ -354,7 +361,9 @@ fn imap(args: ImapArgs, seams: Seams) -> ExitCode {
     exit_code(runtime().and_then(|rt| {
         rt.block_on(async {
             let services = Services::start(&settings).await?;
-            crate::imap::run(opts, services.pipeline).await
+            let swept = crate::imap::run(opts, Arc::clone(&services.pipeline)).await;
+            services.pipeline.drain(DRAIN).await;
+            swept
         })
     }))
 }

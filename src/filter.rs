@@ -76,11 +76,11 @@ pub(crate) async fn run(pipeline: Arc<Pipeline>, args: &FilterArgs) -> ExitCode 
         match streamed {
             Err(e) => {
                 eprintln!("mailveil: cannot stream the mail from stdin to stdout: {e}");
-                finish(done, "exit 75 (not written)").await;
+                finish(&pipeline, done, "exit 75 (not written)").await;
                 return ExitCode::from(EX_TEMPFAIL);
             }
             Ok(_) if tempfail => {
-                finish(done, "exit 75 (tempfail)").await;
+                finish(&pipeline, done, "exit 75 (tempfail)").await;
                 return ExitCode::from(EX_TEMPFAIL);
             }
             Ok(total) => {
@@ -105,7 +105,7 @@ pub(crate) async fn run(pipeline: Arc<Pipeline>, args: &FilterArgs) -> ExitCode 
             );
         }
         if done.cleaned.tempfail {
-            finish(done, "exit 75 (tempfail)").await;
+            finish(&pipeline, done, "exit 75 (tempfail)").await;
             return ExitCode::from(EX_TEMPFAIL);
         }
         if let Err(e) = out
@@ -113,7 +113,7 @@ pub(crate) async fn run(pipeline: Arc<Pipeline>, args: &FilterArgs) -> ExitCode 
             .and_then(|()| out.flush())
         {
             eprintln!("mailveil: cannot write the mail to stdout: {e}");
-            finish(done, "exit 75 (not written)").await;
+            finish(&pipeline, done, "exit 75 (not written)").await;
             return ExitCode::from(EX_TEMPFAIL);
         }
         done.delivered();
@@ -129,15 +129,14 @@ pub(crate) async fn run(pipeline: Arc<Pipeline>, args: &FilterArgs) -> ExitCode 
         }
     }
     // After the mail is written: a store failure is reported and changes nothing.
-    finish(done, outcome).await;
+    finish(&pipeline, done, outcome).await;
     ExitCode::SUCCESS
 }
 
 /// Finishes the mail and waits for its report to be recorded: the process ends next.
-async fn finish(done: Processed, result: &str) {
-    if let Some(recording) = done.finish(Outcome::said(result)) {
-        let _ = recording.await;
-    }
+async fn finish(pipeline: &Pipeline, done: Processed, result: &str) {
+    done.finish(Outcome::said(result));
+    pipeline.drain(std::time::Duration::from_secs(30)).await;
 }
 
 /// Writes a mail too large to hold: the head, then `start` (what was read of the mail)

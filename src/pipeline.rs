@@ -50,8 +50,8 @@ pub(crate) enum Reports {
         debug: bool,
     },
     /// A store opened when the first report is recorded, after the mail went out, and
-    /// purged of what is older than the retention first (`filter`: one process per
-    /// mail; a store that cannot be opened must not keep the mail back).
+    /// purged of what is older than the retention first (`filter`, a single sweep: a
+    /// store that cannot be opened must not keep the mail back).
     OnDemand {
         /// The store location.
         location: String,
@@ -70,18 +70,65 @@ impl Reports {
             Reports::Store { debug, .. } | Reports::OnDemand { debug, .. } => Some(*debug),
         }
     }
+}
+
+/// Records reports in tasks of their own, and knows which are still running.
+struct Recorder {
+    reports: Reports,
+    /// The on-demand store, once opened (or why it could not be).
+    opened: tokio::sync::OnceCell<Result<Arc<dyn ReportStore>, String>>,
+    /// Records being written.
+    in_flight: std::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+impl Recorder {
+    fn new(reports: Reports) -> Recorder {
+        Recorder {
+            reports,
+            opened: tokio::sync::OnceCell::new(),
+            in_flight: std::sync::Mutex::new(tokio::task::JoinSet::new()),
+        }
+    }
+
+    /// Records one mail in a task of its own.
+    fn spawn(self: &Arc<Self>, record: MailRecord) {
+        let me = Arc::clone(self);
+        let mut tasks = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move { me.record(record).await });
+    }
+
+    /// Waits for the records in flight (a process about to exit), `limit` at most.
+    async fn drain(&self, limit: Duration) {
+        let mut tasks = {
+            let mut guard = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *guard)
+        };
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            warn!("reports still being recorded at exit: not recorded");
+        }
+    }
 
     /// Records one mail. Errors are logged and counted, never returned: a store failure
     /// changes nothing about the mail.
     async fn record(&self, record: MailRecord) {
-        let result = match self {
+        let store = match &self.reports {
             Reports::Off => return,
-            Reports::Store { store, .. } => store.record(&record).await.map_err(|e| e.to_string()),
+            Reports::Store { store, .. } => Ok(Arc::clone(store)),
             Reports::OnDemand {
                 location,
                 debug,
                 retention_days,
-            } => record_on_demand(location, *debug, *retention_days, &record).await,
+            } => self
+                .opened
+                .get_or_init(|| open_on_demand(location, *debug, *retention_days))
+                .await
+                .clone(),
+        };
+        let result = match store {
+            Ok(store) => store.record(&record).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
         match result {
             Ok(id) => debug!(report_id = id, findings = record.findings.len(), "recorded"),
@@ -93,19 +140,18 @@ impl Reports {
     }
 }
 
-/// Opens the store, purges what is older than the retention, records.
-async fn record_on_demand(
+/// Opens the store and purges what is older than the retention.
+async fn open_on_demand(
     location: &str,
     debug: bool,
     retention_days: u32,
-    record: &MailRecord,
-) -> Result<i64, String> {
+) -> Result<Arc<dyn ReportStore>, String> {
     let store = crate::store::open(location, debug)
         .await
         .map_err(|e| e.to_string())?;
     let before = crate::store::now() - i64::from(retention_days.max(1)) * 86_400;
     store.purge(before).await.map_err(|e| e.to_string())?;
-    store.record(record).await.map_err(|e| e.to_string())
+    Ok(Arc::new(store))
 }
 
 /// Prefetch at delivery (MPP): the proxy whose cache is filled, and how long a mail may
@@ -121,7 +167,7 @@ pub(crate) struct Prefetch {
 pub(crate) struct Pipeline {
     rules: Arc<LiveRules>,
     policy: Policy,
-    reports: Arc<Reports>,
+    reports: Arc<Recorder>,
     prefetch: Option<Prefetch>,
     auth: Option<Arc<Authenticator>>,
 }
@@ -149,7 +195,7 @@ pub(crate) struct Processed {
     /// `report.changed` says they differ from what came.
     pub cleaned: Cleaned,
     record: Option<MailRecord>,
-    reports: Arc<Reports>,
+    reports: Arc<Recorder>,
     meta: Arc<MailMeta>,
     sender: String,
     rcpts: usize,
@@ -190,7 +236,7 @@ impl Pipeline {
         Pipeline {
             rules,
             policy,
-            reports: Arc::new(Reports::Off),
+            reports: Arc::new(Recorder::new(Reports::Off)),
             prefetch: None,
             auth: None,
         }
@@ -198,7 +244,7 @@ impl Pipeline {
 
     /// Records every mail's report.
     pub(crate) fn with_reports(mut self, reports: Reports) -> Pipeline {
-        self.reports = Arc::new(reports);
+        self.reports = Arc::new(Recorder::new(reports));
         self
     }
 
@@ -212,6 +258,12 @@ impl Pipeline {
     pub(crate) fn with_auth(mut self, auth: Option<Authenticator>) -> Pipeline {
         self.auth = auth.map(Arc::new);
         self
+    }
+
+    /// Waits (`limit` at most) for the reports still being recorded: what a process
+    /// does before it exits.
+    pub(crate) async fn drain(&self, limit: Duration) {
+        self.reports.drain(limit).await;
     }
 
     /// The policy.
@@ -285,7 +337,7 @@ impl Pipeline {
             policy: self.policy.clone(),
             rules: self.rules.get(),
             auth: self.auth.clone().zip(mail.verdict.clone()),
-            record: self.reports.debug(),
+            record: self.reports.reports.debug(),
         };
         let size = mail.raw().len() as u64;
         let (cleaned, elapsed, record) = match tokio::task::spawn_blocking(move || job.run()).await
@@ -328,7 +380,7 @@ impl Pipeline {
     ) -> Processed {
         let now = Instant::now();
         metrics::mail_cleaned(&s.report, Duration::ZERO);
-        let record = self.reports.debug().map(|debug| {
+        let record = self.reports.reports.debug().map(|debug| {
             let mut r =
                 MailRecord::from_report(&s.report, envelope, s.head, crate::store::now(), 0, debug);
             r.size = i64::try_from(s.size).unwrap_or(i64::MAX);
@@ -465,9 +517,9 @@ impl Processed {
     }
 
     /// After delivery: counts the downstream's replies, records the report (in a task
-    /// of its own: returned, for a process that must wait for it before it exits), and
-    /// writes the one log line of this copy, the same fields from every frontend.
-    pub(crate) fn finish(self, outcome: Outcome) -> Option<tokio::task::JoinHandle<()>> {
+    /// of its own: [`Pipeline::drain`] waits for it), and writes the one log line of
+    /// this copy, the same fields from every frontend.
+    pub(crate) fn finish(self, outcome: Outcome) {
         if let Some(replies) = &outcome.downstream {
             if replies.is_empty() {
                 metrics::downstream_reply(0);
@@ -497,10 +549,10 @@ impl Processed {
             peer = %printable(&self.meta.peer),
             "mail"
         );
-        let mut record = self.record?;
-        record.downstream = outcome.code.map(i64::from);
-        let reports = self.reports;
-        Some(tokio::spawn(async move { reports.record(record).await }))
+        if let Some(mut record) = self.record {
+            record.downstream = outcome.code.map(i64::from);
+            self.reports.spawn(record);
+        }
     }
 }
 
@@ -524,8 +576,8 @@ mod tests {
         assert!(done.cleaned.report.changed);
         assert!(!String::from_utf8_lossy(&done.cleaned.bytes).contains("t.example"));
         assert_eq!(done.size, TRACKED.len() as u64);
-        // no store: nothing to wait for
-        assert!(done.finish(Outcome::said("written")).is_none());
+        done.finish(Outcome::said("written"));
+        p.drain(Duration::from_secs(1)).await;
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! `--watch` cleaning a mail delivered over LMTP while it runs. Skips when the mail
 //! stack is not installed, unless MAILVEIL_REQUIRE_MAILSTACK=1.
 
+mod support;
+
 #[path = "mailstack/harness.rs"]
 mod harness;
 

@@ -4,6 +4,8 @@
 //! cannot forge a log line or reorder what the reader sees. With the real parts: swaks
 //! to `mailveil serve` delivering to Dovecot LMTP, and a milter client over TCP.
 
+mod support;
+
 #[path = "mailstack/harness.rs"]
 mod harness;
 

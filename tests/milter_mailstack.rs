@@ -4,6 +4,8 @@
 //! (connections, `--allow`, frame timeout, memory budget) are driven by a milter client
 //! of this file over TCP, which can misbehave as a hostile client would.
 
+mod support;
+
 #[path = "mailstack/harness.rs"]
 mod harness;
 

@@ -2,6 +2,8 @@
 //! reinjection), Dovecot (LMTP into Maildir, IMAP), swaks and smtp-source, all on
 //! 127.0.0.1. Skips when they are not installed, unless MAILVEIL_REQUIRE_MAILSTACK=1.
 
+mod support;
+
 #[path = "mailstack/harness.rs"]
 mod harness;
 

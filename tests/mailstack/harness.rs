@@ -1,6 +1,7 @@
 //! Starts the real parts for one test: a private Postfix and Dovecot (via the scripts
 //! next to this file) on free 127.0.0.1 ports, state in a fresh /tmp directory, and the
-//! real `mailveil` binary. Everything is stopped when the `Stack` is dropped.
+//! real `mailveil` binary. Everything is stopped when the `Stack` is dropped. A test
+//! file that includes it includes tests/support too (`mod support;`).
 #![allow(dead_code)]
 
 use std::fs;
@@ -58,14 +59,8 @@ pub fn guard() -> Option<MutexGuard<'static, ()>> {
     Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// A free port on 127.0.0.1 (bound and released; good enough on a test machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)]
+pub use crate::support::{free_port, wait_until};
 
 /// `N` different free ports: all bound at once, then released.
 fn distinct_free_ports<const N: usize>() -> [u16; N] {
@@ -391,19 +386,6 @@ impl Drop for Stack {
         } else {
             let _ = fs::remove_dir_all(&self.run);
         }
-    }
-}
-
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<()> {
-    let started = Instant::now();
-    loop {
-        if f() {
-            return Some(());
-        }
-        if started.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
