@@ -535,7 +535,7 @@ impl Processed {
         let error = report.error.as_deref().unwrap_or("-");
         info!(
             queue_id = %queue_id,
-            frontend = self.meta.frontend,
+            frontend = %self.meta.frontend,
             from = %from,
             rcpts = self.rcpts,
             copy = %format!("{}/{}", self.copy.0, self.copy.1),

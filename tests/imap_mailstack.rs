@@ -598,3 +598,58 @@ impl Proxy {
         }
     }
 }
+
+#[test]
+fn a_sweep_with_report_db_records_each_mail_it_cleaned() {
+    let Some(_g) = guard() else { return };
+    let stack = Stack::start("");
+    fill(&stack);
+    let sweep = Sweep::new(&stack);
+    let db = stack.run.join("reports.sqlite").display().to_string();
+    let st = sweep
+        .command(&stack, &["--report-db", &db, "--banner"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "{}", sweep.log());
+    let out = Command::new(MAILVEIL)
+        .args(["report", "--report-db", &db, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let totals = &summary["totals"];
+    // every mail the sweep looked at is recorded; the 25 tracked ones were cleaned
+    assert_eq!(totals["mails"], N as i64, "{summary}");
+    assert_eq!(totals["mails_cleaned"], (N / 2) as i64, "{summary}");
+    assert_eq!(totals["errors"], 0, "{summary}");
+    // one mail by its Message-ID: its pixel, as the sweep found it
+    let out = Command::new(MAILVEIL)
+        .args(["report", "--report-db", &db, "--format", "json"])
+        .args(["--message-id", "sweep2@sender.example"])
+        .output()
+        .unwrap();
+    let mails: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(mails.as_array().map(Vec::len), Some(1), "{mails}");
+    assert!(mails[0]["blocked"].as_i64().unwrap() >= 1, "{mails}");
+    assert_eq!(mails[0]["recipient"], USER, "{mails}");
+    // the log line of each mail, the same fields as every frontend's
+    let log = sweep.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": mail queue_id=INBOX/"))
+        .collect();
+    assert_eq!(lines.len(), N, "{log}");
+    assert!(lines.iter().all(|l| l.contains("frontend=imap")), "{log}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("result=replaced"))
+            .count(),
+        N / 2,
+        "{log}"
+    );
+}

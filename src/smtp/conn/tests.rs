@@ -1,9 +1,9 @@
 //! Sessions end to end over `tokio::io::duplex`, against a scripted downstream that
 //! records what it was sent.
 
+use super::super::downstream::BoxFuture;
 use super::*;
 use crate::pipeline::Pipeline;
-use crate::smtp::downstream::BoxFuture;
 use mailveil_core::{OnError, Policy};
 use std::io;
 use std::sync::Mutex;
