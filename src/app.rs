@@ -370,28 +370,14 @@ fn imap(args: ImapArgs, seams: Seams) -> ExitCode {
 
 /// `mailveil proxy`: the image proxy and link shield alone.
 fn proxy(args: ProxyArgs) -> ExitCode {
-    init_logs(LogStyle::Daemon);
-    let keys = std::iter::once(&args.key_file)
-        .chain(&args.previous_key_files)
-        .map(|f| crate::proxy::read_key(f))
-        .collect::<Result<Vec<_>, _>>();
-    let mut keys = match keys {
-        Ok(k) => k,
+    let (settings, rules, system_rules) = match crate::settings::proxy_alone(&args) {
+        Ok(x) => x,
         Err(e) => return failure(&e),
     };
-    let key = keys.remove(0);
-    let mut settings = crate::proxy::Settings::new(args.listen, &args.base, key);
-    settings.previous_keys = keys;
-    settings.allow = args.allow_net;
-    settings.cache_dir = args.cache_dir;
-    settings.http = crate::http::HttpLimits {
-        header_timeout: std::time::Duration::from_secs(args.header_timeout),
-        max_connections: args.max_connections.max(1),
-        write_timeout: std::time::Duration::from_secs(args.write_timeout),
-    };
-    let (rules, errors) = rule_files::load(&args.rules, !args.no_system_rules);
+    init_logs(LogStyle::Daemon);
+    let (rules, errors) = rule_files::load(&rules, system_rules);
     for e in &errors {
-        eprintln!("mailveil: rule file skipped: {e}");
+        tracing::warn!("rule file skipped: {}", printable(&e.to_string()));
     }
     exit_code(crate::proxy::run(settings, rules))
 }

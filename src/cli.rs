@@ -48,29 +48,35 @@ pub(crate) enum Command {
 }
 
 /// `mailveil proxy`: the flags take the names the other subcommands give the proxy's
-/// settings (`--proxy-base`...); the short ones of earlier versions stay as aliases.
+/// settings (`--proxy-base`...); the short ones of earlier versions stay as aliases. The
+/// configuration file's `proxy_*`, `rules`, `system_rules` and `http_*` keys are read
+/// too, so the proxy and the mail frontends that sign its URLs can share one file.
 #[derive(Args)]
 pub(crate) struct ProxyArgs {
+    /// The configuration file (TOML); the flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:8025.
     #[arg(long = "proxy-listen", alias = "listen", value_name = "IP:PORT")]
-    pub listen: std::net::SocketAddr,
+    pub listen: Option<String>,
     /// The public base URL, as mail clients reach the proxy.
     #[arg(long = "proxy-base", alias = "base", value_name = "URL")]
-    pub base: String,
+    pub base: Option<String>,
     /// File holding the HMAC key (the same as the one that signs the mail's URLs).
     #[arg(long = "proxy-key-file", alias = "key-file", value_name = "FILE")]
-    pub key_file: PathBuf,
+    pub key_file: Option<PathBuf>,
     /// A key of an earlier epoch whose URLs are still served, during a grace period
-    /// after a rotation (repeatable; never signs).
+    /// after a rotation (repeatable; never signs; added to the file's list).
     #[arg(
         long = "proxy-previous-key-file",
         alias = "previous-key-file",
         value_name = "FILE"
     )]
     pub previous_key_files: Vec<PathBuf>,
-    /// A network that may be fetched from although it is not public (repeatable).
+    /// A network that may be fetched from although it is not public (repeatable;
+    /// replaces the file's list).
     #[arg(long = "proxy-allow-net", alias = "allow-net", value_name = "CIDR")]
-    pub allow_net: Vec<ipnet::IpNet>,
+    pub allow_net: Vec<String>,
     /// The cache directory (the one prefetch fills, where mail is cleaned with
     /// --remote-content prefetch).
     #[arg(long = "proxy-cache-dir", alias = "cache-dir", value_name = "DIR")]
@@ -81,15 +87,18 @@ pub(crate) struct ProxyArgs {
     /// Do not read the system rules directory (/etc/mailveil/rules.d).
     #[arg(long)]
     pub no_system_rules: bool,
-    /// Seconds a client has to send a whole request head (slow clients are closed).
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub header_timeout: u64,
-    /// Open connections at most; past it new clients wait until one closes.
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(usize))]
-    pub max_connections: usize,
-    /// Seconds a write may wait for the client to read (clients that never read are closed).
-    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
-    pub write_timeout: u64,
+    /// Seconds a client has to send a whole request head, slow clients are closed
+    /// (default 10; key `http_header_timeout_secs`).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: Option<u64>,
+    /// Open connections at most; past it new clients wait until one closes (default
+    /// 1000; key `http_max_connections`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(usize))]
+    pub max_connections: Option<usize>,
+    /// Seconds a write may wait for the client to read, clients that never read are
+    /// closed (default 30; key `http_write_timeout_secs`).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub write_timeout: Option<u64>,
 }
 
 #[derive(Subcommand)]

@@ -424,6 +424,51 @@ fn proxy_setup(
     }))
 }
 
+/// `mailveil proxy`: the proxy's settings and the rules it judges with, from the same
+/// keys the mail frontends read, the flags over them.
+pub(crate) fn proxy_alone(
+    args: &crate::cli::ProxyArgs,
+) -> Result<(crate::proxy::Settings, Vec<PathBuf>, bool), String> {
+    let file = FileConfig::read(args.config.as_deref())?;
+    let common = CommonArgs {
+        proxy_base: args.base.clone(),
+        proxy_key_file: args.key_file.clone(),
+        proxy_allow_net: args.allow_net.clone(),
+        proxy_cache_dir: args.cache_dir.clone(),
+        ..CommonArgs::default()
+    };
+    let listeners = ListenerArgs {
+        proxy_listen: args.listen.clone(),
+        ..ListenerArgs::default()
+    };
+    let file_http = http_limits(&file)?;
+    let http = HttpLimits {
+        header_timeout: args
+            .header_timeout
+            .map_or(file_http.header_timeout, Duration::from_secs),
+        max_connections: args
+            .max_connections
+            .map_or(file_http.max_connections, |n| n.max(1)),
+        write_timeout: args
+            .write_timeout
+            .map_or(file_http.write_timeout, Duration::from_secs),
+    };
+    let setup = proxy_setup(Mode::Serve, &file, &common, &listeners, http)?
+        .ok_or("no proxy: --proxy-base and --proxy-key-file (or their keys) are needed")?;
+    let Some(listen) = setup.listen else {
+        return Err("no listen address: --proxy-listen or `proxy_listen`".into());
+    };
+    let mut settings = setup.settings;
+    settings.listen = listen;
+    for f in &args.previous_key_files {
+        settings.previous_keys.push(crate::proxy::read_key(f)?);
+    }
+    let mut rules = file.rules.clone().unwrap_or_default();
+    rules.extend(args.rules.iter().cloned());
+    let system_rules = file.system_rules.unwrap_or(true) && !args.no_system_rules;
+    Ok((settings, rules, system_rules))
+}
+
 /// The dashboard, where the process keeps running and a listen address is given.
 fn dashboard(
     mode: Mode,

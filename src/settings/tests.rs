@@ -383,3 +383,52 @@ fn the_shipped_configuration_file_is_read() {
     let f: FileConfig = toml::from_str(include_str!("../../contrib/mailveil.toml")).unwrap();
     assert!(serve_from(&f, &[]).is_ok());
 }
+
+#[test]
+fn the_proxy_alone_reads_the_same_keys_and_its_old_flag_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let config = dir.path().join("mailveil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "proxy_listen = \"127.0.0.1:8025\"\nproxy_base = \"https://mail.example.org/mv\"\n\
+             proxy_key_file = \"{}\"\nhttp_max_connections = 7\nproxy_cache_days = 2\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let proxy_args = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+        crate::cli::Command::Proxy(a) => a,
+        _ => unreachable!(),
+    };
+    let c = config.display().to_string();
+    let (s, _, _) =
+        super::proxy_alone(&proxy_args(&["mailveil", "proxy", "--config", &c])).unwrap();
+    assert_eq!(s.listen, "127.0.0.1:8025".parse().unwrap());
+    assert_eq!(s.base, "https://mail.example.org/mv");
+    assert_eq!(s.http.max_connections, 7);
+    assert_eq!(s.cache_ttl, Duration::from_secs(2 * 86400));
+    // the flags of earlier versions still work, and beat the file
+    let k = key.display().to_string();
+    let argv = [
+        "mailveil",
+        "proxy",
+        "--config",
+        &c,
+        "--listen",
+        "127.0.0.1:9000",
+        "--base",
+        "http://127.0.0.1:9000",
+        "--key-file",
+        &k,
+        "--allow-net",
+        "10.0.0.0/8",
+    ];
+    let (s, _, _) = super::proxy_alone(&proxy_args(&argv)).unwrap();
+    assert_eq!(s.listen, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(s.base, "http://127.0.0.1:9000");
+    assert_eq!(s.allow, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+    assert!(super::proxy_alone(&proxy_args(&["mailveil", "proxy"])).is_err());
+}
