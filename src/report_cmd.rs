@@ -282,13 +282,7 @@ fn render_mails(mails: &[MailRecord], format: &str) -> String {
 }
 
 pub(crate) fn dashboard(args: DashboardArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILVEIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+    crate::app::init_logs(crate::app::LogStyle::Daemon);
     let run = async {
         let token = match &args.token_file {
             Some(p) => Some(crate::web::read_token(p)?),
