@@ -22,8 +22,8 @@ mod results;
 mod seal;
 mod verify;
 
-use dns::parse_server;
 pub use dns::Resolver;
+use dns::parse_server;
 use results::remove_ours;
 pub use results::{ArcVerdict, AuthResult, DkimVerdict, Verdict};
 use seal::{ArcKey, seal};

@@ -1,4 +1,4 @@
-//! The image proxy and link shield (DESIGN.md invariants 5 and 6): serves
+//! The image proxy and link shield (docs/architecture.md, invariants 5 and 6): serves
 //! `BASE/i/<sig>/<url>` (raster images), `BASE/s/<sig>/<url>` (stylesheets, their `url()`s
 //! rewritten through the proxy) and `BASE/l/<sig>/<url>` (the link shield), and prefetches
 //! a mail's proxied URLs at delivery.

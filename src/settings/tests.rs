@@ -379,9 +379,35 @@ fn the_frontends_own_tables() {
 }
 
 #[test]
-fn the_shipped_configuration_file_is_read() {
-    let f: FileConfig = toml::from_str(include_str!("../../contrib/mailveil.toml")).unwrap();
+fn the_shipped_configuration_file_is_read_by_every_mode_and_its_commented_keys_exist() {
+    let text = include_str!("../../contrib/mailveil.toml");
+    let f: FileConfig = toml::from_str(text).unwrap();
     assert!(serve_from(&f, &[]).is_ok());
+    for mode in [Mode::Filter, Mode::Milter, Mode::Imap { watch: true }] {
+        assert!(
+            Settings::build(mode, &f, &CommonArgs::default(), None, None).is_ok(),
+            "{mode:?}"
+        );
+    }
+    // Every key the file shows commented out is one the file may hold.
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(uncommented.contains("\n[milter]\n") && uncommented.contains("\nproxy_base = "));
+    let all: FileConfig = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}"));
+    assert!(all.milter.is_some() && all.imap.is_some() && all.tls.is_some());
 }
 
 #[test]

@@ -59,7 +59,7 @@ impl FindingKind {
     }
 }
 
-/// What was done about a finding (DESIGN.md, "Findings and actions").
+/// What was done about a finding (docs/architecture.md, "Findings and actions").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
