@@ -124,11 +124,10 @@ fn postfix_smtpd_milter_delivers_tracked_mail_cleaned_to_dovecot() {
             .any(|l| l.contains(" mail ") && l.contains("headers_removed=1")),
         "{log}"
     );
-    assert!(
-        stack.postfix_log().contains("status=sent"),
-        "{}",
-        tail(&stack.postfix_log(), 20)
-    );
+    wait_until(Duration::from_secs(10), || {
+        stack.postfix_log().contains("status=sent")
+    })
+    .unwrap_or_else(|| panic!("{}", tail(&stack.postfix_log(), 20)));
     assert_eq!(stack.queued(), 0);
 }
 

@@ -529,15 +529,14 @@ async fn too_large<S: AsyncWrite + Unpin>(
     };
     if t.tempfail() {
         let done = shared.pipeline.streamed(streamed(0, true), &envelope, meta);
-        send(
+        done.finish(Outcome::said(format!("tempfail spooled={spooled}")));
+        return send(
             stream,
             &Plan::verdict(Reply::Tempfail),
             &[],
             shared.timeouts.frame,
         )
-        .await?;
-        done.finish(Outcome::said(format!("tempfail spooled={spooled}")));
-        return Ok(());
+        .await;
     }
     msg.fields = session::split_message(&head).0;
     let (new_fields, body_start) = session::split_message(t.head());
@@ -574,20 +573,19 @@ async fn too_large<S: AsyncWrite + Unpin>(
         out_size += send_body(stream, &mut out, true, shared.timeouts.frame).await?;
         changes.body_replaced = true;
     }
-    send(
-        stream,
-        &Plan::verdict(Reply::Continue),
-        &[],
-        shared.timeouts.frame,
-    )
-    .await?;
     let mut done = done;
     done.sent(out_size);
     done.finish(Outcome::said(format!(
         "continue spooled={spooled} {}",
         changes.summary()
     )));
-    Ok(())
+    send(
+        stream,
+        &Plan::verdict(Reply::Continue),
+        &[],
+        shared.timeouts.frame,
+    )
+    .await
 }
 
 /// The start of a spooled mail: its header section (up to [`MAX_SPOOLED_HEAD`]) and up
@@ -720,13 +718,12 @@ async fn end_of_message<S: AsyncWrite + Unpin>(
     } else {
         "continue"
     };
-    let result = send(stream, &plan, &done.cleaned.bytes, shared.timeouts.frame).await;
-    done.delivered();
-    done.finish(Outcome::said(match &result {
-        Ok(()) => format!("{verdict} {}", changes.summary()),
-        Err(e) => format!("{verdict} not answered: {e}"),
-    }));
-    result
+    // What the milter answers is decided: the mail is finished before the answer goes
+    // (an MTA that drops the connection then is logged with it).
+    let result = format!("{verdict} {}", changes.summary());
+    let bytes = std::mem::take(&mut done.cleaned.bytes);
+    done.finish(Outcome::said(result));
+    send(stream, &plan, &bytes, shared.timeouts.frame).await
 }
 
 #[cfg(test)]
