@@ -775,6 +775,7 @@ impl Milter {
         let child = Command::new(bin)
             .args(["milter", "--listen", &listen, "--no-system-rules"])
             .args(args)
+            .env("MAILVEIL_LOG", "info")
             .env("TMPDIR", tmp.path())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -788,8 +789,11 @@ impl Milter {
             log,
             _tmp: tmp,
         };
+        // Our milter said it listens (a port that merely answers may be another test's
+        // server, which took the free port before this milter could bind it).
+        let said = format!("milter listening listen=inet:127.0.0.1:{port}");
         let up = wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            m.log().contains(&said) && TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         if up.is_none() {
             let _ = m.child.kill();

@@ -210,6 +210,7 @@ impl Stack {
             .append(true)
             .open(self.run.join("mailveil.log"))
             .unwrap();
+        writeln!(&log, "--- mailveil started ---").unwrap();
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(MAILVEIL)
             .args(["serve", "--listen", &listen, "--downstream", downstream])
@@ -222,10 +223,7 @@ impl Stack {
             .spawn()
             .unwrap();
         self.mailveil = Some(child);
-        wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(&listen).is_ok()
-        })
-        .unwrap_or_else(|| {
+        wait_until(Duration::from_secs(20), || self.listens_on(port)).unwrap_or_else(|| {
             panic!(
                 "mailveil did not listen on {listen}: {}",
                 self.mailveil_log()
@@ -241,6 +239,7 @@ impl Stack {
             .append(true)
             .open(self.run.join("mailveil.log"))
             .unwrap();
+        writeln!(&log, "--- mailveil started ---").unwrap();
         let child = Command::new(MAILVEIL)
             .args(args)
             .env("MAILVEIL_LOG", "info")
@@ -252,10 +251,19 @@ impl Stack {
             .spawn()
             .unwrap();
         self.mailveil = Some(child);
-        wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .unwrap_or_else(|| panic!("mailveil did not listen on {port}: {}", self.mailveil_log()));
+        wait_until(Duration::from_secs(20), || self.listens_on(port)).unwrap_or_else(|| {
+            panic!("mailveil did not listen on {port}: {}", self.mailveil_log())
+        });
+    }
+
+    /// Whether the stack's mailveil listens on `port`: it said so since it started, and
+    /// the port answers (a port that merely answers may be another test's server).
+    fn listens_on(&self, port: u16) -> bool {
+        let log = self.mailveil_log();
+        let ours = log.rsplit("mailveil started").next().unwrap_or("");
+        ours.lines()
+            .any(|l| l.contains("listening") && l.contains(&format!("127.0.0.1:{port}")))
+            && TcpStream::connect(("127.0.0.1", port)).is_ok()
     }
 
     /// SIGKILL (no chance to answer anything).

@@ -45,7 +45,7 @@ impl Daemon {
         let mut d = Daemon { child, log, dir };
         for &port in listens {
             let started = Instant::now();
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            while !d.listens_on(port) {
                 if let Ok(Some(st)) = d.child.try_wait() {
                     panic!("mailveil exited ({st}) before listening:\n{}", d.log());
                 }
@@ -58,6 +58,17 @@ impl Daemon {
             }
         }
         d
+    }
+
+    /// Whether this process listens on `port`: it said so (a free port is picked before
+    /// the process binds it, and another test's server may take it in between: a port
+    /// that merely answers may be someone else's), and the port answers.
+    fn listens_on(&self, port: u16) -> bool {
+        let log = self.log();
+        let said = log
+            .lines()
+            .any(|l| l.contains("listening") && l.contains(&format!("127.0.0.1:{port}")));
+        said && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     }
 
     /// Its log so far.
