@@ -180,7 +180,7 @@ fn own_files(dir: &Path) -> Vec<(SystemTime, u64, PathBuf)> {
 }
 
 impl Cache {
-    /// Opens (creates) the cache in `dir`, which must be private (see [`private_dir`]).
+    /// Opens (creates) the cache in `dir`, which must be private (see `private_dir`).
     pub fn open(dir: &Path, max_bytes: u64, ttl: Duration) -> std::io::Result<Cache> {
         private_dir(dir)?;
         private_dir(&dir.join("objects"))?;

@@ -18,8 +18,8 @@ pub mod guard;
 use cache::{Cache, Entry};
 use fetch::{Accept, FetchError, Fetcher};
 use mailveil_core::detect::{Detector, remote_url};
-use mailveil_core::html::css::{self, CssDecision, CssEvent};
-use mailveil_core::proxy_url::{self, Own, ProxyConfig, ProxyKind};
+use mailveil_core::proxy_sheet;
+use mailveil_core::proxy_url::{ProxyConfig, ProxyKind};
 use mailveil_core::{Action, Report, Rules};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,7 +222,7 @@ impl Proxy {
         let body = match kind {
             ProxyKind::Style => {
                 let text = String::from_utf8_lossy(&fetched.body);
-                rewrite_css(&self.config, &self.rules, &text, &fetched.url).into_bytes()
+                proxy_sheet::rewrite(&self.config, &self.rules, &text, &fetched.url).into_bytes()
             }
             _ => fetched.body,
         };
@@ -262,21 +262,7 @@ impl Proxy {
         deadline: Duration,
     ) -> PrefetchSummary {
         let started = Instant::now();
-        let mut items: Vec<(ProxyKind, String)> = report
-            .findings
-            .iter()
-            .filter(|f| f.action == Action::Prefetch)
-            .filter_map(|f| {
-                let kind = if f.location == "link@href" || f.location.ends_with(":@import") {
-                    ProxyKind::Style
-                } else {
-                    ProxyKind::Image
-                };
-                f.url.clone().map(|u| (kind, u))
-            })
-            .collect();
-        items.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
-        items.dedup();
+        let mut items = prefetch_items(report);
         let max = self.prefetch_limits.max_urls;
         let skipped = items.len().saturating_sub(max);
         items.truncate(max);
@@ -342,99 +328,91 @@ impl Proxy {
     }
 }
 
+/// What a report asks to prefetch: each URL marked `prefetch` with the kind the core
+/// wrote its proxy URL as (`/i/` or `/s/`, from the finding's location kind), each once,
+/// sorted. Only images and style sheets: a link is followed on a click, and fetching it
+/// at delivery would be the click.
+fn prefetch_items(report: &Report) -> Vec<(ProxyKind, String)> {
+    let mut items: Vec<(ProxyKind, String)> = report
+        .findings
+        .iter()
+        .filter(|f| f.action == Action::Prefetch)
+        .filter_map(|f| Some((f.location.kind().proxy_kind()?, f.url.clone()?)))
+        .filter(|(kind, _)| matches!(kind, ProxyKind::Image | ProxyKind::Style))
+        .collect();
+    items.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    items.dedup();
+    items
+}
+
 impl Proxy {
     /// The proxied URLs in a stylesheet the proxy rewrote, as (kind, original URL).
     fn inner_urls(&self, css_bytes: &[u8]) -> Vec<(ProxyKind, String)> {
-        let text = String::from_utf8_lossy(css_bytes);
-        let mut out = Vec::new();
-        css::scan_with(&text, &mut |ev| {
-            if let CssEvent::Url { url, .. } = ev
-                && let Some(found) = proxy_url::parse(&self.config, url)
-            {
-                out.push(found);
-            }
-            CssDecision::Keep
-        });
-        out
+        proxy_sheet::proxied_urls(&self.config, &String::from_utf8_lossy(css_bytes))
     }
-}
-
-/// A stylesheet served by the proxy: every URL in it resolved against the sheet's URL,
-/// judged (a tracker by the loaded rules is removed; a URL of this proxy is judged by
-/// the URL it carries, never kept as signed) and rewritten through the proxy (images
-/// `/i/`, `@import` `/s/`); script in CSS and other schemes removed.
-pub fn rewrite_css(cfg: &ProxyConfig, rules: &Rules, text: &str, base: &url::Url) -> String {
-    let detector = Detector::new(rules, std::iter::empty::<&str>());
-    let scan = css::scan_with(text, &mut |ev| match ev {
-        CssEvent::Active { .. } => CssDecision::Remove,
-        CssEvent::Url { url, property } => {
-            let trimmed = url.trim();
-            if trimmed.to_ascii_lowercase().starts_with("data:") || trimmed.starts_with('#') {
-                return CssDecision::Keep;
-            }
-            let Ok(mut abs) = base.join(trimmed) else {
-                return CssDecision::Remove;
-            };
-            for _ in 0..4 {
-                match proxy_url::own(cfg, abs.as_str()) {
-                    Own::No => break,
-                    Own::Unreadable => return CssDecision::Remove,
-                    Own::Carries { url, .. } => match url::Url::parse(&url) {
-                        Ok(u) => abs = u,
-                        Err(_) => return CssDecision::Remove,
-                    },
-                }
-            }
-            let image = property != "@import";
-            let tracker = remote_url(abs.as_str(), &None)
-                .is_none_or(|r| detector.tracker(&r, image).is_some());
-            if !matches!(abs.scheme(), "http" | "https")
-                || proxy_url::own(cfg, abs.as_str()) != Own::No
-                || tracker
-            {
-                return CssDecision::Remove;
-            }
-            let kind = if image {
-                ProxyKind::Image
-            } else {
-                ProxyKind::Style
-            };
-            CssDecision::Replace(proxy_url::proxied(cfg, kind, abs.as_str()))
-        }
-    });
-    scan.apply(text).unwrap_or_else(|| text.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mailveil_core::proxy_url;
 
+    /// The proxy prefetches each URL as the kind the core wrote it as, told by the
+    /// finding's location kind. It used to read the location's label: a declaration
+    /// whose (escaped) property name ends in `:@import` was prefetched as a style sheet
+    /// while the mail had it as an image.
     #[test]
-    fn stylesheets_are_served_with_their_urls_through_the_proxy() {
-        let cfg = ProxyConfig::new("http://127.0.0.1:8025", b"k".to_vec());
-        let base = url::Url::parse("http://cdn.example/css/a.css").unwrap();
-        let out = rewrite_css(
-            &cfg,
+    fn prefetch_takes_each_url_as_the_kind_the_core_wrote() {
+        let cfg = ProxyConfig::new("https://mx.example/mv", b"k".to_vec());
+        let policy = mailveil_core::Policy {
+            remote_content: mailveil_core::RemoteContent::Prefetch,
+            proxy: Some(cfg.clone()),
+            ..mailveil_core::Policy::default()
+        };
+        let html = r#"<link rel="stylesheet" href="http://cdn.example/a.css">
+<style>@import 'http://cdn.example/b.css'; .x{background:url(http://cdn.example/c.png)}</style>
+<img src="http://cdn.example/d.png" width="50" height="50">
+<p style="x\:\@import: url(http://cdn.example/e.png)">t</p>
+<table><tr><td background="http://cdn.example/f.png">x</td></tr></table>
+<a href="https://click.example/ls/click?upn=abcdefghijklmnopqrstuvwxyz">go</a>"#;
+        let raw = format!(
+            "From: a@b.example\r\nTo: r@x.example\r\nContent-Type: text/html\r\n\r\n{html}\r\n"
+        );
+        let out = mailveil_core::clean(
+            raw.as_bytes(),
+            &mailveil_core::Envelope::to(["r@x.example"]),
+            &policy,
             &Rules::default(),
-            "@import 'b.css'; .x{background:url(../img/x.png)} .y{background:url(data:image/png;base64,AA)} .z{behavior:url(x.htc)} .w{background:url('javascript:alert(1)')}",
-            &base,
         );
-        assert!(out.contains(&proxy_url::proxied(
-            &cfg,
-            ProxyKind::Style,
-            "http://cdn.example/css/b.css"
-        )));
-        assert!(out.contains(&proxy_url::proxied(
-            &cfg,
-            ProxyKind::Image,
-            "http://cdn.example/img/x.png"
-        )));
-        assert!(out.contains("data:image/png"));
-        assert!(
-            !out.contains("x.htc") && !out.contains("javascript"),
-            "{out}"
+        let text = String::from_utf8_lossy(&out.bytes);
+        // Every proxy URL in the mail: up to the first character no proxy URL holds.
+        let mut written: Vec<(ProxyKind, String)> = text
+            .match_indices(&cfg.base)
+            .map(|(at, _)| {
+                let rest = &text[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "-_/:.".contains(c)))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .filter_map(|u| proxy_url::parse(&cfg, u))
+            .collect();
+        written.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+        written.dedup();
+        let url = |k: ProxyKind, u: &str| (k, format!("http://cdn.example/{u}"));
+        assert_eq!(
+            written,
+            [
+                url(ProxyKind::Image, "c.png"),
+                url(ProxyKind::Image, "d.png"),
+                url(ProxyKind::Image, "e.png"),
+                url(ProxyKind::Image, "f.png"),
+                url(ProxyKind::Style, "a.css"),
+                url(ProxyKind::Style, "b.css"),
+            ],
+            "{text}"
         );
-        assert!(!out.contains("cdn.example"), "{out}");
+        assert_eq!(prefetch_items(&out.report), written);
     }
 
     /// Per-host slots bound what is in flight to one host, and go when unused.
@@ -456,36 +434,6 @@ mod tests {
         let a3 = slots.acquire("a.example", 2).await;
         drop((a2, a3));
         assert!(slots.is_empty());
-    }
-
-    /// Issue 14: a stylesheet could carry a URL of this proxy signed for a tracker (or a
-    /// tracker of its own), and the proxy kept or signed it unjudged.
-    #[test]
-    fn stylesheets_lose_their_trackers_and_proxy_urls_are_judged_by_what_they_carry() {
-        let cfg = ProxyConfig::new("http://127.0.0.1:8025", b"k".to_vec());
-        let base = url::Url::parse("http://cdn.example/css/a.css").unwrap();
-        let signed_pixel =
-            proxy_url::proxied(&cfg, ProxyKind::Image, "http://t.example/open.gif?id=7");
-        let signed_logo = proxy_url::proxied(&cfg, ProxyKind::Link, "http://cdn.example/logo.png");
-        let sheet = format!(
-            ".a{{background:url({signed_pixel})}} .b{{background:url(http://t.example/pixel.gif)}} \
-             .c{{background:url({signed_logo})}} .d{{background:url(http://127.0.0.1:8025/i/x/y)}}"
-        );
-        let out = rewrite_css(&cfg, &Rules::default(), &sheet, &base);
-        assert!(
-            !out.contains(&signed_pixel) && !out.contains("pixel.gif"),
-            "{out}"
-        );
-        assert!(!out.contains("/i/x/y"), "{out}");
-        assert!(
-            out.contains(&proxy_url::proxied(
-                &cfg,
-                ProxyKind::Image,
-                "http://cdn.example/logo.png"
-            )),
-            "{out}"
-        );
-        assert_eq!(out.matches("url(").count(), 1, "{out}");
     }
 }
 

@@ -1,6 +1,6 @@
 //! One mail as the store keeps it, built from the core's [`Report`].
 
-use mailveil_core::{Action, Envelope, Report};
+use mailveil_core::{Envelope, MessageFacts, Report};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -56,7 +56,9 @@ pub struct MailRecord {
 /// One finding as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StoredFinding {
-    /// Kind, kebab-case (`pixel`, `tracking-param`...).
+    /// Kind, as [`mailveil_core::FindingKind::as_str`] writes it (`pixel`,
+    /// `tracking-param`...); a row of another version may hold a name this one does
+    /// not know.
     pub kind: String,
     /// MIME part ("1.2", "header").
     pub part: String,
@@ -70,26 +72,25 @@ pub struct StoredFinding {
     /// The tracker or ESP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracker: Option<String>,
-    /// What was done, kebab-case.
+    /// What was done, as [`mailveil_core::Action::as_str`] writes it.
     pub action: String,
 }
 
-fn action_str(a: Action) -> &'static str {
-    match a {
-        Action::Strip => "strip",
-        Action::Unwrap => "unwrap",
-        Action::Clean => "clean",
-        Action::Resolve => "resolve",
-        Action::Keep => "keep",
-        Action::Untouched => "untouched",
-        Action::Proxy => "proxy",
-        Action::Prefetch => "prefetch",
+impl StoredFinding {
+    /// Whether it counts as acted on ([`mailveil_core::Action::counted`], as in the
+    /// header and in [`MailRecord::blocked`]); an action this version does not know
+    /// does not count.
+    pub fn counted(&self) -> bool {
+        self.action
+            .parse::<mailveil_core::Action>()
+            .is_ok_and(mailveil_core::Action::counted)
     }
 }
 
 impl MailRecord {
-    /// The record of one pass: `raw` is the mail as received (only its header is read:
-    /// Message-ID and Subject), `debug` keeps full URLs.
+    /// The record of one pass: `raw` is the mail as received (only its header is read,
+    /// by the core's reader: Message-ID, Subject, and Return-Path or From where the
+    /// envelope has no sender), `debug` keeps full URLs.
     pub fn from_report(
         report: &Report,
         envelope: &Envelope,
@@ -98,13 +99,13 @@ impl MailRecord {
         elapsed_ms: i64,
         debug: bool,
     ) -> MailRecord {
-        let (message_id, subject, header_sender) = header_facts(raw);
+        let facts = MessageFacts::read(raw);
         // The pipe frontend knows no envelope: Return-Path, or else From, stands in.
         let sender = envelope
             .sender
             .clone()
             .filter(|s| !s.is_empty())
-            .or(header_sender)
+            .or_else(|| facts.return_address())
             .unwrap_or_default();
         let sender_domain = sender
             .rsplit_once('@')
@@ -116,9 +117,7 @@ impl MailRecord {
         }
         let mut actions = BTreeMap::new();
         for f in &report.findings {
-            *actions
-                .entry(action_str(f.action).to_string())
-                .or_insert(0i64) += 1;
+            *actions.entry(f.action.as_str().to_string()).or_insert(0i64) += 1;
         }
         let findings = report
             .findings
@@ -126,21 +125,21 @@ impl MailRecord {
             .map(|f| StoredFinding {
                 kind: f.kind.as_str().to_string(),
                 part: f.part.clone(),
-                location: f.location.clone(),
+                location: f.location.to_string(),
                 url: f.url.as_deref().map(|u| stored_url(u, debug)),
                 rule: f.rule.clone(),
                 tracker: f.tracker.clone(),
-                action: action_str(f.action).to_string(),
+                action: f.action.as_str().to_string(),
             })
             .collect();
         MailRecord {
             id: 0,
             time,
-            message_id,
+            message_id: facts.message_id(),
             sender,
             sender_domain,
             recipient: envelope.recipients.join(","),
-            subject_hash: subject.map(|s| {
+            subject_hash: facts.subject().map(|s| {
                 let digest = Sha256::digest(s.as_bytes());
                 digest[..8].iter().map(|b| format!("{b:02x}")).collect()
             }),
@@ -186,23 +185,6 @@ pub fn short_url(url: &str) -> String {
     url[..cut].to_string()
 }
 
-/// The Message-ID (without brackets), Subject and sender (Return-Path, else From) of a
-/// mail, read from its header.
-fn header_facts(raw: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
-    let Some(msg) = mail_parser::MessageParser::new().parse_headers(raw) else {
-        return (None, None, None);
-    };
-    let sender = msg
-        .return_address()
-        .map(|s| s.trim_matches(['<', '>', ' ']).to_string())
-        .filter(|s| !s.is_empty());
-    let id = msg
-        .message_id()
-        .map(|s| s.trim_matches(['<', '>', ' ']).to_string())
-        .filter(|s| !s.is_empty());
-    (id, msg.subject().map(str::to_string), sender)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,9 +224,32 @@ mod tests {
 
     #[test]
     fn header_facts_are_read() {
-        let raw = b"Subject: Hello\r\nMessage-ID: <abc@x.example>\r\n\r\nbody";
-        let (id, subject, _) = header_facts(raw);
-        assert_eq!(id.as_deref(), Some("abc@x.example"));
-        assert_eq!(subject.as_deref(), Some("Hello"));
+        let raw = b"Subject: Hello\r\nMessage-ID: <abc@x.example>\r\nFrom: Shop <news@Shop.Example>\r\n\r\nbody";
+        let r = MailRecord::from_report(&Report::default(), &Envelope::default(), raw, 7, 1, false);
+        assert_eq!(r.message_id.as_deref(), Some("abc@x.example"));
+        assert_eq!(r.sender, "news@Shop.Example");
+        assert_eq!(r.sender_domain, "shop.example");
+        // The first 16 hex digits of SHA-256("Hello"), as every version stored them.
+        assert_eq!(r.subject_hash.as_deref(), Some("185f8db32271fe25"));
+        let with_envelope = Envelope {
+            sender: Some("bounce@esp.example".into()),
+            recipients: vec!["a@x.example".into(), "b@x.example".into()],
+        };
+        let r = MailRecord::from_report(&Report::default(), &with_envelope, raw, 7, 1, false);
+        assert_eq!(
+            (r.sender.as_str(), r.recipient.as_str()),
+            ("bounce@esp.example", "a@x.example,b@x.example")
+        );
+    }
+
+    /// The MTA writes Return-Path on top of the header; one lower down was written by
+    /// the sender. Where no envelope sender is known (the pipe), the top one is recorded.
+    #[test]
+    fn the_top_return_path_is_the_sender_not_one_written_lower_down() {
+        let raw = b"Return-Path: <bounce@esp.example>\r\nFrom: news@shop.example\r\n\
+Return-Path: <ceo@bank.example>\r\nMessage-ID: <m1@shop.example>\r\n\r\nbody";
+        let r = MailRecord::from_report(&Report::default(), &Envelope::default(), raw, 7, 1, false);
+        assert_eq!(r.sender, "bounce@esp.example");
+        assert_eq!(r.sender_domain, "esp.example");
     }
 }

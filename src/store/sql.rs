@@ -7,6 +7,7 @@ use super::{
     DayCount, MailRecord, Ranked, ReportStore, StoreError, StoreFuture, StoredFinding, Summary,
     Totals, day,
 };
+use mailveil_core::Action;
 use sqlx::AnyPool;
 use sqlx::Row;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -294,7 +295,7 @@ impl SqlStore {
             let kind: String = r.try_get(0)?;
             let action: String = r.try_get(1)?;
             let n: i64 = r.try_get(2)?;
-            if action != "keep" {
+            if action.parse::<Action>().is_ok_and(Action::counted) {
                 *totals.by_kind.entry(kind).or_insert(0) += n;
             }
             *totals.by_action.entry(action).or_insert(0) += n;
@@ -323,13 +324,15 @@ impl SqlStore {
             .fetch_all(&self.pool)
             .await?,
         )?;
+        let uncounted = uncounted_actions();
         let top_trackers = ranked(
-            sqlx::query(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT f.tracker, CAST(COUNT(DISTINCT f.mail_id) AS BIGINT), \
                  CAST(COUNT(*) AS BIGINT) AS n FROM findings f JOIN mails m ON m.id = f.mail_id \
-                 WHERE m.ts >= $1 AND m.ts < $2 AND f.tracker IS NOT NULL AND f.action <> 'keep' \
-                 GROUP BY f.tracker ORDER BY n DESC, f.tracker LIMIT $3",
-            )
+                 WHERE m.ts >= $1 AND m.ts < $2 AND f.tracker IS NOT NULL \
+                 AND f.action NOT IN {uncounted} \
+                 GROUP BY f.tracker ORDER BY n DESC, f.tracker LIMIT $3"
+            )))
             .bind(since)
             .bind(until)
             .bind(top)
@@ -358,11 +361,11 @@ impl SqlStore {
                 },
             );
         }
-        for r in sqlx::query(
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT CAST(m.ts / 86400 AS BIGINT), CAST(COUNT(*) AS BIGINT) FROM findings f \
              JOIN mails m ON m.id = f.mail_id WHERE m.ts >= $1 AND m.ts < $2 \
-             AND f.tracker IS NOT NULL AND f.action <> 'keep' GROUP BY 1",
-        )
+             AND f.tracker IS NOT NULL AND f.action NOT IN {uncounted} GROUP BY 1"
+        )))
         .bind(since)
         .bind(until)
         .fetch_all(&self.pool)
@@ -404,7 +407,7 @@ impl SqlStore {
                     tracker: f.try_get(5)?,
                     action: f.try_get(6)?,
                 };
-                if finding.action != "keep" {
+                if finding.counted() {
                     *m.counts.entry(finding.kind.clone()).or_insert(0) += 1;
                 }
                 *m.actions.entry(finding.action.clone()).or_insert(0) += 1;
@@ -439,6 +442,18 @@ impl SqlStore {
             .await?;
         self.mails_with_findings(rows).await
     }
+}
+
+/// `('keep', 'proxy', 'prefetch')`: the actions that do not count as blocked
+/// ([`Action::counted`]), as an SQL list. Our own names from one table, never text that
+/// came with a mail, so they are written into the statement.
+fn uncounted_actions() -> String {
+    let names: Vec<String> = Action::ALL
+        .iter()
+        .filter(|a| !a.counted())
+        .map(|a| format!("'{a}'"))
+        .collect();
+    format!("({})", names.join(", "))
 }
 
 fn like_escape(s: &str) -> String {
@@ -495,5 +510,64 @@ impl ReportStore for SqlStore {
     }
     fn by_message_id<'a>(&'a self, message_id: &'a str) -> StoreFuture<'a, Vec<MailRecord>> {
         Box::pin(self.by_message_id_impl(message_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailveil_core::{Envelope, Finding, FindingKind, Location, LocationKind, Report};
+
+    fn finding(kind: FindingKind, action: Action, tracker: Option<&str>) -> Finding {
+        Finding {
+            kind,
+            part: "1".into(),
+            location: Location::attribute(LocationKind::Source, "img", "src"),
+            url: Some("https://cdn.example/a.png".into()),
+            rule: "r".into(),
+            tracker: tracker.map(String::from),
+            action,
+            params: Vec::new(),
+        }
+    }
+
+    /// What is read back is what was written: proxied and prefetched content is not
+    /// blocked (the header says `proxied=`/`prefetched=`, and so did the record's
+    /// `blocked`), but reading a mail back and the summary counted it as blocked.
+    #[tokio::test]
+    async fn proxied_and_prefetched_findings_are_not_counted_as_blocked_when_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open(&dir.path().join("r.sqlite").display().to_string(), false)
+            .await
+            .unwrap();
+        let report = Report {
+            findings: vec![
+                finding(FindingKind::Pixel, Action::Strip, Some("Pixel Co")),
+                finding(FindingKind::RemoteContent, Action::Prefetch, None),
+                finding(FindingKind::RemoteContent, Action::Proxy, None),
+                finding(FindingKind::ClickRedirect, Action::Proxy, Some("Shield Co")),
+                finding(FindingKind::ClickRedirect, Action::Keep, Some("Opaque Co")),
+            ],
+            ..Report::default()
+        };
+        let raw = b"Message-ID: <counted@x.example>\r\n\r\nbody";
+        let time = super::super::now();
+        let record =
+            MailRecord::from_report(&report, &Envelope::to(["r@x.example"]), raw, time, 1, false);
+        assert_eq!(record.blocked, 1);
+        store.record(&record).await.unwrap();
+
+        let back = store.by_message_id("counted@x.example").await.unwrap();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].counts, record.counts);
+        assert_eq!(back[0].actions, record.actions);
+        assert_eq!(back[0].blocked, 1);
+
+        let s = store.summary(time - 10, time + 10, 10).await.unwrap();
+        assert_eq!(s.totals.by_kind, record.counts);
+        assert_eq!(s.totals.blocked, 1);
+        let trackers: Vec<&str> = s.top_trackers.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(trackers, ["Pixel Co"]);
+        assert_eq!(s.per_day.iter().map(|d| d.trackers).sum::<i64>(), 1);
     }
 }

@@ -19,21 +19,25 @@
 
 pub mod detect;
 mod envelope;
-mod headers;
+pub mod headers;
 pub mod html;
 mod lenient;
 pub mod links;
 mod mime;
 mod policy;
+pub mod proxy_sheet;
 pub mod proxy_url;
 mod report;
 pub mod rules;
 mod too_large;
 
 pub use envelope::Envelope;
+pub use headers::MessageFacts;
 pub use policy::{Limits, OnError, Policy, RemoteContent, SignedContent};
 pub use proxy_url::{ProxyConfig, ProxyKind};
-pub use report::{Action, Finding, FindingKind, HEADER_NAME, Report};
+pub use report::{
+    Action, Finding, FindingKind, HEADER_NAME, Location, LocationKind, Report, UnknownName,
+};
 pub use rules::{RuleError, RuleSource, Rules};
 pub use too_large::TooLarge;
 
@@ -51,9 +55,6 @@ const READ_RECEIPT_HEADERS: &[&str] = &[
     "Return-Receipt-To",
     "X-Confirm-Reading-To",
 ];
-
-/// Headers whose addresses are the reader's (besides the envelope recipients).
-const RECIPIENT_HEADERS: &[&str] = &["To", "Delivered-To", "X-Original-To", "Envelope-To"];
 
 /// The result of cleaning one message.
 #[derive(Debug, Clone)]
@@ -180,14 +181,10 @@ fn clean_message(
         cleaned.report.changed = cleaned.bytes != raw;
         return Ok(cleaned);
     }
-    let fields = headers::fields(raw);
+    let facts = MessageFacts::read(raw);
     let mut addresses: Vec<String> = envelope.recipients.clone();
-    for name in RECIPIENT_HEADERS {
-        for f in headers::named(&fields, name) {
-            addresses.extend(addresses_in(&raw[f.range.clone()]));
-        }
-    }
-    let senders = senders_of(raw, &fields, envelope);
+    addresses.extend(facts.recipients());
+    let senders = senders_of(&facts, envelope);
     if let Some(id) = rules.allowed_sender(&senders) {
         return Ok(skipped(raw, format!("allow:{id}"), policy));
     }
@@ -199,9 +196,7 @@ fn clean_message(
     }
     let policy = &policy.0;
     let detector = detect::Detector::new(rules, addresses.iter().map(String::as_str));
-    let list_unsubscribe: Vec<String> = headers::named(&fields, "List-Unsubscribe")
-        .flat_map(|f| bracketed(&raw[f.range.clone()]))
-        .collect();
+    let list_unsubscribe = facts.list_unsubscribe();
     let mut report = Report::new();
     let deadline = started + policy.limits.max_time;
     let body = {
@@ -234,7 +229,7 @@ fn clean_message(
                 Finding {
                     kind: FindingKind::ReadReceipt,
                     part: "header".into(),
-                    location: format!("header:{}", f.name),
+                    location: Location::header(&f.name),
                     url: value.split_once(':').map(|(_, v)| v.trim().to_string()),
                     rule: "header:read-receipt".into(),
                     tracker: None,
@@ -275,13 +270,9 @@ fn clean_message(
 
 /// The envelope sender and the `From:`/`Sender:` addresses: what `[[allow]]` and the
 /// sender side of `[[policy]]` match.
-fn senders_of(raw: &[u8], fields: &[headers::Field], envelope: &Envelope) -> Vec<String> {
+fn senders_of(facts: &MessageFacts, envelope: &Envelope) -> Vec<String> {
     let mut senders: Vec<String> = envelope.sender.iter().cloned().collect();
-    for name in ["From", "Sender"] {
-        for f in headers::named(fields, name) {
-            senders.extend(addresses_in(&raw[f.range.clone()]));
-        }
-    }
+    senders.extend(facts.senders());
     senders
 }
 
@@ -290,8 +281,7 @@ fn senders_of(raw: &[u8], fields: &[headers::Field], envelope: &Envelope) -> Vec
 /// recipients of one group get the same cleaned copy ([`clean_for`]). One group when all
 /// share a policy (the common case); none without recipients.
 pub fn policy_groups(raw: &[u8], envelope: &Envelope, rules: &Rules) -> Vec<Vec<usize>> {
-    let fields = headers::fields(raw);
-    let senders = senders_of(raw, &fields, envelope);
+    let senders = senders_of(&MessageFacts::read(raw), envelope);
     let mut groups: Vec<(Vec<&str>, Vec<usize>)> = Vec::new();
     for (i, rcpt) in envelope.recipients.iter().enumerate() {
         let key: Vec<&str> = rules
@@ -438,25 +428,4 @@ fn with_header(msg: &[u8], header: &[u8], drop: &[std::ops::Range<usize>]) -> Ve
     }
     out.extend_from_slice(&msg[at..]);
     out
-}
-
-/// The `<...>` items of a header field (List-Unsubscribe URLs).
-fn bracketed(field: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(field);
-    text.split('<')
-        .skip(1)
-        .filter_map(|s| s.split_once('>'))
-        .map(|(u, _)| u.split_whitespace().collect::<String>())
-        .collect()
-}
-
-/// Mail addresses in a header field (`Name <a@b>`, `a@b, c@d`).
-fn addresses_in(field: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(field);
-    let value = text.split_once(':').map_or("", |(_, v)| v);
-    value
-        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '<' | '>' | '"' | ';' | '(' | ')'))
-        .filter(|w| w.contains('@') && w.len() >= 6)
-        .map(str::to_string)
-        .collect()
 }

@@ -142,7 +142,11 @@ mod tests {
         Finding {
             kind,
             part: "1".into(),
-            location: "img@src".into(),
+            location: crate::report::Location::attribute(
+                crate::report::LocationKind::Source,
+                "img",
+                "src",
+            ),
             url: None,
             rule: "r".into(),
             tracker: tracker.map(String::from),

@@ -6,7 +6,7 @@ use super::{
     finding, proxied_url, unescape_attr, unwrap_own,
 };
 use crate::detect::{Base, Fetch, RemoteUrl, remote_url};
-use crate::report::{Action, FindingKind};
+use crate::report::{Action, FindingKind, Location, LocationKind};
 use lol_html::HandlerResult;
 use lol_html::html_content::{ContentType, Element};
 use std::cell::RefCell;
@@ -49,6 +49,15 @@ const HINT_RELS: &[&str] = &[
     "next",
     "prev",
 ];
+
+/// The kind of place an attribute of [`FETCH_ATTRS`] (or a fetching `href`) is.
+fn fetch_kind(attr: &str) -> LocationKind {
+    match attr {
+        "poster" => LocationKind::Poster,
+        "background" => LocationKind::Background,
+        _ => LocationKind::Source,
+    }
+}
 
 /// Attributes that fetch what they name when the element is shown.
 const FETCH_ATTRS: &[&str] = &[
@@ -457,7 +466,7 @@ fn image(
             let f = finding(
                 ctx,
                 v.kind,
-                &format!("{tag}@{src_attr}"),
+                Location::attribute(LocationKind::Source, tag, src_attr),
                 Some(remote.url.to_string()),
                 v.rule,
                 v.tracker,
@@ -474,7 +483,7 @@ fn image(
     let Some((src_attr, remote)) = first else {
         return Image::Kept { src: None, sized };
     };
-    let location = format!("{tag}@{src_attr}");
+    let location = Location::attribute(LocationKind::Source, tag, src_attr);
     // Inside an element no layout shows, an image is a pixel only if it is not given a
     // size a reader would see: a sized one is content whose showing rule we missed.
     let reason = {
@@ -489,7 +498,7 @@ fn image(
         let f = finding(
             ctx,
             FindingKind::Pixel,
-            &location,
+            location,
             Some(remote.url.to_string()),
             format!("heuristic:{reason}"),
             None,
@@ -562,13 +571,13 @@ fn fetch_attr(
     let Some(remote) = known.or_else(|| remote_url(&raw, &base)) else {
         return;
     };
-    let location = format!("{tag}@{attr}");
-    let f = fetch_verdict(&remote, fetch, &location, ctx);
+    let location = Location::attribute(fetch_kind(attr), tag, attr);
+    let f = fetch_verdict(&remote, fetch, location, ctx);
     let mut st = state.borrow_mut();
     if f.action == Action::Strip {
         el.remove_attribute(attr);
         st.changed = true;
-    } else if let Some(p) = proxied_url(&f, true, ctx) {
+    } else if let Some(p) = proxied_url(&f, ctx) {
         let _ = el.set_attribute(attr, &escape_attr(&p));
         st.changed = true;
     } else if remote_url(&raw, &None).is_none() {
@@ -594,17 +603,17 @@ fn srcset(
     };
     let raw = unescape_attr(value);
     let base = state.borrow().base.clone();
-    let location = format!("{tag}@{attr}");
+    let location = Location::attribute(LocationKind::Srcset, tag, attr);
     let mut kept = Vec::new();
     let mut dropped = false;
     let mut findings = Vec::new();
     for (url, descriptor) in srcset_candidates(&raw) {
         match remote_url(url, &base) {
             Some(remote) => {
-                let f = fetch_verdict(&remote, fetch, &location, ctx);
+                let f = fetch_verdict(&remote, fetch, location.clone(), ctx);
                 if f.action == Action::Strip {
                     dropped = true;
-                } else if let Some(p) = proxied_url(&f, true, ctx) {
+                } else if let Some(p) = proxied_url(&f, ctx) {
                     dropped = true; // the attribute is rewritten
                     kept.push(format!("{p} {descriptor}").trim_end().to_string());
                 } else {
@@ -674,9 +683,8 @@ fn style_attr(
     }
     let base = state.borrow().base.clone();
     let mut findings = Vec::new();
-    let location = format!("{tag}@style");
     let scan = css::scan_with(&css_text, &mut |ev| {
-        css_event(ev, &location, &base, ctx, &mut findings)
+        css_event(ev, Some(tag), &base, ctx, &mut findings)
     });
     let mut st = state.borrow_mut();
     st.findings.extend(findings);
@@ -751,9 +759,10 @@ fn link(el: &mut Element, attrs: &Attrs, ctx: &HtmlContext, state: &RefCell<Stat
             return;
         }
         if let Some(remote) = remote_url(&href, &base) {
-            let f = fetch_verdict(&remote, Fetch::Other, "link@href", ctx);
+            let location = Location::attribute(LocationKind::Stylesheet, "link", "href");
+            let f = fetch_verdict(&remote, Fetch::Other, location, ctx);
             let strip = f.action == Action::Strip;
-            let proxied = proxied_url(&f, false, ctx);
+            let proxied = proxied_url(&f, ctx);
             if strip {
                 remove(el, state);
             } else if let Some(p) = &proxied {
@@ -825,7 +834,7 @@ fn resolve_link(
         st.findings.push(finding(
             ctx,
             FindingKind::Base,
-            &format!("{tag}@href"),
+            Location::attribute(LocationKind::Link, tag, "href"),
             Some(abs.to_string()),
             "element:base".into(),
             None,
@@ -856,7 +865,7 @@ fn strip_attr(
     st.findings.push(finding(
         ctx,
         kind,
-        &format!("{tag}@{attr}"),
+        Location::attribute(LocationKind::Attribute, tag, attr),
         url,
         format!("attribute:{attr}"),
         None,
@@ -876,8 +885,15 @@ fn remove_element(
     remove(el, state);
     let mut st = state.borrow_mut();
     st.changed = true;
-    st.findings
-        .push(finding(ctx, kind, tag, url, rule, None, Action::Strip));
+    st.findings.push(finding(
+        ctx,
+        kind,
+        Location::element(tag),
+        url,
+        rule,
+        None,
+        Action::Strip,
+    ));
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 use super::{HtmlContext, State, escape_attr, unescape_attr};
 use crate::detect::Detector;
 use crate::links::{self, LinkContext, LinkOutcome, LinkPolicy, LinkStep};
-use crate::report::{Action, Finding, FindingKind};
+use crate::report::{Action, Finding, FindingKind, Location, LocationKind};
 use crate::rules::Rules;
 use lol_html::html_content::{ContentType, Element, TextChunk, TextType};
 use std::cell::RefCell;
@@ -17,10 +17,10 @@ use std::cell::RefCell;
 const MARKER: &str = "mailveil-pending-link:";
 
 /// A link whose decision waits for its text.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Pending {
     original: String,
-    location: String,
+    location: Location,
     text: String,
     /// The decision without the text, which stands unless the text is functional.
     outcome: LinkOutcome,
@@ -50,7 +50,7 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
     let written = unescape_attr(&value);
     let own = own_destination(ctx.policy.proxy.as_ref(), &written);
     let raw = own.clone().unwrap_or_else(|| written.clone());
-    let location = format!("{tag}@href");
+    let location = Location::attribute(LocationKind::Link, tag, "href");
     if allowed(ctx.rules, &raw) {
         if own.is_some() {
             let _ = el.set_attribute("href", &escape_attr(&raw));
@@ -134,11 +134,11 @@ fn own_destination(cfg: Option<&crate::proxy_url::ProxyConfig>, raw: &str) -> Op
 
 /// The finding of a link that pointed at our own proxy and now leads where its URL
 /// said (the report names that URL, never the proxy URL with its signature).
-fn own_finding(dest: &str, location: &str, part: &str) -> Finding {
+fn own_finding(dest: &str, location: &Location, part: &str) -> Finding {
     Finding {
         kind: FindingKind::ClickRedirect,
         part: part.to_string(),
-        location: location.to_string(),
+        location: location.clone(),
         url: Some(dest.to_string()),
         rule: OWN_URL_RULE.into(),
         tracker: None,
@@ -301,13 +301,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub(crate) fn findings(
     outcome: &LinkOutcome,
     original: &str,
-    location: &str,
+    location: &Location,
     part: &str,
 ) -> Vec<Finding> {
     let base = |kind, rule: String, tracker: Option<String>, action, url: &str| Finding {
         kind,
         part: part.to_string(),
-        location: location.to_string(),
+        location: location.clone(),
         url: Some(url.to_string()),
         rule,
         tracker,
@@ -443,9 +443,9 @@ pub(crate) fn rewrite_text_links_until(
         // a reader clicks a URL in plain text as readily as a link in HTML.
         let shielded = shield(proxy, &outcome, url);
         if own.is_some() {
-            note(own_finding(url, "text", part));
+            note(own_finding(url, &Location::text(), part));
         }
-        let mut found = findings(&outcome, url, "text", part);
+        let mut found = findings(&outcome, url, &Location::text(), part);
         if shielded.is_some() {
             shielded_findings(&mut found);
         }

@@ -16,7 +16,7 @@ pub mod visibility;
 
 use crate::detect::{Base, Detector, Fetch, RemoteUrl, remote_url};
 use crate::policy::{Policy, RemoteContent};
-use crate::report::{Action, Finding, FindingKind};
+use crate::report::{Action, Finding, FindingKind, Location, LocationKind};
 use lol_html::html_content::{Comment, ContentType, TextChunk};
 use lol_html::{
     AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, doc_comments, element, text,
@@ -257,7 +257,7 @@ fn on_style_text(
         if late {
             return css::CssDecision::Keep;
         }
-        css_event(ev, "<style>", &base, ctx, &mut findings)
+        css_event(ev, None, &base, ctx, &mut findings)
     });
     if late {
         return Err(DEADLINE_MSG.into());
@@ -384,10 +384,11 @@ fn split_conditional(text: &str) -> Option<(&str, &str, &str)> {
     Some((&text[..open], &text[open..close], &text[close..]))
 }
 
-/// Decides a CSS event (from a `style` attribute or a `<style>` sheet).
+/// Decides a CSS event: from the `style` attribute of `tag`, or with no tag from a
+/// `<style>` sheet.
 fn css_event(
     ev: css::CssEvent,
-    location: &str,
+    tag: Option<&str>,
     base: &Base,
     ctx: &HtmlContext,
     findings: &mut Vec<Finding>,
@@ -397,7 +398,7 @@ fn css_event(
             findings.push(finding(
                 ctx,
                 FindingKind::ActiveContent,
-                location,
+                Location::css(LocationKind::CssScript, tag, None),
                 None,
                 format!("css:{what}"),
                 None,
@@ -409,17 +410,17 @@ fn css_event(
             let Some(remote) = remote_url(url, base) else {
                 return css::CssDecision::Keep;
             };
-            let loc = format!("{location}:{property}");
-            let image = property != "@import";
-            let fetch = if image {
-                Fetch::Image { sized: false }
-            } else {
+            let kind = css_url_kind(property);
+            let fetch = if kind == LocationKind::CssImport {
                 Fetch::Other
+            } else {
+                Fetch::Image { sized: false }
             };
-            let f = fetch_verdict(&remote, fetch, &loc, ctx);
+            let loc = Location::css(kind, tag, Some(property));
+            let f = fetch_verdict(&remote, fetch, loc, ctx);
             let decision = match f.action {
                 Action::Strip => css::CssDecision::Remove,
-                _ => match proxied_url(&f, image, ctx) {
+                _ => match proxied_url(&f, ctx) {
                     Some(p) => css::CssDecision::Replace(p),
                     None => css::CssDecision::Keep,
                 },
@@ -430,10 +431,25 @@ fn css_event(
     }
 }
 
+/// The kind of place of a URL in CSS, by the property the scanner gives it: a style
+/// sheet for `@import`, an image for anything else. Mail and the proxy's sheets both.
+pub(crate) fn css_url_kind(property: &str) -> LocationKind {
+    if property == "@import" {
+        LocationKind::CssImport
+    } else {
+        LocationKind::CssUrl
+    }
+}
+
 /// The verdict on a remote URL in a place that fetches on open: a tracker is stripped;
 /// other content follows the remote-content policy. A URL of our own proxy is judged by
 /// the URL it carries (the finding names that URL), one it carries none of is stripped.
-fn fetch_verdict(remote: &RemoteUrl, fetch: Fetch, location: &str, ctx: &HtmlContext) -> Finding {
+fn fetch_verdict(
+    remote: &RemoteUrl,
+    fetch: Fetch,
+    location: Location,
+    ctx: &HtmlContext,
+) -> Finding {
     let remote = match unwrap_own(remote.clone(), ctx) {
         Ok(r) => r,
         Err(()) => {
@@ -487,7 +503,7 @@ fn fetch_verdict(remote: &RemoteUrl, fetch: Fetch, location: &str, ctx: &HtmlCon
 
 /// How many proxy URLs inside one another are read before giving up (the proxy never
 /// signs one of its own URLs, so more than one level is crafted).
-pub(super) const MAX_OWN_NESTING: usize = 4;
+pub(crate) const MAX_OWN_NESTING: usize = 4;
 
 /// The URL a remote URL stands for: itself, or, for a URL of our own proxy (whoever
 /// signed it), the URL it carries. A signature is no reason to trust a URL in incoming
@@ -512,24 +528,21 @@ pub(super) fn unwrap_own(remote: RemoteUrl, ctx: &HtmlContext) -> Result<RemoteU
 }
 
 /// The proxy URL that replaces a remote URL the verdict sends through the proxy: an
-/// image (`/i/`) or a stylesheet (`/s/`) of the URL the finding judged.
-fn proxied_url(f: &Finding, image: bool, ctx: &HtmlContext) -> Option<String> {
+/// image (`/i/`) or a stylesheet (`/s/`) of the URL the finding judged, by the kind of
+/// its location (the proxy prefetches by the same).
+fn proxied_url(f: &Finding, ctx: &HtmlContext) -> Option<String> {
     if !matches!(f.action, Action::Proxy | Action::Prefetch) {
         return None;
     }
     let cfg = ctx.policy.proxy.as_ref()?;
-    let kind = if image {
-        crate::proxy_url::ProxyKind::Image
-    } else {
-        crate::proxy_url::ProxyKind::Style
-    };
+    let kind = f.location.kind().proxy_kind()?;
     Some(crate::proxy_url::proxied(cfg, kind, f.url.as_deref()?))
 }
 
 fn finding(
     ctx: &HtmlContext,
     kind: FindingKind,
-    location: &str,
+    location: Location,
     url: Option<String>,
     rule: String,
     tracker: Option<String>,
@@ -538,7 +551,7 @@ fn finding(
     Finding {
         kind,
         part: ctx.part.to_string(),
-        location: location.to_string(),
+        location,
         url,
         rule,
         tracker,

@@ -10,7 +10,7 @@ pub mod transfer;
 use crate::detect::Detector;
 use crate::html::{self, HtmlContext, HtmlError};
 use crate::policy::{Policy, SignedContent};
-use crate::report::{Action, Finding, FindingKind, Report};
+use crate::report::{Action, Finding, FindingKind, Location, Report};
 use charset::Plan;
 use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
 use std::borrow::Cow;
@@ -270,7 +270,7 @@ fn untouched(kind: FindingKind, part: &str, what: &str) -> Finding {
         } else {
             part.to_string()
         },
-        location: what.to_string(),
+        location: Location::part(what),
         url: None,
         rule: "mime:sealed".into(),
         tracker: None,
@@ -522,7 +522,7 @@ fn malformed(part: &str, what: &str, action: Action) -> Finding {
     Finding {
         kind: FindingKind::Malformed,
         part: part.to_string(),
-        location: "body".into(),
+        location: Location::part("body"),
         url: None,
         rule: format!("mime:{what}"),
         tracker: None,

@@ -8,7 +8,7 @@
 
 use super::{CleanError, Edit, Walk, attach, clean_parts, crosses, untouched};
 use crate::headers;
-use crate::report::{Action, Finding, FindingKind};
+use crate::report::{Action, Finding, FindingKind, Location};
 use mail_parser::{Message, MessagePart, PartType};
 use std::ops::Range;
 
@@ -54,7 +54,7 @@ fn subtree(msg: &Message, id: u32) -> Vec<u32> {
     out
 }
 
-fn finding(part: &str, location: &str, action: Action) -> Finding {
+fn finding(part: &str, what: &str, action: Action) -> Finding {
     Finding {
         kind: FindingKind::Signed,
         part: if part.is_empty() {
@@ -62,7 +62,7 @@ fn finding(part: &str, location: &str, action: Action) -> Finding {
         } else {
             part.to_string()
         },
-        location: location.into(),
+        location: Location::part(what),
         url: None,
         rule: "mime:signed".into(),
         tracker: None,

@@ -1,17 +1,38 @@
 //! The top header block, read directly from the bytes: which fields are there and where
 //! each one (with its folded continuation lines) starts and ends. Works on input that no
-//! MIME parser accepts, so the error path can still find our own header.
+//! MIME parser accepts, so the error path can still find our own header. The core's one
+//! header reader: what it judges a mail by and what frontends record of it
+//! ([`MessageFacts`]) are read by it.
 
+mod facts;
+
+pub use facts::MessageFacts;
 use std::ops::Range;
 
-/// One header field: its name and the byte range of the whole field, line break included.
+/// One header field: its name and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
+    /// The name as written, without surrounding whitespace.
     pub name: String,
+    /// The byte range of the whole field, continuation lines and line break included.
     pub range: Range<usize>,
+    /// Where the value starts: just after the colon.
+    pub value_start: usize,
 }
 
-/// The fields of the header block at the start of `raw`.
+impl Field {
+    /// Whether the field has this name (names are case-insensitive).
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// The value as written: after the colon, continuation lines and line break included.
+    pub fn value<'m>(&self, msg: &'m [u8]) -> &'m [u8] {
+        &msg[self.value_start..self.range.end]
+    }
+}
+
+/// The fields of the header block at the start of `raw` (after an mbox `From ` line).
 pub fn fields(raw: &[u8]) -> Vec<Field> {
     let mut out: Vec<Field> = Vec::new();
     let mut at = 0;
@@ -38,6 +59,7 @@ pub fn fields(raw: &[u8]) -> Vec<Field> {
             out.push(Field {
                 name,
                 range: at..end,
+                value_start: at + colon + 1,
             });
         } else {
             break; // not a header line: the body starts without a blank line
@@ -61,15 +83,13 @@ pub fn header_start(msg: &[u8]) -> usize {
     }
 }
 
-/// The ranges of the fields with this name (case-insensitive).
+/// The fields with this name (case-insensitive), in order.
 pub fn named<'f>(fields: &'f [Field], name: &'f str) -> impl Iterator<Item = &'f Field> + 'f {
-    fields
-        .iter()
-        .filter(move |f| f.name.eq_ignore_ascii_case(name))
+    fields.iter().filter(move |f| f.is(name))
 }
 
 /// A header field line, folded at `; ` so that no line exceeds 78 characters.
-pub fn render(name: &str, value: &str, eol: &[u8]) -> Vec<u8> {
+pub(crate) fn render(name: &str, value: &str, eol: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + value.len() + 8);
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");

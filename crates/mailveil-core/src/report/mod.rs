@@ -1,86 +1,15 @@
 //! What a pass found and did: findings, the `X-Mailveil` header and the JSON report.
 
+mod location;
+mod names;
+
+pub use location::{Location, LocationKind};
+pub use names::{Action, FindingKind, UnknownName};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The header mailveil adds on top of every mail it passes on.
 pub const HEADER_NAME: &str = "X-Mailveil";
-
-/// What kind of thing was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FindingKind {
-    /// An open-tracking image or beacon (known by rule, or by heuristic).
-    Pixel,
-    /// A remote resource URL that carries the recipient's address (plain, encoded or hashed).
-    RecipientToken,
-    /// Remote content that is not known to track: content images, stylesheets, fonts, media.
-    RemoteContent,
-    /// Script, frames, objects, embeds, applets, event handlers, CSS expressions.
-    ActiveContent,
-    /// Prefetch / preload / dns-prefetch / preconnect / manifest hints.
-    Prefetch,
-    /// `<meta http-equiv=refresh>` and similar navigation on open.
-    Refresh,
-    /// A `<base href>` that would make relative URLs remote.
-    Base,
-    /// A click-tracking redirect link: unwrapped to its destination, or kept (opaque).
-    ClickRedirect,
-    /// Identifying parameters removed from a link.
-    TrackingParam,
-    /// A read-receipt request header.
-    ReadReceipt,
-    /// A signed part (multipart/signed, S/MIME), left untouched.
-    Signed,
-    /// An encrypted part, left untouched.
-    Encrypted,
-    /// Something could not be parsed or decoded; see the rule field.
-    Malformed,
-}
-
-impl FindingKind {
-    /// The kebab-case name used in the header and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingKind::Pixel => "pixel",
-            FindingKind::RecipientToken => "recipient-token",
-            FindingKind::RemoteContent => "remote-content",
-            FindingKind::ActiveContent => "active-content",
-            FindingKind::Prefetch => "prefetch",
-            FindingKind::Refresh => "refresh",
-            FindingKind::Base => "base",
-            FindingKind::ClickRedirect => "click-redirect",
-            FindingKind::TrackingParam => "tracking-param",
-            FindingKind::ReadReceipt => "read-receipt",
-            FindingKind::Signed => "signed",
-            FindingKind::Encrypted => "encrypted",
-            FindingKind::Malformed => "malformed",
-        }
-    }
-}
-
-/// What was done about a finding (docs/architecture.md, "Findings and actions").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// The element, attribute, CSS declaration or header was removed.
-    Strip,
-    /// A redirect link was replaced by the destination it carries.
-    Unwrap,
-    /// Identifying parameters were removed from a link.
-    Clean,
-    /// A relative URL was made absolute (after a `<base>` was removed).
-    Resolve,
-    /// Left as it was, and reported.
-    Keep,
-    /// Left untouched on purpose (signed or encrypted content).
-    Untouched,
-    /// The URL was rewritten to the image proxy (or, for a link, the link shield): fetched
-    /// by the proxy when the mail is opened.
-    Proxy,
-    /// The URL was rewritten to the image proxy and is fetched into its cache at delivery.
-    Prefetch,
-}
 
 /// One thing found in a message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,8 +18,9 @@ pub struct Finding {
     pub kind: FindingKind,
     /// The MIME part, numbered as IMAP does ("1", "1.2"); "header" for the top header.
     pub part: String,
-    /// Where in the part: `img@src`, `style@background-image`, `<style>`, `link@href`...
-    pub location: String,
+    /// Where in the part: its kind, and its label (`img@src`, `td@style:background`,
+    /// `<style>:@import`, `link@href`...), which is what the JSON report holds.
+    pub location: Location,
     /// The URL involved, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -135,14 +65,10 @@ impl Report {
         }
     }
 
-    /// Findings per kind, counting only those acted on (not `keep`).
+    /// Findings per kind, counting only those acted on ([`Action::counted`]).
     pub fn counts(&self) -> BTreeMap<FindingKind, usize> {
         let mut counts = BTreeMap::new();
-        for f in self
-            .findings
-            .iter()
-            .filter(|f| !matches!(f.action, Action::Keep | Action::Proxy | Action::Prefetch))
-        {
+        for f in self.findings.iter().filter(|f| f.action.counted()) {
             *counts.entry(f.kind).or_insert(0) += 1;
         }
         counts
@@ -191,21 +117,19 @@ impl Report {
             return ascii(&out);
         }
         for (kind, n) in self.counts() {
-            out.push_str(&format!("; {}={n}", kind.as_str()));
+            out.push_str(&format!("; {kind}={n}"));
         }
-        let kept = self.kept();
-        if kept > 0 {
-            out.push_str(&format!("; kept={kept}"));
-        }
-        for (name, action) in [("proxied", Action::Proxy), ("prefetched", Action::Prefetch)] {
-            let n = self.findings.iter().filter(|f| f.action == action).count();
+        let with = |action| self.findings.iter().filter(|f| f.action == action).count();
+        let others = [
+            self.kept(),
+            with(Action::Proxy),
+            with(Action::Prefetch),
+            self.opaque_links(),
+        ];
+        for (name, n) in COUNTED.iter().zip(others) {
             if n > 0 {
                 out.push_str(&format!("; {name}={n}"));
             }
-        }
-        let opaque = self.opaque_links();
-        if opaque > 0 {
-            out.push_str(&format!("; opaque-links={opaque}"));
         }
         let trackers = self.trackers();
         if !trackers.is_empty() {
@@ -250,7 +174,7 @@ pub(crate) fn carried_value(field: &[u8]) -> Option<String> {
     let mut out = format!("v={}", crate::VERSION);
     // In the order `header_value` writes them, each at most once, counts above zero.
     let order = |name: &str| {
-        ALL_KINDS
+        FindingKind::ALL
             .iter()
             .map(|k| k.as_str())
             .chain(COUNTED.iter().copied())
@@ -281,24 +205,9 @@ pub(crate) fn carried_value(field: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// The counts of the header that are not finding kinds.
-const COUNTED: &[&str] = &["kept", "proxied", "prefetched", "opaque-links"];
-
-const ALL_KINDS: &[FindingKind] = &[
-    FindingKind::Pixel,
-    FindingKind::RecipientToken,
-    FindingKind::RemoteContent,
-    FindingKind::ActiveContent,
-    FindingKind::Prefetch,
-    FindingKind::Refresh,
-    FindingKind::Base,
-    FindingKind::ClickRedirect,
-    FindingKind::TrackingParam,
-    FindingKind::ReadReceipt,
-    FindingKind::Signed,
-    FindingKind::Encrypted,
-    FindingKind::Malformed,
-];
+/// The counts of the header that are not finding kinds, in the order written (after the
+/// kinds, before `trackers`): remote content kept, proxied, prefetched, opaque links kept.
+const COUNTED: [&str; 4] = ["kept", "proxied", "prefetched", "opaque-links"];
 
 /// Header values must be 7-bit and free of line breaks and `;` inside names.
 fn ascii(s: &str) -> String {
@@ -321,7 +230,7 @@ mod tests {
         Finding {
             kind,
             part: "1".into(),
-            location: "img@src".into(),
+            location: Location::attribute(LocationKind::Source, "img", "src"),
             url: None,
             rule: "r".into(),
             tracker: tracker.map(String::from),
