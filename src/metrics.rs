@@ -5,7 +5,7 @@
 //! dashboard`); the dashboard's `/metrics` renders what this process counted since it
 //! started.
 
-use mailveil_core::{Action, Report};
+use mailveil_core::Report;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -82,25 +82,12 @@ pub(crate) fn render() -> String {
     }
 }
 
-fn action_label(a: Action) -> &'static str {
-    match a {
-        Action::Strip => "strip",
-        Action::Unwrap => "unwrap",
-        Action::Clean => "clean",
-        Action::Resolve => "resolve",
-        Action::Keep => "keep",
-        Action::Untouched => "untouched",
-        Action::Proxy => "proxy",
-        Action::Prefetch => "prefetch",
-    }
-}
-
 /// Counts one cleaned mail: its findings, its error, the time it took.
 pub(crate) fn mail_cleaned(report: &Report, elapsed: Duration) {
     metrics::counter!(MAILS).increment(1);
     metrics::histogram!(CLEAN_SECONDS).record(elapsed.as_secs_f64());
     for f in &report.findings {
-        let action = action_label(f.action);
+        let action = f.action.as_str();
         metrics::counter!(FINDINGS, "kind" => f.kind.as_str(), "action" => action).increment(1);
         metrics::counter!(ACTIONS, "action" => action).increment(1);
     }

@@ -3,8 +3,6 @@
 //! and delivers it, and answers only after the downstream has answered.
 
 use super::delivery::deliver;
-#[cfg(test)]
-use super::delivery::received_queue_id;
 use super::downstream::{Connector, Downstream, Timeouts};
 use super::io::{Conn, DataDeadline, Io, ReadError};
 use super::session::{Rcpt, Reply, Session, Settings, Step, down_unreachable};

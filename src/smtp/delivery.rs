@@ -15,7 +15,7 @@ use super::conn::Shared;
 use super::downstream::{DownError, Downstream};
 use super::session::{Rcpt, Reply, Session, Transaction, down_unreachable};
 use crate::pipeline::{MailMeta, Outcome, Processed};
-use mailveil_core::Envelope;
+use mailveil_core::{Envelope, MessageFacts};
 use std::sync::Arc;
 use tracing::debug;
 
@@ -49,7 +49,7 @@ pub(crate) async fn deliver(
     let queue_id = session
         .queue_id()
         .map(str::to_string)
-        .or_else(|| received_queue_id(&raw))
+        .or_else(|| MessageFacts::read(&raw).received_id())
         .unwrap_or_default();
     // Our records match the unquoted mailbox; the wire gets the RFC 5321 form.
     let envelope = Envelope {
@@ -249,41 +249,4 @@ async fn reset(down: &mut Option<Downstream>) {
     {
         *down = None;
     }
-}
-
-/// The queue id from the top `Received:` header (`... with ESMTP id 4Xyz...;`).
-pub(crate) fn received_queue_id(raw: &[u8]) -> Option<String> {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(raw.len().min(64 * 1024));
-    let head = String::from_utf8_lossy(&raw[..head_end.min(64 * 1024)]);
-    let mut lines = head.split('\n');
-    let mut received = String::new();
-    for line in lines.by_ref() {
-        if line.len() >= 9 && line[..9].eq_ignore_ascii_case("received:") {
-            received.push_str(line);
-            break;
-        }
-    }
-    if received.is_empty() {
-        return None;
-    }
-    for line in lines {
-        if line.starts_with([' ', '\t']) {
-            received.push(' ');
-            received.push_str(line);
-        } else {
-            break;
-        }
-    }
-    let mut words = received.split_ascii_whitespace();
-    while let Some(w) = words.next() {
-        if w == "id" {
-            let id = words.next()?.trim_end_matches(';');
-            return (!id.is_empty()).then(|| id.to_string());
-        }
-    }
-    None
 }
