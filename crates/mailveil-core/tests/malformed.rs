@@ -155,6 +155,153 @@ fn a_nested_message_the_parser_runs_past_a_boundary_loses_no_sibling() {
     assert!(String::from_utf8_lossy(&original).contains(pdf));
 }
 
+/// `--boundary` inside a part, other than as a delimiter line of the multipart around it:
+/// mail-parser 0.11.9 ends the part there (inside a line too, and at `--b1` for `b`),
+/// clients (Python's email, Thunderbird) do not, and they end an inner multipart at a
+/// delimiter line of an outer one, where mail-parser does not. Found by the clean_bytes
+/// fuzz target (CI, seed 1): a nested message cut in place at `--b1` was cleaned as read
+/// alone, the tracker's tag running on over `--b1` was removed, and the next pass read the
+/// mail otherwise. The same readings hid a tracker from the clean while a client loads
+/// it. Such a mail cannot be read one way: it is delivered whole, as an attachment.
+#[test]
+fn a_boundary_string_inside_a_part_is_ambiguous() {
+    let mixed = |parts: &str| {
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n{parts}\
+             --b\r\nContent-Type: application/pdf\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n"
+        )
+    };
+    let nested = mixed(
+        "--b\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: i@sender.example\r\nContent-Type: message/rfc822\r\n\r\n\
+         From: j@sender.example\r\nContent-Type: text/html\r\n\r\n\
+         <p>x</p><img src=\"https://t.example/o.gif\" width=\"1\" height=\"1\" alt=\"\r\n\
+         --b1\r\nContent-Type: text/plain\r\n\r\ny\">\r\n",
+    );
+    let html = |alt: &str| {
+        mixed(&format!(
+            "--b\r\nContent-Type: text/html\r\n\r\n<p>x</p><img alt=\"{alt}\" {}\r\n",
+            &TRACKER[5..]
+        ))
+    };
+    // An HTML part that is a sibling for clients, inside an attachment for mail-parser.
+    let inner = |boundary: &str, delimiter: &str| {
+        mixed(&format!(
+            "--b\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+             --{boundary}\r\nContent-Type: application/octet-stream\r\n\r\nxx\r\n\
+             --{delimiter}\r\nContent-Type: text/html\r\n\r\n<p>x</p>{TRACKER}\r\n--{boundary}--\r\n"
+        ))
+    };
+    for (name, raw) in [
+        ("nested message cut at --b1", nested),
+        ("tracker after --b inside a line", html("--bx")),
+        ("tracker after a line --b1", html("\r\n--b1\r\n")),
+        ("outer delimiter in an inner multipart", inner("c", "b")),
+    ] {
+        let out = check(name, raw.as_bytes());
+        assert_eq!(
+            out.report.error.as_deref(),
+            Some("ambiguous-mime"),
+            "{name}"
+        );
+        let original = original_marked(&out.bytes, "error=").expect("the original attached");
+        assert_eq!(original, raw.as_bytes(), "{name}");
+    }
+    // Read one way, cleaned: delimiter lines with transport padding, a string that only
+    // looks alike, an inner boundary that extends the outer one (as Eudora writes them).
+    let padded = html("x-b --c").replace("\r\n--b\r\n", "\r\n--b \t\r\n");
+    let padded = padded.replace("--b--\r\n", "--b-- \r\n");
+    for (name, raw) in [("padded", padded), ("extended", inner("b.ALT", "b.ALT"))] {
+        let out = check(name, raw.as_bytes());
+        assert_eq!(out.report.error, None, "{name}");
+        let text = String::from_utf8_lossy(&out.bytes);
+        assert!(!text.contains("list-manage"), "{name}: {text}");
+        assert!(
+            text.contains("<p>x</p>") && text.contains("JVBERi0xLjQK"),
+            "{text}"
+        );
+    }
+}
+
+/// Damaged quoted-printable is read as clients read it, every byte it cannot decode kept:
+/// the decoder dropped bytes outside printable ASCII, so `<!-\x8b- x>` opened a comment
+/// for the clean, which looked past the tracker after it that a client loads, and an
+/// outer delimiter line damaged by such a byte came out whole inside an inner part, which
+/// the next pass could not read one way (found by the clean_bytes fuzz target).
+#[test]
+fn damaged_quoted_printable_keeps_the_bytes_it_cannot_decode() {
+    let qp = TRACKER.replace('=', "=3D");
+    let comment = [
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<p>x</p><!-"
+        )
+        .as_bytes(),
+        b"\x8b",
+        format!("- x> {qp} -->\r\n").as_bytes(),
+    ]
+    .concat();
+    let delimiter = [
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"bb\"\r\n\r\n--bb\r\n\
+             Content-Type: multipart/alternative; boundary=\"aa\"\r\n\r\n--aa\r\n\
+             Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+             <p>x</p>{qp}\r\n--b"
+        )
+        .as_bytes(),
+        b"\xff",
+        b"b--\r\n",
+    ]
+    .concat();
+    for (name, raw) in [("comment", comment), ("delimiter", delimiter)] {
+        let out = check(name, &raw);
+        assert_eq!(out.report.error, None, "{name}");
+        let text = String::from_utf8_lossy(&out.bytes);
+        assert!(!text.contains("list-manage"), "{name}: {text}");
+        assert!(text.contains("<p>x</p>"), "{name}: {text}");
+    }
+}
+
+/// A rewrite must not write a boundary: removing a tracker from between `--` and `b`, or
+/// writing `=2D=2Db` back as `--b`, made a delimiter line, after which a client read an
+/// attacker's base64 HTML part (`TRACKER` in base64) the clean had taken for text (found
+/// by fuzzing: the next pass read the mail otherwise). Such a mail is
+/// delivered whole, as an attachment.
+#[test]
+fn a_rewrite_that_would_write_a_boundary_is_ambiguous() {
+    let hidden = "Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                  PGltZyBzcmM9Imh0dHBzOi8vbmV3cy51czMubGlzdC1tYW5hZ2UuY29tL3RyYWNrL29wZW4ucGhwP3U9MSIgd2lkdGg9IjEiIGhlaWdodD0iMSI+";
+    let mail = |cte: &str, html: &str| {
+        format!(
+            "From: a@sender.example\r\nTo: {READER}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\
+             Content-Type: text/html\r\nContent-Transfer-Encoding: {cte}\r\n\r\n\
+             <p>x</p>{html}\r\n{hidden}\r\n--b--\r\n"
+        )
+    };
+    for (name, raw) in [
+        ("tag removed", mail("8bit", &format!("\r\n--{TRACKER}b"))),
+        (
+            "=2D written back",
+            mail(
+                "quoted-printable",
+                &format!("{}\r\n=2D=2Db", TRACKER.replace('=', "=3D")),
+            ),
+        ),
+    ] {
+        let out = check(name, raw.as_bytes());
+        assert_eq!(
+            out.report.error.as_deref(),
+            Some("ambiguous-mime"),
+            "{name}"
+        );
+        let original = original_marked(&out.bytes, "error=").expect("the original attached");
+        assert_eq!(original, raw.as_bytes(), "{name}");
+    }
+}
+
 /// Found by the clean_bytes fuzz target: a first line that begins with whitespace
 /// continues our header once it is on top; the first pass must read the mail as every
 /// later pass will.

@@ -104,6 +104,10 @@ pub(super) fn on_element(
     {
         h.findings.end = end;
     }
+    // Junk names carrying markup or a URL (`<a "="<img src=`) mean nothing to a browser
+    // but are what a lenient reader may take for a tag: they go even when nothing else
+    // on the element changes (found by the property test).
+    st.changed |= attrs.hide_markup();
     if st.changed && !el.removed() {
         drop_junk_names(el, &attrs);
     }
@@ -128,24 +132,37 @@ fn remove(el: &mut Element, state: &RefCell<State>) {
 }
 
 /// A changed start tag is written anew from its attribute list. Names that are not
-/// plain (`?x=1<link`, bytes invalid in the part's charset) do not come back the same
-/// from that, and the next pass would read another tag: they go. No client gives such a
-/// name a meaning.
+/// plain (`?x=1<link`, bytes invalid in the part's charset, `host.example` left by a
+/// broken quote) do not come back the same from that, and the next pass would read
+/// another tag: they go. No client gives such a name a meaning. From a junk name that
+/// carries markup or a URL on, the rest of the tag is what a lenient reader may take for
+/// other tags (`<a "="<img src="http://t/p">` reads as names `https:`, `t`, `p` to a
+/// browser): all of it goes. A `<` in a value kept is written `&lt;`, the same value to
+/// a browser, no tag to a reader that looks for tags in the text (`alt="<img src=..."`).
 fn drop_junk_names(el: &mut Element, attrs: &Attrs) {
-    for name in attrs.names().filter(|n| !plain_name(n)) {
+    let judged: Vec<&str> = attrs.names().collect();
+    let dropped: Vec<&str> = attrs
+        .list
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| !plain_name(n) || !judged.contains(n))
+        .collect();
+    for name in &dropped {
         el.remove_attribute(name);
     }
+    let keep = |n: &str| plain_name(n) && !dropped.contains(&n);
+    let quote = |v: &str| v.replace('"', "&quot;").replace('<', "&lt;");
     // lol_html refuses to remove some names (one starting with `=`, bytes it cannot
     // encode back) and writes the rest joined by spaces: `a/="x` comes out as `a ="x`,
     // which the next pass reads as a value of `a` (found by fuzzing). Write the start
-    // tag ourselves then, from the plain names only.
-    if el.attributes().iter().any(|a| !plain_name(&a.name())) {
+    // tag ourselves then, from the names kept only.
+    if el.attributes().iter().any(|a| !keep(&a.name())) {
         let mut tag = format!("<{}", el.tag_name());
-        for a in el.attributes().iter().filter(|a| plain_name(&a.name())) {
+        for a in el.attributes().iter().filter(|a| keep(&a.name())) {
             tag.push(' ');
             tag.push_str(&a.name());
             tag.push_str("=\"");
-            tag.push_str(&a.value().replace('"', "&quot;"));
+            tag.push_str(&quote(&a.value()));
             tag.push('"');
         }
         if el.is_self_closing() {
@@ -153,14 +170,32 @@ fn drop_junk_names(el: &mut Element, attrs: &Attrs) {
         }
         tag.push('>');
         el.start_tag().replace(&tag, ContentType::Html);
+        return;
     }
+    let marked: Vec<(String, String)> = el
+        .attributes()
+        .iter()
+        .filter(|a| a.value().contains('<'))
+        .map(|a| (a.name(), quote(&a.value())))
+        .collect();
+    for (name, value) in marked {
+        let _ = el.set_attribute(&name, &value);
+    }
+}
+
+/// Whether an attribute value holds what a reader looking for tags takes for one.
+fn holds_markup(value: &str) -> bool {
+    value
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || matches!(w[1], b'/' | b'!' | b'?')))
 }
 
 /// An attribute name that serializes and parses back the same.
 fn plain_name(n: &str) -> bool {
     !n.is_empty()
         && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_' | b'.'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_'))
 }
 
 /// Everything the element handler decides for one element.
@@ -290,35 +325,55 @@ fn dedupe_attrs(
 /// The element's attributes, read once. lol_html's `get_attribute` lowercases and
 /// allocates the asked name and scans the list at every call; the handler asks for
 /// some twenty names per element, most of them absent. Values keep their entities.
+///
+/// From a junk name that carries markup or a URL on (see [`drop_junk_names`]), the
+/// attributes are not judged: they all go, and what is judged is what is left.
 pub(super) struct Attrs {
     list: Vec<(String, String)>,
+    /// Where the hidden markup starts (`list.len()` when there is none).
+    cut: usize,
 }
 
 impl Attrs {
     fn read(el: &Element) -> Attrs {
-        Attrs {
-            list: el
-                .attributes()
-                .iter()
-                .map(|a| (a.name(), a.value()))
-                .collect(),
-        }
+        let list: Vec<(String, String)> = el
+            .attributes()
+            .iter()
+            .map(|a| (a.name(), a.value()))
+            .collect();
+        let cut = list
+            .iter()
+            .position(|(n, v)| {
+                !plain_name(n) && [n, v].iter().any(|s| s.contains('<') || s.contains("://"))
+            })
+            .unwrap_or(list.len());
+        Attrs { list, cut }
+    }
+
+    /// The attributes judged: those before the hidden markup.
+    fn judged(&self) -> &[(String, String)] {
+        &self.list[..self.cut]
+    }
+
+    /// Whether the tag hides markup: a junk name carrying it, or a value holding it.
+    fn hide_markup(&self) -> bool {
+        self.cut < self.list.len() || self.judged().iter().any(|(_, v)| holds_markup(v))
     }
 
     /// The first value of `name` (lowercase), as written.
     pub(super) fn get(&self, name: &str) -> Option<&str> {
-        self.list
+        self.judged()
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
     pub(super) fn has(&self, name: &str) -> bool {
-        self.list.iter().any(|(n, _)| n == name)
+        self.judged().iter().any(|(n, _)| n == name)
     }
 
     fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.judged().is_empty()
     }
 
     /// Plain attribute names (the only ones a client acts on) given more than once,
@@ -344,8 +399,9 @@ impl Attrs {
         dups
     }
 
+    /// The names judged.
     fn names(&self) -> impl Iterator<Item = &str> {
-        self.list.iter().map(|(n, _)| n.as_str())
+        self.judged().iter().map(|(n, _)| n.as_str())
     }
 }
 

@@ -312,3 +312,33 @@ fn content_images_on_a_track_host_are_kept() {
         "{findings:#?}"
     );
 }
+
+/// A junk attribute name whose value holds markup (`<a "="<img src=...`) is no tag to a
+/// browser, but a lenient reader may find the image in it: such names go under every
+/// policy, even on an element nothing else changes, and the second pass changes nothing.
+#[test]
+fn markup_hidden_in_a_junk_attribute_goes() {
+    let rules = rules(CLICK_RULES);
+    let html = r#"<a "="<style>.a{}</style><img src="https://news.us3.list-manage.com/track/open.php?u=1&amp;e=2" width="1" height="1">x</a><p title="a < b">kept</p>
+<a a="<img src="https://news.us3.list-manage.com/track/open.php?u=1&amp;e=2" width="1">y</a>
+<img alt='<h2 style="x">Sale</h2>' src="cid:hero" width="600">"#;
+    for (name, policy) in policies() {
+        let out = clean(&mail(html), &Envelope::to([READER]), &policy, &rules);
+        let b = body(&out.bytes);
+        assert!(!b.contains("list-manage"), "{name}: {b}");
+        assert!(!b.contains("<img src=\"https"), "{name}: {b}");
+        assert!(
+            b.contains(r#"<p title="a < b">kept</p>"#),
+            "{name}: a plain name stays: {b}"
+        );
+        // What a browser reads stays; what reads as a tag in the text does not.
+        assert!(
+            b.contains(
+                r#"<img alt="&lt;h2 style=&quot;x&quot;>Sale&lt;/h2>" src="cid:hero" width="600">"#
+            ),
+            "{name}: {b}"
+        );
+        let again = clean(&out.bytes, &Envelope::to([READER]), &policy, &rules);
+        assert_eq!(again.bytes, out.bytes, "{name}");
+    }
+}

@@ -53,6 +53,9 @@ pub(crate) struct Walk<'a> {
     pub report: &'a mut Report,
     pub eol: Eol,
     parts_seen: usize,
+    /// `--boundary` of every multipart around the part being cleaned, in this message
+    /// and in the messages it is nested in.
+    boundaries: Vec<Vec<u8>>,
 }
 
 impl<'a> Walk<'a> {
@@ -74,6 +77,7 @@ impl<'a> Walk<'a> {
             report,
             eol,
             parts_seen: 0,
+            boundaries: Vec::new(),
         }
     }
 
@@ -96,6 +100,18 @@ pub(crate) fn clean_parts(
     depth: usize,
     walk: &mut Walk,
 ) -> Result<Option<Vec<u8>>, CleanError> {
+    let around = walk.boundaries.len();
+    let cleaned = clean_message_parts(raw, prefix, depth, walk);
+    walk.boundaries.truncate(around);
+    cleaned
+}
+
+fn clean_message_parts(
+    raw: &[u8],
+    prefix: &str,
+    depth: usize,
+    walk: &mut Walk,
+) -> Result<Option<Vec<u8>>, CleanError> {
     if depth > walk.policy.limits.max_depth {
         return Err(CleanError::TooDeep);
     }
@@ -104,6 +120,11 @@ pub(crate) fn clean_parts(
         .ok_or(CleanError::Unparseable)?;
     let mut edits = Vec::new();
     let delimiters = boundary_delimiters(&msg);
+    walk.boundaries
+        .extend(delimiters.iter().map(|d| d[1..].to_vec()));
+    let Ok(boundary_written) = aho_corasick::AhoCorasick::new(&walk.boundaries) else {
+        return Err(CleanError::Ambiguous); // too many boundaries to search for
+    };
     // Explicit stack: hostile nesting must not exhaust the call stack.
     let mut stack: Vec<(u32, String, usize, bool)> = vec![(0, String::new(), depth, true)];
     while let Some((id, number, depth, root)) = stack.pop() {
@@ -195,7 +216,18 @@ pub(crate) fn clean_parts(
             ("message", "rfc822" | "global") => nested_message(raw, part, &number, depth, walk)?,
             _ => Vec::new(),
         };
+        // A rewrite that writes `--boundary` (a tag removed from between `--` and `b`,
+        // `=2D` written back as `-`, our own `<!--mailveil-...` under a boundary `m`)
+        // ends the part there for the next reader, and a client may read what follows
+        // as a new part (found by fuzzing): no reading of the cleaned mail is sure.
+        if leaf.iter().any(|e| boundary_written.is_match(&e.bytes)) {
+            return Err(CleanError::Ambiguous);
+        }
         edits.extend(leaf);
+    }
+    // After the walk, so that its own errors (too deep, too many parts) are the ones named.
+    if stray_boundary(raw, &msg) {
+        return Err(CleanError::Ambiguous);
     }
     Ok(apply(raw, edits))
 }
@@ -224,6 +256,89 @@ fn crosses(body: &[u8], delimiters: &[Vec<u8>]) -> bool {
             )
         })
     })
+}
+
+/// Whether `--boundary` of one of the message's multiparts occurs other than as a
+/// delimiter line of the innermost multipart around it (at a line start, then `--` or
+/// nothing, optional whitespace, the line end), where mail-parser 0.11.9 and clients read
+/// the mail differently. mail-parser ends a part at `--boundary` of the multipart it is in
+/// anywhere, inside a line or followed by more characters (`--b1` for `b`); clients split
+/// at whole delimiter lines only, of any multipart around the part (an outer delimiter
+/// line inside an inner multipart ends it for them, not for mail-parser). Where they
+/// disagree, the part mailveil cleans is not the part a client shows: a tracker after
+/// `alt="--b` went unseen, and a nested message cut in place at `--b1` was cleaned as
+/// read alone, which changed how the next pass read the mail (found by fuzzing). RFC 2046
+/// forbids the string inside a part; such a mail is delivered whole, as an attachment.
+/// An inner boundary that extends an outer one (`=_1` inside `=_`, as Eudora writes
+/// them) reads the same both ways.
+///
+/// Left alone: a closing delimiter written at the end of the last line of the mail
+/// (`...Q==--b--`, seen in real mail), only whitespace after it. A client then reads the
+/// last part on to the end, that is, with the delimiter in it, which holds no markup when
+/// the boundary is made of the characters RFC 2046 allows.
+fn stray_boundary(raw: &[u8], msg: &mail_parser::Message) -> bool {
+    let Some(root) = msg.parts.first() else {
+        return false;
+    };
+    let multiparts: Vec<(Range<usize>, &[u8])> = msg
+        .parts
+        .iter()
+        .filter(|p| matches!(p.body, PartType::Multipart(_)))
+        .filter_map(|p| {
+            let b = p.content_type()?.attribute("boundary")?;
+            (!b.is_empty()).then(|| (body_range(p, raw), b.as_bytes()))
+        })
+        .collect();
+    let mut patterns: Vec<Vec<u8>> = multiparts
+        .iter()
+        .map(|(_, b)| [b"--", *b].concat())
+        .collect();
+    patterns.sort_unstable();
+    patterns.dedup();
+    if patterns.is_empty() {
+        return false;
+    }
+    let Ok(finder) = aho_corasick::AhoCorasick::new(&patterns) else {
+        return true; // too many boundaries to search for: no sure reading
+    };
+    let body = body_range(root, raw);
+    finder.find_overlapping_iter(&raw[body.clone()]).any(|m| {
+        let at = body.start + m.start();
+        let line_start = at == body.start || raw[at - 1] == b'\n';
+        let innermost = multiparts
+            .iter()
+            .filter(|(r, _)| r.contains(&at))
+            .max_by_key(|(r, _)| r.start)
+            .map(|&(_, b)| b);
+        let delimiter = line_start
+            && innermost.is_some_and(|b| {
+                raw[at + 2..body.end].starts_with(b)
+                    && ends_delimiter(&raw[at + 2 + b.len()..body.end])
+            });
+        let pattern = &patterns[m.pattern().as_usize()];
+        !delimiter && !last_close(pattern, &raw[body.start + m.end()..body.end])
+    })
+}
+
+/// Whether what follows `--boundary` ends a delimiter line: `--` or nothing, optional
+/// whitespace, the line end.
+fn ends_delimiter(rest: &[u8]) -> bool {
+    let rest = rest.strip_prefix(b"--").unwrap_or(rest);
+    let pad = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    matches!(rest.get(pad), None | Some(b'\r' | b'\n'))
+}
+
+/// `--boundary--` with only whitespace after it, the boundary made of RFC 2046 characters.
+fn last_close(pattern: &[u8], rest: &[u8]) -> bool {
+    rest.strip_prefix(b"--").is_some_and(|tail| {
+        tail.iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    }) && pattern[2..]
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b" '()+_,-./:=?".contains(&b))
 }
 
 /// The lowercased type and subtype (text/plain when absent).

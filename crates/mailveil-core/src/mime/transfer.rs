@@ -90,13 +90,57 @@ pub fn decode(body: &[u8], transfer: Transfer) -> (Vec<u8>, bool) {
         Transfer::QuotedPrintable => {
             match quoted_printable::decode(body, quoted_printable::ParseMode::Strict) {
                 Ok(v) => (v, false),
-                Err(_) => (
-                    quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
-                        .unwrap_or_else(|_| body.to_vec()),
-                    true,
-                ),
+                Err(_) => (qp_decode_lenient(body), true),
             }
         }
+    }
+}
+
+/// Damaged quoted-printable read as mail clients (and mail-parser) read it: `=XX` in
+/// either case is a byte, `=` ending a line (trailing whitespace aside) a soft break,
+/// every other byte is kept as it is; hard line breaks come out as CRLF, as from the
+/// strict decoder. Written here because the quoted_printable crate's robust mode drops
+/// every byte outside printable ASCII: `<!-\x8b- x> <img ...>` became a comment
+/// start for the clean, which looked past the image a client loads, and a damaged
+/// delimiter line became a real one (found by fuzzing).
+fn qp_decode_lenient(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut lines = body.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let end = line
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t')
+            .map_or(0, |i| i + 1);
+        let (line, soft) = match line[..end].strip_suffix(b"=") {
+            Some(rest) => (rest, true),
+            None => (&line[..end], false),
+        };
+        let mut i = 0;
+        while i < line.len() {
+            let byte = match line.get(i..i + 3) {
+                Some([b'=', hi, lo]) if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() => {
+                    i += 3;
+                    (hex(*hi) << 4) | hex(*lo)
+                }
+                _ => {
+                    i += 1;
+                    line[i - 1]
+                }
+            };
+            out.push(byte);
+        }
+        if !soft && lines.peek().is_some() {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+fn hex(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        _ => (digit | 0x20) - b'a' + 10,
     }
 }
 
@@ -287,5 +331,17 @@ mod tests {
         let (v, damaged) = decode(b"a=ZZb=3D", Transfer::QuotedPrintable);
         assert!(damaged);
         assert!(v.ends_with(b"b="));
+    }
+
+    /// As clients read it: 8-bit and control bytes stay (the crate's robust mode dropped
+    /// them), lowercase escapes and LF line ends are read, trailing whitespace goes.
+    #[test]
+    fn damaged_quoted_printable_keeps_every_byte_it_cannot_decode() {
+        let (v, damaged) = decode(
+            b"<!-\x8b- a=3d\x00b =\n c=ZZ=\r\nd \t\r\n=\n\nend=4",
+            Transfer::QuotedPrintable,
+        );
+        assert!(damaged);
+        assert_eq!(v, b"<!-\x8b- a=\x00b  c=ZZd\r\n\r\nend=4");
     }
 }
