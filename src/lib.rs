@@ -1,19 +1,34 @@
 //! mailveil: a privacy filter for incoming mail. The cleaning core lives in
 //! `mailveil-core` and is re-exported here; this crate adds what touches the outside
-//! world: loading rule files, and the frontends.
+//! world: the settings, the pipeline around the core, the frontends (pipe, SMTP/LMTP,
+//! milter, IMAP), the rule files, the image proxy, the report store and the dashboard.
+//! docs/architecture.md draws the whole.
+//!
+//! Crate-private by default: what is public is what the binary, the tests and the
+//! benches use.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub use mailveil_core::*;
 
-pub mod allow_list;
+pub(crate) mod allow_list;
+pub mod app;
 pub mod auth;
-pub mod explain;
+pub mod cli;
+pub(crate) mod explain;
+pub(crate) mod filter;
 pub mod http;
-pub mod imap;
-pub mod milter;
-pub mod printable;
+pub(crate) mod imap;
+pub(crate) mod import;
+pub(crate) mod metrics;
+pub(crate) mod milter;
+pub(crate) mod pipeline;
+pub(crate) mod printable;
 pub mod proxy;
-pub mod reload;
+pub(crate) mod reload;
+pub(crate) mod report_cmd;
 pub mod rule_files;
-pub mod smtp;
+pub(crate) mod settings;
+pub(crate) mod smtp;
 pub mod store;
-pub mod web;
+pub(crate) mod web;

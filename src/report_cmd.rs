@@ -1,13 +1,13 @@
-//! `mailveil report` and `mailveil dashboard`, and recording one mail from `filter`.
+//! `mailveil report` and `mailveil dashboard`: the report store read back.
 //!
 //! What the store holds came with mail (sender domains, Message-IDs, URLs): every text of
 //! it goes through [`printable`] before it is printed (no escape sequence, line break or
 //! bidi override reaches the terminal), JSON escapes the same characters, and CSV cells
 //! that a spreadsheet would run as a formula are quoted with a leading `'`.
 
+use crate::printable::{json_printable, printable};
+use crate::store::{self, MailRecord, ReportStore, Summary, day};
 use clap::Args;
-use mailveil::printable::{json_printable, printable};
-use mailveil::store::{self, MailRecord, ReportStore, Summary, day};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,10 +15,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Where reports are when no --report-db is given.
-pub const DEFAULT_DB: &str = "/var/lib/mailveil/reports.sqlite";
+pub(crate) const DEFAULT_DB: &str = "/var/lib/mailveil/reports.sqlite";
 
 #[derive(Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// The report store: an SQLite file path or postgres://...
     #[arg(long, value_name = "PATH|URL", default_value = DEFAULT_DB)]
     report_db: String,
@@ -40,7 +40,7 @@ pub struct ReportArgs {
 }
 
 #[derive(Args)]
-pub struct DashboardArgs {
+pub(crate) struct DashboardArgs {
     /// Address to listen on.
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8026")]
     listen: SocketAddr,
@@ -62,24 +62,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// Records one mail (and purges what is older than the retention).
-pub fn record_one(
-    location: &str,
-    record: &MailRecord,
-    debug: bool,
-    retention_days: u32,
-) -> Result<i64, String> {
-    runtime()?.block_on(async {
-        let s = store::open(location, debug)
-            .await
-            .map_err(|e| e.to_string())?;
-        let before = store::now() - i64::from(retention_days.max(1)) * 86_400;
-        s.purge(before).await.map_err(|e| e.to_string())?;
-        s.record(record).await.map_err(|e| e.to_string())
-    })
-}
-
-pub fn report(args: ReportArgs) -> ExitCode {
+pub(crate) fn report(args: ReportArgs) -> ExitCode {
     match report_inner(&args) {
         Ok(code) => code,
         Err(e) => {
@@ -298,30 +281,24 @@ fn render_mails(mails: &[MailRecord], format: &str) -> String {
     }
 }
 
-pub fn dashboard(args: DashboardArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILVEIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+pub(crate) fn dashboard(args: DashboardArgs) -> ExitCode {
+    crate::app::init_logs(crate::app::LogStyle::Daemon);
     let run = async {
         let token = match &args.token_file {
-            Some(p) => Some(mailveil::web::read_token(p)?),
+            Some(p) => Some(crate::web::read_token(p)?),
             None => None,
         };
         let s = store::open(&args.report_db, false)
             .await
             .map_err(|e| e.to_string())?;
-        let state = mailveil::web::WebState {
+        let state = crate::web::WebState {
             store: Some(Arc::new(s) as Arc<dyn ReportStore>),
             token,
             listen: Some(args.listen),
             hostnames: args.hostnames.clone(),
         };
         tokio::select! {
-            r = mailveil::web::serve(args.listen, state, Default::default()) => r,
+            r = crate::web::serve(args.listen, state, Default::default()) => r,
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     };

@@ -107,6 +107,32 @@ fn a_mail_that_cannot_be_cleaned_is_delivered_as_an_attachment_with_an_error_hea
 }
 
 #[test]
+fn a_mistyped_on_error_is_a_usage_error_not_pass() {
+    // Until issue 16 `filter` read any value but "tempfail" as "pass": a typo meant the
+    // mail went on wrapped where the user asked for a temporary failure.
+    let raw = std::fs::read(FIXTURE).unwrap();
+    let out = run(
+        &["filter", "--on-error", "tempfial", "--max-time", "0"],
+        &raw,
+    );
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tempfial") && stderr.contains("tempfail"),
+        "{stderr}"
+    );
+    // The same key in a configuration file: exit 75, the mail stays with the MDA.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mailveil.toml");
+    std::fs::write(&config, "on_error = \"tempfial\"\n").unwrap();
+    let out = run(&["filter", "--config", config.to_str().unwrap()], &raw);
+    assert_eq!(out.status.code(), Some(75));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variant"));
+}
+
+#[test]
 fn tempfail_policy_exits_75_for_a_mail_that_cannot_be_cleaned() {
     let raw = std::fs::read(FIXTURE).unwrap();
     let out = run(

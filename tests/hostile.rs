@@ -1,6 +1,6 @@
 //! Hostile mail through the real binary (`mailveil filter`), one process per case, with
 //! its wall time and peak RSS (wait4's rusage, taken in a small helper process: see
-//! [`run`]). DESIGN.md invariants 1 and 8: whatever
+//! [`run`]). docs/architecture.md, invariants 1 and 8: whatever
 //! arrives, the filter exits 0 with a parseable mail, passes the original on whole when
 //! it gives up, and stays within the configured time and memory.
 //!

@@ -3,7 +3,6 @@
 //! finish its request head is closed at the head deadline, and at the connection cap
 //! new clients wait for a slot instead of being refused. In process, on loopback.
 
-#[path = "proxy_support/mod.rs"]
 mod support;
 
 use mailveil::http::HttpLimits;

@@ -4,6 +4,8 @@
 //! (connections, `--allow`, frame timeout, memory budget) are driven by a milter client
 //! of this file over TCP, which can misbehave as a hostile client would.
 
+mod support;
+
 #[path = "mailstack/harness.rs"]
 mod harness;
 
@@ -122,12 +124,96 @@ fn postfix_smtpd_milter_delivers_tracked_mail_cleaned_to_dovecot() {
             .any(|l| l.contains(" mail ") && l.contains("headers_removed=1")),
         "{log}"
     );
-    assert!(
-        stack.postfix_log().contains("status=sent"),
-        "{}",
-        tail(&stack.postfix_log(), 20)
-    );
+    wait_until(Duration::from_secs(10), || {
+        stack.postfix_log().contains("status=sent")
+    })
+    .unwrap_or_else(|| panic!("{}", tail(&stack.postfix_log(), 20)));
     assert_eq!(stack.queued(), 0);
+}
+
+#[test]
+fn a_mail_through_postfix_and_the_milter_is_in_the_report_and_on_the_dashboard() {
+    let Some(_g) = guard() else { return };
+    let mut stack = Stack::start_with("", "inet:127.0.0.1:{milter}");
+    let port = stack.ports.filter;
+    let listen = format!("inet:127.0.0.1:{port}");
+    let db = stack.run.join("reports.sqlite").display().to_string();
+    let http = free_port();
+    let dashboard = format!("127.0.0.1:{http}");
+    stack.start_mailveil_args(
+        &[
+            "milter",
+            "--listen",
+            &listen,
+            "--no-system-rules",
+            "--report-db",
+            &db,
+            "--dashboard-listen",
+            &dashboard,
+        ],
+        port,
+    );
+    let token = format!("milterreport{}", std::process::id());
+    let mid = format!("Message-Id: <{token}@sender.example>");
+    let body = "<html><body><p>Hello</p>\
+         <img src=\"https://t.example/open.gif?e=alice@example.test\" width=\"1\" height=\"1\">\
+         </body></html>";
+    let (ok, out) = swaks(
+        &stack,
+        &[
+            "--header",
+            &mid,
+            "--add-header",
+            "MIME-Version: 1.0",
+            "--add-header",
+            "Content-Type: text/html; charset=utf-8",
+        ],
+        body,
+    );
+    assert!(ok, "{out}");
+    stack.wait_mail("alice", 1, Duration::from_secs(30));
+    // in `mailveil report`, with the queue id Postfix gave it
+    let mut mails = serde_json::Value::Null;
+    wait_until(Duration::from_secs(10), || {
+        let out = Command::new(MAILVEIL)
+            .args(["report", "--report-db", &db, "--format", "json"])
+            .args(["--message-id", &format!("{token}@sender.example")])
+            .output()
+            .unwrap();
+        mails = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        mails.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .unwrap_or_else(|| panic!("not recorded: {mails}\n{}", stack.mailveil_log()));
+    assert_eq!(mails[0]["sender"], "news@sender.example", "{mails}");
+    assert_eq!(
+        mails[0]["recipient"], "alice@example.test,bob@example.test",
+        "{mails}"
+    );
+    assert!(mails[0]["blocked"].as_i64().unwrap() >= 1, "{mails}");
+    // and on the dashboard the milter serves, found by its Message-ID
+    let page = http_get(http, &format!("/dashboard?q={token}"));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains(&token), "{page}");
+    let metrics = http_get(http, "/metrics");
+    assert!(
+        metrics.contains("mailveil_mails_processed_total 1"),
+        "{metrics}"
+    );
+}
+
+/// GET over a raw socket; the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    String::from_utf8_lossy(&resp).into_owned()
 }
 
 #[test]
@@ -689,6 +775,7 @@ impl Milter {
         let child = Command::new(bin)
             .args(["milter", "--listen", &listen, "--no-system-rules"])
             .args(args)
+            .env("MAILVEIL_LOG", "info")
             .env("TMPDIR", tmp.path())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -702,8 +789,11 @@ impl Milter {
             log,
             _tmp: tmp,
         };
+        // Our milter said it listens (a port that merely answers may be another test's
+        // server, which took the free port before this milter could bind it).
+        let said = format!("milter listening listen=inet:127.0.0.1:{port}");
         let up = wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
+            m.log().contains(&said) && TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
         if up.is_none() {
             let _ = m.child.kill();

@@ -1,7 +1,6 @@
 //! The image proxy and link shield over HTTP, in process, against a fake ESP on
-//! 127.0.0.1: what it serves, how, and everything it refuses (DESIGN.md invariant 6).
+//! 127.0.0.1: what it serves, how, and everything it refuses (docs/architecture.md, invariant 6).
 
-#[path = "proxy_support/mod.rs"]
 mod support;
 
 use mailveil::proxy::{self, Settings};

@@ -7,7 +7,6 @@
 //! Without Chromium or the harness (node, `npm ci` in tests/browser) the browser halves
 //! print a SKIP notice and pass, unless MAILVEIL_REQUIRE_BROWSER=1.
 
-#[path = "proxy_support/mod.rs"]
 mod support;
 
 #[path = "browser/support.rs"]
@@ -15,14 +14,10 @@ mod browser_support;
 
 use browser_support::Harness;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
 
-const MAILVEIL: &str = env!("CARGO_BIN_EXE_mailveil");
 const GENERIC_UA: &str = mailveil::proxy::fetch::USER_AGENT;
 
 /// The content resources of the mail: each must be fetched exactly once, by the proxy.
@@ -72,78 +67,12 @@ fn newsletter(esp: &Esp) -> String {
     )
 }
 
-/// An SMTP server that keeps every message it receives.
-fn sink() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mails = Arc::new(Mutex::new(Vec::new()));
-    let store = Arc::clone(&mails);
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(s) = s else { continue };
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                let mut w = s.try_clone().unwrap();
-                let mut r = BufReader::new(s);
-                let _ = w.write_all(b"220 sink\r\n");
-                let mut line = String::new();
-                while r.read_line(&mut line).unwrap_or(0) > 0 {
-                    let cmd = line.trim_end().to_ascii_uppercase();
-                    line.clear();
-                    let reply: &[u8] = if cmd.starts_with("EHLO") {
-                        b"250-sink\r\n250 8BITMIME\r\n"
-                    } else if cmd == "DATA" {
-                        let _ = w.write_all(b"354 go\r\n");
-                        let mut mail = String::new();
-                        let mut l = String::new();
-                        while r.read_line(&mut l).unwrap_or(0) > 0 && l != ".\r\n" {
-                            mail.push_str(
-                                l.strip_prefix('.')
-                                    .filter(|_| l.starts_with(".."))
-                                    .unwrap_or(&l),
-                            );
-                            l.clear();
-                        }
-                        store.lock().unwrap().push(mail);
-                        b"250 2.0.0 queued\r\n"
-                    } else if cmd == "QUIT" {
-                        let _ = w.write_all(b"221 bye\r\n");
-                        return;
-                    } else {
-                        b"250 2.0.0 Ok\r\n"
-                    };
-                    let _ = w.write_all(reply);
-                }
-            });
-        }
-    });
-    (port, mails)
-}
-
+/// `mailveil serve` with the proxy, its sink, where the proxy answers.
 struct Serve {
-    child: Child,
+    daemon: Daemon,
     smtp: u16,
     proxy_origin: String,
-    mails: Arc<Mutex<Vec<String>>>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_port(port: u16) {
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "port {port} not listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    sink: Sink,
 }
 
 /// `mailveil serve` started exactly as the issue's scripts do, plus the rules that make
@@ -166,39 +95,46 @@ fn serve_with_config(mode: &str, config: &str, extra: &[&str]) -> Serve {
         "6d61696c7665696c2074657374206b6579206f662033322062797465732121\n",
     )
     .unwrap();
-    let (down, mails) = sink();
+    let sink = Sink::start();
     let smtp = free_port();
     let proxy = free_port();
     let proxy_listen = format!("127.0.0.1:{proxy}");
     let proxy_origin = format!("http://127.0.0.1:{proxy}");
-    let child = Command::new(MAILVEIL)
-        .args(["serve", "--no-system-rules", "--listen"])
-        .arg(format!("127.0.0.1:{smtp}"))
-        .arg("--downstream")
-        .arg(format!("smtp://127.0.0.1:{down}"))
-        .args(["--remote-content", mode, "--proxy-listen", &proxy_listen])
-        .args(["--proxy-base", &proxy_origin, "--proxy-key-file"])
-        .arg(&key)
-        .args(["--proxy-allow-net", "127.0.0.0/8", "--rules"])
-        .arg(&rules)
-        .arg("--config")
-        .arg(&config_file)
-        .args(extra)
-        // systemd's CacheDirectory=, as a unit would set it: the cache goes there.
-        .env("CACHE_DIRECTORY", dir.path())
-        .env("MAILVEIL_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(smtp);
-    wait_port(proxy);
+    let mut args: Vec<String> = vec![
+        "serve".into(),
+        "--no-system-rules".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{smtp}"),
+        "--downstream".into(),
+        sink.url(),
+    ];
+    for a in [
+        "--remote-content",
+        mode,
+        "--proxy-listen",
+        &proxy_listen,
+        "--proxy-base",
+        &proxy_origin,
+        "--proxy-allow-net",
+        "127.0.0.0/8",
+    ] {
+        args.push(a.into());
+    }
+    args.push("--proxy-key-file".into());
+    args.push(key.display().to_string());
+    args.push("--rules".into());
+    args.push(rules.display().to_string());
+    args.push("--config".into());
+    args.push(config_file.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    // systemd's CacheDirectory=, as a unit would set it: the cache goes there.
+    let cache = dir.path().as_os_str().to_owned();
+    let daemon = Daemon::start_in(dir, &args, &[("CACHE_DIRECTORY", &cache)], &[smtp, proxy]);
     Serve {
-        child,
+        daemon,
         smtp,
         proxy_origin,
-        mails,
-        dir,
+        sink,
     }
 }
 
@@ -209,39 +145,7 @@ fn send(port: u16, mail: &str) -> String {
 
 /// Sends one mail from `from` to `to`.
 fn send_as(port: u16, from: &str, to: &str, mail: &str) -> String {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut reply = || {
-        let mut all = String::new();
-        loop {
-            let mut l = String::new();
-            if r.read_line(&mut l).unwrap_or(0) == 0 {
-                return all;
-            }
-            all.push_str(&l);
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    };
-    reply();
-    for c in [
-        "EHLO client.test".to_string(),
-        format!("MAIL FROM:<{from}>"),
-        format!("RCPT TO:<{to}>"),
-        "DATA".to_string(),
-    ] {
-        w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
-        reply();
-    }
-    let body = mail.replace("\r\n.", "\r\n..");
-    w.write_all(body.as_bytes()).unwrap();
-    w.write_all(b".\r\n").unwrap();
-    let done = reply();
-    let _ = w.write_all(b"QUIT\r\n");
-    done
+    support::send(port, from, to, mail.as_bytes())
 }
 
 fn delivered_html(raw: &str) -> String {
@@ -303,7 +207,7 @@ fn prefetch_fetches_content_once_at_delivery_and_the_open_reaches_only_the_proxy
     );
     let before_open = esp.hits().len();
 
-    let mails = s.mails.lock().unwrap().clone();
+    let mails = s.sink.texts();
     assert_eq!(mails.len(), 1);
     let html = delivered_html(&mails[0]);
     // Only the click link (not shielded here) still names the ESP; it loads nothing.
@@ -348,7 +252,7 @@ fn proxy_fetches_on_open_from_the_proxy_not_the_browser() {
         "proxy mode fetched at delivery: {:?}",
         esp.hits()
     );
-    let mails = s.mails.lock().unwrap().clone();
+    let mails = s.sink.texts();
     let html = delivered_html(&mails[0]);
     assert!(!html.contains(&esp.origin()), "{html}");
     assert!(
@@ -385,7 +289,7 @@ async fn a_click_on_a_shielded_link_reaches_the_destination_clean_and_the_esp_se
     let esp = Esp::start();
     let s = serve("proxy", &["--shield-links"]);
     assert!(send(s.smtp, &newsletter(&esp)).starts_with("250"));
-    let html = delivered_html(&s.mails.lock().unwrap()[0]);
+    let html = delivered_html(&s.sink.texts()[0]);
     let start = html.find(&format!("{}/l/", s.proxy_origin)).unwrap();
     let end = start + html[start..].find('"').unwrap();
     let link = html[start..end].replace("&amp;", "&");
@@ -430,7 +334,7 @@ fn the_prefetch_deadline_bounds_the_delay_and_late_urls_stay_proxied() {
     eprintln!("delivery with a slow upstream took {took:?}");
     assert!(took >= Duration::from_millis(1900), "{took:?}");
     assert!(took < Duration::from_millis(3500), "{took:?}");
-    let html = delivered_html(&s.mails.lock().unwrap()[0]);
+    let html = delivered_html(&s.sink.texts()[0]);
     let slow = mailveil::proxy_url::encode_url(&esp.url("/slow.png"));
     assert!(html.contains(&slow), "the late image is still proxied");
     assert_eq!(esp.hits_for("/img/logo.png").len(), 1);
@@ -508,7 +412,7 @@ fn a_tracker_url_signed_here_and_mailed_on_is_stripped_and_the_esp_never_hears_o
         ),
     );
     assert!(send_as(s.smtp, MALLORY, MALLORY, &own).starts_with("250"));
-    let minted = delivered_html(&s.mails.lock().unwrap()[0]);
+    let minted = delivered_html(&s.sink.texts()[0]);
     let signed_img = urls_with(&minted, &format!("{}/i/", s.proxy_origin));
     let signed_link = urls_with(&minted, &format!("{}/l/", s.proxy_origin));
     assert_eq!(
@@ -529,7 +433,7 @@ fn a_tracker_url_signed_here_and_mailed_on_is_stripped_and_the_esp_never_hears_o
         ),
     );
     assert!(send_as(s.smtp, MALLORY, READER, &on).starts_with("250"));
-    let raw = s.mails.lock().unwrap()[1].clone();
+    let raw = s.sink.texts()[1].clone();
     let html = delivered_html(&raw);
     // Opened by a mail client over HTTP: every proxy URL left in it that loads on open
     // (a shield URL only on a click).
@@ -581,7 +485,7 @@ fn a_content_image_arriving_proxied_is_judged_and_still_loads() {
         &format!(r#"<img src="{logo}" width="600" height="200" alt="x">"#),
     );
     assert!(send_as(s.smtp, MALLORY, MALLORY, &own).starts_with("250"));
-    let first = delivered_html(&s.mails.lock().unwrap()[0]);
+    let first = delivered_html(&s.sink.texts()[0]);
     let signed = urls_with(&first, &format!("{}/i/", s.proxy_origin));
     assert_eq!(signed.len(), 1, "{first}");
     assert_eq!(esp.hits_for("/img/shared.png").len(), 1);
@@ -596,7 +500,7 @@ fn a_content_image_arriving_proxied_is_judged_and_still_loads() {
         ),
     );
     assert!(send_as(s.smtp, MALLORY, READER, &on).starts_with("250"));
-    let raw = s.mails.lock().unwrap()[1].clone();
+    let raw = s.sink.texts()[1].clone();
     let header = raw.lines().next().unwrap_or("");
     assert!(
         header.contains("prefetched=1"),
@@ -608,7 +512,7 @@ fn a_content_image_arriving_proxied_is_judged_and_still_loads() {
     assert_eq!(open_with_http_client(&signed), vec![200]);
     assert_eq!(esp.hits_for("/img/shared.png").len(), 1);
     assert!(
-        s.dir.path().join("proxy-cache/objects").is_dir(),
+        s.daemon.dir.path().join("proxy-cache/objects").is_dir(),
         "the cache is under $CACHE_DIRECTORY"
     );
     let Some(h) = Harness::or_skip("a pre-proxied content image: opening the mail") else {
@@ -656,7 +560,7 @@ fn prefetch_is_capped_per_mail_and_per_host() {
     assert_eq!(hits, 5, "{:?}", esp.hits());
     assert!(esp.most_at_once() <= 2, "{} at once", esp.most_at_once());
     // The rest are still proxied, and load on open.
-    let html = delivered_html(&s.mails.lock().unwrap()[0]);
+    let html = delivered_html(&s.sink.texts()[0]);
     let proxied = urls_with(&html, &format!("{}/i/", s.proxy_origin));
     assert_eq!(proxied.len(), 12, "{html}");
     assert!(open_with_http_client(&proxied).iter().all(|c| *c == 200));

@@ -11,21 +11,20 @@
 //! against PostgreSQL too, each in a fresh database of its own.
 
 #[path = "browser/support.rs"]
-mod support;
+mod browser_support;
 
-#[path = "proxy_support/mod.rs"]
-mod esp_support;
+mod support;
 
 use mailveil::store::{self, MailRecord, ReportStore, StoredFinding};
 use mailveil::{Envelope, Policy, clean};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use support::{Daemon, Esp, MAILVEIL, Sink, free_port, launch, wait_port};
+
 use std::time::{Duration, Instant};
 
-const MAILVEIL: &str = env!("CARGO_BIN_EXE_mailveil");
 const RECIPIENT: &str = "reader@mailveil.test";
 const NEWSLETTER: &str = include_str!("fixtures/newsletter.eml");
 
@@ -53,154 +52,31 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Sale!</p>\
     ]
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A downstream SMTP server that accepts everything and keeps the messages.
-struct Sink {
-    port: u16,
-    got: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-fn sink() -> Sink {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind sink");
-    let port = l.local_addr().expect("addr").port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let kept = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(conn) = conn else { continue };
-            let kept = Arc::clone(&kept);
-            std::thread::spawn(move || {
-                let _ = sink_session(conn, &kept);
-            });
-        }
-    });
-    Sink { port, got }
-}
-
-fn sink_session(conn: TcpStream, kept: &Mutex<Vec<Vec<u8>>>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut w = conn.try_clone()?;
-    let mut r = BufReader::new(conn);
-    w.write_all(b"220 sink.test ESMTP\r\n")?;
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let cmd = line.trim_end().to_ascii_uppercase();
-        if cmd.starts_with("EHLO") || cmd.starts_with("LHLO") {
-            w.write_all(b"250-sink.test\r\n250 8BITMIME\r\n")?;
-        } else if cmd.starts_with("DATA") {
-            w.write_all(b"354 go\r\n")?;
-            let mut msg = Vec::new();
-            let mut l = Vec::new();
-            loop {
-                l.clear();
-                r.read_until(b'\n', &mut l)?;
-                if l.is_empty() || l == b".\r\n" {
-                    break;
-                }
-                msg.extend_from_slice(if l.starts_with(b"..") { &l[1..] } else { &l });
-            }
-            kept.lock().expect("lock").push(msg);
-            w.write_all(b"250 2.0.0 queued\r\n")?;
-        } else if cmd.starts_with("QUIT") {
-            w.write_all(b"221 bye\r\n")?;
-            return Ok(());
-        } else {
-            w.write_all(b"250 ok\r\n")?;
-        }
-    }
-}
-
-/// `mailveil serve` as a child, killed on drop.
+/// `mailveil serve` with a report store and the dashboard; killed on drop.
 struct Serve {
-    child: Child,
+    _daemon: Daemon,
     smtp: u16,
     http: u16,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(db: &str, sink: u16, extra: &[&str]) -> Serve {
     let smtp = free_port();
     let http = free_port();
-    let child = Command::new(MAILVEIL)
-        .args(["serve", "--no-system-rules", "--listen"])
-        .arg(format!("127.0.0.1:{smtp}"))
-        .arg("--downstream")
-        .arg(format!("smtp://127.0.0.1:{sink}"))
-        .arg("--report-db")
-        .arg(db)
-        .arg("--dashboard-listen")
-        .arg(format!("127.0.0.1:{http}"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn mailveil serve");
-    let s = Serve { child, smtp, http };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", smtp)).is_err()
-        || TcpStream::connect(("127.0.0.1", http)).is_err()
-    {
-        assert!(Instant::now() < deadline, "mailveil serve did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    s
-}
-
-fn expect_reply(r: &mut BufReader<TcpStream>, code: &str) {
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).expect("read reply");
-        assert!(line.starts_with(code), "expected {code}, got {line:?}");
-        if line.as_bytes().get(3) != Some(&b'-') {
-            return;
-        }
+    let dashboard = format!("127.0.0.1:{http}");
+    let mut args = vec!["--report-db", db, "--dashboard-listen", &dashboard];
+    args.extend_from_slice(extra);
+    let daemon = launch::serve(smtp, &format!("smtp://127.0.0.1:{sink}"), &args);
+    wait_port(http);
+    Serve {
+        _daemon: daemon,
+        smtp,
+        http,
     }
 }
 
 fn send(port: u16, sender: &str, raw: &[u8]) {
-    let conn = TcpStream::connect(("127.0.0.1", port)).expect("connect serve");
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut w = conn.try_clone().expect("clone");
-    let mut r = BufReader::new(conn);
-    expect_reply(&mut r, "220");
-    let mut cmd = |line: String, code: &str| {
-        w.write_all(line.as_bytes()).expect("write");
-        expect_reply(&mut r, code);
-    };
-    cmd("EHLO client.test\r\n".into(), "250");
-    cmd(format!("MAIL FROM:<{sender}>\r\n"), "250");
-    cmd(format!("RCPT TO:<{RECIPIENT}>\r\n"), "250");
-    cmd("DATA\r\n".into(), "354");
-    let mut data = Vec::new();
-    for line in raw.split_inclusive(|&b| b == b'\n') {
-        if line.starts_with(b".") {
-            data.push(b'.');
-        }
-        data.extend_from_slice(line);
-    }
-    if !data.ends_with(b"\r\n") {
-        data.extend_from_slice(b"\r\n");
-    }
-    data.extend_from_slice(b".\r\n");
-    cmd(String::from_utf8(data).expect("utf-8 fixture"), "250");
-    cmd("QUIT\r\n".into(), "221");
+    let reply = support::send(port, sender, RECIPIENT, raw);
+    assert!(reply.starts_with("250"), "{reply}");
 }
 
 /// GET over a raw socket; returns (status, body).
@@ -325,7 +201,7 @@ fn serve_round(db: &str) {
     }
     assert!(want_blocked > 5, "the fixtures must carry trackers");
 
-    let sink = sink();
+    let sink = Sink::start();
     let s = serve(db, sink.port, &[]);
     let (status, before) = http_get(s.http, "/metrics");
     assert_eq!(status, 200, "{before}");
@@ -333,7 +209,7 @@ fn serve_round(db: &str) {
     for (sender, raw) in &fixtures {
         send(s.smtp, sender, raw);
     }
-    assert_eq!(sink.got.lock().expect("lock").len(), fixtures.len());
+    assert_eq!(sink.count(), fixtures.len());
 
     // Records are written after the reply: wait for them.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -491,7 +367,7 @@ fn serve_purges_at_start() {
             .await
             .expect("record");
     });
-    let sink = sink();
+    let sink = Sink::start();
     let _s = serve(&db, sink.port, &["--retention-days", "5"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -567,8 +443,8 @@ fn banner_on_off_and_once() {
 /// Runs tests/browser/dashboard.js with the harness's node and Chromium; `None` after a
 /// SKIP notice when there is no browser (a failure under MAILVEIL_REQUIRE_BROWSER=1).
 fn dashboard_js(what: &str, args: &[&str]) -> Option<serde_json::Value> {
-    support::Harness::or_skip(what)?;
-    let script = support::repo_root().join("tests/browser/dashboard.js");
+    browser_support::Harness::or_skip(what)?;
+    let script = browser_support::repo_root().join("tests/browser/dashboard.js");
     let out = Command::new("node")
         .arg(&script)
         .args(args)
@@ -592,7 +468,7 @@ fn out_dir(name: &str) -> std::path::PathBuf {
 fn dashboard_in_chromium_shows_data_searches_and_stays_on_its_origin() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("browser.sqlite").display().to_string();
-    let sink = sink();
+    let sink = Sink::start();
     let s = serve(&db, sink.port, &[]);
     let fixtures = fixtures();
     for (sender, raw) in &fixtures {
@@ -646,9 +522,9 @@ fn banner_renders_in_chromium() {
         ..Policy::default()
     };
     let cleaned = clean(NEWSLETTER.as_bytes(), &env, &on, &rules);
-    let html = support::html_parts(&cleaned.bytes).expect("parse")[0].clone();
+    let html = browser_support::html_parts(&cleaned.bytes).expect("parse")[0].clone();
     let dir = out_dir("banner");
-    let file = support::write_html(&dir, "newsletter-banner.html", &html);
+    let file = browser_support::write_html(&dir, "newsletter-banner.html", &html);
     let shot = dir.join("banner.png");
     let Some(v) = dashboard_js(
         "banner in Chromium",
@@ -781,8 +657,8 @@ fn proxy_fetches_and_cache_hits_are_counted_and_proxy_urls_are_stored_as_what_th
     let key = "reports test key, 32 bytes long.";
     std::fs::write(&key_file, key).expect("key");
     for (n, db) in databases(dir.path(), "proxy").into_iter().enumerate() {
-        let esp = esp_support::Esp::start();
-        let sink = sink();
+        let esp = Esp::start();
+        let sink = Sink::start();
         let proxy_port = free_port();
         let origin = format!("http://127.0.0.1:{proxy_port}");
         let cache = dir.path().join(format!("cache-{n}"));
@@ -823,7 +699,7 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<html><body>\
             esp.url("/img/a.png")
         );
         send(s.smtp, "news@shop.example", raw.as_bytes());
-        let delivered = String::from_utf8_lossy(&sink.got.lock().expect("lock")[0]).into_owned();
+        let delivered = sink.texts()[0].clone();
         let at = delivered
             .find(&format!("{origin}/i/"))
             .expect("a.png proxied");

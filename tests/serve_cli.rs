@@ -1,125 +1,24 @@
 //! `mailveil serve` as a process, without the mail stack: config check, access control,
 //! STARTTLS, graceful shutdown on SIGTERM. Runs everywhere (loopback only).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{Client, Daemon, MAILVEIL, Sink, free_port};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-const MAILVEIL: &str = env!("CARGO_BIN_EXE_mailveil");
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(args: &[&str], port: u16) -> Serve {
-    let child = Command::new(MAILVEIL)
-        .arg("serve")
-        .arg("--no-system-rules")
-        .args(args)
-        .env("MAILVEIL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Serve(child)
-}
-
-/// A downstream that accepts everything (SMTP), counting delivered messages.
-fn fake_downstream() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let delivered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = Arc::clone(&delivered);
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(s) = s else { continue };
-            let count = Arc::clone(&count);
-            std::thread::spawn(move || {
-                let mut w = s.try_clone().unwrap();
-                let mut r = BufReader::new(s);
-                let _ = w.write_all(b"220 fake\r\n");
-                let mut line = String::new();
-                while r.read_line(&mut line).unwrap_or(0) > 0 {
-                    let cmd = line.trim_end().to_ascii_uppercase();
-                    line.clear();
-                    let reply: &[u8] = if cmd.starts_with("EHLO") {
-                        b"250-fake\r\n250 8BITMIME\r\n"
-                    } else if cmd == "DATA" {
-                        let _ = w.write_all(b"354 go\r\n");
-                        let mut l = String::new();
-                        while r.read_line(&mut l).unwrap_or(0) > 0 && l != ".\r\n" {
-                            l.clear();
-                        }
-                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        b"250 2.0.0 queued\r\n"
-                    } else if cmd == "QUIT" {
-                        let _ = w.write_all(b"221 bye\r\n");
-                        return;
-                    } else {
-                        b"250 2.0.0 Ok\r\n"
-                    };
-                    let _ = w.write_all(reply);
-                }
-            });
-        }
-    });
-    (port, delivered)
-}
-
-struct Client {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Client {
-    fn connect(port: u16) -> Client {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client {
-            w: s.try_clone().unwrap(),
-            r: BufReader::new(s),
-        }
-    }
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut l = String::new();
-            if self.r.read_line(&mut l).unwrap_or(0) == 0 {
-                return all;
-            }
-            all.push_str(&l);
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    }
-    fn cmd(&mut self, c: &str) -> String {
-        self.w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
-        self.reply()
-    }
+/// `mailveil serve --no-system-rules ARGS...`, once it listens on `port`.
+fn serve(args: &[&str], port: u16) -> Daemon {
+    let mut all = vec!["serve".to_string(), "--no-system-rules".to_string()];
+    all.extend(args.iter().map(|s| s.to_string()));
+    Daemon::start(&all, &[port])
 }
 
 fn check(config: &str) -> (bool, String) {
@@ -191,17 +90,17 @@ fn client_outside_the_allowed_networks_is_refused() {
 
 #[test]
 fn sigterm_finishes_the_mail_in_flight_and_accepts_no_new_connection() {
-    let (down, delivered) = fake_downstream();
+    let sink = Sink::start();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let downstream = format!("smtp://127.0.0.1:{down}");
+    let downstream = sink.url();
     let mut s = serve(&["--listen", &listen, "--downstream", &downstream], port);
     let mut c = Client::connect(port);
     assert!(c.reply().starts_with("220"));
     assert!(c.cmd("EHLO client.test").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<a@b.example>").starts_with("250"));
     Command::new("kill")
-        .args(["-TERM", &s.0.id().to_string()])
+        .args(["-TERM", &s.pid().to_string()])
         .status()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -213,22 +112,14 @@ fn sigterm_finishes_the_mail_in_flight_and_accepts_no_new_connection() {
     assert!(c.cmd("DATA").starts_with("354"));
     let done = c.cmd("Subject: in flight\r\n\r\nbody\r\n.");
     assert!(done.starts_with("250"), "{done}");
-    assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(sink.count(), 1);
     assert!(c.reply().starts_with("421 4.3.2"));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(st) = s.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "still running");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success());
+    assert!(s.wait().success());
 }
 
 #[tokio::test]
 async fn starttls_with_the_configured_certificate() {
-    let (down, _) = fake_downstream();
+    let down = Sink::start().port;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mailveil.toml");
@@ -313,7 +204,7 @@ where
 
 #[test]
 fn sessions_over_the_limit_get_421() {
-    let (down, _) = fake_downstream();
+    let down = Sink::start().port;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mailveil.toml");

@@ -2,6 +2,8 @@
 //! reinjection), Dovecot (LMTP into Maildir, IMAP), swaks and smtp-source, all on
 //! 127.0.0.1. Skips when they are not installed, unless MAILVEIL_REQUIRE_MAILSTACK=1.
 
+mod support;
+
 #[path = "mailstack/harness.rs"]
 mod harness;
 
@@ -143,7 +145,12 @@ fn lmtp_direct_postfix_speaks_lmtp_to_mailveil_which_delivers_to_dovecot() {
     let fetched = imap_fetch(stack.ports.imap, "bob@example.test", "secret", &token);
     assert_eq!(fetched.len(), 1);
     assert!(fetched[0].contains("X-Mailveil: v="));
-    assert!(stack.postfix_log().contains("status=sent"));
+    // Postfix logs the delivery once Dovecot answered, which may be after the Maildir
+    // file is there.
+    wait_until(Duration::from_secs(10), || {
+        stack.postfix_log().contains("status=sent")
+    })
+    .unwrap_or_else(|| panic!("{}", tail(&stack.postfix_log(), 20)));
 }
 
 #[test]

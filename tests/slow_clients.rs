@@ -3,35 +3,19 @@
 //! cut at its deadline however the bytes are spaced, an overlong line and an oversized
 //! mail are refused without ending up downstream. Runs everywhere (no mail stack).
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-const MAILVEIL: &str = env!("CARGO_BIN_EXE_mailveil");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{Client, Daemon, Sink, free_port};
 
 /// The server process; killed when dropped.
 struct Serve {
-    child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _daemon: Daemon,
 }
 
 /// Starts `mailveil serve` with `listen`, `downstream` and the `extra` config lines.
@@ -44,113 +28,16 @@ fn serve(down: u16, extra: &str) -> Serve {
         format!("listen = \"127.0.0.1:{port}\"\ndownstream = \"smtp://127.0.0.1:{down}\"\n{extra}"),
     )
     .unwrap();
-    let child = Command::new(MAILVEIL)
-        .args(["serve", "--no-system-rules", "--config"])
-        .arg(&config)
-        .env("MAILVEIL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let args = [
+        "serve".to_string(),
+        "--no-system-rules".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    let daemon = Daemon::start_in(dir, &args, &[], &[port]);
     Serve {
-        child,
         port,
-        _dir: dir,
-    }
-}
-
-/// A downstream SMTP sink that accepts everything and counts the messages it received.
-fn sink() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let delivered = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&delivered);
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(s) = s else { continue };
-            let count = Arc::clone(&count);
-            std::thread::spawn(move || {
-                let mut w = s.try_clone().unwrap();
-                let mut r = BufReader::new(s);
-                let _ = w.write_all(b"220 sink\r\n");
-                let mut line = String::new();
-                while r.read_line(&mut line).unwrap_or(0) > 0 {
-                    let cmd = line.trim_end().to_ascii_uppercase();
-                    line.clear();
-                    let reply: &[u8] = if cmd.starts_with("EHLO") {
-                        b"250-sink\r\n250 8BITMIME\r\n"
-                    } else if cmd == "DATA" {
-                        let _ = w.write_all(b"354 go\r\n");
-                        let mut l = String::new();
-                        while r.read_line(&mut l).unwrap_or(0) > 0 && l != ".\r\n" {
-                            l.clear();
-                        }
-                        count.fetch_add(1, Ordering::SeqCst);
-                        b"250 2.0.0 queued\r\n"
-                    } else if cmd == "QUIT" {
-                        let _ = w.write_all(b"221 bye\r\n");
-                        return;
-                    } else {
-                        b"250 2.0.0 Ok\r\n"
-                    };
-                    let _ = w.write_all(reply);
-                }
-            });
-        }
-    });
-    (port, delivered)
-}
-
-/// A line-oriented SMTP client.
-struct Client {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Client {
-    fn connect(port: u16) -> Client {
-        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Client {
-            w: s.try_clone().unwrap(),
-            r: BufReader::new(s),
-        }
-    }
-
-    /// One reply, all its lines; "" at EOF.
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut l = String::new();
-            if self.r.read_line(&mut l).unwrap_or(0) == 0 {
-                return all;
-            }
-            all.push_str(&l);
-            if l.as_bytes().get(3) != Some(&b'-') {
-                return all;
-            }
-        }
-    }
-
-    fn cmd(&mut self, c: &str) -> String {
-        self.w.write_all(format!("{c}\r\n").as_bytes()).unwrap();
-        self.reply()
-    }
-
-    /// EHLO, MAIL, RCPT, DATA with `body` (dot-stuffing not needed for these bodies);
-    /// returns the reply to the final dot.
-    fn send_mail(&mut self, body: &str) -> String {
-        assert!(self.cmd("EHLO client.test").starts_with("250"));
-        assert!(self.cmd("MAIL FROM:<a@example.org>").starts_with("250"));
-        assert!(self.cmd("RCPT TO:<b@example.net>").starts_with("250"));
-        assert!(self.cmd("DATA").starts_with("354"));
-        self.w.write_all(body.as_bytes()).unwrap();
-        self.cmd(".")
+        _daemon: daemon,
     }
 }
 
@@ -171,7 +58,8 @@ fn still_open(s: &TcpStream) -> bool {
 
 #[test]
 fn two_hundred_idle_clients_do_not_stop_a_normal_delivery() {
-    let (down, delivered) = sink();
+    let sink = Sink::start();
+    let down = sink.port;
     // The default max_sessions; a command deadline long enough for the idle clients to
     // still be there when the normal client comes.
     let s = serve(down, "command_timeout_secs = 60\n");
@@ -223,7 +111,7 @@ fn two_hundred_idle_clients_do_not_stop_a_normal_delivery() {
     let took = started.elapsed();
     assert!(reply.starts_with("250"), "delivery: {reply:?}");
     assert!(normal.cmd("QUIT").starts_with("221"));
-    assert_eq!(delivered.load(Ordering::SeqCst), 1, "the sink got the mail");
+    assert_eq!(sink.count(), 1, "the sink got the mail");
 
     // The 200 were still connected while the mail went through.
     let open = idle
@@ -243,7 +131,7 @@ fn two_hundred_idle_clients_do_not_stop_a_normal_delivery() {
 
 #[test]
 fn a_trickling_client_is_cut_at_the_command_deadline() {
-    let (down, _) = sink();
+    let down = Sink::start().port;
     let s = serve(down, "command_timeout_secs = 2\n");
     let mut c = Client::connect(s.port);
     assert!(c.reply().starts_with("220"));
@@ -274,7 +162,8 @@ fn a_trickling_client_is_cut_at_the_command_deadline() {
 
 #[test]
 fn an_overlong_command_line_gets_500_and_the_session_goes_on() {
-    let (down, delivered) = sink();
+    let sink = Sink::start();
+    let down = sink.port;
     let s = serve(down, "max_line_bytes = 1024\n");
     let mut c = Client::connect(s.port);
     assert!(c.reply().starts_with("220"));
@@ -288,7 +177,7 @@ fn an_overlong_command_line_gets_500_and_the_session_goes_on() {
     assert!(reply.starts_with("500 5.5.2"), "{reply:?}");
     // The session goes on: a mail still goes through.
     assert!(c.send_mail(MAIL).starts_with("250"));
-    assert_eq!(delivered.load(Ordering::SeqCst), 1);
+    assert_eq!(sink.count(), 1);
     // A client that keeps at it is cut like one sending any other bad command.
     let mut last = String::new();
     for _ in 0..25 {
@@ -303,7 +192,8 @@ fn an_overlong_command_line_gets_500_and_the_session_goes_on() {
 
 #[test]
 fn data_over_max_message_bytes_gets_552_and_nothing_goes_downstream() {
-    let (down, delivered) = sink();
+    let sink = Sink::start();
+    let down = sink.port;
     let s = serve(down, "max_message_bytes = 10000\n");
     let mut c = Client::connect(s.port);
     assert!(c.reply().starts_with("220"));
@@ -314,14 +204,10 @@ fn data_over_max_message_bytes_gets_552_and_nothing_goes_downstream() {
     }
     let reply = c.send_mail(&big);
     assert!(reply.starts_with("552 5.3.4"), "{reply:?}");
-    assert_eq!(
-        delivered.load(Ordering::SeqCst),
-        0,
-        "nothing went downstream"
-    );
+    assert_eq!(sink.count(), 0, "nothing went downstream");
     // The session stays in step: the next mail is delivered.
     assert!(c.send_mail(MAIL).starts_with("250"));
-    assert_eq!(delivered.load(Ordering::SeqCst), 1);
+    assert_eq!(sink.count(), 1);
     // MAIL FROM with a SIZE over the limit is refused up front.
     assert!(c.cmd("EHLO client.test").starts_with("250"));
     let r = c.cmd("MAIL FROM:<a@example.org> SIZE=20000");
@@ -330,7 +216,7 @@ fn data_over_max_message_bytes_gets_552_and_nothing_goes_downstream() {
 
 #[test]
 fn a_session_cap_over_the_open_files_limit_is_warned_about_at_start() {
-    let (down, _) = sink();
+    let down = Sink::start().port;
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mailveil.toml");
@@ -342,23 +228,17 @@ fn a_session_cap_over_the_open_files_limit_is_warned_about_at_start() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(MAILVEIL)
-        .args(["serve", "--no-system-rules", "--config"])
-        .arg(&config)
-        .env("MAILVEIL_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
+    let args = [
+        "serve".to_string(),
+        "--no-system-rules".into(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    let d = Daemon::start(&args, &[port]);
+    support::wait_until(Duration::from_secs(5), || {
+        d.log().contains("max_sessions needs about")
+    });
+    let log = d.log();
     assert!(
         log.contains("max_sessions needs about") && log.contains("open_files_limit"),
         "{log}"

@@ -2,7 +2,7 @@
 //! properties every cleaned mail must have (checked with `assert!`, so a violation is a
 //! crash to libFuzzer), a structure-aware MIME generator and a generator of wrapped links.
 //!
-//! The properties (DESIGN.md invariants 1-3 and 8):
+//! The properties (docs/architecture.md, invariants 1-3 and 8):
 //! - `clean` never ends in `error=internal` (that is a caught panic);
 //! - the output is non-empty, and parses as a mail whenever the input did;
 //! - cleaning is idempotent: `clean(clean(x)) == clean(x)`;
@@ -273,7 +273,7 @@ fn html_of(msg: &mail_parser::Message, out: &mut Vec<String>, depth: usize, sign
         return;
     }
     // Encrypted content is left as it came, and signed content under `signed = keep`
-    // (DESIGN invariant 2).
+    // (docs/architecture.md, invariant 2).
     let mut sealed = vec![false; msg.parts.len()];
     for (i, part) in msg.parts.iter().enumerate() {
         let ct = part.content_type();

@@ -1,40 +1,10 @@
-//! The top header block, read from the bytes: where each field starts and ends, and
-//! fields added on top or taken out with every other byte kept. The core has the same
-//! reader but keeps it private (it stays pure and small); this one serves the
-//! authentication layer, which edits only whole header fields.
+//! Whole header fields added on top or taken out, every other byte kept: what the
+//! authentication layer does to a mail. Where the fields are is read by the core's one
+//! header reader ([`mailveil_core::headers`]), which also skips an mbox `From ` line.
 
+use mailveil_core::headers::named;
+pub(crate) use mailveil_core::headers::{fields, header_start};
 use std::ops::Range;
-
-/// One header field: its name and the byte range of the whole field, line break included.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Field {
-    pub name: String,
-    pub range: Range<usize>,
-    /// Where the value starts (after the colon).
-    pub value_start: usize,
-}
-
-impl Field {
-    pub fn is(&self, name: &str) -> bool {
-        self.name.eq_ignore_ascii_case(name)
-    }
-
-    pub fn value<'m>(&self, msg: &'m [u8]) -> &'m [u8] {
-        &msg[self.value_start..self.range.end]
-    }
-}
-
-/// Where the header block starts: after an mbox `From ` line (procmail hands these
-/// over), which is no header and never signed.
-pub(crate) fn header_start(msg: &[u8]) -> usize {
-    if msg.starts_with(b"From ") {
-        msg.iter()
-            .position(|&b| b == b'\n')
-            .map_or(msg.len(), |i| i + 1)
-    } else {
-        0
-    }
-}
 
 /// The line ending the message uses (that of its first line); CRLF when it has none.
 pub(crate) fn eol(msg: &[u8]) -> &'static [u8] {
@@ -43,41 +13,6 @@ pub(crate) fn eol(msg: &[u8]) -> &'static [u8] {
         Some(_) => b"\n",
         None => b"\r\n",
     }
-}
-
-/// The fields of the header block.
-pub(crate) fn fields(msg: &[u8]) -> Vec<Field> {
-    let mut out: Vec<Field> = Vec::new();
-    let mut at = header_start(msg);
-    while at < msg.len() {
-        let end = msg[at..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(msg.len(), |i| at + i + 1);
-        let line = &msg[at..end];
-        let content = line.strip_suffix(b"\n").unwrap_or(line);
-        let content = content.strip_suffix(b"\r").unwrap_or(content);
-        if content.is_empty() {
-            break;
-        }
-        if matches!(line[0], b' ' | b'\t') {
-            if let Some(last) = out.last_mut() {
-                last.range.end = end;
-            }
-        } else if let Some(colon) = content.iter().position(|&b| b == b':') {
-            out.push(Field {
-                name: String::from_utf8_lossy(&content[..colon])
-                    .trim()
-                    .to_string(),
-                range: at..end,
-                value_start: at + colon + 1,
-            });
-        } else {
-            break; // not a header line: the body starts without a blank line
-        }
-        at = end;
-    }
-    out
 }
 
 /// `msg` with the given field ranges taken out.
@@ -99,11 +34,8 @@ pub(crate) fn without(msg: &[u8], drop: &[Range<usize>]) -> Vec<u8> {
 
 /// `msg` without any field of this name.
 pub(crate) fn without_named(msg: &[u8], name: &str) -> Vec<u8> {
-    let drop: Vec<Range<usize>> = fields(msg)
-        .into_iter()
-        .filter(|f| f.is(name))
-        .map(|f| f.range)
-        .collect();
+    let fields = fields(msg);
+    let drop: Vec<Range<usize>> = named(&fields, name).map(|f| f.range.clone()).collect();
     without(msg, &drop)
 }
 
@@ -175,14 +107,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_with_continuations_and_an_mbox_line() {
-        let raw = b"From x Mon Jan 1\nA: 1\n 2\nB:3\n\nbody";
-        let f = fields(raw);
-        assert_eq!(f.len(), 2);
-        assert_eq!(&raw[f[0].range.clone()], b"A: 1\n 2\n");
-        assert_eq!(f[0].value(raw), b" 1\n 2\n");
-        assert_eq!(f[1].name, "B");
-        assert_eq!(eol(raw), b"\n");
+    fn the_line_ending_is_that_of_the_first_line() {
+        assert_eq!(eol(b"From x Mon Jan 1\nA: 1\n 2\nB:3\n\nbody"), b"\n");
         assert_eq!(eol(b"A: 1\r\n\r\n"), b"\r\n");
     }
 

@@ -5,7 +5,10 @@
 //! and the change.
 //!
 //! It lives around the core, never in it: [`clean`](crate::clean) stays pure, and with
-//! authentication off (the default) nothing here runs and nothing is looked up.
+//! authentication off (the default) nothing here runs and nothing is looked up. The
+//! pipeline calls it for every frontend that takes mail in (`filter`, `serve` for each
+//! copy, the milter): [`Authenticator::verify`] before the core, [`Authenticator::finish`]
+//! after.
 //!
 //! ```text
 //! raw --verify (DNS)--> Verdict
@@ -14,17 +17,19 @@
 
 mod dns;
 mod headers;
-pub mod keys;
+pub(crate) mod keys;
 mod results;
 mod seal;
 mod verify;
 
-pub use dns::{Resolver, parse_server};
-pub use results::{ArcVerdict, AuthResult, DkimVerdict, Verdict, remove_ours};
-pub use seal::{ArcKey, seal};
-pub use verify::{MAX_SIGNATURES, verify};
+pub use dns::Resolver;
+use dns::parse_server;
+use results::remove_ours;
+pub use results::{ArcVerdict, AuthResult, DkimVerdict, Verdict};
+use seal::{ArcKey, seal};
+pub use verify::verify;
 
-use mailveil_core::{Cleaned, HEADER_NAME};
+use mailveil_core::HEADER_NAME;
 use serde::Deserialize;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -174,7 +179,7 @@ impl Authenticator {
 
 /// Whether cleaning changed what a signature could cover: anything but our own report
 /// header and Authentication-Results (which no one signs: each hop writes its own).
-pub fn changed(original: &[u8], cleaned: &[u8]) -> bool {
+fn changed(original: &[u8], cleaned: &[u8]) -> bool {
     let strip = |m: &[u8]| {
         let m = headers::without_named(m, HEADER_NAME);
         headers::without_named(&m, "Authentication-Results")
@@ -220,36 +225,6 @@ fn host_name() -> Result<String, String> {
         return Err("this host has no name: set --auth-serv-id".into());
     }
     Ok(name)
-}
-
-/// The pipe filter's authentication, all of it: with authentication off, `clean(raw)`
-/// and nothing else; on, the verdict on `raw` first (on a small runtime of its own,
-/// within the DNS timeout), then `clean(raw)`, then [`Authenticator::finish`]. An
-/// error is a configuration error (the filter exits 75: the mail waits, unchanged, for
-/// the setting to be fixed); a seal left out is said on stderr, the filter's log.
-pub fn around_filter(
-    settings: &Settings,
-    raw: &[u8],
-    clean: impl FnOnce(&[u8]) -> Cleaned,
-) -> Result<Cleaned, String> {
-    let Some(auth) = Authenticator::from_settings(settings)? else {
-        return Ok(clean(raw));
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the DNS runtime: {e}"))?;
-    let verdict = runtime.block_on(auth.verify(raw));
-    let mut cleaned = clean(raw);
-    let (bytes, note) = auth.finish(raw, &verdict, &cleaned.bytes);
-    if let Some(note) = note {
-        eprintln!(
-            "mailveil: authentication: {}",
-            crate::printable::printable(&note)
-        );
-    }
-    cleaned.bytes = bytes;
-    Ok(cleaned)
 }
 
 #[cfg(test)]

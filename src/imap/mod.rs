@@ -1,7 +1,8 @@
 //! `mailveil imap`: cleans the mail already in an IMAP mailbox, for people whose mail is
 //! kept by a provider where no filter can be put in front. For each message not seen
 //! before (UID and UIDVALIDITY in a local state file), it fetches the message without
-//! setting `\Seen`, cleans it with [`mailveil_core::clean`], and when that changes it,
+//! setting `\Seen`, cleans it through the [`Pipeline`] (the core, prefetch, the
+//! report), and when that changes it,
 //! APPENDs the cleaned copy with the same flags and internal date, and only after the
 //! server confirmed the APPEND moves the original away (to `--keep-originals`, or
 //! `\Deleted` + UID EXPUNGE). The state is written after every message, so a sweep can
@@ -11,67 +12,65 @@
 //! - [`plan`]: state, decisions, conversions (pure).
 //! - [`client`]: the IMAP commands.
 
-pub mod client;
-pub mod plan;
+pub(crate) mod client;
+pub(crate) mod plan;
 
+use crate::pipeline::{MailMeta, Outcome, Pipeline};
 use client::{Caps, Imap};
-use mailveil_core::{Envelope, Policy, Rules};
+use mailveil_core::Envelope;
 use plan::{Decision, State};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
-/// Everything the sweep needs.
+/// What the sweep's IMAP side runs with (the policy and the rest are the pipeline's).
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
+    /// `imaps://HOST[:PORT]` or `imap://HOST[:PORT]`.
     pub server: String,
+    /// The login name.
     pub user: String,
+    /// The file holding the password.
     pub password_file: PathBuf,
+    /// The folders swept.
     pub folders: Vec<String>,
+    /// Stay connected and clean new mail as it arrives.
     pub watch: bool,
     /// `YYYY-MM-DD`.
     pub since: Option<String>,
+    /// Move originals here instead of deleting them.
     pub keep_originals: Option<String>,
+    /// The state file.
     pub state: Option<PathBuf>,
-    pub rules: Vec<PathBuf>,
-    pub system_rules: bool,
-    pub policy: Policy,
     /// Show a progress bar for the first sweep (only on a terminal).
     pub progress: bool,
+    /// A test seam, set only in code (never by a flag or the environment): called right
+    /// after each APPEND the server confirmed, with their count so far, before anything
+    /// else is recorded: the worst moment for the process to die.
+    pub after_append: Option<fn(usize)>,
 }
 
 /// Counts of one sweep.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub looked_at: usize,
-    pub cleaned: usize,
-    pub unchanged: usize,
-    pub finished_moves: usize,
-    pub errors: usize,
+struct Counts {
+    looked_at: usize,
+    cleaned: usize,
+    unchanged: usize,
+    finished_moves: usize,
+    errors: usize,
 }
 
 struct Ctx {
     opts: Options,
     password: String,
-    rules: Rules,
+    pipeline: Arc<Pipeline>,
     envelope: Envelope,
     since: Option<String>,
     state_path: PathBuf,
     state: State,
-    /// Test hook: SIGKILL ourselves right after this many APPENDs were confirmed (before
-    /// anything else is recorded): the worst moment to die.
-    kill_after_appends: Option<usize>,
     appends: usize,
-}
-
-/// Runs one sweep, or sweeps and then watches (IDLE) until killed.
-pub fn run(opts: Options) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(run_async(opts))
 }
 
 fn default_state_path(opts: &Options) -> PathBuf {
@@ -108,7 +107,9 @@ fn save_state(path: &Path, state: &State) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-async fn run_async(opts: Options) -> Result<(), String> {
+/// Runs one sweep, or sweeps and then watches (IDLE) until killed, every mail through
+/// `pipeline`.
+pub(crate) async fn run(opts: Options, pipeline: Arc<Pipeline>) -> Result<(), String> {
     let password = std::fs::read_to_string(&opts.password_file)
         .map_err(|e| format!("{}: {e}", opts.password_file.display()))?
         .lines()
@@ -123,10 +124,6 @@ async fn run_async(opts: Options) -> Result<(), String> {
     }
     plan::parse_server(&opts.server)?;
     let since = opts.since.as_deref().map(plan::imap_date).transpose()?;
-    let (rules, errors) = crate::rule_files::load(&opts.rules, opts.system_rules);
-    for e in &errors {
-        warn!("rule file skipped: {e}");
-    }
     let state_path = opts
         .state
         .clone()
@@ -140,14 +137,11 @@ async fn run_async(opts: Options) -> Result<(), String> {
     let envelope = Envelope::to(opts.user.contains('@').then(|| opts.user.clone()));
     let mut ctx = Ctx {
         password,
-        rules,
+        pipeline,
         envelope,
         since,
         state_path,
         state,
-        kill_after_appends: std::env::var("MAILVEIL_TEST_KILL_AFTER_APPENDS")
-            .ok()
-            .and_then(|v| v.parse().ok()),
         appends: 0,
         opts,
     };
@@ -236,10 +230,10 @@ async fn sweep_folder(
         }
         counts.looked_at += 1;
         match one(ctx, session, caps, folder, uidvalidity, uid).await {
-            Ok(Outcome::Cleaned) => counts.cleaned += 1,
-            Ok(Outcome::Unchanged) => counts.unchanged += 1,
-            Ok(Outcome::FinishedMove) => counts.finished_moves += 1,
-            Ok(Outcome::Failed) => counts.errors += 1,
+            Ok(Done::Cleaned) => counts.cleaned += 1,
+            Ok(Done::Unchanged) => counts.unchanged += 1,
+            Ok(Done::FinishedMove) => counts.finished_moves += 1,
+            Ok(Done::Failed) => counts.errors += 1,
             Err(e) => {
                 bar.abandon();
                 return Err(e);
@@ -260,11 +254,13 @@ async fn sweep_folder(
     Ok(counts)
 }
 
-enum Outcome {
+/// What became of one message.
+enum Done {
     Cleaned,
     Unchanged,
     FinishedMove,
-    /// Could not be cleaned: left as it is, recorded so it is not tried forever.
+    /// Could not be cleaned: left as it is (recorded so it is not tried forever, unless
+    /// the policy says tempfail: then the next sweep tries again).
     Failed,
 }
 
@@ -273,6 +269,8 @@ fn record(ctx: &mut Ctx, folder: &str, uidvalidity: u32, uid: u32) -> Result<(),
     save_state(&ctx.state_path, &ctx.state)
 }
 
+/// One message: fetched, through the pipeline, then replaced, left, or its earlier
+/// move finished; its report and log line once that is done.
 async fn one(
     ctx: &mut Ctx,
     session: &mut Imap,
@@ -280,33 +278,83 @@ async fn one(
     folder: &str,
     uidvalidity: u32,
     uid: u32,
-) -> Result<Outcome, String> {
+) -> Result<Done, String> {
     let Some(msg) = client::fetch(session, uid).await? else {
         record(ctx, folder, uidvalidity, uid)?;
-        return Ok(Outcome::Unchanged);
+        return Ok(Done::Unchanged);
     };
-    let raw = msg.raw;
-    let (cleaned, raw) = {
-        let policy = ctx.opts.policy.clone();
-        let envelope = ctx.envelope.clone();
-        // clean() is CPU work; this runtime has one thread and nothing else to do.
-        let c = mailveil_core::clean(&raw, &envelope, &policy, &ctx.rules);
-        (c, raw)
+    let raw = Arc::new(msg.raw);
+    let meta = MailMeta {
+        frontend: "imap",
+        queue_id: format!("{folder}/{uid}"),
+        peer: ctx.opts.server.clone(),
     };
+    let processed = ctx
+        .pipeline
+        .process(Arc::clone(&raw), ctx.envelope.clone(), meta)
+        .await;
+    let original = Original {
+        uid,
+        raw: &raw,
+        flags: &msg.flags,
+        internal_date: msg.internal_date.as_deref(),
+    };
+    let (done, result) = handle(
+        ctx,
+        session,
+        caps,
+        folder,
+        uidvalidity,
+        &original,
+        &processed.cleaned,
+    )
+    .await?;
+    let mut processed = processed;
+    processed.delivered();
+    processed.finish(Outcome::said(result));
+    Ok(done)
+}
+
+/// A message as fetched.
+struct Original<'a> {
+    uid: u32,
+    raw: &'a [u8],
+    flags: &'a [String],
+    internal_date: Option<&'a str>,
+}
+
+/// What to do with a cleaned message, done: the outcome and its words for the log.
+async fn handle(
+    ctx: &mut Ctx,
+    session: &mut Imap,
+    caps: Caps,
+    folder: &str,
+    uidvalidity: u32,
+    msg: &Original<'_>,
+    cleaned: &mailveil_core::Cleaned,
+) -> Result<(Done, String), String> {
+    let (uid, raw) = (msg.uid, msg.raw);
     if let Some(e) = &cleaned.report.error {
+        if cleaned.tempfail {
+            warn!(
+                folder,
+                uid, "could not be cleaned ({e}); left as it is, tried again next sweep"
+            );
+            return Ok((Done::Failed, "left (tempfail)".into()));
+        }
         warn!(folder, uid, "could not be cleaned ({e}); left as it is");
         record(ctx, folder, uidvalidity, uid)?;
-        return Ok(Outcome::Failed);
+        return Ok((Done::Failed, "left".into()));
     }
     let changed = cleaned.report.changed
-        && !plan::same_message(&cleaned.bytes, &raw)
-        && !plan::only_header_added(&raw, &cleaned.bytes);
+        && !plan::same_message(&cleaned.bytes, raw)
+        && !plan::only_header_added(raw, &cleaned.bytes);
     let pending = ctx.state.folder(folder, uidvalidity).is_pending(uid);
     let mut candidates = Vec::new();
     if changed && pending {
         // Where an earlier run may have put the copy: same Message-ID, or (without
         // one) among the newest messages, which came after the original.
-        let found = match plan::message_id(&raw) {
+        let found = match plan::message_id(raw) {
             Some(mid) => {
                 let query = format!("HEADER Message-ID {}", plan::quote(&mid));
                 client::uid_search(session, &query).await?
@@ -332,7 +380,7 @@ async fn one(
     match plan::decide(changed, pending, &cleaned.bytes, &candidates) {
         Decision::Skip => {
             record(ctx, folder, uidvalidity, uid)?;
-            Ok(Outcome::Unchanged)
+            Ok((Done::Unchanged, "unchanged".into()))
         }
         Decision::FinishMove { copy_uid } => {
             info!(
@@ -342,41 +390,36 @@ async fn one(
             record(ctx, folder, uidvalidity, copy_uid)?;
             client::remove_original(session, caps, uid, ctx.opts.keep_originals.as_deref()).await?;
             record(ctx, folder, uidvalidity, uid)?;
-            Ok(Outcome::FinishedMove)
+            Ok((
+                Done::FinishedMove,
+                format!("replaced by uid {copy_uid} (move finished)"),
+            ))
         }
         Decision::Replace => {
             ctx.state.folder(folder, uidvalidity).mark_pending(uid);
             save_state(&ctx.state_path, &ctx.state)?;
-            let flags = plan::append_flags(&msg.flags);
-            let new_uid = client::append(
-                session,
-                folder,
-                &flags,
-                msg.internal_date.as_deref(),
-                &cleaned.bytes,
-            )
-            .await?;
+            let flags = plan::append_flags(msg.flags);
+            let new_uid =
+                client::append(session, folder, &flags, msg.internal_date, &cleaned.bytes).await?;
             client::drain(session);
             ctx.appends += 1;
-            if ctx.kill_after_appends == Some(ctx.appends) {
-                kill_self();
+            if let Some(hook) = ctx.opts.after_append {
+                hook(ctx.appends);
             }
             if let Some(new_uid) = new_uid {
                 record(ctx, folder, uidvalidity, new_uid)?;
             }
             client::remove_original(session, caps, uid, ctx.opts.keep_originals.as_deref()).await?;
             record(ctx, folder, uidvalidity, uid)?;
-            Ok(Outcome::Cleaned)
+            Ok((
+                Done::Cleaned,
+                match new_uid {
+                    Some(n) => format!("replaced by uid {n}"),
+                    None => "replaced".into(),
+                },
+            ))
         }
     }
-}
-
-/// The test hook's SIGKILL: no destructor, no flush, like a power cut.
-fn kill_self() -> ! {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &std::process::id().to_string()])
-        .status();
-    std::process::abort()
 }
 
 /// Sweep, then IDLE on the first folder and sweep again whenever the server says

@@ -1,6 +1,7 @@
 //! The pure side of the IMAP sweep: what is already done (the state kept between runs),
 //! what to do with one message, and the small conversions the client needs. No I/O.
 
+use mailveil_core::MessageFacts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -177,39 +178,17 @@ pub fn only_header_added(raw: &[u8], cleaned: &[u8]) -> bool {
     same_message(&cleaned[at..], raw)
 }
 
-/// The Message-ID of a message (the value of the first Message-ID header, trimmed), if
-/// it is searchable: no quotes or line breaks that could break the IMAP command.
+/// The Message-ID of a message (as the core's header reader finds it, without angle
+/// brackets: IMAP's HEADER search matches a substring, and an id written without them
+/// is found too), if it is searchable: no quotes, backslashes or line breaks that could
+/// break the IMAP command.
 pub fn message_id(raw: &[u8]) -> Option<String> {
-    let head_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n"))
-        .unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..head_end]);
-    let mut lines = head.split('\n').peekable();
-    while let Some(line) = lines.next() {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        if !name.trim().eq_ignore_ascii_case("Message-ID") {
-            continue;
-        }
-        let mut v = value.trim().to_string();
-        while let Some(next) = lines.peek() {
-            if next.starts_with([' ', '\t']) {
-                v.push_str(next.trim());
-                lines.next();
-            } else {
-                break;
-            }
-        }
-        let ok = !v.is_empty()
-            && v.len() <= 250
-            && v.chars()
-                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
-        return ok.then_some(v);
-    }
-    None
+    let id = MessageFacts::read(raw).message_id()?;
+    let ok = id.len() <= 250
+        && id
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+    ok.then_some(id)
 }
 
 /// `YYYY-MM-DD` as an IMAP search date (`1-Feb-2024`).
@@ -351,11 +330,15 @@ mod tests {
     fn message_ids() {
         assert_eq!(
             message_id(b"Subject: x\r\nMessage-Id: <a.b@c>\r\n\r\nMessage-ID: <no@body>"),
-            Some("<a.b@c>".into())
+            Some("a.b@c".into())
         );
         assert_eq!(
             message_id(b"Message-ID:\r\n <folded@x>\r\n\r\n"),
-            Some("<folded@x>".into())
+            Some("folded@x".into())
+        );
+        assert_eq!(
+            message_id(b"Message-ID: bare@x\r\n\r\n"),
+            Some("bare@x".into())
         );
         assert_eq!(message_id(b"Message-ID: <a\"b@c>\r\n\r\n"), None);
         assert_eq!(message_id(b"Subject: none\r\n\r\nMessage-ID: <x@y>"), None);

@@ -111,8 +111,8 @@ pub(crate) mod work {
 mod tests {
     use proptest::prelude::*;
 
-    fn compiles(toml: &str) -> Result<(), mailveil::RuleError> {
-        mailveil::Rules::compile(&[mailveil::RuleSource {
+    fn compiles(toml: &str) -> Result<(), crate::RuleError> {
+        crate::Rules::compile(&[crate::RuleSource {
             name: "imported.toml".into(),
             text: toml.into(),
         }])

@@ -116,8 +116,6 @@ pub enum Reply {
     },
     /// `c`: go on.
     Continue,
-    /// `a`: accept the message (no further steps for it).
-    Accept,
     /// `t`: temporary failure (4xx to the client).
     Tempfail,
     /// `b`: one chunk of the new body (several chunks replace the body in order).
@@ -147,7 +145,6 @@ impl fmt::Debug for Reply {
                 protocol,
             } => write!(f, "OptNeg(v{version}, {actions:#x}, {protocol:#x})"),
             Reply::Continue => f.write_str("Continue"),
-            Reply::Accept => f.write_str("Accept"),
             Reply::Tempfail => f.write_str("Tempfail"),
             Reply::ReplaceBody(b) => write!(f, "ReplaceBody({} bytes)", b.len()),
             Reply::AddHeader { name, value } => {
@@ -327,7 +324,6 @@ pub fn encode(reply: &Reply, out: &mut Vec<u8>) {
             b'O'
         }
         Reply::Continue => b'c',
-        Reply::Accept => b'a',
         Reply::Tempfail => b't',
         Reply::ReplaceBody(chunk) => {
             data.extend_from_slice(chunk);

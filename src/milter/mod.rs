@@ -1,10 +1,12 @@
 //! `mailveil milter`: the Sendmail/Postfix milter protocol (version 6), written by hand
 //! (no GPL crate). The MTA hands over envelope, headers and body; at end of message the
-//! mail is cleaned with [`mailveil_core::clean`] and only what changed goes back: the
-//! report header on top (SMFIR_INSHEADER), removed or changed headers (SMFIR_CHGHEADER)
-//! and the new body (SMFIR_REPLBODY, in chunks of at most 64 KiB). When a mail cannot be
-//! read it goes on as the core delivers it (the original attached to a note, an error
-//! header), or gets a temporary failure, as the policy says.
+//! mail goes through the [`Pipeline`] (the core, authentication, prefetch, the report)
+//! and only what changed goes back: our header fields on top (SMFIR_INSHEADER: the
+//! report header, and with authentication the verdict and the ARC set above it), removed
+//! or changed headers (SMFIR_CHGHEADER: read receipts, Authentication-Results forged in
+//! our name) and the new body (SMFIR_REPLBODY, in chunks of at most 64 KiB). When a mail
+//! cannot be read it goes on as the core delivers it (the original attached to a note,
+//! an error header), or gets a temporary failure, as the policy says.
 //!
 //! A mail that cannot be cleaned in memory (over `--max-message-bytes`, or larger than
 //! the memory budget can ever hold) is written to a private spool file as it arrives
@@ -25,17 +27,16 @@
 //! - [`spool`]: the private spool files of mails too large to hold, and their disk cap.
 //! - this module: the listener (TCP or unix socket) and the connection loop.
 
-pub mod budget;
-pub mod codec;
-pub mod session;
-pub mod spool;
+pub(crate) mod budget;
+pub(crate) mod codec;
+pub(crate) mod session;
+pub(crate) mod spool;
 
+use crate::pipeline::{MailMeta, Outcome, Pipeline, Streamed};
 use crate::printable::printable;
-use crate::rule_files::LiveRules;
 use budget::{Budget, Held};
 use codec::{Command, Decoder, Reply};
 use ipnet::IpNet;
-use mailveil_core::Policy;
 use session::{Plan, Session, Step};
 use spool::{Spool, SpoolDir};
 use std::net::SocketAddr;
@@ -54,7 +55,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// Where the milter listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listen {
+pub(crate) enum Listen {
     /// `inet:HOST:PORT` or Sendmail's `inet:PORT@HOST`.
     Inet(SocketAddr),
     /// `unix:/path` (or `local:/path`).
@@ -96,13 +97,12 @@ impl std::fmt::Display for Listen {
     }
 }
 
-/// Everything the milter needs.
+/// What the milter's protocol side runs with (the policy and the rest are the
+/// pipeline's).
 #[derive(Debug, Clone)]
-pub struct Options {
+pub(crate) struct Options {
+    /// Where it listens.
     pub listen: Listen,
-    pub rules: Vec<PathBuf>,
-    pub system_rules: bool,
-    pub policy: Policy,
     /// Frames announced longer than this close the connection (checked before reading them).
     pub max_frame: usize,
     /// Time, 'between frames', the MTA has to send the next command.
@@ -123,28 +123,18 @@ pub struct Options {
 
 /// The limits of one connection.
 #[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub idle: Duration,
-    pub frame: Duration,
+struct Timeouts {
+    idle: Duration,
+    frame: Duration,
 }
 
 struct Shared {
-    policy: Policy,
-    /// Reloaded on SIGHUP and when a rule file changes (as for `serve`).
-    rules: Arc<LiveRules>,
+    /// The core and everything around it, shared with the other frontends.
+    pipeline: Arc<Pipeline>,
     max_frame: usize,
     timeouts: Timeouts,
     budget: Arc<Budget>,
     spool: SpoolDir,
-}
-
-/// Loads the rules, binds, and serves until SIGTERM or SIGINT.
-pub fn run(opts: Options) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(run_async(opts))
 }
 
 /// A bound listener.
@@ -192,16 +182,10 @@ impl Listener {
     }
 }
 
-async fn run_async(opts: Options) -> Result<(), String> {
-    let (rules, errors) = LiveRules::load(&opts.rules, opts.system_rules);
-    for e in &errors {
-        warn!("rule file skipped: {}", printable(&e.to_string()));
-    }
-    let rules = Arc::new(rules);
-    crate::reload::spawn(Arc::clone(&rules));
+/// Binds and serves until SIGTERM or SIGINT, every mail through `pipeline`.
+pub(crate) async fn run(opts: Options, pipeline: Arc<Pipeline>) -> Result<(), String> {
     let shared = Arc::new(Shared {
-        policy: opts.policy.clone(),
-        rules,
+        pipeline,
         max_frame: opts.max_frame,
         timeouts: Timeouts {
             idle: opts.idle_timeout,
@@ -234,8 +218,8 @@ async fn run_async(opts: Options) -> Result<(), String> {
                         let shared = Arc::clone(&shared);
                         tasks.spawn(async move {
                             match stream {
-                                Stream::Tcp(s, _) => connection(shared, s).await,
-                                Stream::Unix(s) => connection(shared, s).await,
+                                Stream::Tcp(s, peer) => connection(shared, s, peer.to_string()).await,
+                                Stream::Unix(s) => connection(shared, s, "unix".into()).await,
                             }
                             drop(permit);
                         });
@@ -291,8 +275,12 @@ fn admit(
     Some((stream, permit))
 }
 
-async fn connection<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, stream: S) {
-    if let Err(e) = serve_connection(&shared, stream).await {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: String,
+) {
+    if let Err(e) = serve_connection(&shared, stream, &peer).await {
         warn!("milter connection closed: {e}");
     }
 }
@@ -346,9 +334,10 @@ impl Current {
 async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     mut stream: S,
+    peer: &str,
 ) -> Result<(), String> {
     let mut decoder = Decoder::new(shared.max_frame);
-    let mut session = Session::new(shared.policy.limits.max_message_bytes);
+    let mut session = Session::new(shared.pipeline.policy().limits.max_message_bytes);
     let mut current = Current {
         held: Held::new(Arc::clone(&shared.budget)),
         over_budget: false,
@@ -423,13 +412,12 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                                  handled as too large"
                             );
                         }
-                        too_large(shared, msg, spool, &mut stream).await?;
+                        too_large(shared, msg, spool, &mut stream, peer).await?;
                     }
                     current.end();
                 }
                 Step::Clean(msg) => {
-                    let (plan, cleaned) = end_of_message(shared, msg).await;
-                    send(&mut stream, &plan, &cleaned, shared.timeouts.frame).await?;
+                    end_of_message(shared, msg, &mut stream, peer).await?;
                     current.end();
                 }
             }
@@ -484,6 +472,7 @@ async fn too_large<S: AsyncWrite + Unpin>(
     mut msg: session::Message,
     spool: Option<Spool>,
     stream: &mut S,
+    peer: &str,
 ) -> Result<(), String> {
     let queue_id = printable(msg.queue_id.as_deref().unwrap_or_default()).into_owned();
     let tempfail = |why: &str| {
@@ -512,9 +501,9 @@ async fn too_large<S: AsyncWrite + Unpin>(
             return send(stream, &plan, &[], shared.timeouts.frame).await;
         }
     };
-    let (policy, rules, envelope) = (shared.policy.clone(), shared.rules.get(), msg.envelope());
+    let (pipeline, envelope) = (Arc::clone(&shared.pipeline), msg.envelope());
     let decided = tokio::task::spawn_blocking(move || {
-        let t = mailveil_core::TooLarge::new(&start, &envelope, &policy, &rules);
+        let t = pipeline.too_large(&start, &envelope);
         (t, start)
     })
     .await;
@@ -522,14 +511,25 @@ async fn too_large<S: AsyncWrite + Unpin>(
         let plan = tempfail("the wrapping task failed");
         return send(stream, &plan, &[], shared.timeouts.frame).await;
     };
+    let head_end = head_end(&start);
+    // What the record keeps of it (Message-ID, Subject): the header section alone.
+    let head = start[..head_end].to_vec();
+    let envelope = msg.envelope();
+    let meta = MailMeta {
+        frontend: "milter",
+        queue_id: msg.queue_id.clone().unwrap_or_default(),
+        peer: peer.to_string(),
+    };
+    let streamed = |out_size: u64, tempfail: bool| Streamed {
+        report: t.report().clone(),
+        head: &head,
+        size: spooled,
+        out_size,
+        tempfail,
+    };
     if t.tempfail() {
-        info!(
-            queue_id,
-            error = "too-large",
-            spooled,
-            verdict = "tempfail",
-            "mail"
-        );
+        let done = shared.pipeline.streamed(streamed(0, true), &envelope, meta);
+        done.finish(Outcome::said(format!("tempfail spooled={spooled}")));
         return send(
             stream,
             &Plan::verdict(Reply::Tempfail),
@@ -538,16 +538,18 @@ async fn too_large<S: AsyncWrite + Unpin>(
         )
         .await;
     }
-    let head_end = head_end(&start);
-    msg.fields = session::split_message(&start[..head_end]).0;
+    msg.fields = session::split_message(&head).0;
     let (new_fields, body_start) = session::split_message(t.head());
     let (headers, mut changes) = session::header_changes(&msg, &new_fields);
     let rewrites = t.rewrites_body();
-    let report = t.report().clone();
     if changes.not_allowed || (rewrites && msg.actions & codec::action::CHGBODY == 0) {
         let plan = tempfail("the MTA does not allow the changes the wrapper needs");
         return send(stream, &plan, &[], shared.timeouts.frame).await;
     }
+    let mut out_size = (t.head().len() - body_start.len()) as u64;
+    let done = shared
+        .pipeline
+        .streamed(streamed(0, false), &envelope, meta);
     send(stream, &Plan::send(headers), &[], shared.timeouts.frame).await?;
     if rewrites {
         // The spool file is read on from where the start ended.
@@ -558,7 +560,7 @@ async fn too_large<S: AsyncWrite + Unpin>(
         let file = spool.file().map_err(|e| e.to_string())?;
         let mut buf = vec![0u8; READ_CHUNK];
         loop {
-            send_body(stream, &mut out, false, shared.timeouts.frame).await?;
+            out_size += send_body(stream, &mut out, false, shared.timeouts.frame).await?;
             let n = spool::read_full(file, &mut buf)
                 .await
                 .map_err(|e| format!("reading the spool back: {e}"))?;
@@ -568,22 +570,15 @@ async fn too_large<S: AsyncWrite + Unpin>(
             t.feed(&buf[..n], &mut out);
         }
         t.finish(&mut out);
-        send_body(stream, &mut out, true, shared.timeouts.frame).await?;
+        out_size += send_body(stream, &mut out, true, shared.timeouts.frame).await?;
         changes.body_replaced = true;
     }
-    info!(
-        queue_id,
-        rcpts = msg.recipients.len(),
-        error = report.error.as_deref().unwrap_or("-"),
-        skipped = report.skipped.as_deref().unwrap_or("-"),
-        spooled,
-        body_replaced = changes.body_replaced,
-        headers_added = changes.headers_added,
-        headers_changed = changes.headers_changed,
-        headers_removed = changes.headers_removed,
-        verdict = "continue",
-        "mail"
-    );
+    let mut done = done;
+    done.sent(out_size);
+    done.finish(Outcome::said(format!(
+        "continue spooled={spooled} {}",
+        changes.summary()
+    )));
     send(
         stream,
         &Plan::verdict(Reply::Continue),
@@ -638,12 +633,13 @@ fn head_end(start: &[u8]) -> usize {
 
 /// Sends `out` as REPLBODY frames of [`codec::MAX_BODY_CHUNK`] bytes, keeping what does
 /// not fill one (unless `last`); each frame must be taken within the frame timeout.
+/// Returns the bytes sent.
 async fn send_body<S: AsyncWrite + Unpin>(
     stream: &mut S,
     out: &mut Vec<u8>,
     last: bool,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let mut frame = Vec::with_capacity(codec::MAX_BODY_CHUNK + 5);
     let mut sent = 0;
     while out.len() - sent >= codec::MAX_BODY_CHUNK || (last && sent < out.len()) {
@@ -660,7 +656,7 @@ async fn send_body<S: AsyncWrite + Unpin>(
         }
     }
     out.drain(..sent);
-    Ok(())
+    Ok(sent as u64)
 }
 
 /// A mail that would fit the budget alone, but not now: a temporary failure (the MTA
@@ -676,62 +672,58 @@ fn busy(msg: &session::Message, size: usize, budget: &Budget) -> (Plan, Vec<u8>)
     (Plan::verdict(Reply::Tempfail), Vec::new())
 }
 
-/// Cleans the mail and plans the replies (off the async threads). The mail is dropped
-/// there, so only the cleaned bytes are held while the replies are written.
-async fn end_of_message(shared: &Shared, msg: session::Message) -> (Plan, Vec<u8>) {
-    let policy = shared.policy.clone();
-    let rules = shared.rules.get();
-    let queue_id = printable(msg.queue_id.as_deref().unwrap_or_default()).into_owned();
-    let rcpts = msg.recipients.len();
-    // End of message to the replies: what mailveil adds to each mail.
-    let cleaning = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || {
-        let cleaned = session::clean_message(&msg, &policy, &rules);
-        let plan = session::eom_plan(&msg, &cleaned);
+/// Cleans the mail through the pipeline, plans the replies (off the async threads: the
+/// mail is dropped there, so only the cleaned bytes are held while they are written),
+/// sends them, and finishes the mail.
+async fn end_of_message<S: AsyncWrite + Unpin>(
+    shared: &Shared,
+    msg: session::Message,
+    stream: &mut S,
+    peer: &str,
+) -> Result<(), String> {
+    let queue_id = msg.queue_id.clone().unwrap_or_default();
+    let meta = MailMeta {
+        frontend: "milter",
+        queue_id: queue_id.clone(),
+        peer: peer.to_string(),
+    };
+    let envelope = msg.envelope();
+    let msg = Arc::new(msg);
+    let done = shared
+        .pipeline
+        .process(Arc::clone(&msg), envelope, meta)
+        .await;
+    let planned = tokio::task::spawn_blocking(move || {
+        let plan = session::eom_plan(&msg, &done.cleaned);
         drop(msg);
-        (plan, cleaned.bytes, cleaned.report)
+        (plan, done)
     })
     .await;
-    let clean_us = cleaning.elapsed().as_micros() as u64;
-    match result {
-        Ok((plan, bytes, report)) => {
-            let changes = &plan.changes;
-            if changes.not_allowed {
-                warn!(
-                    queue_id,
-                    "the MTA did not allow every change the cleaning needs (milter actions)"
-                );
-            }
-            info!(
-                queue_id,
-                rcpts,
-                findings = report.findings.len(),
-                error = report.error.as_deref().unwrap_or("-"),
-                body_replaced = changes.body_replaced,
-                headers_added = changes.headers_added,
-                headers_changed = changes.headers_changed,
-                headers_removed = changes.headers_removed,
-                clean_us,
-                verdict = if plan.verdict == Some(Reply::Tempfail) {
-                    "tempfail"
-                } else {
-                    "continue"
-                },
-                "mail"
-            );
-            (plan, bytes)
-        }
-        Err(e) => {
-            // clean() catches its own panics; this is the blocking pool failing.
-            warn!(queue_id, "cleaning task failed: {e}");
-            let verdict = if shared.policy.on_error == mailveil_core::OnError::Tempfail {
-                Reply::Tempfail
-            } else {
-                Reply::Continue
-            };
-            (Plan::verdict(verdict), Vec::new())
-        }
+    let Ok((plan, mut done)) = planned else {
+        // Only the blocking pool failing gets here: nothing was planned, nothing goes
+        // on uncleaned.
+        warn!("planning the replies failed: temporary failure");
+        let plan = Plan::verdict(Reply::Tempfail);
+        return send(stream, &plan, &[], shared.timeouts.frame).await;
+    };
+    let changes = &plan.changes;
+    if changes.not_allowed {
+        warn!(
+            queue_id = %printable(&queue_id),
+            "the MTA did not allow every change the cleaning needs (milter actions)"
+        );
     }
+    let verdict = if plan.verdict == Some(Reply::Tempfail) {
+        "tempfail"
+    } else {
+        "continue"
+    };
+    // What the milter answers is decided: the mail is finished before the answer goes
+    // (an MTA that drops the connection then is logged with it).
+    let result = format!("{verdict} {}", changes.summary());
+    let bytes = std::mem::take(&mut done.cleaned.bytes);
+    done.finish(Outcome::said(result));
+    send(stream, &plan, &bytes, shared.timeouts.frame).await
 }
 
 #[cfg(test)]
@@ -758,9 +750,9 @@ mod tests {
     }
 
     fn shared(max_frame: usize, budget: usize) -> Shared {
+        let rules = Arc::new(crate::rule_files::LiveRules::load(&[], false).0);
         Shared {
-            policy: Policy::default(),
-            rules: Arc::new(LiveRules::load(&[], false).0),
+            pipeline: Arc::new(Pipeline::new(rules, mailveil_core::Policy::default())),
             max_frame,
             timeouts: Timeouts {
                 idle: Duration::from_secs(5),
@@ -782,7 +774,7 @@ mod tests {
     async fn a_whole_conversation_over_a_duplex_stream() {
         let shared = shared(DEFAULT_MAX_FRAME, 1 << 30);
         let (mut mta, milter) = tokio::io::duplex(1 << 20);
-        let server = tokio::spawn(async move { serve_connection(&shared, milter).await });
+        let server = tokio::spawn(async move { serve_connection(&shared, milter, "test").await });
         let mut input = frame(b'O', &[0, 0, 0, 6, 0, 0, 1, 0xff, 0, 0x1f, 0xff, 0xff]);
         input.extend(frame(b'M', b"<news@sender.example>\0"));
         input.extend(frame(b'R', b"<alice@example.test>\0"));
@@ -812,7 +804,7 @@ mod tests {
     async fn an_oversize_frame_closes_the_connection() {
         let shared = shared(1000, 1 << 30);
         let (mut mta, milter) = tokio::io::duplex(1 << 16);
-        let server = tokio::spawn(async move { serve_connection(&shared, milter).await });
+        let server = tokio::spawn(async move { serve_connection(&shared, milter, "test").await });
         mta.write_all(&0x7fff_ffffu32.to_be_bytes()).await.unwrap();
         let err = server.await.unwrap().unwrap_err();
         assert!(err.contains("above the limit"), "{err}");

@@ -12,7 +12,7 @@
 //! the caller for its spool ([`Session::take_spill`]); the caller wraps it from there.
 
 use super::codec::{Command, Reply, action, body_chunks, proto};
-use mailveil_core::{Cleaned, Envelope, Policy, Rules};
+use mailveil_core::{Cleaned, Envelope};
 use std::ops::Range;
 
 /// Actions we ask for: add the report header, replace the body, change/remove headers.
@@ -57,6 +57,7 @@ pub struct Message {
 
 impl Message {
     /// A message of these fields and this body (the envelope left empty).
+    #[cfg(test)]
     pub fn new(fields: Vec<Field>, body: Vec<u8>) -> Message {
         let mut m = Message {
             sender: None,
@@ -92,6 +93,13 @@ impl Message {
     /// The body as the MTA gave it.
     pub fn body(&self) -> &[u8] {
         &self.raw[self.body_start..]
+    }
+}
+
+/// The pipeline reads the raw message in place.
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        self.raw()
     }
 }
 
@@ -159,7 +167,6 @@ fn crlf(value: &[u8]) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Session {
     max_message_bytes: usize,
-    negotiated: bool,
     leadspc: bool,
     actions: u32,
     sender: Option<String>,
@@ -198,7 +205,6 @@ impl Session {
     pub fn new(max_message_bytes: usize) -> Self {
         Session {
             max_message_bytes,
-            negotiated: false,
             leadspc: false,
             actions: 0,
             sender: None,
@@ -286,7 +292,6 @@ impl Session {
                 actions,
                 protocol,
             } => {
-                self.negotiated = true;
                 self.actions = actions & WANTED_ACTIONS;
                 let protocol = protocol & proto::HDR_LEADSPC;
                 self.leadspc = protocol != 0;
@@ -385,22 +390,12 @@ impl Session {
             Command::Quit => Step::Close,
         }
     }
-
-    /// Whether option negotiation happened.
-    pub fn negotiated(&self) -> bool {
-        self.negotiated
-    }
-}
-
-/// Cleans a message with the core, for every envelope recipient at once: a milter
-/// cannot split a mail, so the strictest of the recipients' policies applies (the core
-/// judges each recipient and merges).
-pub fn clean_message(msg: &Message, policy: &Policy, rules: &Rules) -> Cleaned {
-    mailveil_core::clean(msg.raw(), &msg.envelope(), policy, rules)
 }
 
 impl Message {
-    /// The envelope, as the core takes it.
+    /// The envelope, as the core takes it. A milter cannot split a mail: it is cleaned
+    /// for every envelope recipient at once, the strictest of their policies applying
+    /// (the core judges each recipient and merges).
     pub fn envelope(&self) -> Envelope {
         Envelope {
             sender: self.sender.clone(),
@@ -446,13 +441,23 @@ pub fn split_message(raw: &[u8]) -> (Vec<Field>, &[u8]) {
 
 /// What [`eom_replies`] decided, for the log line.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     pub headers_added: usize,
     pub headers_changed: usize,
     pub headers_removed: usize,
     pub body_replaced: bool,
     /// A change was needed that the MTA did not allow at negotiation.
     pub not_allowed: bool,
+}
+
+impl Changes {
+    /// The changes for the log line.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "body_replaced={} headers_added={} headers_changed={} headers_removed={}",
+            self.body_replaced, self.headers_added, self.headers_changed, self.headers_removed
+        )
+    }
 }
 
 enum Op {
@@ -506,6 +511,7 @@ impl Plan {
 }
 
 /// The replies that turn `msg` into `cleaned.bytes`, ending with the final verdict.
+#[cfg(test)]
 pub fn eom_replies(msg: &Message, cleaned: &Cleaned) -> (Vec<Reply>, Changes) {
     let plan = eom_plan(msg, cleaned);
     let replies = plan.replies(&cleaned.bytes).collect();
@@ -906,7 +912,7 @@ mod tests {
         );
         let mut policy = Policy::default();
         policy.limits.max_time = std::time::Duration::ZERO;
-        let cleaned = clean_message(&msg, &policy, &Rules::default());
+        let cleaned = clean(msg.raw(), &msg.envelope(), &policy, &Rules::default());
         assert_eq!(cleaned.report.error.as_deref(), Some("time-limit"));
         let (replies, changes) = eom_replies(&msg, &cleaned);
         assert!(changes.body_replaced, "{changes:?}");
@@ -951,7 +957,7 @@ mod tests {
             let Step::Clean(msg) = s.handle(Command::EndOfMessage) else {
                 panic!()
             };
-            let out = clean_message(&msg, &Policy::default(), &rules);
+            let out = clean(msg.raw(), &msg.envelope(), &Policy::default(), &rules);
             (msg.recipients, String::from_utf8(out.bytes).unwrap())
         };
         let (seen, out) = run(&["<\"alice\"@example.test>", "<bob@example.test>"]);

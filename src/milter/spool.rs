@@ -55,6 +55,7 @@ impl SpoolDir {
     }
 
     /// The bytes spooled now, all connections together.
+    #[cfg(test)]
     pub fn in_use(&self) -> u64 {
         self.cap.used.load(Ordering::Acquire)
     }
@@ -156,11 +157,6 @@ impl Spool {
     /// The bytes written.
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    /// Whether nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The file, where the last read or write left it.

@@ -115,7 +115,7 @@ async fn resource(proxy: Arc<Proxy>, kind: ProxyKind, signed: Signed) -> Respons
     match proxy.resource(kind, &url).await {
         Ok((entry, hit)) => {
             if hit {
-                crate::web::metrics::proxy_cache_hit();
+                crate::metrics::proxy_cache_hit();
             }
             tracing::info!(
                 kind = kind.as_str(),

@@ -1,4 +1,4 @@
-//! Which URLs and addresses the proxy may fetch (DESIGN.md invariant 6). Pure: no I/O.
+//! Which URLs and addresses the proxy may fetch (docs/architecture.md, invariant 6). Pure: no I/O.
 //!
 //! The same predicate runs on the URL before any request (IP literals in every form the
 //! URL parser knows: `http://2130706433/`, `0x7f.1`, `0177.0.0.1` all become 127.0.0.1),

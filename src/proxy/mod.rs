@@ -1,4 +1,4 @@
-//! The image proxy and link shield (DESIGN.md invariants 5 and 6): serves
+//! The image proxy and link shield (docs/architecture.md, invariants 5 and 6): serves
 //! `BASE/i/<sig>/<url>` (raster images), `BASE/s/<sig>/<url>` (stylesheets, their `url()`s
 //! rewritten through the proxy) and `BASE/l/<sig>/<url>` (the link shield), and prefetches
 //! a mail's proxied URLs at delivery.
@@ -175,7 +175,7 @@ impl Proxy {
     pub async fn resource(&self, kind: ProxyKind, url: &str) -> Result<(Entry, bool), FetchError> {
         if let Some(rule) = self.tracker(kind, url) {
             tracing::info!(kind = kind.as_str(), %rule, "refused: a tracker");
-            crate::web::metrics::proxy_fetch("tracker");
+            crate::metrics::proxy_fetch("tracker");
             return Err(FetchError::Refused(guard::Refusal::Tracker));
         }
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(kind, url)) {
@@ -214,7 +214,7 @@ impl Proxy {
             _ => Accept::Image,
         };
         let fetched = self.fetcher.fetch(url, accept).await;
-        crate::web::metrics::proxy_fetch(match &fetched {
+        crate::metrics::proxy_fetch(match &fetched {
             Ok(_) => "ok",
             Err(e) => e.label(),
         });

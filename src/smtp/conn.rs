@@ -3,12 +3,9 @@
 //! and delivers it, and answers only after the downstream has answered.
 
 use super::delivery::deliver;
-#[cfg(test)]
-use super::delivery::received_queue_id;
 use super::downstream::{Connector, Downstream, Timeouts};
 use super::io::{Conn, DataDeadline, Io, ReadError};
 use super::session::{Rcpt, Reply, Session, Settings, Step, down_unreachable};
-use mailveil_core::Policy;
 use mailveil_smtp::path::{Mailbox, Param};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 /// What every session of one server shares.
-pub struct Shared {
+pub(crate) struct Shared {
     /// Protocol settings.
     pub settings: Settings,
     /// Time for a whole command line (and for each reply write).
@@ -35,25 +32,10 @@ pub struct Shared {
     pub connector: Arc<dyn Connector>,
     /// Downstream timeouts.
     pub down_timeouts: Timeouts,
-    /// Cleaning policy.
-    pub policy: Policy,
-    /// Compiled rules, swapped on reload.
-    pub rules: Arc<crate::rule_files::LiveRules>,
+    /// What happens to each mail around and in the core.
+    pub pipeline: Arc<crate::pipeline::Pipeline>,
     /// STARTTLS, when configured.
     pub tls: Option<TlsAcceptor>,
-    /// The image proxy and the per-mail prefetch deadline, when `prefetch` is on.
-    pub prefetch: Option<(Arc<crate::proxy::Proxy>, Duration)>,
-    /// Where each mail's report is recorded, when a report store is configured.
-    pub reports: Option<Reports>,
-}
-
-/// The report store and how to fill it.
-#[derive(Clone)]
-pub struct Reports {
-    /// The store.
-    pub store: Arc<dyn crate::store::ReportStore>,
-    /// Keep full URLs.
-    pub debug: bool,
 }
 
 /// Resolves when the server starts shutting down.
@@ -64,7 +46,7 @@ async fn shutdown_signal(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Runs one session to its end. Never panics on client input; errors end the session.
-pub async fn run_session(
+pub(crate) async fn run_session(
     shared: Arc<Shared>,
     stream: Box<dyn Io>,
     peer: String,

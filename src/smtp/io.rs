@@ -94,17 +94,6 @@ impl Conn {
         }
     }
 
-    /// Bytes received but not consumed yet.
-    pub fn pending(&self) -> &[u8] {
-        &self.buf[self.pos..]
-    }
-
-    /// Drops buffered input (after STARTTLS: nothing sent in plaintext may be used).
-    pub fn discard_pending(&mut self) {
-        self.buf.clear();
-        self.pos = 0;
-    }
-
     /// Gives the stream back (for the TLS handshake). Buffered input is dropped.
     pub fn into_stream(self) -> Box<dyn Io> {
         self.stream

@@ -48,7 +48,7 @@ pub async fn serve(
                         continue;
                     }
                 };
-                if !super::config::allowed(&limits.allowed, peer.ip()) {
+                if !crate::allow_list::allowed(&limits.allowed, peer.ip()) {
                     warn!(%peer, "refused: client not in allowed_networks");
                     refuse(stream, b"554 5.7.1 Access denied\r\n");
                     continue;

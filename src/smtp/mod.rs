@@ -1,47 +1,38 @@
-//! `mailveil serve`: an SMTP/LMTP content filter for Postfix's after-queue
-//! `content_filter` (or in front of Dovecot's LMTP). Each mail is cleaned with
-//! [`mailveil_core::clean`] and passed to the one configured downstream; the client gets
-//! `250` only after the downstream accepted the mail, and `451` whenever that is not
-//! known, so the sending MTA keeps the mail and retries (DESIGN.md invariants 1 and 7).
+//! `mailveil serve`'s SMTP side: an SMTP/LMTP content filter for Postfix's after-queue
+//! `content_filter` (or in front of Dovecot's LMTP). Each mail goes through the
+//! [`Pipeline`] and on to the one configured downstream; the client gets `250` only
+//! after the downstream accepted the mail, and `451` whenever that is not known, so the
+//! sending MTA keeps the mail and retries (docs/architecture.md, invariants 1 and 7).
 //!
 //! - [`session`]: the protocol state machine, no I/O (the `mailveil-smtp` crate,
 //!   re-exported here, so the fuzz crate can build it without the server).
 //! - [`conn`]: drives one connection and the downstream for it.
-//! - [`delivery`]: the end of a transaction: cleaning, one copy per policy group.
+//! - [`delivery`]: the end of a transaction: one copy per policy group, each through
+//!   the pipeline and to the downstream.
 //! - [`downstream`]: the SMTP/LMTP client.
 //! - [`listener`]: access control, session limit, graceful shutdown.
-//! - [`config`]: the TOML file and flags.
+//! - [`config`]: what the SMTP side runs with.
 
-pub mod config;
-pub mod conn;
-pub mod delivery;
-pub mod downstream;
-pub mod io;
-pub mod listener;
-pub mod tls;
+pub(crate) mod config;
+pub(crate) mod conn;
+pub(crate) mod delivery;
+pub(crate) mod downstream;
+pub(crate) mod io;
+pub(crate) mod listener;
+pub(crate) mod tls;
 
-pub use mailveil_smtp::session;
+pub(crate) use config::{DEFAULT_MAX_SESSIONS, DownstreamAddr, ServeConfig};
+pub(crate) use mailveil_smtp::session;
 
-use config::Config;
+use crate::pipeline::Pipeline;
 use std::sync::Arc;
 
-/// Loads what the server needs and reports every problem: the rules (errors are listed;
-/// broken files are skipped) and the TLS files.
-pub fn check(config: &Config) -> Result<Vec<String>, String> {
-    let (_, rule_errors) = crate::rule_files::load(&config.rules, config.system_rules);
+/// Checks what only the SMTP side loads: the TLS files.
+pub(crate) fn check(config: &ServeConfig) -> Result<(), String> {
     if let Some(files) = &config.tls {
         tls::acceptor(files)?;
     }
-    Ok(rule_errors.iter().map(ToString::to_string).collect())
-}
-
-/// Binds, loads rules and TLS, and serves until SIGTERM.
-pub fn run(config: Config) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(run_async(config))
+    Ok(())
 }
 
 /// Each session holds two descriptors (the client and the downstream); a cap the
@@ -72,65 +63,9 @@ fn open_files_limit() -> Option<u64> {
         .ok()
 }
 
-async fn run_async(config: Config) -> Result<(), String> {
-    let (rules, errors) = crate::rule_files::LiveRules::load(&config.rules, config.system_rules);
-    for e in &errors {
-        tracing::warn!("rule file skipped: {e}");
-    }
-    let rules = Arc::new(rules);
-    crate::reload::spawn(Arc::clone(&rules));
+/// Binds, loads TLS, and serves until SIGTERM, every mail through `pipeline`.
+pub(crate) async fn run(config: ServeConfig, pipeline: Arc<Pipeline>) -> Result<(), String> {
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
-    let mut prefetch = None;
-    if let Some(setup) = &config.proxy {
-        let proxy = crate::proxy::build(&setup.settings, rules.get())?;
-        crate::proxy::spawn(
-            Arc::clone(&proxy),
-            setup.settings.listen,
-            setup.settings.http,
-        )
-        .await?;
-        if config.policy.remote_content == mailveil_core::RemoteContent::Prefetch {
-            prefetch = Some((proxy, setup.prefetch_deadline));
-        }
-    }
-    let token = match &config.reports.dashboard_token_file {
-        Some(path) => Some(crate::web::read_token(path)?),
-        None => None,
-    };
-    let store: Option<Arc<dyn crate::store::ReportStore>> = match &config.reports.db {
-        Some(location) => {
-            let store = crate::store::open(location, config.reports.debug)
-                .await
-                .map_err(|e| e.to_string())?;
-            let store: Arc<dyn crate::store::ReportStore> = Arc::new(store);
-            tokio::spawn(crate::store::retention_task(
-                Arc::clone(&store),
-                config.reports.retention_days,
-            ));
-            Some(store)
-        }
-        None => None,
-    };
-    if let Some(listen) = config.reports.dashboard_listen {
-        let state = crate::web::WebState {
-            store: store.clone(),
-            token,
-            listen: Some(listen),
-            hostnames: config.reports.dashboard_hostnames.clone(),
-        };
-        crate::web::metrics::install();
-        let dash = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-        tracing::info!(%listen, "dashboard listening");
-        let limits = config.http;
-        tokio::spawn(async move {
-            let app = crate::web::router(state);
-            if let Err(e) = crate::http::serve(dash, app, limits).await {
-                tracing::warn!("dashboard stopped: {e}");
-            }
-        });
-    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -151,14 +86,8 @@ async fn run_async(config: Config) -> Result<(), String> {
             connect: config.downstream_connect_timeout,
             reply: config.downstream_timeout,
         },
-        policy: config.policy.clone(),
-        rules,
+        pipeline,
         tls,
-        prefetch,
-        reports: store.map(|store| conn::Reports {
-            store,
-            debug: config.reports.debug,
-        }),
     });
     warn_if_over_fd_limit(config.max_sessions);
     tracing::info!(

@@ -19,7 +19,6 @@
 //! script, and a Content-Security-Policy that forbids any other load.
 
 mod dashboard;
-pub mod metrics;
 
 use crate::store::ReportStore;
 use axum::Router;
@@ -88,7 +87,7 @@ impl Access {
 /// `/dashboard`, `/dashboard/` and `/metrics`, with the access check on all of them.
 /// Installs the metrics recorder if nothing has yet.
 pub fn router(state: WebState) -> Router {
-    metrics::install();
+    crate::metrics::install();
     let access = Arc::new(Access {
         token: state.token.clone(),
         listen: state.listen,
@@ -200,7 +199,7 @@ async fn metrics_page() -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(),
+        crate::metrics::render(),
     )
         .into_response()
 }

@@ -1,6 +1,7 @@
 //! Starts the real parts for one test: a private Postfix and Dovecot (via the scripts
 //! next to this file) on free 127.0.0.1 ports, state in a fresh /tmp directory, and the
-//! real `mailveil` binary. Everything is stopped when the `Stack` is dropped.
+//! real `mailveil` binary. Everything is stopped when the `Stack` is dropped. A test
+//! file that includes it includes tests/support too (`mod support;`).
 #![allow(dead_code)]
 
 use std::fs;
@@ -58,14 +59,8 @@ pub fn guard() -> Option<MutexGuard<'static, ()>> {
     Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// A free port on 127.0.0.1 (bound and released; good enough on a test machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)]
+pub use crate::support::{free_port, wait_until};
 
 /// `N` different free ports: all bound at once, then released.
 fn distinct_free_ports<const N: usize>() -> [u16; N] {
@@ -215,6 +210,7 @@ impl Stack {
             .append(true)
             .open(self.run.join("mailveil.log"))
             .unwrap();
+        writeln!(&log, "--- mailveil started ---").unwrap();
         let listen = format!("127.0.0.1:{port}");
         let child = Command::new(MAILVEIL)
             .args(["serve", "--listen", &listen, "--downstream", downstream])
@@ -227,10 +223,7 @@ impl Stack {
             .spawn()
             .unwrap();
         self.mailveil = Some(child);
-        wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(&listen).is_ok()
-        })
-        .unwrap_or_else(|| {
+        wait_until(Duration::from_secs(20), || self.listens_on(port)).unwrap_or_else(|| {
             panic!(
                 "mailveil did not listen on {listen}: {}",
                 self.mailveil_log()
@@ -246,6 +239,7 @@ impl Stack {
             .append(true)
             .open(self.run.join("mailveil.log"))
             .unwrap();
+        writeln!(&log, "--- mailveil started ---").unwrap();
         let child = Command::new(MAILVEIL)
             .args(args)
             .env("MAILVEIL_LOG", "info")
@@ -257,10 +251,19 @@ impl Stack {
             .spawn()
             .unwrap();
         self.mailveil = Some(child);
-        wait_until(Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .unwrap_or_else(|| panic!("mailveil did not listen on {port}: {}", self.mailveil_log()));
+        wait_until(Duration::from_secs(20), || self.listens_on(port)).unwrap_or_else(|| {
+            panic!("mailveil did not listen on {port}: {}", self.mailveil_log())
+        });
+    }
+
+    /// Whether the stack's mailveil listens on `port`: it said so since it started, and
+    /// the port answers (a port that merely answers may be another test's server).
+    fn listens_on(&self, port: u16) -> bool {
+        let log = self.mailveil_log();
+        let ours = log.rsplit("mailveil started").next().unwrap_or("");
+        ours.lines()
+            .any(|l| l.contains("listening") && l.contains(&format!("127.0.0.1:{port}")))
+            && TcpStream::connect(("127.0.0.1", port)).is_ok()
     }
 
     /// SIGKILL (no chance to answer anything).
@@ -391,19 +394,6 @@ impl Drop for Stack {
         } else {
             let _ = fs::remove_dir_all(&self.run);
         }
-    }
-}
-
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<()> {
-    let started = Instant::now();
-    loop {
-        if f() {
-            return Some(());
-        }
-        if started.elapsed() > timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

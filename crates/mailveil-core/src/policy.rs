@@ -91,7 +91,7 @@ pub enum OnError {
     Tempfail,
 }
 
-/// Bounds on the work done for one message (DESIGN invariant 8).
+/// Bounds on the work done for one message (docs/architecture.md, invariant 8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Larger messages are not read: the original goes on as an attachment of a note,

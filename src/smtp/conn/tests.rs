@@ -1,9 +1,10 @@
 //! Sessions end to end over `tokio::io::duplex`, against a scripted downstream that
 //! records what it was sent.
 
+use super::super::downstream::BoxFuture;
 use super::*;
-use crate::smtp::downstream::BoxFuture;
-use mailveil_core::OnError;
+use crate::pipeline::Pipeline;
+use mailveil_core::{OnError, Policy};
 use std::io;
 use std::sync::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
@@ -168,12 +169,16 @@ fn shared_plain(fake: &Fake, max: usize) -> Shared {
             connect: Duration::from_secs(5),
             reply: Duration::from_secs(5),
         },
-        policy: Policy::default(),
-        rules: Arc::new(crate::rule_files::LiveRules::load(&[], false).0),
+        pipeline: pipeline(
+            crate::rule_files::LiveRules::load(&[], false).0,
+            Policy::default(),
+        ),
         tls: None,
-        prefetch: None,
-        reports: None,
     }
+}
+
+fn pipeline(rules: crate::rule_files::LiveRules, policy: Policy) -> Arc<Pipeline> {
+    Arc::new(Pipeline::new(Arc::new(rules), policy))
 }
 
 struct Client {
@@ -465,7 +470,11 @@ async fn uncleanable_mail_passes_unchanged_with_error_header_or_451_by_policy() 
     for (on_error, want) in [(OnError::PassUnchanged, "250"), (OnError::Tempfail, "451")] {
         let fake = Fake::smtp();
         let mut sh = shared_plain(&fake, 1 << 20);
-        sh.policy.on_error = on_error;
+        let policy = Policy {
+            on_error,
+            ..Policy::default()
+        };
+        sh.pipeline = pipeline(crate::rule_files::LiveRules::load(&[], false).0, policy);
         let mut c = Client::start(Arc::new(sh)).await;
         c.cmd("EHLO p").await;
         c.cmd("MAIL FROM:<a@b>").await;
@@ -493,13 +502,6 @@ async fn uncleanable_mail_passes_unchanged_with_error_header_or_451_by_policy() 
             assert!(fake.log().iter().any(|l| l == "RSET"));
         }
     }
-}
-
-#[test]
-fn queue_id_from_received() {
-    let raw = b"Received: from mx.example.test (localhost [127.0.0.1])\r\n\tby mx.example.test (Postfix) with ESMTP id 4ZxY12AbCd\r\n\tfor <alice@example.test>; Sun, 1 Jan 2026 00:00:00 +0000\r\nSubject: x\r\n\r\nbody";
-    assert_eq!(received_queue_id(raw).as_deref(), Some("4ZxY12AbCd"));
-    assert_eq!(received_queue_id(b"Subject: x\r\n\r\nid 5"), None);
 }
 
 #[tokio::test]
@@ -616,7 +618,7 @@ fn with_rules(sh: &mut Shared, text: &str) -> tempfile::TempDir {
     std::fs::write(dir.path().join("user.toml"), text).unwrap();
     let (rules, errors) = crate::rule_files::LiveRules::load(&[dir.path().to_path_buf()], false);
     assert!(errors.is_empty(), "{errors:?}");
-    sh.rules = Arc::new(rules);
+    sh.pipeline = pipeline(rules, Policy::default());
     dir
 }
 

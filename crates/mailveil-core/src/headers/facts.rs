@@ -233,6 +233,22 @@ From: a@x.example\r\nSubject: one\r\nSubject: two\r\n\r\n";
     }
 
     #[test]
+    fn the_received_id_may_stand_on_a_continuation_line() {
+        // Postfix's form: the id on the folded `by` line.
+        let raw = b"Received: from mx.example.test (localhost [127.0.0.1])\r\n\
+\tby mx.example.test (Postfix) with ESMTP id 4ZxY12AbCd\r\n\
+\tfor <alice@example.test>; Sun, 1 Jan 2026 00:00:00 +0000\r\nSubject: x\r\n\r\nbody";
+        assert_eq!(
+            MessageFacts::read(raw).received_id().as_deref(),
+            Some("4ZxY12AbCd")
+        );
+        assert_eq!(
+            MessageFacts::read(b"Subject: x\r\n\r\nid 5").received_id(),
+            None
+        );
+    }
+
+    #[test]
     fn a_header_without_a_final_line_break_or_body_is_read() {
         let f = MessageFacts::read(b"Subject: only\r\nMessage-ID: <x@y.example>");
         assert_eq!(f.subject().as_deref(), Some("only"));

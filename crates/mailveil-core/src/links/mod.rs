@@ -1,6 +1,6 @@
 //! Links: the pure decision for one link URL. A click should go straight to where the
 //! link leads, with nothing in the URL that says who the reader is, and every link must
-//! keep leading where it led (DESIGN.md invariant 4).
+//! keep leading where it led (docs/architecture.md, invariant 4).
 //!
 //! [`clean_link`] does, in order:
 //! 1. **Unwrap** click-tracking redirects that carry their destination in the URL itself

@@ -114,7 +114,7 @@ named_enum! {
 }
 
 named_enum! {
-    /// What was done about a finding.
+    /// What was done about a finding (docs/architecture.md, "Findings and actions").
     pub enum Action ("action") {
         /// The element, attribute, CSS declaration or header was removed.
         Strip = "strip",

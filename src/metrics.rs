@@ -1,32 +1,34 @@
-//! Prometheus metrics, all named `mailveil_*`. The recording functions are cheap no-ops
-//! until [`install`] has set the process-wide recorder (what `mailveil serve
-//! --dashboard-listen` and `mailveil dashboard` do); `/metrics` renders what this process
-//! counted since it started.
+//! Prometheus metrics, all named `mailveil_*`, counted by the pipeline (mails, findings,
+//! errors, downstream replies, the report store) and the proxy (fetches, cache hits).
+//! The recording functions are cheap no-ops until [`install`] has set the process-wide
+//! recorder (what a process serving the dashboard does: `--dashboard-listen`, `mailveil
+//! dashboard`); the dashboard's `/metrics` renders what this process counted since it
+//! started.
 
-use mailveil_core::{Action, Report};
+use mailveil_core::Report;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Mails cleaned (passed through the core), whatever the outcome.
-pub const MAILS: &str = "mailveil_mails_processed_total";
+pub(crate) const MAILS: &str = "mailveil_mails_processed_total";
 /// Findings, by `kind` and `action`.
-pub const FINDINGS: &str = "mailveil_findings_total";
+pub(crate) const FINDINGS: &str = "mailveil_findings_total";
 /// Findings, by `action` alone.
-pub const ACTIONS: &str = "mailveil_actions_total";
+pub(crate) const ACTIONS: &str = "mailveil_actions_total";
 /// Mails that could not be cleaned, by `error` code.
-pub const ERRORS: &str = "mailveil_errors_total";
+pub(crate) const ERRORS: &str = "mailveil_errors_total";
 /// Time to clean one mail.
-pub const CLEAN_SECONDS: &str = "mailveil_clean_seconds";
+pub(crate) const CLEAN_SECONDS: &str = "mailveil_clean_seconds";
 /// Replies of the downstream server after the final dot, by `class` (2xx, 4xx, 5xx,
 /// none when no reply came).
-pub const DOWNSTREAM: &str = "mailveil_downstream_replies_total";
+pub(crate) const DOWNSTREAM: &str = "mailveil_downstream_replies_total";
 /// Image proxy fetches, by `outcome` (the proxy increments it: [`proxy_fetch`]).
-pub const PROXY_FETCHES: &str = "mailveil_proxy_fetches_total";
+pub(crate) const PROXY_FETCHES: &str = "mailveil_proxy_fetches_total";
 /// Image proxy answers served from its cache ([`proxy_cache_hit`]).
-pub const PROXY_CACHE_HITS: &str = "mailveil_proxy_cache_hits_total";
+pub(crate) const PROXY_CACHE_HITS: &str = "mailveil_proxy_cache_hits_total";
 /// Reports that the store could not record.
-pub const STORE_ERRORS: &str = "mailveil_report_store_errors_total";
+pub(crate) const STORE_ERRORS: &str = "mailveil_report_store_errors_total";
 
 const CLEAN_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -36,7 +38,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder (once; later calls return the same
 /// handle). `None` when another recorder was installed first.
-pub fn install() -> Option<PrometheusHandle> {
+pub(crate) fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
@@ -70,7 +72,7 @@ fn describe() {
 }
 
 /// The text exposition of every metric of this process ("" before [`install`]).
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     match HANDLE.get() {
         Some(Some(h)) => {
             h.run_upkeep();
@@ -80,25 +82,12 @@ pub fn render() -> String {
     }
 }
 
-fn action_label(a: Action) -> &'static str {
-    match a {
-        Action::Strip => "strip",
-        Action::Unwrap => "unwrap",
-        Action::Clean => "clean",
-        Action::Resolve => "resolve",
-        Action::Keep => "keep",
-        Action::Untouched => "untouched",
-        Action::Proxy => "proxy",
-        Action::Prefetch => "prefetch",
-    }
-}
-
 /// Counts one cleaned mail: its findings, its error, the time it took.
-pub fn mail_cleaned(report: &Report, elapsed: Duration) {
+pub(crate) fn mail_cleaned(report: &Report, elapsed: Duration) {
     metrics::counter!(MAILS).increment(1);
     metrics::histogram!(CLEAN_SECONDS).record(elapsed.as_secs_f64());
     for f in &report.findings {
-        let action = action_label(f.action);
+        let action = f.action.as_str();
         metrics::counter!(FINDINGS, "kind" => f.kind.as_str(), "action" => action).increment(1);
         metrics::counter!(ACTIONS, "action" => action).increment(1);
     }
@@ -109,7 +98,7 @@ pub fn mail_cleaned(report: &Report, elapsed: Duration) {
 
 /// Counts a mail that could not be cleaned. Only the code before any `:` is a label
 /// (error texts are not bounded).
-pub fn mail_error(code: &str) {
+pub(crate) fn mail_error(code: &str) {
     let code: String = code
         .split(':')
         .next()
@@ -122,7 +111,7 @@ pub fn mail_error(code: &str) {
 }
 
 /// Counts one downstream reply code (0: none came).
-pub fn downstream_reply(code: u16) {
+pub(crate) fn downstream_reply(code: u16) {
     let class = match code {
         200..=299 => "2xx",
         400..=499 => "4xx",
@@ -133,16 +122,16 @@ pub fn downstream_reply(code: u16) {
 }
 
 /// For the image proxy: one fetch and how it ended (`ok`, `refused`, `error`, ...).
-pub fn proxy_fetch(outcome: &'static str) {
+pub(crate) fn proxy_fetch(outcome: &'static str) {
     metrics::counter!(PROXY_FETCHES, "outcome" => outcome).increment(1);
 }
 
 /// For the image proxy: one answer served from the cache.
-pub fn proxy_cache_hit() {
+pub(crate) fn proxy_cache_hit() {
     metrics::counter!(PROXY_CACHE_HITS).increment(1);
 }
 
 /// A report the store could not record.
-pub fn store_error() {
+pub(crate) fn store_error() {
     metrics::counter!(STORE_ERRORS).increment(1);
 }

@@ -1,6 +1,5 @@
 //! A fake ESP on 127.0.0.1 that records every hit (time, path, user agent, cookie,
-//! referrer, source), and the helpers the proxy tests share.
-#![allow(dead_code)]
+//! referrer, source): what the proxy and prefetch tests count.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -233,12 +232,3 @@ path = "/track/mailto"
 opaque = true
 source = "test"
 "#;
-
-/// A free port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}

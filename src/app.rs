@@ -1,0 +1,431 @@
+//! The composition root: turns the parsed command line into a running process. For the
+//! four subcommands that clean mail it loads the [`Settings`], builds what they share
+//! ([`Services`]: the live rules and their reload, the report store and its retention,
+//! the image proxy, the dashboard and /metrics, authentication, and from them the
+//! [`Pipeline`]), then runs the one frontend asked for. No frontend starts a service or
+//! knows another frontend; they all get the same pipeline.
+
+use crate::cli::{Cli, Command, ProxyArgs, RulesCommand};
+use crate::filter::EX_TEMPFAIL;
+use crate::pipeline::{Pipeline, Prefetch, Reports};
+use crate::printable::printable;
+use crate::rule_files::{self, LiveRules};
+use crate::settings::frontends::{self, FilterArgs, ImapArgs, MilterArgs, ServeArgs};
+use crate::settings::{Mode, Settings};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Seams for the tests, set only in code: the binary never sets one, and no flag or
+/// environment variable reaches them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seams {
+    /// Called by the IMAP sweep right after each APPEND the server confirmed, with the
+    /// count so far, before anything else is recorded (a test kills the process there).
+    pub imap_after_append: Option<fn(usize)>,
+}
+
+/// Runs what the command line asks for; the exit code says how it went.
+pub fn run(cli: Cli) -> ExitCode {
+    run_with(cli, Seams::default())
+}
+
+/// [`run`], with test seams.
+pub fn run_with(cli: Cli, seams: Seams) -> ExitCode {
+    match cli.command {
+        Command::Filter(args) => filter(args),
+        Command::Serve(args) => serve(args),
+        Command::Milter(args) => milter(args),
+        Command::Imap(args) => imap(args, seams),
+        Command::Proxy(args) => proxy(args),
+        Command::Report(args) => crate::report_cmd::report(args),
+        Command::Dashboard(args) => crate::report_cmd::dashboard(args),
+        Command::ArcKey { command } => match crate::auth::keys::run(command) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => failure(&e),
+        },
+        Command::Rules { command } => match rules_command(command) {
+            Ok(code) => code,
+            Err(e) => failure(&format!("{e:#}")),
+        },
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogStyle {
+    /// A daemon's: timestamp, level, target, fields; `info` by default.
+    Daemon,
+    /// The pipe filter's, for the delivery agent's log: `mailveil: message fields`,
+    /// warnings and errors only by default (a clean delivery says nothing).
+    Pipe,
+}
+
+/// Installs the log subscriber on stderr; `MAILVEIL_LOG` sets the level.
+pub(crate) fn init_logs(style: LogStyle) {
+    let default = match style {
+        LogStyle::Daemon => "info",
+        LogStyle::Pipe => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILVEIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let _ = match style {
+        LogStyle::Daemon => builder.try_init(),
+        LogStyle::Pipe => builder.event_format(PipeFormat).try_init(),
+    };
+}
+
+/// `mailveil: message key=value...`: what the filter has always written on stderr.
+struct PipeFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PipeFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "mailveil: ")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// A failure before any mail: said on stderr, exit 1.
+fn failure(why: &str) -> ExitCode {
+    eprintln!("mailveil: {why}");
+    ExitCode::FAILURE
+}
+
+/// A long-running mode's end: 0 when it stopped cleanly, 1 (with the reason) otherwise.
+fn exit_code(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure(&e),
+    }
+}
+
+/// What every frontend of one process shares, started.
+pub(crate) struct Services {
+    /// The core and everything around it.
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl Services {
+    /// Loads the rules (reloaded while the process runs, for the long-running modes),
+    /// opens the report store (with its retention task), builds and (where it listens)
+    /// starts the proxy, starts the dashboard, sets up authentication, and puts the
+    /// pipeline together. Must run inside the runtime that serves the frontend.
+    pub(crate) async fn start(settings: &Settings) -> Result<Services, String> {
+        let long_running = settings.mode.long_running();
+        let (rules, errors) = LiveRules::load(&settings.rules, settings.system_rules);
+        for e in &errors {
+            tracing::warn!("rule file skipped: {}", printable(&e.to_string()));
+        }
+        let rules = Arc::new(rules);
+        if long_running {
+            crate::reload::spawn(Arc::clone(&rules));
+        }
+        let auth = crate::auth::Authenticator::from_settings(&settings.auth)
+            .map_err(|e| format!("authentication: {e}"))?;
+        let (reports, store) = reports(settings).await?;
+        let mut prefetch = None;
+        if let Some(setup) = &settings.proxy {
+            // The proxy's state is needed where it listens, or where prefetch fills its
+            // cache; a process that only signs URLs needs just the key (in the policy).
+            let prefetching =
+                settings.policy.remote_content == mailveil_core::RemoteContent::Prefetch;
+            if setup.listen.is_some() || prefetching {
+                let proxy = crate::proxy::build(&setup.settings, rules.get())?;
+                if let Some(listen) = setup.listen {
+                    crate::proxy::spawn(Arc::clone(&proxy), listen, setup.settings.http).await?;
+                }
+                if prefetching {
+                    prefetch = Some(Prefetch {
+                        proxy,
+                        deadline: setup.prefetch_deadline,
+                    });
+                }
+            }
+        }
+        if let Some(dash) = &settings.dashboard {
+            start_dashboard(dash, store, settings.http).await?;
+        }
+        let pipeline = Pipeline::new(rules, settings.policy.clone())
+            .with_reports(reports)
+            .with_prefetch(prefetch)
+            .with_auth(auth);
+        Ok(Services {
+            pipeline: Arc::new(pipeline),
+        })
+    }
+}
+
+/// The report store: opened now with its retention task where the process keeps
+/// running; opened after the mail went out, once, where it ends with its mail.
+async fn reports(
+    settings: &Settings,
+) -> Result<(Reports, Option<Arc<dyn crate::store::ReportStore>>), String> {
+    let r = &settings.reports;
+    let Some(location) = &r.db else {
+        return Ok((Reports::Off, None));
+    };
+    if !settings.mode.long_running() {
+        let reports = Reports::OnDemand {
+            location: location.clone(),
+            debug: r.debug,
+            retention_days: r.retention_days,
+        };
+        return Ok((reports, None));
+    }
+    let store = crate::store::open(location, r.debug)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store: Arc<dyn crate::store::ReportStore> = Arc::new(store);
+    tokio::spawn(crate::store::retention_task(
+        Arc::clone(&store),
+        r.retention_days,
+    ));
+    let reports = Reports::Store {
+        store: Arc::clone(&store),
+        debug: r.debug,
+    };
+    Ok((reports, Some(store)))
+}
+
+/// The dashboard and /metrics, in the background; the metrics recorder first, so that
+/// nothing counted before the first request is lost.
+async fn start_dashboard(
+    dash: &crate::settings::DashboardSettings,
+    store: Option<Arc<dyn crate::store::ReportStore>>,
+    http: crate::http::HttpLimits,
+) -> Result<(), String> {
+    let token = match &dash.token_file {
+        Some(path) => Some(crate::web::read_token(path)?),
+        None => None,
+    };
+    crate::metrics::install();
+    let state = crate::web::WebState {
+        store,
+        token,
+        listen: Some(dash.listen),
+        hostnames: dash.hostnames.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(dash.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", dash.listen))?;
+    tracing::info!(listen = %dash.listen, "dashboard listening");
+    tokio::spawn(async move {
+        let app = crate::web::router(state);
+        if let Err(e) = crate::http::serve(listener, app, http).await {
+            tracing::warn!("dashboard stopped: {e}");
+        }
+    });
+    Ok(())
+}
+
+/// How long a process that is done waits for the reports still being recorded.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A runtime for a long-running mode.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Pipe mode. Exit 0 whenever a mail was written; 75 only when none could be (a
+/// configuration error included: the delivery agent keeps the mail until it is fixed).
+fn filter(args: FilterArgs) -> ExitCode {
+    init_logs(LogStyle::Pipe);
+    let tempfail = |why: &str| {
+        eprintln!("mailveil: {why}");
+        ExitCode::from(EX_TEMPFAIL)
+    };
+    let settings = match Settings::load(Mode::Filter, &args.common, None, Some(&args.auth)) {
+        Ok((s, _)) => s,
+        Err(e) => return tempfail(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return tempfail(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async {
+        match Services::start(&settings).await {
+            Ok(services) => crate::filter::run(services.pipeline, &args).await,
+            Err(e) => tempfail(&e),
+        }
+    })
+}
+
+/// The SMTP frontend: exit 0 after a graceful shutdown, 1 on a configuration error.
+fn serve(args: ServeArgs) -> ExitCode {
+    let loaded = Settings::load(
+        Mode::Serve,
+        &args.common,
+        Some(&args.listeners),
+        Some(&args.auth),
+    )
+    .and_then(|(settings, file)| {
+        let config = frontends::serve(&file, &args, settings.max_message_bytes)?;
+        Ok((settings, config))
+    });
+    let (settings, config) = match loaded {
+        Ok(x) => x,
+        Err(e) => return failure(&e),
+    };
+    if args.check {
+        return check(&settings, &config);
+    }
+    init_logs(LogStyle::Daemon);
+    exit_code(runtime().and_then(|rt| {
+        rt.block_on(async {
+            let services = Services::start(&settings).await?;
+            let served = crate::smtp::run(config, Arc::clone(&services.pipeline)).await;
+            services.pipeline.drain(DRAIN).await;
+            served
+        })
+    }))
+}
+
+/// `serve --check`: the configuration, every rule file, the TLS files; 1 on any error.
+fn check(settings: &Settings, config: &crate::smtp::ServeConfig) -> ExitCode {
+    let (_, rule_errors) = rule_files::load(&settings.rules, settings.system_rules);
+    let checked = crate::smtp::check(config)
+        .and_then(|()| crate::auth::Authenticator::from_settings(&settings.auth).map(|_| ()));
+    match checked {
+        Err(e) => failure(&e),
+        Ok(()) if rule_errors.is_empty() => {
+            println!("ok: listen {} -> {}", config.listen, config.downstream);
+            ExitCode::SUCCESS
+        }
+        Ok(()) => {
+            for e in rule_errors {
+                println!("{e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The milter: exit 0 after SIGTERM, 1 when it cannot start.
+fn milter(args: MilterArgs) -> ExitCode {
+    let loaded = Settings::load(
+        Mode::Milter,
+        &args.common,
+        Some(&args.listeners),
+        Some(&args.auth),
+    )
+    .and_then(|(settings, file)| Ok((settings, frontends::milter(&file, &args)?)));
+    let (settings, opts) = match loaded {
+        Ok(x) => x,
+        Err(e) => return failure(&e),
+    };
+    init_logs(LogStyle::Daemon);
+    exit_code(runtime().and_then(|rt| {
+        rt.block_on(async {
+            let services = Services::start(&settings).await?;
+            let served = crate::milter::run(opts, Arc::clone(&services.pipeline)).await;
+            services.pipeline.drain(DRAIN).await;
+            served
+        })
+    }))
+}
+
+/// The IMAP sweep: exit 0 when every message was handled, 1 on an error.
+fn imap(args: ImapArgs, seams: Seams) -> ExitCode {
+    let mode = Mode::Imap { watch: args.watch };
+    let loaded = Settings::load(mode, &args.common, Some(&args.listeners), None)
+        .and_then(|(settings, file)| Ok((settings, frontends::imap(&file, &args)?)));
+    let (settings, mut opts) = match loaded {
+        Ok(x) => x,
+        Err(e) => return failure(&e),
+    };
+    opts.after_append = seams.imap_after_append;
+    init_logs(LogStyle::Daemon);
+    exit_code(runtime().and_then(|rt| {
+        rt.block_on(async {
+            let services = Services::start(&settings).await?;
+            let swept = crate::imap::run(opts, Arc::clone(&services.pipeline)).await;
+            services.pipeline.drain(DRAIN).await;
+            swept
+        })
+    }))
+}
+
+/// `mailveil proxy`: the image proxy and link shield alone.
+fn proxy(args: ProxyArgs) -> ExitCode {
+    let (settings, rules, system_rules) = match crate::settings::proxy_alone(&args) {
+        Ok(x) => x,
+        Err(e) => return failure(&e),
+    };
+    init_logs(LogStyle::Daemon);
+    let (rules, errors) = rule_files::load(&rules, system_rules);
+    for e in &errors {
+        tracing::warn!("rule file skipped: {}", printable(&e.to_string()));
+    }
+    exit_code(crate::proxy::run(settings, rules))
+}
+
+fn rules_command(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    match command {
+        RulesCommand::Check { dirs } => {
+            let (_, errors) = rule_files::load(&dirs, false);
+            for e in &errors {
+                println!("{e}");
+            }
+            if errors.is_empty() {
+                println!("ok");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        RulesCommand::Explain {
+            url,
+            recipients,
+            rules,
+            keep_campaign_params,
+        } => {
+            let (loaded, errors) = rule_files::load(&rules, true);
+            for e in &errors {
+                eprintln!("mailveil: rule file skipped: {e}");
+            }
+            let policy = mailveil_core::links::LinkPolicy {
+                keep_campaign_params,
+                ..Default::default()
+            };
+            print!(
+                "{}",
+                crate::explain::explain(&url, &recipients, &loaded, &policy)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Stats { rules } => {
+            let (loaded, errors) = rule_files::load(&rules, true);
+            for e in &errors {
+                eprintln!("mailveil: rule file skipped: {e}");
+            }
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", crate::explain::stats(&loaded)).context("writing stats")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Import(args) => crate::import::run(&args),
+    }
+}
