@@ -457,3 +457,48 @@ fn campaign_parameters_are_kept_when_asked_from_every_way_in() {
         }
     }
 }
+
+/// A newsletter whose only link is an opaque click tracker (no destination in view),
+/// in its text part and its HTML part.
+fn opaque_click(way: Way, token: &str) -> Vec<u8> {
+    let to = if way == Way::Imap { BOB } else { ALICE };
+    let click = "https://news.us1.list-manage.com/track/click?u=1&id=2&e=3";
+    format!(
+        "From: News <news@sender.example>\r\nTo: {to}\r\nSubject: Read more {token}\r\n\
+         Message-ID: <{token}@sender.example>\r\nDate: Mon, 30 Nov 2026 08:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nRead: {click}\r\n\
+         --b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p><a href=\"{}\">Read</a></p>\r\n--b--\r\n",
+        click.replace('&', "&amp;")
+    )
+    .into_bytes()
+}
+
+/// Issue 18, item 6: with the link shield on, an opaque click tracker goes through the
+/// shield from every way in, in text/plain as in HTML; nothing is fetched at delivery.
+#[test]
+fn opaque_click_trackers_are_shielded_from_every_way_in() {
+    let mut bench = Bench::new();
+    let mut flags = proxy_flags(bench.dir.path(), "proxy");
+    flags.push("--shield-links".into());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    for way in bench.ways() {
+        let t = token("shield", way);
+        let got = bench
+            .deliver(way, &flags, &opaque_click(way, &t), &t)
+            .text(way)
+            .to_string();
+        assert!(
+            !got.contains("list-manage.com/track/click"),
+            "{way:?}: the tracker left in view: {got}"
+        );
+        let (plain, html) = got.split_once("text/html").expect("two parts");
+        for (part, text) in [("text", plain), ("html", html)] {
+            assert!(
+                text.contains("http://127.0.0.1:9/mv/l/"),
+                "{way:?}: the {part} link not shielded: {got}"
+            );
+        }
+    }
+}
