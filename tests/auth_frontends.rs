@@ -141,6 +141,42 @@ fn the_milter_verifies_before_and_seals_after_and_postfix_delivers_it_whole() {
     assert!(!got[0].contains("bank.test"), "{}", got[0]);
 }
 
+/// `serve` as Postfix's content filter, reinjecting into Postfix, delivering to Dovecot:
+/// the mail in the mailbox carries our verdict and an ARC set dkimpy verifies.
+#[test]
+fn serve_behind_postfix_verifies_before_and_seals_after_into_dovecot() {
+    if !available() {
+        return;
+    }
+    let Some(_g) = harness::guard() else { return };
+    let dns = Dns::start(&keys().zone, false);
+    let mut stack = Stack::start("filter:[127.0.0.1]:{filter}");
+    let down = format!("smtp://127.0.0.1:{}", stack.ports.reinject);
+    let flags = auth_flags(&dns);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    stack.start_mailveil(stack.ports.filter, &down, &flags);
+    let token = format!("auth-serve-postfix-{}", std::process::id());
+    let file = stack.run.join("signed-serve.eml");
+    std::fs::write(&file, signed_newsletter("alice@example.test", &token)).unwrap();
+    let data = file.display().to_string();
+    let (ok, out) = stack.swaks(
+        stack.ports.inbound,
+        &[
+            "--from",
+            "news@sender.test",
+            "--to",
+            "alice@example.test",
+            "--data",
+            &data,
+        ],
+    );
+    assert!(ok, "{out}");
+    let got = stack.wait_mail("alice", 1, Duration::from_secs(30));
+    assert!(!got[0].contains("t.sender.test"), "the pixel went on");
+    assert_verified_and_sealed(&dns, &crlf_mail(&got[0]), "serve behind Postfix");
+    assert!(!got[0].contains("bank.test"), "{}", got[0]);
+}
+
 #[test]
 fn serve_seals_each_policy_copy_on_its_own() {
     if !available() {
