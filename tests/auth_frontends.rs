@@ -93,6 +93,7 @@ fn assert_verified_and_sealed(dns: &Dns, mail: &[u8], what: &str) {
         "{what}"
     );
     let arc = dkimpy(dns, &["arc-verify"], mail);
+    println!("{what}: dkimpy: {}", arc.trim()); // shown with --nocapture
     assert!(
         arc.starts_with("arc verification: cv=pass"),
         "{what}: {arc}"
