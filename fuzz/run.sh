@@ -14,8 +14,9 @@
 # FUZZ_CORPUS=DIR puts the corpus elsewhere (CI: a fresh one, seeds only); FUZZ_SEED=N
 # fixes libFuzzer's random seed, so that a run from the seeds is the same run anywhere
 # FUZZ_RUNS="target=N ..." stops each named target after N inputs (SECONDS stays a cap):
-# with a fixed seed that is the same run on any machine, fast or slow, so CI runs exactly
-# what passed before landing (a time-bounded run reaches further on a faster machine).
+# with a fixed seed that is (nearly: libFuzzer keeps a little timing-dependent state) the
+# same run on any machine, fast or slow, so CI runs what passed before landing (a
+# time-bounded run reaches further on a faster machine, into what was never checked).
 set -uo pipefail
 cd "$(dirname "$0")"
 
