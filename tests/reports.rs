@@ -44,9 +44,12 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Sale!</p>\
         "Message-ID: <6f1e2d3c4b5a.4a5b6c7d8e.20261129070001@mail190.suw13.mcdlv.net>",
         "Message-ID: <second-newsletter@mail190.suw13.mcdlv.net>",
     );
+    // The newsletters come from Mailchimp's bounce host, as they do: the report names the
+    // brand of From: (gardenletter.example), not mcdlv.net.
+    let esp = "bounce-mc.us7_1234567.89-reader=example.org@mail190.suw13.mcdlv.net";
     vec![
-        ("bounce@gardenletter.example".into(), NEWSLETTER.into()),
-        ("bounce@gardenletter.example".into(), second.into_bytes()),
+        (esp.into(), NEWSLETTER.into()),
+        (esp.into(), second.into_bytes()),
         ("friend@friends.example".into(), plain.as_bytes().to_vec()),
         ("news@shop.example".into(), pixel.into_bytes()),
     ]
@@ -377,6 +380,125 @@ fn serve_purges_at_start() {
         }
         assert!(Instant::now() < deadline, "old row not purged: {r}");
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The `mails` and `findings` tables as version 1 of the store created them (before
+/// issue 15 added `from_domain`): a database written by an older mailveil.
+const SCHEMA_V1: &str = "CREATE TABLE mails (id {ID}, ts BIGINT NOT NULL, message_id TEXT, \
+sender TEXT NOT NULL, sender_domain TEXT NOT NULL, recipient TEXT NOT NULL, subject_hash TEXT, \
+size BIGINT NOT NULL, trackers TEXT NOT NULL, findings BIGINT NOT NULL, blocked BIGINT NOT NULL, \
+error TEXT, skipped TEXT, changed BIGINT NOT NULL, downstream BIGINT, elapsed_ms BIGINT NOT NULL);\
+CREATE TABLE findings (mail_id BIGINT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, \
+part TEXT NOT NULL, location TEXT NOT NULL, url TEXT, rule TEXT NOT NULL, tracker TEXT, \
+action TEXT NOT NULL);\
+CREATE INDEX mails_ts ON mails (ts);\
+CREATE INDEX mails_message_id ON mails (message_id);\
+CREATE INDEX findings_mail ON findings (mail_id);\
+CREATE TABLE mailveil_schema (version BIGINT NOT NULL);\
+INSERT INTO mailveil_schema (version) VALUES (1)";
+
+/// Creates the version-1 store at `db` holding one mail of `ts`, sent by an ESP's bounce
+/// address.
+async fn old_store(db: &str, ts: i64) {
+    sqlx::any::install_default_drivers();
+    let (url, id) = if db.starts_with("postgres") {
+        (db.to_string(), "BIGSERIAL PRIMARY KEY")
+    } else {
+        (
+            format!("sqlite://{db}?mode=rwc"),
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+        )
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect");
+    for statement in SCHEMA_V1.replace("{ID}", id).split(';') {
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
+            .execute(&pool)
+            .await
+            .expect(statement);
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO mails (ts, message_id, sender, sender_domain, recipient, size, trackers, \
+         findings, blocked, changed, elapsed_ms) VALUES ({ts}, 'old-1@shop.example', \
+         'bounce@mail1.esp.example', 'mail1.esp.example', 'reader@mailveil.test', 10, \
+         'Mailchimp', 2, 2, 1, 1)"
+    )))
+    .execute(&pool)
+    .await
+    .expect("old row");
+    pool.close().await;
+}
+
+/// Issue 15: the store gained a column (the From: domain). A database an older version
+/// wrote opens, keeps its rows (grouped by the envelope sender's domain, all they have),
+/// and takes new ones, grouped by the registrable domain of From:.
+#[test]
+fn a_store_of_the_old_schema_opens_keeps_its_rows_and_groups_new_ones_by_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in databases(dir.path(), "migrate") {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let now = store::now();
+            old_store(&db, now - 60).await;
+            let s = store::open(&db, false).await.expect("open an old store");
+            let old = s.by_message_id("old-1@shop.example").await.expect("read");
+            assert_eq!(old.len(), 1);
+            assert_eq!(old[0].sender_domain, "mail1.esp.example");
+            assert_eq!(old[0].from_domain, None);
+
+            let raw = b"From: Shop <news@news.shop.example.co.uk>\r\n\
+Message-ID: <new-1@shop.example>\r\n\r\nbody";
+            let env = Envelope {
+                sender: Some("bounce-7@mail1.esp.example".into()),
+                recipients: vec![RECIPIENT.into()],
+            };
+            let mut new = MailRecord::from_report(
+                &mailveil::Report::default(),
+                &env,
+                raw,
+                now - 30,
+                1,
+                false,
+            );
+            new.blocked = 3;
+            s.record(&new).await.expect("record in the migrated store");
+            let back = s.by_message_id("new-1@shop.example").await.expect("read");
+            assert_eq!(back[0].from_domain.as_deref(), Some("example.co.uk"));
+
+            let sum = s.summary(now - 3600, now + 1, 10).await.expect("summary");
+            let senders: Vec<(&str, i64)> = sum
+                .top_senders
+                .iter()
+                .map(|r| (r.name.as_str(), r.blocked))
+                .collect();
+            assert_eq!(
+                senders,
+                [("example.co.uk", 3), ("mail1.esp.example", 2)],
+                "{sum:?}"
+            );
+            // Searching by the From: domain finds the mail.
+            let found = s.recent("example.co.uk", 10).await.expect("recent");
+            assert_eq!(found.len(), 1);
+            drop(s);
+            // Opening again migrates nothing twice.
+            let again = store::open(&db, false).await.expect("reopen");
+            assert_eq!(
+                again
+                    .summary(now - 3600, now + 1, 10)
+                    .await
+                    .expect("summary")
+                    .totals
+                    .mails,
+                2
+            );
+        });
     }
 }
 
