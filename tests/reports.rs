@@ -620,6 +620,25 @@ fn dashboard_in_chromium_shows_data_searches_and_stays_on_its_origin() {
         v["chart"]["tallBars"].as_i64().unwrap_or(0) >= 1,
         "today's bar: {v}"
     );
+    // Issue 15: the chart says what it counts, as "blocked" is defined, and shows the
+    // part of known trackers.
+    assert_eq!(v["chart"]["heading"], "Findings blocked per day", "{v}");
+    let legend = v["chart"]["legend"].as_str().unwrap_or("");
+    assert!(
+        legend.contains("findings blocked: tracking pixels")
+            && legend.contains("from a known tracker or ESP"),
+        "{v}"
+    );
+    assert!(
+        v["chart"]["axis"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t == "findings blocked")),
+        "{v}"
+    );
+    assert!(
+        v["chart"]["knownBars"].as_i64().unwrap_or(0) >= 1,
+        "today's known trackers: {v}"
+    );
     assert_eq!(v["rows"].as_u64(), Some(fixtures.len() as u64), "{v}");
     assert_eq!(v["search"]["rows"], 1, "{v}");
     let text = v["search"]["text"].as_str().unwrap_or("");

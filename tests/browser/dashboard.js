@@ -5,7 +5,8 @@
 // and host resolution maps every name but loopback to "not found".
 //
 // usage: node dashboard.js URL SCREENSHOT.png SEARCH
-// Prints one JSON line: {chart: {visible, width, height, bars}, rows, totals,
+// Prints one JSON line: {chart: {visible, width, height, bars, tallBars, knownBars,
+//   heading, legend, axis}, rows, totals,
 //   search: {rows, text}, requests: [{url, type}], foreign: [url...], error?}
 //
 // usage: node dashboard.js --banner FILE.html SCREENSHOT.png
@@ -96,6 +97,10 @@ async function main() {
       height: box ? box.height : 0,
       bars: await page.locator('#chart rect.bar').count(),
       tallBars: await page.locator('#chart rect.bar').evaluateAll((rs) => rs.filter((r) => r.getBBox().height > 1).length),
+      knownBars: await page.locator('#chart rect.known').evaluateAll((rs) => rs.filter((r) => r.getBBox().height > 1).length),
+      heading: (await page.locator('#chart-heading').innerText()).trim(),
+      legend: (await page.locator('#chart-legend').innerText()).replace(/\s+/g, ' ').trim(),
+      axis: await page.locator('#chart text').evaluateAll((ts) => ts.map((t) => t.textContent)),
     };
     out.rows = await page.locator('#recent tr.mail').count();
     out.totals = (await page.locator('#totals').innerText()).replace(/\s+/g, ' ').trim();
