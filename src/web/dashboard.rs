@@ -152,17 +152,14 @@ fn body(s: &Summary, recent: &[MailRecord], q: &str, days: u32, today: i64) -> S
         };
         let _ = write!(
             out,
-            "<tr class=\"mail\"><td>{}</td><td>{}{}{status}</td><td>{trackers}</td><td class=\"n\">{}</td>\
-<td class=\"n\">{}</td><td>",
+            "<tr class=\"mail\"><td>{}</td><td>{}<span class=\"muted\">{}</span>{status}</td>\
+<td>{trackers}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>",
             day::datetime_of(m.time),
             m.from_domain
                 .as_deref()
                 .map(|d| format!("{}<br>", esc(d)))
                 .unwrap_or_default(),
-            format!(
-                "<span class=\"muted\">{}</span>",
-                esc(if m.sender.is_empty() { "<>" } else { &m.sender })
-            ),
+            esc(if m.sender.is_empty() { "<>" } else { &m.sender }),
             m.blocked,
             m.size
         );
