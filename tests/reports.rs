@@ -534,9 +534,13 @@ fn banner_on_off_and_once() {
         .parse(&first.bytes[..])
         .and_then(|m| m.body_html(0).map(|h| h.into_owned()))
         .expect("html");
+    // Issue 15: inside the layout, right before its 600 px table, and as wide.
     assert!(
-        html.contains("<body><div data-mailveil-banner=\"1\" role=\"note\""),
-        "the note goes right after <body>"
+        html.contains(
+            "<div data-mailveil-banner=\"1\" role=\"note\" lang=\"en\" \
+style=\"max-width:600px;margin:0 auto 12px auto;box-sizing:border-box;"
+        ) && html.contains("</div><table class=\"hero\" width=\"600\""),
+        "the note goes right before the layout table: {html}"
     );
     assert!(
         html.contains("mailveil removed 4 trackers (Email on Acid, Twilio SendGrid, Mailchimp)"),
@@ -560,6 +564,148 @@ fn banner_on_off_and_once() {
     // A mail with nothing to say gets no note.
     let (_, plain) = &fixtures()[2];
     assert_eq!(banner_count(&clean(plain, &env, &on, &rules).bytes), 0);
+}
+
+/// The banner fixtures: an HTML mail of their markup, and the selector of the mail's
+/// own layout container. Written for these tests after the two layouts most
+/// newsletters use: a 600 px table centred in a 100% wide one (Mailchimp's classic
+/// templates), and a `max-width:640px` div centred with `margin:0 auto` (MJML).
+fn layout_fixtures() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let mail = |html: &str| {
+        format!(
+            "From: Shop <news@news.shop.example>\r\nTo: {RECIPIENT}\r\nSubject: sale\r\n\
+Message-ID: <layout@shop.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n{html}"
+        )
+        .into_bytes()
+    };
+    vec![
+        (
+            "table-600",
+            mail(include_str!("fixtures/banner/table-600.html")),
+            "#templateContainer",
+        ),
+        (
+            "div-640",
+            mail(include_str!("fixtures/banner/div-640.html")),
+            "div.content",
+        ),
+        ("newsletter", NEWSLETTER.as_bytes().to_vec(), "table.hero"),
+    ]
+}
+
+fn banner_text(raw: &[u8]) -> String {
+    let html = browser_support::html_parts(raw).expect("parse")[0].clone();
+    let start = html.find("data-mailveil-banner").expect("a banner");
+    let text = &html[start..];
+    let text = &text[text.find('>').expect("tag end") + 1..];
+    text[..text.find("</div>").expect("end")].to_string()
+}
+
+/// Issue 15: a link unwrapped and then cleaned of its parameters gives two findings and
+/// was counted twice ("cleaned 4 links" for three). Each link is counted once.
+#[test]
+fn the_banner_counts_each_link_once() {
+    let (rules, _) = mailveil::rule_files::load(&[], false);
+    let env = Envelope::to([RECIPIENT]);
+    let on = Policy {
+        banner: true,
+        ..Policy::default()
+    };
+    let (_, raw, _) = &layout_fixtures()[0];
+    let c = clean(raw, &env, &on, &rules);
+    let mut links: Vec<(&str, &str)> = c
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.location.to_string() == "a@href")
+        .map(|f| (f.kind.as_str(), f.action.as_str()))
+        .collect();
+    links.sort();
+    // Seeds: unwrapped and cleaned; Tools: cleaned; About us: unwrapped. Four findings,
+    // three links.
+    assert_eq!(
+        links,
+        [
+            ("click-redirect", "unwrap"),
+            ("click-redirect", "unwrap"),
+            ("tracking-param", "clean"),
+            ("tracking-param", "clean")
+        ],
+        "{:?}",
+        c.report.findings
+    );
+    assert_eq!(
+        banner_text(&c.bytes),
+        "mailveil removed 1 tracker and cleaned 3 links"
+    );
+    let (_, raw, _) = &layout_fixtures()[1];
+    let c = clean(raw, &env, &on, &rules);
+    assert_eq!(
+        banner_text(&c.bytes),
+        "mailveil removed 1 tracker and cleaned 2 links"
+    );
+}
+
+/// Issue 15: the note spanned the window above a 600 px newsletter. In Chromium, at a
+/// desktop and a narrow window it is exactly as wide as the mail's layout container and
+/// starts where it starts; on a phone it is no wider. A second pass adds nothing.
+#[test]
+fn the_banner_is_no_wider_than_the_mail_in_chromium() {
+    let (rules, _) = mailveil::rule_files::load(&[], false);
+    let env = Envelope::to([RECIPIENT]);
+    let on = Policy {
+        banner: true,
+        ..Policy::default()
+    };
+    let dir = out_dir("banner-width");
+    for (name, raw, selector) in layout_fixtures() {
+        let first = clean(&raw, &env, &on, &rules);
+        let second = clean(&first.bytes, &env, &on, &rules);
+        assert_eq!(second.bytes, first.bytes, "{name}: idempotent");
+        let html = browser_support::html_parts(&first.bytes).expect("parse")[0].clone();
+        let file = browser_support::write_html(&dir, &format!("{name}.html"), &html);
+        let shot = dir.join(format!("{name}.png"));
+        let Some(v) = dashboard_js(
+            "banner width in Chromium",
+            &[
+                "--banner-width",
+                file.to_str().expect("utf-8 path"),
+                shot.to_str().expect("utf-8 path"),
+                selector,
+            ],
+        ) else {
+            return;
+        };
+        assert!(v.get("error").is_none(), "{name}: {v}");
+        for w in v["widths"].as_array().expect("widths") {
+            let num = |k: &str, f: &str| w[k][f].as_f64().unwrap_or(f64::NAN);
+            let (bw, cw) = (num("banner", "width"), num("content", "width"));
+            let (bx, cx) = (num("banner", "x"), num("content", "x"));
+            eprintln!(
+                "{name} at {} px: banner {bw} px at x={bx}, content {cw} px at x={cx}",
+                w["viewport"]
+            );
+            assert_eq!(w["banners"], 1, "{name}: {w}");
+            // Inside the content's box (its own border of a pixel or two aside)...
+            assert!(
+                bx >= cx - 0.5,
+                "{name}: the note starts left of the mail: {w}"
+            );
+            assert!(
+                bx + bw <= cx + cw + 0.5,
+                "{name}: the note ends right of the mail: {w}"
+            );
+            // ...and, where the window is wider than the mail, as wide as it.
+            if w["viewport"].as_i64() != Some(375) {
+                assert!(bw >= cw - 2.5, "{name}: narrower than the mail: {w}");
+            }
+            assert!(
+                num("banner", "y") <= num("content", "y"),
+                "{name}: above it: {w}"
+            );
+        }
+    }
 }
 
 /// Runs tests/browser/dashboard.js with the harness's node and Chromium; `None` after a
