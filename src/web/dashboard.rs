@@ -1,4 +1,4 @@
-//! The dashboard page: totals, trackers blocked per day (SVG drawn here), top senders
+//! The dashboard page: totals, findings blocked per day (SVG drawn here), top senders
 //! and trackers, and the recent mails with their findings, searchable with `?q=`.
 
 use super::WebState;
