@@ -133,6 +133,12 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     json_printable(&text).into_owned() + "\n"
 }
 
+/// What the per-day columns count, under the table: "blocked" as docs/reports.md and
+/// the `X-Mailveil` header define it, the same number the dashboard's chart draws.
+const PER_DAY_NOTE: &str = "blocked: findings acted on (tracking pixels and recipient tokens \
+stripped, links unwrapped or cleaned of tracking parameters);\nknown trackers: those of them \
+that belong to a known tracker or ESP\n";
+
 fn render_summary(s: &Summary, format: &str) -> String {
     let t = &s.totals;
     match format {
@@ -194,22 +200,23 @@ fn render_summary(s: &Summary, format: &str) -> String {
                     out.push_str(&format!("  {name:<30}{:>8}{:>9}\n", r.mails, r.blocked));
                 }
             };
-            list("top senders that track", &s.top_senders);
+            list("senders that track (From: domain)", &s.top_senders);
             list("top trackers and ESPs", &s.top_trackers);
             if !s.per_day.is_empty() {
                 out.push_str(&format!(
-                    "\n{:<12}{:>8}{:>9}{:>10}\n",
-                    "day", "mails", "blocked", "trackers"
+                    "\n{:<12}{:>8}{:>9}{:>16}\n",
+                    "day", "mails", "blocked", "known trackers"
                 ));
                 for d in &s.per_day {
                     out.push_str(&format!(
-                        "{:<12}{:>8}{:>9}{:>10}\n",
+                        "{:<12}{:>8}{:>9}{:>16}\n",
                         printable(&d.date),
                         d.mails,
                         d.blocked,
                         d.trackers
                     ));
                 }
+                out.push_str(PER_DAY_NOTE);
             }
             out
         }
@@ -313,7 +320,41 @@ pub(crate) fn dashboard(args: DashboardArgs) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::csv_field;
+    use super::{csv_field, render_summary};
+    use crate::store::{DayCount, Ranked, Summary};
+
+    /// Issue 15: the per-day table's last column was headed "trackers" and held the
+    /// findings blocked of known trackers; it says so now, and what "blocked" is.
+    #[test]
+    fn the_table_says_what_its_columns_count() {
+        let s = Summary {
+            since: 86_400,
+            until: 2 * 86_400,
+            top_senders: vec![Ranked {
+                name: "example.co.uk".into(),
+                mails: 1,
+                blocked: 8,
+            }],
+            per_day: vec![DayCount {
+                date: "1970-01-02".into(),
+                mails: 1,
+                blocked: 8,
+                trackers: 2,
+            }],
+            ..Summary::default()
+        };
+        let table = render_summary(&s, "table");
+        assert!(
+            table.contains("senders that track (From: domain)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("day            mails  blocked  known trackers\n1970-01-02         1        8               2\n"),
+            "{table}"
+        );
+        assert!(table.contains("blocked: findings acted on (tracking pixels"));
+        assert!(table.contains("known trackers: those of them that belong to a known tracker"));
+    }
 
     #[test]
     fn csv_cells_are_printable_and_never_formulas() {

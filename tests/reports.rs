@@ -44,9 +44,12 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<html><body><p>Sale!</p>\
         "Message-ID: <6f1e2d3c4b5a.4a5b6c7d8e.20261129070001@mail190.suw13.mcdlv.net>",
         "Message-ID: <second-newsletter@mail190.suw13.mcdlv.net>",
     );
+    // The newsletters come from Mailchimp's bounce host, as they do: the report names the
+    // brand of From: (gardenletter.example), not mcdlv.net.
+    let esp = "bounce-mc.us7_1234567.89-reader=example.org@mail190.suw13.mcdlv.net";
     vec![
-        ("bounce@gardenletter.example".into(), NEWSLETTER.into()),
-        ("bounce@gardenletter.example".into(), second.into_bytes()),
+        (esp.into(), NEWSLETTER.into()),
+        (esp.into(), second.into_bytes()),
         ("friend@friends.example".into(), plain.as_bytes().to_vec()),
         ("news@shop.example".into(), pixel.into_bytes()),
     ]
@@ -380,6 +383,125 @@ fn serve_purges_at_start() {
     }
 }
 
+/// The `mails` and `findings` tables as version 1 of the store created them (before
+/// issue 15 added `from_domain`): a database written by an older mailveil.
+const SCHEMA_V1: &str = "CREATE TABLE mails (id {ID}, ts BIGINT NOT NULL, message_id TEXT, \
+sender TEXT NOT NULL, sender_domain TEXT NOT NULL, recipient TEXT NOT NULL, subject_hash TEXT, \
+size BIGINT NOT NULL, trackers TEXT NOT NULL, findings BIGINT NOT NULL, blocked BIGINT NOT NULL, \
+error TEXT, skipped TEXT, changed BIGINT NOT NULL, downstream BIGINT, elapsed_ms BIGINT NOT NULL);\
+CREATE TABLE findings (mail_id BIGINT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, \
+part TEXT NOT NULL, location TEXT NOT NULL, url TEXT, rule TEXT NOT NULL, tracker TEXT, \
+action TEXT NOT NULL);\
+CREATE INDEX mails_ts ON mails (ts);\
+CREATE INDEX mails_message_id ON mails (message_id);\
+CREATE INDEX findings_mail ON findings (mail_id);\
+CREATE TABLE mailveil_schema (version BIGINT NOT NULL);\
+INSERT INTO mailveil_schema (version) VALUES (1)";
+
+/// Creates the version-1 store at `db` holding one mail of `ts`, sent by an ESP's bounce
+/// address.
+async fn old_store(db: &str, ts: i64) {
+    sqlx::any::install_default_drivers();
+    let (url, id) = if db.starts_with("postgres") {
+        (db.to_string(), "BIGSERIAL PRIMARY KEY")
+    } else {
+        (
+            format!("sqlite://{db}?mode=rwc"),
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+        )
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect");
+    for statement in SCHEMA_V1.replace("{ID}", id).split(';') {
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_string()))
+            .execute(&pool)
+            .await
+            .expect(statement);
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO mails (ts, message_id, sender, sender_domain, recipient, size, trackers, \
+         findings, blocked, changed, elapsed_ms) VALUES ({ts}, 'old-1@shop.example', \
+         'bounce@mail1.esp.example', 'mail1.esp.example', 'reader@mailveil.test', 10, \
+         'Mailchimp', 2, 2, 1, 1)"
+    )))
+    .execute(&pool)
+    .await
+    .expect("old row");
+    pool.close().await;
+}
+
+/// Issue 15: the store gained a column (the From: domain). A database an older version
+/// wrote opens, keeps its rows (grouped by the envelope sender's domain, all they have),
+/// and takes new ones, grouped by the registrable domain of From:.
+#[test]
+fn a_store_of_the_old_schema_opens_keeps_its_rows_and_groups_new_ones_by_from() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for db in databases(dir.path(), "migrate") {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let now = store::now();
+            old_store(&db, now - 60).await;
+            let s = store::open(&db, false).await.expect("open an old store");
+            let old = s.by_message_id("old-1@shop.example").await.expect("read");
+            assert_eq!(old.len(), 1);
+            assert_eq!(old[0].sender_domain, "mail1.esp.example");
+            assert_eq!(old[0].from_domain, None);
+
+            let raw = b"From: Shop <news@news.shop.example.co.uk>\r\n\
+Message-ID: <new-1@shop.example>\r\n\r\nbody";
+            let env = Envelope {
+                sender: Some("bounce-7@mail1.esp.example".into()),
+                recipients: vec![RECIPIENT.into()],
+            };
+            let mut new = MailRecord::from_report(
+                &mailveil::Report::default(),
+                &env,
+                raw,
+                now - 30,
+                1,
+                false,
+            );
+            new.blocked = 3;
+            s.record(&new).await.expect("record in the migrated store");
+            let back = s.by_message_id("new-1@shop.example").await.expect("read");
+            assert_eq!(back[0].from_domain.as_deref(), Some("example.co.uk"));
+
+            let sum = s.summary(now - 3600, now + 1, 10).await.expect("summary");
+            let senders: Vec<(&str, i64)> = sum
+                .top_senders
+                .iter()
+                .map(|r| (r.name.as_str(), r.blocked))
+                .collect();
+            assert_eq!(
+                senders,
+                [("example.co.uk", 3), ("mail1.esp.example", 2)],
+                "{sum:?}"
+            );
+            // Searching by the From: domain finds the mail.
+            let found = s.recent("example.co.uk", 10).await.expect("recent");
+            assert_eq!(found.len(), 1);
+            drop(s);
+            // Opening again migrates nothing twice.
+            let again = store::open(&db, false).await.expect("reopen");
+            assert_eq!(
+                again
+                    .summary(now - 3600, now + 1, 10)
+                    .await
+                    .expect("summary")
+                    .totals
+                    .mails,
+                2
+            );
+        });
+    }
+}
+
 fn banner_count(raw: &[u8]) -> usize {
     let msg = mail_parser::MessageParser::default()
         .parse(raw)
@@ -412,9 +534,13 @@ fn banner_on_off_and_once() {
         .parse(&first.bytes[..])
         .and_then(|m| m.body_html(0).map(|h| h.into_owned()))
         .expect("html");
+    // Issue 15: inside the layout, right before its 600 px table, and as wide.
     assert!(
-        html.contains("<body><div data-mailveil-banner=\"1\" role=\"note\""),
-        "the note goes right after <body>"
+        html.contains(
+            "<div data-mailveil-banner=\"1\" role=\"note\" lang=\"en\" \
+style=\"max-width:600px;margin:0 auto 12px auto;box-sizing:border-box;"
+        ) && html.contains("</div><table class=\"hero\" width=\"600\""),
+        "the note goes right before the layout table: {html}"
     );
     assert!(
         html.contains("mailveil removed 4 trackers (Email on Acid, Twilio SendGrid, Mailchimp)"),
@@ -438,6 +564,148 @@ fn banner_on_off_and_once() {
     // A mail with nothing to say gets no note.
     let (_, plain) = &fixtures()[2];
     assert_eq!(banner_count(&clean(plain, &env, &on, &rules).bytes), 0);
+}
+
+/// The banner fixtures: an HTML mail of their markup, and the selector of the mail's
+/// own layout container. Written for these tests after the two layouts most
+/// newsletters use: a 600 px table centred in a 100% wide one (Mailchimp's classic
+/// templates), and a `max-width:640px` div centred with `margin:0 auto` (MJML).
+fn layout_fixtures() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let mail = |html: &str| {
+        format!(
+            "From: Shop <news@news.shop.example>\r\nTo: {RECIPIENT}\r\nSubject: sale\r\n\
+Message-ID: <layout@shop.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/html; charset=utf-8\r\n\r\n{html}"
+        )
+        .into_bytes()
+    };
+    vec![
+        (
+            "table-600",
+            mail(include_str!("fixtures/banner/table-600.html")),
+            "#templateContainer",
+        ),
+        (
+            "div-640",
+            mail(include_str!("fixtures/banner/div-640.html")),
+            "div.content",
+        ),
+        ("newsletter", NEWSLETTER.as_bytes().to_vec(), "table.hero"),
+    ]
+}
+
+fn banner_text(raw: &[u8]) -> String {
+    let html = browser_support::html_parts(raw).expect("parse")[0].clone();
+    let start = html.find("data-mailveil-banner").expect("a banner");
+    let text = &html[start..];
+    let text = &text[text.find('>').expect("tag end") + 1..];
+    text[..text.find("</div>").expect("end")].to_string()
+}
+
+/// Issue 15: a link unwrapped and then cleaned of its parameters gives two findings and
+/// was counted twice ("cleaned 4 links" for three). Each link is counted once.
+#[test]
+fn the_banner_counts_each_link_once() {
+    let (rules, _) = mailveil::rule_files::load(&[], false);
+    let env = Envelope::to([RECIPIENT]);
+    let on = Policy {
+        banner: true,
+        ..Policy::default()
+    };
+    let (_, raw, _) = &layout_fixtures()[0];
+    let c = clean(raw, &env, &on, &rules);
+    let mut links: Vec<(&str, &str)> = c
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.location.to_string() == "a@href")
+        .map(|f| (f.kind.as_str(), f.action.as_str()))
+        .collect();
+    links.sort();
+    // Seeds: unwrapped and cleaned; Tools: cleaned; About us: unwrapped. Four findings,
+    // three links.
+    assert_eq!(
+        links,
+        [
+            ("click-redirect", "unwrap"),
+            ("click-redirect", "unwrap"),
+            ("tracking-param", "clean"),
+            ("tracking-param", "clean")
+        ],
+        "{:?}",
+        c.report.findings
+    );
+    assert_eq!(
+        banner_text(&c.bytes),
+        "mailveil removed 1 tracker and cleaned 3 links"
+    );
+    let (_, raw, _) = &layout_fixtures()[1];
+    let c = clean(raw, &env, &on, &rules);
+    assert_eq!(
+        banner_text(&c.bytes),
+        "mailveil removed 1 tracker and cleaned 2 links"
+    );
+}
+
+/// Issue 15: the note spanned the window above a 600 px newsletter. In Chromium, at a
+/// desktop and a narrow window it is exactly as wide as the mail's layout container and
+/// starts where it starts; on a phone it is no wider. A second pass adds nothing.
+#[test]
+fn the_banner_is_no_wider_than_the_mail_in_chromium() {
+    let (rules, _) = mailveil::rule_files::load(&[], false);
+    let env = Envelope::to([RECIPIENT]);
+    let on = Policy {
+        banner: true,
+        ..Policy::default()
+    };
+    let dir = out_dir("banner-width");
+    for (name, raw, selector) in layout_fixtures() {
+        let first = clean(&raw, &env, &on, &rules);
+        let second = clean(&first.bytes, &env, &on, &rules);
+        assert_eq!(second.bytes, first.bytes, "{name}: idempotent");
+        let html = browser_support::html_parts(&first.bytes).expect("parse")[0].clone();
+        let file = browser_support::write_html(&dir, &format!("{name}.html"), &html);
+        let shot = dir.join(format!("{name}.png"));
+        let Some(v) = dashboard_js(
+            "banner width in Chromium",
+            &[
+                "--banner-width",
+                file.to_str().expect("utf-8 path"),
+                shot.to_str().expect("utf-8 path"),
+                selector,
+            ],
+        ) else {
+            return;
+        };
+        assert!(v.get("error").is_none(), "{name}: {v}");
+        for w in v["widths"].as_array().expect("widths") {
+            let num = |k: &str, f: &str| w[k][f].as_f64().unwrap_or(f64::NAN);
+            let (bw, cw) = (num("banner", "width"), num("content", "width"));
+            let (bx, cx) = (num("banner", "x"), num("content", "x"));
+            eprintln!(
+                "{name} at {} px: banner {bw} px at x={bx}, content {cw} px at x={cx}",
+                w["viewport"]
+            );
+            assert_eq!(w["banners"], 1, "{name}: {w}");
+            // Inside the content's box (its own border of a pixel or two aside)...
+            assert!(
+                bx >= cx - 0.5,
+                "{name}: the note starts left of the mail: {w}"
+            );
+            assert!(
+                bx + bw <= cx + cw + 0.5,
+                "{name}: the note ends right of the mail: {w}"
+            );
+            // ...and, where the window is wider than the mail, as wide as it.
+            if w["viewport"].as_i64() != Some(375) {
+                assert!(bw >= cw - 2.5, "{name}: narrower than the mail: {w}");
+            }
+            assert!(
+                num("banner", "y") <= num("content", "y"),
+                "{name}: above it: {w}"
+            );
+        }
+    }
 }
 
 /// Runs tests/browser/dashboard.js with the harness's node and Chromium; `None` after a
@@ -497,6 +765,25 @@ fn dashboard_in_chromium_shows_data_searches_and_stays_on_its_origin() {
     assert!(
         v["chart"]["tallBars"].as_i64().unwrap_or(0) >= 1,
         "today's bar: {v}"
+    );
+    // Issue 15: the chart says what it counts, as "blocked" is defined, and shows the
+    // part of known trackers.
+    assert_eq!(v["chart"]["heading"], "Findings blocked per day", "{v}");
+    let legend = v["chart"]["legend"].as_str().unwrap_or("");
+    assert!(
+        legend.contains("findings blocked: tracking pixels")
+            && legend.contains("from a known tracker or ESP"),
+        "{v}"
+    );
+    assert!(
+        v["chart"]["axis"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t == "findings blocked")),
+        "{v}"
+    );
+    assert!(
+        v["chart"]["knownBars"].as_i64().unwrap_or(0) >= 1,
+        "today's known trackers: {v}"
     );
     assert_eq!(v["rows"].as_u64(), Some(fixtures.len() as u64), "{v}");
     assert_eq!(v["search"]["rows"], 1, "{v}");
@@ -612,11 +899,9 @@ fn filter_records_and_the_standalone_dashboard_shows_it() {
     }
     let r = report_json(&db, &["--days", "1"]);
     assert_eq!(r["totals"]["mails"], 4, "{r}");
-    // Without an envelope, the sender comes from Return-Path or From.
-    assert_eq!(
-        r["top_senders"][0]["name"], "mail190.suw13.mcdlv.net",
-        "{r}"
-    );
+    // Without an envelope, the sender comes from Return-Path (the ESP's bounce host);
+    // the senders that track are named by From: all the same (issue 15).
+    assert_eq!(r["top_senders"][0]["name"], "gardenletter.example", "{r}");
     let csv = Command::new(MAILVEIL)
         .args(["report", "--report-db", &db, "--format", "csv"])
         .output()

@@ -11,9 +11,11 @@
 //! - [`ReportStore`]: what a store does (record, purge, summarise, search).
 //! - [`MailRecord::from_report`]: turns one pass of the core into a record.
 //! - [`Summary`]: totals, top senders, top trackers, per-day counts for a period.
+//! - [`domain`]: the registrable domain senders are grouped by (Public Suffix List).
 //! - [`day`]: calendar dates without a date library.
 
 pub mod day;
+pub mod domain;
 mod record;
 mod sql;
 
@@ -57,7 +59,7 @@ pub trait ReportStore: Send + Sync {
     /// Totals, top senders and trackers (at most `top` each), per-day counts, for
     /// `since <= time < until` (unix seconds).
     fn summary(&self, since: i64, until: i64, top: usize) -> StoreFuture<'_, Summary>;
-    /// The newest mails (at most `limit`), with their findings, whose sender, sender
+    /// The newest mails (at most `limit`), with their findings, whose sender, From
     /// domain, recipient, Message-ID or trackers contain `query` (case-insensitive; an
     /// empty query matches every mail).
     fn recent<'a>(&'a self, query: &'a str, limit: usize) -> StoreFuture<'a, Vec<MailRecord>>;
@@ -74,7 +76,9 @@ pub struct Summary {
     pub until: i64,
     /// Sums over every mail of the period.
     pub totals: Totals,
-    /// Sender domains whose mail carried trackers, most findings first.
+    /// Senders whose mail had findings blocked, by the registrable domain of their
+    /// `From:` address (the envelope sender's domain for records of versions that did
+    /// not keep it), most findings blocked first.
     pub top_senders: Vec<Ranked>,
     /// Trackers and ESPs found, most findings first.
     pub top_trackers: Vec<Ranked>,

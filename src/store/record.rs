@@ -19,6 +19,12 @@ pub struct MailRecord {
     pub sender: String,
     /// The envelope sender's domain, lowercased ("" when there is none).
     pub sender_domain: String,
+    /// The registrable domain of the `From:` address (`example.co.uk` for
+    /// `news@news.shop.example.co.uk`), or of the sender when the header has no From:
+    /// who the mail is from as its reader knows it, not the sending service's bounce
+    /// host. `None` in records of versions that did not keep it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_domain: Option<String>,
     /// The envelope recipients, comma-separated.
     pub recipient: String,
     /// The first 16 hex digits of the SHA-256 of the Subject, or none.
@@ -89,8 +95,8 @@ impl StoredFinding {
 
 impl MailRecord {
     /// The record of one pass: `raw` is the mail as received (only its header is read,
-    /// by the core's reader: Message-ID, Subject, and Return-Path or From where the
-    /// envelope has no sender), `debug` keeps full URLs.
+    /// by the core's reader: Message-ID, Subject, From, and Return-Path or From where
+    /// the envelope has no sender), `debug` keeps full URLs.
     pub fn from_report(
         report: &Report,
         envelope: &Envelope,
@@ -111,6 +117,10 @@ impl MailRecord {
             .rsplit_once('@')
             .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
             .unwrap_or_default();
+        let from_domain = facts
+            .from_address()
+            .and_then(|a| super::domain::registrable_of_address(&a))
+            .or_else(|| super::domain::registrable_of_address(&sender));
         let mut counts = BTreeMap::new();
         for (kind, n) in report.counts() {
             counts.insert(kind.as_str().to_string(), n as i64);
@@ -138,6 +148,7 @@ impl MailRecord {
             message_id: facts.message_id(),
             sender,
             sender_domain,
+            from_domain,
             recipient: envelope.recipients.join(","),
             subject_hash: facts.subject().map(|s| {
                 let digest = Sha256::digest(s.as_bytes());
@@ -251,5 +262,37 @@ Return-Path: <ceo@bank.example>\r\nMessage-ID: <m1@shop.example>\r\n\r\nbody";
         let r = MailRecord::from_report(&Report::default(), &Envelope::default(), raw, 7, 1, false);
         assert_eq!(r.sender, "bounce@esp.example");
         assert_eq!(r.sender_domain, "esp.example");
+        assert_eq!(r.from_domain.as_deref(), Some("shop.example"));
+    }
+
+    /// Issue 15: "Senders that track" named the ESP's bounce host (the envelope sender,
+    /// mcsv.net, sendgrid.net...), a name the reader never saw; the record keeps the
+    /// registrable domain of From: besides.
+    #[test]
+    fn the_from_domain_is_the_registrable_domain_of_from_not_the_bounce_host() {
+        let raw = b"Return-Path: <bounce-1@mail190.suw13.mcdlv.net>\r\n\
+From: \"Shop\" <News@News.Shop.Example.co.uk>\r\n\r\nbody";
+        let esp = Envelope {
+            sender: Some("bounce-1@mail190.suw13.mcdlv.net".into()),
+            recipients: vec!["r@x.example".into()],
+        };
+        for env in [&esp, &Envelope::default()] {
+            let r = MailRecord::from_report(&Report::default(), env, raw, 7, 1, false);
+            assert_eq!(r.sender_domain, "mail190.suw13.mcdlv.net");
+            assert_eq!(r.from_domain.as_deref(), Some("example.co.uk"));
+        }
+        // No From: the sender's registrable domain stands in.
+        let r =
+            MailRecord::from_report(&Report::default(), &esp, b"Subject: x\r\n\r\n", 7, 1, false);
+        assert_eq!(r.from_domain.as_deref(), Some("mcdlv.net"));
+        let r = MailRecord::from_report(
+            &Report::default(),
+            &Envelope::default(),
+            b"\r\n",
+            7,
+            1,
+            false,
+        );
+        assert_eq!(r.from_domain, None);
     }
 }

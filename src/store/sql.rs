@@ -23,10 +23,11 @@ pub enum Backend {
 }
 
 /// Schema versions, each a list of statements per backend. Applied in order, once.
-const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE mails (
+const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE mails (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             ts BIGINT NOT NULL,
             message_id TEXT,
@@ -43,7 +44,7 @@ const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[(
             changed BIGINT NOT NULL,
             downstream BIGINT,
             elapsed_ms BIGINT NOT NULL)",
-        "CREATE TABLE findings (
+            "CREATE TABLE findings (
             mail_id BIGINT NOT NULL,
             seq BIGINT NOT NULL,
             kind TEXT NOT NULL,
@@ -53,12 +54,12 @@ const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[(
             rule TEXT NOT NULL,
             tracker TEXT,
             action TEXT NOT NULL)",
-        "CREATE INDEX mails_ts ON mails (ts)",
-        "CREATE INDEX mails_message_id ON mails (message_id)",
-        "CREATE INDEX findings_mail ON findings (mail_id)",
-    ],
-    &[
-        "CREATE TABLE mails (
+            "CREATE INDEX mails_ts ON mails (ts)",
+            "CREATE INDEX mails_message_id ON mails (message_id)",
+            "CREATE INDEX findings_mail ON findings (mail_id)",
+        ],
+        &[
+            "CREATE TABLE mails (
             id BIGSERIAL PRIMARY KEY,
             ts BIGINT NOT NULL,
             message_id TEXT,
@@ -75,7 +76,7 @@ const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[(
             changed BIGINT NOT NULL,
             downstream BIGINT,
             elapsed_ms BIGINT NOT NULL)",
-        "CREATE TABLE findings (
+            "CREATE TABLE findings (
             mail_id BIGINT NOT NULL REFERENCES mails (id) ON DELETE CASCADE,
             seq BIGINT NOT NULL,
             kind TEXT NOT NULL,
@@ -85,14 +86,27 @@ const MIGRATIONS: &[(i64, &[&str], &[&str])] = &[(
             rule TEXT NOT NULL,
             tracker TEXT,
             action TEXT NOT NULL)",
-        "CREATE INDEX mails_ts ON mails (ts)",
-        "CREATE INDEX mails_message_id ON mails (message_id)",
-        "CREATE INDEX findings_mail ON findings (mail_id)",
-    ],
-)];
+            "CREATE INDEX mails_ts ON mails (ts)",
+            "CREATE INDEX mails_message_id ON mails (message_id)",
+            "CREATE INDEX findings_mail ON findings (mail_id)",
+        ],
+    ),
+    // Issue 15: the registrable domain of From:, what "Senders that track" groups by. NULL
+    // in the rows of version 1, which are grouped by their envelope sender's domain.
+    (
+        2,
+        &["ALTER TABLE mails ADD COLUMN from_domain TEXT"],
+        &["ALTER TABLE mails ADD COLUMN from_domain TEXT"],
+    ),
+];
+
+/// What "Senders that track" groups by: the From: domain, or the envelope sender's
+/// domain in rows written before it was kept.
+const SENDER_GROUP: &str = "COALESCE(from_domain, sender_domain)";
 
 const MAIL_COLUMNS: &str = "id, ts, message_id, sender, sender_domain, recipient, subject_hash, \
-     size, trackers, findings, blocked, error, skipped, changed, downstream, elapsed_ms";
+     size, trackers, findings, blocked, error, skipped, changed, downstream, elapsed_ms, \
+     from_domain";
 
 /// The SQL report store.
 #[derive(Debug, Clone)]
@@ -195,8 +209,10 @@ impl SqlStore {
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query(
             "INSERT INTO mails (ts, message_id, sender, sender_domain, recipient, subject_hash, \
-             size, trackers, findings, blocked, error, skipped, changed, downstream, elapsed_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+             size, trackers, findings, blocked, error, skipped, changed, downstream, elapsed_ms, \
+             from_domain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             RETURNING id",
         )
         .bind(m.time)
         .bind(m.message_id.clone())
@@ -213,6 +229,7 @@ impl SqlStore {
         .bind(i64::from(m.changed))
         .bind(m.downstream)
         .bind(m.elapsed_ms)
+        .bind(m.from_domain.clone())
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -312,12 +329,12 @@ impl SqlStore {
                 .collect()
         };
         let top_senders = ranked(
-            sqlx::query(
-                "SELECT sender_domain, CAST(COUNT(*) AS BIGINT), \
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SENDER_GROUP} AS s, CAST(COUNT(*) AS BIGINT), \
                  CAST(COALESCE(SUM(blocked), 0) AS BIGINT) AS b FROM mails \
                  WHERE ts >= $1 AND ts < $2 AND blocked > 0 \
-                 GROUP BY sender_domain ORDER BY b DESC, sender_domain LIMIT $3",
-            )
+                 GROUP BY s ORDER BY b DESC, s LIMIT $3"
+            )))
             .bind(since)
             .bind(until)
             .bind(top)
@@ -422,7 +439,7 @@ impl SqlStore {
         let pattern = format!("%{}%", like_escape(&query.trim().to_lowercase()));
         let sql = format!(
             "SELECT {MAIL_COLUMNS} FROM mails WHERE lower(sender) LIKE $1 ESCAPE '\\' \
-             OR lower(recipient) LIKE $1 ESCAPE '\\' OR lower(COALESCE(message_id, '')) LIKE $1 ESCAPE '\\' \
+             OR lower({SENDER_GROUP}) LIKE $1 ESCAPE '\\' OR lower(recipient) LIKE $1 ESCAPE '\\' OR lower(COALESCE(message_id, '')) LIKE $1 ESCAPE '\\' \
              OR lower(trackers) LIKE $1 ESCAPE '\\' ORDER BY ts DESC, id DESC LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -491,6 +508,7 @@ fn mail_from_row(r: &AnyRow) -> Result<MailRecord, StoreError> {
         changed: changed != 0,
         downstream: r.try_get(14)?,
         elapsed_ms: r.try_get(15)?,
+        from_domain: r.try_get(16)?,
         ..MailRecord::default()
     })
 }

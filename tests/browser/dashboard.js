@@ -5,12 +5,18 @@
 // and host resolution maps every name but loopback to "not found".
 //
 // usage: node dashboard.js URL SCREENSHOT.png SEARCH
-// Prints one JSON line: {chart: {visible, width, height, bars}, rows, totals,
+// Prints one JSON line: {chart: {visible, width, height, bars, tallBars, knownBars,
+//   heading, legend, axis}, rows, totals,
 //   search: {rows, text}, requests: [{url, type}], foreign: [url...], error?}
 //
 // usage: node dashboard.js --banner FILE.html SCREENSHOT.png
 // Renders a cleaned HTML mail (JavaScript off) in light and dark colour schemes and
 // prints {banners, light: {visible, text, color, background}, dark: {...}, error?}.
+//
+// usage: node dashboard.js --banner-width FILE.html SCREENSHOT.png SELECTOR
+// Renders it at 1280, 800 and 375 px and prints {widths: [{viewport, banners,
+// banner: {x, width, y}, content: {x, width, y}}], error?}: the note's box against the
+// box of SELECTOR, the mail's own layout container.
 'use strict';
 
 const { chromium } = require('playwright-core');
@@ -59,8 +65,43 @@ async function banner(file, shot) {
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
+// The note's box against the mail's content box (SELECTOR: the mail's own layout
+// container), at a desktop, a narrow window and a phone width.
+async function bannerWidth(file, shot, selector) {
+  const fs = require('fs');
+  const html = fs.readFileSync(file, 'utf8');
+  const out = { widths: [] };
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium', headless: true, args: ARGS,
+  });
+  try {
+    for (const width of [1280, 800, 375]) {
+      const context = await browser.newContext({ javaScriptEnabled: false, viewport: { width, height: 900 } });
+      await context.route('**/*', (route) => route.abort('blockedbyclient'));
+      const page = await context.newPage();
+      await page.setContent(html, { waitUntil: 'load', timeout: 20000 });
+      const note = await page.locator('[data-mailveil-banner]').first().boundingBox();
+      const content = await page.locator(selector).first().boundingBox();
+      out.widths.push({
+        viewport: width,
+        banners: await page.locator('[data-mailveil-banner]').count(),
+        banner: note && { x: note.x, width: note.width, y: note.y },
+        content: content && { x: content.x, width: content.width, y: content.y },
+      });
+      await page.screenshot({ path: shot.replace(/\.png$/, `-${width}.png`) });
+      await context.close();
+    }
+  } catch (e) {
+    out.error = String(e && e.message ? e.message : e).split('\n')[0];
+  } finally {
+    await browser.close().catch(() => {});
+  }
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
 async function main() {
   if (process.argv[2] === '--banner') return banner(process.argv[3], process.argv[4]);
+  if (process.argv[2] === '--banner-width') return bannerWidth(process.argv[3], process.argv[4], process.argv[5]);
   const [url, shot, term] = process.argv.slice(2);
   if (!url || !shot || !term) {
     process.stderr.write('usage: node dashboard.js URL SCREENSHOT.png SEARCH\n');
@@ -96,6 +137,10 @@ async function main() {
       height: box ? box.height : 0,
       bars: await page.locator('#chart rect.bar').count(),
       tallBars: await page.locator('#chart rect.bar').evaluateAll((rs) => rs.filter((r) => r.getBBox().height > 1).length),
+      knownBars: await page.locator('#chart rect.known').evaluateAll((rs) => rs.filter((r) => r.getBBox().height > 1).length),
+      heading: (await page.locator('#chart-heading').innerText()).trim(),
+      legend: (await page.locator('#chart-legend').innerText()).replace(/\s+/g, ' ').trim(),
+      axis: await page.locator('#chart text').evaluateAll((ts) => ts.map((t) => t.textContent)),
     };
     out.rows = await page.locator('#recent tr.mail').count();
     out.totals = (await page.locator('#totals').innerText()).replace(/\s+/g, ' ').trim();

@@ -85,6 +85,13 @@ impl<'m> MessageFacts<'m> {
                 return Some(address);
             }
         }
+        self.from_address()
+    }
+
+    /// The first address of the `From:` field: who the mail says it is from (the
+    /// brand a reader recognises), where the envelope and `Return-Path:` name the
+    /// sending service's bounce host.
+    pub fn from_address(&self) -> Option<String> {
         let value = parsed(self.first("From")?, |s| s.parse_address());
         match value {
             HeaderValue::Address(a) => Address::first(&a)?.address.as_deref().and_then(unbracketed),
@@ -219,6 +226,7 @@ Message-ID: <first@x.example>\r\nMessage-ID: <second@x.example>\r\n\
 From: a@x.example\r\nSubject: one\r\nSubject: two\r\n\r\n";
         let f = MessageFacts::read(raw);
         assert_eq!(f.return_address().as_deref(), Some("bounce@esp.example"));
+        assert_eq!(f.from_address().as_deref(), Some("a@x.example"));
         assert_eq!(f.message_id().as_deref(), Some("first@x.example"));
         assert_eq!(f.subject().as_deref(), Some("one"));
 

@@ -2,11 +2,17 @@
 //! removed 2 trackers (Mailchimp, Litmus) and cleaned 9 links", in English, Dutch or
 //! German after `<html lang>` or the part's Content-Language.
 //!
-//! During the pass a slot marker is put right after `<body>`; once the pass (and the
-//! link decisions after it) is done, the slot becomes the note, counted from this pass's
-//! findings, or nothing. A part that already has a note (`data-mailveil-banner`, from
-//! an earlier pass) gets no second one, so cleaning stays idempotent and the count is the
-//! first pass's.
+//! The note sits inside the mail's layout, as wide as its content: a newsletter is a
+//! fixed-width column (a 600 px table or a `max-width:600px` div) centred in the window,
+//! and a note edge to edge above it looks like no part of the mail. So during the pass a
+//! slot marker is put right after `<body>`, and another at each new widest visible
+//! layout element (before a `<table>`, inside a `<div>`, `<td>` or `<center>`); once the
+//! pass (and the link decisions after it) is done, the last of those (the widest, first
+//! of equals) becomes the note with that width as its `max-width`, centred, or the
+//! `<body>` slot does when the mail has no fixed width. The others are removed. The note
+//! counts this pass's findings, each link once. A part that already has a note
+//! (`data-mailveil-banner`, from an earlier pass) gets no second one, so cleaning stays
+//! idempotent and the count is the first pass's.
 
 use crate::report::{Action, Finding, FindingKind};
 
@@ -16,24 +22,67 @@ pub(crate) const SLOT: &str = "<!--mailveil-banner-slot-5c1e-->";
 /// The attribute that marks a note, so a later pass leaves it alone.
 pub(crate) const MARK: &str = "data-mailveil-banner";
 
-/// The note for these findings, or `None` when nothing worth saying was done.
-pub(crate) fn html(findings: &[Finding], lang: Option<&str>) -> Option<String> {
+/// The elements whose fixed width sets the layout's: a newsletter is a 600 px table
+/// (`<table width="600" align="center">`) or a `<div style="max-width:600px;margin:0
+/// auto">` (MJML and most builders), often inside a 100% wide outer table.
+pub(crate) const LAYOUT_ELEMENTS: &str = "table, td, div, center";
+
+/// Widths outside this range are not a layout: spacers and columns below, and nothing
+/// a reader's window shows whole above.
+const LAYOUT_WIDTHS: std::ops::RangeInclusive<u32> = 200..=1600;
+
+/// The fixed width in CSS pixels that an element sets for the content: its `width`
+/// attribute (`600`, `600px`), or a `width` / `max-width` in px in its style. Percentages
+/// and other units are not fixed.
+pub(crate) fn fixed_width(el: &lol_html::html_content::Element) -> Option<u32> {
+    let px = |v: &str| -> Option<u32> {
+        let v = v.trim().trim_end_matches("!important").trim();
+        let n = v.strip_suffix("px").unwrap_or(v).trim();
+        let n: f64 = n.parse().ok()?;
+        let n = n.round();
+        (n.is_finite() && n >= 0.0 && n <= f64::from(u32::MAX)).then_some(n as u32)
+    };
+    let from_attr = el.get_attribute("width").and_then(|w| px(&w));
+    let from_style = el.get_attribute("style").and_then(|style| {
+        style
+            .split(';')
+            .filter_map(|d| d.split_once(':'))
+            .filter(|(name, _)| {
+                let name = name.trim();
+                name.eq_ignore_ascii_case("width") || name.eq_ignore_ascii_case("max-width")
+            })
+            .filter(|(_, value)| value.trim().to_ascii_lowercase().contains("px"))
+            .filter_map(|(_, value)| px(&value.to_ascii_lowercase()))
+            .max()
+    });
+    [from_attr, from_style]
+        .into_iter()
+        .flatten()
+        .filter(|w| LAYOUT_WIDTHS.contains(w))
+        .max()
+}
+
+/// The note for these findings, or `None` when nothing worth saying was done. `links`
+/// is how many links were unwrapped or cleaned (each once, whatever it took); `width` is
+/// the widest fixed width of the mail's layout, which the note does not exceed.
+pub(crate) fn html(
+    findings: &[Finding],
+    links: usize,
+    width: Option<u32>,
+    lang: Option<&str>,
+) -> Option<String> {
     let mut trackers = 0usize;
     let mut names: Vec<&str> = Vec::new();
-    let mut links = 0usize;
     for f in findings {
-        match (f.kind, f.action) {
-            (FindingKind::Pixel | FindingKind::RecipientToken, Action::Strip) => {
-                trackers += 1;
-                if let Some(t) = f.tracker.as_deref()
-                    && !names.contains(&t)
-                {
-                    names.push(t);
-                }
+        if let (FindingKind::Pixel | FindingKind::RecipientToken, Action::Strip) =
+            (f.kind, f.action)
+        {
+            trackers += 1;
+            if let Some(t) = f.tracker.as_deref()
+                && !names.contains(&t)
+            {
+                names.push(t);
             }
-            (FindingKind::ClickRedirect, Action::Unwrap)
-            | (FindingKind::TrackingParam, Action::Clean) => links += 1,
-            _ => {}
         }
     }
     if trackers == 0 && links == 0 {
@@ -81,11 +130,18 @@ pub(crate) fn html(findings: &[Finding], lang: Option<&str>) -> Option<String> {
             }
         }
     };
+    // As wide as the mail's own layout, centred as newsletters centre it, never edge to
+    // edge over a 600 px mail; a fluid mail (no fixed width) is as wide as the window,
+    // and so is the note.
+    let box_width = match width {
+        Some(w) => format!("max-width:{w}px;margin:0 auto 12px auto;box-sizing:border-box;"),
+        None => "margin:0 0 12px 0;".to_string(),
+    };
     // Its own dark-on-light pair (about 15:1), whatever the mail's colours: a mail that
     // darkens its background without setting a text colour would otherwise hide the
     // note, and clients that invert colours for dark mode invert both alike.
     Some(format!(
-        "<div {MARK}=\"1\" role=\"note\" lang=\"{lang}\" style=\"margin:0 0 12px 0;padding:6px 10px;\
+        "<div {MARK}=\"1\" role=\"note\" lang=\"{lang}\" style=\"{box_width}padding:6px 10px;\
 border:1px solid #8c959f;border-radius:4px;background-color:#f6f8fa;color:#1f2328;\
 font:13px/1.4 sans-serif;text-align:left\">{}</div>",
         escape(&text)
@@ -124,14 +180,60 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// Replaces the slot in `out` with the note (or removes it). `note` is `None` to remove.
-pub(crate) fn fill(out: &mut Vec<u8>, note: Option<&str>) -> bool {
-    let Some(at) = memchr::memmem::find(out, SLOT.as_bytes()) else {
-        return false;
+/// At most this many layout slots in one part (each one a new widest element): a mail
+/// of ever wider tables gets no more markers than this.
+const MAX_LAYOUT_SLOTS: u32 = 16;
+
+/// The marker of the `i`th layout slot.
+fn layout_slot(i: u32) -> String {
+    format!("<!--mailveil-banner-layout-5c1e-{i}-->")
+}
+
+/// A layout element of the pass: when it is visible and wider than any before, it gets
+/// a slot (before a table, whose first child would be foster-parented out of it; as the
+/// first child of anything else) and its width is the layout's.
+pub(crate) fn on_layout_element(
+    el: &mut lol_html::html_content::Element,
+    state: &std::cell::RefCell<super::State>,
+) {
+    let mut st = state.borrow_mut();
+    if st.hidden_depth.get() > 0 || st.layout_slots >= MAX_LAYOUT_SLOTS {
+        return;
+    }
+    let Some(width) = fixed_width(el).filter(|w| Some(*w) > st.widest) else {
+        return;
     };
-    let note = note.unwrap_or("");
-    out.splice(at..at + SLOT.len(), note.bytes());
-    true
+    let slot = layout_slot(st.layout_slots);
+    if el.tag_name().eq_ignore_ascii_case("table") {
+        el.before(&slot, lol_html::html_content::ContentType::Html);
+    } else {
+        el.prepend(&slot, lol_html::html_content::ContentType::Html);
+    }
+    st.layout_slots += 1;
+    st.widest = Some(width);
+}
+
+/// Puts the note (or nothing, for `None`) in layout slot `layout` when given and still
+/// there, else in the `<body>` slot; removes every other slot. `false` when the note
+/// found no slot.
+pub(crate) fn fill(out: &mut Vec<u8>, note: Option<&str>, layout: Option<u32>) -> bool {
+    let mut placed = false;
+    let put = |out: &mut Vec<u8>, marker: &str, text: &str| {
+        let Some(at) = memchr::memmem::find(out, marker.as_bytes()) else {
+            return false;
+        };
+        out.splice(at..at + marker.len(), text.bytes());
+        true
+    };
+    if let (Some(i), Some(text)) = (layout, note) {
+        placed = put(out, &layout_slot(i), text);
+    }
+    for i in 0..layout.map_or(0, |i| i + 1) {
+        put(out, &layout_slot(i), "");
+    }
+    let body = if placed { "" } else { note.unwrap_or("") };
+    let in_body = put(out, SLOT, body);
+    placed || (in_body && note.is_some())
 }
 
 #[cfg(test)]
@@ -157,13 +259,12 @@ mod tests {
 
     #[test]
     fn says_what_was_removed_in_the_mail_language() {
-        let mut fs = vec![
+        let fs = vec![
             f(FindingKind::Pixel, Action::Strip, Some("Mailchimp")),
             f(FindingKind::Pixel, Action::Strip, Some("Litmus")),
+            f(FindingKind::TrackingParam, Action::Clean, None),
         ];
-        for _ in 0..9 {
-            fs.push(f(FindingKind::TrackingParam, Action::Clean, None));
-        }
+        let html = |fs: &[Finding], lang| html(fs, 9, None, lang);
         let en = html(&fs, None).unwrap();
         assert!(
             en.contains("mailveil removed 2 trackers (Mailchimp, Litmus) and cleaned 9 links"),
@@ -181,15 +282,35 @@ mod tests {
             "{de}"
         );
         assert_eq!(
-            html(&[f(FindingKind::RemoteContent, Action::Keep, None)], None),
+            super::html(
+                &[f(FindingKind::RemoteContent, Action::Keep, None)],
+                0,
+                None,
+                None
+            ),
             None
+        );
+    }
+
+    #[test]
+    fn the_note_is_no_wider_than_the_layout() {
+        let fs = [f(FindingKind::Pixel, Action::Strip, None)];
+        let fixed = html(&fs, 0, Some(600), None).unwrap();
+        assert!(
+            fixed.contains("max-width:600px;margin:0 auto 12px auto;box-sizing:border-box;"),
+            "{fixed}"
+        );
+        let fluid = html(&fs, 0, None, None).unwrap();
+        assert!(
+            !fluid.contains("max-width") && fluid.contains("margin:0 0 12px 0;"),
+            "{fluid}"
         );
     }
 
     #[test]
     fn names_are_escaped() {
         let fs = [f(FindingKind::Pixel, Action::Strip, Some("<b>Ü</b>"))];
-        let note = html(&fs, None).unwrap();
+        let note = html(&fs, 0, None, None).unwrap();
         assert!(note.contains("&lt;b&gt;&#220;&lt;/b&gt;"), "{note}");
     }
 }

@@ -24,6 +24,21 @@ pub(super) struct Pending {
     text: String,
     /// The decision without the text, which stands unless the text is functional.
     outcome: LinkOutcome,
+    /// It was a URL of our own proxy, read back to the URL it carries (already reported).
+    own: bool,
+}
+
+/// Whether one link's findings say it was unwrapped or cleaned: what the banner counts,
+/// once per link however many steps it took (a redirect unwrapped, then its parameters
+/// cleaned, is one link).
+fn link_cleaned(found: &[Finding]) -> bool {
+    found.iter().any(|f| {
+        matches!(
+            (f.kind, f.action),
+            (FindingKind::ClickRedirect, Action::Unwrap)
+                | (FindingKind::TrackingParam, Action::Clean)
+        )
+    })
 }
 
 fn link_context<'a>(ctx: &'a HtmlContext, text: Option<&'a str>) -> LinkContext<'a> {
@@ -57,6 +72,7 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
             let mut st = state.borrow_mut();
             st.changed = true;
             st.findings.push(own_finding(&raw, &location, ctx.part));
+            st.links_cleaned += 1;
         }
         return;
     }
@@ -72,6 +88,7 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
             location,
             text: String::new(),
             outcome,
+            own: own.is_some(),
         });
         st.anchor.set(Some(i));
         let anchor = std::rc::Rc::clone(&st.anchor);
@@ -93,6 +110,7 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
         .as_ref()
         .filter(|_| outcome.url.is_none() && shielded.is_none());
     let new = shielded.as_ref().or(outcome.url.as_ref()).or(unwrapped);
+    let mut own_unwrapped = false;
     if let Some(url) = new.filter(|u| **u != written) {
         let _ = el.set_attribute("href", &escape_attr(url));
         st.changed = true;
@@ -101,12 +119,16 @@ pub(super) fn on_link(el: &mut Element, tag: &str, ctx: &HtmlContext, state: &Re
         }
         if own.is_some() {
             st.findings.push(own_finding(&raw, &location, ctx.part));
+            own_unwrapped = true;
         }
     }
     let part = ctx.part;
     let mut found = findings(&outcome, &raw, &location, part);
     if shielded.is_some() {
         shielded_findings(&mut found);
+    }
+    if own_unwrapped || link_cleaned(&found) {
+        st.links_cleaned += 1;
     }
     st.findings.extend(found);
 }
@@ -256,7 +278,11 @@ pub(super) fn finish(
         if shielded.is_some() {
             shielded_findings(&mut found);
         }
-        state.borrow_mut().findings.extend(found);
+        let mut st = state.borrow_mut();
+        if p.own || link_cleaned(&found) {
+            st.links_cleaned += 1;
+        }
+        st.findings.extend(found);
     }
     *out = replace_markers(out, &urls);
 }

@@ -75,10 +75,15 @@ struct State {
     /// In the current `<a>`: its old URL as written in text, and what replaces it.
     shown_url: Option<(String, String)>,
     text_buf: String,
-    /// Banner: `<html lang>`, a `<body>` was seen, a note from an earlier pass was seen.
+    /// Banner: `<html lang>`, a `<body>` was seen, a note from an earlier pass was seen,
+    /// the widest fixed width of the layout (`banner::fixed_width`), and the links
+    /// unwrapped or cleaned, each once (one link can give several findings).
     lang: Option<String>,
     saw_body: bool,
     saw_banner: bool,
+    widest: Option<u32>,
+    layout_slots: u32,
+    links_cleaned: usize,
     /// How many open elements hide their content (decremented by end-tag handlers,
     /// which must own what they touch).
     hidden_depth: std::rc::Rc<std::cell::Cell<u32>>,
@@ -175,6 +180,10 @@ fn run(
             .append_element_content_handler(element!("[data-mailveil-banner]", |_el| {
                 state.borrow_mut().saw_banner = true;
                 Ok(())
+            }))
+            .append_element_content_handler(element!(banner::LAYOUT_ELEMENTS, |el| {
+                banner::on_layout_element(el, state);
+                Ok(())
             }));
     }
     let mut rewriter = HtmlRewriter::new(settings, |chunk: &[u8]| out.extend_from_slice(chunk));
@@ -194,9 +203,11 @@ fn run(
         let note = if st.saw_banner {
             None
         } else {
-            banner::html(&st.findings, st.lang.as_deref().or(ctx.language))
+            let lang = st.lang.as_deref().or(ctx.language);
+            banner::html(&st.findings, st.links_cleaned, st.widest, lang)
         };
-        if !banner::fill(&mut out, note.as_deref())
+        let layout = st.layout_slots.checked_sub(1);
+        if !banner::fill(&mut out, note.as_deref(), layout)
             && let Some(note) = &note
         {
             out.splice(0..0, note.bytes());
@@ -227,6 +238,7 @@ fn rewrite_fragment(
     let inner = inner.into_inner();
     let mut o = outer.borrow_mut();
     o.findings.extend(inner.findings);
+    o.links_cleaned += inner.links_cleaned;
     Ok(inner
         .changed
         .then(|| String::from_utf8_lossy(&bytes).into_owned()))

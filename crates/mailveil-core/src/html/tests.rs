@@ -342,3 +342,51 @@ fn markup_hidden_in_a_junk_attribute_goes() {
         assert_eq!(again.bytes, out.bytes, "{name}");
     }
 }
+
+/// Issue 15: the banner goes into the widest visible fixed-width element of the layout,
+/// as wide as it (a hidden one, however wide, is not the layout); no marker is left,
+/// and a second pass changes nothing.
+#[test]
+fn the_banner_sits_in_the_visible_layout_and_a_second_pass_changes_nothing() {
+    let rules = rules(CLICK_RULES);
+    let policy = Policy {
+        banner: true,
+        ..Policy::default()
+    };
+    let env = Envelope::to([READER]);
+    let pixel =
+        format!("<img src=\"https://t.example/o.gif?e={READER}\" width=\"1\" height=\"1\">");
+    let cases = [
+        (
+            format!(
+                "<body><div style=\"display:none;max-width:900px\">preheader</div>\
+<table width=\"300\"><tr><td>top</td></tr></table>\
+<table width=\"600\" align=\"center\"><tr><td>Hi{pixel}</td></tr></table></body>"
+            ),
+            "<div data-mailveil-banner=\"1\" role=\"note\" lang=\"en\" style=\"max-width:600px;",
+            "</div><table width=\"600\"",
+        ),
+        (
+            format!("<table width=\"100%\"><tr><td width=\"640px\">x{pixel}</td></tr></table>"),
+            "<td width=\"640px\"><div data-mailveil-banner=\"1\" role=\"note\" lang=\"en\" style=\"max-width:640px;",
+            "",
+        ),
+        (
+            format!("<body><p>fluid{pixel}</p></body>"),
+            "<body><div data-mailveil-banner=\"1\" role=\"note\" lang=\"en\" style=\"margin:0 0 12px 0;",
+            "",
+        ),
+    ];
+    for (html, note, after) in cases {
+        let first = clean(&mail(&html), &env, &policy, &rules);
+        let out = body(&first.bytes);
+        assert_eq!(out.matches("data-mailveil-banner").count(), 1, "{out}");
+        assert!(out.contains(note) && out.contains(after), "{out}");
+        assert!(
+            !out.contains("mailveil-banner-"),
+            "a marker was left: {out}"
+        );
+        let second = clean(&first.bytes, &env, &policy, &rules);
+        assert_eq!(second.bytes, first.bytes, "{out}");
+    }
+}
