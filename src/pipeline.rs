@@ -561,7 +561,7 @@ mod tests {
     use super::*;
 
     fn pipeline(policy: Policy) -> Pipeline {
-        Pipeline::new(Arc::new(LiveRules::load(&[], false).0), policy)
+        Pipeline::new(Arc::new(LiveRules::load(&[], false).unwrap()), policy)
     }
 
     const TRACKED: &[u8] = b"From: news@sender.example\r\nTo: alice@example.test\r\nContent-Type: text/html\r\n\r\n<p>Hi</p><img src=\"https://t.example/o.gif?e=alice@example.test\" width=1 height=1>\r\n";

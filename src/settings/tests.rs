@@ -430,7 +430,7 @@ fn the_proxy_alone_reads_the_same_keys_and_its_old_flag_names() {
         _ => unreachable!(),
     };
     let c = config.display().to_string();
-    let (s, _, _) =
+    let (s, _, _, _) =
         super::proxy_alone(&proxy_args(&["mailveil", "proxy", "--config", &c])).unwrap();
     assert_eq!(s.listen, "127.0.0.1:8025".parse().unwrap());
     assert_eq!(s.base, "https://mail.example.org/mv");
@@ -452,7 +452,7 @@ fn the_proxy_alone_reads_the_same_keys_and_its_old_flag_names() {
         "--allow-net",
         "10.0.0.0/8",
     ];
-    let (s, _, _) = super::proxy_alone(&proxy_args(&argv)).unwrap();
+    let (s, _, _, _) = super::proxy_alone(&proxy_args(&argv)).unwrap();
     assert_eq!(s.listen, "127.0.0.1:9000".parse().unwrap());
     assert_eq!(s.base, "http://127.0.0.1:9000");
     assert_eq!(s.allow, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
