@@ -7,6 +7,7 @@
 
 use crate::cli::{Cli, Command, ProxyArgs, RulesCommand};
 use crate::filter::EX_TEMPFAIL;
+use crate::logs::LogStyle;
 use crate::pipeline::{Pipeline, Prefetch, Reports};
 use crate::printable::printable;
 use crate::rule_files::{self, LiveRules};
@@ -54,54 +55,6 @@ pub fn run_with(cli: Cli, seams: Seams) -> ExitCode {
     }
 }
 
-/// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogStyle {
-    /// A daemon's: timestamp, level, target, fields; `info` by default.
-    Daemon,
-    /// The pipe filter's, for the delivery agent's log: `mailveil: message fields`,
-    /// warnings and errors only by default (a clean delivery says nothing).
-    Pipe,
-}
-
-/// Installs the log subscriber on stderr; `MAILVEIL_LOG` sets the level.
-pub(crate) fn init_logs(style: LogStyle) {
-    let default = match style {
-        LogStyle::Daemon => "info",
-        LogStyle::Pipe => "warn",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILVEIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    let _ = match style {
-        LogStyle::Daemon => builder.try_init(),
-        LogStyle::Pipe => builder.event_format(PipeFormat).try_init(),
-    };
-}
-
-/// `mailveil: message key=value...`: what the filter has always written on stderr.
-struct PipeFormat;
-
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for PipeFormat
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        write!(writer, "mailveil: ")?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
-    }
-}
-
 /// A failure before any mail: said on stderr, exit 1.
 fn failure(why: &str) -> ExitCode {
     eprintln!("mailveil: {why}");
@@ -114,6 +67,21 @@ fn exit_code(result: Result<(), String>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => failure(&e),
     }
+}
+
+/// A rule set refused for its errors, for a start that cannot go on: every error, one
+/// line each (file, line, column, what is wrong).
+fn rule_errors(errors: &[mailveil_core::RuleError]) -> String {
+    let mut text = format!(
+        "not started: {} error(s) in the rule files (fix them; `mailveil rules check` \
+         lists them):",
+        errors.len()
+    );
+    for e in errors {
+        text.push_str("\n  ");
+        text.push_str(&printable(&e.to_string()));
+    }
+    text
 }
 
 /// What every frontend of one process shares, started.
@@ -129,10 +97,8 @@ impl Services {
     /// pipeline together. Must run inside the runtime that serves the frontend.
     pub(crate) async fn start(settings: &Settings) -> Result<Services, String> {
         let long_running = settings.mode.long_running();
-        let (rules, errors) = LiveRules::load(&settings.rules, settings.system_rules);
-        for e in &errors {
-            tracing::warn!("rule file skipped: {}", printable(&e.to_string()));
-        }
+        let rules = LiveRules::load(&settings.rules, settings.system_rules)
+            .map_err(|errors| rule_errors(&errors))?;
         let rules = Arc::new(rules);
         if long_running {
             crate::reload::spawn(Arc::clone(&rules));
@@ -249,7 +215,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// Pipe mode. Exit 0 whenever a mail was written; 75 only when none could be (a
 /// configuration error included: the delivery agent keeps the mail until it is fixed).
 fn filter(args: FilterArgs) -> ExitCode {
-    init_logs(LogStyle::Pipe);
     let tempfail = |why: &str| {
         eprintln!("mailveil: {why}");
         ExitCode::from(EX_TEMPFAIL)
@@ -258,6 +223,10 @@ fn filter(args: FilterArgs) -> ExitCode {
         Ok((s, _)) => s,
         Err(e) => return tempfail(&e),
     };
+    if args.common.check {
+        return crate::check::run(&settings, None);
+    }
+    crate::logs::init(LogStyle::Pipe, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -289,10 +258,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return failure(&e),
     };
-    if args.check {
-        return check(&settings, &config);
+    if args.common.check {
+        return crate::check::run(&settings, Some(&|| serve_check(&settings, &config)));
     }
-    init_logs(LogStyle::Daemon);
+    crate::logs::init(LogStyle::Daemon, settings.log_format);
     exit_code(runtime().and_then(|rt| {
         rt.block_on(async {
             let services = Services::start(&settings).await?;
@@ -303,24 +272,12 @@ fn serve(args: ServeArgs) -> ExitCode {
     }))
 }
 
-/// `serve --check`: the configuration, every rule file, the TLS files; 1 on any error.
-fn check(settings: &Settings, config: &crate::smtp::ServeConfig) -> ExitCode {
-    let (_, rule_errors) = rule_files::load(&settings.rules, settings.system_rules);
-    let checked = crate::smtp::check(config)
-        .and_then(|()| crate::auth::Authenticator::from_settings(&settings.auth).map(|_| ()));
-    match checked {
-        Err(e) => failure(&e),
-        Ok(()) if rule_errors.is_empty() => {
-            println!("ok: listen {} -> {}", config.listen, config.downstream);
-            ExitCode::SUCCESS
-        }
-        Ok(()) => {
-            for e in rule_errors {
-                println!("{e}");
-            }
-            ExitCode::FAILURE
-        }
-    }
+/// What only `serve --check` checks: the listener's and downstream's settings, the TLS
+/// files, the ARC key; the line the operator looks for.
+fn serve_check(settings: &Settings, config: &crate::smtp::ServeConfig) -> Result<String, String> {
+    crate::smtp::check(config)?;
+    crate::auth::Authenticator::from_settings(&settings.auth)?;
+    Ok(format!("listen {} -> {}", config.listen, config.downstream))
 }
 
 /// The milter: exit 0 after SIGTERM, 1 when it cannot start.
@@ -336,7 +293,10 @@ fn milter(args: MilterArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return failure(&e),
     };
-    init_logs(LogStyle::Daemon);
+    if args.common.check {
+        return crate::check::run(&settings, None);
+    }
+    crate::logs::init(LogStyle::Daemon, settings.log_format);
     exit_code(runtime().and_then(|rt| {
         rt.block_on(async {
             let services = Services::start(&settings).await?;
@@ -357,7 +317,10 @@ fn imap(args: ImapArgs, seams: Seams) -> ExitCode {
         Err(e) => return failure(&e),
     };
     opts.after_append = seams.imap_after_append;
-    init_logs(LogStyle::Daemon);
+    if args.common.check {
+        return crate::check::run(&settings, None);
+    }
+    crate::logs::init(LogStyle::Daemon, settings.log_format);
     exit_code(runtime().and_then(|rt| {
         rt.block_on(async {
             let services = Services::start(&settings).await?;
@@ -370,32 +333,40 @@ fn imap(args: ImapArgs, seams: Seams) -> ExitCode {
 
 /// `mailveil proxy`: the image proxy and link shield alone.
 fn proxy(args: ProxyArgs) -> ExitCode {
-    let (settings, rules, system_rules) = match crate::settings::proxy_alone(&args) {
+    let (settings, rules, system_rules, log_format) = match crate::settings::proxy_alone(&args) {
         Ok(x) => x,
         Err(e) => return failure(&e),
     };
-    init_logs(LogStyle::Daemon);
-    let (rules, errors) = rule_files::load(&rules, system_rules);
-    for e in &errors {
-        tracing::warn!("rule file skipped: {}", printable(&e.to_string()));
+    if args.check {
+        return crate::check::proxy(&settings, &rules, system_rules);
     }
+    let rules = match rule_files::load_strict(&rules, system_rules) {
+        Ok(rules) => rules,
+        Err(errors) => return failure(&rule_errors(&errors)),
+    };
+    crate::logs::init(LogStyle::Daemon, log_format);
     exit_code(crate::proxy::run(settings, rules))
 }
 
 fn rules_command(command: RulesCommand) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     match command {
-        RulesCommand::Check { dirs } => {
-            let (_, errors) = rule_files::load(&dirs, false);
-            for e in &errors {
-                println!("{e}");
+        RulesCommand::Check {
+            dirs,
+            config,
+            no_system_rules,
+        } => {
+            // No directory: what `serve` would load with this configuration.
+            if !dirs.is_empty() {
+                return Ok(crate::check::rules_command(&dirs, false));
             }
-            if errors.is_empty() {
-                println!("ok");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Ok(ExitCode::FAILURE)
-            }
+            let file = crate::settings::file::FileConfig::read(config.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let with_system = file.system_rules.unwrap_or(true) && !no_system_rules;
+            Ok(crate::check::rules_command(
+                &file.rules.unwrap_or_default(),
+                with_system,
+            ))
         }
         RulesCommand::Explain {
             url,

@@ -56,6 +56,13 @@ pub(crate) struct ProxyArgs {
     /// The configuration file (TOML); the flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Check the configuration, the key, the cache directory and the rule files, then
+    /// exit (1 on any error).
+    #[arg(long)]
+    pub check: bool,
+    /// How log lines are written: logfmt (default) or json (key `log_format`).
+    #[arg(long, value_enum, value_name = "logfmt|json")]
+    pub log_format: Option<crate::settings::args::LogFormat>,
     /// Address to listen on, e.g. 127.0.0.1:8025.
     #[arg(long = "proxy-listen", alias = "listen", value_name = "IP:PORT")]
     pub listen: Option<String>,
@@ -103,10 +110,19 @@ pub(crate) struct ProxyArgs {
 
 #[derive(Subcommand)]
 pub(crate) enum RulesCommand {
-    /// Check rule files: every error with its file and line. Exit 1 if any.
+    /// Check rule files: every error with its file and line, and how many rules of each
+    /// kind load. Exit 1 if any error.
     Check {
-        /// Directories to check (default: the shipped rules only).
+        /// Directories to check on top of the shipped rules (default: what `serve` would
+        /// load: the shipped rules, /etc/mailveil/rules.d and the configuration's `rules`).
         dirs: Vec<PathBuf>,
+        /// The configuration file whose `rules` and `system_rules` are honoured (when no
+        /// directory is given).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Do not read the system rules directory (/etc/mailveil/rules.d).
+        #[arg(long)]
+        no_system_rules: bool,
     },
     /// What mailveil would do with a link or image URL, and which rule decided it.
     Explain {

@@ -345,8 +345,20 @@ impl Pipeline {
             Ok(Some(done)) => done,
             _ => fail_closed(),
         };
-        if let Some(p) = &self.prefetch {
-            prefetch(p, &cleaned.report).await;
+        let (mut cleaned, mut record) = (cleaned, record);
+        if let Some(p) = &self.prefetch
+            && prefetch(p, &mut cleaned, &mail.meta.queue_id).await
+            && let (Some(r), Some(debug)) = (&mut record, self.reports.reports.debug())
+        {
+            // The record says what the header says.
+            *r = MailRecord::from_report(
+                &cleaned.report,
+                &mail.envelope,
+                mail.raw(),
+                r.time,
+                r.elapsed_ms,
+                debug,
+            );
         }
         metrics::mail_cleaned(&cleaned.report, elapsed);
         Processed {
@@ -484,14 +496,20 @@ fn fail_closed() -> (Cleaned, Duration, Option<MailRecord>) {
     (cleaned, Duration::ZERO, None)
 }
 
-/// MPP: fetches what the mail will show now, before it is delivered.
-async fn prefetch(p: &Prefetch, report: &Report) {
+/// MPP: fetches what the mail will show now, before it is delivered, within the
+/// prefetch deadline. What is not in the cache by then (failed, late, past the cap) is
+/// fetched by the proxy on open, as under `proxy`: its findings say `proxy`, and the
+/// header is written again, so that `prefetched=` counts what was fetched. Whether any
+/// finding changed so.
+async fn prefetch(p: &Prefetch, cleaned: &mut Cleaned, queue_id: &str) -> bool {
+    let report = &mut cleaned.report;
     if !report.findings.iter().any(|f| f.action == Action::Prefetch) {
-        return;
+        return false;
     }
-    let s = p.proxy.prefetch(report, p.deadline).await;
+    let s = p.proxy.prefetch(report, p.deadline, queue_id).await;
     if s.urls + s.skipped > 0 {
         info!(
+            queue_id = %printable(queue_id),
             urls = s.urls,
             fetched = s.fetched,
             cached = s.cached,
@@ -502,6 +520,29 @@ async fn prefetch(p: &Prefetch, report: &Report) {
             "prefetch"
         );
     }
+    if downgrade_unfetched(report, &s.ready) == 0 {
+        return false;
+    }
+    if !cleaned.bytes.is_empty() {
+        cleaned.bytes = mailveil_core::restate_header(&cleaned.bytes, report);
+    }
+    true
+}
+
+/// Marks `proxy` every `prefetch` finding whose URL is not in `ready`; how many.
+fn downgrade_unfetched(report: &mut Report, ready: &[String]) -> usize {
+    let mut n = 0;
+    for f in &mut report.findings {
+        let fetched = f
+            .url
+            .as_ref()
+            .is_some_and(|u| ready.binary_search(u).is_ok());
+        if f.action == Action::Prefetch && !fetched {
+            f.action = Action::Proxy;
+            n += 1;
+        }
+    }
+    n
 }
 
 impl Processed {
@@ -561,7 +602,7 @@ mod tests {
     use super::*;
 
     fn pipeline(policy: Policy) -> Pipeline {
-        Pipeline::new(Arc::new(LiveRules::load(&[], false).0), policy)
+        Pipeline::new(Arc::new(LiveRules::load(&[], false).unwrap()), policy)
     }
 
     const TRACKED: &[u8] = b"From: news@sender.example\r\nTo: alice@example.test\r\nContent-Type: text/html\r\n\r\n<p>Hi</p><img src=\"https://t.example/o.gif?e=alice@example.test\" width=1 height=1>\r\n";

@@ -53,6 +53,13 @@ pub(crate) struct DashboardArgs {
     /// A host name the dashboard answers to besides its address (repeatable).
     #[arg(long = "hostname", value_name = "NAME")]
     hostnames: Vec<String>,
+    /// Check that the report store can be opened and the token read, then exit (1 on
+    /// any error).
+    #[arg(long)]
+    check: bool,
+    /// How log lines are written: logfmt (default) or json.
+    #[arg(long, value_enum, value_name = "logfmt|json", default_value = "logfmt")]
+    log_format: crate::settings::args::LogFormat,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -289,7 +296,10 @@ fn render_mails(mails: &[MailRecord], format: &str) -> String {
 }
 
 pub(crate) fn dashboard(args: DashboardArgs) -> ExitCode {
-    crate::app::init_logs(crate::app::LogStyle::Daemon);
+    if args.check {
+        return crate::check::dashboard(&args.report_db, args.token_file.as_deref());
+    }
+    crate::logs::init(crate::logs::LogStyle::Daemon, args.log_format);
     let run = async {
         let token = match &args.token_file {
             Some(p) => Some(crate::web::read_token(p)?),

@@ -1,6 +1,12 @@
 //! Rule files on disk, layered: shipped rules (built in) < the system directory
 //! (`/etc/mailveil/rules.d`) < directories given with `--rules`. A later entry with the
-//! same id replaces an earlier one. A broken file is left out and reported, never fatal.
+//! same id replaces an earlier one.
+//!
+//! A broken file is never half-used, and the rule is the same at start and at reload
+//! (docs/rules.md, "A broken rule file"): the set is read and compiled whole, and any
+//! error refuses it. At start there is no earlier set, so the process does not start
+//! (and says which file and line); at reload the last good set stays. [`load`] (every
+//! error, and what compiles) is for the commands that only look at rules.
 //!
 //! Only regular files of at most [`MAX_FILE_BYTES`] are read. A FIFO would block the
 //! reader until someone writes to it (a start or a reload that never ends), a device
@@ -133,30 +139,54 @@ fn kind_of(t: &std::fs::FileType) -> &'static str {
     }
 }
 
-/// Shipped rules, then the system directory (if present), then `dirs`, compiled leniently.
-pub fn load(dirs: &[PathBuf], with_system: bool) -> (Rules, Vec<RuleError>) {
-    let mut sources = shipped();
-    let mut errors = Vec::new();
+/// The directories read on top of the shipped rules, in layer order: the system one
+/// (when asked for and present), then `dirs`.
+pub fn layers(dirs: &[PathBuf], with_system: bool) -> Vec<PathBuf> {
     let system = Path::new(SYSTEM_DIR);
-    let layers: Vec<&Path> = with_system
-        .then_some(system)
+    with_system
+        .then(|| system.to_path_buf())
         .filter(|p| p.is_dir())
         .into_iter()
-        .chain(dirs.iter().map(PathBuf::as_path))
-        .collect();
-    for dir in layers {
-        let (s, e) = read_dir(dir);
-        sources.extend(s);
-        errors.extend(e);
-    }
+        .chain(dirs.iter().cloned())
+        .collect()
+}
+
+/// Shipped rules, then the system directory (if present), then `dirs`, compiled leniently:
+/// every error, and the set without the broken files. For the commands that look at rules
+/// (`rules check`, `explain`, `stats`); what cleans mail uses [`load_strict`].
+pub fn load(dirs: &[PathBuf], with_system: bool) -> (Rules, Vec<RuleError>) {
+    let (sources, mut errors) = read_layers(&layers(dirs, with_system));
     let (rules, compile_errors) = Rules::compile_lenient(&sources);
     errors.extend(compile_errors);
     (rules, errors)
 }
 
+/// The whole set, or every error in it: what a process that cleans mail runs with, at
+/// start and at each reload alike. A broken file refuses the set, it is never left out
+/// silently: a rule the operator wrote must not stop applying because of a typo.
+pub fn load_strict(dirs: &[PathBuf], with_system: bool) -> Result<Rules, Vec<RuleError>> {
+    match load(dirs, with_system) {
+        (rules, errors) if errors.is_empty() => Ok(rules),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// The shipped sources and those of every layer, with every read error.
+fn read_layers(layers: &[PathBuf]) -> (Vec<RuleSource>, Vec<RuleError>) {
+    let mut sources = shipped();
+    let mut errors = Vec::new();
+    for dir in layers {
+        let (s, e) = read_dir(dir);
+        sources.extend(s);
+        errors.extend(e);
+    }
+    (sources, errors)
+}
+
 /// The rules of a long-running process (serve, milter, IMAP --watch): swapped atomically
-/// when the rule directories change or on SIGHUP. A reload that finds any error keeps
-/// the last good set, so a half-edited file never changes what mail gets.
+/// when the rule directories change or on SIGHUP. Loaded by [`load_strict`] at start and
+/// at each reload: a set with any error is refused, so a half-edited file never changes
+/// what mail gets (at reload the last good set stays).
 pub struct LiveRules {
     dirs: Vec<PathBuf>,
     with_system: bool,
@@ -164,15 +194,23 @@ pub struct LiveRules {
 }
 
 impl LiveRules {
-    /// Loads leniently (a broken file is left out and reported): the process must start.
-    pub fn load(dirs: &[PathBuf], with_system: bool) -> (LiveRules, Vec<RuleError>) {
-        let (rules, errors) = load(dirs, with_system);
-        let live = LiveRules {
+    /// Loads the whole set, or every error in it: a process does not start on a broken
+    /// rule file (there is no last good set yet).
+    pub fn load(dirs: &[PathBuf], with_system: bool) -> Result<LiveRules, Vec<RuleError>> {
+        Ok(LiveRules::with(
+            load_strict(dirs, with_system)?,
+            dirs,
+            with_system,
+        ))
+    }
+
+    /// These rules, reloaded from `dirs` (and the system directory).
+    pub fn with(rules: Rules, dirs: &[PathBuf], with_system: bool) -> LiveRules {
+        LiveRules {
             dirs: dirs.to_vec(),
             with_system,
             current: std::sync::RwLock::new(std::sync::Arc::new(rules)),
-        };
-        (live, errors)
+        }
     }
 
     /// The current rules (cheap: an `Arc` clone).
@@ -186,17 +224,7 @@ impl LiveRules {
     /// Reads every layer again and swaps the new set in, unless any file is broken: then
     /// the last good set stays and the errors are returned.
     pub fn reload(&self) -> Result<(usize, usize, usize, usize), Vec<RuleError>> {
-        let mut sources = shipped();
-        let mut errors = Vec::new();
-        for dir in self.dirs() {
-            let (s, e) = read_dir(&dir);
-            sources.extend(s);
-            errors.extend(e);
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let rules = Rules::compile(&sources).map_err(|e| vec![e])?;
+        let rules = load_strict(&self.dirs, self.with_system)?;
         let stats = rules.stats();
         match self.current.write() {
             Ok(mut g) => *g = std::sync::Arc::new(rules),
@@ -207,13 +235,7 @@ impl LiveRules {
 
     /// The directories read, in layer order (the system one only when it exists).
     pub fn dirs(&self) -> Vec<PathBuf> {
-        let system = Path::new(SYSTEM_DIR);
-        self.with_system
-            .then(|| system.to_path_buf())
-            .filter(|p| p.is_dir())
-            .into_iter()
-            .chain(self.dirs.iter().cloned())
-            .collect()
+        layers(&self.dirs, self.with_system)
     }
 }
 
@@ -258,10 +280,12 @@ mod tests {
         .unwrap();
         std::fs::create_dir(dir.path().join("d-dir.toml")).unwrap();
         let path = dir.path().to_path_buf();
-        // at start: the process starts with the good file, the others are listed
-        let (live, errors) = within_10s(move || LiveRules::load(&[path], false))
-            .expect("loading a rule directory with a FIFO did not return");
-        assert!(live.get().match_pixel("t.acme.example", "/o").is_some());
+        // at start: every one is listed, and the set is refused
+        let p = path.clone();
+        let errors = within_10s(move || LiveRules::load(&[p], false))
+            .expect("loading a rule directory with a FIFO did not return")
+            .err()
+            .expect("a set with a FIFO in it was loaded");
         let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(
@@ -281,7 +305,11 @@ mod tests {
             "{errors:?}"
         );
         // at reload: refused, the last good set stays
-        let live = std::sync::Arc::new(live);
+        let good = tempfile::tempdir().unwrap();
+        std::fs::write(good.path().join("acme.toml"), GOOD).unwrap();
+        let live = LiveRules::load(&[good.path().to_path_buf()], false).unwrap();
+        let rules = live.get();
+        let live = std::sync::Arc::new(LiveRules::with((*rules).clone(), &[path], false));
         let l = std::sync::Arc::clone(&live);
         let reloaded = within_10s(move || l.reload()).expect("reload did not return");
         assert_eq!(reloaded.unwrap_err().len(), 4);
@@ -291,8 +319,7 @@ mod tests {
     #[test]
     fn a_rule_file_over_the_size_cap_is_not_read() {
         let dir = tempfile::tempdir().unwrap();
-        let (live, errors) = LiveRules::load(&[dir.path().to_path_buf()], false);
-        assert!(errors.is_empty());
+        let live = LiveRules::load(&[dir.path().to_path_buf()], false).unwrap();
         std::fs::write(dir.path().join("acme.toml"), GOOD).unwrap();
         live.reload().unwrap();
         // a comment line makes it one byte too long
@@ -339,8 +366,7 @@ mod tests {
     fn a_broken_reload_keeps_the_last_good_set() {
         let dir = tempfile::tempdir().unwrap();
         let good = "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"t\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"t\"\n";
-        let (live, errors) = LiveRules::load(&[dir.path().to_path_buf()], false);
-        assert!(errors.is_empty());
+        let live = LiveRules::load(&[dir.path().to_path_buf()], false).unwrap();
         assert!(live.get().match_pixel("t.acme.example", "/o").is_none());
         std::fs::write(dir.path().join("acme.toml"), good).unwrap();
         live.reload().unwrap();
@@ -356,5 +382,11 @@ mod tests {
             live.get().match_pixel("t.acme.example", "/o").is_some(),
             "the last good set was dropped"
         );
+        // the same file at start: the set is refused with the same error, not loaded
+        // without the file
+        let at_start = LiveRules::load(&[dir.path().to_path_buf()], false)
+            .err()
+            .expect("a broken set was loaded at start");
+        assert_eq!(at_start, errors);
     }
 }

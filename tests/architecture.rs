@@ -25,6 +25,8 @@ fn every_way_in_lists_the_shared_flags_in_its_help() {
         "--signed",
         "--rules",
         "--max-message-bytes",
+        "--check",
+        "--log-format",
     ];
     for sub in ["filter", "serve", "milter", "imap"] {
         let out = Command::new(MAILVEIL)
@@ -38,6 +40,17 @@ fn every_way_in_lists_the_shared_flags_in_its_help() {
                 help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
                 "`mailveil {sub} --help` does not list {flag}:\n{help}"
             );
+        }
+    }
+    // every other long-running subcommand checks and logs the same way
+    for sub in ["proxy", "dashboard"] {
+        let out = Command::new(MAILVEIL)
+            .args([sub, "--help"])
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        for flag in ["--check", "--log-format"] {
+            assert!(help.contains(flag), "`mailveil {sub} --help`: no {flag}");
         }
     }
     // and the daemons run the listeners beside their frontend

@@ -153,31 +153,210 @@ fn empty_input_still_gives_a_mail() {
     assert!(out.stdout.starts_with(b"X-Mailveil: v="));
 }
 
+const GOOD_RULE: &str = "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"test\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"test\"\n";
+const TYPO_RULE: &str =
+    "[[pixel]]\nid = \"x-open\"\ntracker = \"acme\"\nhots = \"t.x.example\"\nsource = \"test\"\n";
+
+/// A broken rule file refuses the set at start as it does at reload (docs/rules.md): the
+/// filter writes no mail and exits 75 (the delivery agent keeps the mail), `serve` does
+/// not start, `--check` says which file and line; nothing runs without the user's rule.
 #[test]
-fn a_broken_user_rule_file_is_reported_and_mail_still_flows() {
+fn a_broken_user_rule_file_refuses_the_start_and_loses_no_mail() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("good.toml"), "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"test\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"test\"\n").unwrap();
-    std::fs::write(dir.path().join("typo.toml"), "[[pixel]]\nid = \"x-open\"\ntracker = \"acme\"\nhots = \"t.x.example\"\nsource = \"test\"\n").unwrap();
-    let check = rules_cmd(&["check", dir.path().to_str().unwrap()]);
+    std::fs::write(dir.path().join("good.toml"), GOOD_RULE).unwrap();
+    std::fs::write(dir.path().join("typo.toml"), TYPO_RULE).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let check = rules_cmd(&["check", d]);
     assert_eq!(check.status.code(), Some(1));
     let report = String::from_utf8(check.stdout).unwrap();
-    assert!(
-        report.contains("typo.toml:4:1:")
-            || report.contains("typo.toml:1:1:")
-            || report.contains("typo.toml:"),
-        "{report}"
-    );
+    assert!(report.contains("typo.toml:"), "{report}");
     assert!(report.contains("hots"), "{report}");
     let mail = b"From: a@b.example\r\nTo: r@example.org\r\nContent-Type: text/html\r\n\r\n<p>x</p><img src=\"https://t.acme.example/o/1\" alt=\"\">\r\n";
-    let out = run(&["filter", "--rules", dir.path().to_str().unwrap()], mail);
+    let out = run(&["filter", "--rules", d], mail);
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(
+        out.stdout.is_empty(),
+        "a mail was written without the user's rules"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("typo.toml"));
+    // serve: no start, the file named
+    let serve = Command::new(BIN)
+        .args(["serve", "--no-system-rules", "--listen", "127.0.0.1:0"])
+        .args(["--downstream", "smtp://127.0.0.1:9", "--rules", d])
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&serve.stderr);
+    assert!(
+        said.contains("typo.toml") && said.contains("hots"),
+        "{said}"
+    );
+    // and --check says so before any start
+    let check = Command::new(BIN)
+        .args([
+            "serve",
+            "--check",
+            "--no-system-rules",
+            "--listen",
+            "127.0.0.1:1",
+        ])
+        .args(["--downstream", "smtp://127.0.0.1:9", "--rules", d])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("typo.toml"));
+    // fixed: the mail flows, the user's rule applied
+    std::fs::remove_file(dir.path().join("typo.toml")).unwrap();
+    let out = run(&["filter", "--rules", d], mail);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("trackers=ACME"), "{text}");
+}
+
+/// `rules check` with no directory checks what `serve` would load: the shipped rules,
+/// the system directory and the configuration's `rules`; it counts what loads.
+#[test]
+fn rules_check_without_a_directory_checks_what_serve_would_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.d");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("typo.toml"), TYPO_RULE).unwrap();
+    let config = dir.path().join("mailveil.toml");
+    std::fs::write(
+        &config,
+        format!("rules = [\"{}\"]\nsystem_rules = false\n", rules.display()),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let out = rules_cmd(&["check", "--config", c]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        !text.contains("t.acme.example"),
-        "the good user rule was not applied: {text}"
+        text.contains("typo.toml:") && text.contains("hots"),
+        "{text}"
     );
-    assert!(text.contains("trackers=ACME"));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("typo.toml"));
+    std::fs::write(rules.join("typo.toml"), GOOD_RULE).unwrap();
+    let shipped = String::from_utf8(rules_cmd(&["check", "--no-system-rules"]).stdout).unwrap();
+    let out = rules_cmd(&["check", "--config", c]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let trackers = |t: &str| -> usize {
+        let (before, _) = t.split_once(" trackers,").unwrap_or_else(|| panic!("{t}"));
+        before.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(text.contains(&rules.display().to_string()), "{text}");
+    assert_eq!(trackers(&text), trackers(&shipped) + 1, "{text}\n{shipped}");
+}
+
+/// `--check` finds what would fail at start, names it, and lists every problem.
+#[test]
+fn check_names_what_would_fail_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let key = dir.path().join("proxy.key");
+    std::fs::write(&key, "6d61696c7665696c2074657374206b6579\n").unwrap();
+    let check = |sub: &str, extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([sub, "--check", "--no-system-rules"]);
+        if sub == "serve" {
+            cmd.args([
+                "--listen",
+                "127.0.0.1:1",
+                "--downstream",
+                "smtp://127.0.0.1:9",
+            ]);
+        }
+        let out = cmd.args(extra).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // fine: the counts per kind
+    let (code, out, err) = check("serve", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("ok: rules from shipped: ") && out.contains(" pixel patterns, "),
+        "{out}"
+    );
+    // the report store: a PostgreSQL server that does not answer (a closed loopback
+    // port), named without its password; an SQLite file in a directory that is not one
+    let pg = format!("postgres://mailveil:s3cret@127.0.0.1:{port}/reports");
+    for sub in ["serve", "milter", "filter"] {
+        let (code, _, err) = check(sub, &["--report-db", &pg]);
+        assert_eq!(code, Some(1), "{sub}: {err}");
+        assert!(
+            err.contains(&format!(
+                "report store postgres://mailveil:***@127.0.0.1:{port}/reports: not reachable"
+            )),
+            "{sub}: {err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let db = file.join("reports.sqlite");
+    let (code, _, err) = check("serve", &["--report-db", db.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("report store {}", db.display())),
+        "{err}"
+    );
+    // the proxy's key, its cache directory
+    let proxy = |key: &str, cache: &str| {
+        check(
+            "serve",
+            &[
+                "--proxy-listen",
+                "127.0.0.1:1",
+                "--proxy-base",
+                "http://127.0.0.1:1",
+                "--proxy-key-file",
+                key,
+                "--proxy-cache-dir",
+                cache,
+            ],
+        )
+    };
+    let (code, _, err) = proxy("/nonexistent/proxy.key", dir.path().to_str().unwrap());
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("cannot read key file /nonexistent/proxy.key"),
+        "{err}"
+    );
+    let cache = file.join("cache");
+    let (code, _, err) = proxy(key.to_str().unwrap(), cache.to_str().unwrap());
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("cache directory {}", cache.display())),
+        "{err}"
+    );
+    let good = dir.path().join("cache");
+    let (code, out, err) = proxy(key.to_str().unwrap(), good.to_str().unwrap());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains(&format!("ok: proxy cache {} writable", good.display())),
+        "{out}"
+    );
+    assert!(!good.exists(), "--check created the cache directory");
+    // two problems at once: both listed
+    let (code, _, err) = check(
+        "milter",
+        &[
+            "--report-db",
+            db.to_str().unwrap(),
+            "--rules",
+            "/nonexistent/rules",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("/nonexistent/rules") && err.contains("report store"),
+        "{err}"
+    );
 }
 
 /// Runs the command on `stdin` with a deadline: `None` if it did not finish in 20 s
@@ -203,7 +382,7 @@ fn run_within_20s(cmd: &mut Command, stdin: &[u8]) -> Option<Output> {
 }
 
 #[test]
-fn a_fifo_in_a_rule_directory_neither_hangs_the_start_nor_stops_the_mail() {
+fn a_fifo_in_a_rule_directory_neither_hangs_the_start_nor_loses_the_mail() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("good.toml"), "[[tracker]]\nid = \"acme\"\nname = \"ACME\"\ncategory = \"esp\"\nsource = \"test\"\n\n[[pixel]]\nid = \"acme-open\"\ntracker = \"acme\"\nhost = \"t.acme.example\"\nsource = \"test\"\n").unwrap();
     let fifo = dir.path().join("pipe.toml");
@@ -224,9 +403,8 @@ fn a_fifo_in_a_rule_directory_neither_hangs_the_start_nor_stops_the_mail() {
         mail,
     )
     .expect("filter hung on a FIFO in --rules");
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("trackers=ACME"), "{text}");
+    // refused as any broken rule file (exit 75: the delivery agent keeps the mail)
+    assert_eq!(out.status.code(), Some(75));
     assert!(String::from_utf8_lossy(&out.stderr).contains("pipe.toml"));
 }
 

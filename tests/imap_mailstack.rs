@@ -640,14 +640,14 @@ fn a_sweep_with_report_db_records_each_mail_it_cleaned() {
     let log = sweep.log();
     let lines: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains(": mail queue_id=INBOX/"))
+        .filter(|l| l.contains(" msg=mail queue_id=INBOX/"))
         .collect();
     assert_eq!(lines.len(), N, "{log}");
     assert!(lines.iter().all(|l| l.contains("frontend=imap")), "{log}");
     assert_eq!(
         lines
             .iter()
-            .filter(|l| l.contains("result=replaced"))
+            .filter(|l| l.contains("result=\"replaced"))
             .count(),
         N / 2,
         "{log}"

@@ -116,12 +116,12 @@ fn postfix_smtpd_milter_delivers_tracked_mail_cleaned_to_dovecot() {
     let log = stack.mailveil_log();
     assert!(
         log.lines()
-            .any(|l| l.contains(" mail ") && l.contains("body_replaced=true")),
+            .any(|l| l.contains(" msg=mail ") && l.contains("body_replaced=true")),
         "{log}"
     );
     assert!(
         log.lines()
-            .any(|l| l.contains(" mail ") && l.contains("headers_removed=1")),
+            .any(|l| l.contains(" msg=mail ") && l.contains("headers_removed=1")),
         "{log}"
     );
     wait_until(Duration::from_secs(10), || {
@@ -388,7 +388,7 @@ fn postfix_delivers_a_tracked_mail_too_large_for_the_milter_wrapped_with_its_ori
     }
     let log = stack.mailveil_log();
     assert!(
-        log.lines().any(|l| l.contains(" mail ")
+        log.lines().any(|l| l.contains(" msg=mail ")
             && l.contains("too-large")
             && l.contains("body_replaced=true")),
         "{log}"
@@ -791,7 +791,7 @@ impl Milter {
         };
         // Our milter said it listens (a port that merely answers may be another test's
         // server, which took the free port before this milter could bind it).
-        let said = format!("milter listening listen=inet:127.0.0.1:{port}");
+        let said = format!("msg=\"milter listening\" listen=inet:127.0.0.1:{port}");
         let up = wait_until(Duration::from_secs(20), || {
             m.log().contains(&said) && TcpStream::connect(("127.0.0.1", port)).is_ok()
         });

@@ -109,9 +109,9 @@ fn tracked_mail_through_postfix_and_reinjection_arrives_cleaned() {
     let log = stack.mailveil_log();
     let line = log
         .lines()
-        .find(|l| l.contains(": mail queue_id="))
+        .find(|l| l.contains(" msg=mail queue_id="))
         .unwrap_or_else(|| panic!("{log}"));
-    assert!(!line.contains("queue_id= "), "queue id missing: {line}");
+    assert!(!line.contains("queue_id=\"\""), "queue id missing: {line}");
     assert!(line.contains("rcpts=2"), "{line}");
     assert!(line.contains("recipient-token=1"), "{line}");
     // the XFORWARD attributes reached the reinjection smtpd
@@ -620,7 +620,7 @@ fn recipients_under_different_policies_each_get_their_own_copy() {
     let log = stack.mailveil_log();
     let copies: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains(": mail queue_id="))
+        .filter(|l| l.contains(" msg=mail queue_id="))
         .collect();
     assert_eq!(copies.len(), 2, "{log}");
     assert!(

@@ -750,7 +750,7 @@ mod tests {
     }
 
     fn shared(max_frame: usize, budget: usize) -> Shared {
-        let rules = Arc::new(crate::rule_files::LiveRules::load(&[], false).0);
+        let rules = Arc::new(crate::rule_files::LiveRules::load(&[], false).unwrap());
         Shared {
             pipeline: Arc::new(Pipeline::new(rules, mailveil_core::Policy::default())),
             max_frame,

@@ -146,7 +146,15 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
         .mode(0o700)
         .create(dir)?;
     let meta = std::fs::symlink_metadata(dir)?;
-    let problem = if !meta.file_type().is_dir() {
+    match problem(&meta) {
+        Some(p) => Err(std::io::Error::other(format!("{} {p}", dir.display()))),
+        None => Ok(()),
+    }
+}
+
+/// What makes a directory unfit to be the cache (or one of its own directories).
+fn problem(meta: &std::fs::Metadata) -> Option<&'static str> {
+    if !meta.file_type().is_dir() {
         Some("is not a directory (a symlink?)")
     } else if meta.uid() != rustix::process::geteuid().as_raw() {
         Some("is owned by another user")
@@ -154,10 +162,41 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
         Some("is writable by group or others")
     } else {
         None
-    };
-    match problem {
-        Some(p) => Err(std::io::Error::other(format!("{} {p}", dir.display()))),
-        None => Ok(()),
+    }
+}
+
+/// What [`Cache::open`] would find wrong with `dir`, without creating anything (`--check`
+/// may run as another user than the service: it must leave no directory of its own):
+/// an existing cache directory must pass the same checks and take a file; a missing one
+/// must be creatable, its nearest existing ancestor writable.
+pub fn check_dir(dir: &Path) -> Result<(), String> {
+    let named = |e: &dyn std::fmt::Display| format!("cache directory {}: {e}", dir.display());
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) => {
+            if let Some(p) = problem(&meta) {
+                return Err(named(&p));
+            }
+            tempfile::tempfile_in(dir)
+                .map(drop)
+                .map_err(|e| named(&format!("not writable: {e}")))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut up = dir.parent();
+            while let Some(a) = up.filter(|a| !a.exists()) {
+                up = a.parent();
+            }
+            let ancestor = up.unwrap_or(Path::new("/"));
+            if !ancestor.is_dir() {
+                return Err(named(&format!("{} is not a directory", ancestor.display())));
+            }
+            tempfile::tempfile_in(ancestor).map(drop).map_err(|e| {
+                named(&format!(
+                    "cannot be created: {} not writable: {e}",
+                    ancestor.display()
+                ))
+            })
+        }
+        Err(e) => Err(named(&e)),
     }
 }
 

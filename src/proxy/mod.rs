@@ -163,6 +163,9 @@ pub struct PrefetchSummary {
     pub late: usize,
     /// Beyond the per-mail cap, not prefetched (fetched on open).
     pub skipped: usize,
+    /// The URLs (as the report has them) in the cache by the deadline, sorted: fetched
+    /// now or already there.
+    pub ready: Vec<String>,
     /// Time spent.
     pub elapsed: Duration,
 }
@@ -255,11 +258,14 @@ impl Proxy {
     /// Fetches every URL the report marks `prefetch` into the cache, at most
     /// `prefetch_limits.max_urls` of them (stylesheets' images included) and at most
     /// `prefetch_limits.per_host` at once to one host, waiting at most `deadline`; what is
-    /// not done by then goes on in the background.
+    /// not done by then goes on in the background and is served from the cache later.
+    /// `queue_id` names the mail on every log line about it. The summary lists the URLs
+    /// that were in the cache by the deadline ([`PrefetchSummary::ready`]).
     pub async fn prefetch(
         self: &Arc<Self>,
         report: &Report,
         deadline: Duration,
+        queue_id: &str,
     ) -> PrefetchSummary {
         let started = Instant::now();
         let mut items = prefetch_items(report);
@@ -273,19 +279,17 @@ impl Proxy {
             skipped,
             ..PrefetchSummary::default()
         };
+        let queue_id: Arc<str> = Arc::from(queue_id);
         let mut set = tokio::task::JoinSet::new();
         for (kind, url) in items {
             let me = Arc::clone(self);
             let budget = Arc::clone(&budget);
+            let queue_id = Arc::clone(&queue_id);
             // Detached: a fetch that misses the deadline still fills the cache.
             let handle = tokio::spawn(async move {
                 let r = me.prefetch_one(kind, &url).await;
                 if let Err(e) = &r {
-                    tracing::info!(
-                        kind = kind.as_str(),
-                        url_len = url.len(),
-                        "prefetch failed: {e}"
-                    );
+                    failed(&queue_id, kind, &url, e);
                 }
                 if let (ProxyKind::Style, Ok((entry, _))) = (kind, &r) {
                     // What the stylesheet itself loads, one level deep.
@@ -299,23 +303,25 @@ impl Proxy {
                             break;
                         }
                         if let Err(e) = me.prefetch_one(k, &u).await {
-                            tracing::info!(
-                                kind = k.as_str(),
-                                url_len = u.len(),
-                                "prefetch failed: {e}"
-                            );
+                            failed(&queue_id, k, &u, &e);
                         }
                     }
                 }
-                r.map(|(_, hit)| hit)
+                (url, r.map(|(_, hit)| hit))
             });
             set.spawn(handle);
         }
         let wait = async {
             while let Some(r) = set.join_next().await {
                 match r {
-                    Ok(Ok(Ok(true))) => summary.cached += 1,
-                    Ok(Ok(Ok(false))) => summary.fetched += 1,
+                    Ok(Ok((url, Ok(hit)))) => {
+                        if hit {
+                            summary.cached += 1;
+                        } else {
+                            summary.fetched += 1;
+                        }
+                        summary.ready.push(url);
+                    }
                     _ => summary.failed += 1,
                 }
             }
@@ -324,8 +330,25 @@ impl Proxy {
         // Dropping the JoinSet aborts only the waiting wrappers, not the fetches.
         summary.late = summary.urls - summary.fetched - summary.cached - summary.failed;
         summary.elapsed = started.elapsed();
+        summary.ready.sort();
         summary
     }
+}
+
+/// The log line of a prefetch that failed: the mail, the host, and why.
+fn failed(queue_id: &str, kind: ProxyKind, url: &str, e: &FetchError) {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    tracing::info!(
+        queue_id = %crate::printable::printable(queue_id),
+        kind = kind.as_str(),
+        host = %crate::printable::printable(&host),
+        cause = e.label(),
+        error = %crate::printable::printable(&e.to_string()),
+        "prefetch failed"
+    );
 }
 
 /// What a report asks to prefetch: each URL marked `prefetch` with the kind the core

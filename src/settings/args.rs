@@ -31,6 +31,18 @@ impl From<OnErrorSetting> for OnError {
     }
 }
 
+/// How log lines are written: one flag and one key for every long-running subcommand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `ts=... level=info target=... msg=mail queue_id=...`: one line per event, every
+    /// value that needs it quoted.
+    #[default]
+    Logfmt,
+    /// One JSON object per line.
+    Json,
+}
+
 /// A switch given as `--x` / `--no-x`: `None` when neither was given (the file decides).
 pub(crate) fn switch(on: bool, off: bool) -> Option<bool> {
     match (on, off) {
@@ -48,6 +60,15 @@ pub(crate) struct CommonArgs {
     /// override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Check what the start would need, then exit (1 on any error): the configuration,
+    /// every rule file (and how many rules of each kind load), the report store, the
+    /// proxy's key and cache directory, the TLS files.
+    #[arg(long)]
+    pub check: bool,
+    /// How log lines are written: logfmt (one `key=value` line per event) or json (one
+    /// object per line, for log shippers). Default logfmt; key `log_format`.
+    #[arg(long, value_enum, value_name = "logfmt|json")]
+    pub log_format: Option<LogFormat>,
     /// A directory of *.toml rule files added on top of the shipped rules (repeatable).
     #[arg(long = "rules", value_name = "DIR")]
     pub rules: Vec<PathBuf>,

@@ -79,6 +79,8 @@ pub(crate) struct FileConfig {
     pub on_error: Option<OnErrorSetting>,
     /// Put a short note of what was removed at the top of cleaned HTML mails.
     pub banner: Option<bool>,
+    /// How log lines are written: `logfmt` or `json`.
+    pub log_format: Option<super::args::LogFormat>,
 
     // ---- every frontend: the HTTP listeners (proxy, dashboard)
     /// Seconds an HTTP client has to send a request head.

@@ -37,9 +37,6 @@ pub(crate) struct ServeArgs {
     /// A client network allowed to connect (repeatable; replaces the config's list).
     #[arg(long = "allow", value_name = "CIDR")]
     pub allow: Vec<String>,
-    /// Check the configuration, rules and TLS files, then exit (1 on any error).
-    #[arg(long)]
-    pub check: bool,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]

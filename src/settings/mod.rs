@@ -153,6 +153,8 @@ pub(crate) struct Settings {
     pub auth: crate::auth::Settings,
     /// Bounds of the HTTP listeners (proxy, dashboard).
     pub http: HttpLimits,
+    /// How log lines are written.
+    pub log_format: args::LogFormat,
 }
 
 impl Settings {
@@ -285,6 +287,7 @@ impl Settings {
             dashboard,
             auth,
             http,
+            log_format: common.log_format.or(file.log_format).unwrap_or_default(),
         })
     }
 }
@@ -428,7 +431,7 @@ fn proxy_setup(
 /// keys the mail frontends read, the flags over them.
 pub(crate) fn proxy_alone(
     args: &crate::cli::ProxyArgs,
-) -> Result<(crate::proxy::Settings, Vec<PathBuf>, bool), String> {
+) -> Result<(crate::proxy::Settings, Vec<PathBuf>, bool, args::LogFormat), String> {
     let file = FileConfig::read(args.config.as_deref())?;
     let common = CommonArgs {
         proxy_base: args.base.clone(),
@@ -466,7 +469,8 @@ pub(crate) fn proxy_alone(
     let mut rules = file.rules.clone().unwrap_or_default();
     rules.extend(args.rules.iter().cloned());
     let system_rules = file.system_rules.unwrap_or(true) && !args.no_system_rules;
-    Ok((settings, rules, system_rules))
+    let log_format = args.log_format.or(file.log_format).unwrap_or_default();
+    Ok((settings, rules, system_rules, log_format))
 }
 
 /// The dashboard, where the process keeps running and a listen address is given.

@@ -410,6 +410,127 @@ fn the_shipped_configuration_file_is_read_by_every_mode_and_its_commented_keys_e
     assert!(all.milter.is_some() && all.imap.is_some() && all.tls.is_some());
 }
 
+/// The keys serde reads for a struct (its derived field list), found by asking it to
+/// deserialize from a deserializer that only records the list it is handed.
+fn keys_of<T: for<'de> serde::Deserialize<'de>>() -> Vec<&'static str> {
+    use serde::de::{Error, Visitor};
+    struct Names<'a>(&'a mut Vec<&'static str>);
+    impl<'de> serde::Deserializer<'de> for Names<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.extend_from_slice(fields);
+            Err(Error::custom("names only"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut names = Vec::new();
+    let _ = T::deserialize(Names(&mut names));
+    names
+}
+
+/// contrib/mailveil.toml with its commented-out keys and tables uncommented.
+fn shipped_uncommented() -> String {
+    include_str!("../../contrib/mailveil.toml")
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// contrib/mailveil.toml names every key the configuration type reads and no other, each
+/// with a line of meaning, flat keys first and tables last (so a key appended at the end
+/// of the flat part never lands in a table).
+#[test]
+fn the_shipped_configuration_file_names_exactly_the_keys_the_type_reads() {
+    use std::collections::BTreeSet;
+    let text = shipped_uncommented();
+    let parsed: toml::Table = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let tables = [
+        ("tls", keys_of::<super::file::TlsFiles>()),
+        ("milter", keys_of::<super::file::MilterFile>()),
+        ("imap", keys_of::<super::file::ImapFile>()),
+    ];
+    // `report_debug` is an alias of `debug`: one name in the file is enough.
+    let flat: BTreeSet<&str> = keys_of::<FileConfig>()
+        .into_iter()
+        .filter(|k| !tables.iter().any(|(t, _)| t == k) && *k != "report_debug")
+        .collect();
+    assert!(flat.len() > 50 && flat.contains("listen") && flat.contains("log_format"));
+    let in_file: BTreeSet<&str> = parsed
+        .iter()
+        .filter(|(_, v)| !v.is_table())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        flat.difference(&in_file).collect::<Vec<_>>(),
+        Vec::<&&str>::new(),
+        "keys the type reads that contrib/mailveil.toml does not name"
+    );
+    assert_eq!(
+        in_file.difference(&flat).collect::<Vec<_>>(),
+        Vec::<&&str>::new(),
+        "keys contrib/mailveil.toml names that the type does not read"
+    );
+    for (table, keys) in &tables {
+        let want: BTreeSet<&str> = keys.iter().copied().collect();
+        let got: BTreeSet<&str> = parsed[*table]
+            .as_table()
+            .unwrap_or_else(|| panic!("no [{table}]"))
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(want, got, "[{table}]");
+    }
+    // tables last, and every key with a line of meaning: a comment at its end, or a
+    // comment line (not a commented-out key) right above it or its group
+    let lines: Vec<&str> = text.lines().collect();
+    let first_table = lines.iter().position(|l| l.starts_with('[')).unwrap();
+    let original: Vec<&str> = include_str!("../../contrib/mailveil.toml")
+        .lines()
+        .collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some((key, _)) = line.split_once(" = ").filter(|_| !line.starts_with('#')) else {
+            continue;
+        };
+        if i > first_table {
+            continue;
+        }
+        assert!(
+            flat.contains(key),
+            "{key}: not a flat key, or after a table"
+        );
+        let explained = original[i].contains(" # ")
+            || original[..i]
+                .iter()
+                .rev()
+                .take_while(|l| !l.is_empty())
+                .any(|l| l.starts_with("# ") && !l[2..].contains(" = "));
+        assert!(explained, "{key}: no line says what it means");
+    }
+}
+
 #[test]
 fn the_proxy_alone_reads_the_same_keys_and_its_old_flag_names() {
     let dir = tempfile::tempdir().unwrap();
@@ -430,7 +551,7 @@ fn the_proxy_alone_reads_the_same_keys_and_its_old_flag_names() {
         _ => unreachable!(),
     };
     let c = config.display().to_string();
-    let (s, _, _) =
+    let (s, _, _, _) =
         super::proxy_alone(&proxy_args(&["mailveil", "proxy", "--config", &c])).unwrap();
     assert_eq!(s.listen, "127.0.0.1:8025".parse().unwrap());
     assert_eq!(s.base, "https://mail.example.org/mv");
@@ -452,7 +573,7 @@ fn the_proxy_alone_reads_the_same_keys_and_its_old_flag_names() {
         "--allow-net",
         "10.0.0.0/8",
     ];
-    let (s, _, _) = super::proxy_alone(&proxy_args(&argv)).unwrap();
+    let (s, _, _, _) = super::proxy_alone(&proxy_args(&argv)).unwrap();
     assert_eq!(s.listen, "127.0.0.1:9000".parse().unwrap());
     assert_eq!(s.base, "http://127.0.0.1:9000");
     assert_eq!(s.allow, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);

@@ -378,6 +378,24 @@ fn recipient_policy(
     (policy, None)
 }
 
+/// A mail this crate wrote, with its `X-Mailveil` field written anew for `report`, in
+/// place (the other fields keep their order and bytes): for a step after the core that
+/// learns what was really done (prefetch at delivery), so that the header says it.
+/// Unchanged when the mail has no such field.
+pub fn restate_header(bytes: &[u8], report: &Report) -> Vec<u8> {
+    let fields = headers::fields(bytes);
+    let Some(field) = headers::named(&fields, HEADER_NAME).next() else {
+        return bytes.to_vec();
+    };
+    let eol = Eol::detect(bytes, Eol::CrLf);
+    let header = headers::render(HEADER_NAME, &report.header_value(), eol.as_bytes());
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    out.extend_from_slice(&bytes[..field.range.start]);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[field.range.end..]);
+    out
+}
+
 /// A mail let through on purpose: only our header changes.
 fn skipped(raw: &[u8], why: String, policy: &Policy) -> Cleaned {
     let mut report = Report::new();

@@ -170,7 +170,7 @@ fn shared_plain(fake: &Fake, max: usize) -> Shared {
             reply: Duration::from_secs(5),
         },
         pipeline: pipeline(
-            crate::rule_files::LiveRules::load(&[], false).0,
+            crate::rule_files::LiveRules::load(&[], false).unwrap(),
             Policy::default(),
         ),
         tls: None,
@@ -474,7 +474,10 @@ async fn uncleanable_mail_passes_unchanged_with_error_header_or_451_by_policy() 
             on_error,
             ..Policy::default()
         };
-        sh.pipeline = pipeline(crate::rule_files::LiveRules::load(&[], false).0, policy);
+        sh.pipeline = pipeline(
+            crate::rule_files::LiveRules::load(&[], false).unwrap(),
+            policy,
+        );
         let mut c = Client::start(Arc::new(sh)).await;
         c.cmd("EHLO p").await;
         c.cmd("MAIL FROM:<a@b>").await;
@@ -616,8 +619,8 @@ async fn data_then_a_dot_at_once_is_an_empty_message_and_the_first_line_is_unstu
 fn with_rules(sh: &mut Shared, text: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("user.toml"), text).unwrap();
-    let (rules, errors) = crate::rule_files::LiveRules::load(&[dir.path().to_path_buf()], false);
-    assert!(errors.is_empty(), "{errors:?}");
+    let rules = crate::rule_files::LiveRules::load(&[dir.path().to_path_buf()], false)
+        .unwrap_or_else(|errors| panic!("{errors:?}"));
     sh.pipeline = pipeline(rules, Policy::default());
     dir
 }
