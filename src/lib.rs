@@ -15,6 +15,7 @@ pub(crate) mod allow_list;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub(crate) mod cli_docs;
 pub(crate) mod explain;
 pub(crate) mod filter;
 pub mod http;
