@@ -9,8 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-target_dir="${CARGO_TARGET_DIR:-target}"
 cargo build --release --locked --bin mailveil
+# Where cargo put it (CARGO_TARGET_DIR, a target-dir in .cargo/config.toml, or ./target).
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked \
+  | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin="$target_dir/release/mailveil"
 
 out=contrib/deb/generated
