@@ -48,6 +48,16 @@ pub fn run_with(cli: Cli, seams: Seams) -> ExitCode {
             }
             Err(e) => failure(&e),
         },
+        Command::Completions { shell } => {
+            match crate::cli_docs::completions(shell, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => failure(&e),
+            }
+        }
+        Command::Man { dir } => match crate::cli_docs::man_pages(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => failure(&e),
+        },
         Command::Rules { command } => match rules_command(command) {
             Ok(code) => code,
             Err(e) => failure(&format!("{e:#}")),

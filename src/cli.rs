@@ -45,6 +45,19 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: crate::auth::keys::Command,
     },
+    /// Print the completion script for a shell on stdout (the package installs them).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (mailveil.1 and one per subcommand) into a directory; what
+    /// the package build (contrib/deb/build.sh) runs.
+    #[command(hide = true)]
+    Man {
+        /// The directory (created when missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `mailveil proxy`: the flags take the names the other subcommands give the proxy's

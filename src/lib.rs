@@ -16,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub(crate) mod check;
 pub mod cli;
+pub(crate) mod cli_docs;
 pub(crate) mod explain;
 pub(crate) mod filter;
 pub mod http;

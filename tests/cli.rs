@@ -1,5 +1,6 @@
 //! The `mailveil` command as scripts call it: `filter` on stdin/stdout with its exit
-//! codes and JSON report, `rules check`, `rules stats`, `rules explain`.
+//! codes and JSON report, `rules check`, `rules stats`, `rules explain`, the shell
+//! completions and the man pages.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -690,4 +691,112 @@ fn rules_explain_names_the_rule_file_and_line() {
         text.contains("link becomes: https://shop.example/x?k=1"),
         "{text}"
     );
+}
+
+#[test]
+fn completions_load_in_their_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            script.contains("serve") && script.contains("--remote-content"),
+            "{shell}: {script}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mailveil.bash");
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    std::fs::write(&file, out.stdout).unwrap();
+    let loaded = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source {}; complete -p mailveil", file.display()))
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{loaded:?}");
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("-F _mailveil mailveil"));
+    let unknown = Command::new(BIN)
+        .args(["completions", "cmd.exe"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+}
+
+/// clap_complete panics when its writer fails: a reader that went away (`| head`) must
+/// get a clear error and exit 1, not a panic and a backtrace.
+#[test]
+fn completions_to_a_closed_pipe_fail_without_a_panic() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(BIN)
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("writing the bash completions"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// One page per visible subcommand, nested ones included, generated from the same
+/// definitions as `--help`; `man -l` renders them (when man-db is installed).
+#[test]
+fn man_pages_cover_every_subcommand_and_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for page in [
+        "mailveil.1",
+        "mailveil-filter.1",
+        "mailveil-serve.1",
+        "mailveil-milter.1",
+        "mailveil-imap.1",
+        "mailveil-proxy.1",
+        "mailveil-report.1",
+        "mailveil-dashboard.1",
+        "mailveil-rules.1",
+        "mailveil-rules-check.1",
+        "mailveil-arc-key.1",
+        "mailveil-completions.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page} missing: {pages:?}");
+    }
+    assert!(
+        !pages.iter().any(|p| p.starts_with("mailveil-man")),
+        "{pages:?}"
+    );
+    let serve = std::fs::read_to_string(dir.path().join("mailveil-serve.1")).unwrap();
+    assert!(serve.contains("\\-\\-downstream"), "{serve}");
+    if Command::new("man").arg("--version").output().is_err() {
+        eprintln!("SKIP rendering: man is not installed");
+        return;
+    }
+    let rendered = Command::new("man")
+        .arg("-l")
+        .arg(dir.path().join("mailveil.1"))
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(rendered.status.success(), "{rendered:?}");
+    assert!(text.contains("SUBCOMMANDS"), "{text}");
+    assert!(text.contains("mailveil-serve(1)"), "{text}");
 }

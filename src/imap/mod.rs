@@ -73,11 +73,27 @@ struct Ctx {
     appends: usize,
 }
 
+/// The directory of the sweep's state files when `--state` is not given, from the
+/// environment through `env`: `$STATE_DIRECTORY` (systemd's `StateDirectory=`, the first
+/// of a `:` list; the unit's user has no home), else `$XDG_STATE_HOME/mailveil`, else
+/// `~/.local/state/mailveil`. Relative values are ignored (systemd sets absolute ones).
+fn default_state_dir(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let absolute = |name: &str| {
+        env(name)
+            .and_then(|v| v.to_string_lossy().split(':').next().map(PathBuf::from))
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(dir) = absolute("STATE_DIRECTORY") {
+        return dir;
+    }
+    absolute("XDG_STATE_HOME")
+        .or_else(|| absolute("HOME").map(|h| h.join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("mailveil")
+}
+
 fn default_state_path(opts: &Options) -> PathBuf {
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base = default_state_dir(|name| std::env::var_os(name));
     let host = plan::parse_server(&opts.server)
         .map(|(_, h, p)| format!("{h}_{p}"))
         .unwrap_or_default();
@@ -91,7 +107,7 @@ fn default_state_path(opts: &Options) -> PathBuf {
             }
         })
         .collect();
-    base.join("mailveil").join(name)
+    base.join(name)
 }
 
 /// Writes the state atomically: a temporary file beside it, synced, then renamed.
@@ -464,5 +480,42 @@ async fn watch_once(ctx: &mut Ctx, first: &mut bool, backoff: &mut Duration) -> 
         session = idle.done().await.map_err(|e| format!("IDLE DONE: {e}"))?;
         client::drain(&mut session);
         sweep_all(ctx, &mut session, false).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_state_dir;
+    use std::path::Path;
+
+    fn env(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<std::ffi::OsString> {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        }
+    }
+
+    /// Under systemd (`StateDirectory=mailveil`, a system user without a home) the state
+    /// goes where the unit lets it write; elsewhere under the user's state directory.
+    #[test]
+    fn the_state_follows_systemds_state_directory_then_the_users() {
+        let systemd = env(&[
+            ("STATE_DIRECTORY", "/var/lib/mailveil:/var/lib/other"),
+            ("XDG_STATE_HOME", "/home/u/.state"),
+            ("HOME", "/nonexistent"),
+        ]);
+        assert_eq!(default_state_dir(systemd), Path::new("/var/lib/mailveil"));
+        let user = env(&[("STATE_DIRECTORY", "relative"), ("HOME", "/home/u")]);
+        assert_eq!(
+            default_state_dir(user),
+            Path::new("/home/u/.local/state/mailveil")
+        );
+        let xdg = env(&[("XDG_STATE_HOME", "/home/u/.state"), ("HOME", "/home/u")]);
+        assert_eq!(default_state_dir(xdg), Path::new("/home/u/.state/mailveil"));
+        assert_eq!(default_state_dir(env(&[])), Path::new("./mailveil"));
     }
 }
