@@ -431,7 +431,7 @@ fn report_prints_no_control_character_and_no_csv_formula_from_a_mail() {
     // bidi override, and a Message-ID a spreadsheet would run
     let id = "=HYPERLINK(\"http://x.example\")\x1b[2J\u{202e}abc@evil.example";
     let mail = format!(
-        "Return-Path: <=cmd@\x1b]0;owned\x07evil.example>\r\nFrom: x@y.example\r\n\
+        "Return-Path: <=cmd@\x1b]0;owned\x07evil.example>\r\nFrom: x@\x1b[31mevil.example\r\n\
          Message-ID: <{id}>\r\nContent-Type: text/html\r\n\r\n\
          <p>x</p><img src=\"https://t.acme.example/o/1\x1b[31m\u{9b}2J\" alt=\"\">\r\n"
     );
@@ -477,8 +477,8 @@ fn report_prints_no_control_character_and_no_csv_formula_from_a_mail() {
             .map(|(_, _, t)| t.as_str())
             .unwrap()
     };
-    // what was there is still told, escaped
-    assert!(get("table", false).contains("\\x1b]0;owned\\x07evil.example"));
+    // what was there is still told, escaped (senders are grouped by the From: domain)
+    assert!(get("table", false).contains("\\x1b[31mevil.example"));
     assert!(get("table", true).contains("\\x1b[2J\\u{202e}abc@evil.example"));
     // no cell starts a formula: the Message-ID cell is text
     let csv = get("csv", true);
