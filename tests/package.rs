@@ -1,5 +1,7 @@
-//! The Debian package as a user gets it. `bash contrib/deb/build.sh` builds it (a release
-//! build: minutes, once per run), then it is listed (`dpkg-deb -c`), its control files
+//! The Debian package as a user gets it. `bash contrib/deb/build.sh` builds it (here from
+//! the test build, stripped by cargo-deb as the release profile strips what ships: a
+//! release build would add minutes to every run; the release profile's own settings are
+//! checked apart), then it is listed (`dpkg-deb -c`), its control files
 //! read, and it is extracted into a temporary root, where: the binary is stripped, the
 //! shipped configuration passes `serve --check`, `systemd-analyze verify` passes on the
 //! units, `man -l` renders the man pages, and the bash completion loads.
@@ -95,9 +97,12 @@ fn the_debian_package_installs_what_a_mail_server_needs() {
 
     let out_dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
+    // The test build, packaged and stripped as the release one is: this checks the
+    // package's layout and install, and a release build would add minutes to every run.
     run(Command::new("bash")
         .arg(Path::new(ROOT).join("contrib/deb/build.sh"))
-        .args(["--fast", "-o"])
+        .env("MAILVEIL_DEB_PROFILE", "dev")
+        .args(["--fast", "--strip", "-o"])
         .arg(out_dir.path()));
     eprintln!("package built in {:?}", started.elapsed());
     let deb = std::fs::read_dir(out_dir.path())
@@ -305,4 +310,17 @@ fn install_check_and_purge(deb: &Path) {
     }
     // The user stays (files it owns may remain elsewhere; a reused uid would get them).
     run(Command::new("getent").args(["passwd", "mailveil"]));
+}
+
+/// What ships is built `release`: without debug info, stripped (156 MB with `debug = 1`,
+/// 23 MB so).
+#[test]
+fn the_release_profile_ships_no_debug_info() {
+    let manifest: toml::Table = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let release = &manifest["profile"]["release"];
+    assert_eq!(release.get("debug"), Some(&toml::Value::Boolean(false)));
+    assert_eq!(release.get("strip"), Some(&toml::Value::Boolean(true)));
 }

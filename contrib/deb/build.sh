@@ -9,11 +9,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-cargo build --release --locked --bin mailveil
+# MAILVEIL_DEB_PROFILE=dev packages the test build (tests/package.rs: what is checked is
+# the package's layout and install, not the code's speed, and CI has that build already;
+# `--strip` then strips it as the release profile does). What ships is built `release`.
+profile="${MAILVEIL_DEB_PROFILE:-release}"
+cargo build --profile "$profile" --locked --bin mailveil
 # Where cargo put it (CARGO_TARGET_DIR, a target-dir in .cargo/config.toml, or ./target).
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked \
   | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin="$target_dir/release/mailveil"
+dir=$profile
+[ "$profile" = dev ] && dir=debug
+bin="$target_dir/$dir/mailveil"
 
 out=contrib/deb/generated
 rm -rf "$out"
@@ -23,4 +29,4 @@ mkdir -p "$out/man" "$out/completions"
 "$bin" completions zsh > "$out/completions/_mailveil"
 "$bin" completions fish > "$out/completions/mailveil.fish"
 
-cargo deb --no-build --locked "$@"
+cargo deb --no-build --locked --profile "$profile" "$@"
