@@ -139,21 +139,34 @@ fn star_match(pieces: &[String], text: &[u8], not_in_star: &[u8], whole: bool) -
     let Some((first, rest)) = pieces.split_first() else {
         return !whole || text.is_empty();
     };
-    let Some(after) = text.strip_prefix(first.as_bytes()) else {
-        return false;
-    };
-    match rest.split_first() {
-        None => !whole || after.is_empty(),
-        Some(_) => {
-            // The star may take in any run of `after` up to the first byte it cannot.
-            let reach = after
-                .iter()
-                .position(|b| not_in_star.contains(b))
-                .unwrap_or(after.len());
-            (0..=reach).any(|skip| star_match(rest, &after[skip..], not_in_star, whole))
-        }
+    match text.strip_prefix(first.as_bytes()) {
+        Some(after) => after_star(rest, after, not_in_star, whole),
+        None => false,
     }
 }
+
+/// Whether `text` matches a star followed by `pieces[0]`, another star and
+/// `pieces[1]`... (no star at all when `pieces` is empty).
+fn after_star(pieces: &[String], text: &[u8], not_in_star: &[u8], whole: bool) -> bool {
+    let Some((next, rest)) = pieces.split_first() else {
+        return !whole || text.is_empty();
+    };
+    let next = next.as_bytes();
+    // The star takes in any run of `text` up to the first byte it cannot.
+    let reach = text
+        .iter()
+        .position(|b| not_in_star.contains(b))
+        .unwrap_or(text.len());
+    if rest.is_empty() && whole {
+        // The last piece ends the text: the star takes in what comes before it.
+        return text.ends_with(next) && text.len() - next.len() <= reach;
+    }
+    // The star ends where an occurrence of the next piece begins, within its reach.
+    let window = &text[..(reach + next.len()).min(text.len())];
+    memchr::memmem::find_iter(window, next)
+        .any(|at| at <= reach && after_star(rest, &text[at + next.len()..], not_in_star, whole))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     /// Host and path forms the matchers must read exactly as the regexes do.
@@ -192,6 +205,10 @@ pub(crate) mod tests {
         "list-manage.com.",
         "r.x",
         "rr.x",
+        "aaa",
+        "aaaa",
+        "aa/aa",
+        "aaxaa",
     ];
     pub(crate) const HOST_GLOBS: &[&str] = &[
         "list-manage.com",
@@ -217,6 +234,10 @@ pub(crate) mod tests {
         "b.com",
         "a*b*c",
         "*.a",
+        "aa*aa",
+        "=a*a*a",
+        "*a/",
+        "*/*",
     ];
     pub(crate) const PATHS: &[&str] = &[
         "/",
@@ -230,6 +251,11 @@ pub(crate) mod tests {
         "",
         "/über/x",
         "/track/open\n.php",
+        "/xx",
+        "/xox",
+        "/o\no",
+        "/oo",
+        "/\n/",
     ];
     pub(crate) const PATH_GLOBS: &[&str] = &[
         "/track/open",
@@ -242,6 +268,9 @@ pub(crate) mod tests {
         "/*/*/",
         "/über",
         "/a\nb",
+        "/x*x",
+        "/*\n*/",
+        "/*o*o",
     ];
 
     #[test]

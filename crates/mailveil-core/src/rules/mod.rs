@@ -507,11 +507,17 @@ impl UrlGlobs {
         let lower = lowercase(host);
         // Host globs hold no `/`: the host part of the key ends at its first `/`.
         let h = lower.split('/').next().unwrap_or_default();
-        let mut found: Vec<usize> = self.always.clone();
+        // Candidates whose host glob matches; the path is looked at only for those (most
+        // URLs have none: no key is built, nothing is allocated).
+        let mut found: Vec<usize> = Vec::new();
+        let mut take = |list: &[usize]| {
+            found.extend(list.iter().filter(|&&i| self.globs[i].0.matches(h)));
+        };
+        take(&self.always);
         let mut suffix = h;
         loop {
             if let Some(list) = self.by_suffix.get(suffix) {
-                found.extend(list);
+                take(list);
             }
             match suffix.split_once('.') {
                 Some((_, rest)) => suffix = rest,
@@ -521,7 +527,7 @@ impl UrlGlobs {
         if let Some((label, _)) = h.split_once('.')
             && let Some(list) = self.by_label.get(label)
         {
-            found.extend(list);
+            take(list);
         }
         if found.is_empty() {
             return found;
@@ -530,10 +536,7 @@ impl UrlGlobs {
         found.dedup();
         let key = url_key(host, path_and_query);
         let path = &key[h.len()..];
-        found.retain(|&i| {
-            let (host_glob, path_glob) = &self.globs[i];
-            host_glob.matches(h) && path_glob.matches_prefix(path)
-        });
+        found.retain(|&i| self.globs[i].1.matches_prefix(path));
         found
     }
 }
