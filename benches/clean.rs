@@ -1,9 +1,12 @@
-//! Throughput of `clean()` against the limit of a streaming rewrite: a bare lol_html pass
-//! with one no-op element handler over the same HTML parts, measured in the same run.
+//! Throughput of `clean()` against the limits of a streaming rewrite, measured in the same
+//! run over the same decoded HTML parts: a bare lol_html pass with one no-op element
+//! handler, and the floor of issue 17, one pass that reads every attribute of every
+//! element and the text of every `<style>` and changes nothing.
 //!
 //! `cargo bench --bench clean [-- DIR]`: the project's fixtures, plus the mails of DIR
 //! (default ../shared/corpus/real) read in place when it exists. Prints MB/s, mails/s and
-//! the ratio. Figures, not assertions: this machine is shared and noisy.
+//! the ratios. `BENCH_ONLY=clean` times `clean()` alone (for a profiler). Figures, not
+//! assertions: this machine is shared and noisy.
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use mailveil::{Envelope, Policy, clean, rule_files};
@@ -57,6 +60,28 @@ fn bare_lol_html(html: &[u8]) -> usize {
     rw.write(html).unwrap();
     rw.end().unwrap();
     out_len
+}
+
+/// The floor: every attribute of every element read (name and value), every `<style>`
+/// text chunk read, nothing changed. What any filter that looks at everything pays.
+fn inspect_everything(html: &[u8]) -> usize {
+    let seen = std::cell::Cell::new(0usize);
+    let mut out_len = 0usize;
+    let settings = lol_html::Settings::new()
+        .append_element_content_handler(lol_html::element!("*", |el| {
+            for a in el.attributes() {
+                seen.set(seen.get() + a.name().len() + a.value().len());
+            }
+            Ok(())
+        }))
+        .append_element_content_handler(lol_html::text!("style", |t| {
+            seen.set(seen.get() + t.as_str().len());
+            Ok(())
+        }));
+    let mut rw = lol_html::HtmlRewriter::new(settings, |c: &[u8]| out_len += c.len());
+    rw.write(html).unwrap();
+    rw.end().unwrap();
+    seen.get() + out_len
 }
 
 /// Runs `f` over the set until at least `min` has passed; returns seconds per round.
@@ -117,6 +142,14 @@ fn main() {
             },
             Duration::from_secs(3),
         );
+        let t_floor = time(
+            || {
+                for h in &html {
+                    std::hint::black_box(inspect_everything(h));
+                }
+            },
+            Duration::from_secs(3),
+        );
         let t_parse = time(
             || {
                 for m in &set {
@@ -144,10 +177,15 @@ fn main() {
             mb(html_bytes, t_bare)
         );
         println!(
+            "  inspect every attribute (floor):   {:7.1} MB/s of HTML",
+            mb(html_bytes, t_floor)
+        );
+        println!(
             "  mail-parser parse only: {:8.1} mails/s  {:7.1} MB/s of mail",
             set.len() as f64 / t_parse,
             mb(mail_bytes, t_parse)
         );
         println!("  ratio clean/bare (HTML MB/s):  {:.2}", t_bare / t_clean);
+        println!("  ratio clean/floor (HTML MB/s): {:.2}", t_floor / t_clean);
     }
 }

@@ -2,8 +2,11 @@
 //! one run: all patterns are compiled into regex sets, so the full set must cost a small
 //! factor of one rule, not a hundred times more.
 //!
-//! `cargo bench --bench rules`. Prints URLs/s for both and the ratio.
+//! `cargo bench --bench rules`. Prints URLs/s for both and the ratio, and what compiling
+//! the shipped rules costs (every `mailveil filter` process pays it at start): the whole
+//! compile and the TOML parse alone, medians of 21.
 
+use mailveil::rules::schema::RuleFile;
 use mailveil::{RuleSource, Rules, rule_files};
 use std::time::{Duration, Instant};
 
@@ -89,7 +92,35 @@ fn rate(rules: &Rules, set: &[(String, String, Vec<String>)]) -> f64 {
     (rounds as f64 * set.len() as f64) / start.elapsed().as_secs_f64()
 }
 
+/// Median milliseconds of 21 runs of `f`.
+fn median_ms<T>(mut f: impl FnMut() -> T) -> f64 {
+    let mut ms: Vec<f64> = (0..21)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(f());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
+}
+
 fn main() {
+    let sources = rule_files::shipped();
+    let compile_ms = median_ms(|| Rules::compile(&sources).unwrap());
+    let parse_ms = median_ms(|| {
+        sources
+            .iter()
+            .map(|s| toml::from_str::<RuleFile>(&s.text).unwrap())
+            .collect::<Vec<_>>()
+    });
+    println!("compile the shipped rules: {compile_ms:.2} ms (TOML parse alone: {parse_ms:.2} ms)");
+    let first_use_ms = median_ms(|| {
+        let rules = Rules::compile(&sources).unwrap();
+        let set = urls();
+        classify(&rules, &set[..1])
+    });
+    println!("compile and classify one URL: {first_use_ms:.2} ms");
     let (full, _) = rule_files::load(&[], false);
     let one = Rules::compile(&[RuleSource {
         name: "one.toml".into(),

@@ -7,9 +7,9 @@ mod glob;
 #[allow(missing_docs)] // the format is documented field by field in docs/rules.md
 pub mod schema;
 
-use regex::RegexSet;
 use regex::bytes::{RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet, RegexSetBuilder};
 use schema::{PixelEntry, RuleFile, TrackerEntry};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 pub use schema::{
@@ -75,8 +75,8 @@ pub struct Redirect {
 pub struct Param {
     /// The entry as written.
     pub entry: ParamEntry,
-    hosts: Option<RegexSet>,
-    paths: Option<RegexSet>,
+    hosts: Option<Vec<glob::HostGlob>>,
+    paths: Option<Vec<glob::PathGlob>>,
     file: String,
 }
 
@@ -116,9 +116,9 @@ pub struct Summary {
 pub struct Rules {
     trackers: HashMap<String, Tracker>,
     pixels: Vec<(PixelEntry, String)>,
-    pixel_set: RegexSet,
+    pixel_set: UrlGlobs,
     redirects: Vec<Redirect>,
-    redirect_set: RegexSet,
+    redirect_set: UrlGlobs,
     params: Vec<Param>,
     /// Parameter names: globs and patterns (see [`NameSets`]).
     param_set: NameSets,
@@ -129,7 +129,7 @@ pub struct Rules {
     policies: Vec<exceptions::Policy>,
     /// `[[functional]]` words (lowercased) and hosts.
     functional_words: Vec<(String, String)>,
-    functional_hosts: Option<RegexSet>,
+    functional_hosts: Option<Vec<glob::HostGlob>>,
 }
 
 impl Default for Rules {
@@ -190,7 +190,7 @@ impl Rules {
     pub fn functional_match(&self, folded: &str, host: Option<&str>) -> Option<&str> {
         if let Some(h) = host
             && let Some(set) = &self.functional_hosts
-            && set.is_match(&h.to_ascii_lowercase())
+            && set.iter().any(|g| g.matches(&lowercase(h)))
         {
             return Some("host");
         }
@@ -287,16 +287,15 @@ impl Rules {
 
     /// The pixel rule matching `host` + `path_and_query` (lowercased by the caller or not).
     pub fn match_pixel(&self, host: &str, path_and_query: &str) -> Option<RuleMatch<'_>> {
-        let key = url_key(host, path_and_query);
-        let matches = self.pixel_set.matches(&key);
+        let matches = self.pixel_set.matches(host, path_and_query);
         // A matching rule whose action is `keep` (a user override) wins: leave it.
         if matches
             .iter()
-            .any(|i| self.pixels[i].0.action == RuleAction::Keep)
+            .any(|&i| self.pixels[i].0.action == RuleAction::Keep)
         {
             return None;
         }
-        let idx = matches.iter().next()?;
+        let idx = *matches.first()?;
         let (entry, file) = &self.pixels[idx];
         Some(RuleMatch {
             rule: &entry.id,
@@ -308,11 +307,10 @@ impl Rules {
     /// The redirect rules matching a URL, most specific (longest pattern) first; none
     /// when a matching rule says `action = "keep"` (an exception).
     pub fn match_redirect(&self, host: &str, path_and_query: &str) -> Vec<&Redirect> {
-        let key = url_key(host, path_and_query);
         let mut found: Vec<&Redirect> = self
             .redirect_set
-            .matches(&key)
-            .iter()
+            .matches(host, path_and_query)
+            .into_iter()
             .map(|i| &self.redirects[i])
             .collect();
         if found.iter().any(|r| r.entry.action == RuleAction::Keep) {
@@ -350,11 +348,15 @@ impl Rules {
         let found: Vec<&Param> = matches
             .into_iter()
             .map(|i| &self.params[i])
-            .filter(|p| p.hosts.as_ref().is_none_or(|h| h.is_match(&host)))
+            .filter(|p| {
+                p.hosts
+                    .as_ref()
+                    .is_none_or(|h| h.iter().any(|g| g.matches(&host)))
+            })
             .filter(|p| {
                 p.paths.as_ref().is_none_or(|set| {
                     let path = path.get_or_insert_with(|| path_key(path_and_query));
-                    set.is_match(path)
+                    set.iter().any(|g| g.matches_prefix(path))
                 })
             })
             .collect();
@@ -373,8 +375,12 @@ impl Rules {
             .map(|i| &self.params[i])
             .filter(|p| p.entry.action == RuleAction::Keep)
             .find(|p| {
-                p.hosts.as_ref().is_none_or(|h| h.is_match(&host))
-                    && p.paths.as_ref().is_none_or(|s| s.is_match(&path))
+                p.hosts
+                    .as_ref()
+                    .is_none_or(|h| h.iter().any(|g| g.matches(&host)))
+                    && p.paths
+                        .as_ref()
+                        .is_none_or(|s| s.iter().any(|g| g.matches_prefix(&path)))
             })
             .map(|p| p.entry.id.as_str())
     }
@@ -397,10 +403,9 @@ impl Rules {
 
     /// The id of an `action = "keep"` redirect rule (an exception) matching this URL.
     pub fn redirect_exception(&self, host: &str, path_and_query: &str) -> Option<&str> {
-        let key = url_key(host, path_and_query);
         self.redirect_set
-            .matches(&key)
-            .iter()
+            .matches(host, path_and_query)
+            .into_iter()
             .map(|i| &self.redirects[i].entry)
             .find(|e| e.action == RuleAction::Keep)
             .map(|e| e.id.as_str())
@@ -457,9 +462,83 @@ fn path_key(path_and_query: &str) -> String {
     }
 }
 
-fn url_pattern(host: &str, path: Option<&str>) -> String {
-    let path = path.map_or_else(|| "/".to_string(), glob::path_regex);
-    format!("^{}{}", glob::host_regex(host), path)
+/// `s` lowercased (ASCII), copied only when it has an uppercase letter.
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// The host and path globs of the pixel or the redirect rules, indexed by what the host
+/// of a matching URL must hold (a dot-suffix, or a first label). Most URLs' hosts name
+/// no bucket and are decided by a few hash lookups, without building the rule key.
+/// Matches what the regex `^{host_regex}{path_regex}` over [`url_key`] matched.
+#[derive(Debug, Clone, Default)]
+struct UrlGlobs {
+    globs: Vec<(glob::HostGlob, glob::PathGlob)>,
+    by_suffix: HashMap<String, Vec<usize>>,
+    by_label: HashMap<String, Vec<usize>>,
+    always: Vec<usize>,
+}
+
+impl UrlGlobs {
+    fn new<'a>(rules: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> UrlGlobs {
+        let mut set = UrlGlobs::default();
+        for (i, (host, path)) in rules.enumerate() {
+            let host = glob::HostGlob::new(host);
+            if let Some(k) = host.suffix_key().filter(|k| k.contains('.')) {
+                set.by_suffix.entry(k.to_string()).or_default().push(i);
+            } else if let Some(k) = host.label_key() {
+                set.by_label.entry(k.to_string()).or_default().push(i);
+            } else if let Some(k) = host.suffix_key() {
+                set.by_suffix.entry(k.to_string()).or_default().push(i);
+            } else {
+                set.always.push(i);
+            }
+            set.globs.push((host, glob::PathGlob::new(path)));
+        }
+        set
+    }
+
+    /// The indices of the rules matching, in ascending order.
+    fn matches(&self, host: &str, path_and_query: &str) -> Vec<usize> {
+        let lower = lowercase(host);
+        // Host globs hold no `/`: the host part of the key ends at its first `/`.
+        let h = lower.split('/').next().unwrap_or_default();
+        // Candidates whose host glob matches; the path is looked at only for those (most
+        // URLs have none: no key is built, nothing is allocated).
+        let mut found: Vec<usize> = Vec::new();
+        let mut take = |list: &[usize]| {
+            found.extend(list.iter().filter(|&&i| self.globs[i].0.matches(h)));
+        };
+        take(&self.always);
+        let mut suffix = h;
+        loop {
+            if let Some(list) = self.by_suffix.get(suffix) {
+                take(list);
+            }
+            match suffix.split_once('.') {
+                Some((_, rest)) => suffix = rest,
+                None => break,
+            }
+        }
+        if let Some((label, _)) = h.split_once('.')
+            && let Some(list) = self.by_label.get(label)
+        {
+            take(list);
+        }
+        if found.is_empty() {
+            return found;
+        }
+        found.sort_unstable();
+        found.dedup();
+        let key = url_key(host, path_and_query);
+        let path = &key[h.len()..];
+        found.retain(|&i| self.globs[i].1.matches_prefix(path));
+        found
+    }
 }
 
 fn parse(src: &RuleSource) -> Result<RuleFile, RuleError> {
@@ -544,6 +623,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
                 return Err(err(id, format!("id {id:?} is used twice in this file")));
             }
         }
+        let id_lines = IdLines::new(&src.text);
         for id in file
             .tracker
             .iter()
@@ -555,7 +635,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             .chain(file.policy.iter().map(|e| &e.id))
             .chain(file.functional.iter().map(|e| &e.id))
         {
-            locations.insert(id.clone(), (src.name.clone(), find_line(&src.text, id)));
+            locations.insert(id.clone(), (src.name.clone(), id_lines.find(id)));
         }
         for e in &file.tracker {
             trackers.insert(&e.id, e.clone(), &src.name);
@@ -643,56 +723,37 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         column: 0,
         message: e.to_string(),
     };
-    let pixel_set = RegexSet::new(
+    let pixel_set = UrlGlobs::new(
         pixels
             .iter()
-            .map(|(e, _)| url_pattern(&e.host, e.path.as_deref())),
-    )
-    .map_err(regex_err)?;
-    let redirect_set = RegexSet::new(
+            .map(|(e, _)| (e.host.as_str(), e.path.as_deref())),
+    );
+    let redirect_set = UrlGlobs::new(
         redirects
             .iter()
-            .map(|(e, _)| url_pattern(&e.host, e.path.as_deref())),
-    )
-    .map_err(regex_err)?;
+            .map(|(e, _)| (e.host.as_str(), e.path.as_deref())),
+    );
     let param_set = NameSets::build(&params).map_err(regex_err)?;
-    let params = params
+    let params: Vec<Param> = params
         .into_iter()
         .map(|(entry, file)| {
-            let hosts = if entry.hosts.is_empty() {
-                None
-            } else {
-                Some(
-                    RegexSet::new(
-                        entry
-                            .hosts
-                            .iter()
-                            .map(|h| format!("^{}$", glob::host_regex(h))),
-                    )
-                    .map_err(regex_err)?,
-                )
-            };
-            let paths = if entry.paths.is_empty() {
-                None
-            } else {
-                Some(
-                    RegexSet::new(
-                        entry
-                            .paths
-                            .iter()
-                            .map(|p| format!("^{}", glob::path_regex(p))),
-                    )
-                    .map_err(regex_err)?,
-                )
-            };
-            Ok(Param {
+            let hosts = (!entry.hosts.is_empty())
+                .then(|| entry.hosts.iter().map(|h| glob::HostGlob::new(h)).collect());
+            let paths = (!entry.paths.is_empty()).then(|| {
+                entry
+                    .paths
+                    .iter()
+                    .map(|p| glob::PathGlob::new(Some(p)))
+                    .collect()
+            });
+            Param {
                 entry,
                 hosts,
                 paths,
                 file,
-            })
+            }
         })
-        .collect::<Result<Vec<_>, RuleError>>()?;
+        .collect();
     let functional = functional.into_vec();
     let functional_count = functional.len();
     let functional_words = functional
@@ -704,15 +765,11 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         })
         .filter(|(w, _)| !w.is_empty())
         .collect();
-    let hosts: Vec<String> = functional
+    let hosts: Vec<glob::HostGlob> = functional
         .iter()
-        .flat_map(|(e, _)| e.hosts.iter().map(|h| format!("^{}$", glob::host_regex(h))))
+        .flat_map(|(e, _)| e.hosts.iter().map(|h| glob::HostGlob::new(h)))
         .collect();
-    let functional_hosts = if hosts.is_empty() {
-        None
-    } else {
-        Some(RegexSet::new(hosts).map_err(regex_err)?)
-    };
+    let functional_hosts = (!hosts.is_empty()).then_some(hosts);
     Ok(Rules {
         trackers,
         pixels,
@@ -744,13 +801,35 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
 }
 
 fn find_line(text: &str, id: &str) -> usize {
-    let needle = format!("\"{id}\"");
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.starts_with("id") && l[2..].trim_start().starts_with('=') && l.contains(&needle)
-        })
-        .map_or(0, |i| i + 1)
+    IdLines::new(text).find(id)
+}
+
+/// The `id = ...` lines of a rule file with their 1-based numbers, read once: finding
+/// every entry's line by scanning the whole text for each id was quadratic.
+struct IdLines<'t>(Vec<(usize, &'t str)>);
+
+impl<'t> IdLines<'t> {
+    fn new(text: &'t str) -> IdLines<'t> {
+        IdLines(
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| {
+                    let l = l.trim_start();
+                    l.starts_with("id") && l[2..].trim_start().starts_with('=')
+                })
+                .map(|(i, l)| (i + 1, l))
+                .collect(),
+        )
+    }
+
+    /// The first `id` line naming `id` in quotes (0: none).
+    fn find(&self, id: &str) -> usize {
+        let needle = format!("\"{id}\"");
+        self.0
+            .iter()
+            .find(|(_, l)| l.contains(&needle))
+            .map_or(0, |(n, _)| *n)
+    }
 }
 
 fn check_id(id: &str) -> Result<(), String> {
@@ -954,6 +1033,37 @@ source = "test"
                 .match_pixel("example.com", "/track/open.php")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_url_index_finds_what_one_regex_set_found() {
+        use glob::tests::{HOST_GLOBS, HOSTS, PATH_GLOBS, PATHS};
+        // Pixel and redirect hosts never hold a `/` (check_host).
+        let rules: Vec<(&str, Option<&str>)> = HOST_GLOBS
+            .iter()
+            .filter(|h| !h.contains('/'))
+            .flat_map(|h| {
+                PATH_GLOBS
+                    .iter()
+                    .map(|p| (*h, Some(*p)))
+                    .chain([(*h, None)])
+            })
+            .collect();
+        let set = regex::RegexSet::new(rules.iter().map(|(h, p)| {
+            let path = p.map_or_else(|| "/".to_string(), glob::path_regex);
+            format!("^{}{}", glob::host_regex(h), path)
+        }))
+        .unwrap();
+        let index = UrlGlobs::new(rules.iter().copied());
+        for host in HOSTS
+            .iter()
+            .chain(&["EMAIL.News.example", "Us3.List-Manage.com", "a/b/c"])
+        {
+            for path in PATHS.iter().chain(&["?q=1", "x/Track/OPEN.php"]) {
+                let expected: Vec<usize> = set.matches(&url_key(host, path)).into_iter().collect();
+                assert_eq!(index.matches(host, path), expected, "{host:?} {path:?}");
+            }
+        }
     }
 
     #[test]
