@@ -1,5 +1,6 @@
 //! The client side: one connection to the configured downstream (Postfix's reinjection
-//! smtpd over SMTP, or Dovecot over LMTP), kept for the length of one client session.
+//! smtpd over SMTP, or Dovecot over LMTP), held for the length of one client session
+//! and then kept in the [`super::pool`] for the next one.
 //! The envelope is passed on meaning what the client sent: each path written again in
 //! its RFC 5321 form from the parsed mailbox (`mailveil_smtp::path`), and only the
 //! client's own, checked parameters of extensions the downstream announced (Dovecot's
