@@ -115,10 +115,4 @@ impl Pool {
             self.expire().await;
         }
     }
-
-    /// Idle connections now (tests).
-    #[cfg(test)]
-    pub(crate) fn idle(&self) -> usize {
-        self.lock().len()
-    }
 }
