@@ -38,6 +38,8 @@ pub(crate) struct FileConfig {
     pub downstream_connect_timeout_secs: Option<u64>,
     /// Seconds to wait for each downstream reply (also after the final dot).
     pub downstream_timeout_secs: Option<u64>,
+    /// Idle downstream connections kept for the next client session (0: none).
+    pub downstream_pool: Option<usize>,
     /// Seconds that sessions in flight get to finish after SIGTERM.
     pub shutdown_grace_secs: Option<u64>,
     /// Accept Postfix's XFORWARD attributes and pass them on (default true).

@@ -37,6 +37,10 @@ pub(crate) struct ServeArgs {
     /// A client network allowed to connect (repeatable; replaces the config's list).
     #[arg(long = "allow", value_name = "CIDR")]
     pub allow: Vec<String>,
+    /// Idle downstream connections kept open for the next client session (default 10;
+    /// 0: a new connection for every session).
+    #[arg(long, value_name = "N")]
+    pub downstream_pool: Option<usize>,
     #[command(flatten)]
     pub common: CommonArgs,
     #[command(flatten)]
@@ -120,6 +124,10 @@ pub(crate) struct ImapArgs {
     pub listeners: ListenerArgs,
 }
 
+/// Idle downstream connections `serve` keeps by default: as many as the content-filter
+/// concurrency the README suggests, so a busy queue's next session finds one.
+const DEFAULT_DOWNSTREAM_POOL: usize = 10;
+
 /// Seconds of a key that must be at least 1.
 fn secs(v: Option<u64>, default: u64, name: &str) -> Result<Duration, String> {
     match v.unwrap_or(default) {
@@ -196,6 +204,10 @@ pub(crate) fn serve(
             "downstream_connect_timeout_secs",
         )?,
         downstream_timeout: secs(file.downstream_timeout_secs, 300, "downstream_timeout_secs")?,
+        downstream_pool: args
+            .downstream_pool
+            .or(file.downstream_pool)
+            .unwrap_or(DEFAULT_DOWNSTREAM_POOL),
         shutdown_grace: secs(file.shutdown_grace_secs, 60, "shutdown_grace_secs")?,
         xforward: file.xforward.unwrap_or(true),
         tls: file.tls.clone(),

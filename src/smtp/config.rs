@@ -99,6 +99,8 @@ pub(crate) struct ServeConfig {
     pub downstream_connect_timeout: Duration,
     /// Wait for each downstream reply.
     pub downstream_timeout: Duration,
+    /// Idle downstream connections kept between client sessions (0: none).
+    pub downstream_pool: usize,
     /// Time sessions get to finish after SIGTERM.
     pub shutdown_grace: Duration,
     /// Accept and pass on XFORWARD.

@@ -5,6 +5,7 @@
 use super::delivery::deliver;
 use super::downstream::{Connector, Downstream, Timeouts};
 use super::io::{Conn, DataDeadline, Io, ReadError};
+use super::pool::Pool;
 use super::session::{Rcpt, Reply, Session, Settings, Step, down_unreachable};
 use mailveil_smtp::path::{Mailbox, Param};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub transfers: Arc<Semaphore>,
     /// Where mail goes.
     pub connector: Arc<dyn Connector>,
+    /// Downstream connections kept between sessions.
+    pub pool: Arc<Pool>,
     /// Downstream timeouts.
     pub down_timeouts: Timeouts,
     /// What happens to each mail around and in the core.
@@ -98,7 +101,7 @@ pub(crate) async fn run_session(
                     down = None;
                 }
                 if down.is_none() {
-                    down = connect(&shared).await;
+                    down = open(&shared).await;
                 }
                 vec![session.hello_reply(down.as_ref().map(Downstream::caps))]
             }
@@ -125,7 +128,7 @@ pub(crate) async fn run_session(
                     Err(_) => debug!(%peer, "TLS handshake timed out"),
                 }
                 if let Some(d) = down {
-                    d.quit().await;
+                    shared.pool.give_back(d).await;
                 }
                 return;
             }
@@ -231,8 +234,10 @@ pub(crate) async fn run_session(
             break;
         }
     }
+    // After the client's last reply, before its connection closes: the connection is
+    // in the pool by the time the client sees the end.
     if let Some(d) = down {
-        d.quit().await;
+        shared.pool.give_back(d).await;
     }
     conn.shutdown().await;
     debug!(%peer, "session end");
@@ -252,6 +257,15 @@ fn data_deadline(shared: &Shared) -> DataDeadline {
     }
 }
 
+/// A kept connection from the pool, or a new one.
+async fn open(shared: &Shared) -> Option<Downstream> {
+    match shared.pool.take() {
+        Some(d) => Some(d),
+        None => connect(shared).await,
+    }
+}
+
+/// A new connection.
 async fn connect(shared: &Shared) -> Option<Downstream> {
     match Downstream::connect(
         shared.connector.as_ref(),
@@ -269,7 +283,9 @@ async fn connect(shared: &Shared) -> Option<Downstream> {
 }
 
 /// MAIL FROM downstream. A connection that broke while idle (the downstream's own idle
-/// timeout) is redialled once.
+/// timeout, in a session or in the pool) is given up and MAIL tried once more on a new
+/// connection: the first command is where a dead one shows, before anything of this
+/// transaction went downstream.
 async fn mail(
     shared: &Shared,
     down: &mut Option<Downstream>,
@@ -279,7 +295,11 @@ async fn mail(
 ) -> Reply {
     for attempt in 0..2 {
         if down.is_none() {
-            *down = connect(shared).await;
+            *down = if attempt == 0 {
+                open(shared).await
+            } else {
+                connect(shared).await
+            };
         }
         let Some(d) = down.as_mut() else {
             return down_unreachable();

@@ -1,5 +1,6 @@
 //! The client side: one connection to the configured downstream (Postfix's reinjection
-//! smtpd over SMTP, or Dovecot over LMTP), kept for the length of one client session.
+//! smtpd over SMTP, or Dovecot over LMTP), held for the length of one client session
+//! and then kept in the [`super::pool`] for the next one.
 //! The envelope is passed on meaning what the client sent: each path written again in
 //! its RFC 5321 form from the parsed mailbox (`mailveil_smtp::path`), and only the
 //! client's own, checked parameters of extensions the downstream announced (Dovecot's
@@ -12,7 +13,7 @@ use mailveil_smtp::path::{Mailbox, Param, mail_command, rcpt_command};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A boxed future, for the object-safe [`Connector`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -100,6 +101,8 @@ pub struct Downstream {
     timeouts: Timeouts,
     /// A MAIL was accepted and not yet ended by the data or RSET.
     in_transaction: bool,
+    /// When it was opened (a pooled connection is reused for a limited time).
+    opened: Instant,
 }
 
 impl Downstream {
@@ -129,6 +132,7 @@ impl Downstream {
             lmtp,
             timeouts,
             in_transaction: false,
+            opened: Instant::now(),
         };
         let reply = down.command(&format!("{verb} {helo_name}\r\n")).await?;
         if !reply.is_positive() {
@@ -146,6 +150,17 @@ impl Downstream {
     /// Whether a MAIL transaction is open downstream.
     pub fn in_transaction(&self) -> bool {
         self.in_transaction
+    }
+
+    /// How long ago it was opened.
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// No transaction open, nothing unread and the downstream has neither spoken nor
+    /// closed since its last reply: what an idle connection must be to be used again.
+    pub fn quiet(&mut self) -> bool {
+        !self.in_transaction && self.conn.quiet()
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply, DownError> {

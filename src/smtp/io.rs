@@ -193,6 +193,20 @@ impl Conn {
         }
     }
 
+    /// Whether nothing is buffered and the peer has sent nothing and not closed: looks
+    /// once without waiting (a pending read means a silent, open peer).
+    pub fn quiet(&mut self) -> bool {
+        if self.pos < self.buf.len() {
+            return false;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut probe = tokio::io::ReadBuf::new(&mut byte);
+        std::pin::Pin::new(&mut self.stream)
+            .poll_read(&mut cx, &mut probe)
+            .is_pending()
+    }
+
     /// Writes and flushes.
     pub async fn write(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
         let write = async {

@@ -10,6 +10,7 @@
 //! - [`delivery`]: the end of a transaction: one copy per policy group, each through
 //!   the pipeline and to the downstream.
 //! - [`downstream`]: the SMTP/LMTP client.
+//! - [`pool`]: downstream connections kept between client sessions.
 //! - [`listener`]: access control, session limit, graceful shutdown.
 //! - [`config`]: what the SMTP side runs with.
 
@@ -19,6 +20,7 @@ pub(crate) mod delivery;
 pub(crate) mod downstream;
 pub(crate) mod io;
 pub(crate) mod listener;
+pub(crate) mod pool;
 pub(crate) mod tls;
 
 pub(crate) use config::{DEFAULT_MAX_SESSIONS, DownstreamAddr, ServeConfig};
@@ -69,6 +71,11 @@ pub(crate) async fn run(config: ServeConfig, pipeline: Arc<Pipeline>) -> Result<
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let pool = Arc::new(pool::Pool::new(config.downstream_pool));
+    let reaper = tokio::spawn({
+        let pool = Arc::clone(&pool);
+        async move { pool.reap().await }
+    });
     let shared = Arc::new(conn::Shared {
         settings: session::Settings {
             hostname: config.hostname.clone(),
@@ -82,6 +89,7 @@ pub(crate) async fn run(config: ServeConfig, pipeline: Arc<Pipeline>) -> Result<
         max_line_bytes: config.max_line_bytes,
         transfers: Arc::new(tokio::sync::Semaphore::new(config.max_transfers)),
         connector: Arc::new(downstream::Dialer(config.downstream.clone())),
+        pool: Arc::clone(&pool),
         down_timeouts: downstream::Timeouts {
             connect: config.downstream_connect_timeout,
             reply: config.downstream_timeout,
@@ -93,10 +101,11 @@ pub(crate) async fn run(config: ServeConfig, pipeline: Arc<Pipeline>) -> Result<
     tracing::info!(
         listen = %config.listen,
         downstream = %config.downstream,
+        downstream_pool = config.downstream_pool,
         tls = shared.tls.is_some(),
         "listening"
     );
-    listener::serve(
+    let served = listener::serve(
         listener,
         shared,
         listener::ListenerLimits {
@@ -106,5 +115,8 @@ pub(crate) async fn run(config: ServeConfig, pipeline: Arc<Pipeline>) -> Result<
         },
     )
     .await
-    .map_err(|e| format!("serve: {e}"))
+    .map_err(|e| format!("serve: {e}"));
+    reaper.abort();
+    pool.close().await;
+    served
 }

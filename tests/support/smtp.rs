@@ -3,33 +3,70 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// An SMTP (and LMTP) server that accepts everything and keeps each message, unstuffed.
+/// An SMTP (and LMTP) server that accepts everything and keeps each message, unstuffed,
+/// and every command line with the number of the connection it came on.
 pub struct Sink {
     /// Where it listens.
     pub port: u16,
     mails: Arc<Mutex<Vec<Vec<u8>>>>,
+    log: Arc<Mutex<Vec<(usize, String)>>>,
+    connections: Arc<AtomicUsize>,
+}
+
+/// How a [`Sink`] behaves where it is not a plain accept-all server.
+#[derive(Clone, Default)]
+pub struct SinkOptions {
+    /// Close a connection that sent nothing for this long, with `421` first (what
+    /// Postfix's smtpd does at `smtpd_timeout`).
+    pub idle_close: Option<Duration>,
+    /// The reply to RSET (default `250 2.0.0 Ok`).
+    pub rset_reply: Option<&'static str>,
+    /// Announce XFORWARD (and take it).
+    pub xforward: bool,
+    /// Answer the first command after each RSET with `421` and close: a connection
+    /// that died while it was idle, noticed only when it is used again.
+    pub die_after_rset: bool,
 }
 
 impl Sink {
     /// Starts a sink on a free port.
     pub fn start() -> Sink {
+        Sink::start_with(SinkOptions::default())
+    }
+
+    /// Starts a sink on a free port that behaves as `options` say.
+    pub fn start_with(options: SinkOptions) -> Sink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let mails = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&mails);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let shared = (
+            Arc::clone(&mails),
+            Arc::clone(&log),
+            Arc::clone(&connections),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let kept = Arc::clone(&kept);
+                let (kept, log, count) = (Arc::clone(&shared.0), Arc::clone(&shared.1), &shared.2);
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let options = options.clone();
                 std::thread::spawn(move || {
-                    let _ = session(conn, &kept);
+                    let _ = session(conn, n, &options, &kept, &log);
                 });
             }
         });
-        Sink { port, mails }
+        Sink {
+            port,
+            mails,
+            log,
+            connections,
+        }
     }
 
     /// The messages received so far.
@@ -50,26 +87,68 @@ impl Sink {
         self.mails.lock().unwrap().len()
     }
 
+    /// How many connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Every command line so far (the message data excluded), with the number of its
+    /// connection (1 for the first accepted).
+    pub fn commands(&self) -> Vec<(usize, String)> {
+        self.log.lock().unwrap().clone()
+    }
+
     /// Its address as `serve --downstream` takes it.
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 }
 
-fn session(conn: TcpStream, kept: &Mutex<Vec<Vec<u8>>>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+fn session(
+    conn: TcpStream,
+    n: usize,
+    options: &SinkOptions,
+    kept: &Mutex<Vec<Vec<u8>>>,
+    log: &Mutex<Vec<(usize, String)>>,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(options.idle_close.unwrap_or(Duration::from_secs(60))))?;
     let mut w = conn.try_clone()?;
     let mut r = BufReader::new(conn);
     w.write_all(b"220 sink.test ESMTP\r\n")?;
     let mut line = String::new();
+    let mut after_rset = false;
     loop {
         line.clear();
-        if r.read_line(&mut line)? == 0 {
-            return Ok(());
+        match r.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e)
+                if options.idle_close.is_some()
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                // Idle too long: say so and close, as Postfix does.
+                w.write_all(b"421 4.4.2 sink.test Error: timeout exceeded\r\n")?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         }
         let cmd = line.trim_end().to_ascii_uppercase();
+        log.lock().unwrap().push((n, line.trim_end().to_string()));
+        if options.die_after_rset && after_rset {
+            w.write_all(b"421 4.4.2 sink.test closing\r\n")?;
+            return Ok(());
+        }
+        after_rset = cmd == "RSET";
         if cmd.starts_with("EHLO") || cmd.starts_with("LHLO") {
-            w.write_all(b"250-sink.test\r\n250 8BITMIME\r\n")?;
+            let xforward: &[u8] = if options.xforward {
+                b"250-XFORWARD NAME ADDR PROTO HELO IDENT\r\n"
+            } else {
+                b""
+            };
+            w.write_all(&[b"250-sink.test\r\n", xforward, b"250 8BITMIME\r\n"].concat())?;
         } else if cmd == "DATA" {
             w.write_all(b"354 go\r\n")?;
             let mut msg = Vec::new();
@@ -83,6 +162,9 @@ fn session(conn: TcpStream, kept: &Mutex<Vec<Vec<u8>>>) -> std::io::Result<()> {
             }
             kept.lock().unwrap().push(msg);
             w.write_all(b"250 2.0.0 queued\r\n")?;
+        } else if cmd == "RSET" && options.rset_reply.is_some() {
+            let reply = options.rset_reply.unwrap_or_default();
+            w.write_all(format!("{reply}\r\n").as_bytes())?;
         } else if cmd == "QUIT" {
             w.write_all(b"221 bye\r\n")?;
             return Ok(());

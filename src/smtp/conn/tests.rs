@@ -165,6 +165,7 @@ fn shared_plain(fake: &Fake, max: usize) -> Shared {
         max_line_bytes: 4096,
         transfers: Arc::new(tokio::sync::Semaphore::new(100)),
         connector: Arc::new(fake.clone()),
+        pool: Arc::new(crate::smtp::pool::Pool::new(0)),
         down_timeouts: Timeouts {
             connect: Duration::from_secs(5),
             reply: Duration::from_secs(5),
