@@ -271,13 +271,23 @@ fn serve(args: ServeArgs) -> ExitCode {
     if args.common.check {
         return crate::check::run(&settings, Some(&|| serve_check(&settings, &config)));
     }
+    run_daemon(&settings, |pipeline| crate::smtp::run(config, pipeline))
+}
+
+/// Runs a long-running way in: the daemon's logs, the services started, `frontend`
+/// served with the pipeline, then the reports of mails still in flight drained.
+fn run_daemon<F, Fut>(settings: &Settings, frontend: F) -> ExitCode
+where
+    F: FnOnce(Arc<Pipeline>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     crate::logs::init(LogStyle::Daemon, settings.log_format);
     exit_code(runtime().and_then(|rt| {
         rt.block_on(async {
-            let services = Services::start(&settings).await?;
-            let served = crate::smtp::run(config, Arc::clone(&services.pipeline)).await;
+            let services = Services::start(settings).await?;
+            let done = frontend(Arc::clone(&services.pipeline)).await;
             services.pipeline.drain(DRAIN).await;
-            served
+            done
         })
     }))
 }
@@ -306,15 +316,7 @@ fn milter(args: MilterArgs) -> ExitCode {
     if args.common.check {
         return crate::check::run(&settings, None);
     }
-    crate::logs::init(LogStyle::Daemon, settings.log_format);
-    exit_code(runtime().and_then(|rt| {
-        rt.block_on(async {
-            let services = Services::start(&settings).await?;
-            let served = crate::milter::run(opts, Arc::clone(&services.pipeline)).await;
-            services.pipeline.drain(DRAIN).await;
-            served
-        })
-    }))
+    run_daemon(&settings, |pipeline| crate::milter::run(opts, pipeline))
 }
 
 /// The IMAP sweep: exit 0 when every message was handled, 1 on an error.
@@ -330,15 +332,7 @@ fn imap(args: ImapArgs, seams: Seams) -> ExitCode {
     if args.common.check {
         return crate::check::run(&settings, None);
     }
-    crate::logs::init(LogStyle::Daemon, settings.log_format);
-    exit_code(runtime().and_then(|rt| {
-        rt.block_on(async {
-            let services = Services::start(&settings).await?;
-            let swept = crate::imap::run(opts, Arc::clone(&services.pipeline)).await;
-            services.pipeline.drain(DRAIN).await;
-            swept
-        })
-    }))
+    run_daemon(&settings, |pipeline| crate::imap::run(opts, pipeline))
 }
 
 /// `mailveil proxy`: the image proxy and link shield alone.
