@@ -7,7 +7,7 @@
 //! LMTP has no SIZE and answers `555` to it).
 
 use super::config::DownstreamAddr;
-use super::io::{Conn, Io, ReadError, dot_stuff};
+use super::io::{Conn, Io, ReadError, stuff};
 use super::session::{Caps, Rcpt, Reply};
 use mailveil_smtp::path::{Mailbox, Param, mail_command, rcpt_command};
 use std::future::Future;
@@ -242,9 +242,10 @@ impl Downstream {
             self.in_transaction = false;
             return Ok(vec![reply]);
         }
-        let stuffed = dot_stuff(message);
+        let stuffed = stuff(message);
+        let parts: [&[u8]; 2] = [&stuffed.body, stuffed.end];
         self.conn
-            .write(&stuffed, self.timeouts.reply.max(Duration::from_secs(60)))
+            .write_parts(&parts, self.timeouts.reply.max(Duration::from_secs(60)))
             .await
             .map_err(|e| DownError::Broken(e.to_string()))?;
         let n = if self.lmtp { rcpts.max(1) } else { 1 };

@@ -1,22 +1,59 @@
 //! Byte-level helpers of the SMTP wire format that need no I/O.
 
-/// Dot-stuffs a message for DATA and appends the terminating `.` line. Bare LF line ends
-/// are left as they are (the core keeps what it was given); a missing final line end is
-/// added.
-pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+use std::borrow::Cow;
+
+/// A message dot-stuffed for DATA, in two pieces to write one after the other: the
+/// body (borrowed when no line starts with a dot, the common mail: nothing is copied)
+/// and the end, the terminating `.` line after a line end if the body lacks one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuffed<'a> {
+    /// The message with a `.` doubled at the start of each line that begins with one.
+    pub body: Cow<'a, [u8]>,
+    /// `.\r\n`, or `\r\n.\r\n` after a body that does not end a line.
+    pub end: &'static [u8],
+}
+
+/// Dot-stuffs a message for DATA (see [`Stuffed`]). Bare LF line ends are left as they
+/// are (the core keeps what it was given), and a `.` after one is stuffed too, as
+/// after CRLF; a missing final line end is added. The lines to stuff are found with
+/// `memchr`, and what lies between them is copied whole (or not at all).
+pub fn stuff(message: &[u8]) -> Stuffed<'_> {
+    let end: &'static [u8] = if message.is_empty() || message.ends_with(b"\n") {
+        b".\r\n"
+    } else {
+        b"\r\n.\r\n"
+    };
+    let first = message.first() == Some(&b'.');
+    let mut dots = memchr::memmem::find_iter(message, b"\n.").peekable();
+    if !first && dots.peek().is_none() {
+        return Stuffed {
+            body: Cow::Borrowed(message),
+            end,
+        };
+    }
     let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 8);
-    let mut at_line_start = true;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
+    if first {
+        out.push(b'.');
     }
-    if !message.is_empty() && !out.ends_with(b"\n") {
-        out.extend_from_slice(b"\r\n");
+    let mut from = 0;
+    for at in dots {
+        // `at` is the LF: copy up to it, double the dot that follows.
+        out.extend_from_slice(&message[from..=at]);
+        out.push(b'.');
+        from = at + 1;
     }
-    out.extend_from_slice(b".\r\n");
+    out.extend_from_slice(&message[from..]);
+    Stuffed {
+        body: Cow::Owned(out),
+        end,
+    }
+}
+
+/// [`stuff`] in one buffer: the message as DATA carries it, terminating line included.
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let Stuffed { body, end } = stuff(message);
+    let mut out = body.into_owned();
+    out.extend_from_slice(end);
     out
 }
 
@@ -178,6 +215,61 @@ mod tests {
             prop_assert_eq!(back, msg);
             prop_assert!(rest.is_empty());
         }
+    }
+
+    /// The byte-by-byte form `dot_stuff` had before it used `memchr`: the reference.
+    fn stuff_bytewise(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut at_line_start = true;
+        for &b in message {
+            if at_line_start && b == b'.' {
+                out.push(b'.');
+            }
+            out.push(b);
+            at_line_start = b == b'\n';
+        }
+        if !message.is_empty() && !out.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    /// Messages made of what matters to stuffing: dots, CR, LF (bare or not), other
+    /// bytes, and now and then a long run of one byte (a huge line).
+    fn wire_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => proptest::collection::vec(
+                prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), Just(b'a'), any::<u8>()],
+                0..12,
+            ),
+            1 => (prop_oneof![Just(b'.'), Just(b'x'), Just(b'\n')], 1000usize..70_000)
+                .prop_map(|(b, n)| vec![b; n]),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        /// `stuff` writes exactly what the byte-by-byte form wrote, for any bytes.
+        #[test]
+        fn stuffing_is_the_bytewise_form(msg in wire_bytes()) {
+            let s = stuff(&msg);
+            let mut wire = s.body.to_vec();
+            wire.extend_from_slice(s.end);
+            prop_assert_eq!(&wire, &stuff_bytewise(&msg));
+            prop_assert_eq!(dot_stuff(&msg), wire);
+        }
+    }
+
+    #[test]
+    fn a_message_without_a_line_starting_with_a_dot_is_not_copied() {
+        let msg = b"Subject: x\r\n\r\nno dot. at a line start\r\nx.\n";
+        let s = stuff(msg);
+        assert!(matches!(s.body, Cow::Borrowed(b) if b.as_ptr() == msg.as_ptr()));
+        assert_eq!(s.end, b".\r\n");
+        assert!(matches!(stuff(b"a\r\n.b").body, Cow::Owned(_)));
+        assert!(matches!(stuff(b".a").body, Cow::Owned(_)));
+        assert_eq!(stuff(b"no end").end, b"\r\n.\r\n");
     }
 
     #[test]
