@@ -164,10 +164,20 @@ impl Downstream {
     }
 
     async fn command(&mut self, line: &str) -> Result<Reply, DownError> {
+        self.send(line).await?;
+        self.reply().await
+    }
+
+    /// Writes command lines (one, or a pipelined batch).
+    async fn send(&mut self, lines: &str) -> Result<(), DownError> {
         self.conn
-            .write(line.as_bytes(), self.timeouts.reply)
+            .write(lines.as_bytes(), self.timeouts.reply)
             .await
-            .map_err(|e| DownError::Broken(e.to_string()))?;
+            .map_err(|e| DownError::Broken(e.to_string()))
+    }
+
+    /// The next reply.
+    async fn reply(&mut self) -> Result<Reply, DownError> {
         read_reply(&mut self.conn, self.timeouts.reply).await
     }
 
@@ -179,7 +189,12 @@ impl Downstream {
     }
 
     /// XFORWARD (the attributes the downstream takes), then MAIL FROM. A mail that
-    /// needs SMTPUTF8 from a downstream that did not announce it is refused here.
+    /// needs SMTPUTF8 from a downstream that did not announce it is refused here. A
+    /// downstream that announced PIPELINING gets the XFORWARD lines and MAIL in one
+    /// write, as Postfix's own SMTP client sends them, and the replies are read in
+    /// order: one round trip instead of one per line. A refused XFORWARD is an error
+    /// either way (the caller drops the connection, so a MAIL accepted after it never
+    /// gets its data).
     pub async fn mail(
         &mut self,
         sender: Option<&Mailbox>,
@@ -189,42 +204,50 @@ impl Downstream {
         if params.iter().any(|p| p.keyword() == "SMTPUTF8") && !self.caps.smtputf8 {
             return Ok(Reply::new(555, "5.5.4 SMTPUTF8 not supported downstream"));
         }
-        if let Some(accepted) = &self.caps.xforward {
-            let attrs: Vec<String> = xforward
+        let xforward = self.xforward_lines(xforward);
+        let mail = mail_command(sender, self.keep(params));
+        let reply = if self.caps.pipelining {
+            let batch: String = xforward
                 .iter()
-                .filter(|(k, _)| accepted.contains(k))
-                .map(|(k, v)| format!("{k}={v}"))
+                .map(String::as_str)
+                .chain([mail.as_str()])
                 .collect();
-            // Postfix limits an XFORWARD line to 512 bytes: send the attributes in pieces.
-            let mut line = String::new();
-            for attr in attrs {
-                if !line.is_empty() && line.len() + attr.len() > 400 {
-                    self.xforward_line(&line).await?;
-                    line.clear();
-                }
-                line.push(' ');
-                line.push_str(&attr);
+            self.send(&batch).await?;
+            for _ in &xforward {
+                xforward_accepted(self.reply().await?)?;
             }
-            if !line.is_empty() {
-                self.xforward_line(&line).await?;
+            self.reply().await?
+        } else {
+            for line in &xforward {
+                xforward_accepted(self.command(line).await?)?;
             }
-        }
-        let line = mail_command(sender, self.keep(params));
-        let reply = self.command(&line).await?;
+            self.command(&mail).await?
+        };
         self.in_transaction = reply.is_positive();
         Ok(reply)
     }
 
-    async fn xforward_line(&mut self, attrs: &str) -> Result<(), DownError> {
-        let reply = self.command(&format!("XFORWARD{attrs}\r\n")).await?;
-        if reply.is_positive() {
-            Ok(())
-        } else {
-            Err(DownError::Broken(format!(
-                "XFORWARD refused: {}",
-                reply.text()
-            )))
+    /// The XFORWARD lines for the attributes the downstream takes (none without
+    /// XFORWARD). Postfix limits such a line to 512 bytes: the attributes go in pieces.
+    fn xforward_lines(&self, xforward: &[(String, String)]) -> Vec<String> {
+        let Some(accepted) = &self.caps.xforward else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        for (k, v) in xforward.iter().filter(|(k, _)| accepted.contains(k)) {
+            let attr = format!("{k}={v}");
+            if !line.is_empty() && line.len() + attr.len() > 400 {
+                lines.push(format!("XFORWARD{line}\r\n"));
+                line.clear();
+            }
+            line.push(' ');
+            line.push_str(&attr);
         }
+        if !line.is_empty() {
+            lines.push(format!("XFORWARD{line}\r\n"));
+        }
+        lines
     }
 
     /// RCPT TO.
@@ -278,6 +301,18 @@ impl Downstream {
     }
 }
 
+/// A refused XFORWARD is an error: the connection is given up.
+fn xforward_accepted(reply: Reply) -> Result<(), DownError> {
+    if reply.is_positive() {
+        Ok(())
+    } else {
+        Err(DownError::Broken(format!(
+            "XFORWARD refused: {}",
+            reply.text()
+        )))
+    }
+}
+
 /// Reads one (possibly multi-line) reply.
 pub async fn read_reply(conn: &mut Conn, timeout: Duration) -> Result<Reply, DownError> {
     let mut lines = Vec::new();
@@ -302,6 +337,117 @@ pub async fn read_reply(conn: &mut Conn, timeout: Duration) -> Result<Reply, Dow
         }
         if !more {
             return Ok(Reply { code, lines });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+    /// Hands out one in-memory stream, whose other end the test plays.
+    struct One(Mutex<Option<DuplexStream>>);
+
+    impl Connector for One {
+        fn connect(&self) -> BoxFuture<'_, io::Result<Box<dyn Io>>> {
+            let s = self.0.lock().unwrap().take();
+            Box::pin(async move { Ok(Box::new(s.expect("one connection")) as Box<dyn Io>) })
+        }
+        fn lmtp(&self) -> bool {
+            false
+        }
+    }
+
+    const T: Timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        reply: Duration::from_secs(5),
+    };
+
+    /// A downstream that announces `caps`, answers XFORWARD with `xforward_code`, and
+    /// notes, when XFORWARD comes, whether MAIL followed it before any reply was sent.
+    async fn downstream(
+        caps: &'static str,
+        xforward_code: u16,
+    ) -> (Downstream, tokio::task::JoinHandle<bool>) {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let server = tokio::spawn(async move {
+            let (r, mut w) = tokio::io::split(theirs);
+            let mut r = BufReader::new(r);
+            let mut line = String::new();
+            w.write_all(b"220 test\r\n").await.unwrap();
+            r.read_line(&mut line).await.unwrap();
+            w.write_all(format!("250-test\r\n{caps}250 8BITMIME\r\n").as_bytes())
+                .await
+                .unwrap();
+            line.clear();
+            r.read_line(&mut line).await.unwrap();
+            assert!(line.starts_with("XFORWARD NAME=client.example"), "{line}");
+            // Before answering XFORWARD: is MAIL already on its way?
+            line.clear();
+            let wait = Duration::from_millis(300);
+            let pipelined = tokio::time::timeout(wait, r.read_line(&mut line))
+                .await
+                .is_ok();
+            w.write_all(format!("{xforward_code} 2.0.0 x\r\n").as_bytes())
+                .await
+                .unwrap();
+            if !pipelined {
+                let _ = r.read_line(&mut line).await;
+            }
+            if !line.starts_with("MAIL FROM:<a@b.example>") {
+                return pipelined;
+            }
+            w.write_all(b"250 2.1.0 Ok\r\n").await.unwrap();
+            pipelined
+        });
+        let d = Downstream::connect(&One(Mutex::new(Some(ours))), "mv.example", T)
+            .await
+            .unwrap();
+        (d, server)
+    }
+
+    fn sender() -> Mailbox {
+        Mailbox::new("a", Some("b.example")).unwrap()
+    }
+
+    fn xforward() -> Vec<(String, String)> {
+        vec![("NAME".into(), "client.example".into())]
+    }
+
+    #[tokio::test]
+    async fn xforward_and_mail_are_pipelined_when_the_downstream_announced_it() {
+        let caps = "250-PIPELINING\r\n250-XFORWARD NAME ADDR\r\n";
+        let (mut d, server) = downstream(caps, 250).await;
+        let reply = d.mail(Some(&sender()), &[], &xforward()).await.unwrap();
+        assert_eq!(reply.code, 250);
+        assert!(d.in_transaction());
+        assert!(server.await.unwrap(), "MAIL came before the XFORWARD reply");
+    }
+
+    #[tokio::test]
+    async fn without_pipelining_each_line_waits_for_its_reply() {
+        let (mut d, server) = downstream("250-XFORWARD NAME ADDR\r\n", 250).await;
+        let reply = d.mail(Some(&sender()), &[], &xforward()).await.unwrap();
+        assert_eq!(reply.code, 250);
+        assert!(
+            !server.await.unwrap(),
+            "MAIL was sent before XFORWARD was answered"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_xforward_is_an_error_pipelined_or_not() {
+        for caps in [
+            "250-PIPELINING\r\n250-XFORWARD NAME\r\n",
+            "250-XFORWARD NAME\r\n",
+        ] {
+            let (mut d, server) = downstream(caps, 550).await;
+            let sent = d.mail(Some(&sender()), &[], &xforward()).await;
+            assert!(matches!(sent, Err(DownError::Broken(e)) if e.contains("XFORWARD refused")));
+            drop(d);
+            let _ = server.await;
         }
     }
 }
