@@ -230,7 +230,8 @@ pub(crate) async fn run_session(
             transfer = None;
         }
         let wire: Vec<u8> = replies.iter().flat_map(Reply::to_wire).collect();
-        if conn.write(&wire, t).await.is_err() {
+        // Held back while the client's next pipelined command is already here.
+        if conn.reply(&wire, t).await.is_err() {
             break;
         }
     }

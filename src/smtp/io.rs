@@ -80,9 +80,15 @@ pub struct Conn {
     stream: Box<dyn Io>,
     buf: Vec<u8>,
     pos: usize,
+    /// Replies held back while the peer's pipelined commands are still being answered.
+    queued: Vec<u8>,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Most reply bytes held back for one write (a client pipelining thousands of short
+/// commands gets its replies in pieces of this size).
+const MAX_QUEUED: usize = 16 * 1024;
 
 impl Conn {
     /// Wraps a stream.
@@ -91,10 +97,12 @@ impl Conn {
             stream,
             buf: Vec::with_capacity(READ_CHUNK),
             pos: 0,
+            queued: Vec::new(),
         }
     }
 
-    /// Gives the stream back (for the TLS handshake). Buffered input is dropped.
+    /// Gives the stream back (for the TLS handshake). Buffered input is dropped, and so
+    /// is a held-back reply (write the last reply with [`Conn::write`] first).
     pub fn into_stream(self) -> Box<dyn Io> {
         self.stream
     }
@@ -207,15 +215,28 @@ impl Conn {
             .is_pending()
     }
 
-    /// Writes and flushes.
+    /// A reply to a command: held back while the peer has pipelined another whole
+    /// command line that is already here, written (with what was held back) once none
+    /// is: one write for a pipelined group of commands, as Postfix's smtpd answers
+    /// (RFC 2920). Never held while the peer waits for it: it has sent nothing more.
+    pub async fn reply(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+        let line_waiting = self.buf[self.pos..].contains(&b'\n');
+        if line_waiting && self.queued.len() + bytes.len() <= MAX_QUEUED {
+            self.queued.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.write(bytes, timeout).await
+    }
+
+    /// Writes (after any reply held back) and flushes.
     pub async fn write(&mut self, bytes: &[u8], timeout: Duration) -> io::Result<()> {
-        let write = async {
-            self.stream.write_all(bytes).await?;
-            self.stream.flush().await
-        };
-        tokio::time::timeout(timeout, write)
-            .await
-            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")))
+        if self.queued.is_empty() {
+            return self.write_parts(&[bytes], timeout).await;
+        }
+        // Replies are short: one buffer, one write on any stream (TLS has no writev).
+        let mut queued = std::mem::take(&mut self.queued);
+        queued.extend_from_slice(bytes);
+        self.write_parts(&[&queued], timeout).await
     }
 
     /// Writes `parts` one after the other and flushes: one vectored write (`writev`) for
@@ -241,8 +262,11 @@ impl Conn {
             .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")))
     }
 
-    /// Shuts the write side down (best effort).
+    /// Shuts the write side down (best effort), after any reply held back.
     pub async fn shutdown(&mut self) {
+        if !self.queued.is_empty() {
+            let _ = self.write(b"", Duration::from_secs(5)).await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.stream.shutdown()).await;
     }
 }

@@ -729,3 +729,95 @@ async fn per_policy_copies_are_answered_per_recipient_or_by_the_weakest() {
     let replies = policy_mail(&fake, "EHLO p", &["bob@example.test", "alice@example.test"]).await;
     assert!(replies[0].starts_with("250"), "{replies:?}");
 }
+
+/// A stream that counts the writes made on it (the replies' syscalls, on a socket).
+struct CountWrites {
+    inner: DuplexStream,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountWrites {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountWrites {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_pipelined_group_of_commands_is_answered_in_one_write() {
+    let fake = Fake::smtp();
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stream = CountWrites {
+        inner: theirs,
+        writes: Arc::clone(&writes),
+    };
+    let (_stop, rx) = watch::channel(false);
+    let task = tokio::spawn(run_session(
+        shared(&fake, 1 << 20),
+        Box::new(stream),
+        "test".into(),
+        rx,
+    ));
+    let (r, w) = tokio::io::split(ours);
+    let mut c = Client {
+        r: BufReader::new(r),
+        w,
+        stop: _stop,
+        task,
+    };
+    assert!(c.reply().await.starts_with("220 "));
+    assert!(c.cmd("EHLO postfix.test").await.starts_with("250"));
+    let before = writes.load(std::sync::atomic::Ordering::SeqCst);
+    c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<x@example.test>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n").await;
+    let replies = [
+        c.reply().await,
+        c.reply().await,
+        c.reply().await,
+        c.reply().await,
+    ];
+    assert!(
+        replies[0].starts_with("250") && replies[1].starts_with("250"),
+        "{replies:?}"
+    );
+    assert!(replies[2].starts_with("550 5.1.1"), "{replies:?}");
+    assert!(replies[3].starts_with("354"), "{replies:?}");
+    let group = writes.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(group, 1, "four replies, one write");
+    // Not pipelined: each reply goes out at once (the client waits for it).
+    c.send("Subject: x\r\n\r\nbody\r\n.\r\n").await;
+    assert!(c.reply().await.starts_with("250"));
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+    assert_eq!(fake.messages().len(), 1);
+}
