@@ -10,7 +10,7 @@
 # that every figure of a row comes from the same minutes; it prints medians: mails/s,
 # each one's ratio to the direct path, mailveil's peak RSS, and the time mailveil adds
 # per mail (end of DATA to the handoff downstream, from its log: p50 and p99), these
-# three for the pool runs.
+# three for the pool runs. Below each row, every run's mails/s, in the order they ran.
 #
 # usage: bench/smtp.sh [MAILS_PER_RUN (default 2000; the 2 MB mail uses a tenth)]
 #   SESSIONS="1 20 50"  FILES="plain-5k plain-20k newsletter-50k attachment-2m"
@@ -71,6 +71,8 @@ run_source() { # port sessions count file -> seconds
 }
 
 median() { sort -n | awk '{a[NR]=$1} END{if(NR) print a[int((NR+1)/2)]; else print 0}'; }
+# Every run's mails/s from a file of seconds.
+runs() { awk -v c="$1" '$1 > 0 {printf " %.0f", c/$1}' "$2"; }
 
 # One run through mailveil: BIN sessions count file pool -> "seconds rssKB p50ms p99ms".
 run_mailveil() {
@@ -111,6 +113,8 @@ for file in $FILES; do
       printf "%-15s %4d %9.0f %9.0f %6.2f %9.0f %6.2f", f, s, c/d, c/p, d/p, c/n, d/n
       if (before != "") printf " %9.0f %6.2f", c/b, d/b
       printf " %6.0fMB %7.2fms %7.2fms\n", r/1024, p50, p99 }'
+    b_runs=""; [ -n "$BEFORE" ] && b_runs=" | before$(runs "$count" "$WORK/b")"
+    echo "  runs, mails/s: direct$(runs "$count" "$WORK/d") | pool$(runs "$count" "$WORK/p") | nopool$(runs "$count" "$WORK/n")$b_runs"
   done
 done
 echo "loadavg after: $(cut -d' ' -f1-3 /proc/loadavg)"
