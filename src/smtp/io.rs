@@ -244,6 +244,11 @@ impl Conn {
     /// next to its terminating line.
     pub async fn write_parts(&mut self, parts: &[&[u8]], timeout: Duration) -> io::Result<()> {
         let write = async {
+            if let [one] = parts {
+                // One buffer: a plain write (`send`), no vector to set up.
+                self.stream.write_all(one).await?;
+                return self.stream.flush().await;
+            }
             let mut slices: Vec<io::IoSlice<'_>> =
                 parts.iter().map(|p| io::IoSlice::new(p)).collect();
             let mut rest = &mut slices[..];
