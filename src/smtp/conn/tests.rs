@@ -821,3 +821,43 @@ async fn a_pipelined_group_of_commands_is_answered_in_one_write() {
     assert!(c.cmd("QUIT").await.starts_with("221"));
     assert_eq!(fake.messages().len(), 1);
 }
+
+#[tokio::test]
+async fn replies_held_for_a_long_pipelined_group_go_out_in_bounded_pieces() {
+    let fake = Fake::smtp();
+    let (ours, theirs) = tokio::io::duplex(1 << 20);
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stream = CountWrites {
+        inner: theirs,
+        writes: Arc::clone(&writes),
+    };
+    let (_stop, rx) = watch::channel(false);
+    let task = tokio::spawn(run_session(
+        shared(&fake, 1 << 20),
+        Box::new(stream),
+        "test".into(),
+        rx,
+    ));
+    let (r, w) = tokio::io::split(ours);
+    let mut c = Client {
+        r: BufReader::new(r),
+        w,
+        stop: _stop,
+        task,
+    };
+    assert!(c.reply().await.starts_with("220 "));
+    let n = 3000;
+    c.send(&"NOOP\r\n".repeat(n)).await;
+    for i in 0..n {
+        let r = c.reply().await;
+        assert!(r.starts_with("250"), "reply {i}: {r}");
+    }
+    let bytes = n * "250 2.0.0 Ok\r\n".len();
+    let w = writes.load(std::sync::atomic::Ordering::SeqCst) - 1;
+    assert!(
+        w >= bytes / (16 * 1024),
+        "{w} writes for {bytes} bytes: held past the bound"
+    );
+    assert!(w < n / 10, "{w} writes for {n} pipelined commands");
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+}
