@@ -122,7 +122,7 @@ fn clean_message_parts(
     let delimiters = boundary_delimiters(&msg);
     walk.boundaries
         .extend(delimiters.iter().map(|d| d[1..].to_vec()));
-    let Ok(boundary_written) = aho_corasick::AhoCorasick::new(&walk.boundaries) else {
+    let Ok(boundary_written) = boundary_finder(&walk.boundaries) else {
         return Err(CleanError::Ambiguous); // too many boundaries to search for
     };
     // Explicit stack: hostile nesting must not exhaust the call stack.
@@ -232,6 +232,18 @@ fn clean_message_parts(
     Ok(apply(raw, edits))
 }
 
+/// A searcher for a message's few boundaries, built as an NFA: `AhoCorasick::new` builds
+/// a DFA for so few patterns, which took longer to build (two per message) than the
+/// searches over the message it served (6% of `clean()`, measured); the NFA finds the
+/// same matches, through the same prefilter.
+fn boundary_finder<P: AsRef<[u8]>>(
+    patterns: &[P],
+) -> Result<aho_corasick::AhoCorasick, aho_corasick::BuildError> {
+    aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::NoncontiguousNFA))
+        .build(patterns)
+}
+
 /// `\n--boundary` for every multipart boundary of the message.
 fn boundary_delimiters(msg: &mail_parser::Message) -> Vec<Vec<u8>> {
     msg.parts
@@ -298,7 +310,7 @@ fn stray_boundary(raw: &[u8], msg: &mail_parser::Message) -> bool {
     if patterns.is_empty() {
         return false;
     }
-    let Ok(finder) = aho_corasick::AhoCorasick::new(&patterns) else {
+    let Ok(finder) = boundary_finder(&patterns) else {
         return true; // too many boundaries to search for: no sure reading
     };
     let body = body_range(root, raw);
