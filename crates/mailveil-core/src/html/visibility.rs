@@ -20,7 +20,8 @@
 //! visible image. A rule "hides for certain" only when its selector is one class, one id
 //! or one tag, with no context, pseudo-class or attribute condition, outside `@media`.
 
-use super::css::{RuleText, weighted_declarations};
+use super::css::{RuleText, for_each_declaration, weighted_declarations};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 /// Properties that can hide an element, as bits.
@@ -52,6 +53,15 @@ fn prop_bit(name: &str) -> u8 {
         "height" => HEIGHT,
         "width" => WIDTH,
         _ => 0,
+    }
+}
+
+/// `s` lowercased (ASCII), copied only when it has an uppercase letter.
+fn ascii_lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -93,17 +103,17 @@ impl Weights {
 
 fn effect(css: &str) -> Effect {
     let mut last: [Option<(bool, bool)>; 8] = [None; 8]; // (hides, important) per bit index
-    for d in weighted_declarations(css) {
-        let bit = prop_bit(&d.name);
+    for_each_declaration(css, |d| {
+        let bit = prop_bit(&ascii_lowercase(d.name));
         if bit == 0 || d.value.is_empty() {
-            continue;
+            return;
         }
         let slot = &mut last[bit.trailing_zeros() as usize];
         if slot.is_some_and(|(_, important)| important && !d.important) {
-            continue;
+            return;
         }
-        *slot = Some((hiding_value(bit, &d.value), d.important));
-    }
+        *slot = Some((hiding_value(bit, &ascii_lowercase(d.value)), d.important));
+    });
     let mut e = Effect::default();
     for (i, v) in last.iter().enumerate() {
         let bit = 1u8 << i;
@@ -324,6 +334,9 @@ impl HiddenSelectors {
     /// What rules hide on the element for certain.
     fn hides_on(&self, el: &Element) -> Weights {
         let mut w = Weights::default();
+        if self.hides.is_empty() {
+            return w; // no keys to build: most elements of most mails
+        }
         let tag = el.tag.to_ascii_lowercase();
         for key in el.keys(false).chain(std::iter::once(tag.clone())) {
             for h in self.hides.get(&key).into_iter().flatten() {
@@ -337,6 +350,9 @@ impl HiddenSelectors {
 
     /// Whether a media rule names the element: its size differs between layouts.
     fn responsive(&self, el: &Element) -> bool {
+        if self.responsive.is_empty() && self.responsive_substrings.is_empty() {
+            return false;
+        }
         el.keys(true).any(|k| self.responsive.contains(&k))
             || (!self.responsive_substrings.is_empty() && {
                 let attrs = el.attr_text();
@@ -1075,5 +1091,56 @@ mod tests {
             split_top("a, :not(.b, .c), d", ','),
             ["a", " :not(.b, .c)", " d"]
         );
+    }
+
+    /// `effect` before it read declarations in place: every declaration copied and
+    /// lowercased, then looked at. Kept here to hold the new one equal to it.
+    fn effect_by_copies(css: &str) -> Effect {
+        let css = super::super::css::strip_comments(css);
+        let decls = css.split(';').filter_map(|d| {
+            let (name, value) = d.split_once(':')?;
+            let value = value.trim().to_ascii_lowercase();
+            let (value, important) = match value.rsplit_once('!') {
+                Some((v, flag)) if flag.trim() == "important" => (v.trim().to_string(), true),
+                _ => (value, false),
+            };
+            Some((name.trim().to_ascii_lowercase(), value, important))
+        });
+        let mut last: [Option<(bool, bool)>; 8] = [None; 8];
+        for (name, value, important) in decls {
+            let bit = prop_bit(&name);
+            if bit == 0 || value.is_empty() {
+                continue;
+            }
+            let slot = &mut last[bit.trailing_zeros() as usize];
+            if slot.is_some_and(|(_, imp)| imp && !important) {
+                continue;
+            }
+            *slot = Some((hiding_value(bit, &value), important));
+        }
+        let mut e = Effect::default();
+        for (i, v) in last.iter().enumerate() {
+            let bit = 1u8 << i;
+            match v {
+                Some((true, false)) => e.hide.normal |= bit,
+                Some((true, true)) => e.hide.important |= bit,
+                Some((false, false)) => e.show.normal |= bit,
+                Some((false, true)) => e.show.important |= bit,
+                None => {}
+            }
+        }
+        e
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Issue 17: the style of every element is read in place now; what it gives
+        /// must be what the copies gave, whatever the case, spacing, comments and flags.
+        #[test]
+        fn effect_in_place_is_effect_by_copies(
+            css in "(( |\\t)?(DiSplay|display|VISIBILITY|opacity|Max-Height|max-width|height|WIDTH|color|x)( )?:( )?(none|NONE|hidden|Collapse|0|0PX|0px|1px|0\\.0|1E-3|inf|block|auto|é|)( ?! ?(important|IMPORTANT|imp))?( ?/\\*[a-z;:]*(\\*/)?)?;?){0,6}"
+        ) {
+            proptest::prop_assert_eq!(effect(&css), effect_by_copies(&css));
+        }
     }
 }
