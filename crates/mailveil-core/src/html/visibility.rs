@@ -20,7 +20,7 @@
 //! visible image. A rule "hides for certain" only when its selector is one class, one id
 //! or one tag, with no context, pseudo-class or attribute condition, outside `@media`.
 
-use super::css::{RuleText, for_each_declaration, weighted_declarations};
+use super::css::{RuleText, for_each_declaration};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -212,16 +212,16 @@ impl Index {
 /// `auto`, by weight. A zero is a hiding value, not a size.
 fn size_effect(css: &str) -> (Weights, Weights) {
     let (mut sized, mut auto_sized) = (Weights::default(), Weights::default());
-    for d in weighted_declarations(css) {
-        let bit = match d.name.as_str() {
+    for_each_declaration(css, |d| {
+        let bit = match &*ascii_lowercase(d.name) {
             "width" => WIDTH,
             "height" => HEIGHT,
-            _ => continue,
+            _ => return,
         };
-        let target = match d.value.as_str() {
+        let target = match &*ascii_lowercase(d.value) {
             "auto" => &mut auto_sized,
-            "" | "inherit" | "initial" | "unset" | "revert" => continue,
-            v if hiding_value(bit, v) => continue,
+            "" | "inherit" | "initial" | "unset" | "revert" => return,
+            v if hiding_value(bit, v) => return,
             _ => &mut sized,
         };
         if d.important {
@@ -229,7 +229,7 @@ fn size_effect(css: &str) -> (Weights, Weights) {
         } else {
             target.normal |= bit;
         }
-    }
+    });
     (sized, auto_sized)
 }
 
@@ -272,6 +272,8 @@ impl HiddenSelectors {
     pub fn learn(&mut self, rules: &[RuleText]) {
         for rule in rules {
             let e = effect(&rule.declarations);
+            // Once per rule, not once per selector of its list.
+            let (sized, auto_sized) = size_effect(&rule.declarations);
             for selector in split_top(&rule.selectors, ',') {
                 let s = subject(selector);
                 if s.pseudo_element {
@@ -283,7 +285,6 @@ impl HiddenSelectors {
                 if e.show.any() != 0 {
                     self.shows.note(&s, e.show);
                 }
-                let (sized, auto_sized) = size_effect(&rule.declarations);
                 if sized.any() != 0 {
                     self.sized.note(&s, sized);
                 }
@@ -1132,15 +1133,40 @@ mod tests {
         e
     }
 
+    /// `size_effect` before it read declarations in place.
+    fn size_effect_by_copies(css: &str) -> (Weights, Weights) {
+        let (mut sized, mut auto_sized) = (Weights::default(), Weights::default());
+        for d in super::super::css::weighted_declarations(css) {
+            let bit = match d.name.as_str() {
+                "width" => WIDTH,
+                "height" => HEIGHT,
+                _ => continue,
+            };
+            let target = match d.value.as_str() {
+                "auto" => &mut auto_sized,
+                "" | "inherit" | "initial" | "unset" | "revert" => continue,
+                v if hiding_value(bit, v) => continue,
+                _ => &mut sized,
+            };
+            if d.important {
+                target.important |= bit;
+            } else {
+                target.normal |= bit;
+            }
+        }
+        (sized, auto_sized)
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
         /// Issue 17: the style of every element is read in place now; what it gives
         /// must be what the copies gave, whatever the case, spacing, comments and flags.
         #[test]
         fn effect_in_place_is_effect_by_copies(
-            css in "(( |\\t)?(DiSplay|display|VISIBILITY|opacity|Max-Height|max-width|height|WIDTH|color|x)( )?:( )?(none|NONE|hidden|Collapse|0|0PX|0px|1px|0\\.0|1E-3|inf|block|auto|é|)( ?! ?(important|IMPORTANT|imp))?( ?/\\*[a-z;:]*(\\*/)?)?;?){0,6}"
+            css in "(( |\\t)?(DiSplay|display|VISIBILITY|opacity|Max-Height|max-width|height|WIDTH|color|x)( )?:( )?(none|NONE|hidden|Collapse|0|0PX|0px|1px|20Px|0\\.0|1E-3|inf|block|auto|AUTO|Inherit|unset|é|)( ?! ?(important|IMPORTANT|imp))?( ?/\\*[a-z;:]*(\\*/)?)?;?){0,6}"
         ) {
             proptest::prop_assert_eq!(effect(&css), effect_by_copies(&css));
+            proptest::prop_assert_eq!(size_effect(&css), size_effect_by_copies(&css));
         }
     }
 }
