@@ -183,12 +183,13 @@ impl Index {
         if self.keys.is_empty() && self.substrings.is_empty() {
             return w;
         }
-        for key in el.keys(true) {
-            if let Some(s) = self.keys.get(&key) {
+        el.any_key(true, |key| {
+            if let Some(s) = self.keys.get(key) {
                 w.add(*s);
             }
-        }
-        if let Some(s) = self.keys.get(&el.tag.to_ascii_lowercase()) {
+            false
+        });
+        if let Some(s) = self.keys.get(&*ascii_lowercase(el.tag)) {
             w.add(*s);
         }
         if el.hidden
@@ -338,14 +339,17 @@ impl HiddenSelectors {
         if self.hides.is_empty() {
             return w; // no keys to build: most elements of most mails
         }
-        let tag = el.tag.to_ascii_lowercase();
-        for key in el.keys(false).chain(std::iter::once(tag.clone())) {
-            for h in self.hides.get(&key).into_iter().flatten() {
+        let tag = ascii_lowercase(el.tag);
+        let mut visit = |key: &str| {
+            for h in self.hides.get(key).into_iter().flatten() {
                 if h.tag.as_deref().is_none_or(|t| t == tag) {
                     w.add(h.props);
                 }
             }
-        }
+            false
+        };
+        el.any_key(false, &mut visit);
+        visit(&tag);
         w
     }
 
@@ -354,7 +358,7 @@ impl HiddenSelectors {
         if self.responsive.is_empty() && self.responsive_substrings.is_empty() {
             return false;
         }
-        el.keys(true).any(|k| self.responsive.contains(&k))
+        el.any_key(true, |k| self.responsive.contains(k))
             || (!self.responsive_substrings.is_empty() && {
                 let attrs = el.attr_text();
                 self.responsive_substrings
@@ -376,20 +380,28 @@ pub struct Element<'a> {
 }
 
 impl Element<'_> {
-    /// `.class` and `#id` keys, lowercased or as written.
-    fn keys(&self, lowercase: bool) -> impl Iterator<Item = String> + '_ {
-        let case = move |s: &str| {
-            if lowercase {
-                s.to_lowercase()
+    /// Calls `f` with each `.class` and `#id` key, lowercased or as written, until it
+    /// says so; whether it did. Written into one buffer: this runs for every element
+    /// with a class while a sheet hides or shows something.
+    fn any_key(&self, lowercase: bool, mut f: impl FnMut(&str) -> bool) -> bool {
+        let mut key = String::new();
+        let mut visit = |prefix: char, name: &str| {
+            key.clear();
+            key.push(prefix);
+            if !lowercase {
+                key.push_str(name);
+            } else if name.is_ascii() {
+                key.extend(name.bytes().map(|b| char::from(b.to_ascii_lowercase())));
             } else {
-                s.to_string()
+                key.push_str(&name.to_lowercase());
             }
+            f(&key)
         };
         self.class
             .unwrap_or("")
             .split_ascii_whitespace()
-            .map(move |c| format!(".{}", case(c)))
-            .chain(self.id.map(move |i| format!("#{}", case(i.trim()))))
+            .any(|c| visit('.', c))
+            || self.id.is_some_and(|i| visit('#', i.trim()))
     }
 
     fn attr_text(&self) -> Vec<String> {
@@ -1155,6 +1167,28 @@ mod tests {
             }
         }
         (sized, auto_sized)
+    }
+
+    #[test]
+    fn keys_are_each_class_then_the_id() {
+        let el = Element {
+            tag: "td",
+            class: Some(" Hide\tÄrger x "),
+            id: Some(" Main "),
+            ..Element::default()
+        };
+        let keys = |lowercase| {
+            let mut seen = Vec::new();
+            el.any_key(lowercase, |k| {
+                seen.push(k.to_string());
+                false
+            });
+            seen
+        };
+        assert_eq!(keys(true), [".hide", ".ärger", ".x", "#main"]);
+        assert_eq!(keys(false), [".Hide", ".Ärger", ".x", "#Main"]);
+        assert!(el.any_key(true, |k| k == ".x"));
+        assert!(!el.any_key(true, |k| k == ".X"));
     }
 
     proptest::proptest! {
