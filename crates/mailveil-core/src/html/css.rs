@@ -372,22 +372,46 @@ pub struct Declaration {
 /// Declarations with their `!important` flag, comments removed. For the visibility
 /// heuristics; not a full CSS parser.
 pub fn weighted_declarations(css: &str) -> Vec<Declaration> {
+    let mut out = Vec::new();
+    for_each_declaration(css, |d| {
+        out.push(Declaration {
+            name: d.name.to_ascii_lowercase(),
+            value: d.value.to_ascii_lowercase(),
+            important: d.important,
+        });
+    });
+    out
+}
+
+/// One declaration as written: name and value trimmed, not lowercased, the value
+/// without its `!important`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawDeclaration<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+    pub important: bool,
+}
+
+/// Calls `f` with each declaration of `css`, comments removed, in order: what
+/// [`weighted_declarations`] gives, lowercased by it, without copying anything (it runs
+/// on the `style` of every element that can hide what it holds).
+pub(crate) fn for_each_declaration(css: &str, mut f: impl FnMut(RawDeclaration)) {
     let css = strip_comments(css);
-    css.split(';')
-        .filter_map(|d| {
-            let (name, value) = d.split_once(':')?;
-            let value = value.trim().to_ascii_lowercase();
-            let (value, important) = match value.rsplit_once('!') {
-                Some((v, flag)) if flag.trim() == "important" => (v.trim().to_string(), true),
-                _ => (value, false),
-            };
-            Some(Declaration {
-                name: name.trim().to_ascii_lowercase(),
-                value,
-                important,
-            })
-        })
-        .collect()
+    for d in css.split(';') {
+        let Some((name, value)) = d.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        let (value, important) = match value.rsplit_once('!') {
+            Some((v, flag)) if flag.trim().eq_ignore_ascii_case("important") => (v.trim(), true),
+            _ => (value, false),
+        };
+        f(RawDeclaration {
+            name: name.trim(),
+            value,
+            important,
+        });
+    }
 }
 
 /// `css` without its `/* ... */` comments (an unclosed one runs to the end).

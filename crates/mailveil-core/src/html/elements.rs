@@ -3,7 +3,7 @@
 use super::visibility::{ImageAttrs, invisible, visible_size};
 use super::{
     DEADLINE_MSG, HtmlContext, SEPARATOR, State, css, css_event, escape_attr, fetch_verdict,
-    finding, proxied_url, unescape_attr, unwrap_own,
+    finding, proxied_url, unescape_attr, unescape_attr_in_place, unwrap_own,
 };
 use crate::detect::{Base, Fetch, RemoteUrl, remote_url};
 use crate::report::{Action, FindingKind, Location, LocationKind};
@@ -193,6 +193,14 @@ fn holds_markup(value: &str) -> bool {
     })
 }
 
+/// Whether `hay` holds `needle` (ASCII), whatever the case: without a lowercased copy
+/// of every `style` attribute.
+fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
 /// An attribute name that serializes and parses back the same.
 fn plain_name(n: &str) -> bool {
     !n.is_empty()
@@ -252,7 +260,7 @@ fn judge(
             FindingKind::Prefetch,
         );
     }
-    track_hidden_container(el, attrs, state);
+    track_hidden_container(el, attrs, &tag, state);
     let mut seen = None;
     let mut fetch = Fetch::Image { sized: false };
     if is_image(attrs, &tag) {
@@ -409,20 +417,19 @@ impl Attrs {
 
 /// An element that hides its content raises the hidden depth until its end tag: an image
 /// inside it cannot be seen, but a client still fetches it: a pixel.
-fn track_hidden_container(el: &mut Element, attrs: &Attrs, state: &RefCell<State>) {
+fn track_hidden_container(el: &mut Element, attrs: &Attrs, tag: &str, state: &RefCell<State>) {
     if !el.can_have_content() || el.is_self_closing() {
         return;
     }
     let (style, class, id) = (
-        attrs.get("style").map(unescape_attr),
+        attrs.get("style").map(unescape_attr_in_place),
         attrs.get("class"),
         attrs.get("id"),
     );
     let hides = {
         let st = state.borrow();
-        let tag = el.tag_name();
         let element = super::visibility::Element {
-            tag: &tag,
+            tag,
             style: style.as_deref(),
             class,
             id,
@@ -735,8 +742,8 @@ fn style_attr(
     let Some(value) = attrs.get("style") else {
         return;
     };
-    let css_text = unescape_attr(value);
-    if !css_text.contains('(') && !css_text.to_ascii_lowercase().contains("behavior") {
+    let css_text = unescape_attr_in_place(value);
+    if !css_text.contains('(') && !contains_ignore_case(&css_text, "behavior") {
         return; // no url(), image-set(), expression(): nothing fetches
     }
     let base = state.borrow().base.clone();
@@ -972,6 +979,17 @@ mod tests {
             srcset_candidates("http://x.example/a.png,"),
             vec![("http://x.example/a.png", "")]
         );
+    }
+
+    #[test]
+    fn behavior_is_found_in_any_case() {
+        assert!(contains_ignore_case(
+            "color:red;BeHaViOr:url(x.htc)",
+            "behavior"
+        ));
+        assert!(contains_ignore_case("behavior", "behavior"));
+        assert!(!contains_ignore_case("behavio", "behavior"));
+        assert!(!contains_ignore_case("béhavior", "behavior"));
     }
 
     #[test]

@@ -586,7 +586,12 @@ fn escape_attr(value: &str) -> String {
 
 /// Decodes entities of an attribute value as a browser would.
 fn unescape_attr(value: &str) -> String {
-    htmlize::unescape_attribute(value).into_owned()
+    unescape_attr_in_place(value).into_owned()
+}
+
+/// [`unescape_attr`], borrowing the value when it holds no entity (most do).
+fn unescape_attr_in_place(value: &str) -> std::borrow::Cow<'_, str> {
+    htmlize::unescape_attribute(value)
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@
 //! visible image. A rule "hides for certain" only when its selector is one class, one id
 //! or one tag, with no context, pseudo-class or attribute condition, outside `@media`.
 
-use super::css::{RuleText, weighted_declarations};
+use super::css::{RuleText, for_each_declaration};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 /// Properties that can hide an element, as bits.
@@ -52,6 +53,15 @@ fn prop_bit(name: &str) -> u8 {
         "height" => HEIGHT,
         "width" => WIDTH,
         _ => 0,
+    }
+}
+
+/// `s` lowercased (ASCII), copied only when it has an uppercase letter.
+fn ascii_lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -93,17 +103,17 @@ impl Weights {
 
 fn effect(css: &str) -> Effect {
     let mut last: [Option<(bool, bool)>; 8] = [None; 8]; // (hides, important) per bit index
-    for d in weighted_declarations(css) {
-        let bit = prop_bit(&d.name);
+    for_each_declaration(css, |d| {
+        let bit = prop_bit(&ascii_lowercase(d.name));
         if bit == 0 || d.value.is_empty() {
-            continue;
+            return;
         }
         let slot = &mut last[bit.trailing_zeros() as usize];
         if slot.is_some_and(|(_, important)| important && !d.important) {
-            continue;
+            return;
         }
-        *slot = Some((hiding_value(bit, &d.value), d.important));
-    }
+        *slot = Some((hiding_value(bit, &ascii_lowercase(d.value)), d.important));
+    });
     let mut e = Effect::default();
     for (i, v) in last.iter().enumerate() {
         let bit = 1u8 << i;
@@ -173,12 +183,13 @@ impl Index {
         if self.keys.is_empty() && self.substrings.is_empty() {
             return w;
         }
-        for key in el.keys(true) {
-            if let Some(s) = self.keys.get(&key) {
+        el.any_key(true, |key| {
+            if let Some(s) = self.keys.get(key) {
                 w.add(*s);
             }
-        }
-        if let Some(s) = self.keys.get(&el.tag.to_ascii_lowercase()) {
+            false
+        });
+        if let Some(s) = self.keys.get(&*ascii_lowercase(el.tag)) {
             w.add(*s);
         }
         if el.hidden
@@ -202,16 +213,16 @@ impl Index {
 /// `auto`, by weight. A zero is a hiding value, not a size.
 fn size_effect(css: &str) -> (Weights, Weights) {
     let (mut sized, mut auto_sized) = (Weights::default(), Weights::default());
-    for d in weighted_declarations(css) {
-        let bit = match d.name.as_str() {
+    for_each_declaration(css, |d| {
+        let bit = match &*ascii_lowercase(d.name) {
             "width" => WIDTH,
             "height" => HEIGHT,
-            _ => continue,
+            _ => return,
         };
-        let target = match d.value.as_str() {
+        let target = match &*ascii_lowercase(d.value) {
             "auto" => &mut auto_sized,
-            "" | "inherit" | "initial" | "unset" | "revert" => continue,
-            v if hiding_value(bit, v) => continue,
+            "" | "inherit" | "initial" | "unset" | "revert" => return,
+            v if hiding_value(bit, v) => return,
             _ => &mut sized,
         };
         if d.important {
@@ -219,7 +230,7 @@ fn size_effect(css: &str) -> (Weights, Weights) {
         } else {
             target.normal |= bit;
         }
-    }
+    });
     (sized, auto_sized)
 }
 
@@ -262,6 +273,8 @@ impl HiddenSelectors {
     pub fn learn(&mut self, rules: &[RuleText]) {
         for rule in rules {
             let e = effect(&rule.declarations);
+            // Once per rule, not once per selector of its list.
+            let (sized, auto_sized) = size_effect(&rule.declarations);
             for selector in split_top(&rule.selectors, ',') {
                 let s = subject(selector);
                 if s.pseudo_element {
@@ -273,7 +286,6 @@ impl HiddenSelectors {
                 if e.show.any() != 0 {
                     self.shows.note(&s, e.show);
                 }
-                let (sized, auto_sized) = size_effect(&rule.declarations);
                 if sized.any() != 0 {
                     self.sized.note(&s, sized);
                 }
@@ -324,20 +336,29 @@ impl HiddenSelectors {
     /// What rules hide on the element for certain.
     fn hides_on(&self, el: &Element) -> Weights {
         let mut w = Weights::default();
-        let tag = el.tag.to_ascii_lowercase();
-        for key in el.keys(false).chain(std::iter::once(tag.clone())) {
-            for h in self.hides.get(&key).into_iter().flatten() {
+        if self.hides.is_empty() {
+            return w; // no keys to build: most elements of most mails
+        }
+        let tag = ascii_lowercase(el.tag);
+        let mut visit = |key: &str| {
+            for h in self.hides.get(key).into_iter().flatten() {
                 if h.tag.as_deref().is_none_or(|t| t == tag) {
                     w.add(h.props);
                 }
             }
-        }
+            false
+        };
+        el.any_key(false, &mut visit);
+        visit(&tag);
         w
     }
 
     /// Whether a media rule names the element: its size differs between layouts.
     fn responsive(&self, el: &Element) -> bool {
-        el.keys(true).any(|k| self.responsive.contains(&k))
+        if self.responsive.is_empty() && self.responsive_substrings.is_empty() {
+            return false;
+        }
+        el.any_key(true, |k| self.responsive.contains(k))
             || (!self.responsive_substrings.is_empty() && {
                 let attrs = el.attr_text();
                 self.responsive_substrings
@@ -359,20 +380,28 @@ pub struct Element<'a> {
 }
 
 impl Element<'_> {
-    /// `.class` and `#id` keys, lowercased or as written.
-    fn keys(&self, lowercase: bool) -> impl Iterator<Item = String> + '_ {
-        let case = move |s: &str| {
-            if lowercase {
-                s.to_lowercase()
+    /// Calls `f` with each `.class` and `#id` key, lowercased or as written, until it
+    /// says so; whether it did. Written into one buffer: this runs for every element
+    /// with a class while a sheet hides or shows something.
+    fn any_key(&self, lowercase: bool, mut f: impl FnMut(&str) -> bool) -> bool {
+        let mut key = String::new();
+        let mut visit = |prefix: char, name: &str| {
+            key.clear();
+            key.push(prefix);
+            if !lowercase {
+                key.push_str(name);
+            } else if name.is_ascii() {
+                key.extend(name.bytes().map(|b| char::from(b.to_ascii_lowercase())));
             } else {
-                s.to_string()
+                key.push_str(&name.to_lowercase());
             }
+            f(&key)
         };
         self.class
             .unwrap_or("")
             .split_ascii_whitespace()
-            .map(move |c| format!(".{}", case(c)))
-            .chain(self.id.map(move |i| format!("#{}", case(i.trim()))))
+            .any(|c| visit('.', c))
+            || self.id.is_some_and(|i| visit('#', i.trim()))
     }
 
     fn attr_text(&self) -> Vec<String> {
@@ -1075,5 +1104,103 @@ mod tests {
             split_top("a, :not(.b, .c), d", ','),
             ["a", " :not(.b, .c)", " d"]
         );
+    }
+
+    /// `effect` before it read declarations in place: every declaration copied and
+    /// lowercased, then looked at. Kept here to hold the new one equal to it.
+    fn effect_by_copies(css: &str) -> Effect {
+        let css = super::super::css::strip_comments(css);
+        let decls = css.split(';').filter_map(|d| {
+            let (name, value) = d.split_once(':')?;
+            let value = value.trim().to_ascii_lowercase();
+            let (value, important) = match value.rsplit_once('!') {
+                Some((v, flag)) if flag.trim() == "important" => (v.trim().to_string(), true),
+                _ => (value, false),
+            };
+            Some((name.trim().to_ascii_lowercase(), value, important))
+        });
+        let mut last: [Option<(bool, bool)>; 8] = [None; 8];
+        for (name, value, important) in decls {
+            let bit = prop_bit(&name);
+            if bit == 0 || value.is_empty() {
+                continue;
+            }
+            let slot = &mut last[bit.trailing_zeros() as usize];
+            if slot.is_some_and(|(_, imp)| imp && !important) {
+                continue;
+            }
+            *slot = Some((hiding_value(bit, &value), important));
+        }
+        let mut e = Effect::default();
+        for (i, v) in last.iter().enumerate() {
+            let bit = 1u8 << i;
+            match v {
+                Some((true, false)) => e.hide.normal |= bit,
+                Some((true, true)) => e.hide.important |= bit,
+                Some((false, false)) => e.show.normal |= bit,
+                Some((false, true)) => e.show.important |= bit,
+                None => {}
+            }
+        }
+        e
+    }
+
+    /// `size_effect` before it read declarations in place.
+    fn size_effect_by_copies(css: &str) -> (Weights, Weights) {
+        let (mut sized, mut auto_sized) = (Weights::default(), Weights::default());
+        for d in super::super::css::weighted_declarations(css) {
+            let bit = match d.name.as_str() {
+                "width" => WIDTH,
+                "height" => HEIGHT,
+                _ => continue,
+            };
+            let target = match d.value.as_str() {
+                "auto" => &mut auto_sized,
+                "" | "inherit" | "initial" | "unset" | "revert" => continue,
+                v if hiding_value(bit, v) => continue,
+                _ => &mut sized,
+            };
+            if d.important {
+                target.important |= bit;
+            } else {
+                target.normal |= bit;
+            }
+        }
+        (sized, auto_sized)
+    }
+
+    #[test]
+    fn keys_are_each_class_then_the_id() {
+        let el = Element {
+            tag: "td",
+            class: Some(" Hide\tÄrger x "),
+            id: Some(" Main "),
+            ..Element::default()
+        };
+        let keys = |lowercase| {
+            let mut seen = Vec::new();
+            el.any_key(lowercase, |k| {
+                seen.push(k.to_string());
+                false
+            });
+            seen
+        };
+        assert_eq!(keys(true), [".hide", ".ärger", ".x", "#main"]);
+        assert_eq!(keys(false), [".Hide", ".Ärger", ".x", "#Main"]);
+        assert!(el.any_key(true, |k| k == ".x"));
+        assert!(!el.any_key(true, |k| k == ".X"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Issue 17: the style of every element is read in place now; what it gives
+        /// must be what the copies gave, whatever the case, spacing, comments and flags.
+        #[test]
+        fn effect_in_place_is_effect_by_copies(
+            css in "(( |\\t)?(DiSplay|display|VISIBILITY|opacity|Max-Height|max-width|height|WIDTH|color|x)( )?:( )?(none|NONE|hidden|Collapse|0|0PX|0px|1px|20Px|0\\.0|1E-3|inf|block|auto|AUTO|Inherit|unset|é|)( ?! ?(important|IMPORTANT|imp))?( ?/\\*[a-z;:]*(\\*/)?)?;?){0,6}"
+        ) {
+            proptest::prop_assert_eq!(effect(&css), effect_by_copies(&css));
+            proptest::prop_assert_eq!(size_effect(&css), size_effect_by_copies(&css));
+        }
     }
 }

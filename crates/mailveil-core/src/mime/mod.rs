@@ -3,6 +3,7 @@
 //! bytes in by offset. Every other byte of the message stays as it came.
 
 pub(crate) mod attach;
+mod boundary_search;
 pub mod charset;
 mod signed;
 pub mod transfer;
@@ -11,6 +12,7 @@ use crate::detect::Detector;
 use crate::html::{self, HtmlContext, HtmlError};
 use crate::policy::{Policy, SignedContent};
 use crate::report::{Action, Finding, FindingKind, Location, Report};
+use boundary_search::BoundarySearch;
 use charset::Plan;
 use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
 use std::borrow::Cow;
@@ -122,7 +124,7 @@ fn clean_message_parts(
     let delimiters = boundary_delimiters(&msg);
     walk.boundaries
         .extend(delimiters.iter().map(|d| d[1..].to_vec()));
-    let Ok(boundary_written) = aho_corasick::AhoCorasick::new(&walk.boundaries) else {
+    let Ok(boundary_written) = BoundarySearch::new(&walk.boundaries) else {
         return Err(CleanError::Ambiguous); // too many boundaries to search for
     };
     // Explicit stack: hostile nesting must not exhaust the call stack.
@@ -298,12 +300,12 @@ fn stray_boundary(raw: &[u8], msg: &mail_parser::Message) -> bool {
     if patterns.is_empty() {
         return false;
     }
-    let Ok(finder) = aho_corasick::AhoCorasick::new(&patterns) else {
+    let Ok(finder) = BoundarySearch::new(&patterns) else {
         return true; // too many boundaries to search for: no sure reading
     };
     let body = body_range(root, raw);
-    finder.find_overlapping_iter(&raw[body.clone()]).any(|m| {
-        let at = body.start + m.start();
+    finder.any_occurrence(&raw[body.clone()], |pattern, start, end| {
+        let at = body.start + start;
         let line_start = at == body.start || raw[at - 1] == b'\n';
         let innermost = multiparts
             .iter()
@@ -315,8 +317,7 @@ fn stray_boundary(raw: &[u8], msg: &mail_parser::Message) -> bool {
                 raw[at + 2..body.end].starts_with(b)
                     && ends_delimiter(&raw[at + 2 + b.len()..body.end])
             });
-        let pattern = &patterns[m.pattern().as_usize()];
-        !delimiter && !last_close(pattern, &raw[body.start + m.end()..body.end])
+        !delimiter && !last_close(&patterns[pattern], &raw[body.start + end..body.end])
     })
 }
 
