@@ -1,6 +1,7 @@
-//! Rules: what a tracker is, as data (docs/rules.md). Parsed from TOML text, compiled once
-//! into regex sets so that classifying a URL is one automaton pass, not a loop over rules.
-//! Reading files is the caller's job: this module takes text.
+//! Rules: what a tracker is, as data (docs/rules.md). Parsed from TOML text (or JSON the
+//! build made of it), checked, then indexed once so that classifying a URL is a few hash
+//! lookups, not a loop over rules. Reading files is the caller's job: this module takes
+//! text.
 
 mod exceptions;
 mod glob;
@@ -123,10 +124,11 @@ pub struct Rules {
     /// Parameter names: globs and patterns (see [`NameSets`]).
     param_set: NameSets,
     functional_count: usize,
-    /// Where each entry id was defined (the last definition wins): file (an index in
-    /// `file_names`) and line.
-    locations: HashMap<String, (usize, usize)>,
-    file_names: Vec<String>,
+    /// Where each entry id was defined (the last definition wins): an index in `files`.
+    locations: HashMap<String, usize>,
+    /// Each file's name and text: the line of an id is found when asked for, not at
+    /// every start (issue 17).
+    files: Vec<(String, String)>,
     allows: Vec<exceptions::Allow>,
     policies: Vec<exceptions::Policy>,
     /// `[[functional]]` words (lowercased) and hosts.
@@ -252,9 +254,8 @@ impl Rules {
 
     /// The file and line where the entry with this id is defined.
     pub fn locate(&self, id: &str) -> Option<(&str, usize)> {
-        self.locations
-            .get(id)
-            .map(|&(f, l)| (self.file_names[f].as_str(), l))
+        let (name, text) = &self.files[*self.locations.get(id)?];
+        Some((name, find_line(text, id)))
     }
 
     /// The known tracker with this id.
@@ -730,16 +731,15 @@ fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
     let mut redirects: Layered<RedirectEntry> = Layered::new();
     let mut params: Layered<ParamEntry> = Layered::new();
     let mut locations = HashMap::new();
-    let mut file_names = Vec::with_capacity(files.len());
+    let mut texts = Vec::with_capacity(files.len());
     let mut allows: Layered<schema::AllowEntry> = Layered::new();
     let mut policies: Layered<schema::PolicyEntry> = Layered::new();
     let mut functional: Layered<schema::FunctionalEntry> = Layered::new();
     for (n, (src, file)) in files.into_iter().enumerate() {
         let name = src.name.as_str();
-        file_names.push(src.name.clone());
-        let id_lines = IdLines::new(&src.text);
+        texts.push((src.name.clone(), src.text.clone()));
         for id in ids(&file) {
-            locations.insert(id.clone(), (n, id_lines.find(id)));
+            locations.insert(id.clone(), n);
         }
         for e in file.tracker {
             trackers.insert(&e.id.clone(), e, name);
@@ -846,7 +846,7 @@ fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
         param_set,
         functional_count,
         locations,
-        file_names,
+        files: texts,
         functional_words,
         functional_hosts,
         allows: allows
@@ -887,32 +887,6 @@ fn id_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         let l = l.trim_start();
         l.starts_with("id") && l[2..].trim_start().starts_with('=')
     })
-}
-
-/// The `id = ...` lines of a rule file with their 1-based numbers, read once and
-/// indexed by what each of their quotes opens: finding every entry's line by scanning
-/// the lines for each id was quadratic.
-struct IdLines<'t>(HashMap<&'t str, usize>);
-
-impl<'t> IdLines<'t> {
-    fn new(text: &'t str) -> IdLines<'t> {
-        let mut index = HashMap::new();
-        for (i, line) in id_lines(text) {
-            // What lies between each quote and the next: `"x"` is in the line exactly
-            // when one of these is `x` (an id holds no quote). The first line wins.
-            let quotes: Vec<usize> = memchr::memchr_iter(b'"', line.as_bytes()).collect();
-            for pair in quotes.windows(2) {
-                index.entry(&line[pair[0] + 1..pair[1]]).or_insert(i + 1);
-            }
-        }
-        IdLines(index)
-    }
-
-    /// The first `id` line naming `id` in quotes (0: none). `id` holds no quote
-    /// ([`check_id`]).
-    fn find(&self, id: &str) -> usize {
-        self.0.get(id).copied().unwrap_or(0)
-    }
 }
 
 fn check_id(id: &str) -> Result<(), String> {
