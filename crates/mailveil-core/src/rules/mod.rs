@@ -593,9 +593,10 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Entries keyed by id, later files replacing earlier ones, in the order their ids were
 /// first defined.
+/// Ids are borrowed where the entries are (checking), owned where they are moved in.
 struct Layered<'s, T> {
     slots: Vec<(T, &'s str)>,
-    index: HashMap<String, usize>,
+    index: HashMap<Cow<'s, str>, usize>,
 }
 
 impl<'s, T> Layered<'s, T> {
@@ -605,11 +606,12 @@ impl<'s, T> Layered<'s, T> {
             index: HashMap::new(),
         }
     }
-    fn insert(&mut self, id: &str, value: T, file: &'s str) {
-        match self.index.get(id) {
+    fn insert(&mut self, id: impl Into<Cow<'s, str>>, value: T, file: &'s str) {
+        let id = id.into();
+        match self.index.get(&*id) {
             Some(&i) => self.slots[i] = (value, file),
             None => {
-                self.index.insert(id.to_string(), self.slots.len());
+                self.index.insert(id, self.slots.len());
                 self.slots.push((value, file));
             }
         }
@@ -645,13 +647,13 @@ fn check(files: &[(&RuleSource, RuleFile)]) -> Result<(), RuleError> {
         check_file(src, file)?;
         trackers.extend(file.tracker.iter().map(|e| e.id.as_str()));
         for e in &file.pixel {
-            pixels.insert(&e.id, e, &src.name);
+            pixels.insert(e.id.as_str(), e, &src.name);
         }
         for e in &file.redirect {
-            redirects.insert(&e.id, e, &src.name);
+            redirects.insert(e.id.as_str(), e, &src.name);
         }
         for e in &file.param {
-            params.insert(&e.id, e, &src.name);
+            params.insert(e.id.as_str(), e, &src.name);
         }
     }
     let unknown = |id: &str, tracker: &str, file: &str| RuleError {
@@ -742,25 +744,25 @@ fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
             locations.insert(id.clone(), n);
         }
         for e in file.tracker {
-            trackers.insert(&e.id.clone(), e, name);
+            trackers.insert(e.id.clone(), e, name);
         }
         for e in file.allow {
-            allows.insert(&e.id.clone(), e, name);
+            allows.insert(e.id.clone(), e, name);
         }
         for e in file.policy {
-            policies.insert(&e.id.clone(), e, name);
+            policies.insert(e.id.clone(), e, name);
         }
         for e in file.functional {
-            functional.insert(&e.id.clone(), e, name);
+            functional.insert(e.id.clone(), e, name);
         }
         for e in file.pixel {
-            pixels.insert(&e.id.clone(), e, name);
+            pixels.insert(e.id.clone(), e, name);
         }
         for e in file.redirect {
-            redirects.insert(&e.id.clone(), e, name);
+            redirects.insert(e.id.clone(), e, name);
         }
         for e in file.param {
-            params.insert(&e.id.clone(), e, name);
+            params.insert(e.id.clone(), e, name);
         }
     }
     let trackers: HashMap<String, Tracker> = trackers
