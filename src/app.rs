@@ -141,7 +141,8 @@ impl Services {
         let pipeline = Pipeline::new(rules, settings.policy.clone())
             .with_reports(reports)
             .with_prefetch(prefetch)
-            .with_auth(auth);
+            .with_auth(auth)
+            .with_inline_clean(settings.mode == Mode::Filter);
         Ok(Services {
             pipeline: Arc::new(pipeline),
         })

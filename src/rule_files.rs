@@ -15,7 +15,7 @@
 //! linking files in from elsewhere (Debian's `*-available` / `*-enabled`) is their call;
 //! a link to anything else is refused like the thing itself.
 
-use mailveil_core::{RuleError, RuleSource, Rules};
+use mailveil_core::{RuleError, RuleSource, Rules, rules};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +34,7 @@ pub const SYSTEM_DIR: &str = "/etc/mailveil/rules.d";
 pub fn shipped() -> Vec<RuleSource> {
     shipped::SHIPPED
         .iter()
-        .map(|(name, text)| RuleSource {
+        .map(|(name, text, _)| RuleSource {
             name: format!("shipped:{name}"),
             text: (*text).to_string(),
         })
@@ -155,8 +155,17 @@ pub fn layers(dirs: &[PathBuf], with_system: bool) -> Vec<PathBuf> {
 /// every error, and the set without the broken files. For the commands that look at rules
 /// (`rules check`, `explain`, `stats`); what cleans mail uses [`load_strict`].
 pub fn load(dirs: &[PathBuf], with_system: bool) -> (Rules, Vec<RuleError>) {
+    let shipped_sources = shipped();
     let (sources, mut errors) = read_layers(&layers(dirs, with_system));
-    let (rules, compile_errors) = Rules::compile_lenient(&sources);
+    // The shipped files from the JSON the build made of them (read much faster than
+    // their TOML), the others from their TOML.
+    let parsed = shipped_sources
+        .iter()
+        .zip(shipped::SHIPPED)
+        .map(|(s, (_, _, json))| (s, rules::parse_prepared(s, json)))
+        .chain(sources.iter().map(|s| (s, rules::parse(s))))
+        .collect();
+    let (rules, compile_errors) = Rules::compile_parsed_lenient(parsed);
     errors.extend(compile_errors);
     (rules, errors)
 }
@@ -171,9 +180,9 @@ pub fn load_strict(dirs: &[PathBuf], with_system: bool) -> Result<Rules, Vec<Rul
     }
 }
 
-/// The shipped sources and those of every layer, with every read error.
+/// The sources of every layer (the shipped rules not included), with every read error.
 fn read_layers(layers: &[PathBuf]) -> (Vec<RuleSource>, Vec<RuleError>) {
-    let mut sources = shipped();
+    let mut sources = Vec::new();
     let mut errors = Vec::new();
     for dir in layers {
         let (s, e) = read_dir(dir);
@@ -265,6 +274,17 @@ mod tests {
             let _ = tx.send(f());
         });
         rx.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    #[test]
+    fn the_shipped_rules_read_from_their_json_as_from_their_toml() {
+        for ((name, _, json), src) in shipped::SHIPPED.iter().zip(shipped()) {
+            // the JSON itself, not the TOML that a JSON that does not fit falls back to
+            let from_json: rules::schema::RuleFile = serde_json::from_str(json)
+                .unwrap_or_else(|e| panic!("{name}: the build's JSON does not read: {e}"));
+            let from_toml = rules::parse(&src).unwrap();
+            assert_eq!(format!("{from_json:?}"), format!("{from_toml:?}"), "{name}");
+        }
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub fn path_regex(glob: &str) -> String {
     glob_regex(&glob, ".*")
 }
 
-/// Regex source for a parameter-name glob (whole name).
+/// Regex source for a parameter-name glob (whole name). The reference [`NameGlob`] is
+/// held to.
+#[cfg(test)]
 pub fn name_regex(glob: &str) -> String {
     format!("^{}$", glob_regex(&glob.trim().to_ascii_lowercase(), ".*"))
 }
@@ -124,6 +126,31 @@ impl PathGlob {
     /// line feed, as the regex `.*`).
     pub fn matches_prefix(&self, path: &str) -> bool {
         star_match(&self.0, path.as_bytes(), b"\n", false)
+    }
+}
+
+/// A parameter-name glob as [`name_regex`] reads it in the name sets (bytes, ASCII
+/// case-insensitive, `*` any run without `\r` or `\n`), matched against a whole name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameGlob(Vec<String>);
+
+impl NameGlob {
+    /// Reads a name glob of the rule format.
+    pub fn new(glob: &str) -> NameGlob {
+        NameGlob(pieces(&glob.trim().to_ascii_lowercase()))
+    }
+
+    /// The name itself, when the glob has no star (most have none): a hash key.
+    pub fn literal(&self) -> Option<&str> {
+        match self.0.as_slice() {
+            [name] => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Whether the whole of `name` (already ASCII-lowercased) matches.
+    pub fn matches(&self, name: &str) -> bool {
+        star_match(&self.0, name.as_bytes(), b"\r\n", true)
     }
 }
 

@@ -1,6 +1,7 @@
-//! Rules: what a tracker is, as data (docs/rules.md). Parsed from TOML text, compiled once
-//! into regex sets so that classifying a URL is one automaton pass, not a loop over rules.
-//! Reading files is the caller's job: this module takes text.
+//! Rules: what a tracker is, as data (docs/rules.md). Parsed from TOML text (or JSON the
+//! build made of it), checked, then indexed once so that classifying a URL is a few hash
+//! lookups, not a loop over rules. Reading files is the caller's job: this module takes
+//! text.
 
 mod exceptions;
 mod glob;
@@ -123,8 +124,11 @@ pub struct Rules {
     /// Parameter names: globs and patterns (see [`NameSets`]).
     param_set: NameSets,
     functional_count: usize,
-    /// Where each entry id was defined (the last definition wins): file and line.
-    locations: HashMap<String, (String, usize)>,
+    /// Where each entry id was defined (the last definition wins): an index in `files`.
+    locations: HashMap<String, usize>,
+    /// Each file's name and text: the line of an id is found when asked for, not at
+    /// every start (issue 17).
+    files: Vec<(String, String)>,
     allows: Vec<exceptions::Allow>,
     policies: Vec<exceptions::Policy>,
     /// `[[functional]]` words (lowercased) and hosts.
@@ -146,16 +150,25 @@ impl Rules {
         for src in sources {
             files.push((src, parse(src)?));
         }
-        build(&files)
+        check(&files)?;
+        assemble(files)
     }
 
     /// Compiles what can be compiled: a broken file is left out and its error returned,
     /// so that a typo in one file never stops mail.
     pub fn compile_lenient(sources: &[RuleSource]) -> (Rules, Vec<RuleError>) {
+        Rules::compile_parsed_lenient(sources.iter().map(|s| (s, parse(s))).collect())
+    }
+
+    /// [`Rules::compile_lenient`] of files already read ([`parse`], [`parse_prepared`]),
+    /// or the error that reading one gave, in layer order.
+    pub fn compile_parsed_lenient(
+        parsed: Vec<(&RuleSource, Result<RuleFile, RuleError>)>,
+    ) -> (Rules, Vec<RuleError>) {
         let mut errors = Vec::new();
         let mut files: Vec<(&RuleSource, RuleFile)> = Vec::new();
-        for src in sources {
-            match parse(src) {
+        for (src, file) in parsed {
+            match file {
                 Ok(file) => files.push((src, file)),
                 Err(e) => errors.push(e),
             }
@@ -163,8 +176,16 @@ impl Rules {
         // Entries may name trackers of any file, so the set is built whole; a file that
         // breaks it is left out and the rest built again.
         loop {
-            match build(&files) {
-                Ok(rules) => return (rules, errors),
+            match check(&files) {
+                Ok(()) => {
+                    return match assemble(files) {
+                        Ok(rules) => (rules, errors),
+                        Err(e) => {
+                            errors.push(e);
+                            (Rules::default(), errors)
+                        }
+                    };
+                }
                 Err(e) => {
                     let before = files.len();
                     files.retain(|(src, _)| src.name != e.file);
@@ -233,7 +254,8 @@ impl Rules {
 
     /// The file and line where the entry with this id is defined.
     pub fn locate(&self, id: &str) -> Option<(&str, usize)> {
-        self.locations.get(id).map(|(f, l)| (f.as_str(), *l))
+        let (name, text) = &self.files[*self.locations.get(id)?];
+        Some((name, find_line(text, id)))
     }
 
     /// The known tracker with this id.
@@ -541,7 +563,8 @@ impl UrlGlobs {
     }
 }
 
-fn parse(src: &RuleSource) -> Result<RuleFile, RuleError> {
+/// Reads a rule file's TOML; an error says where.
+pub fn parse(src: &RuleSource) -> Result<RuleFile, RuleError> {
     toml::from_str::<RuleFile>(&src.text).map_err(|e| {
         let (line, column) = e.span().map_or((0, 0), |s| line_col(&src.text, s.start));
         RuleError {
@@ -553,6 +576,14 @@ fn parse(src: &RuleSource) -> Result<RuleFile, RuleError> {
     })
 }
 
+/// Reads a rule file from `json`, what the build made of its TOML text (the shipped
+/// rules): JSON reads several times faster than TOML, and every `mailveil filter`
+/// process reads the shipped rules (issue 17). When the JSON does not fit the format,
+/// the TOML is read instead, so that the error has the line of the file.
+pub fn parse_prepared(src: &RuleSource, json: &str) -> Result<RuleFile, RuleError> {
+    serde_json::from_str(json).or_else(|_| parse(src))
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -560,118 +591,178 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Entries keyed by id, later files replacing earlier ones.
-struct Layered<T> {
-    order: Vec<String>,
-    by_id: HashMap<String, (T, String)>,
+/// Entries keyed by id, later files replacing earlier ones, in the order their ids were
+/// first defined.
+/// Ids are borrowed where the entries are (checking), owned where they are moved in.
+struct Layered<'s, T> {
+    slots: Vec<(T, &'s str)>,
+    index: HashMap<Cow<'s, str>, usize>,
 }
 
-impl<T> Layered<T> {
+impl<'s, T> Layered<'s, T> {
     fn new() -> Self {
         Layered {
-            order: Vec::new(),
-            by_id: HashMap::new(),
+            slots: Vec::new(),
+            index: HashMap::new(),
         }
     }
-    fn insert(&mut self, id: &str, value: T, file: &str) {
-        if self
-            .by_id
-            .insert(id.to_string(), (value, file.to_string()))
-            .is_none()
-        {
-            self.order.push(id.to_string());
+    fn insert(&mut self, id: impl Into<Cow<'s, str>>, value: T, file: &'s str) {
+        let id = id.into();
+        match self.index.get(&*id) {
+            Some(&i) => self.slots[i] = (value, file),
+            None => {
+                self.index.insert(id, self.slots.len());
+                self.slots.push((value, file));
+            }
         }
     }
-    fn into_vec(mut self) -> Vec<(T, String)> {
-        self.order
-            .iter()
-            .filter_map(|id| self.by_id.remove(id))
-            .collect()
+    fn into_vec(self) -> Vec<(T, &'s str)> {
+        self.slots
     }
 }
 
-fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
+/// Every entry id of a file, kind by kind.
+fn ids(file: &RuleFile) -> impl Iterator<Item = &String> {
+    file.tracker
+        .iter()
+        .map(|e| &e.id)
+        .chain(file.pixel.iter().map(|e| &e.id))
+        .chain(file.redirect.iter().map(|e| &e.id))
+        .chain(file.param.iter().map(|e| &e.id))
+        .chain(file.allow.iter().map(|e| &e.id))
+        .chain(file.policy.iter().map(|e| &e.id))
+        .chain(file.functional.iter().map(|e| &e.id))
+}
+
+/// The first error of a set of files, with its file and line: each file's ids, hosts,
+/// redirects and parameter names in turn, then rules naming a tracker that no file
+/// defines. It borrows the files, so that a lenient compile can leave the broken one
+/// out and check the rest again; [`assemble`] then moves the entries, not copies them.
+fn check(files: &[(&RuleSource, RuleFile)]) -> Result<(), RuleError> {
+    let mut trackers = std::collections::HashSet::new();
+    let mut pixels: Layered<&PixelEntry> = Layered::new();
+    let mut redirects: Layered<&RedirectEntry> = Layered::new();
+    let mut params: Layered<&ParamEntry> = Layered::new();
+    for (src, file) in files {
+        check_file(src, file)?;
+        trackers.extend(file.tracker.iter().map(|e| e.id.as_str()));
+        for e in &file.pixel {
+            pixels.insert(e.id.as_str(), e, &src.name);
+        }
+        for e in &file.redirect {
+            redirects.insert(e.id.as_str(), e, &src.name);
+        }
+        for e in &file.param {
+            params.insert(e.id.as_str(), e, &src.name);
+        }
+    }
+    let unknown = |id: &str, tracker: &str, file: &str| RuleError {
+        file: file.to_string(),
+        line: files
+            .iter()
+            .find(|(s, _)| s.name == file)
+            .map_or(0, |(s, _)| find_line(&s.text, id)),
+        column: 1,
+        message: format!("rule {id:?} names tracker {tracker:?}, which no [[tracker]] defines"),
+    };
+    for (e, f) in pixels.into_vec() {
+        if !trackers.contains(e.tracker.as_str()) {
+            return Err(unknown(&e.id, &e.tracker, f));
+        }
+    }
+    for (e, f) in redirects.into_vec() {
+        if !trackers.contains(e.tracker.as_str()) {
+            return Err(unknown(&e.id, &e.tracker, f));
+        }
+    }
+    for (e, f) in params.into_vec() {
+        if let Some(t) = &e.tracker
+            && !trackers.contains(t.as_str())
+        {
+            return Err(unknown(&e.id, t, f));
+        }
+    }
+    Ok(())
+}
+
+/// The errors of one file on its own: ids (kebab-case, each once), hosts, redirects,
+/// parameter names and patterns.
+fn check_file(src: &RuleSource, file: &RuleFile) -> Result<(), RuleError> {
+    let err = |id: &str, message: String| RuleError {
+        file: src.name.clone(),
+        line: find_line(&src.text, id),
+        column: 1,
+        message,
+    };
+    let mut seen = std::collections::HashSet::new();
+    for id in ids(file) {
+        check_id(id).map_err(|m| err(id, m))?;
+        if !seen.insert(id) {
+            return Err(err(id, format!("id {id:?} is used twice in this file")));
+        }
+    }
+    for e in &file.pixel {
+        check_host(&e.host).map_err(|m| err(&e.id, m))?;
+    }
+    for e in &file.redirect {
+        check_host(&e.host).map_err(|m| err(&e.id, m))?;
+        check_redirect(e).map_err(|m| err(&e.id, m))?;
+    }
+    for e in &file.param {
+        if e.names.is_empty() && e.patterns.is_empty() {
+            return Err(err(
+                &e.id,
+                "a [[param]] needs at least one name or pattern".into(),
+            ));
+        }
+        for h in &e.hosts {
+            check_host(h).map_err(|m| err(&e.id, m))?;
+        }
+        for p in &e.patterns {
+            check_pattern(p).map_err(|m| err(&e.id, m))?;
+        }
+    }
+    Ok(())
+}
+
+/// The rule set of files that passed [`check`]. What can still fail has no file: a
+/// regex set over the size limit.
+fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
     let mut trackers: Layered<TrackerEntry> = Layered::new();
     let mut pixels: Layered<PixelEntry> = Layered::new();
     let mut redirects: Layered<RedirectEntry> = Layered::new();
     let mut params: Layered<ParamEntry> = Layered::new();
     let mut locations = HashMap::new();
+    let mut texts = Vec::with_capacity(files.len());
     let mut allows: Layered<schema::AllowEntry> = Layered::new();
     let mut policies: Layered<schema::PolicyEntry> = Layered::new();
     let mut functional: Layered<schema::FunctionalEntry> = Layered::new();
-    for (src, file) in files {
-        let err = |id: &str, message: String| RuleError {
-            file: src.name.clone(),
-            line: find_line(&src.text, id),
-            column: 1,
-            message,
-        };
-        let mut seen = std::collections::HashSet::new();
-        let ids = file
-            .tracker
-            .iter()
-            .map(|e| &e.id)
-            .chain(file.pixel.iter().map(|e| &e.id))
-            .chain(file.redirect.iter().map(|e| &e.id))
-            .chain(file.param.iter().map(|e| &e.id))
-            .chain(file.allow.iter().map(|e| &e.id))
-            .chain(file.policy.iter().map(|e| &e.id))
-            .chain(file.functional.iter().map(|e| &e.id));
-        for id in ids {
-            check_id(id).map_err(|m| err(id, m))?;
-            if !seen.insert(id) {
-                return Err(err(id, format!("id {id:?} is used twice in this file")));
-            }
+    for (n, (src, file)) in files.into_iter().enumerate() {
+        let name = src.name.as_str();
+        texts.push((src.name.clone(), src.text.clone()));
+        for id in ids(&file) {
+            locations.insert(id.clone(), n);
         }
-        let id_lines = IdLines::new(&src.text);
-        for id in file
-            .tracker
-            .iter()
-            .map(|e| &e.id)
-            .chain(file.pixel.iter().map(|e| &e.id))
-            .chain(file.redirect.iter().map(|e| &e.id))
-            .chain(file.param.iter().map(|e| &e.id))
-            .chain(file.allow.iter().map(|e| &e.id))
-            .chain(file.policy.iter().map(|e| &e.id))
-            .chain(file.functional.iter().map(|e| &e.id))
-        {
-            locations.insert(id.clone(), (src.name.clone(), id_lines.find(id)));
+        for e in file.tracker {
+            trackers.insert(e.id.clone(), e, name);
         }
-        for e in &file.tracker {
-            trackers.insert(&e.id, e.clone(), &src.name);
+        for e in file.allow {
+            allows.insert(e.id.clone(), e, name);
         }
-        for e in &file.allow {
-            allows.insert(&e.id, e.clone(), &src.name);
+        for e in file.policy {
+            policies.insert(e.id.clone(), e, name);
         }
-        for e in &file.policy {
-            policies.insert(&e.id, e.clone(), &src.name);
+        for e in file.functional {
+            functional.insert(e.id.clone(), e, name);
         }
-        for e in &file.functional {
-            functional.insert(&e.id, e.clone(), &src.name);
+        for e in file.pixel {
+            pixels.insert(e.id.clone(), e, name);
         }
-        for e in &file.pixel {
-            check_host(&e.host).map_err(|m| err(&e.id, m))?;
-            pixels.insert(&e.id, e.clone(), &src.name);
+        for e in file.redirect {
+            redirects.insert(e.id.clone(), e, name);
         }
-        for e in &file.redirect {
-            check_host(&e.host).map_err(|m| err(&e.id, m))?;
-            check_redirect(e).map_err(|m| err(&e.id, m))?;
-            redirects.insert(&e.id, e.clone(), &src.name);
-        }
-        for e in &file.param {
-            if e.names.is_empty() && e.patterns.is_empty() {
-                return Err(err(
-                    &e.id,
-                    "a [[param]] needs at least one name or pattern".into(),
-                ));
-            }
-            for h in &e.hosts {
-                check_host(h).map_err(|m| err(&e.id, m))?;
-            }
-            for p in &e.patterns {
-                check_pattern(p).map_err(|m| err(&e.id, m))?;
-            }
-            params.insert(&e.id, e.clone(), &src.name);
+        for e in file.param {
+            params.insert(e.id.clone(), e, name);
         }
     }
     let trackers: HashMap<String, Tracker> = trackers
@@ -688,35 +779,9 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
             )
         })
         .collect();
-    let pixels = pixels.into_vec();
-    let redirects = redirects.into_vec();
-    let params = params.into_vec();
-    let unknown = |id: &str, tracker: &str, file: &str| RuleError {
-        file: file.to_string(),
-        line: files
-            .iter()
-            .find(|(s, _)| s.name == file)
-            .map_or(0, |(s, _)| find_line(&s.text, id)),
-        column: 1,
-        message: format!("rule {id:?} names tracker {tracker:?}, which no [[tracker]] defines"),
-    };
-    for (e, f) in &pixels {
-        if !trackers.contains_key(&e.tracker) {
-            return Err(unknown(&e.id, &e.tracker, f));
-        }
-    }
-    for (e, f) in &redirects {
-        if !trackers.contains_key(&e.tracker) {
-            return Err(unknown(&e.id, &e.tracker, f));
-        }
-    }
-    for (e, f) in &params {
-        if let Some(t) = &e.tracker
-            && !trackers.contains_key(t)
-        {
-            return Err(unknown(&e.id, t, f));
-        }
-    }
+    let pixels = owned_names(pixels.into_vec());
+    let redirects = owned_names(redirects.into_vec());
+    let params = owned_names(params.into_vec());
     let regex_err = |e: regex::Error| RuleError {
         file: String::new(),
         line: 0,
@@ -783,6 +848,7 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
         param_set,
         functional_count,
         locations,
+        files: texts,
         functional_words,
         functional_hosts,
         allows: allows
@@ -800,36 +866,29 @@ fn build(files: &[(&RuleSource, RuleFile)]) -> Result<Rules, RuleError> {
     })
 }
 
-fn find_line(text: &str, id: &str) -> usize {
-    IdLines::new(text).find(id)
+/// Entries with their file's name, owned.
+fn owned_names<T>(entries: Vec<(T, &str)>) -> Vec<(T, String)> {
+    entries
+        .into_iter()
+        .map(|(e, f)| (e, f.to_string()))
+        .collect()
 }
 
-/// The `id = ...` lines of a rule file with their 1-based numbers, read once: finding
-/// every entry's line by scanning the whole text for each id was quadratic.
-struct IdLines<'t>(Vec<(usize, &'t str)>);
+/// The first `id` line of `text` naming `id` in quotes (0: none), for an error: `id`
+/// may be anything there, quotes included.
+fn find_line(text: &str, id: &str) -> usize {
+    let needle = format!("\"{id}\"");
+    id_lines(text)
+        .find(|(_, l)| l.contains(&needle))
+        .map_or(0, |(i, _)| i + 1)
+}
 
-impl<'t> IdLines<'t> {
-    fn new(text: &'t str) -> IdLines<'t> {
-        IdLines(
-            text.lines()
-                .enumerate()
-                .filter(|(_, l)| {
-                    let l = l.trim_start();
-                    l.starts_with("id") && l[2..].trim_start().starts_with('=')
-                })
-                .map(|(i, l)| (i + 1, l))
-                .collect(),
-        )
-    }
-
-    /// The first `id` line naming `id` in quotes (0: none).
-    fn find(&self, id: &str) -> usize {
-        let needle = format!("\"{id}\"");
-        self.0
-            .iter()
-            .find(|(_, l)| l.contains(&needle))
-            .map_or(0, |(n, _)| *n)
-    }
+/// The `id = ...` lines of a rule file, with their 0-based numbers.
+fn id_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter(|(_, l)| {
+        let l = l.trim_start();
+        l.starts_with("id") && l[2..].trim_start().starts_with('=')
+    })
 }
 
 fn check_id(id: &str) -> Result<(), String> {
@@ -882,25 +941,32 @@ fn check_redirect(e: &RedirectEntry) -> Result<(), String> {
     }
 }
 
-/// The names of every `[[param]]`, compiled: one set of the name globs, one of the name
-/// patterns, each mapping back to the entries.
+/// The names of every `[[param]]`: name globs by a hash of the literal ones (most) and a
+/// list of those with a star, name patterns by one regex set; each maps back to the
+/// entries. Globs were a regex set too, compiled by every `mailveil filter` process at
+/// start for some 140 names of which four have a star (issue 17).
 #[derive(Debug, Clone)]
 struct NameSets {
-    globs: BytesRegexSet,
-    glob_entries: Vec<usize>,
+    /// Star-less globs, ASCII-lowercased: the entries that name each.
+    literals: HashMap<String, Vec<usize>>,
+    /// Globs with a star, and their entry.
+    starred: Vec<(glob::NameGlob, usize)>,
     patterns: BytesRegexSet,
     pattern_entries: Vec<usize>,
 }
 
 impl NameSets {
     fn build(params: &[(ParamEntry, String)]) -> Result<NameSets, regex::Error> {
-        let (mut globs, mut glob_entries) = (Vec::new(), Vec::new());
+        let mut literals: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut starred = Vec::new();
         let (mut patterns, mut pattern_entries) = (Vec::new(), Vec::new());
         for (i, (e, _)) in params.iter().enumerate() {
-            if !e.names.is_empty() {
-                let alts: Vec<String> = e.names.iter().map(|n| glob::name_regex(n)).collect();
-                globs.push(alts.join("|"));
-                glob_entries.push(i);
+            for name in &e.names {
+                let g = glob::NameGlob::new(name);
+                match g.literal() {
+                    Some(l) => literals.entry(l.to_string()).or_default().push(i),
+                    None => starred.push((g, i)),
+                }
             }
             if !e.patterns.is_empty() {
                 let alts: Vec<String> = e.patterns.iter().map(|p| anchored(p)).collect();
@@ -909,8 +975,8 @@ impl NameSets {
             }
         }
         Ok(NameSets {
-            globs: param_builder(globs).build()?,
-            glob_entries,
+            literals,
+            starred,
             patterns: param_builder(patterns).build()?,
             pattern_entries,
         })
@@ -919,12 +985,14 @@ impl NameSets {
     /// The entries whose globs match `name`, or whose patterns do (for an ASCII name
     /// only: see [`param_builder`]), in the order they were defined.
     fn matching(&self, name: &str) -> Vec<usize> {
-        let mut found: Vec<usize> = self
-            .globs
-            .matches(name.as_bytes())
-            .into_iter()
-            .map(|i| self.glob_entries[i])
-            .collect();
+        let lower = lowercase(name);
+        let mut found: Vec<usize> = self.literals.get(&*lower).cloned().unwrap_or_default();
+        found.extend(
+            self.starred
+                .iter()
+                .filter(|(g, _)| g.matches(&lower))
+                .map(|(_, i)| *i),
+        );
         if name.is_ascii() && !self.pattern_entries.is_empty() {
             found.extend(
                 self.patterns
@@ -932,9 +1000,9 @@ impl NameSets {
                     .into_iter()
                     .map(|i| self.pattern_entries[i]),
             );
-            found.sort_unstable();
-            found.dedup();
         }
+        found.sort_unstable();
+        found.dedup();
         found
     }
 }
@@ -1067,12 +1135,124 @@ source = "test"
     }
 
     #[test]
+    fn name_globs_find_what_one_regex_set_found() {
+        // Each entry's names, as a rule file may write them: literals (mixed case,
+        // spaces, non-ASCII), stars anywhere, the empty name.
+        let entries: &[&[&str]] = &[
+            &["utm_*", "mc_eid"],
+            &["MC_EID", " fbclid "],
+            &["*"],
+            &[""],
+            &["a*b", "*_id"],
+            &["*x*", "É"],
+            &["trk", "tr*k"],
+            &["é*", "mc_eid"],
+        ];
+        let names = [
+            "",
+            "utm_source",
+            "UTM_Source",
+            "utm_",
+            "utm",
+            "utm_a\nb",
+            "utm_a\rb",
+            "mc_eid",
+            "Mc_EiD",
+            "mc_eid ",
+            "fbclid",
+            "FBCLID",
+            " fbclid",
+            "ab",
+            "a\nb",
+            "aXXb",
+            "AB",
+            "user_id",
+            "_id",
+            "id",
+            "x",
+            "xx",
+            "X",
+            "\nx",
+            "É",
+            "é",
+            "éx",
+            "É*",
+            "trk",
+            "TRK",
+            "tr\u{212A}",
+            "trxk",
+            "tr\nk",
+            "a*b",
+            "*",
+        ];
+        let params: Vec<(ParamEntry, String)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let e = ParamEntry {
+                    id: format!("p{i}"),
+                    tracker: None,
+                    names: n.iter().map(|s| s.to_string()).collect(),
+                    patterns: Vec::new(),
+                    hosts: Vec::new(),
+                    paths: Vec::new(),
+                    class: ParamClass::Campaign,
+                    action: RuleAction::Strip,
+                    source: "test".into(),
+                    note: None,
+                };
+                (e, String::new())
+            })
+            .collect();
+        // The regex set the globs were compiled into before (issue 17).
+        let set = param_builder(entries.iter().map(|n| {
+            n.iter()
+                .map(|g| glob::name_regex(g))
+                .collect::<Vec<_>>()
+                .join("|")
+        }))
+        .build()
+        .unwrap();
+        let sets = NameSets::build(&params).unwrap();
+        for name in names {
+            let expected: Vec<usize> = set.matches(name.as_bytes()).into_iter().collect();
+            assert_eq!(sets.matching(name), expected, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn entry_lines_are_those_a_scan_of_each_line_finds() {
+        let text = "[[tracker]]\nid = \"t\" # not \"p\"\nname = \"T\"\ncategory = \"esp\"\nsource = \"s\"\n\
+            [[pixel]]\nid   =  \"p\"\ntracker = \"t\"\nhost = \"x.example\"\nsource = \"s\"\n\
+            [[pixel]]\n  id=\"q\"\ntracker = \"t\"\nhost = \"y.example\"\nsource = \"s\"\n\
+            [[param]]\nid = 'r'\nnames = [\"r\"]\nclass = \"campaign\"\nsource = \"s\"\n";
+        let rules = Rules::compile(&[src("f.toml", text)]).unwrap();
+        for (id, line) in [("t", 2), ("p", 2), ("q", 12), ("r", 0)] {
+            assert_eq!(find_line(text, id), line, "{id}");
+            assert_eq!(rules.locate(id), Some(("f.toml", line)), "{id}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_errors_with_a_line() {
         let text = "[[tracker]]\nid = \"x\"\nname = \"X\"\ncategory = \"esp\"\nsource = \"s\"\nhots = \"typo\"\n";
         let e = Rules::compile(&[src("bad.toml", text)]).unwrap_err();
         assert_eq!(e.file, "bad.toml");
         assert!(e.line >= 1 && e.line <= 6, "{e}");
         assert!(e.message.contains("hots"), "{e}");
+    }
+
+    #[test]
+    fn prepared_json_is_read_and_when_it_does_not_fit_the_toml_is() {
+        let json = r#"{"tracker":[{"id":"y","name":"Y","category":"esp","source":"s"}]}"#;
+        let file = parse_prepared(&src("a.toml", MAILCHIMP), json).unwrap();
+        assert_eq!(file.tracker[0].id, "y", "the JSON is what is read");
+        let text = "[[tracker]]\nid = \"x\"\nname = \"X\"\ncategory = \"esp\"\nsource = \"s\"\nhots = \"typo\"\n";
+        for json in ["", "{\"tracker\": 1}", "not json"] {
+            let e = parse_prepared(&src("bad.toml", text), json).unwrap_err();
+            assert_eq!((e.file.as_str(), e.line), ("bad.toml", 6), "{json:?}: {e}");
+            assert!(e.message.contains("hots"), "{e}");
+        }
     }
 
     #[test]
