@@ -100,7 +100,14 @@ impl Imap {
         let mut out = BTreeMap::new();
         let resp = self.cmd("UID FETCH 1:* (UID FLAGS INTERNALDATE BODY.PEEK[])");
         for (line, lit) in resp {
-            if !line.starts_with("* ") || !line.contains(" FETCH (") {
+            // Only the answers to this FETCH: the server may also send an unsolicited
+            // `* N FETCH (FLAGS (...))` at any time when another session (the watcher)
+            // changed a message's flags (RFC 3501 section 7.4.2): no UID, no body.
+            if !line.starts_with("* ")
+                || !line.contains(" FETCH (")
+                || !line.contains("UID ")
+                || lit.is_none()
+            {
                 continue;
             }
             let uid: u32 = after(&line, "UID ")
