@@ -252,6 +252,8 @@ impl Conn {
             let mut slices: Vec<io::IoSlice<'_>> =
                 parts.iter().map(|p| io::IoSlice::new(p)).collect();
             let mut rest = &mut slices[..];
+            // Drops leading empty parts: a vectored write of nothing returns 0, read as
+            // WriteZero below.
             io::IoSlice::advance_slices(&mut rest, 0);
             while !rest.is_empty() {
                 let n = self.stream.write_vectored(rest).await?;

@@ -217,23 +217,7 @@ mod tests {
         }
     }
 
-    /// The byte-by-byte form `dot_stuff` had before it used `memchr`: the reference.
-    fn stuff_bytewise(message: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut at_line_start = true;
-        for &b in message {
-            if at_line_start && b == b'.' {
-                out.push(b'.');
-            }
-            out.push(b);
-            at_line_start = b == b'\n';
-        }
-        if !message.is_empty() && !out.ends_with(b"\n") {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b".\r\n");
-        out
-    }
+    include!("stuff_bytewise.rs");
 
     /// Messages made of what matters to stuffing: dots, CR, LF (bare or not), other
     /// bytes, and now and then a long run of one byte (a huge line).

@@ -7,6 +7,7 @@ use crate::pipeline::Pipeline;
 use mailveil_core::{OnError, Policy};
 use std::io;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 /// A fake downstream: Dovecot-like LMTP or Postfix-like SMTP.
@@ -192,8 +193,23 @@ struct Client {
 impl Client {
     async fn start(shared: Arc<Shared>) -> Client {
         let (ours, theirs) = tokio::io::duplex(1 << 16);
+        Client::over(shared, ours, Box::new(theirs)).await
+    }
+    /// A session whose writes to the client are counted (the greeting is the first).
+    async fn start_counted(shared: Arc<Shared>, buffer: usize) -> (Client, Arc<AtomicUsize>) {
+        let (ours, theirs) = tokio::io::duplex(buffer);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let stream = CountWrites {
+            inner: theirs,
+            writes: Arc::clone(&writes),
+        };
+        (Client::over(shared, ours, Box::new(stream)).await, writes)
+    }
+    /// A session on `stream`, read and written by the client through `ours`; the
+    /// greeting read.
+    async fn over(shared: Arc<Shared>, ours: DuplexStream, stream: Box<dyn Io>) -> Client {
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(run_session(shared, Box::new(theirs), "test".into(), rx));
+        let task = tokio::spawn(run_session(shared, stream, "test".into(), rx));
         let (r, w) = tokio::io::split(ours);
         let mut c = Client {
             r: BufReader::new(r),
@@ -733,7 +749,7 @@ async fn per_policy_copies_are_answered_per_recipient_or_by_the_weakest() {
 /// A stream that counts the writes made on it (the replies' syscalls, on a socket).
 struct CountWrites {
     inner: DuplexStream,
-    writes: Arc<std::sync::atomic::AtomicUsize>,
+    writes: Arc<AtomicUsize>,
 }
 
 impl tokio::io::AsyncRead for CountWrites {
@@ -776,27 +792,7 @@ impl tokio::io::AsyncWrite for CountWrites {
 #[tokio::test]
 async fn a_pipelined_group_of_commands_is_answered_in_one_write() {
     let fake = Fake::smtp();
-    let (ours, theirs) = tokio::io::duplex(1 << 16);
-    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let stream = CountWrites {
-        inner: theirs,
-        writes: Arc::clone(&writes),
-    };
-    let (_stop, rx) = watch::channel(false);
-    let task = tokio::spawn(run_session(
-        shared(&fake, 1 << 20),
-        Box::new(stream),
-        "test".into(),
-        rx,
-    ));
-    let (r, w) = tokio::io::split(ours);
-    let mut c = Client {
-        r: BufReader::new(r),
-        w,
-        stop: _stop,
-        task,
-    };
-    assert!(c.reply().await.starts_with("220 "));
+    let (mut c, writes) = Client::start_counted(shared(&fake, 1 << 20), 1 << 16).await;
     assert!(c.cmd("EHLO postfix.test").await.starts_with("250"));
     let before = writes.load(std::sync::atomic::Ordering::SeqCst);
     c.send("MAIL FROM:<a@b.example>\r\nRCPT TO:<x@example.test>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n").await;
@@ -825,27 +821,7 @@ async fn a_pipelined_group_of_commands_is_answered_in_one_write() {
 #[tokio::test]
 async fn replies_held_for_a_long_pipelined_group_go_out_in_bounded_pieces() {
     let fake = Fake::smtp();
-    let (ours, theirs) = tokio::io::duplex(1 << 20);
-    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let stream = CountWrites {
-        inner: theirs,
-        writes: Arc::clone(&writes),
-    };
-    let (_stop, rx) = watch::channel(false);
-    let task = tokio::spawn(run_session(
-        shared(&fake, 1 << 20),
-        Box::new(stream),
-        "test".into(),
-        rx,
-    ));
-    let (r, w) = tokio::io::split(ours);
-    let mut c = Client {
-        r: BufReader::new(r),
-        w,
-        stop: _stop,
-        task,
-    };
-    assert!(c.reply().await.starts_with("220 "));
+    let (mut c, writes) = Client::start_counted(shared(&fake, 1 << 20), 1 << 20).await;
     let n = 3000;
     c.send(&"NOOP\r\n".repeat(n)).await;
     for i in 0..n {

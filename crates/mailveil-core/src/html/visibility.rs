@@ -114,6 +114,11 @@ fn effect(css: &str) -> Effect {
         }
         *slot = Some((hiding_value(bit, &ascii_lowercase(d.value)), d.important));
     });
+    effect_of(&last)
+}
+
+/// The effect of the last declaration of each property: (hides, important) per bit index.
+fn effect_of(last: &[Option<(bool, bool)>; 8]) -> Effect {
     let mut e = Effect::default();
     for (i, v) in last.iter().enumerate() {
         let bit = 1u8 << i;
@@ -1131,18 +1136,8 @@ mod tests {
             }
             *slot = Some((hiding_value(bit, &value), important));
         }
-        let mut e = Effect::default();
-        for (i, v) in last.iter().enumerate() {
-            let bit = 1u8 << i;
-            match v {
-                Some((true, false)) => e.hide.normal |= bit,
-                Some((true, true)) => e.hide.important |= bit,
-                Some((false, false)) => e.show.normal |= bit,
-                Some((false, true)) => e.show.important |= bit,
-                None => {}
-            }
-        }
-        e
+        // the fold into an Effect was not changed: shared with the code under test
+        effect_of(&last)
     }
 
     /// `size_effect` before it read declarations in place.
