@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -62,12 +62,9 @@ pub fn guard() -> Option<MutexGuard<'static, ()>> {
 #[allow(unused_imports)]
 pub use crate::support::{free_port, wait_until};
 
-/// `N` different free ports: all bound at once, then released.
+/// `N` different free ports (`free_port` never returns one twice in a process).
 fn distinct_free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+    std::array::from_fn(|_| free_port())
 }
 
 #[derive(Debug, Clone, Copy)]
