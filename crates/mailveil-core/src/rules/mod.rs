@@ -8,10 +8,14 @@ mod glob;
 #[allow(missing_docs)] // the format is documented field by field in docs/rules.md
 pub mod schema;
 
-use regex::bytes::{RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet, RegexSetBuilder};
+use regex::bytes::{
+    Regex as BytesRegex, RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet,
+    RegexSetBuilder,
+};
 use schema::{PixelEntry, RuleFile, TrackerEntry};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 // Maps keyed only by what the operator's rule files hold (ids, tracker ids) and never
 // probed with mail content use FxHash: SipHash was some 14% of a `mailveil filter`
 // start (issue 17). Maps probed with a mail's hosts or parameter names keep SipHash
@@ -826,7 +830,7 @@ fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
             .iter()
             .map(|(e, _)| (e.host.as_str(), e.path.as_deref())),
     );
-    let param_set = NameSets::build(&params).map_err(regex_err)?;
+    let param_set = NameSets::build(&params);
     let params: Vec<Param> = params
         .into_iter()
         .map(|(entry, file)| {
@@ -979,12 +983,39 @@ struct NameSets {
     literals: HashMap<String, Vec<usize>>,
     /// Globs with a star, and their entry.
     starred: Vec<(glob::NameGlob, usize)>,
-    patterns: BytesRegexSet,
+    /// Each entry's patterns, anchored.
+    patterns: Vec<Vec<String>>,
+    /// [`NameSets::patterns`] compiled, on first use: most mails' URLs carry no
+    /// parameter, and each pattern was compiled once already when checked (issue 17).
+    compiled: OnceLock<Patterns>,
     pattern_entries: Vec<usize>,
 }
 
+/// Compiled name patterns: one regex set, or when that is over the size limit (each
+/// pattern compiled alone when it was checked, their union need not), each pattern alone.
+#[derive(Debug, Clone)]
+enum Patterns {
+    Set(BytesRegexSet),
+    Each(Vec<(BytesRegex, usize)>),
+}
+
+impl Patterns {
+    /// Each pattern alone, with the index of its entry's alternation. Every one compiled
+    /// alone when it was checked ([`check_pattern`]), so none is left out.
+    fn each(patterns: &[Vec<String>]) -> Patterns {
+        Patterns::Each(
+            patterns
+                .iter()
+                .enumerate()
+                .flat_map(|(i, alts)| alts.iter().map(move |a| (a, i)))
+                .filter_map(|(a, i)| Some((name_regex(a).ok()?, i)))
+                .collect(),
+        )
+    }
+}
+
 impl NameSets {
-    fn build(params: &[(ParamEntry, String)]) -> Result<NameSets, regex::Error> {
+    fn build(params: &[(ParamEntry, String)]) -> NameSets {
         let mut literals: HashMap<String, Vec<usize>> = HashMap::new();
         let mut starred = Vec::new();
         let (mut patterns, mut pattern_entries) = (Vec::new(), Vec::new());
@@ -997,16 +1028,26 @@ impl NameSets {
                 }
             }
             if !e.patterns.is_empty() {
-                let alts: Vec<String> = e.patterns.iter().map(|p| anchored(p)).collect();
-                patterns.push(alts.join("|"));
+                patterns.push(e.patterns.iter().map(|p| anchored(p)).collect());
                 pattern_entries.push(i);
             }
         }
-        Ok(NameSets {
+        NameSets {
             literals,
             starred,
-            patterns: param_builder(patterns).build()?,
+            patterns,
+            compiled: OnceLock::new(),
             pattern_entries,
+        }
+    }
+
+    /// The name patterns, compiled on the first call.
+    fn compiled(&self) -> &Patterns {
+        self.compiled.get_or_init(|| {
+            match param_builder(self.patterns.iter().map(|alts| alts.join("|"))).build() {
+                Ok(set) => Patterns::Set(set),
+                Err(_) => Patterns::each(&self.patterns),
+            }
         })
     }
 
@@ -1022,12 +1063,19 @@ impl NameSets {
                 .map(|(_, i)| *i),
         );
         if name.is_ascii() && !self.pattern_entries.is_empty() {
-            found.extend(
-                self.patterns
-                    .matches(name.as_bytes())
-                    .into_iter()
-                    .map(|i| self.pattern_entries[i]),
-            );
+            let name = name.as_bytes();
+            match self.compiled() {
+                Patterns::Set(set) => found.extend(
+                    set.matches(name)
+                        .into_iter()
+                        .map(|i| self.pattern_entries[i]),
+                ),
+                Patterns::Each(each) => found.extend(
+                    each.iter()
+                        .filter(|(re, _)| re.is_match(name))
+                        .map(|(_, i)| self.pattern_entries[*i]),
+                ),
+            }
         }
         found.sort_unstable();
         found.dedup();
@@ -1056,6 +1104,15 @@ where
     b
 }
 
+/// One anchored name pattern compiled alone, as [`param_builder`] compiles it in a set.
+fn name_regex(anchored: &str) -> Result<BytesRegex, regex::Error> {
+    BytesRegexBuilder::new(anchored)
+        .case_insensitive(true)
+        .unicode(false)
+        .crlf(true)
+        .build()
+}
+
 /// Whether `pattern` is a parameter-name pattern a `[[param]]` may hold: it compiles
 /// (as mailveil reads patterns: anchored, over bytes, ASCII case-insensitive) and does
 /// not take in (nearly) every name. The error says why not.
@@ -1065,17 +1122,12 @@ pub fn check_name_pattern(pattern: &str) -> Result<(), String> {
 
 /// A name pattern that compiles and does not take in every name.
 fn check_pattern(pattern: &str) -> Result<(), String> {
-    let re = BytesRegexBuilder::new(&anchored(pattern))
-        .case_insensitive(true)
-        .unicode(false)
-        .crlf(true)
-        .build()
-        .map_err(|e| {
-            // The parser's message draws the pattern over several lines: its last says why.
-            let why = e.to_string();
-            let why = why.lines().last().unwrap_or("").trim().to_string();
-            format!("pattern {pattern:?}: {why}")
-        })?;
+    let re = name_regex(&anchored(pattern)).map_err(|e| {
+        // The parser's message draws the pattern over several lines: its last says why.
+        let why = e.to_string();
+        let why = why.lines().last().unwrap_or("").trim().to_string();
+        format!("pattern {pattern:?}: {why}")
+    })?;
     let probes: [&[u8]; 4] = [b"q", b"id", b"page", b"zz_9"];
     if re.is_match(b"") || probes.iter().all(|p| re.is_match(p)) {
         return Err(format!(
@@ -1241,7 +1293,7 @@ source = "test"
         }))
         .build()
         .unwrap();
-        let sets = NameSets::build(&params).unwrap();
+        let sets = NameSets::build(&params);
         for name in names {
             let expected: Vec<usize> = set.matches(name.as_bytes()).into_iter().collect();
             assert_eq!(sets.matching(name), expected, "{name:?}");
@@ -1358,6 +1410,41 @@ source = "test"
             assert_eq!((e.file.as_str(), e.line), ("p.toml", 2), "{bad}: {e}");
         }
         assert!(param("").is_err(), "a name or a pattern is needed");
+    }
+
+    #[test]
+    fn name_patterns_are_compiled_on_first_use_one_by_one_when_the_set_cannot_be() {
+        let text = "[[param]]\nid = \"a\"\nclass = \"campaign\"\nsource = \"s\"\nnames = [\"x\"]\npatterns = [\"p[fd]_rd_[a-z]*\", \"li[a-z]{2}\"]\n\
+            [[param]]\nid = \"b\"\nclass = \"campaign\"\nsource = \"s\"\npatterns = [\"trk\"]\n";
+        let rules = Rules::compile(&[src("p.toml", text)]).unwrap();
+        let sets = &rules.param_set;
+        assert!(sets.compiled.get().is_none(), "compiled at start");
+        assert_eq!(sets.matching("é"), Vec::<usize>::new());
+        assert!(
+            sets.compiled.get().is_none(),
+            "compiled for a name no pattern sees"
+        );
+        let names = [
+            "x",
+            "pf_rd_p",
+            "PD_RD_",
+            "lipi",
+            "lipis",
+            "trk",
+            "TRK",
+            "tr\u{212A}",
+            "q",
+        ];
+        let by_set: Vec<Vec<usize>> = names.iter().map(|n| sets.matching(n)).collect();
+        assert!(matches!(sets.compiled.get(), Some(Patterns::Set(_))));
+        assert_eq!(by_set[1..4], [vec![0], vec![0], vec![0]]);
+        let one_by_one = NameSets {
+            compiled: OnceLock::from(Patterns::each(&sets.patterns)),
+            ..sets.clone()
+        };
+        for (n, expected) in names.iter().zip(&by_set) {
+            assert_eq!(&one_by_one.matching(n), expected, "{n:?}");
+        }
     }
 
     #[test]
