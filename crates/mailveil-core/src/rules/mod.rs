@@ -15,7 +15,7 @@ use regex::bytes::{
 use schema::{PixelEntry, RuleFile, TrackerEntry};
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 // Maps keyed only by what the operator's rule files hold (ids, tracker ids) and never
 // probed with mail content use FxHash: SipHash was some 14% of a `mailveil filter`
 // start (issue 17). Maps probed with a mail's hosts or parameter names keep SipHash
@@ -32,8 +32,9 @@ pub use schema::{
 pub struct RuleSource {
     /// Shown in errors and in `rules explain`.
     pub name: String,
-    /// The TOML text.
-    pub text: String,
+    /// The TOML text: shared, not copied, by the rule set that keeps it for
+    /// [`Rules::locate`] (issue 17).
+    pub text: Arc<str>,
 }
 
 /// A rule file that could not be used, with the line it broke on.
@@ -137,7 +138,7 @@ pub struct Rules {
     locations: FxHashMap<String, usize>,
     /// Each file's name and text: the line of an id is found when asked for, not at
     /// every start (issue 17).
-    files: Vec<(String, String)>,
+    files: Vec<(String, Arc<str>)>,
     allows: Vec<exceptions::Allow>,
     policies: Vec<exceptions::Policy>,
     /// `[[functional]]` words (lowercased) and hosts.
@@ -610,9 +611,13 @@ struct Layered<'s, T> {
 
 impl<'s, T> Layered<'s, T> {
     fn new() -> Self {
+        Self::with_capacity(0)
+    }
+    /// Room for `n` entries: the maps of a load are sized once, never grown (issue 17).
+    fn with_capacity(n: usize) -> Self {
         Layered {
-            slots: Vec::new(),
-            index: FxHashMap::default(),
+            slots: Vec::with_capacity(n),
+            index: FxHashMap::with_capacity_and_hasher(n, Default::default()),
         }
     }
     fn insert(&mut self, id: impl Into<Cow<'s, str>>, value: T, file: &'s str) {
@@ -760,18 +765,22 @@ fn check_file(src: &RuleSource, file: &RuleFile) -> Result<(), RuleError> {
 /// The rule set of files that passed [`check`]. What can still fail has no file: a
 /// regex set over the size limit.
 fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
-    let mut trackers: Layered<TrackerEntry> = Layered::new();
-    let mut pixels: Layered<PixelEntry> = Layered::new();
-    let mut redirects: Layered<RedirectEntry> = Layered::new();
-    let mut params: Layered<ParamEntry> = Layered::new();
-    let mut locations = FxHashMap::default();
+    let count = |kind: fn(&RuleFile) -> usize| files.iter().map(|(_, f)| kind(f)).sum();
+    let mut trackers: Layered<TrackerEntry> = Layered::with_capacity(count(|f| f.tracker.len()));
+    let mut pixels: Layered<PixelEntry> = Layered::with_capacity(count(|f| f.pixel.len()));
+    let mut redirects: Layered<RedirectEntry> = Layered::with_capacity(count(|f| f.redirect.len()));
+    let mut params: Layered<ParamEntry> = Layered::with_capacity(count(|f| f.param.len()));
+    let mut locations =
+        FxHashMap::with_capacity_and_hasher(count(|f| ids(f).count()), Default::default());
     let mut texts = Vec::with_capacity(files.len());
-    let mut allows: Layered<schema::AllowEntry> = Layered::new();
-    let mut policies: Layered<schema::PolicyEntry> = Layered::new();
-    let mut functional: Layered<schema::FunctionalEntry> = Layered::new();
+    let mut allows: Layered<schema::AllowEntry> = Layered::with_capacity(count(|f| f.allow.len()));
+    let mut policies: Layered<schema::PolicyEntry> =
+        Layered::with_capacity(count(|f| f.policy.len()));
+    let mut functional: Layered<schema::FunctionalEntry> =
+        Layered::with_capacity(count(|f| f.functional.len()));
     for (n, (src, file)) in files.into_iter().enumerate() {
         let name = src.name.as_str();
-        texts.push((src.name.clone(), src.text.clone()));
+        texts.push((src.name.clone(), Arc::clone(&src.text)));
         for id in ids(&file) {
             locations.insert(id.clone(), n);
         }
