@@ -36,7 +36,7 @@ pub fn shipped() -> Vec<RuleSource> {
         .iter()
         .map(|(name, text, _)| RuleSource {
             name: format!("shipped:{name}"),
-            text: (*text).to_string(),
+            text: (*text).into(),
         })
         .collect()
 }
@@ -62,7 +62,7 @@ pub fn read_dir(dir: &Path) -> (Vec<RuleSource>, Vec<RuleError>) {
         match read_rule_file(&p) {
             Ok(text) => sources.push(RuleSource {
                 name: p.display().to_string(),
-                text,
+                text: text.into(),
             }),
             Err(message) => errors.push(RuleError {
                 file: p.display().to_string(),

@@ -8,10 +8,19 @@ mod glob;
 #[allow(missing_docs)] // the format is documented field by field in docs/rules.md
 pub mod schema;
 
-use regex::bytes::{RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet, RegexSetBuilder};
+use regex::bytes::{
+    Regex as BytesRegex, RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet,
+    RegexSetBuilder,
+};
 use schema::{PixelEntry, RuleFile, TrackerEntry};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+// Maps keyed only by what the operator's rule files hold (ids, tracker ids) and never
+// probed with mail content use FxHash: SipHash was some 14% of a `mailveil filter`
+// start (issue 17). Maps probed with a mail's hosts or parameter names keep SipHash
+// ([`UrlGlobs`], [`NameSets`]): a sender must not be able to aim at their buckets.
+use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use schema::{
     Category, ParamClass, ParamEntry, PolicyEntry, RedirectEncoding, RedirectEntry, RemoteChoice,
@@ -23,8 +32,9 @@ pub use schema::{
 pub struct RuleSource {
     /// Shown in errors and in `rules explain`.
     pub name: String,
-    /// The TOML text.
-    pub text: String,
+    /// The TOML text: shared, not copied, by the rule set that keeps it for
+    /// [`Rules::locate`] (issue 17).
+    pub text: Arc<str>,
 }
 
 /// A rule file that could not be used, with the line it broke on.
@@ -115,7 +125,7 @@ pub struct Summary {
 /// The compiled rule set.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    trackers: HashMap<String, Tracker>,
+    trackers: FxHashMap<String, Tracker>,
     pixels: Vec<(PixelEntry, String)>,
     pixel_set: UrlGlobs,
     redirects: Vec<Redirect>,
@@ -125,10 +135,10 @@ pub struct Rules {
     param_set: NameSets,
     functional_count: usize,
     /// Where each entry id was defined (the last definition wins): an index in `files`.
-    locations: HashMap<String, usize>,
+    locations: FxHashMap<String, usize>,
     /// Each file's name and text: the line of an id is found when asked for, not at
     /// every start (issue 17).
-    files: Vec<(String, String)>,
+    files: Vec<(String, Arc<str>)>,
     allows: Vec<exceptions::Allow>,
     policies: Vec<exceptions::Policy>,
     /// `[[functional]]` words (lowercased) and hosts.
@@ -596,14 +606,18 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Ids are borrowed where the entries are (checking), owned where they are moved in.
 struct Layered<'s, T> {
     slots: Vec<(T, &'s str)>,
-    index: HashMap<Cow<'s, str>, usize>,
+    index: FxHashMap<Cow<'s, str>, usize>,
 }
 
 impl<'s, T> Layered<'s, T> {
     fn new() -> Self {
+        Self::with_capacity(0)
+    }
+    /// Room for `n` entries: the maps of a load are sized once, never grown (issue 17).
+    fn with_capacity(n: usize) -> Self {
         Layered {
-            slots: Vec::new(),
-            index: HashMap::new(),
+            slots: Vec::with_capacity(n),
+            index: FxHashMap::with_capacity_and_hasher(n, Default::default()),
         }
     }
     fn insert(&mut self, id: impl Into<Cow<'s, str>>, value: T, file: &'s str) {
@@ -639,13 +653,36 @@ fn ids(file: &RuleFile) -> impl Iterator<Item = &String> {
 /// defines. It borrows the files, so that a lenient compile can leave the broken one
 /// out and check the rest again; [`assemble`] then moves the entries, not copies them.
 fn check(files: &[(&RuleSource, RuleFile)]) -> Result<(), RuleError> {
-    let mut trackers = std::collections::HashSet::new();
+    let mut trackers = FxHashSet::default();
+    for (src, file) in files {
+        check_file(src, file)?;
+        trackers.extend(file.tracker.iter().map(|e| e.id.as_str()));
+    }
+    // When every entry names a known tracker, so does every entry that is kept: which
+    // one a later file replaces matters only when some entry does not (issue 17).
+    let known = |t: &str| trackers.contains(t);
+    if files.iter().all(|(_, f)| {
+        f.pixel.iter().all(|e| known(&e.tracker))
+            && f.redirect.iter().all(|e| known(&e.tracker))
+            && f.param
+                .iter()
+                .all(|e| e.tracker.as_deref().is_none_or(known))
+    }) {
+        return Ok(());
+    }
+    check_trackers(files, &trackers)
+}
+
+/// The first entry, of those that later files do not replace, naming a tracker not in
+/// `trackers`.
+fn check_trackers(
+    files: &[(&RuleSource, RuleFile)],
+    trackers: &FxHashSet<&str>,
+) -> Result<(), RuleError> {
     let mut pixels: Layered<&PixelEntry> = Layered::new();
     let mut redirects: Layered<&RedirectEntry> = Layered::new();
     let mut params: Layered<&ParamEntry> = Layered::new();
     for (src, file) in files {
-        check_file(src, file)?;
-        trackers.extend(file.tracker.iter().map(|e| e.id.as_str()));
         for e in &file.pixel {
             pixels.insert(e.id.as_str(), e, &src.name);
         }
@@ -694,7 +731,7 @@ fn check_file(src: &RuleSource, file: &RuleFile) -> Result<(), RuleError> {
         column: 1,
         message,
     };
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = FxHashSet::default();
     for id in ids(file) {
         check_id(id).map_err(|m| err(id, m))?;
         if !seen.insert(id) {
@@ -728,18 +765,22 @@ fn check_file(src: &RuleSource, file: &RuleFile) -> Result<(), RuleError> {
 /// The rule set of files that passed [`check`]. What can still fail has no file: a
 /// regex set over the size limit.
 fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
-    let mut trackers: Layered<TrackerEntry> = Layered::new();
-    let mut pixels: Layered<PixelEntry> = Layered::new();
-    let mut redirects: Layered<RedirectEntry> = Layered::new();
-    let mut params: Layered<ParamEntry> = Layered::new();
-    let mut locations = HashMap::new();
+    let count = |kind: fn(&RuleFile) -> usize| files.iter().map(|(_, f)| kind(f)).sum();
+    let mut trackers: Layered<TrackerEntry> = Layered::with_capacity(count(|f| f.tracker.len()));
+    let mut pixels: Layered<PixelEntry> = Layered::with_capacity(count(|f| f.pixel.len()));
+    let mut redirects: Layered<RedirectEntry> = Layered::with_capacity(count(|f| f.redirect.len()));
+    let mut params: Layered<ParamEntry> = Layered::with_capacity(count(|f| f.param.len()));
+    let mut locations =
+        FxHashMap::with_capacity_and_hasher(count(|f| ids(f).count()), Default::default());
     let mut texts = Vec::with_capacity(files.len());
-    let mut allows: Layered<schema::AllowEntry> = Layered::new();
-    let mut policies: Layered<schema::PolicyEntry> = Layered::new();
-    let mut functional: Layered<schema::FunctionalEntry> = Layered::new();
+    let mut allows: Layered<schema::AllowEntry> = Layered::with_capacity(count(|f| f.allow.len()));
+    let mut policies: Layered<schema::PolicyEntry> =
+        Layered::with_capacity(count(|f| f.policy.len()));
+    let mut functional: Layered<schema::FunctionalEntry> =
+        Layered::with_capacity(count(|f| f.functional.len()));
     for (n, (src, file)) in files.into_iter().enumerate() {
         let name = src.name.as_str();
-        texts.push((src.name.clone(), src.text.clone()));
+        texts.push((src.name.clone(), Arc::clone(&src.text)));
         for id in ids(&file) {
             locations.insert(id.clone(), n);
         }
@@ -765,7 +806,7 @@ fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
             params.insert(e.id.clone(), e, name);
         }
     }
-    let trackers: HashMap<String, Tracker> = trackers
+    let trackers: FxHashMap<String, Tracker> = trackers
         .into_vec()
         .into_iter()
         .map(|(t, _)| {
@@ -798,7 +839,7 @@ fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
             .iter()
             .map(|(e, _)| (e.host.as_str(), e.path.as_deref())),
     );
-    let param_set = NameSets::build(&params).map_err(regex_err)?;
+    let param_set = NameSets::build(&params);
     let params: Vec<Param> = params
         .into_iter()
         .map(|(entry, file)| {
@@ -951,12 +992,39 @@ struct NameSets {
     literals: HashMap<String, Vec<usize>>,
     /// Globs with a star, and their entry.
     starred: Vec<(glob::NameGlob, usize)>,
-    patterns: BytesRegexSet,
+    /// Each entry's patterns, anchored.
+    patterns: Vec<Vec<String>>,
+    /// [`NameSets::patterns`] compiled, on first use: most mails' URLs carry no
+    /// parameter, and each pattern was compiled once already when checked (issue 17).
+    compiled: OnceLock<Patterns>,
     pattern_entries: Vec<usize>,
 }
 
+/// Compiled name patterns: one regex set, or when that is over the size limit (each
+/// pattern compiled alone when it was checked, their union need not), each pattern alone.
+#[derive(Debug, Clone)]
+enum Patterns {
+    Set(BytesRegexSet),
+    Each(Vec<(BytesRegex, usize)>),
+}
+
+impl Patterns {
+    /// Each pattern alone, with the index of its entry's alternation. Every one compiled
+    /// alone when it was checked ([`check_pattern`]), so none is left out.
+    fn each(patterns: &[Vec<String>]) -> Patterns {
+        Patterns::Each(
+            patterns
+                .iter()
+                .enumerate()
+                .flat_map(|(i, alts)| alts.iter().map(move |a| (a, i)))
+                .filter_map(|(a, i)| Some((name_regex(a).ok()?, i)))
+                .collect(),
+        )
+    }
+}
+
 impl NameSets {
-    fn build(params: &[(ParamEntry, String)]) -> Result<NameSets, regex::Error> {
+    fn build(params: &[(ParamEntry, String)]) -> NameSets {
         let mut literals: HashMap<String, Vec<usize>> = HashMap::new();
         let mut starred = Vec::new();
         let (mut patterns, mut pattern_entries) = (Vec::new(), Vec::new());
@@ -969,16 +1037,26 @@ impl NameSets {
                 }
             }
             if !e.patterns.is_empty() {
-                let alts: Vec<String> = e.patterns.iter().map(|p| anchored(p)).collect();
-                patterns.push(alts.join("|"));
+                patterns.push(e.patterns.iter().map(|p| anchored(p)).collect());
                 pattern_entries.push(i);
             }
         }
-        Ok(NameSets {
+        NameSets {
             literals,
             starred,
-            patterns: param_builder(patterns).build()?,
+            patterns,
+            compiled: OnceLock::new(),
             pattern_entries,
+        }
+    }
+
+    /// The name patterns, compiled on the first call.
+    fn compiled(&self) -> &Patterns {
+        self.compiled.get_or_init(|| {
+            match param_builder(self.patterns.iter().map(|alts| alts.join("|"))).build() {
+                Ok(set) => Patterns::Set(set),
+                Err(_) => Patterns::each(&self.patterns),
+            }
         })
     }
 
@@ -994,12 +1072,19 @@ impl NameSets {
                 .map(|(_, i)| *i),
         );
         if name.is_ascii() && !self.pattern_entries.is_empty() {
-            found.extend(
-                self.patterns
-                    .matches(name.as_bytes())
-                    .into_iter()
-                    .map(|i| self.pattern_entries[i]),
-            );
+            let name = name.as_bytes();
+            match self.compiled() {
+                Patterns::Set(set) => found.extend(
+                    set.matches(name)
+                        .into_iter()
+                        .map(|i| self.pattern_entries[i]),
+                ),
+                Patterns::Each(each) => found.extend(
+                    each.iter()
+                        .filter(|(re, _)| re.is_match(name))
+                        .map(|(_, i)| self.pattern_entries[*i]),
+                ),
+            }
         }
         found.sort_unstable();
         found.dedup();
@@ -1028,6 +1113,15 @@ where
     b
 }
 
+/// One anchored name pattern compiled alone, as [`param_builder`] compiles it in a set.
+fn name_regex(anchored: &str) -> Result<BytesRegex, regex::Error> {
+    BytesRegexBuilder::new(anchored)
+        .case_insensitive(true)
+        .unicode(false)
+        .crlf(true)
+        .build()
+}
+
 /// Whether `pattern` is a parameter-name pattern a `[[param]]` may hold: it compiles
 /// (as mailveil reads patterns: anchored, over bytes, ASCII case-insensitive) and does
 /// not take in (nearly) every name. The error says why not.
@@ -1037,17 +1131,12 @@ pub fn check_name_pattern(pattern: &str) -> Result<(), String> {
 
 /// A name pattern that compiles and does not take in every name.
 fn check_pattern(pattern: &str) -> Result<(), String> {
-    let re = BytesRegexBuilder::new(&anchored(pattern))
-        .case_insensitive(true)
-        .unicode(false)
-        .crlf(true)
-        .build()
-        .map_err(|e| {
-            // The parser's message draws the pattern over several lines: its last says why.
-            let why = e.to_string();
-            let why = why.lines().last().unwrap_or("").trim().to_string();
-            format!("pattern {pattern:?}: {why}")
-        })?;
+    let re = name_regex(&anchored(pattern)).map_err(|e| {
+        // The parser's message draws the pattern over several lines: its last says why.
+        let why = e.to_string();
+        let why = why.lines().last().unwrap_or("").trim().to_string();
+        format!("pattern {pattern:?}: {why}")
+    })?;
     let probes: [&[u8]; 4] = [b"q", b"id", b"page", b"zz_9"];
     if re.is_match(b"") || probes.iter().all(|p| re.is_match(p)) {
         return Err(format!(
@@ -1213,7 +1302,7 @@ source = "test"
         }))
         .build()
         .unwrap();
-        let sets = NameSets::build(&params).unwrap();
+        let sets = NameSets::build(&params);
         for name in names {
             let expected: Vec<usize> = set.matches(name.as_bytes()).into_iter().collect();
             assert_eq!(sets.matching(name), expected, "{name:?}");
@@ -1333,6 +1422,41 @@ source = "test"
     }
 
     #[test]
+    fn name_patterns_are_compiled_on_first_use_one_by_one_when_the_set_cannot_be() {
+        let text = "[[param]]\nid = \"a\"\nclass = \"campaign\"\nsource = \"s\"\nnames = [\"x\"]\npatterns = [\"p[fd]_rd_[a-z]*\", \"li[a-z]{2}\"]\n\
+            [[param]]\nid = \"b\"\nclass = \"campaign\"\nsource = \"s\"\npatterns = [\"trk\"]\n";
+        let rules = Rules::compile(&[src("p.toml", text)]).unwrap();
+        let sets = &rules.param_set;
+        assert!(sets.compiled.get().is_none(), "compiled at start");
+        assert_eq!(sets.matching("é"), Vec::<usize>::new());
+        assert!(
+            sets.compiled.get().is_none(),
+            "compiled for a name no pattern sees"
+        );
+        let names = [
+            "x",
+            "pf_rd_p",
+            "PD_RD_",
+            "lipi",
+            "lipis",
+            "trk",
+            "TRK",
+            "tr\u{212A}",
+            "q",
+        ];
+        let by_set: Vec<Vec<usize>> = names.iter().map(|n| sets.matching(n)).collect();
+        assert!(matches!(sets.compiled.get(), Some(Patterns::Set(_))));
+        assert_eq!(by_set[1..4], [vec![0], vec![0], vec![0]]);
+        let one_by_one = NameSets {
+            compiled: OnceLock::from(Patterns::each(&sets.patterns)),
+            ..sets.clone()
+        };
+        for (n, expected) in names.iter().zip(&by_set) {
+            assert_eq!(&one_by_one.matching(n), expected, "{n:?}");
+        }
+    }
+
+    #[test]
     fn redirects_take_candidate_params_and_encodings_one_way_only() {
         let head = "[[tracker]]\nid = \"t\"\nname = \"T\"\ncategory = \"esp\"\nsource = \"s\"\n[[redirect]]\nid = \"r\"\ntracker = \"t\"\nhost = \"x.example\"\nsource = \"s\"\n";
         let compile = |body: &str| Rules::compile(&[src("r.toml", &format!("{head}{body}"))]);
@@ -1349,6 +1473,23 @@ source = "test"
         ] {
             assert!(compile(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_entry_naming_an_unknown_tracker_may_be_replaced_by_a_later_file() {
+        let bad = "[[pixel]]\nid = \"mailchimp-open\"\ntracker = \"nobody\"\nhost = \"x.example\"\nsource = \"s\"\n";
+        // replaced by a later file: the set is good, and the later entry is the one used
+        let rules = Rules::compile(&[src("bad.toml", bad), src("good.toml", MAILCHIMP)]).unwrap();
+        assert!(rules.match_pixel("x.example", "/").is_none());
+        assert!(
+            rules
+                .match_pixel("us3.list-manage.com", "/track/open.php")
+                .is_some()
+        );
+        // the other way round, the entry naming no known tracker is the one kept
+        let e = Rules::compile(&[src("good.toml", MAILCHIMP), src("bad.toml", bad)]).unwrap_err();
+        assert_eq!((e.file.as_str(), e.line), ("bad.toml", 2), "{e}");
+        assert!(e.message.contains("\"nobody\""), "{e}");
     }
 
     #[test]
