@@ -1,58 +1,158 @@
-//! A host prefilter in front of the pixel and redirect rule lookups (issue 17): whether
-//! any of those rules' host globs matches a URL's host, asked before the lookups build
-//! their key (`host` + path and query, lowercased) and before a URL is split again to
-//! find its host. Most hosts in mail are named by no rule; for them nothing is built.
+//! A literal prefilter in front of the pixel and redirect rule index (issue 17): one pass
+//! over a URL's host says whether any of those rules' host globs can match it. Most hosts
+//! in mail are named by no rule; for them the rule lookups (a hash per dot-suffix, the
+//! star globs tried on every host, the keys and copies they build) are skipped.
 //!
-//! It answers from the rule index itself (a hash lookup per dot-suffix and one for the
-//! first label, then the candidates' host globs), so it costs nothing to build: an
-//! automaton of the globs' literals was tried first and cost 2 to 12 million
-//! instructions at every `mailveil filter` start (ContiguousNFA and DFA), more than it
-//! saved on a mail. A "no" here is a "no" of the full lookup for every path: the
-//! property test below holds it to that.
+//! It may answer "maybe" for a host no rule matches, never "no" for one a rule matches:
+//! each glob gives one literal that every host it matches holds, anchored at the host's
+//! start or end where the glob is, and a host holding none of them is matched by none.
 
-use super::{UrlGlobs, lowercase};
+use super::glob::HostGlob;
+use aho_corasick::AhoCorasick;
+
+/// Marks both ends of the host in the text searched. Host globs are matched against the
+/// host up to its first `/` (see `UrlGlobs::matches`), so no host searched holds one.
+const EDGE: u8 = b'/';
+
+/// The longest host searched in place (a DNS name has at most 253 bytes); a longer one
+/// is answered "maybe".
+const MAX_HOST: usize = 256;
 
 impl super::Rules {
     /// Whether a pixel or redirect rule may match a URL on `host`: when not,
-    /// [`super::Rules::match_pixel`], [`super::Rules::match_redirect`] and
-    /// [`super::Rules::redirect_exception`] find nothing there, whatever the path, and
-    /// need not be asked.
+    /// [`super::Rules::match_pixel`] and [`super::Rules::match_redirect`] find nothing
+    /// there, whatever the path, and need not be asked.
     pub fn may_name_host(&self, host: &str) -> bool {
-        let lower = lowercase(host);
-        // As `UrlGlobs::matches` reads it: up to its first `/`.
-        let h = lower.split('/').next().unwrap_or_default();
-        self.pixel_set.names_host(h) || self.redirect_set.names_host(h)
+        self.host_prefilter.may_match(host)
     }
 }
 
-impl UrlGlobs {
-    /// Whether a host glob matches `h` (lowercase, no `/`): the candidates
-    /// `UrlGlobs::matches` takes before it looks at the path.
-    fn names_host(&self, h: &str) -> bool {
-        let any = |list: &[usize]| list.iter().any(|&i| self.globs[i].0.matches(h));
-        if any(&self.always) {
+/// The literals of a set of host globs, one per glob, in one automaton.
+#[derive(Debug, Clone)]
+pub(super) struct HostPrefilter {
+    /// `None` when the automaton could not be built (a rule set far larger than any
+    /// shipped): every host is then a "maybe".
+    literals: Option<AhoCorasick>,
+}
+
+impl HostPrefilter {
+    /// The prefilter of these globs.
+    pub(super) fn new<'a>(globs: impl Iterator<Item = &'a HostGlob>) -> HostPrefilter {
+        let mut needles: Vec<Vec<u8>> = globs.map(needle).collect();
+        needles.sort_unstable();
+        needles.dedup();
+        let literals = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&needles)
+            .ok();
+        HostPrefilter { literals }
+    }
+
+    /// Whether a glob may match `host` (any case; cut at its first `/`, as the rule
+    /// index reads it). `false` only when none can.
+    pub(super) fn may_match(&self, host: &str) -> bool {
+        let Some(literals) = &self.literals else {
+            return true;
+        };
+        let host = host.split('/').next().unwrap_or_default().as_bytes();
+        if host.len() > MAX_HOST {
             return true;
         }
-        let mut suffix = h;
-        loop {
-            if self.by_suffix.get(suffix).is_some_and(|l| any(l)) {
-                return true;
-            }
-            match suffix.split_once('.') {
-                Some((_, rest)) => suffix = rest,
-                None => break,
-            }
+        let mut buf = [0u8; MAX_HOST + 2];
+        buf[0] = EDGE;
+        for (to, from) in buf[1..].iter_mut().zip(host) {
+            *to = from.to_ascii_lowercase();
         }
-        h.split_once('.')
-            .and_then(|(label, _)| self.by_label.get(label))
-            .is_some_and(|l| any(l))
+        buf[host.len() + 1] = EDGE;
+        literals.is_match(&buf[..host.len() + 2])
+    }
+}
+
+/// The literal every host matched by `glob` holds, in the text `/host/`: the glob's most
+/// telling piece, with the edge it is anchored to. A piece counts by its letters and
+/// digits; of two that hold as many, a last piece (a top-level domain, mostly) loses,
+/// for hosts end in `.com` far more often than they hold any other piece.
+fn needle(glob: &HostGlob) -> Vec<u8> {
+    let edged = |before: bool, piece: &str, after: bool| {
+        let mut n = Vec::with_capacity(piece.len() + 2);
+        if before {
+            n.push(EDGE);
+        }
+        n.extend_from_slice(piece.as_bytes());
+        if after {
+            n.push(EDGE);
+        }
+        n
+    };
+    let pieces = match glob {
+        // Itself, or a host ending in `.` + it: either way the host ends with it.
+        HostGlob::Domain(d) => return edged(false, d.as_str(), true),
+        HostGlob::Pieces(p) => p,
+    };
+    let last = pieces.len() - 1;
+    if last == 0 {
+        return edged(true, &pieces[0], true);
+    }
+    let worth = |i: usize| {
+        let letters = pieces[i].bytes().filter(u8::is_ascii_alphanumeric).count();
+        2 * letters - usize::from(i == last && letters > 0)
+    };
+    let best = (0..=last).max_by_key(|&i| (worth(i), std::cmp::Reverse(i)));
+    match best {
+        Some(0) => edged(true, &pieces[0], false),
+        Some(i) if i == last => edged(false, &pieces[last], true),
+        Some(i) => edged(false, &pieces[i], false),
+        None => vec![EDGE],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::{RuleSource, Rules};
+    use super::*;
     use proptest::prelude::*;
+
+    fn needle_of(glob: &str) -> String {
+        String::from_utf8(needle(&HostGlob::new(glob))).unwrap()
+    }
+
+    #[test]
+    fn each_glob_gives_its_most_telling_piece_at_its_edge() {
+        assert_eq!(needle_of("list-manage.com"), "list-manage.com/");
+        assert_eq!(needle_of("=t.example"), "/t.example/");
+        assert_eq!(needle_of("*.mkt*.com"), ".mkt");
+        assert_eq!(needle_of("*.email.*"), ".email.");
+        assert_eq!(needle_of("click.*"), "/click.");
+        assert_eq!(needle_of("*.*.cleverreach.com"), ".cleverreach.com/");
+        assert_eq!(needle_of("*x"), "x/");
+    }
+
+    #[test]
+    fn hosts_holding_no_literal_are_matched_by_no_glob() {
+        let globs: Vec<HostGlob> = ["list-manage.com", "*.mkt*.com", "click.*", "=t.example"]
+            .into_iter()
+            .map(HostGlob::new)
+            .collect();
+        let p = HostPrefilter::new(globs.iter());
+        for host in [
+            "us1.List-Manage.com",
+            "a.mkt9.com",
+            "CLICK.x.org",
+            "t.example",
+        ] {
+            assert!(p.may_match(host), "{host}");
+        }
+        for host in [
+            "cdn.example.com",
+            "list-manage.com.evil",
+            "xclick.example",
+            "tt.example",
+        ] {
+            assert!(!p.may_match(host), "{host}");
+            assert!(!globs.iter().any(|g| g.matches(&host.to_ascii_lowercase())));
+        }
+        assert!(p.may_match(&"a".repeat(MAX_HOST + 1)), "too long: maybe");
+    }
 
     /// Host globs of every shape the format allows, beside the shipped ones: stars at
     /// either end and inside, exact hosts, IDNA, uppercase, trailing dots, a lone label.
