@@ -86,11 +86,22 @@ impl<'r> Detector<'r> {
 
     /// [`Detector::tracker`] for a URL fetched as `fetch`.
     pub fn tracker_for(&self, remote: &RemoteUrl, fetch: Fetch) -> Option<TrackerVerdict> {
-        // Most hosts are named by no rule: their URL needs no key, no split, no lookup.
-        if self.rules.may_name_host(remote.host())
-            && let Some(v) = self.by_rule(remote)
-        {
-            return Some(v);
+        let path = remote.path_and_query();
+        if let Some(m) = self.rules.match_pixel(remote.host(), &path) {
+            return Some(TrackerVerdict {
+                kind: FindingKind::Pixel,
+                rule: m.rule.to_string(),
+                tracker: Some(m.tracker.to_string()),
+            });
+        }
+        // A click tracker in a place that fetches on open is hit when the mail is opened:
+        // the ESP counts a click (or an open) that nobody made.
+        if let Some(r) = crate::links::click_redirect(self.rules, remote.url.as_str()) {
+            return Some(TrackerVerdict {
+                kind: FindingKind::Pixel,
+                rule: r.entry.id.clone(),
+                tracker: Some(self.rules.tracker_name(&r.entry.tracker).to_string()),
+            });
         }
         if self.carries_token(remote.url.as_str()) {
             return Some(TrackerVerdict {
@@ -109,26 +120,6 @@ impl<'r> Detector<'r> {
             });
         }
         None
-    }
-
-    /// The verdict of the pixel and redirect rules on a remote URL.
-    fn by_rule(&self, remote: &RemoteUrl) -> Option<TrackerVerdict> {
-        let path = remote.path_and_query();
-        if let Some(m) = self.rules.match_pixel(remote.host(), &path) {
-            return Some(TrackerVerdict {
-                kind: FindingKind::Pixel,
-                rule: m.rule.to_string(),
-                tracker: Some(m.tracker.to_string()),
-            });
-        }
-        // A click tracker in a place that fetches on open is hit when the mail is opened:
-        // the ESP counts a click (or an open) that nobody made.
-        let r = crate::links::click_redirect(self.rules, remote.url.as_str())?;
-        Some(TrackerVerdict {
-            kind: FindingKind::Pixel,
-            rule: r.entry.id.clone(),
-            tracker: Some(self.rules.tracker_name(&r.entry.tracker).to_string()),
-        })
     }
 
     /// Whether a string (a URL, raw or percent-decoded) carries a recipient token.

@@ -171,12 +171,6 @@ pub fn click_redirect<'r>(rules: &'r Rules, url: &str) -> Option<&'r Redirect> {
     (!plain).then_some(first)
 }
 
-/// The host the link splitter reads in `url` (for tests that hold lookups to it).
-#[cfg(test)]
-pub(crate) fn parts_host(url: &str) -> Option<String> {
-    Parts::parse(url).map(|p| p.host)
-}
-
 /// Decides what to do with one link URL (entity-decoded). Never follows anything.
 pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     let original = strip_url_noise(url);
@@ -191,9 +185,6 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
         let Some(parts) = Parts::parse(&current) else {
             break;
         };
-        if !ctx.rules.may_name_host(&parts.host) {
-            break; // no redirect rule names this host: no key to build, nothing to look up
-        }
         let matches = ctx
             .rules
             .match_redirect(&parts.host, &parts.path_and_query());

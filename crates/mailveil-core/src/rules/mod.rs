@@ -5,7 +5,6 @@
 
 mod exceptions;
 mod glob;
-mod prefilter;
 #[allow(missing_docs)] // the format is documented field by field in docs/rules.md
 pub mod schema;
 
@@ -121,8 +120,6 @@ pub struct Rules {
     pixel_set: UrlGlobs,
     redirects: Vec<Redirect>,
     redirect_set: UrlGlobs,
-    /// Whether a pixel or redirect rule can match a host at all (see `prefilter`).
-    host_prefilter: prefilter::HostPrefilter,
     params: Vec<Param>,
     /// Parameter names: globs and patterns (see [`NameSets`]).
     param_set: NameSets,
@@ -801,11 +798,6 @@ fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
             .iter()
             .map(|(e, _)| (e.host.as_str(), e.path.as_deref())),
     );
-    let host_prefilter = prefilter::HostPrefilter::new(
-        (pixel_set.globs.iter())
-            .chain(&redirect_set.globs)
-            .map(|(h, _)| h),
-    );
     let param_set = NameSets::build(&params).map_err(regex_err)?;
     let params: Vec<Param> = params
         .into_iter()
@@ -852,7 +844,6 @@ fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
             .map(|(entry, file)| Redirect { entry, file })
             .collect(),
         redirect_set,
-        host_prefilter,
         params,
         param_set,
         functional_count,
