@@ -130,6 +130,9 @@ impl<'r> Detector<'r> {
         if self.tokens.found_in(text) {
             return true;
         }
+        if memchr::memchr(b'%', text.as_bytes()).is_none() {
+            return false; // nothing to decode: the same text again
+        }
         let decoded = percent_decode(text);
         decoded != text && self.tokens.found_in(&decoded)
     }

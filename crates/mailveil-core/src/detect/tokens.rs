@@ -17,8 +17,8 @@ const MIN_TOKEN_LEN: usize = 6;
 /// nothing to build, where an automaton would cost more to build than it saves.
 #[derive(Debug, Clone, Default)]
 pub struct RecipientTokens {
-    /// Case-insensitive forms (lowercased): the address, URL-encoded forms, hex digests.
-    folded: Vec<Finder<'static>>,
+    /// Case-insensitive forms: the address, URL-encoded forms, hex digests.
+    folded: Vec<Folded>,
     /// Case-sensitive forms: base64.
     exact: Vec<Finder<'static>>,
 }
@@ -52,7 +52,7 @@ impl RecipientTokens {
         }
         let folded = folded.into_iter().map(|f| f.to_ascii_lowercase()).collect();
         RecipientTokens {
-            folded: finders(folded),
+            folded: usable(folded).iter().map(|p| Folded::new(p)).collect(),
             exact: finders(exact),
         }
     }
@@ -65,10 +65,7 @@ impl RecipientTokens {
         if self.exact.iter().any(|f| f.find(text.as_bytes()).is_some()) {
             return true;
         }
-        let lower = text.to_ascii_lowercase();
-        self.folded
-            .iter()
-            .any(|f| f.find(lower.as_bytes()).is_some())
+        self.folded.iter().any(|f| f.found_in(text.as_bytes()))
     }
 
     /// Whether there is anything to look for.
@@ -95,14 +92,74 @@ fn base64_forms(bytes: &[u8]) -> Vec<String> {
     out
 }
 
-fn finders(mut patterns: Vec<String>) -> Vec<Finder<'static>> {
+fn finders(patterns: Vec<String>) -> Vec<Finder<'static>> {
+    usable(patterns)
+        .iter()
+        .map(|p| Finder::new(p.as_bytes()).into_owned())
+        .collect()
+}
+
+/// The patterns worth looking for, once each.
+fn usable(mut patterns: Vec<String>) -> Vec<String> {
     patterns.sort();
     patterns.dedup();
     patterns.retain(|p| p.len() >= MIN_TOKEN_LEN);
     patterns
-        .iter()
-        .map(|p| Finder::new(p.as_bytes()).into_owned())
-        .collect()
+}
+
+/// A lowercase pattern found in any ASCII case without lowercasing a copy of each text
+/// (issue 17): its longest run of bytes that have no case (`@`, `%40`, the digits of a
+/// digest) is searched as it is, and the whole pattern compared around each hit.
+#[derive(Debug, Clone)]
+struct Folded {
+    pattern: Vec<u8>,
+    /// Where the run starts in the pattern, and its finder; `None`: the pattern is all
+    /// letters (a digest of only a-f, in theory), searched in a lowercased copy.
+    anchor: Option<(usize, Finder<'static>)>,
+}
+
+impl Folded {
+    fn new(pattern: &str) -> Folded {
+        let bytes = pattern.as_bytes();
+        let mut best: Option<(usize, usize)> = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            let run = bytes[i..]
+                .iter()
+                .take_while(|b| !b.is_ascii_alphabetic())
+                .count();
+            if run > best.map_or(0, |(_, len)| len) {
+                best = Some((i, run));
+            }
+            i += run.max(1);
+        }
+        Folded {
+            pattern: bytes.to_vec(),
+            anchor: best.map(|(at, len)| (at, Finder::new(&bytes[at..at + len]).into_owned())),
+        }
+    }
+
+    /// Whether `text`, ASCII-lowercased, holds the pattern.
+    fn found_in(&self, text: &[u8]) -> bool {
+        let Some((at, finder)) = &self.anchor else {
+            return Finder::new(&self.pattern)
+                .find(&text.to_ascii_lowercase())
+                .is_some();
+        };
+        // Every hit of the run, overlapping ones too (`00` twice in `000`).
+        let mut from = *at;
+        while let Some(hit) = text.get(from..).and_then(|t| finder.find(t)) {
+            let start = from + hit - at;
+            if text
+                .get(start..start + self.pattern.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(&self.pattern))
+            {
+                return true;
+            }
+            from += hit + 1;
+        }
+        false
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -153,6 +210,39 @@ mod tests {
                 "prefix {prefix:?}"
             );
         }
+    }
+
+    proptest::proptest! {
+        /// Searched in place in any case, each form is found where a search of the
+        /// lowercased text finds it, overlapping runs and all.
+        #[test]
+        fn the_in_place_search_finds_what_a_lowercased_copy_finds(
+            pattern in "[a-f0-9@.%]{6,12}",
+            text in "[a-fA-F0-9@.%x]{0,40}",
+            flips in proptest::prelude::any::<u64>(),
+            at in 0usize..40,
+        ) {
+            let pattern = pattern.to_ascii_lowercase();
+            let cased: String = pattern
+                .chars()
+                .enumerate()
+                .map(|(i, c)| if flips >> (i % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c })
+                .collect();
+            let at = at.min(text.len());
+            for t in [text.clone(), format!("{}{cased}{}", &text[..at], &text[at..])] {
+                let copy = t.to_ascii_lowercase().contains(&pattern);
+                proptest::prop_assert_eq!(Folded::new(&pattern).found_in(t.as_bytes()), copy);
+            }
+        }
+    }
+
+    #[test]
+    fn all_letter_forms_are_found_in_any_case_too() {
+        let f = Folded::new("abcdef");
+        assert!(f.anchor.is_none());
+        assert!(f.found_in(b"x/ABCdef/y") && !f.found_in(b"abcde-f"));
+        let overlapping = Folded::new("a00b00c");
+        assert!(overlapping.found_in(b"000A00B00C"));
     }
 
     #[test]

@@ -33,6 +33,7 @@ mod text;
 
 pub(crate) use functional::text_is_functional;
 pub use functional::{FUNCTIONAL_STEMS, FUNCTIONAL_WORDS};
+pub(crate) use text::find_http;
 pub use text::find_urls;
 
 use crate::detect::{Detector, strip_url_noise};

@@ -8,15 +8,14 @@ use std::ops::Range;
 /// trailing `)` or `]` that closes nothing inside the URL (`(see https://a.example/x)`
 /// keeps `https://a.example/x`, `https://en.wikipedia.org/wiki/A_(B)` keeps its `)`).
 pub fn find_urls(text: &str) -> Vec<Range<usize>> {
-    let lower = text.to_ascii_lowercase();
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut from = 0;
-    while let Some(rel) = lower[from..].find("http") {
+    while let Some(rel) = find_http(&bytes[from..]) {
         let start = from + rel;
-        let after_scheme = if lower[start..].starts_with("https://") {
+        let after_scheme = if starts_with_ignoring_case(&bytes[start..], b"https://") {
             start + 8
-        } else if lower[start..].starts_with("http://") {
+        } else if starts_with_ignoring_case(&bytes[start..], b"http://") {
             start + 7
         } else {
             from = start + 4;
@@ -37,6 +36,19 @@ pub fn find_urls(text: &str) -> Vec<Range<usize>> {
         from = end.max(after_scheme);
     }
     out
+}
+
+/// Where `http` (any case) first occurs in `bytes`: the `h`s found by memchr, each
+/// checked in place (no lowercased copy of a whole text part, issue 17).
+pub(crate) fn find_http(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr2_iter(b'h', b'H', bytes)
+        .find(|&i| starts_with_ignoring_case(&bytes[i + 1..], b"ttp"))
+}
+
+fn starts_with_ignoring_case(bytes: &[u8], prefix: &[u8]) -> bool {
+    bytes
+        .get(..prefix.len())
+        .is_some_and(|b| b.eq_ignore_ascii_case(prefix))
 }
 
 fn trim_trailing(text: &str, start: usize, mut end: usize) -> usize {
@@ -91,5 +103,27 @@ mod tests {
             vec!["https://é.example/ü"]
         );
         assert!(urls("no links, just http and https").is_empty());
+        assert_eq!(
+            urls("hhttps://a.example hTtP://b.example"),
+            vec!["hTtP://b.example"]
+        );
+    }
+
+    #[test]
+    fn http_is_found_in_any_case_where_a_scan_of_every_window_finds_it() {
+        let texts: [&[u8]; 8] = [
+            b"",
+            b"htt",
+            b"http",
+            b"xxHTTP",
+            b"hhttp",
+            b"ht\xfftp hTtP",
+            b"h\nttp",
+            b"HtTphttp",
+        ];
+        for t in texts {
+            let scan = t.windows(4).position(|w| w.eq_ignore_ascii_case(b"http"));
+            assert_eq!(find_http(t), scan, "{:?}", String::from_utf8_lossy(t));
+        }
     }
 }

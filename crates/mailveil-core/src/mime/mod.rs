@@ -534,7 +534,7 @@ fn text_part(
 ) -> Result<Vec<Edit>, CleanError> {
     let range = body_range(part, raw);
     let body = &raw[range.clone()];
-    if !body.windows(4).any(|w| w.eq_ignore_ascii_case(b"http")) {
+    if crate::links::find_http(body).is_none() {
         return Ok(Vec::new());
     }
     let transfer = Transfer::from_header(part.content_transfer_encoding());

@@ -190,12 +190,57 @@ fn after_star(pieces: &[String], text: &[u8], not_in_star: &[u8], whole: bool) -
     }
     // The star ends where an occurrence of the next piece begins, within its reach.
     let window = &text[..(reach + next.len()).min(text.len())];
-    memchr::memmem::find_iter(window, next)
+    occurrences(window, next)
         .any(|at| at <= reach && after_star(rest, &text[at + next.len()..], not_in_star, whole))
+}
+
+/// The starts of the non-overlapping occurrences of `needle` in `hay`, leftmost first,
+/// as `memchr::memmem::find_iter` gives them, without building a searcher for each
+/// search: hosts and rule pieces are short, and that setup cost more than the search
+/// (issue 17).
+fn occurrences<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let Some((&first, _)) = needle.split_first() else {
+            // An empty needle occurs at every position, the end included.
+            at += 1;
+            return (at <= hay.len() + 1).then_some(at - 1);
+        };
+        while at + needle.len() <= hay.len() {
+            let i = at + memchr::memchr(first, &hay[at..=hay.len() - needle.len()])?;
+            if hay[i..].starts_with(needle) {
+                at = i + needle.len();
+                return Some(i);
+            }
+            at = i + 1;
+        }
+        None
+    })
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn occurrences_are_those_memmem_finds() {
+        let cases: [(&str, &str); 9] = [
+            ("", ""),
+            ("abc", ""),
+            ("aaaa", "aa"),
+            ("aaa", "aa"),
+            ("xaabaab", "aab"),
+            ("ab", "abc"),
+            ("click.x.click.y", "click."),
+            ("a.b", "."),
+            ("abcabc", "c"),
+        ];
+        for (hay, needle) in cases {
+            let ours: Vec<usize> = super::occurrences(hay.as_bytes(), needle.as_bytes()).collect();
+            let memmem: Vec<usize> =
+                memchr::memmem::find_iter(hay.as_bytes(), needle.as_bytes()).collect();
+            assert_eq!(ours, memmem, "{hay:?} {needle:?}");
+        }
+    }
+
     /// Host and path forms the matchers must read exactly as the regexes do.
     pub(crate) const HOSTS: &[&str] = &[
         "",
