@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data).into_owned();
     let sources = [RuleSource {
         name: "fuzz.toml".into(),
-        text,
+        text: text.into(),
     }];
     let (lenient, _) = Rules::compile_lenient(&sources);
     if let Ok(rules) = Rules::compile(&sources) {

@@ -43,7 +43,7 @@ pub fn shipped_rules() -> &'static Rules {
                     "shipped:{}",
                     p.file_name().unwrap_or_default().to_string_lossy()
                 ),
-                text: std::fs::read_to_string(p).expect("a rule file"),
+                text: std::fs::read_to_string(p).expect("a rule file").into(),
             })
             .collect();
         assert!(sources.len() > 10, "no shipped rules in {dir}");
