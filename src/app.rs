@@ -248,9 +248,8 @@ fn filter(args: FilterArgs) -> ExitCode {
     runtime.block_on(async {
         match Services::start(&settings).await {
             Ok(services) => {
-                let pipeline = Arc::clone(&services.pipeline);
-                let code = crate::filter::run(services.pipeline, &args).await;
-                pipeline.keep_rules_until_exit();
+                let code = crate::filter::run(Arc::clone(&services.pipeline), &args).await;
+                services.pipeline.keep_rules_until_exit();
                 code
             }
             Err(e) => tempfail(&e),

@@ -12,7 +12,7 @@ use regex::bytes::{
     Regex as BytesRegex, RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet,
     RegexSetBuilder,
 };
-use schema::{PixelEntry, RuleFile, TrackerEntry};
+use schema::{PixelEntry, RuleFile};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -635,6 +635,22 @@ impl<'s, T> Layered<'s, T> {
     }
 }
 
+/// One kind of entry (`kind`, keyed by `id`) moved out of every file and layered, sized
+/// once (issue 17).
+fn layer<'s, T>(
+    files: &mut [(&'s RuleSource, RuleFile)],
+    kind: fn(&mut RuleFile) -> &mut Vec<T>,
+    id: fn(&T) -> &String,
+) -> Layered<'s, T> {
+    let mut layered = Layered::with_capacity(files.iter_mut().map(|(_, f)| kind(f).len()).sum());
+    for (src, file) in files {
+        for e in std::mem::take(kind(file)) {
+            layered.insert(id(&e).clone(), e, src.name.as_str());
+        }
+    }
+    layered
+}
+
 /// Every entry id of a file, kind by kind.
 fn ids(file: &RuleFile) -> impl Iterator<Item = &String> {
     file.tracker
@@ -764,48 +780,27 @@ fn check_file(src: &RuleSource, file: &RuleFile) -> Result<(), RuleError> {
 
 /// The rule set of files that passed [`check`]. What can still fail has no file: a
 /// regex set over the size limit.
-fn assemble(files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
-    let count = |kind: fn(&RuleFile) -> usize| files.iter().map(|(_, f)| kind(f)).sum();
-    let mut trackers: Layered<TrackerEntry> = Layered::with_capacity(count(|f| f.tracker.len()));
-    let mut pixels: Layered<PixelEntry> = Layered::with_capacity(count(|f| f.pixel.len()));
-    let mut redirects: Layered<RedirectEntry> = Layered::with_capacity(count(|f| f.redirect.len()));
-    let mut params: Layered<ParamEntry> = Layered::with_capacity(count(|f| f.param.len()));
-    let mut locations =
-        FxHashMap::with_capacity_and_hasher(count(|f| ids(f).count()), Default::default());
-    let mut texts = Vec::with_capacity(files.len());
-    let mut allows: Layered<schema::AllowEntry> = Layered::with_capacity(count(|f| f.allow.len()));
-    let mut policies: Layered<schema::PolicyEntry> =
-        Layered::with_capacity(count(|f| f.policy.len()));
-    let mut functional: Layered<schema::FunctionalEntry> =
-        Layered::with_capacity(count(|f| f.functional.len()));
-    for (n, (src, file)) in files.into_iter().enumerate() {
-        let name = src.name.as_str();
-        texts.push((src.name.clone(), Arc::clone(&src.text)));
-        for id in ids(&file) {
+fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
+    let mut locations = FxHashMap::with_capacity_and_hasher(
+        files.iter().map(|(_, f)| ids(f).count()).sum(),
+        Default::default(),
+    );
+    for (n, (_, file)) in files.iter().enumerate() {
+        for id in ids(file) {
             locations.insert(id.clone(), n);
         }
-        for e in file.tracker {
-            trackers.insert(e.id.clone(), e, name);
-        }
-        for e in file.allow {
-            allows.insert(e.id.clone(), e, name);
-        }
-        for e in file.policy {
-            policies.insert(e.id.clone(), e, name);
-        }
-        for e in file.functional {
-            functional.insert(e.id.clone(), e, name);
-        }
-        for e in file.pixel {
-            pixels.insert(e.id.clone(), e, name);
-        }
-        for e in file.redirect {
-            redirects.insert(e.id.clone(), e, name);
-        }
-        for e in file.param {
-            params.insert(e.id.clone(), e, name);
-        }
     }
+    let texts = files
+        .iter()
+        .map(|(src, _)| (src.name.clone(), Arc::clone(&src.text)))
+        .collect();
+    let trackers = layer(&mut files, |f| &mut f.tracker, |e| &e.id);
+    let allows = layer(&mut files, |f| &mut f.allow, |e| &e.id);
+    let policies = layer(&mut files, |f| &mut f.policy, |e| &e.id);
+    let functional = layer(&mut files, |f| &mut f.functional, |e| &e.id);
+    let pixels = layer(&mut files, |f| &mut f.pixel, |e| &e.id);
+    let redirects = layer(&mut files, |f| &mut f.redirect, |e| &e.id);
+    let params = layer(&mut files, |f| &mut f.param, |e| &e.id);
     let trackers: FxHashMap<String, Tracker> = trackers
         .into_vec()
         .into_iter()
