@@ -340,3 +340,30 @@ fn mbox_from_line_stays_first() {
         "{t}"
     );
 }
+
+/// mail-parser decodes only an exact `Content-Transfer-Encoding` value; mailveil reads it
+/// trimmed, as clients do. Text the parser left encoded must not be taken for decoded
+/// text, or the tracker hides behind `=3D` and a second pass encodes the body again
+/// (found by fuzzing: `quoted-printable` followed by a form feed).
+#[test]
+fn a_transfer_encoding_value_the_parser_does_not_read_is_decoded_once() {
+    for cte in ["quoted-printable\x0c", "Quoted-Printable\x0b"] {
+        let body = qp(format!("<p>Café crème</p>{TRACKER}").as_bytes());
+        let raw = format!(
+            "From: news@sender.example\r\nTo: {READER}\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Transfer-Encoding: {cte}\r\n\r\n{body}\r\n"
+        );
+        let out = run(raw.as_bytes(), &strip());
+        let t = text(&out);
+        assert!(!t.contains("list-manage"), "{cte:?}: tracker left: {t}");
+        assert!(
+            t.contains("Caf=C3=A9 cr=C3=A8me"),
+            "{cte:?}: text encoded twice: {t}"
+        );
+        assert_eq!(
+            run(&out.bytes, &strip()).bytes,
+            out.bytes,
+            "{cte:?}: not idempotent"
+        );
+    }
+}

@@ -14,7 +14,7 @@ use crate::policy::{Policy, SignedContent};
 use crate::report::{Action, Finding, FindingKind, Location, Report};
 use boundary_search::BoundarySearch;
 use charset::Plan;
-use mail_parser::{MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Encoding, MessageParser, MessagePart, MimeHeaders, PartType};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::time::Instant;
@@ -414,7 +414,7 @@ fn html_part(
     let label = part.content_type().and_then(|c| c.attribute("charset"));
     // The parser has already decoded the part; for UTF-8 text that is exactly our input,
     // so it is not decoded a second time.
-    let decoded: Cow<[u8]> = match utf8_body(part, label) {
+    let decoded: Cow<[u8]> = match utf8_body(part, label, transfer) {
         Some(text) => Cow::Borrowed(text.as_bytes()),
         None => {
             let (decoded, damaged) = transfer::decode(body, transfer);
@@ -514,9 +514,26 @@ fn html_pass(
 }
 
 /// The parser's decoded text of an HTML part when it is byte for byte the decoded body:
-/// a UTF-8 (or unlabelled) part that decoded without problems or replacement characters.
-fn utf8_body<'p>(part: &'p MessagePart, label: Option<&str>) -> Option<&'p str> {
+/// a UTF-8 (or unlabelled) part that decoded without problems or replacement characters,
+/// undone with the transfer encoding the rewrite will redo. The parser reads only exact
+/// values: for `quoted-printable` followed by a form feed it decodes nothing where
+/// `Transfer` reads quoted-printable, and its text would be encoded a second time
+/// (found by fuzzing).
+fn utf8_body<'p>(
+    part: &'p MessagePart,
+    label: Option<&str>,
+    transfer: Transfer,
+) -> Option<&'p str> {
     let utf8 = label.is_none() || charset::named(label) == Some(encoding_rs::UTF_8);
+    let same_transfer = matches!(
+        (part.encoding, transfer),
+        (Encoding::None, Transfer::Identity)
+            | (Encoding::QuotedPrintable, Transfer::QuotedPrintable)
+            | (Encoding::Base64, Transfer::Base64)
+    );
+    if !same_transfer {
+        return None;
+    }
     match &part.body {
         PartType::Html(text) if utf8 && !part.is_encoding_problem && !text.contains('\u{fffd}') => {
             Some(text)
