@@ -16,6 +16,9 @@
 //!   so the lists are written in plain ASCII.
 
 use super::parts::{Parts, percent_decode_str};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{LazyLock, OnceLock};
 
 /// Distinctive unsubscribe / opt-out / preference-centre stems in common languages,
 /// matched as substrings (they do not occur inside other words).
@@ -210,7 +213,8 @@ pub(crate) fn text_is_functional(text: &str, rules: &crate::rules::Rules) -> boo
 /// The first functional keyword in `text` (leftmost in the text).
 pub(crate) fn keyword(text: &str) -> Option<&'static str> {
     let folded = fold(text);
-    if let Some(m) = MATCHERS.stems.find(&folded) {
+    let matchers = matchers();
+    if let Some(m) = matchers.stems.find(&folded) {
         return Some(FUNCTIONAL_STEMS[m.pattern().as_usize()]);
     }
     // Words: every run of non-alphanumerics becomes one space, with a space at both
@@ -224,31 +228,57 @@ pub(crate) fn keyword(text: &str) -> Option<&'static str> {
         words.push_str(piece);
         words.push(' ');
     }
-    MATCHERS
+    matchers
         .words
         .find(&words)
         .map(|m| FUNCTIONAL_WORDS[m.pattern().as_usize()])
 }
 
-/// One automaton for the stems and one for the space-delimited words, built once: a
-/// link is checked in one pass over its text instead of one search per keyword.
+/// One automaton for the stems and one for the space-delimited words: a link is checked
+/// in one pass over its text instead of one search per keyword.
 struct Matchers {
-    stems: aho_corasick::AhoCorasick,
-    words: aho_corasick::AhoCorasick,
+    stems: AhoCorasick,
+    words: AhoCorasick,
 }
 
-static MATCHERS: std::sync::LazyLock<Matchers> = std::sync::LazyLock::new(|| {
-    let build = |patterns: Vec<String>| {
-        aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(patterns)
-            .expect("functional keywords are plain strings")
-    };
-    Matchers {
-        stems: build(FUNCTIONAL_STEMS.iter().map(|s| s.to_string()).collect()),
-        words: build(FUNCTIONAL_WORDS.iter().map(|w| format!(" {w} ")).collect()),
+impl Matchers {
+    fn build(kind: AhoCorasickKind) -> Matchers {
+        let build = |patterns: Vec<String>| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .kind(Some(kind))
+                .build(patterns)
+                .expect("functional keywords are plain strings")
+        };
+        Matchers {
+            stems: build(FUNCTIONAL_STEMS.iter().map(|s| s.to_string()).collect()),
+            words: build(FUNCTIONAL_WORDS.iter().map(|w| format!(" {w} ")).collect()),
+        }
     }
-});
+}
+
+/// Searches before the DFA is built. A `filter` process cleans one mail: building the
+/// DFA (a quarter of such a process's instructions) costs it more than the DFA saves,
+/// while a daemon searches millions of times. So the first searches use the NFA, cheap
+/// to build, and the DFA is built once this many searches have shown it pays, as the
+/// regex crate's lazy DFA does.
+const SEARCHES_BEFORE_DFA: u32 = 4096;
+
+static NFA: LazyLock<Matchers> = LazyLock::new(|| Matchers::build(AhoCorasickKind::ContiguousNFA));
+static DFA: OnceLock<Matchers> = OnceLock::new();
+static SEARCHES: AtomicU32 = AtomicU32::new(0);
+
+/// The automata to search with: the DFA once built or due, the NFA until then. Both
+/// find the same leftmost-first match.
+fn matchers() -> &'static Matchers {
+    if let Some(dfa) = DFA.get() {
+        return dfa;
+    }
+    if SEARCHES.fetch_add(1, Ordering::Relaxed) < SEARCHES_BEFORE_DFA {
+        return &NFA;
+    }
+    DFA.get_or_init(|| Matchers::build(AhoCorasickKind::DFA))
+}
 
 /// Lowercased, common Latin accents folded to ASCII, separators `_` and `-` kept.
 pub(crate) fn fold(text: &str) -> String {
@@ -324,6 +354,45 @@ mod tests {
             "Shop now",
         ] {
             assert_eq!(keyword(text), None, "{text}");
+        }
+    }
+
+    /// The NFA the first searches use and the DFA built later must answer alike, or a
+    /// daemon's decisions would change after its first few thousand links.
+    #[test]
+    fn the_nfa_and_the_dfa_find_the_same_keyword() {
+        let nfa = Matchers::build(AhoCorasickKind::ContiguousNFA);
+        let dfa = Matchers::build(AhoCorasickKind::DFA);
+        let first = |m: &Matchers, text: &str| {
+            let stem = m.stems.find(text).map(|m| (m.pattern(), m.start()));
+            let word = m.words.find(text).map(|m| (m.pattern(), m.start()));
+            (stem, word)
+        };
+        let keywords = FUNCTIONAL_STEMS.iter().chain(FUNCTIONAL_WORDS);
+        let mut checked = 0;
+        for a in keywords.clone() {
+            for b in keywords.clone().step_by(7) {
+                for text in [
+                    format!(" {a} {b} "),
+                    format!("x{a}{b}y"),
+                    format!(" {b} x {a} "),
+                ] {
+                    assert_eq!(first(&nfa, &text), first(&dfa, &text), "{text:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 1000);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keyword_answers_alike_before_and_after_the_dfa(text in "[ a-z_-]{0,40}(unsub|opt|sign in|confirm|abmeld|pref)?[ a-z_-]{0,20}") {
+            static BUILT_DFA: LazyLock<Matchers> = LazyLock::new(|| Matchers::build(AhoCorasickKind::DFA));
+            let (nfa, dfa) = (&*NFA, &*BUILT_DFA);
+            proptest::prop_assert_eq!(nfa.stems.find(&text), dfa.stems.find(&text));
+            let words = format!(" {text} ");
+            proptest::prop_assert_eq!(nfa.words.find(&words), dfa.words.find(&words));
         }
     }
 
