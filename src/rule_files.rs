@@ -157,12 +157,12 @@ pub fn layers(dirs: &[PathBuf], with_system: bool) -> Vec<PathBuf> {
 pub fn load(dirs: &[PathBuf], with_system: bool) -> (Rules, Vec<RuleError>) {
     let shipped_sources = shipped();
     let (sources, mut errors) = read_layers(&layers(dirs, with_system));
-    // The shipped files from the JSON the build made of them (read much faster than
+    // The shipped files from the postcard the build made of them (read much faster than
     // their TOML), the others from their TOML.
     let parsed = shipped_sources
         .iter()
         .zip(shipped::SHIPPED)
-        .map(|(s, (_, _, json))| (s, rules::parse_prepared(s, json)))
+        .map(|(s, (_, _, prepared))| (s, rules::parse_prepared(s, prepared)))
         .chain(sources.iter().map(|s| (s, rules::parse(s))))
         .collect();
     let (rules, compile_errors) = Rules::compile_parsed_lenient(parsed);
@@ -277,13 +277,17 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_rules_read_from_their_json_as_from_their_toml() {
-        for ((name, _, json), src) in shipped::SHIPPED.iter().zip(shipped()) {
-            // the JSON itself, not the TOML that a JSON that does not fit falls back to
-            let from_json: rules::schema::RuleFile = serde_json::from_str(json)
-                .unwrap_or_else(|e| panic!("{name}: the build's JSON does not read: {e}"));
+    fn the_shipped_rules_read_from_their_postcard_as_from_their_toml() {
+        for ((name, _, prepared), src) in shipped::SHIPPED.iter().zip(shipped()) {
+            // the postcard itself, not the TOML that bytes that do not fit fall back to
+            let from_build: rules::schema::RuleFile = postcard::from_bytes(prepared)
+                .unwrap_or_else(|e| panic!("{name}: the build's postcard does not read: {e}"));
             let from_toml = rules::parse(&src).unwrap();
-            assert_eq!(format!("{from_json:?}"), format!("{from_toml:?}"), "{name}");
+            assert_eq!(
+                format!("{from_build:?}"),
+                format!("{from_toml:?}"),
+                "{name}"
+            );
         }
     }
 

@@ -1,9 +1,11 @@
 //! The TOML rule format (docs/rules.md). Unknown keys are errors, so a typo is caught.
+//! `Serialize` is for the build, which writes the shipped files in postcard (build.rs
+//! includes this file).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One rule file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     #[serde(default)]
@@ -23,7 +25,7 @@ pub struct RuleFile {
 }
 
 /// Functional links (unsubscribe, preferences, sign-in...): their parameters are kept.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionalEntry {
     pub id: String,
@@ -39,7 +41,7 @@ pub struct FunctionalEntry {
 }
 
 /// What a rule does when it matches (a user override can turn a shipped rule off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuleAction {
     /// Remove what matches (the default).
@@ -50,7 +52,7 @@ pub enum RuleAction {
 }
 
 /// Exceptions: senders, hosts or URLs that mailveil never touches.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowEntry {
     pub id: String,
@@ -66,7 +68,7 @@ pub struct AllowEntry {
 }
 
 /// Remote content choice of a per-sender / per-recipient policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RemoteChoice {
     Keep,
@@ -74,7 +76,7 @@ pub enum RemoteChoice {
 }
 
 /// Signed content choice of a per-sender / per-recipient policy (`SignedContent`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SignedChoice {
     Keep,
@@ -82,7 +84,7 @@ pub enum SignedChoice {
 }
 
 /// A policy for mail from some senders and/or to some recipients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyEntry {
     pub id: String,
@@ -108,7 +110,7 @@ pub struct PolicyEntry {
 }
 
 /// An ESP or tracking service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrackerEntry {
     pub id: String,
@@ -120,7 +122,7 @@ pub struct TrackerEntry {
 }
 
 /// What a tracker is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     Esp,
@@ -133,7 +135,7 @@ pub enum Category {
 }
 
 /// An open-tracking image or beacon.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PixelEntry {
     pub id: String,
@@ -149,7 +151,7 @@ pub struct PixelEntry {
 }
 
 /// A click-tracking redirect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectEntry {
     pub id: String,
@@ -202,7 +204,7 @@ impl RedirectEntry {
 }
 
 /// How a redirect carries its destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RedirectEncoding {
     Plain,
@@ -217,7 +219,7 @@ pub enum RedirectEncoding {
 }
 
 /// Identifying URL parameters.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParamEntry {
     pub id: String,
@@ -243,7 +245,7 @@ pub struct ParamEntry {
 }
 
 /// Why a parameter is removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ParamClass {
     /// Aggregate campaign tags (utm_*): kept when the user asks.
