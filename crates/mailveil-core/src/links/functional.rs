@@ -247,6 +247,8 @@ impl Matchers {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostFirst)
                 .kind(Some(kind))
+                // A prefilter pays over many searches: the DFA's, not the first few.
+                .prefilter(kind == AhoCorasickKind::DFA)
                 .build(patterns)
                 .expect("functional keywords are plain strings")
         };
@@ -259,12 +261,13 @@ impl Matchers {
 
 /// Searches before the DFA is built. A `filter` process cleans one mail: building the
 /// DFA (a quarter of such a process's instructions) costs it more than the DFA saves,
-/// while a daemon searches millions of times. So the first searches use the NFA, cheap
-/// to build, and the DFA is built once this many searches have shown it pays, as the
+/// while a daemon searches millions of times. So the first searches use the NFA as
+/// it is first built (noncontiguous, no prefilter: the cheapest to build), and the DFA is built once this many searches have shown it pays, as the
 /// regex crate's lazy DFA does.
 const SEARCHES_BEFORE_DFA: u32 = 4096;
 
-static NFA: LazyLock<Matchers> = LazyLock::new(|| Matchers::build(AhoCorasickKind::ContiguousNFA));
+static NFA: LazyLock<Matchers> =
+    LazyLock::new(|| Matchers::build(AhoCorasickKind::NoncontiguousNFA));
 static DFA: OnceLock<Matchers> = OnceLock::new();
 static SEARCHES: AtomicU32 = AtomicU32::new(0);
 
@@ -361,7 +364,7 @@ mod tests {
     /// daemon's decisions would change after its first few thousand links.
     #[test]
     fn the_nfa_and_the_dfa_find_the_same_keyword() {
-        let nfa = Matchers::build(AhoCorasickKind::ContiguousNFA);
+        let nfa = Matchers::build(AhoCorasickKind::NoncontiguousNFA);
         let dfa = Matchers::build(AhoCorasickKind::DFA);
         let first = |m: &Matchers, text: &str| {
             let stem = m.stems.find(text).map(|m| (m.pattern(), m.start()));
