@@ -4,7 +4,7 @@
 //!
 //! `cargo bench --bench rules`. Prints URLs/s for both and the ratio, and what loading
 //! the shipped rules costs (every `mailveil filter` process pays it at start): as a
-//! process loads them (from the JSON the build made of them), compiled from their TOML,
+//! process loads them (from the postcard the build made of them), compiled from their TOML,
 //! and the TOML parse alone, medians of 21.
 
 use mailveil::rules::schema::RuleFile;
