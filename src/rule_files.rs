@@ -15,7 +15,7 @@
 //! linking files in from elsewhere (Debian's `*-available` / `*-enabled`) is their call;
 //! a link to anything else is refused like the thing itself.
 
-use mailveil_core::{RuleError, RuleSource, Rules, rules};
+use mailveil_core::{RuleError, RuleSource, RuleText, Rules, rules};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -36,7 +36,7 @@ pub fn shipped() -> Vec<RuleSource> {
         .iter()
         .map(|(name, text, _)| RuleSource {
             name: format!("shipped:{name}"),
-            text: (*text).into(),
+            text: RuleText::Static(text),
         })
         .collect()
 }

@@ -38,7 +38,7 @@ pub use proxy_url::{ProxyConfig, ProxyKind};
 pub use report::{
     Action, Finding, FindingKind, HEADER_NAME, Location, LocationKind, Report, UnknownName,
 };
-pub use rules::{RuleError, RuleSource, Rules};
+pub use rules::{RuleError, RuleSource, RuleText, Rules};
 pub use too_large::TooLarge;
 
 use headers::header_start;

@@ -34,7 +34,40 @@ pub struct RuleSource {
     pub name: String,
     /// The TOML text: shared, not copied, by the rule set that keeps it for
     /// [`Rules::locate`] (issue 17).
-    pub text: Arc<str>,
+    pub text: RuleText,
+}
+
+/// A rule file's text: the binary's own for the shipped files, borrowed and never
+/// copied (a `filter` process would copy 131 KB of them at every start, a third of its
+/// heap), or shared by every holder for the others.
+#[derive(Debug, Clone)]
+pub enum RuleText {
+    /// Built into the binary.
+    Static(&'static str),
+    /// Read at run time (a rule directory, a test, an import).
+    Shared(Arc<str>),
+}
+
+impl std::ops::Deref for RuleText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            RuleText::Static(s) => s,
+            RuleText::Shared(s) => s,
+        }
+    }
+}
+
+impl From<&str> for RuleText {
+    fn from(text: &str) -> Self {
+        RuleText::Shared(text.into())
+    }
+}
+
+impl From<String> for RuleText {
+    fn from(text: String) -> Self {
+        RuleText::Shared(text.into())
+    }
 }
 
 /// A rule file that could not be used, with the line it broke on.
@@ -138,7 +171,7 @@ pub struct Rules {
     locations: FxHashMap<String, usize>,
     /// Each file's name and text: the line of an id is found when asked for, not at
     /// every start (issue 17).
-    files: Vec<(String, Arc<str>)>,
+    files: Vec<(String, RuleText)>,
     allows: Vec<exceptions::Allow>,
     policies: Vec<exceptions::Policy>,
     /// `[[functional]]` words (lowercased) and hosts.
@@ -794,7 +827,7 @@ fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError>
     }
     let texts = files
         .iter()
-        .map(|(src, _)| (src.name.clone(), Arc::clone(&src.text)))
+        .map(|(src, _)| (src.name.clone(), src.text.clone()))
         .collect();
     let trackers = layer(&mut files, |f| &mut f.tracker, |e| &e.id);
     let allows = layer(&mut files, |f| &mut f.allow, |e| &e.id);
