@@ -168,7 +168,10 @@ pub struct Rules {
     param_set: NameSets,
     functional_count: usize,
     /// Where each entry id was defined (the last definition wins): an index in `files`.
-    locations: FxHashMap<String, usize>,
+    /// Built from the files' TOML the first time it is asked for (`rules explain`), not
+    /// at every start: a copy of every id in a map was a fifth of a `filter` process's
+    /// heap (issue 17).
+    locations: OnceLock<FxHashMap<String, usize>>,
     /// Each file's name and text: the line of an id is found when asked for, not at
     /// every start (issue 17).
     files: Vec<(String, RuleText)>,
@@ -297,7 +300,21 @@ impl Rules {
 
     /// The file and line where the entry with this id is defined.
     pub fn locate(&self, id: &str) -> Option<(&str, usize)> {
-        let (name, text) = &self.files[*self.locations.get(id)?];
+        let locations = self.locations.get_or_init(|| {
+            let mut locations = FxHashMap::default();
+            for (n, (name, text)) in self.files.iter().enumerate() {
+                let src = RuleSource {
+                    name: name.clone(),
+                    text: text.clone(),
+                };
+                // Every file here was read and checked when the set was built.
+                for id in parse(&src).iter().flat_map(ids) {
+                    locations.insert(id.clone(), n);
+                }
+            }
+            locations
+        });
+        let (name, text) = &self.files[*locations.get(id)?];
         Some((name, find_line(text, id)))
     }
 
@@ -816,15 +833,6 @@ fn check_file(src: &RuleSource, file: &RuleFile) -> Result<(), RuleError> {
 /// The rule set of files that passed [`check`]. What can still fail has no file: a
 /// regex set over the size limit.
 fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
-    let mut locations = FxHashMap::with_capacity_and_hasher(
-        files.iter().map(|(_, f)| ids(f).count()).sum(),
-        Default::default(),
-    );
-    for (n, (_, file)) in files.iter().enumerate() {
-        for id in ids(file) {
-            locations.insert(id.clone(), n);
-        }
-    }
     let texts = files
         .iter()
         .map(|(src, _)| (src.name.clone(), src.text.clone()))
@@ -918,7 +926,7 @@ fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError>
         params,
         param_set,
         functional_count,
-        locations,
+        locations: OnceLock::new(),
         files: texts,
         functional_words,
         functional_hosts,
