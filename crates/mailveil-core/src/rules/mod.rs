@@ -111,7 +111,7 @@ pub struct RuleMatch<'r> {
 pub struct Redirect {
     /// Where the destination is and how it is encoded.
     pub entry: RedirectEntry,
-    file: String,
+    file: Arc<str>,
 }
 
 /// A compiled parameter rule.
@@ -121,7 +121,7 @@ pub struct Param {
     pub entry: ParamEntry,
     hosts: Option<Vec<glob::HostGlob>>,
     paths: Option<Vec<glob::PathGlob>>,
-    file: String,
+    file: Arc<str>,
 }
 
 /// How many rules of each kind a rule set holds (`mailveil rules stats`).
@@ -159,7 +159,7 @@ pub struct Summary {
 #[derive(Debug, Clone)]
 pub struct Rules {
     trackers: FxHashMap<String, Tracker>,
-    pixels: Vec<(PixelEntry, String)>,
+    pixels: Vec<(PixelEntry, Arc<str>)>,
     pixel_set: UrlGlobs,
     redirects: Vec<Redirect>,
     redirect_set: UrlGlobs,
@@ -174,7 +174,7 @@ pub struct Rules {
     locations: OnceLock<FxHashMap<String, usize>>,
     /// Each file's name and text: the line of an id is found when asked for, not at
     /// every start (issue 17).
-    files: Vec<(String, RuleText)>,
+    files: Vec<(Arc<str>, RuleText)>,
     allows: Vec<exceptions::Allow>,
     policies: Vec<exceptions::Policy>,
     /// `[[functional]]` words (lowercased) and hosts.
@@ -304,7 +304,7 @@ impl Rules {
             let mut locations = FxHashMap::default();
             for (n, (name, text)) in self.files.iter().enumerate() {
                 let src = RuleSource {
-                    name: name.clone(),
+                    name: name.to_string(),
                     text: text.clone(),
                 };
                 // Every file here was read and checked when the set was built.
@@ -833,9 +833,9 @@ fn check_file(src: &RuleSource, file: &RuleFile) -> Result<(), RuleError> {
 /// The rule set of files that passed [`check`]. What can still fail has no file: a
 /// regex set over the size limit.
 fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
-    let texts = files
+    let texts: Vec<(Arc<str>, RuleText)> = files
         .iter()
-        .map(|(src, _)| (src.name.clone(), src.text.clone()))
+        .map(|(src, _)| (Arc::from(src.name.as_str()), src.text.clone()))
         .collect();
     let trackers = layer(&mut files, |f| &mut f.tracker, |e| &e.id);
     let allows = layer(&mut files, |f| &mut f.allow, |e| &e.id);
@@ -858,9 +858,9 @@ fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError>
             )
         })
         .collect();
-    let pixels = owned_names(pixels.into_vec());
-    let redirects = owned_names(redirects.into_vec());
-    let params = owned_names(params.into_vec());
+    let pixels = owned_names(pixels.into_vec(), &texts);
+    let redirects = owned_names(redirects.into_vec(), &texts);
+    let params = owned_names(params.into_vec(), &texts);
     let regex_err = |e: regex::Error| RuleError {
         file: String::new(),
         line: 0,
@@ -945,11 +945,22 @@ fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError>
     })
 }
 
-/// Entries with their file's name, owned.
-fn owned_names<T>(entries: Vec<(T, &str)>) -> Vec<(T, String)> {
+/// Entries with their file's name, shared: one name per file, not a copy per entry, and
+/// the vector is rewritten in place (issue 17).
+fn owned_names<T>(entries: Vec<(T, &str)>, files: &[(Arc<str>, RuleText)]) -> Vec<(T, Arc<str>)> {
+    let mut last: Option<&Arc<str>> = None;
     entries
         .into_iter()
-        .map(|(e, f)| (e, f.to_string()))
+        .map(|(e, file)| {
+            let name = match last {
+                Some(name) if **name == *file => Arc::clone(name),
+                _ => {
+                    last = files.iter().map(|(name, _)| name).find(|n| ***n == *file);
+                    last.map_or_else(|| file.into(), Arc::clone)
+                }
+            };
+            (e, name)
+        })
         .collect()
 }
 
@@ -1062,7 +1073,7 @@ impl Patterns {
 }
 
 impl NameSets {
-    fn build(params: &[(ParamEntry, String)]) -> NameSets {
+    fn build(params: &[(ParamEntry, Arc<str>)]) -> NameSets {
         let mut literals: HashMap<String, Vec<usize>> = HashMap::new();
         let mut starred = Vec::new();
         let (mut patterns, mut pattern_entries) = (Vec::new(), Vec::new());
@@ -1312,7 +1323,7 @@ source = "test"
             "a*b",
             "*",
         ];
-        let params: Vec<(ParamEntry, String)> = entries
+        let params: Vec<(ParamEntry, Arc<str>)> = entries
             .iter()
             .enumerate()
             .map(|(i, n)| {
@@ -1328,7 +1339,7 @@ source = "test"
                     source: "test".into(),
                     note: None,
                 };
-                (e, String::new())
+                (e, Arc::from(""))
             })
             .collect();
         // The regex set the globs were compiled into before (issue 17).
