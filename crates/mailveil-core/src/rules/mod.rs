@@ -567,7 +567,14 @@ struct UrlGlobs {
 
 impl UrlGlobs {
     fn new<'a>(rules: impl Iterator<Item = (&'a str, Option<&'a str>)>) -> UrlGlobs {
-        let mut set = UrlGlobs::default();
+        // Sized once: grown entry by entry, the rules and the index were copied and
+        // rehashed over and over at every start (issue 17).
+        let n = rules.size_hint().0;
+        let mut set = UrlGlobs {
+            globs: Vec::with_capacity(n),
+            by_suffix: HashMap::with_capacity(n),
+            ..UrlGlobs::default()
+        };
         for (i, (host, path)) in rules.enumerate() {
             let host = glob::HostGlob::new(host);
             if let Some(k) = host.suffix_key().filter(|k| k.contains('.')) {
