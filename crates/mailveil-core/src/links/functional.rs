@@ -261,9 +261,9 @@ impl Matchers {
 
 /// Searches before the DFA is built. A `filter` process cleans one mail: building the
 /// DFA (a quarter of such a process's instructions) costs it more than the DFA saves,
-/// while a daemon searches millions of times. So the first searches use the NFA as
-/// it is first built (noncontiguous, no prefilter: the cheapest to build), and the DFA is built once this many searches have shown it pays, as the
-/// regex crate's lazy DFA does.
+/// while a daemon searches millions of times. So the first searches use the NFA as it
+/// is first built (noncontiguous, no prefilter: the cheapest to build), and the DFA is
+/// built once this many searches have shown it pays, as the regex crate's lazy DFA does.
 const SEARCHES_BEFORE_DFA: u32 = 4096;
 
 static NFA: LazyLock<Matchers> =
