@@ -644,9 +644,9 @@ pub fn parse(src: &RuleSource) -> Result<RuleFile, RuleError> {
 }
 
 /// Reads a rule file from `prepared`, what the build made of its TOML text (the shipped
-/// rules) in postcard, a compact binary form of the same structures: it reads about five
-/// times faster than JSON and TOML much slower still, and every `mailveil filter` process
-/// reads the shipped rules (issue 17). When the bytes do not fit the format (a build from
+/// rules) in postcard, a compact binary form of the same structures: it reads in half
+/// the instructions JSON took (1.18 against 2.26 M for the shipped set) and TOML takes
+/// far more, and every `mailveil filter` process reads the shipped rules (issue 17). When the bytes do not fit the format (a build from
 /// another version, a file the build could not read), the TOML is read instead, so that
 /// an error has the line of the file.
 pub fn parse_prepared(src: &RuleSource, prepared: &[u8]) -> Result<RuleFile, RuleError> {
@@ -865,9 +865,9 @@ fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError>
             )
         })
         .collect();
-    let pixels = owned_names(pixels.into_vec(), &texts);
-    let redirects = owned_names(redirects.into_vec(), &texts);
-    let params = owned_names(params.into_vec(), &texts);
+    let pixels = shared_names(pixels.into_vec(), &texts);
+    let redirects = shared_names(redirects.into_vec(), &texts);
+    let params = shared_names(params.into_vec(), &texts);
     let regex_err = |e: regex::Error| RuleError {
         file: String::new(),
         line: 0,
@@ -954,7 +954,7 @@ fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError>
 
 /// Entries with their file's name, shared: one name per file, not a copy per entry, and
 /// the vector is rewritten in place (issue 17).
-fn owned_names<T>(entries: Vec<(T, &str)>, files: &[(Arc<str>, RuleText)]) -> Vec<(T, Arc<str>)> {
+fn shared_names<T>(entries: Vec<(T, &str)>, files: &[(Arc<str>, RuleText)]) -> Vec<(T, Arc<str>)> {
     let mut last: Option<&Arc<str>> = None;
     entries
         .into_iter()
