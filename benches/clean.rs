@@ -6,7 +6,9 @@
 //! `cargo bench --bench clean [-- DIR]`: the project's fixtures, plus the mails of DIR
 //! (default ../shared/corpus/real) read in place when it exists. Prints MB/s, mails/s and
 //! the ratios, and `clean()` on one thread per core (what a daemon gets from the
-//! machine). `BENCH_ONLY=clean` times `clean()` alone on one thread (for a profiler). Figures, not
+//! machine). `BENCH_ONLY=clean` times `clean()` alone on one thread (for a profiler);
+//! `BENCH_ONLY=once` cleans each mail exactly once and prints nothing else, for an
+//! instruction count under callgrind (deterministic where timings are not). Figures, not
 //! assertions: this machine is shared and noisy.
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
@@ -121,6 +123,17 @@ fn main() {
             continue;
         }
         let html: Vec<Vec<u8>> = set.iter().flat_map(|m| html_parts(m)).collect();
+        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "once") {
+            let findings: usize = set
+                .iter()
+                .map(|m| clean(m, &envelope, &policy, &rules).report.findings.len())
+                .sum();
+            println!(
+                "{name}: {} mails cleaned once, {findings} findings",
+                set.len()
+            );
+            continue;
+        }
         let mail_bytes: usize = set.iter().map(Vec::len).sum();
         let html_bytes: usize = html.iter().map(Vec::len).sum();
         let t_clean = time(
