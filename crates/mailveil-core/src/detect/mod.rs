@@ -96,7 +96,7 @@ impl<'r> Detector<'r> {
         }
         // A click tracker in a place that fetches on open is hit when the mail is opened:
         // the ESP counts a click (or an open) that nobody made.
-        if let Some(r) = crate::links::click_redirect(self.rules, remote.url.as_str()) {
+        if let Some(r) = crate::links::click_redirect_of(self.rules, &remote.url, &path) {
             return Some(TrackerVerdict {
                 kind: FindingKind::Pixel,
                 rule: r.entry.id.clone(),
