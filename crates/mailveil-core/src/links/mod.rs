@@ -163,33 +163,59 @@ pub const TOKEN_HEURISTIC: &str = "heuristic:recipient-token";
 /// segment absent) is a plain URL, not a click.
 pub fn click_redirect<'r>(rules: &'r Rules, url: &str) -> Option<&'r Redirect> {
     let parts = Parts::parse(url)?;
-    let matches = rules.match_redirect(&parts.host, &parts.path_and_query());
+    click_redirect_at(rules, &parts, &parts.path_and_query())
+}
+
+/// [`click_redirect`] of a URL already split, its `path?query` already written.
+fn click_redirect_at<'r>(
+    rules: &'r Rules,
+    parts: &Parts<'_>,
+    path_and_query: &str,
+) -> Option<&'r Redirect> {
+    let matches = rules.match_redirect(&parts.host, path_and_query);
     let first = *matches.first()?;
     let plain = matches
         .iter()
-        .all(|r| !r.entry.opaque && decode::destination(&r.entry, &parts) == Carried::Absent);
+        .all(|r| !r.entry.opaque && decode::destination(&r.entry, parts) == Carried::Absent);
     (!plain).then_some(first)
+}
+
+/// [`click_redirect`] of a URL the URL parser read, `path_and_query` its path and query
+/// as [`Rules::match_pixel`] was given them: the URL is split without being parsed
+/// again, and its `path?query` is not written again (issue 17).
+pub(crate) fn click_redirect_of<'r>(
+    rules: &'r Rules,
+    url: &url::Url,
+    path_and_query: &str,
+) -> Option<&'r Redirect> {
+    click_redirect_at(rules, &Parts::of_url(url)?, path_and_query)
 }
 
 /// Decides what to do with one link URL (entity-decoded). Never follows anything.
 pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     let original = strip_url_noise(url);
-    if Parts::parse(&original).is_none() {
+    // Each stage is split once (the first here), and the split of the last one is kept
+    // for its parameters: a link was split four times over (issue 17).
+    let Some(first) = Parts::parse(&original) else {
         return mailto::clean(&original, ctx).unwrap_or_default();
-    }
+    };
+    let mut split = Some(first);
     let mut steps = Vec::new();
     let mut stages = vec![original.clone()];
     let mut opaque = false;
-    loop {
-        let current = stages.last().cloned().unwrap_or_default();
-        let Some(parts) = Parts::parse(&current) else {
-            break;
+    let last = loop {
+        let parts = match split.take() {
+            Some(parts) => parts,
+            None => match stages.last().and_then(|s| Parts::parse(s)) {
+                Some(parts) => parts,
+                None => break None,
+            },
         };
         let matches = ctx
             .rules
             .match_redirect(&parts.host, &parts.path_and_query());
         if matches.is_empty() {
-            break;
+            break Some(parts);
         }
         let mut recovered = None;
         let mut absent = 0;
@@ -208,7 +234,7 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
         if recovered.is_none() && absent == matches.len() {
             // Only recoverable formats matched and none of them is carried here: this
             // is a plain link on a host that also serves redirects.
-            break;
+            break Some(parts);
         }
         match recovered {
             Some((rule, dest)) => {
@@ -226,7 +252,7 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
                     from_host: parts.host.clone(),
                 });
                 if stages.contains(&dest) {
-                    break;
+                    break None;
                 }
                 stages.push(dest);
             }
@@ -242,22 +268,22 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
                     tracker: ctx.rules.tracker_name(&rule.entry.tracker).to_string(),
                 });
                 opaque = true;
-                break;
+                break None;
             }
         }
-    }
-    let mut result = stages.last().cloned().unwrap_or_default();
+    };
+    let result = stages.last().map_or("", String::as_str);
+    let mut cleaned = None;
     if !opaque {
         let reason = |url: &str| {
             functional::functional_reason(url, ctx.link_text, ctx.list_unsubscribe, Some(ctx.rules))
         };
-        if let Some(reason) = reason(&result) {
+        let parts = last.or_else(|| Parts::parse(result));
+        if let Some(reason) = reason(result) {
             steps.push(LinkStep::Functional { reason });
             // What makes it work stays; what only measures the campaign or the click
             // is never needed for that.
-            if let Some(cleaned) = clean_params(&result, ctx, &mut steps, Scope::Analytics) {
-                result = cleaned;
-            }
+            cleaned = clean_params(parts.as_ref(), ctx, &mut steps, Scope::Analytics);
         } else if let Some(reason) = stages[..stages.len() - 1].iter().find_map(|s| reason(s)) {
             // Only a wrapper says it is functional: keep the link whole.
             return LinkOutcome {
@@ -266,10 +292,11 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
                     reason: format!("{reason} (kept wrapped)"),
                 }],
             };
-        } else if let Some(cleaned) = clean_params(&result, ctx, &mut steps, Scope::All) {
-            result = cleaned;
+        } else {
+            cleaned = clean_params(parts.as_ref(), ctx, &mut steps, Scope::All);
         }
     }
+    let result = cleaned.unwrap_or_else(|| result.to_string());
     LinkOutcome {
         url: (result != original).then_some(result),
         steps,
@@ -286,14 +313,15 @@ enum Scope {
     Analytics,
 }
 
-/// Removes identifying parameters from `url`; `Some(new)` when any were removed.
+/// Removes identifying parameters from the URL split in `parts` (none: not an http(s)
+/// URL); `Some(new)` when any were removed.
 fn clean_params(
-    url: &str,
+    parts: Option<&Parts<'_>>,
     ctx: &LinkContext<'_>,
     steps: &mut Vec<LinkStep>,
     scope: Scope,
 ) -> Option<String> {
-    let parts = Parts::parse(url)?;
+    let parts = parts?;
     let path_and_query = parts.path_and_query();
     let detector = ctx.detector;
     let mut kept: Vec<&str> = Vec::new();

@@ -56,6 +56,27 @@ fn plain_host(authority: &str) -> Option<&str> {
 impl<'a> Parts<'a> {
     /// Splits `s` if it is an absolute http(s) URL that the URL parser accepts.
     pub fn parse(s: &'a str) -> Option<Parts<'a>> {
+        let mut parts = Parts::split(s)?;
+        parts.host = match plain_host(parts.authority) {
+            Some(h) => h.to_ascii_lowercase(),
+            None => {
+                let parsed = Url::parse(s).ok()?;
+                parsed.host_str()?.to_ascii_lowercase()
+            }
+        };
+        (!parts.host.is_empty()).then_some(parts)
+    }
+
+    /// [`Parts::parse`] of what the URL parser wrote (`url.as_str()`), without parsing
+    /// it again: its host is the one the parser found (issue 17).
+    pub fn of_url(url: &'a Url) -> Option<Parts<'a>> {
+        let mut parts = Parts::split(url.as_str())?;
+        parts.host = url.host_str()?.to_ascii_lowercase();
+        (!parts.host.is_empty()).then_some(parts)
+    }
+
+    /// The pieces of an http(s) URL as written; the host is left empty.
+    fn split(s: &'a str) -> Option<Parts<'a>> {
         let colon = s.find("://")?;
         let scheme = &s[..colon];
         if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
@@ -73,20 +94,10 @@ impl<'a> Parts<'a> {
             Some(i) => (&before_frag[..i], Some(&before_frag[i + 1..])),
             None => (before_frag, None),
         };
-        let host = match plain_host(authority) {
-            Some(h) => h.to_ascii_lowercase(),
-            None => {
-                let parsed = Url::parse(s).ok()?;
-                parsed.host_str()?.to_ascii_lowercase()
-            }
-        };
-        if host.is_empty() {
-            return None;
-        }
         Some(Parts {
             scheme,
             authority,
-            host,
+            host: String::new(),
             path,
             query,
             fragment,
@@ -272,6 +283,47 @@ mod tests {
                 .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
                 .filter(|h| !h.is_empty());
             assert_eq!(Parts::parse(url).map(|p| p.host), expected, "{url}");
+        }
+    }
+
+    /// URL texts as a mail writes them: any case, IDNA, ports, user info, `\\`, percent
+    /// escapes, dots, IPs, other schemes.
+    fn url_texts() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let scheme = prop::sample::select(vec!["http", "HTTPS", "https", "ftp", "wss", "hTTp"]);
+        let user = prop::sample::select(vec!["", "u@", "u:p@", "a%40b@", "x/y@"]);
+        let host = prop::sample::select(vec![
+            "Ex.example",
+            "b\u{fc}cher.example",
+            "xn--bcher-kva.example",
+            "127.1",
+            "[::1]",
+            "ex%41mple.com",
+            "a..b",
+            "example.com.",
+            "",
+            "T.List-Manage.COM",
+        ]);
+        let port = prop::sample::select(vec!["", ":80", ":443", ":8080", ":", ":99999"]);
+        let rest = "[/\\\\?#%a-cA-C0-9=&.]{0,12}";
+        (scheme, user, host, port, rest).prop_map(|(s, u, h, p, r)| format!("{s}://{u}{h}{p}{r}"))
+    }
+
+    proptest::proptest! {
+        /// A URL the parser read is split as its text would be: the split that skips
+        /// the second parse gives the same pieces (issue 17).
+        #[test]
+        fn a_parsed_url_splits_as_its_text_does(text in url_texts()) {
+            if let Ok(url) = Url::parse(&text) {
+                proptest::prop_assert_eq!(Parts::of_url(&url), Parts::parse(url.as_str()));
+                if let Some(p) = Parts::of_url(&url) {
+                    let written = match url.query() {
+                        Some(q) => format!("{}?{q}", url.path()),
+                        None => url.path().to_string(),
+                    };
+                    proptest::prop_assert_eq!(p.path_and_query(), written);
+                }
+            }
         }
     }
 

@@ -76,7 +76,7 @@ impl HostGlob {
             HostGlob::Domain(d) => host.strip_suffix(d.as_str()).is_some_and(|rest| {
                 rest.is_empty() || (rest.ends_with('.') && !rest.contains('/'))
             }),
-            HostGlob::Pieces(p) => star_match(p, host.as_bytes(), b"/", true),
+            HostGlob::Pieces(p) => star_match(p, host.as_bytes(), HOST),
         }
     }
 
@@ -125,7 +125,27 @@ impl PathGlob {
     /// Whether `path` (already lowercase) starts with a match (`*`: any run without a
     /// line feed, as the regex `.*`).
     pub fn matches_prefix(&self, path: &str) -> bool {
-        star_match(&self.0, path.as_bytes(), b"\n", false)
+        star_match(&self.0, path.as_bytes(), PATH)
+    }
+
+    /// [`PathGlob::matches_prefix`] of `path_and_query` as the rule key writes it (a `/`
+    /// before one that has none, ASCII-lowercased), compared in place: a lowercased copy
+    /// of every URL a rule's host names was most of the rule lookup (issue 17).
+    pub fn matches_url_path(&self, path_and_query: &str) -> bool {
+        let Some((first, rest)) = self.0.split_first() else {
+            return true; // no pieces: the empty prefix
+        };
+        let text = path_and_query.as_bytes();
+        let first = match (text.first(), first.as_bytes()) {
+            (Some(b'/'), f) => f,
+            // The key's `/` is met by the first piece's own (every path glob has one).
+            (_, [b'/', f @ ..]) => f,
+            _ => return self.matches_prefix(&format!("/{}", path_and_query.to_ascii_lowercase())),
+        };
+        match strip_prefix(text, first, true) {
+            Some(after) => after_star(rest, after, FOLDED_PATH),
+            None => false,
+        }
     }
 }
 
@@ -150,7 +170,7 @@ impl NameGlob {
 
     /// Whether the whole of `name` (already ASCII-lowercased) matches.
     pub fn matches(&self, name: &str) -> bool {
-        star_match(&self.0, name.as_bytes(), b"\r\n", true)
+        star_match(&self.0, name.as_bytes(), NAME)
     }
 }
 
@@ -158,47 +178,92 @@ fn pieces(glob: &str) -> Vec<String> {
     glob.split('*').map(str::to_string).collect()
 }
 
+/// How a text is read against a glob's pieces.
+#[derive(Clone, Copy)]
+struct Mode {
+    /// Bytes a star never takes in.
+    not_in_star: &'static [u8],
+    /// The match runs to the end of the text (else: a prefix of it).
+    whole: bool,
+    /// The text is compared as if ASCII-lowercased (the pieces are lowercase).
+    fold: bool,
+}
+
+const HOST: Mode = Mode {
+    not_in_star: b"/",
+    whole: true,
+    fold: false,
+};
+const PATH: Mode = Mode {
+    not_in_star: b"\n",
+    whole: false,
+    fold: false,
+};
+const FOLDED_PATH: Mode = Mode { fold: true, ..PATH };
+const NAME: Mode = Mode {
+    not_in_star: b"\r\n",
+    whole: true,
+    fold: false,
+};
+
 /// Whether `text` matches the pieces with a star between each two (a star never takes
 /// in a byte of `not_in_star`), to its end when `whole`, else as a prefix. Bytes are
 /// compared as they are: pieces are whole UTF-8 and so are texts, so a star can only
 /// end where a piece begins, on a character boundary.
-fn star_match(pieces: &[String], text: &[u8], not_in_star: &[u8], whole: bool) -> bool {
+fn star_match(pieces: &[String], text: &[u8], mode: Mode) -> bool {
     let Some((first, rest)) = pieces.split_first() else {
-        return !whole || text.is_empty();
+        return !mode.whole || text.is_empty();
     };
-    match text.strip_prefix(first.as_bytes()) {
-        Some(after) => after_star(rest, after, not_in_star, whole),
+    match strip_prefix(text, first.as_bytes(), mode.fold) {
+        Some(after) => after_star(rest, after, mode),
         None => false,
     }
 }
 
+/// `text` after `piece`, when it starts with it (ASCII case aside when `fold`).
+fn strip_prefix<'t>(text: &'t [u8], piece: &[u8], fold: bool) -> Option<&'t [u8]> {
+    let head = text.get(..piece.len())?;
+    let same = if fold {
+        head.eq_ignore_ascii_case(piece)
+    } else {
+        head == piece
+    };
+    same.then(|| &text[piece.len()..])
+}
+
 /// Whether `text` matches a star followed by `pieces[0]`, another star and
 /// `pieces[1]`... (no star at all when `pieces` is empty).
-fn after_star(pieces: &[String], text: &[u8], not_in_star: &[u8], whole: bool) -> bool {
+fn after_star(pieces: &[String], text: &[u8], mode: Mode) -> bool {
     let Some((next, rest)) = pieces.split_first() else {
-        return !whole || text.is_empty();
+        return !mode.whole || text.is_empty();
     };
     let next = next.as_bytes();
     // The star takes in any run of `text` up to the first byte it cannot.
     let reach = text
         .iter()
-        .position(|b| not_in_star.contains(b))
+        .position(|b| mode.not_in_star.contains(b))
         .unwrap_or(text.len());
-    if rest.is_empty() && whole {
+    if rest.is_empty() && mode.whole {
         // The last piece ends the text: the star takes in what comes before it.
-        return text.ends_with(next) && text.len() - next.len() <= reach;
+        return text.len() >= next.len()
+            && text.len() - next.len() <= reach
+            && strip_prefix(&text[text.len() - next.len()..], next, mode.fold).is_some();
     }
     // The star ends where an occurrence of the next piece begins, within its reach.
     let window = &text[..(reach + next.len()).min(text.len())];
-    occurrences(window, next)
-        .any(|at| at <= reach && after_star(rest, &text[at + next.len()..], not_in_star, whole))
+    occurrences(window, next, mode.fold)
+        .any(|at| at <= reach && after_star(rest, &text[at + next.len()..], mode))
 }
 
 /// The starts of the non-overlapping occurrences of `needle` in `hay`, leftmost first,
-/// as `memchr::memmem::find_iter` gives them, without building a searcher for each
-/// search: hosts and rule pieces are short, and that setup cost more than the search
-/// (issue 17).
-fn occurrences<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+/// as `memchr::memmem::find_iter` gives them (of `hay` ASCII-lowercased when `fold`),
+/// without building a searcher for each search: hosts and rule pieces are short, and
+/// that setup cost more than the search (issue 17).
+fn occurrences<'a>(
+    hay: &'a [u8],
+    needle: &'a [u8],
+    fold: bool,
+) -> impl Iterator<Item = usize> + 'a {
     let mut at = 0;
     std::iter::from_fn(move || {
         let Some((&first, _)) = needle.split_first() else {
@@ -206,9 +271,14 @@ fn occurrences<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usiz
             at += 1;
             return (at <= hay.len() + 1).then_some(at - 1);
         };
+        let other = if fold {
+            first.to_ascii_uppercase()
+        } else {
+            first
+        };
         while at + needle.len() <= hay.len() {
-            let i = at + memchr::memchr(first, &hay[at..=hay.len() - needle.len()])?;
-            if hay[i..].starts_with(needle) {
+            let i = at + memchr::memchr2(first, other, &hay[at..=hay.len() - needle.len()])?;
+            if strip_prefix(&hay[i..], needle, fold).is_some() {
                 at = i + needle.len();
                 return Some(i);
             }
@@ -234,7 +304,8 @@ pub(crate) mod tests {
             ("abcabc", "c"),
         ];
         for (hay, needle) in cases {
-            let ours: Vec<usize> = super::occurrences(hay.as_bytes(), needle.as_bytes()).collect();
+            let ours: Vec<usize> =
+                super::occurrences(hay.as_bytes(), needle.as_bytes(), false).collect();
             let memmem: Vec<usize> =
                 memchr::memmem::find_iter(hay.as_bytes(), needle.as_bytes()).collect();
             assert_eq!(ours, memmem, "{hay:?} {needle:?}");

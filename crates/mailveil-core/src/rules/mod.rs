@@ -623,9 +623,14 @@ impl UrlGlobs {
         }
         found.sort_unstable();
         found.dedup();
-        let key = url_key(host, path_and_query);
-        let path = &key[h.len()..];
-        found.retain(|&i| self.globs[i].1.matches_prefix(path));
+        if h.len() == lower.len() {
+            found.retain(|&i| self.globs[i].1.matches_url_path(path_and_query));
+        } else {
+            // A `/` in the host (no parser gives one): the rest of it starts the path.
+            let key = url_key(host, path_and_query);
+            let path = &key[h.len()..];
+            found.retain(|&i| self.globs[i].1.matches_prefix(path));
+        }
         found
     }
 }
@@ -1205,6 +1210,7 @@ fn check_pattern(pattern: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn src(name: &str, text: &str) -> RuleSource {
         RuleSource {
@@ -1275,6 +1281,87 @@ source = "test"
             for path in PATHS.iter().chain(&["?q=1", "x/Track/OPEN.php"]) {
                 let expected: Vec<usize> = set.matches(&url_key(host, path)).into_iter().collect();
                 assert_eq!(index.matches(host, path), expected, "{host:?} {path:?}");
+            }
+        }
+    }
+
+    /// Host globs as rule files write them: the fixtures, and generated ones with stars
+    /// at either end or inside, `=`, dots, case, IDNA (pixel and redirect hosts never
+    /// hold a `/`).
+    fn host_globs() -> impl Strategy<Value = String> {
+        let fixtures: Vec<String> = glob::tests::HOST_GLOBS
+            .iter()
+            .filter(|h| !h.contains('/'))
+            .map(|h| h.to_string())
+            .collect();
+        prop_oneof![
+            prop::sample::select(fixtures),
+            "=?[*]?[aB.*]{0,3}(com|List-Manage|\u{fc}|xn--x)?[.*]{0,2}",
+        ]
+    }
+
+    fn path_globs() -> impl Strategy<Value = Option<String>> {
+        let fixtures: Vec<String> = glob::tests::PATH_GLOBS
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        prop::option::of(prop_oneof![
+            prop::sample::select(fixtures),
+            "[/aB*?=%\\\\.]{0,6}",
+        ])
+    }
+
+    /// Hosts and paths as a URL gives them, or as a caller may pass them: the fixtures,
+    /// case, IDNA, ports, user info, `\\`, percent escapes, line feeds, a `/` in the host.
+    fn hosts() -> impl Strategy<Value = String> {
+        let fixtures: Vec<String> = glob::tests::HOSTS.iter().map(|h| h.to_string()).collect();
+        prop_oneof![
+            prop::sample::select(fixtures),
+            "[aAbB.\u{fc}-]{0,5}(com|COM|List-Manage.com|xn--x)?(:8080|/x)?",
+            "(u:p@)?[aB]{0,2}\\.(list-manage|EMAIL)\\.(com|x)",
+        ]
+    }
+
+    fn paths() -> impl Strategy<Value = String> {
+        let fixtures: Vec<String> = glob::tests::PATHS.iter().map(|p| p.to_string()).collect();
+        prop_oneof![
+            prop::sample::select(fixtures),
+            "[/aAbB*?=%\\\\\n.]{0,10}",
+            "/?(Track|ss|x)/(OPEN|o|%2F)[/a?=.]{0,4}",
+        ]
+    }
+
+    proptest! {
+        /// The URL index finds, for any rules and any URL, exactly the rules whose
+        /// `^{host_regex}{path_regex}` matches the rule key: the candidate search and
+        /// the path compared in place never miss one nor add one (issue 17).
+        #[test]
+        fn the_url_index_finds_what_the_regexes_find(
+            rules in prop::collection::vec((host_globs(), path_globs()), 1..12),
+            urls in prop::collection::vec((hosts(), paths()), 1..8),
+        ) {
+            let set = regex::RegexSet::new(rules.iter().map(|(h, p)| {
+                let path = p.as_deref().map_or_else(|| "/".to_string(), glob::path_regex);
+                format!("^{}{}", glob::host_regex(h), path)
+            }))
+            .unwrap();
+            let index = UrlGlobs::new(rules.iter().map(|(h, p)| (h.as_str(), p.as_deref())));
+            // And each rule's own URL, its stars filled, in upper case, without its `/`.
+            let own = rules.iter().flat_map(|(h, p)| {
+                let host = h.trim().trim_start_matches('=').replace('*', "x");
+                let path = p.as_deref().unwrap_or("/").replace('*', "y/");
+                let bare = path.trim_start_matches('/').to_string();
+                [
+                    (host.clone(), path.clone()),
+                    (host.to_uppercase(), path.to_uppercase()),
+                    (host.clone(), bare.to_uppercase() + "?Q=1"),
+                    (host, bare),
+                ]
+            });
+            for (host, path) in urls.iter().cloned().chain(own) {
+                let expected: Vec<usize> =
+                    set.matches(&url_key(&host, &path)).into_iter().collect();
+                prop_assert_eq!(index.matches(&host, &path), expected, "{:?} {:?}", host, path);
             }
         }
     }
