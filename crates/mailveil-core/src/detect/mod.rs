@@ -99,7 +99,7 @@ impl<'r> Detector<'r> {
         if let Some(r) = crate::links::click_redirect(self.rules, remote.url.as_str()) {
             return Some(TrackerVerdict {
                 kind: FindingKind::Pixel,
-                rule: r.entry.id.clone(),
+                rule: r.entry.id.to_string(),
                 tracker: Some(self.rules.tracker_name(&r.entry.tracker).to_string()),
             });
         }
