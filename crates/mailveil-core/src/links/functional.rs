@@ -454,7 +454,7 @@ mod tests {
                     format!(" {a} {b} "),
                     format!("x{a}{b}y"),
                     format!(" {b} x {a} "),
-                    format!("{a}"),
+                    a.to_string(),
                     format!(" {a}"),
                 ] {
                     assert_eq!(
