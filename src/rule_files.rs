@@ -291,6 +291,49 @@ mod tests {
         }
     }
 
+    /// A `filter` process reads the shipped rules at every start: their strings are
+    /// the binary's own bytes, not copies (issue 17).
+    #[test]
+    fn the_shipped_rules_borrow_their_strings_from_the_binary() {
+        let mut borrowed = 0;
+        for ((name, _, prepared), src) in shipped::SHIPPED.iter().zip(shipped()) {
+            let file = rules::parse_prepared(&src, prepared).unwrap();
+            let bytes = prepared.as_ptr_range();
+            let mut check = |s: &rules::schema::Str<'static>| {
+                assert!(
+                    matches!(&s.0, std::borrow::Cow::Borrowed(b) if bytes.contains(&b.as_ptr())
+                        || b.is_empty()),
+                    "{name}: {s:?} is a copy"
+                );
+                borrowed += 1;
+            };
+            for e in &file.tracker {
+                [&e.id, &e.name, &e.source].into_iter().for_each(&mut check);
+            }
+            for e in &file.pixel {
+                [&e.id, &e.tracker, &e.host]
+                    .into_iter()
+                    .for_each(&mut check);
+                e.path.iter().for_each(&mut check);
+            }
+            for e in &file.redirect {
+                [&e.id, &e.tracker, &e.host]
+                    .into_iter()
+                    .for_each(&mut check);
+                e.params.iter().chain(&e.param).for_each(&mut check);
+            }
+            for e in &file.param {
+                check(&e.id);
+                e.names.iter().chain(&e.hosts).for_each(&mut check);
+            }
+            for e in &file.functional {
+                check(&e.id);
+                e.words.iter().for_each(&mut check);
+            }
+        }
+        assert!(borrowed > 1000, "{borrowed}");
+    }
+
     #[test]
     fn a_fifo_or_device_in_a_rule_directory_is_reported_not_read() {
         let dir = tempfile::tempdir().unwrap();

@@ -120,7 +120,7 @@ impl<'r> Detector<'r> {
         if let Some(r) = crate::links::click_redirect_of(self.rules, &remote.url, &path) {
             return Some(TrackerVerdict {
                 kind: FindingKind::Pixel,
-                rule: r.entry.id.clone(),
+                rule: r.entry.id.to_string(),
                 tracker: Some(self.rules.tracker_name(&r.entry.tracker).to_string()),
             });
         }

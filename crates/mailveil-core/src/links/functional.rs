@@ -213,9 +213,9 @@ pub(crate) fn text_is_functional(text: &str, rules: &crate::rules::Rules) -> boo
 /// The first functional keyword in `text` (leftmost in the text).
 pub(crate) fn keyword(text: &str) -> Option<&'static str> {
     let folded = fold(text);
-    let matchers = matchers();
-    if let Some(m) = matchers.stems.find(&folded) {
-        return Some(FUNCTIONAL_STEMS[m.pattern().as_usize()]);
+    let search = searcher();
+    if let Some(i) = search.stem(&folded) {
+        return Some(FUNCTIONAL_STEMS[i]);
     }
     // Words: every run of non-alphanumerics becomes one space, with a space at both
     // ends, so that a phrase " opt in " matches whole words only.
@@ -228,10 +228,7 @@ pub(crate) fn keyword(text: &str) -> Option<&'static str> {
         words.push_str(piece);
         words.push(' ');
     }
-    matchers
-        .words
-        .find(&words)
-        .map(|m| FUNCTIONAL_WORDS[m.pattern().as_usize()])
+    search.word(&words).map(|i| FUNCTIONAL_WORDS[i])
 }
 
 /// One automaton for the stems and one for the space-delimited words: a link is checked
@@ -242,45 +239,121 @@ struct Matchers {
 }
 
 impl Matchers {
-    fn build(kind: AhoCorasickKind) -> Matchers {
+    fn build() -> Matchers {
         let build = |patterns: Vec<String>| {
             AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostFirst)
-                .kind(Some(kind))
-                // A prefilter pays over many searches: the DFA's, not the first few.
-                .prefilter(kind == AhoCorasickKind::DFA)
+                .kind(Some(AhoCorasickKind::DFA))
                 .build(patterns)
                 .expect("functional keywords are plain strings")
         };
         Matchers {
             stems: build(FUNCTIONAL_STEMS.iter().map(|s| s.to_string()).collect()),
-            words: build(FUNCTIONAL_WORDS.iter().map(|w| format!(" {w} ")).collect()),
+            words: build(word_patterns().collect()),
         }
     }
 }
 
+/// The word keywords as they are searched: between spaces.
+fn word_patterns() -> impl Iterator<Item = String> {
+    FUNCTIONAL_WORDS.iter().map(|w| format!(" {w} "))
+}
+
+/// The keywords by their first two bytes: the first searches of a process look up,
+/// at each position of the text, the few keywords that begin with the two bytes there.
+/// Written by hand because every automaton crate builds its automaton at run time, and
+/// even aho-corasick's cheapest (a noncontiguous NFA, 0.78 M instructions) was a sixth of
+/// a `filter` process on a mail with links (issue 17); this index is some thousands.
+struct Scan {
+    /// Per bucket of [`Scan::bucket`], the keywords that begin with the bytes hashed
+    /// there, in keyword order: the first one found at a position is the leftmost-first.
+    buckets: Vec<Vec<(u16, Box<[u8]>)>>,
+}
+
+impl Scan {
+    const BUCKETS: usize = 256;
+
+    fn new(keywords: impl Iterator<Item = String>) -> Scan {
+        let mut buckets = vec![Vec::new(); Self::BUCKETS];
+        for (i, k) in keywords.enumerate() {
+            let k = k.into_bytes();
+            assert!(k.len() >= 2, "a functional keyword has two bytes or more");
+            let i = u16::try_from(i).expect("fewer than 65,536 keywords");
+            buckets[Self::bucket(k[0], k[1])].push((i, k.into_boxed_slice()));
+        }
+        Scan { buckets }
+    }
+
+    fn bucket(a: u8, b: u8) -> usize {
+        usize::from(a.wrapping_mul(31) ^ b)
+    }
+
+    /// The keyword of the leftmost match, the first in keyword order of those starting
+    /// there: what the leftmost-first automaton finds.
+    fn find(&self, text: &str) -> Option<(usize, usize)> {
+        let t = text.as_bytes();
+        t.windows(2).enumerate().find_map(|(at, pair)| {
+            self.buckets[Self::bucket(pair[0], pair[1])]
+                .iter()
+                .find(|(_, k)| t[at..].starts_with(k))
+                .map(|(i, _)| (usize::from(*i), at))
+        })
+    }
+}
+
+/// The index of the stems and the words.
+struct Scans {
+    stems: Scan,
+    words: Scan,
+}
+
 /// Searches before the DFA is built. A `filter` process cleans one mail: building the
 /// DFA (a quarter of such a process's instructions) costs it more than the DFA saves,
-/// while a daemon searches millions of times. So the first searches use the NFA as it
-/// is first built (noncontiguous, no prefilter: the cheapest to build), and the DFA is
-/// built once this many searches have shown it pays, as the regex crate's lazy DFA does.
+/// while a daemon searches millions of times. So the first searches use [`Scan`] (no
+/// automaton to build), and the DFA is built once this many searches have shown it
+/// pays, as the regex crate's lazy DFA does.
 const SEARCHES_BEFORE_DFA: u32 = 4096;
 
-static NFA: LazyLock<Matchers> =
-    LazyLock::new(|| Matchers::build(AhoCorasickKind::NoncontiguousNFA));
+static SCANS: LazyLock<Scans> = LazyLock::new(|| Scans {
+    stems: Scan::new(FUNCTIONAL_STEMS.iter().map(|s| s.to_string())),
+    words: Scan::new(word_patterns()),
+});
 static DFA: OnceLock<Matchers> = OnceLock::new();
 static SEARCHES: AtomicU32 = AtomicU32::new(0);
 
-/// The automata to search with: the DFA once built or due, the NFA until then. Both
-/// find the same leftmost-first match.
-fn matchers() -> &'static Matchers {
+/// What to search with: the DFA once built or due, the scan until then. Both find the
+/// same leftmost-first keyword.
+enum Searcher {
+    Scan(&'static Scans),
+    Dfa(&'static Matchers),
+}
+
+impl Searcher {
+    /// The index in [`FUNCTIONAL_STEMS`] of the first stem in `folded`.
+    fn stem(&self, folded: &str) -> Option<usize> {
+        match self {
+            Searcher::Scan(s) => s.stems.find(folded).map(|(i, _)| i),
+            Searcher::Dfa(m) => m.stems.find(folded).map(|m| m.pattern().as_usize()),
+        }
+    }
+
+    /// The index in [`FUNCTIONAL_WORDS`] of the first word in `words`.
+    fn word(&self, words: &str) -> Option<usize> {
+        match self {
+            Searcher::Scan(s) => s.words.find(words).map(|(i, _)| i),
+            Searcher::Dfa(m) => m.words.find(words).map(|m| m.pattern().as_usize()),
+        }
+    }
+}
+
+fn searcher() -> Searcher {
     if let Some(dfa) = DFA.get() {
-        return dfa;
+        return Searcher::Dfa(dfa);
     }
     if SEARCHES.fetch_add(1, Ordering::Relaxed) < SEARCHES_BEFORE_DFA {
-        return &NFA;
+        return Searcher::Scan(&SCANS);
     }
-    DFA.get_or_init(|| Matchers::build(AhoCorasickKind::DFA))
+    Searcher::Dfa(DFA.get_or_init(Matchers::build))
 }
 
 /// Lowercased, common Latin accents folded to ASCII, separators `_` and `-` kept.
@@ -360,17 +433,19 @@ mod tests {
         }
     }
 
-    /// The NFA the first searches use and the DFA built later must answer alike, or a
+    /// (keyword, start) of the first match: by the scan, and by the DFA.
+    fn by_scan(scan: &Scan, text: &str) -> Option<(usize, usize)> {
+        scan.find(text)
+    }
+    fn by_dfa(ac: &AhoCorasick, text: &str) -> Option<(usize, usize)> {
+        ac.find(text).map(|m| (m.pattern().as_usize(), m.start()))
+    }
+
+    /// The scan the first searches use and the DFA built later must answer alike, or a
     /// daemon's decisions would change after its first few thousand links.
     #[test]
-    fn the_nfa_and_the_dfa_find_the_same_keyword() {
-        let nfa = Matchers::build(AhoCorasickKind::NoncontiguousNFA);
-        let dfa = Matchers::build(AhoCorasickKind::DFA);
-        let first = |m: &Matchers, text: &str| {
-            let stem = m.stems.find(text).map(|m| (m.pattern(), m.start()));
-            let word = m.words.find(text).map(|m| (m.pattern(), m.start()));
-            (stem, word)
-        };
+    fn the_scan_and_the_dfa_find_the_same_keyword() {
+        let dfa = Matchers::build();
         let keywords = FUNCTIONAL_STEMS.iter().chain(FUNCTIONAL_WORDS);
         let mut checked = 0;
         for a in keywords.clone() {
@@ -379,8 +454,19 @@ mod tests {
                     format!(" {a} {b} "),
                     format!("x{a}{b}y"),
                     format!(" {b} x {a} "),
+                    a.to_string(),
+                    format!(" {a}"),
                 ] {
-                    assert_eq!(first(&nfa, &text), first(&dfa, &text), "{text:?}");
+                    assert_eq!(
+                        by_scan(&SCANS.stems, &text),
+                        by_dfa(&dfa.stems, &text),
+                        "{text:?}"
+                    );
+                    assert_eq!(
+                        by_scan(&SCANS.words, &text),
+                        by_dfa(&dfa.words, &text),
+                        "{text:?}"
+                    );
                     checked += 1;
                 }
             }
@@ -388,14 +474,51 @@ mod tests {
         assert!(checked > 1000);
     }
 
+    /// Keywords that share their first bytes (`preferences`, `preference`), or that
+    /// occur inside another (`opt in` in `double opt in`), are found as the DFA finds
+    /// them: leftmost first, then the earlier keyword at one position.
+    #[test]
+    fn the_scan_takes_the_leftmost_then_the_first_keyword() {
+        for text in [
+            " double opt in ",
+            " preferences ",
+            " confirmation ",
+            " authenticate ",
+            "zzopt-outzz",
+            "preference centerpreferencecenter",
+            "",
+            "a",
+            " ",
+        ] {
+            let dfa = Matchers::build();
+            assert_eq!(
+                by_scan(&SCANS.stems, text),
+                by_dfa(&dfa.stems, text),
+                "{text:?}"
+            );
+            assert_eq!(
+                by_scan(&SCANS.words, text),
+                by_dfa(&dfa.words, text),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            SCANS
+                .words
+                .find(" double opt in ")
+                .map(|(i, _)| FUNCTIONAL_WORDS[i]),
+            Some("double opt in")
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn keyword_answers_alike_before_and_after_the_dfa(text in "[ a-z_-]{0,40}(unsub|opt|sign in|confirm|abmeld|pref)?[ a-z_-]{0,20}") {
-            static BUILT_DFA: LazyLock<Matchers> = LazyLock::new(|| Matchers::build(AhoCorasickKind::DFA));
-            let (nfa, dfa) = (&*NFA, &*BUILT_DFA);
-            proptest::prop_assert_eq!(nfa.stems.find(&text), dfa.stems.find(&text));
+            static BUILT_DFA: LazyLock<Matchers> = LazyLock::new(Matchers::build);
+            let dfa = &*BUILT_DFA;
+            proptest::prop_assert_eq!(by_scan(&SCANS.stems, &text), by_dfa(&dfa.stems, &text));
             let words = format!(" {text} ");
-            proptest::prop_assert_eq!(nfa.words.find(&words), dfa.words.find(&words));
+            proptest::prop_assert_eq!(by_scan(&SCANS.words, &words), by_dfa(&dfa.words, &words));
         }
     }
 

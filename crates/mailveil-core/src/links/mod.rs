@@ -247,7 +247,7 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
                     };
                 }
                 steps.push(LinkStep::Unwrapped {
-                    rule: rule.entry.id.clone(),
+                    rule: rule.entry.id.to_string(),
                     tracker: ctx.rules.tracker_name(&rule.entry.tracker).to_string(),
                     from_host: parts.host.clone(),
                 });
@@ -264,7 +264,7 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
                     .find(|r| r.entry.opaque)
                     .unwrap_or(&matches[0]);
                 steps.push(LinkStep::Opaque {
-                    rule: rule.entry.id.clone(),
+                    rule: rule.entry.id.to_string(),
                     tracker: ctx.rules.tracker_name(&rule.entry.tracker).to_string(),
                 });
                 opaque = true;
@@ -340,7 +340,7 @@ fn clean_params(
         if let Some(p) = by_rule {
             steps.push(LinkStep::ParamRemoved {
                 name,
-                rule: p.entry.id.clone(),
+                rule: p.entry.id.to_string(),
                 tracker: p
                     .entry
                     .tracker

@@ -38,14 +38,14 @@ fn set(patterns: impl IntoIterator<Item = String>) -> Result<Option<RegexSet>, r
 /// Compiled `[[allow]]` entries.
 #[derive(Debug, Clone)]
 pub(super) struct Allow {
-    pub entry: AllowEntry,
+    pub entry: AllowEntry<'static>,
     senders: Option<RegexSet>,
     hosts: Option<RegexSet>,
     urls: Option<RegexSet>,
 }
 
 impl Allow {
-    pub fn compile(entry: AllowEntry) -> Result<Allow, regex::Error> {
+    pub fn compile(entry: AllowEntry<'static>) -> Result<Allow, regex::Error> {
         Ok(Allow {
             senders: set(entry.senders.iter().map(|s| address_regex(s)))?,
             hosts: set(entry
@@ -82,13 +82,13 @@ impl Allow {
 /// Compiled `[[policy]]` entries.
 #[derive(Debug, Clone)]
 pub(super) struct Policy {
-    pub entry: PolicyEntry,
+    pub entry: PolicyEntry<'static>,
     senders: Option<RegexSet>,
     recipients: Option<RegexSet>,
 }
 
 impl Policy {
-    pub fn compile(entry: PolicyEntry) -> Result<Policy, regex::Error> {
+    pub fn compile(entry: PolicyEntry<'static>) -> Result<Policy, regex::Error> {
         Ok(Policy {
             senders: set(entry.senders.iter().map(|s| address_regex(s)))?,
             recipients: set(entry.recipients.iter().map(|s| address_regex(s)))?,

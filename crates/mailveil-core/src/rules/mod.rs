@@ -12,7 +12,7 @@ use regex::bytes::{
     Regex as BytesRegex, RegexBuilder as BytesRegexBuilder, RegexSet as BytesRegexSet,
     RegexSetBuilder,
 };
-use schema::{PixelEntry, RuleFile};
+use schema::{PixelEntry, RuleFile, Str};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -88,9 +88,9 @@ pub struct RuleError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tracker {
     /// Stable id.
-    pub id: String,
+    pub id: Str<'static>,
     /// Display name.
-    pub name: String,
+    pub name: Str<'static>,
     /// What it is.
     pub category: Category,
 }
@@ -110,7 +110,7 @@ pub struct RuleMatch<'r> {
 #[derive(Debug, Clone)]
 pub struct Redirect {
     /// Where the destination is and how it is encoded.
-    pub entry: RedirectEntry,
+    pub entry: RedirectEntry<'static>,
     file: Arc<str>,
 }
 
@@ -118,7 +118,7 @@ pub struct Redirect {
 #[derive(Debug, Clone)]
 pub struct Param {
     /// The entry as written.
-    pub entry: ParamEntry,
+    pub entry: ParamEntry<'static>,
     hosts: Option<Vec<glob::HostGlob>>,
     paths: Option<Vec<glob::PathGlob>>,
     file: Arc<str>,
@@ -158,8 +158,8 @@ pub struct Summary {
 /// The compiled rule set.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    trackers: FxHashMap<String, Tracker>,
-    pixels: Vec<(PixelEntry, Arc<str>)>,
+    trackers: FxHashMap<Str<'static>, Tracker>,
+    pixels: Vec<(PixelEntry<'static>, Arc<str>)>,
     pixel_set: UrlGlobs,
     redirects: Vec<Redirect>,
     redirect_set: UrlGlobs,
@@ -178,7 +178,7 @@ pub struct Rules {
     allows: Vec<exceptions::Allow>,
     policies: Vec<exceptions::Policy>,
     /// `[[functional]]` words (lowercased) and hosts.
-    functional_words: Vec<(String, String)>,
+    functional_words: Vec<(String, Str<'static>)>,
     functional_hosts: Option<Vec<glob::HostGlob>>,
 }
 
@@ -209,10 +209,10 @@ impl Rules {
     /// [`Rules::compile_lenient`] of files already read ([`parse`], [`parse_prepared`]),
     /// or the error that reading one gave, in layer order.
     pub fn compile_parsed_lenient(
-        parsed: Vec<(&RuleSource, Result<RuleFile, RuleError>)>,
+        parsed: Vec<(&RuleSource, Result<RuleFile<'static>, RuleError>)>,
     ) -> (Rules, Vec<RuleError>) {
         let mut errors = Vec::new();
-        let mut files: Vec<(&RuleSource, RuleFile)> = Vec::new();
+        let mut files: Vec<(&RuleSource, RuleFile<'static>)> = Vec::new();
         for (src, file) in parsed {
             match file {
                 Ok(file) => files.push((src, file)),
@@ -291,7 +291,7 @@ impl Rules {
         &'a self,
         senders: &'a [String],
         recipient: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a PolicyEntry> + 'a {
+    ) -> impl Iterator<Item = &'a PolicyEntry<'static>> + 'a {
         self.policies
             .iter()
             .filter(move |p| p.applies(senders, recipient))
@@ -309,7 +309,7 @@ impl Rules {
                 };
                 // Every file here was read and checked when the set was built.
                 for id in parse(&src).iter().flat_map(ids) {
-                    locations.insert(id.clone(), n);
+                    locations.insert(id.to_string(), n);
                 }
             }
             locations
@@ -468,7 +468,7 @@ impl Rules {
     }
 
     /// The `[[param]]` entry with this id.
-    pub fn param_entry(&self, id: &str) -> Option<&ParamEntry> {
+    pub fn param_entry(&self, id: &str) -> Option<&ParamEntry<'static>> {
         self.params
             .iter()
             .find(|p| p.entry.id == id)
@@ -476,7 +476,7 @@ impl Rules {
     }
 
     /// The `[[redirect]]` entry with this id.
-    pub fn redirect_entry(&self, id: &str) -> Option<&RedirectEntry> {
+    pub fn redirect_entry(&self, id: &str) -> Option<&RedirectEntry<'static>> {
         self.redirects
             .iter()
             .find(|r| r.entry.id == id)
@@ -636,16 +636,18 @@ impl UrlGlobs {
 }
 
 /// Reads a rule file's TOML; an error says where.
-pub fn parse(src: &RuleSource) -> Result<RuleFile, RuleError> {
-    toml::from_str::<RuleFile>(&src.text).map_err(|e| {
-        let (line, column) = e.span().map_or((0, 0), |s| line_col(&src.text, s.start));
-        RuleError {
-            file: src.name.clone(),
-            line,
-            column,
-            message: e.message().to_string(),
-        }
-    })
+pub fn parse(src: &RuleSource) -> Result<RuleFile<'static>, RuleError> {
+    toml::from_str::<RuleFile<'_>>(&src.text)
+        .map(RuleFile::into_owned)
+        .map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_col(&src.text, s.start));
+            RuleError {
+                file: src.name.clone(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })
 }
 
 /// Reads a rule file from `prepared`, what the build made of its TOML text (the shipped
@@ -654,7 +656,10 @@ pub fn parse(src: &RuleSource) -> Result<RuleFile, RuleError> {
 /// far more, and every `mailveil filter` process reads the shipped rules (issue 17). When the bytes do not fit the format (a build from
 /// another version, a file the build could not read), the TOML is read instead, so that
 /// an error has the line of the file.
-pub fn parse_prepared(src: &RuleSource, prepared: &[u8]) -> Result<RuleFile, RuleError> {
+pub fn parse_prepared(
+    src: &RuleSource,
+    prepared: &'static [u8],
+) -> Result<RuleFile<'static>, RuleError> {
     postcard::from_bytes(prepared).or_else(|_| parse(src))
 }
 
@@ -702,30 +707,30 @@ impl<'s, T> Layered<'s, T> {
 /// One kind of entry (`kind`, keyed by `id`) moved out of every file and layered, sized
 /// once (issue 17).
 fn layer<'s, T>(
-    files: &mut [(&'s RuleSource, RuleFile)],
-    kind: fn(&mut RuleFile) -> &mut Vec<T>,
-    id: fn(&T) -> &String,
+    files: &mut [(&'s RuleSource, RuleFile<'static>)],
+    kind: for<'f> fn(&'f mut RuleFile<'static>) -> &'f mut Vec<T>,
+    id: fn(&T) -> &Str<'static>,
 ) -> Layered<'s, T> {
     let mut layered = Layered::with_capacity(files.iter_mut().map(|(_, f)| kind(f).len()).sum());
     for (src, file) in files {
         for e in std::mem::take(kind(file)) {
-            layered.insert(id(&e).clone(), e, src.name.as_str());
+            layered.insert(id(&e).0.clone(), e, src.name.as_str());
         }
     }
     layered
 }
 
 /// Every entry id of a file, kind by kind.
-fn ids(file: &RuleFile) -> impl Iterator<Item = &String> {
+fn ids<'f>(file: &'f RuleFile<'_>) -> impl Iterator<Item = &'f str> {
     file.tracker
         .iter()
-        .map(|e| &e.id)
-        .chain(file.pixel.iter().map(|e| &e.id))
-        .chain(file.redirect.iter().map(|e| &e.id))
-        .chain(file.param.iter().map(|e| &e.id))
-        .chain(file.allow.iter().map(|e| &e.id))
-        .chain(file.policy.iter().map(|e| &e.id))
-        .chain(file.functional.iter().map(|e| &e.id))
+        .map(|e| e.id.as_str())
+        .chain(file.pixel.iter().map(|e| e.id.as_str()))
+        .chain(file.redirect.iter().map(|e| e.id.as_str()))
+        .chain(file.param.iter().map(|e| e.id.as_str()))
+        .chain(file.allow.iter().map(|e| e.id.as_str()))
+        .chain(file.policy.iter().map(|e| e.id.as_str()))
+        .chain(file.functional.iter().map(|e| e.id.as_str()))
 }
 
 /// The first error of a set of files, with its file and line: each file's ids, hosts,
@@ -844,7 +849,7 @@ fn check_file(src: &RuleSource, file: &RuleFile) -> Result<(), RuleError> {
 
 /// The rule set of files that passed [`check`]. What can still fail has no file: a
 /// regex set over the size limit.
-fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError> {
+fn assemble(mut files: Vec<(&RuleSource, RuleFile<'static>)>) -> Result<Rules, RuleError> {
     let texts: Vec<(Arc<str>, RuleText)> = files
         .iter()
         .map(|(src, _)| (Arc::from(src.name.as_str()), src.text.clone()))
@@ -856,7 +861,7 @@ fn assemble(mut files: Vec<(&RuleSource, RuleFile)>) -> Result<Rules, RuleError>
     let pixels = layer(&mut files, |f| &mut f.pixel, |e| &e.id);
     let redirects = layer(&mut files, |f| &mut f.redirect, |e| &e.id);
     let params = layer(&mut files, |f| &mut f.param, |e| &e.id);
-    let trackers: FxHashMap<String, Tracker> = trackers
+    let trackers: FxHashMap<Str<'static>, Tracker> = trackers
         .into_vec()
         .into_iter()
         .map(|(t, _)| {
@@ -1422,9 +1427,9 @@ source = "test"
             .enumerate()
             .map(|(i, n)| {
                 let e = ParamEntry {
-                    id: format!("p{i}"),
+                    id: format!("p{i}").into(),
                     tracker: None,
-                    names: n.iter().map(|s| s.to_string()).collect(),
+                    names: n.iter().map(|s| Str::from(*s)).collect(),
                     patterns: Vec::new(),
                     hosts: Vec::new(),
                     paths: Vec::new(),
@@ -1480,8 +1485,9 @@ source = "test"
             "[[tracker]]\nid = \"y\"\nname = \"Y\"\ncategory = \"esp\"\nsource = \"s\"\n",
         )
         .unwrap();
-        let bytes = postcard::to_allocvec(&prepared).unwrap();
-        let file = parse_prepared(&src("a.toml", MAILCHIMP), &bytes).unwrap();
+        // 'static as the binary's own bytes are (leaked: a test's few bytes)
+        let bytes: &'static [u8] = postcard::to_allocvec(&prepared).unwrap().leak();
+        let file = parse_prepared(&src("a.toml", MAILCHIMP), bytes).unwrap();
         assert_eq!(file.tracker[0].id, "y", "the prepared form is what is read");
         let text = "[[tracker]]\nid = \"x\"\nname = \"X\"\ncategory = \"esp\"\nsource = \"s\"\nhots = \"typo\"\n";
         for prepared in [
