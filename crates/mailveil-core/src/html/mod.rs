@@ -60,7 +60,9 @@ pub(crate) struct Outcome {
 #[derive(Default)]
 struct State {
     base: Base,
-    sheets: HiddenSelectors,
+    /// Shared with the passes over fragments (conditional comments, `<noscript>`), which
+    /// copy it only when a sheet of their own teaches them something.
+    sheets: std::rc::Rc<HiddenSelectors>,
     style_buf: String,
     raw_text_buf: String,
     findings: Vec<Finding>,
@@ -274,7 +276,9 @@ fn on_style_text(
     if late {
         return Err(DEADLINE_MSG.into());
     }
-    st.sheets.learn(&scan.rules);
+    if !scan.rules.is_empty() {
+        std::rc::Rc::make_mut(&mut st.sheets).learn(&scan.rules);
+    }
     st.findings.extend(findings);
     match scan.apply(&sheet) {
         Some(new) => {
