@@ -20,7 +20,7 @@
 //! visible image. A rule "hides for certain" only when its selector is one class, one id
 //! or one tag, with no context, pseudo-class or attribute condition, outside `@media`.
 
-use super::css::{RuleText, for_each_declaration};
+use super::css::{RawDeclaration, RuleText, for_each_declaration};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -101,20 +101,40 @@ impl Weights {
     }
 }
 
+/// (hides, important) of the last declaration of each property, per bit index.
+type Last = [Option<(bool, bool)>; 8];
+
 fn effect(css: &str) -> Effect {
-    let mut last: [Option<(bool, bool)>; 8] = [None; 8]; // (hides, important) per bit index
+    let mut last: Last = [None; 8];
     for_each_declaration(css, |d| {
-        let bit = prop_bit(&ascii_lowercase(d.name));
-        if bit == 0 || d.value.is_empty() {
-            return;
-        }
-        let slot = &mut last[bit.trailing_zeros() as usize];
-        if slot.is_some_and(|(_, important)| important && !d.important) {
-            return;
-        }
-        *slot = Some((hiding_value(bit, &ascii_lowercase(d.value)), d.important));
+        note_effect(&mut last, prop_bit(&ascii_lowercase(d.name)), d);
     });
     effect_of(&last)
+}
+
+/// One declaration of property `bit` (0: none that hides) for [`effect`].
+fn note_effect(last: &mut Last, bit: u8, d: RawDeclaration) {
+    if bit == 0 || d.value.is_empty() {
+        return;
+    }
+    let slot = &mut last[bit.trailing_zeros() as usize];
+    if slot.is_some_and(|(_, important)| important && !d.important) {
+        return;
+    }
+    *slot = Some((hiding_value(bit, &ascii_lowercase(d.value)), d.important));
+}
+
+/// [`effect`] and [`size_effect`] of a rule's declarations, read once (both run on
+/// every rule of every sheet).
+fn rule_effects(css: &str) -> (Effect, (Weights, Weights)) {
+    let mut last: Last = [None; 8];
+    let mut sizes = (Weights::default(), Weights::default());
+    for_each_declaration(css, |d| {
+        let bit = prop_bit(&ascii_lowercase(d.name));
+        note_effect(&mut last, bit, d);
+        note_size(&mut sizes, bit, d);
+    });
+    (effect_of(&last), sizes)
 }
 
 /// The effect of the last declaration of each property: (hides, important) per bit index.
@@ -216,27 +236,31 @@ impl Index {
 
 /// A rule's `width` and `height`: set to a length (the element gets that size) or to
 /// `auto`, by weight. A zero is a hiding value, not a size.
+#[cfg(test)]
 fn size_effect(css: &str) -> (Weights, Weights) {
-    let (mut sized, mut auto_sized) = (Weights::default(), Weights::default());
+    let mut sizes = (Weights::default(), Weights::default());
     for_each_declaration(css, |d| {
-        let bit = match &*ascii_lowercase(d.name) {
-            "width" => WIDTH,
-            "height" => HEIGHT,
-            _ => return,
-        };
-        let target = match &*ascii_lowercase(d.value) {
-            "auto" => &mut auto_sized,
-            "" | "inherit" | "initial" | "unset" | "revert" => return,
-            v if hiding_value(bit, v) => return,
-            _ => &mut sized,
-        };
-        if d.important {
-            target.important |= bit;
-        } else {
-            target.normal |= bit;
-        }
+        note_size(&mut sizes, prop_bit(&ascii_lowercase(d.name)), d);
     });
-    (sized, auto_sized)
+    sizes
+}
+
+/// One declaration of property `bit` for [`size_effect`]: (sized, auto-sized).
+fn note_size((sized, auto_sized): &mut (Weights, Weights), bit: u8, d: RawDeclaration) {
+    if bit != WIDTH && bit != HEIGHT {
+        return;
+    }
+    let target = match &*ascii_lowercase(d.value) {
+        "auto" => auto_sized,
+        "" | "inherit" | "initial" | "unset" | "revert" => return,
+        v if hiding_value(bit, v) => return,
+        _ => sized,
+    };
+    if d.important {
+        target.important |= bit;
+    } else {
+        target.normal |= bit;
+    }
 }
 
 /// What a message's stylesheets hide for certain, and what they may show.
@@ -277,9 +301,8 @@ impl HiddenSelectors {
     /// Learns from the rules of one `<style>` block.
     pub fn learn(&mut self, rules: &[RuleText]) {
         for rule in rules {
-            let e = effect(&rule.declarations);
             // Once per rule, not once per selector of its list.
-            let (sized, auto_sized) = size_effect(&rule.declarations);
+            let (e, (sized, auto_sized)) = rule_effects(&rule.declarations);
             for selector in split_top(&rule.selectors, ',') {
                 let s = subject(selector);
                 if s.pseudo_element {
@@ -1196,6 +1219,7 @@ mod tests {
         ) {
             proptest::prop_assert_eq!(effect(&css), effect_by_copies(&css));
             proptest::prop_assert_eq!(size_effect(&css), size_effect_by_copies(&css));
+            proptest::prop_assert_eq!(rule_effects(&css), (effect(&css), size_effect(&css)));
         }
     }
 }
