@@ -166,7 +166,8 @@ mod quiet {
     /// Whether `b` holds a word without which no CSS event can happen, ASCII case aside:
     /// every URL or script needs `url(`, `src(`, `image-set(`, `expression(`, `@import`
     /// or a `behavior` / `-moz-binding` property (a backslash may spell any of them with
-    /// escapes: `rules` refuses those first).
+    /// escapes: `rules` refuses those first). Kept in step with `Walker::value_token`: a
+    /// new kind of URL there needs its word here (the property test compares the two).
     fn may_hold_event(b: &[u8]) -> bool {
         let ends_at =
             |at: usize, w: &[u8]| at >= w.len() && b[at - w.len()..at].eq_ignore_ascii_case(w);
@@ -837,7 +838,8 @@ mod tests {
                 "a", ".b", "#c", " ", "\n", ",", ":", ";", "{", "}", "(", ")", "[", "]",
                 "\"", "'", "/*", "*/", "/", "*", "@media (max-width:600px)", "@x", "<!--",
                 "-->", "display:none", "width:0", "height:auto", "img", "é", "url", "src",
-                "!important", "=", "\r", "\x0c", "rgb(1,2,3)", "f(",
+                "!important", "=", "\r", "\x0c", "rgb(1,2,3)", "f(", "image", "-set",
+                "\"https://t.example/p.gif\"", "import", "@", "expression", "behavior",
             ][..]), 0..40)
         ) {
             let css: String = parts.concat();
