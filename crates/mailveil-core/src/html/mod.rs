@@ -60,7 +60,9 @@ pub(crate) struct Outcome {
 #[derive(Default)]
 struct State {
     base: Base,
-    sheets: HiddenSelectors,
+    /// Shared with the passes over fragments (conditional comments, `<noscript>`), which
+    /// copy it only when a sheet of their own teaches them something.
+    sheets: std::rc::Rc<HiddenSelectors>,
     style_buf: String,
     raw_text_buf: String,
     findings: Vec<Finding>,
@@ -274,7 +276,9 @@ fn on_style_text(
     if late {
         return Err(DEADLINE_MSG.into());
     }
-    st.sheets.learn(&scan.rules);
+    if !scan.rules.is_empty() {
+        std::rc::Rc::make_mut(&mut st.sheets).learn(&scan.rules);
+    }
     st.findings.extend(findings);
     match scan.apply(&sheet) {
         Some(new) => {
@@ -572,16 +576,27 @@ fn finding(
     }
 }
 
-/// Escapes a value for a double-quoted attribute (lol_html escapes only `"`).
-/// Escapes a value for a double-quoted attribute. `"` too: link URLs decided at the end
-/// of the pass are written over a marker inside lol_html's quotes, not through
-/// `set_attribute`, and a `"` there would end the attribute (found by fuzzing).
+/// Escapes a value for a double-quoted attribute (lol_html escapes only `"`). `"` too:
+/// link URLs decided at the end of the pass are written over a marker inside lol_html's
+/// quotes, not through `set_attribute`, and a `"` there would end the attribute (found
+/// by fuzzing). One pass into one string: this runs for every URL written.
 fn escape_attr(value: &str) -> String {
-    value
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(value.len());
+    let mut at = 0;
+    for (i, b) in value.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            _ => continue,
+        };
+        out.push_str(&value[at..i]);
+        out.push_str(entity);
+        at = i + 1;
+    }
+    out.push_str(&value[at..]);
+    out
 }
 
 /// Decodes entities of an attribute value as a browser would.
@@ -628,6 +643,34 @@ mod deadline_tests {
         assert_eq!(r.err(), Some(HtmlError::Deadline));
         let later = ctx(Instant::now() + std::time::Duration::from_secs(60));
         assert!(rewrite(html.as_bytes(), encoding_rs::UTF_8, &later).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    /// Issue 17: `escape_attr` in one pass must give what the four replacements gave.
+    fn by_replacements(value: &str) -> String {
+        value
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escape_attr_is_the_four_replacements(value in "[a&<>\"'é;=/ ]{0,24}") {
+            proptest::prop_assert_eq!(super::escape_attr(&value), by_replacements(&value));
+        }
+    }
+
+    #[test]
+    fn escape_attr_escapes_every_special_byte() {
+        assert_eq!(
+            super::escape_attr(r#"a&b<c>d"e&amp;"#),
+            "a&amp;b&lt;c&gt;d&quot;e&amp;amp;"
+        );
+        assert_eq!(super::escape_attr("é"), "é");
     }
 }
 

@@ -20,7 +20,7 @@
 //! visible image. A rule "hides for certain" only when its selector is one class, one id
 //! or one tag, with no context, pseudo-class or attribute condition, outside `@media`.
 
-use super::css::{RuleText, for_each_declaration};
+use super::css::{RawDeclaration, RuleText, for_each_declaration};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -65,6 +65,19 @@ fn ascii_lowercase(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// `prefix` and `name` lowercased, in one string (`.class`, `#id`): one allocation, not
+/// the two of `format!` over `to_lowercase`, for every class and id of every rule.
+fn lowercase_key(prefix: char, name: &str) -> String {
+    let mut key = String::with_capacity(name.len() + 1);
+    key.push(prefix);
+    if name.is_ascii() {
+        key.extend(name.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        key.push_str(&name.to_lowercase());
+    }
+    key
+}
+
 /// Whether `value` of the property `bit` hides the element.
 fn hiding_value(bit: u8, value: &str) -> bool {
     match bit {
@@ -101,20 +114,40 @@ impl Weights {
     }
 }
 
+/// (hides, important) of the last declaration of each property, per bit index.
+type Last = [Option<(bool, bool)>; 8];
+
 fn effect(css: &str) -> Effect {
-    let mut last: [Option<(bool, bool)>; 8] = [None; 8]; // (hides, important) per bit index
+    let mut last: Last = [None; 8];
     for_each_declaration(css, |d| {
-        let bit = prop_bit(&ascii_lowercase(d.name));
-        if bit == 0 || d.value.is_empty() {
-            return;
-        }
-        let slot = &mut last[bit.trailing_zeros() as usize];
-        if slot.is_some_and(|(_, important)| important && !d.important) {
-            return;
-        }
-        *slot = Some((hiding_value(bit, &ascii_lowercase(d.value)), d.important));
+        note_effect(&mut last, prop_bit(&ascii_lowercase(d.name)), d);
     });
     effect_of(&last)
+}
+
+/// One declaration of property `bit` (0: none that hides) for [`effect`].
+fn note_effect(last: &mut Last, bit: u8, d: RawDeclaration) {
+    if bit == 0 || d.value.is_empty() {
+        return;
+    }
+    let slot = &mut last[bit.trailing_zeros() as usize];
+    if slot.is_some_and(|(_, important)| important && !d.important) {
+        return;
+    }
+    *slot = Some((hiding_value(bit, &ascii_lowercase(d.value)), d.important));
+}
+
+/// [`effect`] and [`size_effect`] of a rule's declarations, read once (both run on
+/// every rule of every sheet).
+fn rule_effects(css: &str) -> (Effect, (Weights, Weights)) {
+    let mut last: Last = [None; 8];
+    let mut sizes = (Weights::default(), Weights::default());
+    for_each_declaration(css, |d| {
+        let bit = prop_bit(&ascii_lowercase(d.name));
+        note_effect(&mut last, bit, d);
+        note_size(&mut sizes, bit, d);
+    });
+    (effect_of(&last), sizes)
 }
 
 /// The effect of the last declaration of each property: (hides, important) per bit index.
@@ -159,8 +192,8 @@ impl Index {
         let keys: Vec<String> = s
             .classes
             .iter()
-            .map(|c| format!(".{}", c.to_lowercase()))
-            .chain(s.ids.iter().map(|i| format!("#{}", i.to_lowercase())))
+            .map(|c| lowercase_key('.', c))
+            .chain(s.ids.iter().map(|i| lowercase_key('#', i)))
             .collect();
         if !keys.is_empty() {
             for k in keys {
@@ -216,27 +249,31 @@ impl Index {
 
 /// A rule's `width` and `height`: set to a length (the element gets that size) or to
 /// `auto`, by weight. A zero is a hiding value, not a size.
+#[cfg(test)]
 fn size_effect(css: &str) -> (Weights, Weights) {
-    let (mut sized, mut auto_sized) = (Weights::default(), Weights::default());
+    let mut sizes = (Weights::default(), Weights::default());
     for_each_declaration(css, |d| {
-        let bit = match &*ascii_lowercase(d.name) {
-            "width" => WIDTH,
-            "height" => HEIGHT,
-            _ => return,
-        };
-        let target = match &*ascii_lowercase(d.value) {
-            "auto" => &mut auto_sized,
-            "" | "inherit" | "initial" | "unset" | "revert" => return,
-            v if hiding_value(bit, v) => return,
-            _ => &mut sized,
-        };
-        if d.important {
-            target.important |= bit;
-        } else {
-            target.normal |= bit;
-        }
+        note_size(&mut sizes, prop_bit(&ascii_lowercase(d.name)), d);
     });
-    (sized, auto_sized)
+    sizes
+}
+
+/// One declaration of property `bit` for [`size_effect`]: (sized, auto-sized).
+fn note_size((sized, auto_sized): &mut (Weights, Weights), bit: u8, d: RawDeclaration) {
+    if bit != WIDTH && bit != HEIGHT {
+        return;
+    }
+    let target = match &*ascii_lowercase(d.value) {
+        "auto" => auto_sized,
+        "" | "inherit" | "initial" | "unset" | "revert" => return,
+        v if hiding_value(bit, v) => return,
+        _ => sized,
+    };
+    if d.important {
+        target.important |= bit;
+    } else {
+        target.normal |= bit;
+    }
 }
 
 /// What a message's stylesheets hide for certain, and what they may show.
@@ -277,9 +314,8 @@ impl HiddenSelectors {
     /// Learns from the rules of one `<style>` block.
     pub fn learn(&mut self, rules: &[RuleText]) {
         for rule in rules {
-            let e = effect(&rule.declarations);
             // Once per rule, not once per selector of its list.
-            let (sized, auto_sized) = size_effect(&rule.declarations);
+            let (e, (sized, auto_sized)) = rule_effects(&rule.declarations);
             for selector in split_top(&rule.selectors, ',') {
                 let s = subject(selector);
                 if s.pseudo_element {
@@ -306,10 +342,10 @@ impl HiddenSelectors {
 
     fn note_responsive(&mut self, s: &Subject) {
         for c in &s.classes {
-            self.responsive.insert(format!(".{}", c.to_lowercase()));
+            self.responsive.insert(lowercase_key('.', c));
         }
         for i in &s.ids {
-            self.responsive.insert(format!("#{}", i.to_lowercase()));
+            self.responsive.insert(lowercase_key('#', i));
         }
         if self.responsive_substrings.len() + s.substrings.len() <= MAX_SUBSTRINGS {
             self.responsive_substrings
@@ -1165,6 +1201,16 @@ mod tests {
     }
 
     #[test]
+    fn lowercase_keys_are_the_formatted_ones() {
+        for name in ["Hide", "ärger", "ÄRGER-x_1", "", "İ"] {
+            assert_eq!(
+                lowercase_key('.', name),
+                format!(".{}", name.to_lowercase())
+            );
+        }
+    }
+
+    #[test]
     fn keys_are_each_class_then_the_id() {
         let el = Element {
             tag: "td",
@@ -1196,6 +1242,7 @@ mod tests {
         ) {
             proptest::prop_assert_eq!(effect(&css), effect_by_copies(&css));
             proptest::prop_assert_eq!(size_effect(&css), size_effect_by_copies(&css));
+            proptest::prop_assert_eq!(rule_effects(&css), (effect(&css), size_effect(&css)));
         }
     }
 }
