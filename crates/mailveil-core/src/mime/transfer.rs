@@ -222,7 +222,8 @@ fn qp_encode(content: &[u8], eol: Eol) -> Vec<u8> {
 
 /// How many bytes at the start of `bytes` are written as they are. Eight bytes at a
 /// time while none of them can be special (below space, above `~`, or `=`), the bytes of
-/// a word that can (a tab) one by one: the scan is most of the encoder's work.
+/// a word that can (a tab) one by one: the scan is most of the encoder's work. By hand:
+/// memchr finds the bytes of a set of three at most, not the first byte outside one.
 fn qp_literal_run(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES * 0x80;
