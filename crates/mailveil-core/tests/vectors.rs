@@ -440,6 +440,47 @@ fn hashed_recipient_tokens_are_found() {
     );
 }
 
+/// Recipient tokens are built once per address and kept (issue 17): mails to two readers
+/// in turn, each naming both readers' ids in a link, lose only their own reader's id,
+/// however often the readers alternate and whatever the case of the address.
+#[test]
+fn each_mail_loses_only_its_own_readers_token_when_readers_alternate() {
+    use md5::Digest;
+    let md5 = |addr: &str| -> String {
+        md5::Md5::digest(addr.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let (alice, bob) = ("alice.reader@example.org", "bobby.reader@example.net");
+    let link = format!(
+        "https://shop.unknown.test/p?a={}&b={}&item=7",
+        md5(alice),
+        md5(bob)
+    );
+    let raw = format!(
+        "From: News <news@sender.example>\r\nTo: undisclosed-recipients:;\r\nSubject: Test\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p><a href=\"{link}\">Shop</a></p>\r\n"
+    );
+    let rules = rules();
+    for round in 0..3 {
+        for (reader, own, other) in [
+            (alice, alice, bob),
+            (bob, bob, alice),
+            ("Alice.Reader@Example.org", alice, bob),
+        ] {
+            let envelope = mailveil_core::Envelope::to([reader]);
+            let out = mailveil_core::clean(raw.as_bytes(), &envelope, &keep(), &rules);
+            let href = html(&out.bytes);
+            assert!(
+                !href.contains(&md5(own)) && href.contains(&md5(other)) && href.contains("item=7"),
+                "round {round}, mail to {reader}: {href}"
+            );
+        }
+    }
+}
+
 #[test]
 fn known_false_positives_are_kept() {
     let cases = [

@@ -8,6 +8,8 @@ use md5::Md5;
 use memchr::memmem::Finder;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 /// Shorter addresses (and base64 runs) would match by chance.
 const MIN_TOKEN_LEN: usize = 6;
@@ -17,30 +19,60 @@ const MIN_TOKEN_LEN: usize = 6;
 /// nothing to build, where an automaton would cost more to build than it saves.
 #[derive(Debug, Clone, Default)]
 pub struct RecipientTokens {
+    /// The tokens of each address, as the memo holds them.
+    addresses: Vec<Arc<AddressTokens>>,
+}
+
+impl RecipientTokens {
+    /// Builds the matcher for these addresses (duplicates and junk are fine).
+    pub fn new<'a>(addresses: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut keys: Vec<&str> = addresses
+            .into_iter()
+            .map(|a| a.trim().trim_start_matches('<').trim_end_matches('>'))
+            .filter(|a| a.len() >= MIN_TOKEN_LEN && a.contains('@'))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        // A lowercase address whose tokens another spelling of it already holds (the
+        // envelope's `reader@x` and the header's `Reader@X`) is looked for once.
+        let lowered: HashSet<String> = keys
+            .iter()
+            .filter(|k| k.bytes().any(|b| b.is_ascii_uppercase()))
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        keys.retain(|k| !lowered.contains(*k));
+        RecipientTokens {
+            addresses: keys.into_iter().map(memo::tokens_of).collect(),
+        }
+    }
+
+    /// Whether `text` carries a recipient token.
+    pub fn found_in(&self, text: &str) -> bool {
+        self.addresses.iter().any(|a| a.found_in(text.as_bytes()))
+    }
+
+    /// Whether there is anything to look for.
+    pub fn is_empty(&self) -> bool {
+        self.addresses.is_empty()
+    }
+}
+
+/// The tokens of one address, built from that address alone.
+#[derive(Debug)]
+struct AddressTokens {
     /// Case-insensitive forms: the address, URL-encoded forms, hex digests.
     folded: Vec<Folded>,
     /// Case-sensitive forms: base64.
     exact: Vec<Finder<'static>>,
 }
 
-impl RecipientTokens {
-    /// Builds the matcher for these addresses (duplicates and junk are fine).
-    pub fn new<'a>(addresses: impl IntoIterator<Item = &'a str>) -> Self {
+impl AddressTokens {
+    /// The forms of `addr` as written and lowercased (the same when it is lowercase).
+    fn new(addr: &str) -> AddressTokens {
+        let mut forms = vec![addr.to_string(), addr.to_ascii_lowercase()];
+        forms.dedup();
         let mut folded = Vec::new();
         let mut exact = Vec::new();
-        // The envelope and the headers name the same reader again and again, mostly in
-        // lowercase already: each spelling is hashed and encoded once.
-        let mut forms: Vec<String> = Vec::new();
-        for addr in addresses {
-            let addr = addr.trim().trim_start_matches('<').trim_end_matches('>');
-            if addr.len() < MIN_TOKEN_LEN || !addr.contains('@') {
-                continue;
-            }
-            forms.push(addr.to_string());
-            forms.push(addr.to_ascii_lowercase());
-        }
-        forms.sort_unstable();
-        forms.dedup();
         for form in forms.iter().map(String::as_str) {
             folded.push(form.to_string());
             folded.push(form.replace('@', "%40").replace('+', "%2B"));
@@ -51,26 +83,65 @@ impl RecipientTokens {
             exact.extend(base64_forms(form.as_bytes()));
         }
         let folded = folded.into_iter().map(|f| f.to_ascii_lowercase()).collect();
-        RecipientTokens {
+        AddressTokens {
             folded: usable(folded).iter().map(|p| Folded::new(p)).collect(),
             exact: finders(exact),
         }
     }
 
-    /// Whether `text` carries a recipient token.
-    pub fn found_in(&self, text: &str) -> bool {
-        if self.is_empty() {
-            return false;
-        }
-        if self.exact.iter().any(|f| f.find(text.as_bytes()).is_some()) {
-            return true;
-        }
-        self.folded.iter().any(|f| f.found_in(text.as_bytes()))
+    fn found_in(&self, text: &[u8]) -> bool {
+        self.exact.iter().any(|f| f.find(text).is_some())
+            || self.folded.iter().any(|f| f.found_in(text))
+    }
+}
+
+/// Tokens built once per address (issue 17): hashing and encoding an address and
+/// compiling a dozen finders for it cost more than most mails' whole link checks, and a
+/// daemon sees the same few readers again and again. The memo maps an address to what is
+/// built from that address alone, so it cannot give one reader's tokens for another's
+/// mail, and the output of `clean()` is what it would be without it. One memo per
+/// thread: no lock between the threads that clean mail. Bounded: a client that names
+/// many recipients evicts the least recently used ones, nothing grows.
+mod memo {
+    use super::AddressTokens;
+    use std::cell::RefCell;
+    use std::sync::Arc;
+
+    /// Addresses kept per thread: a site's regular readers, not a hostile envelope.
+    pub(super) const CAPACITY: usize = 64;
+
+    thread_local! {
+        /// Least recently used first.
+        static MEMO: RefCell<Vec<(String, Arc<AddressTokens>)>> =
+            const { RefCell::new(Vec::new()) };
     }
 
-    /// Whether there is anything to look for.
-    pub fn is_empty(&self) -> bool {
-        self.folded.is_empty() && self.exact.is_empty()
+    /// The tokens of `addr`, from the memo or built (and kept).
+    pub(super) fn tokens_of(addr: &str) -> Arc<AddressTokens> {
+        let hit = MEMO.with_borrow_mut(|memo| {
+            let at = memo.iter().position(|(key, _)| key == addr)?;
+            let entry = memo.remove(at);
+            let tokens = Arc::clone(&entry.1);
+            memo.push(entry);
+            Some(tokens)
+        });
+        if let Some(tokens) = hit {
+            return tokens;
+        }
+        let tokens = Arc::new(AddressTokens::new(addr));
+        MEMO.with_borrow_mut(|memo| {
+            if memo.len() >= CAPACITY {
+                memo.remove(0);
+            }
+            memo.push((addr.to_string(), Arc::clone(&tokens)));
+        });
+        tokens
+    }
+
+    /// How many addresses this thread's memo holds.
+    #[cfg(test)]
+    pub(super) fn len() -> usize {
+        MEMO.with_borrow(Vec::len)
     }
 }
 
@@ -243,6 +314,34 @@ mod tests {
         assert!(f.found_in(b"x/ABCdef/y") && !f.found_in(b"abcde-f"));
         let overlapping = Folded::new("a00b00c");
         assert!(overlapping.found_in(b"000A00B00C"));
+    }
+
+    #[test]
+    fn the_memo_is_bounded_and_keeps_each_address_apart() {
+        let many: Vec<String> = (0..3 * memo::CAPACITY)
+            .map(|i| format!("reader{i}@example.org"))
+            .collect();
+        let all = RecipientTokens::new(many.iter().map(String::as_str));
+        assert!(memo::len() <= memo::CAPACITY);
+        assert!(many.iter().all(|a| all.found_in(&format!("?e={a}"))));
+        // Each address again, alone: its own tokens, no other's, from the memo or not.
+        for (i, a) in many.iter().enumerate().rev() {
+            let one = RecipientTokens::new([a.as_str()]);
+            let other = &many[(i + 1) % many.len()];
+            assert!(one.found_in(&format!("?e={a}&x=1")));
+            assert!(!one.found_in(&format!("?e={other}")), "{a} matched {other}");
+        }
+        assert!(memo::len() <= memo::CAPACITY);
+    }
+
+    #[test]
+    fn a_lowercase_spelling_another_address_covers_is_looked_for_once() {
+        let t =
+            RecipientTokens::new(["reader.name@example.org", ADDR, "<reader.name@example.org>"]);
+        assert_eq!(t.addresses.len(), 1);
+        assert!(t.found_in("https://t.example/o?e=reader.name%40example.org"));
+        let sha1 = hex(&Sha1::digest(b"reader.name@example.org"));
+        assert!(t.found_in(&format!("https://t.example/o/{sha1}")));
     }
 
     #[test]
