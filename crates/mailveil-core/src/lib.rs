@@ -1,8 +1,8 @@
 //! The pure core of mailveil: [`clean`] takes the raw bytes of one message, its envelope,
 //! the policy and the compiled rules, and returns the cleaned bytes and a report of every
-//! finding. No network, no files, no global state (but a bounded per-thread memo of each
-//! reader's recipient tokens, which changes no output): every frontend (pipe, SMTP,
-//! milter, IMAP) calls this one function.
+//! finding. No network, no files, no global state but caches that change no output (a
+//! bounded per-thread memo of each reader's recipient tokens, the functional-keyword
+//! matcher): every frontend (pipe, SMTP, milter, IMAP) calls this one function.
 //!
 //! ```
 //! use mailveil_core::{clean, Envelope, Policy, Rules};

@@ -433,10 +433,7 @@ mod tests {
         }
     }
 
-    /// (keyword, start) of the first match: by the scan, and by the DFA.
-    fn by_scan(scan: &Scan, text: &str) -> Option<(usize, usize)> {
-        scan.find(text)
-    }
+    /// (keyword, start) of the first match by the DFA, as [`Scan::find`] gives it.
     fn by_dfa(ac: &AhoCorasick, text: &str) -> Option<(usize, usize)> {
         ac.find(text).map(|m| (m.pattern().as_usize(), m.start()))
     }
@@ -458,12 +455,12 @@ mod tests {
                     format!(" {a}"),
                 ] {
                     assert_eq!(
-                        by_scan(&SCANS.stems, &text),
+                        SCANS.stems.find(&text),
                         by_dfa(&dfa.stems, &text),
                         "{text:?}"
                     );
                     assert_eq!(
-                        by_scan(&SCANS.words, &text),
+                        SCANS.words.find(&text),
                         by_dfa(&dfa.words, &text),
                         "{text:?}"
                     );
@@ -479,6 +476,7 @@ mod tests {
     /// them: leftmost first, then the earlier keyword at one position.
     #[test]
     fn the_scan_takes_the_leftmost_then_the_first_keyword() {
+        let dfa = Matchers::build();
         for text in [
             " double opt in ",
             " preferences ",
@@ -490,17 +488,8 @@ mod tests {
             "a",
             " ",
         ] {
-            let dfa = Matchers::build();
-            assert_eq!(
-                by_scan(&SCANS.stems, text),
-                by_dfa(&dfa.stems, text),
-                "{text:?}"
-            );
-            assert_eq!(
-                by_scan(&SCANS.words, text),
-                by_dfa(&dfa.words, text),
-                "{text:?}"
-            );
+            assert_eq!(SCANS.stems.find(text), by_dfa(&dfa.stems, text), "{text:?}");
+            assert_eq!(SCANS.words.find(text), by_dfa(&dfa.words, text), "{text:?}");
         }
         assert_eq!(
             SCANS
@@ -516,9 +505,9 @@ mod tests {
         fn keyword_answers_alike_before_and_after_the_dfa(text in "[ a-z_-]{0,40}(unsub|opt|sign in|confirm|abmeld|pref)?[ a-z_-]{0,20}") {
             static BUILT_DFA: LazyLock<Matchers> = LazyLock::new(Matchers::build);
             let dfa = &*BUILT_DFA;
-            proptest::prop_assert_eq!(by_scan(&SCANS.stems, &text), by_dfa(&dfa.stems, &text));
+            proptest::prop_assert_eq!(SCANS.stems.find(&text), by_dfa(&dfa.stems, &text));
             let words = format!(" {text} ");
-            proptest::prop_assert_eq!(by_scan(&SCANS.words, &words), by_dfa(&dfa.words, &words));
+            proptest::prop_assert_eq!(SCANS.words.find(&words), by_dfa(&dfa.words, &words));
         }
     }
 
