@@ -367,3 +367,46 @@ fn a_transfer_encoding_value_the_parser_does_not_read_is_decoded_once() {
         );
     }
 }
+
+/// mailveil reads every part's transfer encoding itself (mail-parser decodes nothing for
+/// it, issue 17), and reports damage where it did before: not for a UTF-8 part that
+/// mail-parser's own decoder read cleanly (LF line ends, lines over 76 characters: the
+/// strict reading refuses them, a reader does not), but for one it gave up on (`==`),
+/// and for a part in another charset as before.
+#[test]
+fn transfer_damage_is_reported_where_it_was_before_the_parser_stopped_decoding() {
+    let body = format!(
+        "<p>Caf=C3=A9 {}</p>\n{}\n",
+        "x".repeat(90),
+        TRACKER.replace('=', "=3D")
+    );
+    let damage = |raw: &[u8]| {
+        run(raw, &keep())
+            .report
+            .findings
+            .iter()
+            .filter(|f| f.kind == FindingKind::Malformed && f.rule == "mime:transfer-encoding")
+            .count()
+    };
+    let lf = |raw: Vec<u8>| {
+        String::from_utf8(raw)
+            .unwrap()
+            .replace("\r\n", "\n")
+            .into_bytes()
+    };
+    let clean_utf8 = alternative(&body, "quoted-printable", "utf-8");
+    assert_eq!(damage(&clean_utf8), 0, "a long line");
+    assert_eq!(damage(&lf(clean_utf8.clone())), 0, "LF line ends");
+    let gave_up = alternative(&format!("{body}a==b\n"), "quoted-printable", "utf-8");
+    assert_eq!(damage(&gave_up), 1, "`==`");
+    let latin1 = alternative(
+        &body.replace("=C3=A9", "=E9"),
+        "quoted-printable",
+        "iso-8859-1",
+    );
+    assert_eq!(damage(&latin1), 1, "a long line in latin-1");
+    // The tracker goes in every case.
+    for raw in [clean_utf8, gave_up, latin1] {
+        assert!(!html(&run(&raw, &strip()).bytes).contains("list-manage"));
+    }
+}

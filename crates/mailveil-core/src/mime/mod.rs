@@ -6,6 +6,7 @@ pub(crate) mod attach;
 mod boundary_search;
 pub mod charset;
 mod signed;
+mod structure;
 pub mod transfer;
 
 use crate::detect::Detector;
@@ -14,7 +15,7 @@ use crate::policy::{Policy, SignedContent};
 use crate::report::{Action, Finding, FindingKind, Location, Report};
 use boundary_search::BoundarySearch;
 use charset::Plan;
-use mail_parser::{Encoding, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Encoding, MessagePart, MimeHeaders, PartType};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::time::Instant;
@@ -117,9 +118,7 @@ fn clean_message_parts(
     if depth > walk.policy.limits.max_depth {
         return Err(CleanError::TooDeep);
     }
-    let msg = MessageParser::default()
-        .parse(raw)
-        .ok_or(CleanError::Unparseable)?;
+    let msg = structure::parse(raw).ok_or(CleanError::Unparseable)?;
     let mut edits = Vec::new();
     let delimiters = boundary_delimiters(&msg);
     walk.boundaries
@@ -410,7 +409,7 @@ fn html_part(
 ) -> Result<Vec<Edit>, CleanError> {
     let range = body_range(part, raw);
     let body = &raw[range.clone()];
-    let transfer = Transfer::from_header(part.content_transfer_encoding());
+    let transfer = structure::transfer(part, raw);
     let label = part.content_type().and_then(|c| c.attribute("charset"));
     // The parser has already decoded the part; for UTF-8 text that is exactly our input,
     // so it is not decoded a second time.
@@ -418,7 +417,12 @@ fn html_part(
         Some(text) => Cow::Borrowed(text.as_bytes()),
         None => {
             let (decoded, damaged) = transfer::decode(body, transfer);
-            if damaged {
+            // Where mail-parser's own decoding read a UTF-8 part cleanly, its text was
+            // taken and no damage reported (its decoder takes LF line ends and longer
+            // lines); the structure parser decodes nothing, and the report stays so.
+            let reused =
+                utf8_label(label) && structure::usual_reading_clean(part, raw, transfer, &decoded);
+            if damaged && !reused {
                 walk.note(malformed(number, "transfer-encoding", Action::Keep));
             }
             Cow::Owned(decoded)
@@ -513,18 +517,19 @@ fn html_pass(
     }
 }
 
-/// The parser's decoded text of an HTML part when it is byte for byte the decoded body:
-/// a UTF-8 (or unlabelled) part that decoded without problems or replacement characters,
-/// undone with the transfer encoding the rewrite will redo. The parser reads only exact
-/// values: for `quoted-printable` followed by a form feed it decodes nothing where
-/// `Transfer` reads quoted-printable, and its text would be encoded a second time
-/// (found by fuzzing).
+/// The parser's text of an HTML part when it is byte for byte the decoded body: a UTF-8
+/// (or unlabelled) part read without problems or replacement characters, undone with the
+/// transfer encoding the rewrite will redo. The structure parser decodes nothing, so
+/// that is a part without transfer encoding, or any part of a message parsed the usual
+/// way (see `structure`). The parser reads only exact values: for `quoted-printable`
+/// followed by a form feed it decodes nothing where `Transfer` reads quoted-printable,
+/// and its text would be encoded a second time (found by fuzzing).
 fn utf8_body<'p>(
     part: &'p MessagePart,
     label: Option<&str>,
     transfer: Transfer,
 ) -> Option<&'p str> {
-    let utf8 = label.is_none() || charset::named(label) == Some(encoding_rs::UTF_8);
+    let utf8 = utf8_label(label);
     let same_transfer = matches!(
         (part.encoding, transfer),
         (Encoding::None, Transfer::Identity)
@@ -542,6 +547,11 @@ fn utf8_body<'p>(
     }
 }
 
+/// No charset, or UTF-8.
+fn utf8_label(label: Option<&str>) -> bool {
+    label.is_none() || charset::named(label) == Some(encoding_rs::UTF_8)
+}
+
 /// Rewrites the links of a text/plain part (inline-signed PGP text is left alone).
 fn text_part(
     raw: &[u8],
@@ -554,7 +564,7 @@ fn text_part(
     if crate::links::find_http(body).is_none() {
         return Ok(Vec::new());
     }
-    let transfer = Transfer::from_header(part.content_transfer_encoding());
+    let transfer = structure::transfer(part, raw);
     let (decoded, _) = transfer::decode(body, transfer);
     let label = part.content_type().and_then(|c| c.attribute("charset"));
     let enc = match charset::plan(label, &decoded) {
@@ -621,7 +631,7 @@ fn nested_message(
 ) -> Result<Vec<Edit>, CleanError> {
     let range = body_range(part, raw);
     let body = &raw[range.clone()];
-    let transfer = Transfer::from_header(part.content_transfer_encoding());
+    let transfer = structure::transfer(part, raw);
     let (decoded, _) = transfer::decode(body, transfer);
     if decoded.is_empty() {
         return Ok(Vec::new());
