@@ -2,7 +2,7 @@
 //! the policy and the compiled rules, and returns the cleaned bytes and a report of every
 //! finding. No network, no files, no global state but caches that change no output (a
 //! bounded per-thread memo of each reader's recipient tokens, the functional-keyword
-//! matcher): every frontend (pipe, SMTP, milter, IMAP) calls this one function.
+//! matcher; and one constant, the MIME structure parser's header table): every frontend (pipe, SMTP, milter, IMAP) calls this one function.
 //!
 //! ```
 //! use mailveil_core::{clean, Envelope, Policy, Rules};
