@@ -420,9 +420,10 @@ fn html_part(
             // Where mail-parser's own decoding read a UTF-8 part cleanly, its text was
             // taken and no damage reported (its decoder takes LF line ends and longer
             // lines); the structure parser decodes nothing, and the report stays so.
-            let reused =
-                utf8_label(label) && structure::usual_reading_clean(part, raw, transfer, &decoded);
-            if damaged && !reused {
+            if damaged
+                && !(utf8_label(label)
+                    && structure::usual_reading_clean(part, raw, transfer, &decoded))
+            {
                 walk.note(malformed(number, "transfer-encoding", Action::Keep));
             }
             Cow::Owned(decoded)

@@ -149,7 +149,8 @@ pub(crate) fn usual_reading_clean(
         && matches!(part.body, PartType::Html(_))
         && !part.is_encoding_problem
         && !problem
-        && std::str::from_utf8(decoded).is_ok_and(|t| !t.contains('\u{fffd}'))
+        && std::str::from_utf8(decoded).is_ok()
+        && memchr::memmem::find(decoded, "\u{fffd}".as_bytes()).is_none()
 }
 
 /// Whether mail-parser 0.11.9's quoted-printable decoder gives up on `body` (its states
