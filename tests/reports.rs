@@ -117,17 +117,21 @@ fn metric(text: &str, name: &str, label: &str) -> f64 {
 }
 
 fn report_json(db: &str, args: &[&str]) -> serde_json::Value {
+    try_report_json(db, args).unwrap_or_else(|why| panic!("mailveil report failed: {why}"))
+}
+
+/// `mailveil report` as JSON, or its error (for polling: a lookup by Message-ID fails
+/// until the record, written after delivery, is there).
+fn try_report_json(db: &str, args: &[&str]) -> Result<serde_json::Value, String> {
     let out = Command::new(MAILVEIL)
         .args(["report", "--report-db", db, "--format", "json"])
         .args(args)
         .output()
         .expect("run mailveil report");
-    assert!(
-        out.status.success(),
-        "mailveil report failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("report JSON")
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("report JSON"))
 }
 
 static DB_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -1007,11 +1011,14 @@ Content-Type: text/html; charset=utf-8\r\n\r\n<html><body>\
 
         let deadline = Instant::now() + Duration::from_secs(30);
         let mails = loop {
-            let r = report_json(&db, &["--message-id", "proxied-1@shop.example"]);
-            if r.as_array().is_some_and(|a| !a.is_empty()) {
-                break r;
+            // Records are written after the reply: until then the lookup fails.
+            let r = try_report_json(&db, &["--message-id", "proxied-1@shop.example"]);
+            if let Ok(r) = &r
+                && r.as_array().is_some_and(|a| !a.is_empty())
+            {
+                break r.clone();
             }
-            assert!(Instant::now() < deadline, "no record: {r}");
+            assert!(Instant::now() < deadline, "no record: {r:?}");
             std::thread::sleep(Duration::from_millis(100));
         };
         let urls: Vec<String> = mails[0]["findings"]
