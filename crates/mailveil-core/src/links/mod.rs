@@ -275,16 +275,20 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
     let result = stages.last().map_or("", String::as_str);
     let mut cleaned = None;
     if !opaque {
-        let reason = |url: &str| {
-            functional::functional_reason(url, ctx.link_text, ctx.list_unsubscribe, Some(ctx.rules))
-        };
+        // The link text and the header are read once for all stages; the final URL's
+        // split is the one made above.
+        let functional =
+            functional::Functional::new(ctx.link_text, ctx.list_unsubscribe, Some(ctx.rules));
         let parts = last.or_else(|| Parts::parse(result));
-        if let Some(reason) = reason(result) {
+        if let Some(reason) = functional.reason(result, parts.as_ref()) {
             steps.push(LinkStep::Functional { reason });
             // What makes it work stays; what only measures the campaign or the click
             // is never needed for that.
             cleaned = clean_params(parts.as_ref(), ctx, &mut steps, Scope::Analytics);
-        } else if let Some(reason) = stages[..stages.len() - 1].iter().find_map(|s| reason(s)) {
+        } else if let Some(reason) = stages[..stages.len() - 1]
+            .iter()
+            .find_map(|s| functional.reason(s, Parts::parse(s).as_ref()))
+        {
             // Only a wrapper says it is functional: keep the link whole.
             return LinkOutcome {
                 url: None,

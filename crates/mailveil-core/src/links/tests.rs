@@ -1080,6 +1080,32 @@ fn a_wrapped_unsubscribe_link_is_unwrapped_but_not_stripped() {
     );
 }
 
+/// Each stage of a link is checked with its own split: a wrapper whose host and path
+/// (not its whole URL) are the header's keeps the link whole, and the destination's
+/// split does not stand in for the wrapper's (issue 17: the final URL's split is
+/// reused, the wrappers' are not).
+#[test]
+fn a_wrapper_named_by_host_and_path_in_the_header_keeps_the_link_whole() {
+    let inner = "https://lists.example/x/y?id=1&s=reader@example.org";
+    let wrapped = google(inner);
+    let mut run = Run::new();
+    run.list_unsubscribe = vec!["<https://www.google.com/url?q=elsewhere>".into()];
+    let out = run.clean(&wrapped);
+    assert_eq!(out.url, None);
+    assert_eq!(
+        out.steps,
+        vec![LinkStep::Functional {
+            reason: "list-unsubscribe (same host and path) (kept wrapped)".into()
+        }]
+    );
+    // The destination's own host and path in the header: unwrapped, parameters kept.
+    run.list_unsubscribe = vec!["<https://lists.example/x/y/>".into()];
+    assert_eq!(run.result(&wrapped), inner);
+    // Neither: unwrapped and cleaned.
+    run.list_unsubscribe = vec!["<https://www.google.com/other>".into()];
+    assert_eq!(run.result(&wrapped), "https://lists.example/x/y?id=1");
+}
+
 // ---- property test ----
 
 mod props {
