@@ -3,7 +3,7 @@
 //! mail-parser does not, so a mail written with bare CRs can hold headers, boundaries and
 //! HTML that mailveil would not see and a client would show. Such a mail is read with
 //! every bare CR made a line end, unless both readings find the same parts with the same
-//! headers and content: then its bytes stay as they came.
+//! headers and content, and still do once cleaned: then its bytes stay as they came.
 
 use mail_parser::{Message, MessageParser, PartType};
 
@@ -27,12 +27,12 @@ pub(crate) fn bare_cr_reading(raw: &[u8], eol: &[u8]) -> Option<Vec<u8>> {
     (!same).then_some(normalised)
 }
 
-fn has_bare_cr(raw: &[u8]) -> bool {
+pub(crate) fn has_bare_cr(raw: &[u8]) -> bool {
     memchr::memchr_iter(b'\r', raw).any(|i| raw.get(i + 1) != Some(&b'\n'))
 }
 
 /// Every bare CR replaced by `eol`.
-fn normalise(raw: &[u8], eol: &[u8]) -> Vec<u8> {
+pub(crate) fn normalise(raw: &[u8], eol: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
     for (i, &b) in raw.iter().enumerate() {
         if b == b'\r' && raw.get(i + 1) != Some(&b'\n') {

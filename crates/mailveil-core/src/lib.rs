@@ -168,6 +168,34 @@ fn clean_message(
         cleaned.report.changed = cleaned.bytes != raw;
         return Ok(cleaned);
     }
+    let cleaned = clean_as_read(raw, eol, envelope, judged, policy, rules, started)?;
+    // Bare CRs that change nothing here can change what the cleaned mail holds: a nested
+    // message that both readings took for text (its mail cut short) is a message once
+    // cleaned, and a bare CR then splits one of its fields for one reading only. Then the
+    // mail is read as clients read it, so that the next pass reads what this one wrote
+    // (found by fuzzing: a second pass changed the mail).
+    if cleaned.bytes != raw
+        && lenient::has_bare_cr(raw)
+        && lenient::bare_cr_reading(&cleaned.bytes, eol.as_bytes()).is_some()
+    {
+        let read = lenient::normalise(raw, eol.as_bytes());
+        let mut cleaned = clean_message(&read, envelope, judged, policy, rules, started)?;
+        cleaned.report.changed = cleaned.bytes != raw;
+        return Ok(cleaned);
+    }
+    Ok(cleaned)
+}
+
+/// [`clean_message`] for a mail whose bare CRs, if any, read the same either way.
+fn clean_as_read(
+    raw: &[u8],
+    eol: Eol,
+    envelope: &Envelope,
+    judged: &[&str],
+    policy: &Policy,
+    rules: &Rules,
+    started: Instant,
+) -> Result<Cleaned, &'static str> {
     let top = header_start(raw);
     if raw.get(top).is_some_and(|&b| b == b' ' || b == b'\t') {
         // A first line (after an mbox `From ` line) that begins with whitespace continues

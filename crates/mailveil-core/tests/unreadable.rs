@@ -296,3 +296,29 @@ fn tempfail_stays_available_for_what_cannot_be_read() {
     assert_eq!(out.report.error.as_deref(), Some("too-deep"));
     assert!(!run(&bare_cr(), &policy).tempfail);
 }
+
+/// A bare CR that changes nothing in the mail as it came can change what the cleaned mail
+/// holds: here a nested message (a signed one, its mail cut short before the closing
+/// delimiter) is text to both readings until cleaned; once cleaned it is a message, and a
+/// bare CR inside one of its fields splits that field for one reading only. The first pass
+/// must read the mail as clients read it, or the second changes it (found by the
+/// clean_bytes fuzz target; the input is its seed `regress-bare-cr-nested-message-cut-short`,
+/// first byte the policy flags).
+#[test]
+fn a_bare_cr_that_the_clean_makes_count_is_read_as_a_line_end_on_the_first_pass() {
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/clean_bytes/regress-bare-cr-nested-message-cut-short"
+    );
+    let data = std::fs::read(seed).expect("the seed");
+    let raw = &data[1..];
+    for policy in [strip(), keep()] {
+        let once = run(raw, &policy);
+        let twice = run(&once.bytes, &policy);
+        assert_eq!(
+            String::from_utf8_lossy(&twice.bytes),
+            String::from_utf8_lossy(&once.bytes),
+            "not idempotent"
+        );
+    }
+}
