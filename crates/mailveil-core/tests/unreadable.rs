@@ -322,3 +322,32 @@ fn a_bare_cr_that_the_clean_makes_count_is_read_as_a_line_end_on_the_first_pass(
         );
     }
 }
+
+/// Two signed parts rewritten in one mail, one of them inside a nested message (which the
+/// walk reads as its own bytes), took the same new boundary; the second pass found one
+/// part's delimiter inside the other and delivered the mail as unreadable. Every boundary
+/// a walk writes is now one it has not written before (found by the clean_bytes fuzz
+/// target; the input is its seed `regress-two-signed-rewrites-one-boundary`).
+#[test]
+fn rewrites_in_one_mail_never_share_a_boundary() {
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/seeds/clean_bytes/regress-two-signed-rewrites-one-boundary"
+    );
+    let data = std::fs::read(seed).expect("the seed");
+    let raw = &data[1..];
+    for policy in [strip(), keep()] {
+        let once = run(raw, &policy);
+        assert_eq!(once.report.error, None);
+        let twice = run(&once.bytes, &policy);
+        assert_eq!(
+            twice.report.error, None,
+            "the second pass could not read the first's"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&twice.bytes),
+            String::from_utf8_lossy(&once.bytes),
+            "not idempotent"
+        );
+    }
+}

@@ -59,6 +59,10 @@ pub(crate) struct Walk<'a> {
     /// `--boundary` of every multipart around the part being cleaned, in this message
     /// and in the messages it is nested in.
     boundaries: Vec<Vec<u8>>,
+    /// The boundaries of the multiparts this walk wrote, at any depth: a later rewrite
+    /// (a sibling, or inside a nested message, which sees only its own bytes) must not
+    /// take one again (found by fuzzing: two signed parts rewritten with one boundary).
+    written: Vec<Vec<u8>>,
 }
 
 impl<'a> Walk<'a> {
@@ -81,11 +85,32 @@ impl<'a> Walk<'a> {
             eol,
             parts_seen: 0,
             boundaries: Vec::new(),
+            written: Vec::new(),
         }
     }
 
     fn note(&mut self, finding: Finding) {
         self.report.push(finding, self.policy.limits.max_findings);
+    }
+
+    /// A boundary for a new multipart holding `parts` in `msg` (see `attach::boundary`),
+    /// none that `msg`, the multiparts around it or this walk's rewrites use.
+    fn new_boundary(
+        &mut self,
+        prefix: &str,
+        parts: &[&[u8]],
+        msg: &mail_parser::Message,
+    ) -> String {
+        let mut taken = signed::boundaries(msg);
+        taken.extend(
+            self.boundaries
+                .iter()
+                .map(|d| d.strip_prefix(b"--").unwrap_or(d).to_vec()),
+        );
+        taken.extend(self.written.iter().cloned());
+        let b = attach::boundary(prefix, parts, &taken);
+        self.written.push(b.as_bytes().to_vec());
+        b
     }
 }
 

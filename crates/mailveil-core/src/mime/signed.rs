@@ -29,7 +29,7 @@ fn entity(raw: &[u8], id: usize, part: &MessagePart) -> Range<usize> {
 }
 
 /// The names of every multipart boundary of the message.
-fn boundaries(msg: &Message) -> Vec<Vec<u8>> {
+pub(super) fn boundaries(msg: &Message) -> Vec<Vec<u8>> {
     use mail_parser::MimeHeaders;
     msg.parts
         .iter()
@@ -129,7 +129,7 @@ pub(super) fn multipart(
     let eol = walk.eol.as_bytes();
     let original = &raw[entity(raw, id as usize, part)];
     let att = attach::signed_original(original, eol);
-    let b = attach::boundary("mailveil-signed", &[&cleaned, &att, raw], &boundaries(msg));
+    let b = walk.new_boundary("mailveil-signed", &[&cleaned, &att, raw], msg);
     let body = attach::multipart_body(&[&cleaned, &att], &b, eol);
     if !reads_back(&body, &b, &[&cleaned, &att], eol) {
         // The cleaned content does not read the same inside the new multipart (a part
@@ -215,7 +215,7 @@ pub(super) fn opaque(
     let original = &raw[entity(raw, id as usize, part)];
     let note = attach::opaque_note(eol);
     let att = attach::signed_original(original, eol);
-    let b = attach::boundary("mailveil-signed", &[&note, &att, raw], &boundaries(msg));
+    let b = walk.new_boundary("mailveil-signed", &[&note, &att, raw], msg);
     let body = attach::multipart_body(&[&note, &att], &b, eol);
     walk.note(finding(
         number,
