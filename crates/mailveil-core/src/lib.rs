@@ -162,27 +162,26 @@ fn clean_message(
     started: Instant,
 ) -> Result<Cleaned, &'static str> {
     let eol = Eol::detect(raw, Eol::CrLf);
-    if let Some(read) = lenient::bare_cr_reading(raw, eol.as_bytes()) {
-        // Bare CRs that change what the mail holds: read it as clients read it.
-        let mut cleaned = clean_message(&read, envelope, judged, policy, rules, started)?;
-        cleaned.report.changed = cleaned.bytes != raw;
-        return Ok(cleaned);
-    }
-    let cleaned = clean_as_read(raw, eol, envelope, judged, policy, rules, started)?;
-    // Bare CRs that change nothing here can change what the cleaned mail holds: a nested
-    // message that both readings took for text (its mail cut short) is a message once
-    // cleaned, and a bare CR then splits one of its fields for one reading only. Then the
-    // mail is read as clients read it, so that the next pass reads what this one wrote
-    // (found by fuzzing: a second pass changed the mail).
-    if cleaned.bytes != raw
-        && lenient::has_bare_cr(raw)
-        && lenient::bare_cr_reading(&cleaned.bytes, eol.as_bytes()).is_some()
-    {
-        let read = lenient::normalise(raw, eol.as_bytes());
-        let mut cleaned = clean_message(&read, envelope, judged, policy, rules, started)?;
-        cleaned.report.changed = cleaned.bytes != raw;
-        return Ok(cleaned);
-    }
+    // Bare CRs that change what the mail holds: read it as clients read it. Those that
+    // change nothing here can still change what the cleaned mail holds: a nested message
+    // that both readings took for text (its mail cut short) is a message once cleaned, and
+    // a bare CR then splits one of its fields for one reading only; then too, so that the
+    // next pass reads what this one wrote (found by fuzzing: a second pass changed the mail).
+    let read = match lenient::bare_cr_reading(raw, eol.as_bytes()) {
+        Some(read) => read,
+        None => {
+            let cleaned = clean_as_read(raw, eol, envelope, judged, policy, rules, started)?;
+            let splits = cleaned.bytes != raw
+                && lenient::has_bare_cr(raw)
+                && lenient::bare_cr_reading(&cleaned.bytes, eol.as_bytes()).is_some();
+            if !splits {
+                return Ok(cleaned);
+            }
+            lenient::normalise(raw, eol.as_bytes())
+        }
+    };
+    let mut cleaned = clean_message(&read, envelope, judged, policy, rules, started)?;
+    cleaned.report.changed = cleaned.bytes != raw;
     Ok(cleaned)
 }
 

@@ -306,11 +306,7 @@ fn tempfail_stays_available_for_what_cannot_be_read() {
 /// first byte the policy flags).
 #[test]
 fn a_bare_cr_that_the_clean_makes_count_is_read_as_a_line_end_on_the_first_pass() {
-    let seed = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fuzz/seeds/clean_bytes/regress-bare-cr-nested-message-cut-short"
-    );
-    let data = std::fs::read(seed).expect("the seed");
+    let data = clean_bytes_seed("regress-bare-cr-nested-message-cut-short");
     let raw = &data[1..];
     for policy in [strip(), keep()] {
         let once = run(raw, &policy);
@@ -330,11 +326,7 @@ fn a_bare_cr_that_the_clean_makes_count_is_read_as_a_line_end_on_the_first_pass(
 /// target; the input is its seed `regress-two-signed-rewrites-one-boundary`).
 #[test]
 fn rewrites_in_one_mail_never_share_a_boundary() {
-    let seed = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../fuzz/seeds/clean_bytes/regress-two-signed-rewrites-one-boundary"
-    );
-    let data = std::fs::read(seed).expect("the seed");
+    let data = clean_bytes_seed("regress-two-signed-rewrites-one-boundary");
     let raw = &data[1..];
     for policy in [strip(), keep()] {
         let once = run(raw, &policy);
@@ -350,4 +342,10 @@ fn rewrites_in_one_mail_never_share_a_boundary() {
             "not idempotent"
         );
     }
+}
+
+/// A seed of the clean_bytes fuzz target (its first byte the policy flags).
+fn clean_bytes_seed(name: &str) -> Vec<u8> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/clean_bytes/");
+    std::fs::read(format!("{dir}{name}")).expect("the seed")
 }
