@@ -579,20 +579,59 @@ pub(crate) struct RawDeclaration<'a> {
 /// on the `style` of every element that can hide what it holds).
 pub(crate) fn for_each_declaration(css: &str, mut f: impl FnMut(RawDeclaration)) {
     let css = strip_comments(css);
-    for d in css.split(';') {
-        let Some((name, value)) = d.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        let (value, important) = match value.rsplit_once('!') {
-            Some((v, flag)) if flag.trim().eq_ignore_ascii_case("important") => (v.trim(), true),
-            _ => (value, false),
-        };
-        f(RawDeclaration {
-            name: name.trim(),
-            value,
-            important,
-        });
+    // One pass over the bytes, noting the first `:` and the last `!` of each
+    // declaration: `split`, `split_once` and `rsplit_once` searched each declaration
+    // three times, a twentieth of `clean()` on the style attributes of mail.
+    let bytes = css.as_bytes();
+    let (mut start, mut colon, mut bang) = (0, None, None);
+    for i in 0..=bytes.len() {
+        match bytes.get(i) {
+            None | Some(b';') => {
+                if let Some(c) = colon {
+                    f(declaration(
+                        &css[start..i],
+                        c - start,
+                        bang.map(|b| b - start),
+                    ));
+                }
+                (start, colon, bang) = (i + 1, None, None);
+            }
+            Some(b':') if colon.is_none() => colon = Some(i),
+            Some(b'!') if colon.is_some() => bang = Some(i),
+            _ => {}
+        }
+    }
+}
+
+/// One declaration `d` whose first `:` is at `colon` and last `!` after it at `bang`.
+fn declaration(d: &str, colon: usize, bang: Option<usize>) -> RawDeclaration<'_> {
+    let value = &d[colon + 1..];
+    let flagged = bang.and_then(|b| {
+        let flag = trim(&d[b + 1..]);
+        flag.eq_ignore_ascii_case("important")
+            .then(|| trim(&d[colon + 1..b]))
+    });
+    RawDeclaration {
+        name: trim(&d[..colon]),
+        value: flagged.unwrap_or_else(|| trim(value)),
+        important: flagged.is_some(),
+    }
+}
+
+/// `str::trim`, with a quick way out for the usual ASCII edges.
+fn trim(s: &str) -> &str {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r');
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |e| e + 1);
+    let s = &s[start..end.max(start)];
+    // Unicode white space (U+00A0, U+3000...) at an edge: `str::trim` knows it.
+    if s.as_bytes().first().is_some_and(|c| *c >= 0x80)
+        || s.as_bytes().last().is_some_and(|c| *c >= 0x80)
+    {
+        s.trim()
+    } else {
+        s
     }
 }
 
@@ -846,6 +885,54 @@ mod tests {
             if let Err(e) = quiet_is_the_tokenizer(&css) {
                 return Err(proptest::test_runner::TestCaseError::fail(e));
             }
+        }
+    }
+
+    /// The split as it was written before the one-pass reading: the reference.
+    fn reference_declarations(css: &str) -> Vec<RawDeclaration<'_>> {
+        let mut out = Vec::new();
+        let css: &str = match strip_comments(css) {
+            std::borrow::Cow::Borrowed(c) => c,
+            std::borrow::Cow::Owned(c) => c.leak(),
+        };
+        for d in css.split(';') {
+            let Some((name, value)) = d.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            let (value, important) = match value.rsplit_once('!') {
+                Some((v, flag)) if flag.trim().eq_ignore_ascii_case("important") => {
+                    (v.trim(), true)
+                }
+                _ => (value, false),
+            };
+            out.push(RawDeclaration {
+                name: name.trim(),
+                value,
+                important,
+            });
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn declarations_are_read_as_the_three_searches_read_them(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "a", "display", "Width", " ", "\t", "\n", "\x0b", "\u{a0}", "\u{3000}", "é",
+                ":", ";", "!", "! important", "!IMPORTANT", "important", "0", "none", "/*",
+                "*/", "url(x;y)", "px", "::", ";;", "!!",
+            ][..]), 0..24)
+        ) {
+            let css: String = parts.concat();
+            let mut seen = Vec::new();
+            for_each_declaration(&css, |d| seen.push((d.name.to_string(), d.value.to_string(), d.important)));
+            let want: Vec<_> = reference_declarations(&css)
+                .into_iter()
+                .map(|d| (d.name.to_string(), d.value.to_string(), d.important))
+                .collect();
+            proptest::prop_assert_eq!(seen, want, "{:?}", css);
         }
     }
 

@@ -9,6 +9,7 @@ use crate::detect::{Base, Fetch, RemoteUrl, remote_url};
 use crate::report::{Action, FindingKind, Location, LocationKind};
 use lol_html::HandlerResult;
 use lol_html::html_content::{ContentType, Element};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::time::Instant;
 use url::Url;
@@ -84,6 +85,7 @@ const CLOCK_EVERY: u32 = 256;
 
 pub(super) fn on_element(
     el: &mut Element,
+    source: Source,
     ctx: &HtmlContext,
     state: &RefCell<State>,
 ) -> HandlerResult {
@@ -91,11 +93,11 @@ pub(super) fn on_element(
     if el.removed() {
         return Ok(()); // inside an element removed with its content: never written
     }
-    let tag = el.tag_name();
-    let attrs = Attrs::read(el);
+    let tag = source.tag_name(el);
+    let attrs = Attrs::read(el, source);
     // Whether this element changes, apart from the ones before it.
     let before = std::mem::replace(&mut state.borrow_mut().changed, false);
-    let result = judge(el, tag, &attrs, ctx, state);
+    let result = judge(el, &tag, &attrs, ctx, state);
     let mut st = state.borrow_mut();
     // The findings of a held image end here (see `super::holds`).
     let end = st.findings.len();
@@ -144,7 +146,7 @@ fn drop_junk_names(el: &mut Element, attrs: &Attrs) {
     let dropped: Vec<&str> = attrs
         .list
         .iter()
-        .map(|(n, _)| n.as_str())
+        .map(|(n, _)| n.as_ref())
         .filter(|n| !plain_name(n) || !judged.contains(n))
         .collect();
     for name in &dropped {
@@ -203,15 +205,17 @@ fn contains_ignore_case(hay: &str, needle: &str) -> bool {
 
 /// An attribute name that serializes and parses back the same.
 fn plain_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_'))
+    !n.is_empty() && n.bytes().all(plain_name_byte)
+}
+
+fn plain_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b':' | b'_')
 }
 
 /// Everything the element handler decides for one element.
 fn judge(
     el: &mut Element,
-    tag: String,
+    tag: &str,
     attrs: &Attrs,
     ctx: &HtmlContext,
     state: &RefCell<State>,
@@ -219,7 +223,7 @@ fn judge(
     if !dedupe_attrs(el, attrs, ctx, state) {
         return Ok(());
     }
-    if ACTIVE_TAGS.contains(&tag.as_str()) {
+    if ACTIVE_TAGS.contains(&tag) {
         let url = ["src", "data", "code", "codebase"]
             .iter()
             .find_map(|a| attrs.get(a))
@@ -229,13 +233,13 @@ fn judge(
             state,
             ctx,
             FindingKind::ActiveContent,
-            &tag,
+            tag,
             url,
             format!("element:{tag}"),
         );
         return Ok(());
     }
-    match tag.as_str() {
+    match tag {
         "meta" => meta(el, attrs, ctx, state),
         "base" => base(el, attrs, ctx, state),
         "link" => link(el, attrs, ctx, state),
@@ -244,10 +248,10 @@ fn judge(
     if el.removed() {
         return Ok(());
     }
-    if attrs.is_empty() && !matches!(tag.as_str(), "a" | "area") {
+    if attrs.is_empty() && !matches!(tag, "a" | "area") {
         return Ok(()); // nothing on it can fetch, hide or track
     }
-    event_handlers(el, attrs, &tag, ctx, state);
+    event_handlers(el, attrs, tag, ctx, state);
     // `manifest` fetches on `<html>`; anywhere else it is junk that carries a URL.
     if attrs.has("manifest") {
         strip_attr(
@@ -255,16 +259,16 @@ fn judge(
             attrs,
             state,
             ctx,
-            &tag,
+            tag,
             "manifest",
             FindingKind::Prefetch,
         );
     }
-    track_hidden_container(el, attrs, &tag, state);
+    track_hidden_container(el, attrs, tag, state);
     let mut seen = None;
     let mut fetch = Fetch::Image { sized: false };
-    if is_image(attrs, &tag) {
-        match image(el, attrs, &tag, ctx, state) {
+    if is_image(attrs, tag) {
+        match image(el, attrs, tag, ctx, state) {
             Image::Removed => return Ok(()),
             Image::Kept { src, sized } => {
                 seen = src;
@@ -274,21 +278,21 @@ fn judge(
     }
     for attr in FETCH_ATTRS {
         let known = seen.take_if(|(a, _)| a == attr).map(|(_, r)| r);
-        fetch_attr(el, attrs, &tag, attr, (known, fetch), ctx, state);
+        fetch_attr(el, attrs, tag, attr, (known, fetch), ctx, state);
     }
-    if attrs.has("href") && href_may_fetch(&tag) {
+    if attrs.has("href") && href_may_fetch(tag) {
         let known = seen.take_if(|(a, _)| *a == "href").map(|(_, r)| r);
-        fetch_attr(el, attrs, &tag, "href", (known, fetch), ctx, state);
+        fetch_attr(el, attrs, tag, "href", (known, fetch), ctx, state);
     }
-    if matches!(tag.as_str(), "a" | "area") || (tag.starts_with("v:") && attrs.has("href")) {
-        resolve_link(el, attrs, &tag, ctx, state);
+    if matches!(tag, "a" | "area") || (tag.starts_with("v:") && attrs.has("href")) {
+        resolve_link(el, attrs, tag, ctx, state);
         // Reads `href` again: resolve_link may have just rewritten it.
-        super::links::on_link(el, &tag, ctx, state);
+        super::links::on_link(el, tag, ctx, state);
     }
     for attr in ["srcset", "imagesrcset"] {
-        srcset(el, attrs, &tag, attr, fetch, ctx, state);
+        srcset(el, attrs, tag, attr, fetch, ctx, state);
     }
-    style_attr(el, attrs, &tag, ctx, state);
+    style_attr(el, attrs, tag, ctx, state);
     Ok(())
 }
 
@@ -332,24 +336,107 @@ fn dedupe_attrs(
     true
 }
 
+/// The document lol_html reads, as given to it: attributes are read from it in place.
+#[derive(Clone, Copy)]
+pub(super) struct Source<'i> {
+    bytes: &'i [u8],
+    /// The whole document as text, when lol_html's reading of any part of it is its
+    /// bytes as written: all ASCII (in any ASCII-compatible charset), or valid UTF-8
+    /// read as UTF-8. Checked once here rather than for each attribute.
+    text: Option<&'i str>,
+    utf8: bool,
+}
+
+impl<'i> Source<'i> {
+    /// `utf8`: whether lol_html decodes the document as UTF-8.
+    pub(super) fn new(bytes: &'i [u8], utf8: bool) -> Self {
+        let text = std::str::from_utf8(bytes)
+            .ok()
+            .filter(|t| utf8 || t.is_ascii());
+        Source { bytes, text, utf8 }
+    }
+
+    /// The element's name as `tag_name()` gives it (lowercase), borrowed from the start
+    /// tag where it is plain and ends where every reader ends it.
+    fn tag_name(self, el: &Element) -> Cow<'i, str> {
+        let start = el.source_location().bytes().start;
+        let name = self
+            .bytes
+            .get(start + 1..)
+            .and_then(|rest| {
+                let end = rest.iter().position(|b| !plain_name_byte(*b))?;
+                matches!(rest[end], b' ' | b'\t' | b'\n' | b'\x0c' | b'/' | b'>')
+                    .then(|| std::str::from_utf8(&rest[..end]).ok())?
+            })
+            .filter(|n| !n.is_empty() && self.bytes[start] == b'<');
+        let tag = match name {
+            Some(n) if !n.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(n),
+            Some(n) => Cow::Owned(n.to_ascii_lowercase()),
+            None => Cow::Owned(el.tag_name()),
+        };
+        debug_assert_eq!(tag, el.tag_name());
+        tag
+    }
+
+    /// The text at `loc` as lol_html's own reading gives it, borrowed where that is the
+    /// bytes as written. lol_html decodes with BOM sniffing, so a value that starts with
+    /// U+FEFF is left to it (it drops the BOM).
+    fn text(self, loc: Option<lol_html::html_content::SourceLocation>) -> Option<&'i str> {
+        let range = loc?.bytes();
+        let text = match self.text {
+            // Attributes start and end at ASCII delimiters: always a char boundary.
+            Some(doc) => doc.get(range)?,
+            None => std::str::from_utf8(self.bytes.get(range)?)
+                .ok()
+                .filter(|t| t.is_ascii())?,
+        };
+        (!(self.utf8 && text.starts_with('\u{feff}'))).then_some(text)
+    }
+}
+
 /// The element's attributes, read once. lol_html's `get_attribute` lowercases and
 /// allocates the asked name and scans the list at every call; the handler asks for
 /// some twenty names per element, most of them absent. Values keep their entities.
 ///
 /// From a junk name that carries markup or a URL on (see [`drop_junk_names`]), the
 /// attributes are not judged: they all go, and what is judged is what is left.
-pub(super) struct Attrs {
-    list: Vec<(String, String)>,
+pub(super) struct Attrs<'i> {
+    list: Vec<(Cow<'i, str>, Cow<'i, str>)>,
     /// Where the hidden markup starts (`list.len()` when there is none).
     cut: usize,
 }
 
-impl Attrs {
-    fn read(el: &Element) -> Attrs {
-        let list: Vec<(String, String)> = el
+/// One attribute as lol_html's `name()` and `value()` give it, borrowed from the
+/// document where they can be: those two allocate a `String` each, for every attribute
+/// of every element, and were a fifth of the handler's allocations.
+fn read_attr<'i>(
+    a: &lol_html::html_content::Attribute,
+    source: Source<'i>,
+) -> (Cow<'i, str>, Cow<'i, str>) {
+    let name = match source.text(a.name_source_location()) {
+        Some(n) if !n.bytes().any(|b| b.is_ascii_uppercase()) => Cow::Borrowed(n),
+        _ => Cow::Owned(a.name()),
+    };
+    let value = match a.value_source_location() {
+        // Unchanged and written without a value (`<div hidden>`): lol_html's is empty.
+        None if a.name_source_location().is_some() => Cow::Borrowed(""),
+        loc => source
+            .text(loc)
+            .map_or_else(|| Cow::Owned(a.value()), Cow::Borrowed),
+    };
+    debug_assert_eq!(
+        (name.as_ref(), value.as_ref()),
+        (a.name().as_str(), a.value().as_str())
+    );
+    (name, value)
+}
+
+impl<'i> Attrs<'i> {
+    fn read(el: &Element, source: Source<'i>) -> Attrs<'i> {
+        let list: Vec<(Cow<'i, str>, Cow<'i, str>)> = el
             .attributes()
             .iter()
-            .map(|a| (a.name(), a.value()))
+            .map(|a| read_attr(a, source))
             .collect();
         let cut = list
             .iter()
@@ -361,7 +448,7 @@ impl Attrs {
     }
 
     /// The attributes judged: those before the hidden markup.
-    fn judged(&self) -> &[(String, String)] {
+    fn judged(&self) -> &[(Cow<'i, str>, Cow<'i, str>)] {
         &self.list[..self.cut]
     }
 
@@ -375,7 +462,7 @@ impl Attrs {
         self.judged()
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     pub(super) fn has(&self, name: &str) -> bool {
@@ -399,7 +486,7 @@ impl Attrs {
         let mut seen = std::collections::HashSet::with_capacity(self.list.len());
         let mut dups: Vec<&str> = Vec::new();
         for (n, _) in self.list.iter().filter(|(n, _)| plain_name(n)) {
-            if !seen.insert(n.as_str()) && !dups.contains(&n.as_str()) {
+            if !seen.insert(n.as_ref()) && !dups.contains(&n.as_ref()) {
                 dups.push(n);
                 if dups.len() > MAX_DUPLICATE_NAMES {
                     break;
@@ -411,7 +498,7 @@ impl Attrs {
 
     /// The names judged.
     fn names(&self) -> impl Iterator<Item = &str> {
-        self.judged().iter().map(|(n, _)| n.as_str())
+        self.judged().iter().map(|(n, _)| n.as_ref())
     }
 }
 

@@ -143,6 +143,7 @@ fn run(
     state.borrow_mut().can_hold = holds::can_hold(input);
     let ascii =
         AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8);
+    let source = elements::Source::new(input, ascii == AsciiCompatibleEncoding::utf_8());
     let mut out = Vec::with_capacity(input.len());
     let mut settings = Settings::new()
         .with_encoding(ascii)
@@ -153,7 +154,7 @@ fn run(
         )
         .append_element_content_handler(element!("*", |el| {
             state.borrow_mut().after_lt = after_lt(input, el.source_location().bytes());
-            elements::on_element(el, ctx, state)
+            elements::on_element(el, source, ctx, state)
         }))
         .append_element_content_handler(text!("style", |t| on_style_text(t, ctx, state)))
         .append_element_content_handler(text!("noscript", |t| on_noscript_text(t, ctx, state)))

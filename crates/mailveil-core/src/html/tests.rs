@@ -390,3 +390,48 @@ fn the_banner_sits_in_the_visible_layout_and_a_second_pass_changes_nothing() {
         assert_eq!(second.bytes, first.bytes, "{out}");
     }
 }
+
+/// Attributes and tag names are read from the document in place where lol_html's own
+/// reading is the bytes as written (`elements::Source`), else through lol_html: in a
+/// charset other than UTF-8 with bytes above ASCII, upper-case names, a value that
+/// starts with a byte-order mark (lol_html drops it, and in a single-byte charset reads
+/// the rest as UTF-8), a name lol_html ends at a carriage return. Debug builds compare
+/// the two readings on every attribute; here the verdicts and the bytes kept are checked.
+#[test]
+fn attributes_read_in_place_or_through_lol_html_judge_the_same() {
+    let kept: &[u8] = b"<img\rsrc=\"https://cdn.example/logo.png\" width=\"120\" \
+        height=\"40\" alt=\"\xef\xbb\xbfLogo caf\xc3\xa9\" data-x><A HREF=\"https://example.org/a\" \
+        TITLE=\"\xef\xbb\xbfx\">Read</A></P>";
+    for (charset, alt) in [("utf-8", &b"caf\xc3\xa9"[..]), ("windows-1252", b"caf\xe9")] {
+        let mut m = format!(
+            "From: news@sender.example\r\nTo: {READER}\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/html; charset={charset}\r\n\r\n<P CLASS=x><IMG \
+             SRC=\"https://cdn.example/dot.png\" WIDTH=\"1\" HEIGHT=\"1\" ALT=\""
+        )
+        .into_bytes();
+        m.extend_from_slice(alt);
+        m.extend_from_slice(b"\">");
+        m.extend_from_slice(kept);
+        m.extend_from_slice(b"\r\n");
+        let out = clean(
+            &m,
+            &Envelope::to([READER]),
+            &Policy::default(),
+            &Rules::default(),
+        );
+        let body = &out.bytes[out.bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+        assert_eq!(
+            heuristics(&out.report.findings),
+            [(
+                "heuristic:tiny-size".to_string(),
+                "https://cdn.example/dot.png".to_string()
+            )],
+            "{charset}"
+        );
+        assert!(
+            body.windows(kept.len()).any(|w| w == kept),
+            "{charset}: {}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
