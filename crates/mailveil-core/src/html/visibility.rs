@@ -22,7 +22,10 @@
 
 use super::css::{RawDeclaration, RuleText, for_each_declaration};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+// Keys come from the sender's stylesheets: seeded per process (foldhash, hashbrown's
+// own default), not Fx, so that no sheet can be written to collide; and not SipHash,
+// a tenth of the element handler's lookups (issue 17).
+use foldhash::{HashMap, HashSet};
 
 /// Properties that can hide an element, as bits.
 const DISPLAY: u8 = 1;
