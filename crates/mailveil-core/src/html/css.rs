@@ -584,7 +584,9 @@ pub(crate) fn for_each_declaration(css: &str, mut f: impl FnMut(RawDeclaration))
     // three times, a twentieth of `clean()` on the style attributes of mail.
     let bytes = css.as_bytes();
     let (mut start, mut colon, mut bang) = (0, None, None);
-    for i in 0..=bytes.len() {
+    // Jumps from one of the three bytes to the next; the end closes the last one.
+    let stops = memchr::memchr3_iter(b';', b':', b'!', bytes).chain([bytes.len()]);
+    for i in stops {
         match bytes.get(i) {
             None | Some(b';') => {
                 if let Some(c) = colon {

@@ -404,6 +404,20 @@ pub(super) struct Attrs<'i> {
     list: Vec<(Cow<'i, str>, Cow<'i, str>)>,
     /// Where the hidden markup starts (`list.len()` when there is none).
     cut: usize,
+    /// [`name_bit`] of every name judged: most names asked for are absent, and a clear
+    /// bit says so without comparing strings.
+    mask: u64,
+}
+
+/// One of 64 bits for an attribute name, from its length and end bytes (a summary, not
+/// an identity: names that share a bit are told apart by comparing them).
+fn name_bit(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let (first, last) = (b.first().copied(), b.last().copied());
+    let mix = (b.len() as u32).wrapping_mul(7)
+        ^ u32::from(first.unwrap_or(0))
+        ^ u32::from(last.unwrap_or(0)).wrapping_mul(3);
+    1 << (mix & 63)
 }
 
 /// One attribute as lol_html's `name()` and `value()` give it, borrowed from the
@@ -444,7 +458,8 @@ impl<'i> Attrs<'i> {
                 !plain_name(n) && [n, v].iter().any(|s| s.contains('<') || s.contains("://"))
             })
             .unwrap_or(list.len());
-        Attrs { list, cut }
+        let mask = list[..cut].iter().fold(0, |m, (n, _)| m | name_bit(n));
+        Attrs { list, cut, mask }
     }
 
     /// The attributes judged: those before the hidden markup.
@@ -459,6 +474,9 @@ impl<'i> Attrs<'i> {
 
     /// The first value of `name` (lowercase), as written.
     pub(super) fn get(&self, name: &str) -> Option<&str> {
+        if self.mask & name_bit(name) == 0 {
+            return None;
+        }
         self.judged()
             .iter()
             .find(|(n, _)| n == name)
@@ -466,7 +484,7 @@ impl<'i> Attrs<'i> {
     }
 
     pub(super) fn has(&self, name: &str) -> bool {
-        self.judged().iter().any(|(n, _)| n == name)
+        self.mask & name_bit(name) != 0 && self.judged().iter().any(|(n, _)| n == name)
     }
 
     fn is_empty(&self) -> bool {
