@@ -15,7 +15,7 @@
 //!   (or a run of whole words). Text is lowercased and common accents are folded first,
 //!   so the lists are written in plain ASCII.
 
-use super::parts::{Parts, percent_decode_str};
+use super::parts::Parts;
 use crate::rules::Rules;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use std::borrow::Cow;
@@ -299,14 +299,9 @@ pub(crate) fn functional_reason(
     Functional::new(link_text, list_unsubscribe, rules).reason(url, Parts::parse(url).as_ref())
 }
 
-/// `percent_decode_str(s, true)`, borrowed when there is nothing to decode (no `%`, no
-/// `+`): then decoding gives the same text back.
+/// `percent_decode_str(s, true)`, borrowed when there is nothing to decode.
 fn decode(s: &str) -> Cow<'_, str> {
-    if memchr::memchr2(b'%', b'+', s.as_bytes()).is_none() {
-        Cow::Borrowed(s)
-    } else {
-        Cow::Owned(percent_decode_str(s, true))
-    }
+    super::parts::percent_decoded(s, true)
 }
 
 /// Whether a link's text alone makes it functional (what [`Functional::reason`] reads of
@@ -1141,7 +1136,7 @@ mod tests {
             text in proptest::prop_oneof![joined(12), proptest::prelude::any::<String>()],
         ) {
             proptest::prop_assert_eq!(fold(&text), reference::fold(&text));
-            proptest::prop_assert_eq!(decode(&text).into_owned(), percent_decode_str(&text, true));
+            proptest::prop_assert_eq!(decode(&text).into_owned(), super::super::parts::percent_decode_str(&text, true));
             proptest::prop_assert_eq!(keyword(&text), reference::keyword(&text));
         }
     }

@@ -39,7 +39,7 @@ pub use text::find_urls;
 use crate::detect::{Detector, strip_url_noise};
 use crate::rules::{Redirect, Rules};
 use decode::Carried;
-use parts::{Parts, percent_decode_str};
+use parts::Parts;
 
 /// What the user chose for links.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,7 +332,7 @@ fn clean_params(
     let mut removed = false;
     for piece in parts.query_pieces() {
         let raw_name = piece.split_once('=').map_or(piece, |(n, _)| n);
-        let name = percent_decode_str(raw_name, true);
+        let name = parts::percent_decoded(raw_name, true);
         let by_rule = if name.is_empty() {
             None
         } else {
@@ -343,7 +343,7 @@ fn clean_params(
         };
         if let Some(p) = by_rule {
             steps.push(LinkStep::ParamRemoved {
-                name,
+                name: name.into_owned(),
                 rule: p.entry.id.to_string(),
                 tracker: p
                     .entry
@@ -354,7 +354,7 @@ fn clean_params(
             removed = true;
         } else if scope == Scope::All && !piece.is_empty() && detector.carries_token(piece) {
             steps.push(LinkStep::ParamRemoved {
-                name,
+                name: name.into_owned(),
                 rule: TOKEN_HEURISTIC.into(),
                 tracker: None,
             });

@@ -1,6 +1,7 @@
 //! A raw http(s) URL split into its pieces without re-encoding anything: what is not
 //! removed must come back byte for byte, so nothing here goes through a serializer.
 
+use std::borrow::Cow;
 use url::Url;
 
 /// The pieces of an absolute http(s) URL, as written.
@@ -134,7 +135,7 @@ impl<'a> Parts<'a> {
         let find = |exact: bool| {
             pieces.iter().find_map(|piece| {
                 let (n, v) = piece.split_once('=').unwrap_or((piece, ""));
-                let n = percent_decode_str(n, true);
+                let n = percent_decoded(n, true);
                 let hit = if exact {
                     n == name
                 } else {
@@ -169,7 +170,25 @@ impl<'a> Parts<'a> {
 /// Percent-decodes `s` (invalid escapes are kept as they are); with `plus`, `+` is a
 /// space (form encoding, as servers read query values). Lossy on invalid UTF-8.
 pub(crate) fn percent_decode_str(s: &str, plus: bool) -> String {
-    String::from_utf8_lossy(&percent_decode_bytes(s.as_bytes(), plus)).into_owned()
+    // One allocation where the decoded bytes are UTF-8 (`from_utf8_lossy` then
+    // `into_owned` copied them into a second).
+    String::from_utf8(percent_decode_bytes(s.as_bytes(), plus))
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// [`percent_decode_str`], borrowed when there is nothing to decode (no `%`, and no `+`
+/// when `plus`): then decoding gives the same text back. Query names are decoded for
+/// every parameter of every link, and most hold neither.
+pub(crate) fn percent_decoded(s: &str, plus: bool) -> Cow<'_, str> {
+    let special = if plus {
+        memchr::memchr2(b'%', b'+', s.as_bytes())
+    } else {
+        memchr::memchr(b'%', s.as_bytes())
+    };
+    match special {
+        None => Cow::Borrowed(s),
+        Some(_) => Cow::Owned(percent_decode_str(s, plus)),
+    }
 }
 
 /// Percent-decodes bytes (invalid escapes kept).
@@ -235,6 +254,24 @@ pub(crate) fn valid_destination(decoded: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Borrowed or not, the decoding is the owned one's, with and without `+` as a
+        /// space; invalid escapes and bytes that are not UTF-8 included.
+        #[test]
+        fn percent_decoded_is_percent_decode_str(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "a", "%20", "%2", "%zz", "+", "%2B", "%C3%A9", "%FF", "é", "=", "&", "%",
+            ][..]), 0..12),
+            plus: bool,
+        ) {
+            let s: String = parts.concat();
+            proptest::prop_assert_eq!(
+                percent_decoded(&s, plus).into_owned(),
+                percent_decode_str(&s, plus)
+            );
+        }
+    }
 
     #[test]
     fn splits_without_reencoding() {
