@@ -558,6 +558,8 @@ fn lowercase(s: &str) -> Cow<'_, str> {
 /// Matches what the regex `^{host_regex}{path_regex}` over [`url_key`] matched.
 #[derive(Debug, Clone, Default)]
 struct UrlGlobs {
+    /// Unique to the set as built (0: the empty default).
+    id: u64,
     globs: Vec<(glob::HostGlob, glob::PathGlob)>,
     // Fx, like the other tables built from the rules: their keys come from the rule
     // files, never from mail, and SipHash was a sixth of every lookup by host.
@@ -572,6 +574,7 @@ impl UrlGlobs {
         // rehashed over and over at every start (issue 17).
         let n = rules.size_hint().0;
         let mut set = UrlGlobs {
+            id: NEXT_GLOBS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             globs: Vec::with_capacity(n),
             by_suffix: FxHashMap::with_capacity_and_hasher(n, Default::default()),
             ..UrlGlobs::default()
@@ -599,6 +602,63 @@ impl UrlGlobs {
         let h = lower.split('/').next().unwrap_or_default();
         // Candidates whose host glob matches; the path is looked at only for those (most
         // URLs have none: no key is built, nothing is allocated).
+        let mut found = self.remembered_candidates(h);
+        if found.is_empty() {
+            return found;
+        }
+        if h.len() == lower.len() {
+            found.retain(|&i| self.globs[i].1.matches_url_path(path_and_query));
+        } else {
+            // A `/` in the host (no parser gives one): the rest of it starts the path.
+            let key = url_key(host, path_and_query);
+            let path = &key[h.len()..];
+            found.retain(|&i| self.globs[i].1.matches_prefix(path));
+        }
+        found
+    }
+
+    /// [`Self::candidates`], remembered for the hosts this thread has met lately in
+    /// this set: the links and images of a mail share a few hosts, and matching the host
+    /// globs was most of a rule match (issue 17). The candidates are a function of the
+    /// set (named by its `id`, which a clone shares with its identical original) and
+    /// the host alone, so the memo cannot be stale; it holds a few sets and at most
+    /// [`MEMO_HOSTS`] hosts of each, and is dropped when full.
+    fn remembered_candidates(&self, h: &str) -> Vec<usize> {
+        type Hosts = foldhash::HashMap<Box<str>, Box<[usize]>>;
+        thread_local! {
+            static MEMO: std::cell::RefCell<Vec<(u64, Hosts)>> = const {
+                std::cell::RefCell::new(Vec::new())
+            };
+        }
+        if self.globs.is_empty() {
+            return Vec::new();
+        }
+        MEMO.with_borrow_mut(|sets| {
+            let slot = match sets.iter().position(|(id, _)| *id == self.id) {
+                Some(i) => i,
+                None => {
+                    if sets.len() == MEMO_SETS {
+                        sets.remove(0);
+                    }
+                    sets.push((self.id, Hosts::default()));
+                    sets.len() - 1
+                }
+            };
+            let hosts = &mut sets[slot].1;
+            if let Some(found) = hosts.get(h) {
+                return found.to_vec();
+            }
+            let found = self.candidates(h);
+            if hosts.len() == MEMO_HOSTS {
+                hosts.clear();
+            }
+            hosts.insert(h.into(), found.as_slice().into());
+            found
+        })
+    }
+
+    /// The rules whose host glob matches the lowercase host `h`, in ascending order.
+    fn candidates(&self, h: &str) -> Vec<usize> {
         let mut found: Vec<usize> = Vec::new();
         let mut take = |list: &[usize]| {
             found.extend(list.iter().filter(|&&i| self.globs[i].0.matches(h)));
@@ -619,22 +679,19 @@ impl UrlGlobs {
         {
             take(list);
         }
-        if found.is_empty() {
-            return found;
-        }
         found.sort_unstable();
         found.dedup();
-        if h.len() == lower.len() {
-            found.retain(|&i| self.globs[i].1.matches_url_path(path_and_query));
-        } else {
-            // A `/` in the host (no parser gives one): the rest of it starts the path.
-            let key = url_key(host, path_and_query);
-            let path = &key[h.len()..];
-            found.retain(|&i| self.globs[i].1.matches_prefix(path));
-        }
         found
     }
 }
+
+/// How many rule sets, and how many hosts of each, [`UrlGlobs::remembered_candidates`]
+/// holds per thread.
+const MEMO_SETS: usize = 8;
+const MEMO_HOSTS: usize = 1024;
+
+/// Names each [`UrlGlobs`] built, for the memo of its candidates.
+static NEXT_GLOBS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Reads a rule file's TOML; an error says where.
 pub fn parse(src: &RuleSource) -> Result<RuleFile<'static>, RuleError> {
@@ -1257,6 +1314,43 @@ source = "test"
             rules
                 .match_pixel("example.com", "/track/open.php")
                 .is_none()
+        );
+    }
+
+    /// The remembered candidates are the candidates: for more hosts than the memo holds,
+    /// asked twice over, of more sets than it holds, asked in turns.
+    #[test]
+    fn remembered_candidates_are_the_candidates() {
+        let sets: Vec<UrlGlobs> = (0..MEMO_SETS + 2)
+            .map(|k| {
+                let hosts = [format!("*.h{k}.example"), "t.*".into(), "*x*.com".into()];
+                UrlGlobs::new(
+                    hosts
+                        .iter()
+                        .map(|h| (h.as_str(), None))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                )
+            })
+            .collect();
+        let hosts: Vec<String> = (0..MEMO_HOSTS + 50)
+            .map(|i| match i % 4 {
+                0 => format!("a{i}.h{}.example", i % (MEMO_SETS + 2)),
+                1 => format!("t.s{i}.example"),
+                2 => format!("w{i}x.com"),
+                _ => format!("n{i}.example"),
+            })
+            .collect();
+        for _ in 0..2 {
+            for h in &hosts {
+                for set in &sets {
+                    assert_eq!(set.remembered_candidates(h), set.candidates(h), "{h}");
+                }
+            }
+        }
+        assert!(
+            sets.iter()
+                .any(|s| !s.candidates("a0.h0.example").is_empty())
         );
     }
 
