@@ -556,18 +556,28 @@ struct Size {
 fn size(img: &ImageAttrs, sheets: &HiddenSelectors) -> Size {
     // An image that an @media rule names is responsive: its inline CSS (width:0 on
     // desktop) says nothing about tracking, its attributes still do.
-    let decls = if sheets.responsive(&img.element()) {
-        Vec::new()
-    } else {
-        img.style.map(super::css::declarations).unwrap_or_default()
-    };
-    let css = |name: &str| {
-        decls
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
+    // The last `width` and `height` of the inline style, lowercased (a list of every
+    // declaration, each copied, was built for these two).
+    let (mut css_width, mut css_height) = (None, None);
+    if let Some(style) = img.style.filter(|_| !sheets.responsive(&img.element())) {
+        for_each_declaration(style, |d| match ascii_lowercase(d.name).as_ref() {
+            "width" => css_width = Some(d.value.to_ascii_lowercase()),
+            "height" => css_height = Some(d.value.to_ascii_lowercase()),
+            _ => {}
+        });
+    }
+    size_with(img, sheets, |name| match name {
+        "width" => css_width.as_deref(),
+        _ => css_height.as_deref(),
+    })
+}
+
+/// [`size`], the inline style's last value of a side given by `css`.
+fn size_with<'c>(
+    img: &ImageAttrs,
+    sheets: &HiddenSelectors,
+    css: impl Fn(&str) -> Option<&'c str>,
+) -> Size {
     let el = img.element();
     let (sized, auto_sized) = (sheets.sized.on(&el), sheets.auto_sized.on(&el));
     // The cascade for one side: an !important rule beats the inline style, which beats
@@ -1261,6 +1271,36 @@ mod tests {
         assert_eq!(keys(false), [".Hide", ".Ärger", ".x", "#Main"]);
         assert!(el.any_key(true, |k| k == ".x"));
         assert!(!el.any_key(true, |k| k == ".X"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Issue 17: an image's size is read from its style's last `width` and `height`
+        /// in place; it is what the list of every declaration gave.
+        #[test]
+        fn size_in_place_is_size_by_declarations(
+            css in "((WIDTH|width|Height|height|max-width|color)( )?:( )?(0|1PX|2px|20Px|auto|50%|é|)( ?!important)?( ?/\\*x)?;?){0,5}",
+            width in proptest::option::of("(0|1|3|40|40px)"),
+            height in proptest::option::of("(0|1|3|40|40px)"),
+        ) {
+            let img = ImageAttrs {
+                tag: "img",
+                width: width.as_deref(),
+                height: height.as_deref(),
+                style: Some(&css),
+                ..ImageAttrs::default()
+            };
+            let sheets = HiddenSelectors::default();
+            let decls = super::super::css::declarations(&css);
+            let by_declarations = size_with(&img, &sheets, |name| {
+                decls.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+            });
+            let s = size(&img, &sheets);
+            proptest::prop_assert_eq!(
+                (s.width, s.height, s.width_given, s.height_given),
+                (by_declarations.width, by_declarations.height, by_declarations.width_given, by_declarations.height_given)
+            );
+        }
     }
 
     /// The memo gives what reading gives, also once it has been dropped for holding
