@@ -150,6 +150,9 @@ fn remembered_effect(css: &str) -> Effect {
         static MEMO: std::cell::RefCell<(HashMap<Box<str>, Effect>, usize)> =
             std::cell::RefCell::new((HashMap::default(), 0));
     }
+    if css.len() > MEMO_STYLE_LEN {
+        return effect(css); // kept out, so that the memo stays within its bytes
+    }
     MEMO.with_borrow_mut(|(memo, bytes)| {
         if let Some(e) = memo.get(css) {
             return *e;
@@ -165,8 +168,10 @@ fn remembered_effect(css: &str) -> Effect {
     })
 }
 
-/// What [`remembered_effect`] holds at most, in bytes of style text.
+/// What [`remembered_effect`] holds at most, in bytes of style text, and the longest
+/// style it keeps.
 const MEMO_BYTES: usize = 256 * 1024;
+const MEMO_STYLE_LEN: usize = 4096;
 
 /// [`effect`] and [`size_effect`] of a rule's declarations, read once (both run on
 /// every rule of every sheet).
@@ -1304,11 +1309,13 @@ mod tests {
     }
 
     /// The memo gives what reading gives, also once it has been dropped for holding
-    /// too much (six hundred kilobytes of distinct styles, read twice over).
+    /// too much (more distinct styles than it holds, read twice over), and for styles
+    /// too long to keep.
     #[test]
     fn remembered_effects_are_the_effects_read() {
         let styles: Vec<String> = (0..20_000)
-            .map(|i| match i % 4 {
+            .map(|i| match i % 5 {
+                4 => format!("display:none;{}width:{i}px", " ".repeat(MEMO_STYLE_LEN)),
                 0 => format!("display:none; width:{i}px"),
                 1 => format!("DISPLAY: block !important; height:{}px", i % 3),
                 2 => format!("opacity:0.{}; color:#{i:06}", i % 10),

@@ -633,6 +633,11 @@ impl UrlGlobs {
         if self.globs.is_empty() {
             return Vec::new();
         }
+        if h.len() > MEMO_HOST_LEN {
+            // No DNS name is longer: not worth keeping, and the memo's size stays
+            // bounded in bytes whatever hosts a mail writes.
+            return self.candidates(h);
+        }
         MEMO.with_borrow_mut(|sets| {
             let slot = match sets.iter().position(|(id, _)| *id == self.id) {
                 Some(i) => i,
@@ -689,6 +694,8 @@ impl UrlGlobs {
 /// holds per thread.
 const MEMO_SETS: usize = 8;
 const MEMO_HOSTS: usize = 1024;
+/// The longest host remembered (the longest DNS name): at most some 2 MB per thread.
+const MEMO_HOST_LEN: usize = 253;
 
 /// Names each [`UrlGlobs`] built, for the memo of its candidates.
 static NEXT_GLOBS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -1334,10 +1341,11 @@ source = "test"
             })
             .collect();
         let hosts: Vec<String> = (0..MEMO_HOSTS + 50)
-            .map(|i| match i % 4 {
+            .map(|i| match i % 5 {
                 0 => format!("a{i}.h{}.example", i % (MEMO_SETS + 2)),
                 1 => format!("t.s{i}.example"),
                 2 => format!("w{i}x.com"),
+                3 => format!("{}{i}.h0.example", "l".repeat(MEMO_HOST_LEN)),
                 _ => format!("n{i}.example"),
             })
             .collect();
