@@ -422,7 +422,7 @@ fn name_bit(name: &str) -> u64 {
 
 /// One attribute as lol_html's `name()` and `value()` give it, borrowed from the
 /// document where they can be: those two allocate a `String` each, for every attribute
-/// of every element, and were a fifth of the handler's allocations.
+/// of every element: a quarter of the allocations of `clean()` on the corpus.
 fn read_attr<'i>(
     a: &lol_html::html_content::Attribute,
     source: Source<'i>,
