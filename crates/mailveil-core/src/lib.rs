@@ -24,6 +24,7 @@ pub mod headers;
 pub mod html;
 mod lenient;
 pub mod links;
+mod memo;
 mod mime;
 mod policy;
 pub mod proxy_sheet;

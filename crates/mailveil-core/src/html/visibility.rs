@@ -143,29 +143,14 @@ fn note_effect(last: &mut Last, bit: u8, d: RawDeclaration) {
 /// [`effect`], remembered for the style attributes this thread has read lately. Mail
 /// repeats its inline styles (two thirds of their bytes in the corpus repeat a style of
 /// the same part), and reading them was most of judging whether an element hides what it
-/// holds (issue 17). `effect` is a function of the text alone, so the memo cannot be
-/// stale; it is dropped when it holds more than [`MEMO_BYTES`] of styles.
+/// holds (issue 17). At most [`MEMO_BYTES`] of styles, none longer than
+/// [`MEMO_STYLE_LEN`].
 fn remembered_effect(css: &str) -> Effect {
     thread_local! {
-        static MEMO: std::cell::RefCell<(HashMap<Box<str>, Effect>, usize)> =
-            std::cell::RefCell::new((HashMap::default(), 0));
+        static MEMO: std::cell::RefCell<crate::memo::Memo<Effect>> =
+            std::cell::RefCell::new(crate::memo::Memo::new(MEMO_BYTES, MEMO_STYLE_LEN));
     }
-    if css.len() > MEMO_STYLE_LEN {
-        return effect(css); // kept out, so that the memo stays within its bytes
-    }
-    MEMO.with_borrow_mut(|(memo, bytes)| {
-        if let Some(e) = memo.get(css) {
-            return *e;
-        }
-        let e = effect(css);
-        if *bytes + css.len() > MEMO_BYTES {
-            memo.clear();
-            *bytes = 0;
-        }
-        *bytes += css.len();
-        memo.insert(css.into(), e);
-        e
-    })
+    MEMO.with_borrow_mut(|memo| memo.get(css, effect))
 }
 
 /// What [`remembered_effect`] holds at most, in bytes of style text, and the longest

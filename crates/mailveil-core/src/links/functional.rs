@@ -15,7 +15,7 @@
 //!   (or a run of whole words). Text is lowercased and common accents are folded first,
 //!   so the lists are written in plain ASCII.
 
-use super::parts::Parts;
+use super::parts::{Parts, percent_decoded};
 use crate::rules::Rules;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use std::borrow::Cow;
@@ -202,14 +202,14 @@ impl<'a> Functional<'a> {
             Some((scheme, rest)) => (Some(scheme), rest),
             None => (None, url),
         };
-        let folded_rest = fold(&decode(rest));
+        let folded_rest = fold(&percent_decoded(rest, true));
         if let Some(rules) = self.rules {
             if let Some(id) = self.text_rule(rules) {
                 return Some(format!("rule {id}"));
             }
             let folded_url = match scheme {
                 Some(scheme) => {
-                    let mut u = fold(&decode(scheme));
+                    let mut u = fold(&percent_decoded(scheme, true));
                     u.reserve(3 + folded_rest.len());
                     u.push_str("://");
                     u.push_str(&folded_rest);
@@ -297,11 +297,6 @@ pub(crate) fn functional_reason(
     rules: Option<&Rules>,
 ) -> Option<String> {
     Functional::new(link_text, list_unsubscribe, rules).reason(url, Parts::parse(url).as_ref())
-}
-
-/// `percent_decode_str(s, true)`, borrowed when there is nothing to decode.
-fn decode(s: &str) -> Cow<'_, str> {
-    super::parts::percent_decoded(s, true)
 }
 
 /// Whether a link's text alone makes it functional (what [`Functional::reason`] reads of
@@ -1136,7 +1131,7 @@ mod tests {
             text in proptest::prop_oneof![joined(12), proptest::prelude::any::<String>()],
         ) {
             proptest::prop_assert_eq!(fold(&text), reference::fold(&text));
-            proptest::prop_assert_eq!(decode(&text).into_owned(), super::super::parts::percent_decode_str(&text, true));
+            proptest::prop_assert_eq!(percent_decoded(&text, true).into_owned(), super::super::parts::percent_decode_str(&text, true));
             proptest::prop_assert_eq!(keyword(&text), reference::keyword(&text));
         }
     }

@@ -621,10 +621,9 @@ impl UrlGlobs {
     /// this set: the links and images of a mail share a few hosts, and matching the host
     /// globs was most of a rule match (issue 17). The candidates are a function of the
     /// set (named by its `id`, which a clone shares with its identical original) and
-    /// the host alone, so the memo cannot be stale; it holds a few sets and at most
-    /// [`MEMO_HOSTS`] hosts of each, and is dropped when full.
+    /// the host alone; the memo holds [`MEMO_SETS`] sets, the last ones asked.
     fn remembered_candidates(&self, h: &str) -> Vec<usize> {
-        type Hosts = foldhash::HashMap<Box<str>, Box<[usize]>>;
+        type Hosts = crate::memo::Memo<Box<[usize]>>;
         thread_local! {
             static MEMO: std::cell::RefCell<Vec<(u64, Hosts)>> = const {
                 std::cell::RefCell::new(Vec::new())
@@ -633,11 +632,6 @@ impl UrlGlobs {
         if self.globs.is_empty() {
             return Vec::new();
         }
-        if h.len() > MEMO_HOST_LEN {
-            // No DNS name is longer: not worth keeping, and the memo's size stays
-            // bounded in bytes whatever hosts a mail writes.
-            return self.candidates(h);
-        }
         MEMO.with_borrow_mut(|sets| {
             let slot = match sets.iter().position(|(id, _)| *id == self.id) {
                 Some(i) => i,
@@ -645,20 +639,14 @@ impl UrlGlobs {
                     if sets.len() == MEMO_SETS {
                         sets.remove(0);
                     }
-                    sets.push((self.id, Hosts::default()));
+                    sets.push((self.id, Hosts::new(MEMO_HOST_BYTES, MEMO_HOST_LEN)));
                     sets.len() - 1
                 }
             };
-            let hosts = &mut sets[slot].1;
-            if let Some(found) = hosts.get(h) {
-                return found.to_vec();
-            }
-            let found = self.candidates(h);
-            if hosts.len() == MEMO_HOSTS {
-                hosts.clear();
-            }
-            hosts.insert(h.into(), found.as_slice().into());
-            found
+            sets[slot]
+                .1
+                .get(h, |h| self.candidates(h).into_boxed_slice())
+                .into_vec()
         })
     }
 
@@ -690,11 +678,10 @@ impl UrlGlobs {
     }
 }
 
-/// How many rule sets, and how many hosts of each, [`UrlGlobs::remembered_candidates`]
-/// holds per thread.
+/// How many rule sets [`UrlGlobs::remembered_candidates`] holds per thread, how many
+/// bytes of hosts for each, and the longest host it keeps (the longest DNS name).
 const MEMO_SETS: usize = 8;
-const MEMO_HOSTS: usize = 1024;
-/// The longest host remembered (the longest DNS name): at most some 2 MB per thread.
+const MEMO_HOST_BYTES: usize = 64 * 1024;
 const MEMO_HOST_LEN: usize = 253;
 
 /// Names each [`UrlGlobs`] built, for the memo of its candidates.
@@ -1325,7 +1312,7 @@ source = "test"
     }
 
     /// The remembered candidates are the candidates: for more hosts than the memo holds,
-    /// asked twice over, of more sets than it holds, asked in turns.
+    /// asked twice over, of more sets than it holds.
     #[test]
     fn remembered_candidates_are_the_candidates() {
         let sets: Vec<UrlGlobs> = (0..MEMO_SETS + 2)
@@ -1340,19 +1327,39 @@ source = "test"
                 )
             })
             .collect();
-        let hosts: Vec<String> = (0..MEMO_HOSTS + 50)
+        let hosts: Vec<String> = (0..MEMO_HOST_BYTES / 8)
             .map(|i| match i % 5 {
                 0 => format!("a{i}.h{}.example", i % (MEMO_SETS + 2)),
                 1 => format!("t.s{i}.example"),
                 2 => format!("w{i}x.com"),
                 3 => format!("{}{i}.h0.example", "l".repeat(MEMO_HOST_LEN)),
-                _ => format!("n{i}.example"),
+                // Hosts alike but for their ends, which decide their candidates.
+                _ => format!("same-start.n{i}.h{}.example", i % (MEMO_SETS + 2)),
             })
             .collect();
+        let kept: usize = hosts
+            .iter()
+            .map(String::len)
+            .filter(|&n| n <= MEMO_HOST_LEN)
+            .sum();
+        assert!(kept > MEMO_HOST_BYTES);
+        let same = |set: &UrlGlobs, h: &str| {
+            assert_eq!(set.remembered_candidates(h), set.candidates(h), "{h}");
+        };
+        // As many sets as the memo holds, asked in turns, each host twice: answers are
+        // found again, and each set's are its own.
+        for h in &hosts[..200] {
+            for set in &sets[..MEMO_SETS] {
+                same(set, h);
+                same(set, h);
+            }
+        }
+        // Each set asked for every host (its memo dropped when full), then the next:
+        // more sets than the memo holds, so the first is dropped and asked again.
         for _ in 0..2 {
-            for h in &hosts {
-                for set in &sets {
-                    assert_eq!(set.remembered_candidates(h), set.candidates(h), "{h}");
+            for set in &sets {
+                for h in &hosts {
+                    same(set, h);
                 }
             }
         }
