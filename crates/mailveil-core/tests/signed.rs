@@ -423,3 +423,69 @@ fn the_content_type_is_replaced_where_the_parser_read_it() {
         assert!(!live_markup(&html).contains("signedshop"), "{html}");
     }
 }
+
+/// `clean` on its own thread, or a failure if it has not finished in a minute.
+fn run_within_a_minute(raw: &[u8], policy: &Policy) -> mailveil_core::Cleaned {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (raw, policy) = (raw.to_vec(), policy.clone());
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&raw, &policy)); // the test has given up waiting when this fails
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("still looking for a boundary after a minute")
+}
+
+/// An opaque S/MIME part and an OpenPGP signed newsletter inside a multipart whose
+/// boundary is `m`, a prefix of every `mailveil-signed-N`.
+fn under_boundary_m(extra_boundaries: &[&str]) -> Vec<u8> {
+    let mut m = format!(
+        "From: a@sender.example\r\nTo: {READER}\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\n\
+         Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n--m\r\n\
+         Content-Type: message/rfc822\r\n\r\n{}\r\n",
+        String::from_utf8_lossy(PGP)
+    );
+    for b in extra_boundaries {
+        m.push_str(&format!(
+            "--m\r\nContent-Type: text/plain; boundary=\"{b}\"\r\n\r\nhi\r\n"
+        ));
+    }
+    m.push_str("--m--\r\n");
+    m.into_bytes()
+}
+
+/// Found by the clean_bytes fuzz target (a CI run, 2026-12-05): under a boundary `m`,
+/// the search for a boundary of our own tried `mailveil-signed-0`, `-1`, ... without
+/// end, as each starts with `m`; a sender could hold a filter process forever. The
+/// search is bounded and moves to another lead (`=_mailveil-signed-N`).
+#[test]
+fn a_boundary_that_starts_ours_does_not_hold_the_search() {
+    let raw = under_boundary_m(&[]);
+    let out = run_within_a_minute(&raw, &strip());
+    assert_eq!(out.report.error, None);
+    let text = text(&out);
+    assert!(
+        text.contains("boundary=\"=_mailveil-signed-0\"")
+            && text.contains("boundary=\"=_mailveil-signed-1\""),
+        "{text}"
+    );
+    assert!(!text.contains("boundary=\"mailveil-signed"), "{text}");
+    assert_nothing_fetches("under m", &out.bytes);
+    assert_eq!(run(&out.bytes, &strip()).bytes, out.bytes, "not idempotent");
+}
+
+/// When the mail's boundaries start every boundary we could write, no multipart of ours
+/// reads back sure: the mail is delivered wrapped (`ambiguous-mime`), the original
+/// byte for byte inside.
+#[test]
+fn a_mail_that_refuses_every_boundary_of_ours_is_delivered_wrapped() {
+    let raw = under_boundary_m(&["=", "_", "0"]);
+    let out = run_within_a_minute(&raw, &strip());
+    assert_eq!(out.report.error.as_deref(), Some("ambiguous-mime"));
+    assert_eq!(
+        original_marked(&out.bytes, "error=").as_deref(),
+        Some(&raw[..])
+    );
+    assert!(shown_html(&out.bytes).is_empty());
+}

@@ -182,22 +182,80 @@ pub(crate) fn signed_original(original: &[u8], eol: &'static [u8]) -> Vec<u8> {
     attachment(original, "signed-original.eml", "signed", eol)
 }
 
-/// A boundary for a new multipart: `prefix-N`, the first N whose delimiter occurs in
-/// none of `parts`, and that is neither a prefix of an `existing` boundary nor starts
-/// with one (a lenient reader could take one for the other).
-pub(crate) fn boundary(prefix: &str, parts: &[&[u8]], existing: &[Vec<u8>]) -> String {
-    (0u32..)
-        .map(|n| format!("{prefix}-{n}"))
-        .find(|b| {
-            let delimiter = format!("--{b}");
-            !parts
-                .iter()
-                .any(|p| memchr::memmem::find(p, delimiter.as_bytes()).is_some())
-                && !existing
-                    .iter()
-                    .any(|e| e.starts_with(b.as_bytes()) || b.as_bytes().starts_with(e))
-        })
-        .unwrap_or_else(|| prefix.to_string())
+/// The leads tried in turn before `prefix` when a boundary of the mail is a prefix of
+/// `prefix-` (`m`, `mail`): `=_` is how many mailers start theirs (it cannot occur in
+/// quoted-printable text).
+const LEADS: [&str; 4] = ["", "=_", "_", "0"];
+
+/// How many numbers are tried after each lead: a mail may write that many delimiters to
+/// push us past them, but no more work than that is done for it.
+const NUMBERS: u32 = 4096;
+
+/// A boundary for a new multipart: `{lead}{prefix}-{n}`, the first (leads in `LEADS`
+/// order, then the smallest `n`) whose delimiter occurs in none of `parts`, and that is
+/// neither a prefix of an `existing` boundary nor starts with one (a lenient reader could
+/// take one for the other). `None` when no such boundary is among the candidates (a mail
+/// built to refuse them all): the caller cannot write a multipart that reads back sure.
+///
+/// Each lead costs one search of `parts` for `--{lead}{prefix}-`, whose digits rule out
+/// the numbers they spell, then at most `NUMBERS` set lookups. The search it replaces
+/// tried `n` = 0, 1, 2... with no bound: a mail with a boundary `m` (a prefix of every
+/// candidate) held it forever (found by fuzzing, clean_bytes).
+pub(crate) fn boundary(prefix: &str, parts: &[&[u8]], existing: &[Vec<u8>]) -> Option<String> {
+    LEADS
+        .iter()
+        .find_map(|lead| numbered(&format!("{lead}{prefix}-"), parts, existing))
+}
+
+/// The first `{stem}{n}` with `n < NUMBERS` that `boundary` allows, if any.
+fn numbered(stem: &str, parts: &[&[u8]], existing: &[Vec<u8>]) -> Option<String> {
+    let stem_bytes = stem.as_bytes();
+    let existing = existing.iter().filter(|e| !e.is_empty());
+    let mut taken = vec![false; NUMBERS as usize];
+    // Boundaries a candidate would extend (`{stem}1` rules out 1, 10, 100...).
+    let mut cones: Vec<&[u8]> = Vec::new();
+    for e in existing {
+        if stem_bytes.starts_with(e) {
+            return None; // every candidate with this stem extends `e`
+        }
+        if let Some(tail) = e.strip_prefix(stem_bytes) {
+            numbers_spelled(tail, &mut taken);
+            if tail.iter().all(u8::is_ascii_digit) {
+                cones.push(tail);
+            }
+        }
+    }
+    let delimiter = [b"--", stem_bytes].concat();
+    let finder = memchr::memmem::Finder::new(&delimiter);
+    for p in parts {
+        for at in finder.find_iter(p) {
+            numbers_spelled(&p[at + delimiter.len()..], &mut taken);
+        }
+    }
+    (0..NUMBERS)
+        .filter(|&n| !taken[n as usize])
+        .map(|n| n.to_string())
+        .find(|digits| !cones.iter().any(|c| digits.as_bytes().starts_with(c)))
+        .map(|digits| format!("{stem}{digits}"))
+}
+
+/// Marks in `taken` every number below `NUMBERS` whose digits (as `to_string` writes
+/// them: no leading zero) start `tail`: `{stem}{n}` occurs wherever `{stem}{tail}` does.
+fn numbers_spelled(tail: &[u8], taken: &mut [bool]) {
+    let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+    let longest = if tail.first() == Some(&b'0') {
+        1
+    } else {
+        digits
+    };
+    let mut n = 0usize;
+    for d in &tail[..longest] {
+        n = n * 10 + usize::from(d - b'0');
+        match taken.get_mut(n) {
+            Some(t) => *t = true,
+            None => return, // longer digits spell only larger numbers
+        }
+    }
 }
 
 /// The body of a multipart holding `parts`, closed, ending with a line end.
@@ -271,7 +329,9 @@ pub(crate) fn wrapper_shell(headers_from: &[u8], code: &str, eol: &[u8]) -> (Vec
 fn shell_mime(code: &str, eol: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let note = note_part(&wrap_note(code), eol);
     let att = attachment_head("original.eml", &format!("error={code}"), eol);
-    let b = boundary("mailveil-original", &[&note], &[]);
+    // Only our note is inside, nothing around: the first candidate always serves.
+    let b = boundary("mailveil-original", &[&note], &[])
+        .unwrap_or_else(|| "mailveil-original-0".to_string());
     let mut out = Vec::with_capacity(note.len() + att.len() + 256);
     out.extend_from_slice(b"MIME-Version: 1.0");
     out.extend_from_slice(eol);
@@ -404,6 +464,94 @@ mod tests {
     #[test]
     fn boundaries_avoid_what_is_there() {
         let b = boundary("mv", &[b"x\r\n--mv-0\r\n"], &[b"mv-1".to_vec()]);
-        assert_eq!(b, "mv-2");
+        assert_eq!(b.as_deref(), Some("mv-2"));
+    }
+
+    /// What `boundary` promises, tried candidate by candidate (a lead whose first
+    /// candidate extends a boundary is passed over at once: all the others would too,
+    /// and trying them one by one is most of this test's time).
+    fn first_allowed(prefix: &str, parts: &[&[u8]], existing: &[Vec<u8>]) -> Option<String> {
+        LEADS.iter().find_map(|lead| {
+            let first = format!("{lead}{prefix}-0");
+            if existing
+                .iter()
+                .any(|e| !e.is_empty() && first.as_bytes().starts_with(e) && e.len() < first.len())
+            {
+                return None;
+            }
+            (0..NUMBERS)
+                .map(|n| format!("{lead}{prefix}-{n}"))
+                .find(|b| {
+                    let delimiter = format!("--{b}");
+                    !parts
+                        .iter()
+                        .any(|p| memchr::memmem::find(p, delimiter.as_bytes()).is_some())
+                        && !existing
+                            .iter()
+                            .filter(|e| !e.is_empty())
+                            .any(|e| e.starts_with(b.as_bytes()) || b.as_bytes().starts_with(e))
+                })
+        })
+    }
+
+    #[test]
+    fn boundary_is_the_first_candidate_allowed() {
+        let existing: [&[u8]; 10] = [
+            b"", b"m", b"mv-", b"mv-1", b"mv-10x", b"mv-2", b"=_", b"_mv-0", b"0", b"mv-0",
+        ];
+        let parts: [&[u8]; 6] = [
+            b"--mv-3",
+            b"x--mv-01\r\n",
+            b"--mv-4x --mv-5",
+            b"--=_mv-0--",
+            b"--mv-",
+            b"--mv-99999999999999",
+        ];
+        let mut cases = 0;
+        for e_mask in 0u32..1 << existing.len() {
+            let e: Vec<Vec<u8>> = (0..existing.len())
+                .filter(|i| e_mask & 1 << i != 0)
+                .map(|i| existing[i].to_vec())
+                .collect();
+            for p_mask in [0u32, 1, 2, 5, 12, 31, 63] {
+                let p: Vec<&[u8]> = (0..parts.len())
+                    .filter(|i| p_mask & 1 << i != 0)
+                    .map(|i| parts[i])
+                    .collect();
+                assert_eq!(
+                    boundary("mv", &p, &e),
+                    first_allowed("mv", &p, &e),
+                    "existing {e:?}, parts {p:?}"
+                );
+                cases += 1;
+            }
+        }
+        assert_eq!(cases, 7 << 10);
+    }
+
+    #[test]
+    fn a_boundary_that_starts_every_candidate_moves_to_the_next_lead() {
+        assert_eq!(
+            boundary("mailveil-signed", &[], &[b"m".to_vec()]).as_deref(),
+            Some("=_mailveil-signed-0")
+        );
+        let all_leads: Vec<Vec<u8>> = ["m", "=", "_", "0"].map(|b| b.into()).to_vec();
+        assert_eq!(boundary("mailveil-signed", &[], &all_leads), None);
+    }
+
+    #[test]
+    fn a_mail_that_writes_every_number_moves_to_the_next_lead() {
+        let flood: String = (0..NUMBERS).map(|n| format!("--mv-{n}\r\n")).collect();
+        assert_eq!(
+            boundary("mv", &[flood.as_bytes()], &[]).as_deref(),
+            Some("=_mv-0")
+        );
+        // 1, 10, 100, 1000 and every number from 11 to 19 extend a boundary `mv-1`.
+        let ones = [b"mv-1".to_vec()];
+        let spelled = "--mv-0 --mv-2 --mv-3 --mv-4 --mv-5 --mv-6 --mv-7 --mv-8 --mv-9";
+        assert_eq!(
+            boundary("mv", &[spelled.as_bytes()], &ones).as_deref(),
+            Some("mv-20")
+        );
     }
 }

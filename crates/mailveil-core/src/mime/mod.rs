@@ -94,13 +94,14 @@ impl<'a> Walk<'a> {
     }
 
     /// A boundary for a new multipart holding `parts` in `msg` (see `attach::boundary`),
-    /// none that `msg`, the multiparts around it or this walk's rewrites use.
+    /// none that `msg`, the multiparts around it or this walk's rewrites use; `Ambiguous`
+    /// when the mail's own boundaries and contents leave none sure.
     fn new_boundary(
         &mut self,
         prefix: &str,
         parts: &[&[u8]],
         msg: &mail_parser::Message,
-    ) -> String {
+    ) -> Result<String, CleanError> {
         let mut taken = signed::boundaries(msg);
         taken.extend(
             self.boundaries
@@ -108,9 +109,9 @@ impl<'a> Walk<'a> {
                 .map(|d| d.strip_prefix(b"--").unwrap_or(d).to_vec()),
         );
         taken.extend(self.written.iter().cloned());
-        let b = attach::boundary(prefix, parts, &taken);
+        let b = attach::boundary(prefix, parts, &taken).ok_or(CleanError::Ambiguous)?;
         self.written.push(b.as_bytes().to_vec());
-        b
+        Ok(b)
     }
 }
 
@@ -220,7 +221,7 @@ fn clean_message_parts(
         let number = if root { format!("{prefix}1") } else { number };
         if let Some(kind) = sealed(&ctype, &subtype, part) {
             if kind == FindingKind::Signed && walk.policy.signed_content() == SignedContent::Clean {
-                edits.extend(signed::opaque(raw, &msg, id, &number, walk));
+                edits.extend(signed::opaque(raw, &msg, id, &number, walk)?);
             } else {
                 walk.note(untouched(kind, &number, &format!("{ctype}/{subtype}")));
             }

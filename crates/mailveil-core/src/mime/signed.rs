@@ -129,7 +129,7 @@ pub(super) fn multipart(
     let eol = walk.eol.as_bytes();
     let original = &raw[entity(raw, id as usize, part)];
     let att = attach::signed_original(original, eol);
-    let b = walk.new_boundary("mailveil-signed", &[&cleaned, &att, raw], msg);
+    let b = walk.new_boundary("mailveil-signed", &[&cleaned, &att, raw], msg)?;
     let body = attach::multipart_body(&[&cleaned, &att], &b, eol);
     if !reads_back(&body, &b, &[&cleaned, &att], eol) {
         // The cleaned content does not read the same inside the new multipart (a part
@@ -209,20 +209,20 @@ pub(super) fn opaque(
     id: u32,
     number: &str,
     walk: &mut Walk,
-) -> Vec<Edit> {
+) -> Result<Vec<Edit>, CleanError> {
     let part = &msg.parts[id as usize];
     let eol = walk.eol.as_bytes();
     let original = &raw[entity(raw, id as usize, part)];
     let note = attach::opaque_note(eol);
     let att = attach::signed_original(original, eol);
-    let b = walk.new_boundary("mailveil-signed", &[&note, &att, raw], msg);
+    let b = walk.new_boundary("mailveil-signed", &[&note, &att, raw], msg)?;
     let body = attach::multipart_body(&[&note, &att], &b, eol);
     walk.note(finding(
         number,
         "application/pkcs7-mime: not unpacked, attached unopened",
         Action::Strip,
     ));
-    replace(
+    Ok(replace(
         raw,
         id as usize,
         part,
@@ -234,7 +234,7 @@ pub(super) fn opaque(
         ],
         body,
         eol,
-    )
+    ))
 }
 
 /// The edits that give a part a new `Content-Type` (in place of its first one; every
