@@ -339,10 +339,20 @@ fn on_comment(
     if !fragment_may_fetch(inner) {
         return Ok(()); // `<table><tr><td>` scaffolding: most conditional comments
     }
+    let (findings_before, links_before) = {
+        let st = state.borrow();
+        (st.findings.len(), st.links_cleaned)
+    };
     match rewrite_fragment(inner, ctx, state) {
         Ok(Some(new)) => {
             if c.set_text(&format!("{head}{new}{tail}")).is_err() {
                 remove_comment(c, after_lt);
+                // What the fragment found went with it, as when it is refused: a URL it
+                // kept is shown nowhere now, and counted as shown it kept a held copy
+                // that the next pass removes (found by fuzzing: not idempotent).
+                let mut st = state.borrow_mut();
+                st.findings.truncate(findings_before);
+                st.links_cleaned = links_before;
             }
             state.borrow_mut().changed = true;
         }

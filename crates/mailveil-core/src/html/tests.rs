@@ -283,6 +283,26 @@ fn a_hidden_copy_of_a_shown_image_is_kept() {
     assert!(!body(&out.bytes).contains("sender.example"));
 }
 
+/// A conditional comment whose rewrite cannot be written back into a comment goes whole,
+/// and what it showed goes with it: its copy of a hidden image no longer counts as
+/// shown elsewhere, so the hidden one goes on the first pass, not on the second (found
+/// by the clean_bytes fuzz target: not idempotent; seed `regress-removed-comment-shows-nothing`).
+#[test]
+fn a_removed_comment_shows_nothing() {
+    let html = r#"<p>Hi</p><img src="https://t.sender.example/x/9" width="1"><!--[if<!--[if<i <><g src=https://t.sender.example/x/9>"#;
+    let (b, findings) = keep_clean(html);
+    assert!(!b.contains("t.sender.example"), "{b}");
+    assert!(b.contains("<p>Hi</p>"), "{b}");
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.action == Action::Strip || f.url.is_none()),
+        "{findings:?}"
+    );
+    let (again, _) = keep_clean(b.trim_end());
+    assert_eq!(again.trim_end(), b.trim_end());
+}
+
 /// A marker written by the sender is not ours: nothing is held, hidden images go at once.
 #[test]
 fn a_forged_hold_marker_holds_nothing() {
