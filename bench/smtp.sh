@@ -14,7 +14,7 @@
 #
 # usage: bench/smtp.sh [MAILS_PER_RUN (default 2000; the 2 MB mail uses a tenth)]
 #   SESSIONS="1 20 50"  FILES="plain-5k plain-20k newsletter-50k attachment-2m"
-#   REPEAT=5  BEFORE=/path/to/mailveil (optional)
+#   REPEAT=5  BEFORE=/path/to/mailveil (optional)  RELAY=1 (optional)
 # needs: postfix (smtp-source, smtp-sink), python3; builds target/release/mailveil.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,7 @@ SESSIONS="${SESSIONS:-1 20 50}"
 FILES="${FILES:-plain-5k plain-20k newsletter-50k attachment-2m}"
 REPEAT="${REPEAT:-5}"
 BEFORE="${BEFORE:-}"
+RELAY="${RELAY:-}"
 WORK="$(mktemp -d /tmp/mailveil-bench.XXXXXX)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
@@ -60,6 +61,15 @@ big = (head + 'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type:
 open(os.path.join(out, "attachment-2m.eml"), "w").write(big)
 PY
 
+# The relay runs' rules: every bench mail (From: news@sender.example) passes untouched.
+mkdir -p "$WORK/relay-rules"
+cat >"$WORK/relay-rules/relay.toml" <<'TOML'
+[[allow]]
+id = "bench-relay"
+senders = ["sender.example"]
+source = "bench/smtp.sh: the SMTP path without cleaning"
+TOML
+
 SINK_PORT=$(free_port)
 smtp-sink -u nobody "127.0.0.1:$SINK_PORT" 512 >/dev/null 2>&1 &
 PIDS+=($!); wait_port "$SINK_PORT"
@@ -79,6 +89,7 @@ run_mailveil() {
   local bin="$1" s="$2" count="$3" file="$4" pool="$5" port log mv t rss delivered pct
   port=$(free_port); log="$WORK/serve.log"
   local flag=(--downstream-pool "$pool"); [ "$pool" = - ] && flag=()
+  [ "$pool" = relay ] && flag=(--rules "$WORK/relay-rules")
   MAILVEIL_LOG=info "$bin" serve --no-system-rules --listen "127.0.0.1:$port" --downstream "smtp://127.0.0.1:$SINK_PORT" "${flag[@]}" 2>"$log" &
   mv=$!; PIDS+=("$mv"); wait_port "$port"
   t=$(run_source "$port" "$s" "$count" "$WORK/$file.eml")
@@ -94,26 +105,30 @@ echo "loadavg before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs; $REPEAT r
 cols='%-15s %4s %9s %9s %6s %9s %6s'
 hdr=(mail sess direct/s pool/s ratio nopool/s ratio)
 [ -n "$BEFORE" ] && { cols="$cols %9s %6s"; hdr+=(before/s ratio); }
+[ -n "$RELAY" ] && { cols="$cols %9s %6s"; hdr+=(relay/s ratio); }
 printf "$cols %8s %9s %9s\n" "${hdr[@]}" peakRSS p50 p99
 for file in $FILES; do
   count=$N; [ "$file" = attachment-2m ] && count=$((N / 10))
   for s in $SESSIONS; do
-    : >"$WORK/d"; : >"$WORK/p"; : >"$WORK/n"; : >"$WORK/b"; : >"$WORK/rss"; : >"$WORK/p50"; : >"$WORK/p99"
+    : >"$WORK/d"; : >"$WORK/p"; : >"$WORK/n"; : >"$WORK/b"; : >"$WORK/r"; : >"$WORK/rss"; : >"$WORK/p50"; : >"$WORK/p99"
     for _ in $(seq 1 "$REPEAT"); do
       run_source "$SINK_PORT" "$s" "$count" "$WORK/$file.eml" >>"$WORK/d"; echo >>"$WORK/d"
       read -r t rss p50 p99 < <(run_mailveil "$BIN" "$s" "$count" "$file" 10)
       echo "$t" >>"$WORK/p"; echo "$rss" >>"$WORK/rss"; echo "$p50" >>"$WORK/p50"; echo "$p99" >>"$WORK/p99"
       read -r t _ < <(run_mailveil "$BIN" "$s" "$count" "$file" 0); echo "$t" >>"$WORK/n"
       if [ -n "$BEFORE" ]; then read -r t _ < <(run_mailveil "$BEFORE" "$s" "$count" "$file" -); echo "$t" >>"$WORK/b"; fi
+      if [ -n "$RELAY" ]; then read -r t _ < <(run_mailveil "$BIN" "$s" "$count" "$file" relay); echo "$t" >>"$WORK/r"; fi
     done
-    d=$(median <"$WORK/d"); p=$(median <"$WORK/p"); n=$(median <"$WORK/n"); b=$(median <"$WORK/b")
+    d=$(median <"$WORK/d"); p=$(median <"$WORK/p"); n=$(median <"$WORK/n"); b=$(median <"$WORK/b"); r=$(median <"$WORK/r")
     rss=$(median <"$WORK/rss"); p50=$(median <"$WORK/p50"); p99=$(median <"$WORK/p99")
-    awk -v f="$file" -v s="$s" -v c="$count" -v d="$d" -v p="$p" -v n="$n" -v b="$b" -v before="$BEFORE" \
+    awk -v f="$file" -v s="$s" -v c="$count" -v d="$d" -v p="$p" -v n="$n" -v b="$b" -v before="$BEFORE" -v rl="$r" -v relay="$RELAY" \
         -v r="$rss" -v p50="$p50" -v p99="$p99" 'BEGIN{
       printf "%-15s %4d %9.0f %9.0f %6.2f %9.0f %6.2f", f, s, c/d, c/p, d/p, c/n, d/n
       if (before != "") printf " %9.0f %6.2f", c/b, d/b
+      if (relay != "") printf " %9.0f %6.2f", c/rl, d/rl
       printf " %6.0fMB %7.2fms %7.2fms\n", r/1024, p50, p99 }'
     b_runs=""; [ -n "$BEFORE" ] && b_runs=" | before$(runs "$count" "$WORK/b")"
+    [ -n "$RELAY" ] && b_runs="$b_runs | relay$(runs "$count" "$WORK/r")"
     echo "  runs, mails/s: direct$(runs "$count" "$WORK/d") | pool$(runs "$count" "$WORK/p") | nopool$(runs "$count" "$WORK/n")$b_runs"
   done
 done

@@ -42,3 +42,41 @@ impl<V: Clone> Memo<V> {
         v
     }
 }
+
+/// A [`Memo`] for each of the last `max_sets` rule sets asked, named by the id a set
+/// gets when built (a clone shares it with its identical original): one thread meets
+/// a few sets at most (the shipped rules, a reload), and a set's answers are its own.
+pub(crate) struct SetMemos<V> {
+    sets: Vec<(u64, Memo<V>)>,
+    max_sets: usize,
+    max_bytes: usize,
+    max_key: usize,
+}
+
+impl<V: Clone> SetMemos<V> {
+    pub(crate) const fn new(max_sets: usize, max_bytes: usize, max_key: usize) -> Self {
+        SetMemos {
+            sets: Vec::new(),
+            max_sets,
+            max_bytes,
+            max_key,
+        }
+    }
+
+    /// `f(key)` for the set `id`, remembered; the set asked least lately is dropped
+    /// when a new one would make more than `max_sets`.
+    pub(crate) fn get(&mut self, id: u64, key: &str, f: impl FnOnce(&str) -> V) -> V {
+        let slot = match self.sets.iter().position(|(i, _)| *i == id) {
+            Some(i) => i,
+            None => {
+                if self.sets.len() == self.max_sets {
+                    self.sets.remove(0);
+                }
+                let memo = Memo::new(self.max_bytes, self.max_key);
+                self.sets.push((id, memo));
+                self.sets.len() - 1
+            }
+        };
+        self.sets[slot].1.get(key, f)
+    }
+}

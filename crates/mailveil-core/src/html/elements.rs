@@ -142,12 +142,11 @@ fn remove(el: &mut Element, state: &RefCell<State>) {
 /// browser): all of it goes. A `<` in a value kept is written `&lt;`, the same value to
 /// a browser, no tag to a reader that looks for tags in the text (`alt="<img src=..."`).
 fn drop_junk_names(el: &mut Element, attrs: &Attrs) {
-    let judged: Vec<&str> = attrs.names().collect();
     let dropped: Vec<&str> = attrs
         .list
         .iter()
         .map(|(n, _)| n.as_ref())
-        .filter(|n| !plain_name(n) || !judged.contains(n))
+        .filter(|n| !plain_name(n) || !attrs.names().any(|j| j == *n))
         .collect();
     for name in &dropped {
         el.remove_attribute(name);

@@ -290,9 +290,11 @@ pub(super) fn finish(
 /// `out` with each `MARKER<i>:` replaced by `urls[i]`.
 fn replace_markers(out: &[u8], urls: &[Vec<u8>]) -> Vec<u8> {
     let marker = MARKER.as_bytes();
+    // One searcher for every marker: built for each, it cost more than the search.
+    let finder = memchr::memmem::Finder::new(marker);
     let mut result = Vec::with_capacity(out.len() + urls.iter().map(Vec::len).sum::<usize>());
     let mut at = 0;
-    while let Some(pos) = find(&out[at..], marker) {
+    while let Some(pos) = finder.find(&out[at..]) {
         let start = at + pos;
         let digits_from = start + marker.len();
         let digits_len = out[digits_from..]
@@ -317,10 +319,6 @@ fn replace_markers(out: &[u8], urls: &[Vec<u8>]) -> Vec<u8> {
     }
     result.extend_from_slice(&out[at..]);
     result
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
 }
 
 /// Report findings for what `clean_link` did to one link.

@@ -331,7 +331,7 @@ fn clean_params(
     let mut kept: Vec<&str> = Vec::new();
     let mut removed = false;
     for piece in parts.query_pieces() {
-        let raw_name = piece.split_once('=').map_or(piece, |(n, _)| n);
+        let raw_name = parts::name_and_value(piece).0;
         let name = parts::percent_decoded(raw_name, true);
         let by_rule = if name.is_empty() {
             None

@@ -423,7 +423,7 @@ impl Rules {
         path_and_query: &str,
         name: &str,
     ) -> impl Iterator<Item = &Param> {
-        let host = host.to_ascii_lowercase();
+        let host = lowercase(host);
         let matches = self.param_set.matching(name);
         let mut path: Option<String> = None;
         let found: Vec<&Param> = matches
@@ -574,7 +574,7 @@ impl UrlGlobs {
         // rehashed over and over at every start (issue 17).
         let n = rules.size_hint().0;
         let mut set = UrlGlobs {
-            id: NEXT_GLOBS_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: next_set_id(),
             globs: Vec::with_capacity(n),
             by_suffix: FxHashMap::with_capacity_and_hasher(n, Default::default()),
             ..UrlGlobs::default()
@@ -623,29 +623,17 @@ impl UrlGlobs {
     /// set (named by its `id`, which a clone shares with its identical original) and
     /// the host alone; the memo holds [`MEMO_SETS`] sets, the last ones asked.
     fn remembered_candidates(&self, h: &str) -> Vec<usize> {
-        type Hosts = crate::memo::Memo<Box<[usize]>>;
+        type Hosts = crate::memo::SetMemos<Box<[usize]>>;
         thread_local! {
-            static MEMO: std::cell::RefCell<Vec<(u64, Hosts)>> = const {
-                std::cell::RefCell::new(Vec::new())
+            static MEMO: std::cell::RefCell<Hosts> = const {
+                std::cell::RefCell::new(Hosts::new(MEMO_SETS, MEMO_HOST_BYTES, MEMO_HOST_LEN))
             };
         }
         if self.globs.is_empty() {
             return Vec::new();
         }
-        MEMO.with_borrow_mut(|sets| {
-            let slot = match sets.iter().position(|(id, _)| *id == self.id) {
-                Some(i) => i,
-                None => {
-                    if sets.len() == MEMO_SETS {
-                        sets.remove(0);
-                    }
-                    sets.push((self.id, Hosts::new(MEMO_HOST_BYTES, MEMO_HOST_LEN)));
-                    sets.len() - 1
-                }
-            };
-            sets[slot]
-                .1
-                .get(h, |h| self.candidates(h).into_boxed_slice())
+        MEMO.with_borrow_mut(|memo| {
+            memo.get(self.id, h, |h| self.candidates(h).into_boxed_slice())
                 .into_vec()
         })
     }
@@ -678,14 +666,21 @@ impl UrlGlobs {
     }
 }
 
-/// How many rule sets [`UrlGlobs::remembered_candidates`] holds per thread, how many
-/// bytes of hosts for each, and the longest host it keeps (the longest DNS name).
+/// How many rule sets [`UrlGlobs::remembered_candidates`] and [`NameSets::matching`]
+/// hold per thread, how many bytes of hosts (names) for each, and the longest host (the
+/// longest DNS name) and name they keep.
 const MEMO_SETS: usize = 8;
 const MEMO_HOST_BYTES: usize = 64 * 1024;
 const MEMO_HOST_LEN: usize = 253;
+const MEMO_NAME_BYTES: usize = 16 * 1024;
+const MEMO_NAME_LEN: usize = 64;
 
-/// Names each [`UrlGlobs`] built, for the memo of its candidates.
-static NEXT_GLOBS_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+/// Names each [`UrlGlobs`] and [`NameSets`] built, for the memos of their answers.
+static NEXT_SET_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_set_id() -> u64 {
+    NEXT_SET_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Reads a rule file's TOML; an error says where.
 pub fn parse(src: &RuleSource) -> Result<RuleFile<'static>, RuleError> {
@@ -1106,6 +1101,8 @@ fn check_redirect(e: &RedirectEntry) -> Result<(), String> {
 /// start for some 140 names of which four have a star (issue 17).
 #[derive(Debug, Clone)]
 struct NameSets {
+    /// Unique to the sets as built, for the memo of [`NameSets::matching`].
+    id: u64,
     /// Star-less globs, ASCII-lowercased: the entries that name each.
     literals: FxHashMap<String, Vec<usize>>,
     /// Globs with a star, and their entry.
@@ -1160,6 +1157,7 @@ impl NameSets {
             }
         }
         NameSets {
+            id: next_set_id(),
             literals,
             starred,
             patterns,
@@ -1179,8 +1177,26 @@ impl NameSets {
     }
 
     /// The entries whose globs match `name`, or whose patterns do (for an ASCII name
-    /// only: see [`param_builder`]), in the order they were defined.
+    /// only: see [`param_builder`]), in the order they were defined; remembered per
+    /// thread for the names met lately: a mail's links repeat a few names (`utm_source`),
+    /// and the starred globs and the pattern set were tried for each (issue 17).
     fn matching(&self, name: &str) -> Vec<usize> {
+        type Names = crate::memo::SetMemos<Box<[usize]>>;
+        thread_local! {
+            static MEMO: std::cell::RefCell<Names> = const {
+                std::cell::RefCell::new(Names::new(MEMO_SETS, MEMO_NAME_BYTES, MEMO_NAME_LEN))
+            };
+        }
+        MEMO.with_borrow_mut(|memo| {
+            memo.get(self.id, name, |name| {
+                self.matching_now(name).into_boxed_slice()
+            })
+            .into_vec()
+        })
+    }
+
+    /// [`Self::matching`], worked out.
+    fn matching_now(&self, name: &str) -> Vec<usize> {
         let lower = lowercase(name);
         let mut found: Vec<usize> = self.literals.get(&*lower).cloned().unwrap_or_default();
         found.extend(
@@ -1309,6 +1325,64 @@ source = "test"
                 .match_pixel("example.com", "/track/open.php")
                 .is_none()
         );
+    }
+
+    /// The remembered names are the names matched: for more names than the memo holds,
+    /// asked twice over, of more rule sets than it holds, each naming other entries.
+    #[test]
+    fn remembered_names_are_the_names_matched() {
+        let sets: Vec<Rules> = (0..MEMO_SETS + 2)
+            .map(|k| {
+                let text = format!(
+                    "[[param]]\nid = \"a\"\nclass = \"campaign\"\nsource = \"s\"\nnames = [\"n{k}\", \"s{k}_*\"]\n\
+                     [[param]]\nid = \"b\"\nclass = \"campaign\"\nsource = \"s\"\nnames = [\"n{}\"]\npatterns = [\"p{k}[a-z]*\"]\n",
+                    k + 1
+                );
+                Rules::compile(&[src("p.toml", &text)]).unwrap()
+            })
+            .collect();
+        let names: Vec<String> = (0..MEMO_NAME_BYTES / 4)
+            .map(|i| {
+                let k = i % (MEMO_SETS + 2);
+                match i % 6 {
+                    0 => format!("n{k}"),
+                    1 => format!("S{k}_{i}"),
+                    2 => format!("p{k}abc{}", "d".repeat(i % 3)),
+                    3 => format!("s{k}_{}", "x".repeat(MEMO_NAME_LEN + i % 3)),
+                    4 => format!("\u{e9}{i}"),
+                    _ => format!("other{i}"),
+                }
+            })
+            .collect();
+        let kept: usize = names
+            .iter()
+            .map(String::len)
+            .filter(|&n| n <= MEMO_NAME_LEN)
+            .sum();
+        assert!(kept > MEMO_NAME_BYTES);
+        let same = |rules: &Rules, n: &str| {
+            let sets = &rules.param_set;
+            assert_eq!(sets.matching(n), sets.matching_now(n), "{n}");
+        };
+        for n in &names[..120] {
+            for rules in &sets[..MEMO_SETS] {
+                same(rules, n);
+                same(rules, n);
+            }
+        }
+        for _ in 0..2 {
+            for rules in &sets {
+                for n in &names {
+                    same(rules, n);
+                }
+            }
+        }
+        // Some names are matched at all, by entries that differ between the sets.
+        assert_eq!(sets[0].param_set.matching("n0"), vec![0]);
+        assert_eq!(sets[0].param_set.matching("n1"), vec![1]);
+        assert_eq!(sets[1].param_set.matching("n1"), vec![0]);
+        assert_eq!(sets[1].param_set.matching("p1xyz"), vec![1]);
+        assert_eq!(sets[0].param_set.matching("p1xyz"), Vec::<usize>::new());
     }
 
     /// The remembered candidates are the candidates: for more hosts than the memo holds,
@@ -1719,7 +1793,9 @@ source = "test"
         let by_set: Vec<Vec<usize>> = names.iter().map(|n| sets.matching(n)).collect();
         assert!(matches!(sets.compiled.get(), Some(Patterns::Set(_))));
         assert_eq!(by_set[1..4], [vec![0], vec![0], vec![0]]);
+        // Another set, with another id: not answered from the first one's memo.
         let one_by_one = NameSets {
+            id: next_set_id(),
             compiled: OnceLock::from(Patterns::each(&sets.patterns)),
             ..sets.clone()
         };
