@@ -20,6 +20,9 @@
 //!   its encoding an encoded one would be parsed in line, and its encoded content could
 //!   end the outer part elsewhere. Wherever a message part names an encoding (or a part
 //!   without a type could be one, in a digest), the message is parsed the usual way.
+//!   An encoded message inside a plain one can send the reading of everything after it
+//!   astray, so that the search finds no encoded message: a reading whose parts are not
+//!   in order (root first, each inside its multipart) is parsed the usual way too.
 
 use super::transfer::Transfer;
 use mail_parser::{Header, HeaderName, HeaderValue, Message, MessageParser, MessagePart};
@@ -84,7 +87,7 @@ static STRUCTURE: LazyLock<MessageParser> = LazyLock::new(|| {
 /// The message's structure, its bodies left encoded where that reads the same.
 pub(crate) fn parse(raw: &[u8]) -> Option<Message<'_>> {
     let msg = STRUCTURE.parse(raw)?;
-    if encoded_message_inline(&msg, raw) {
+    if usual_reading_needed(&msg, raw) {
         return MessageParser::default().parse(raw);
     }
     // Every input the fuzzers make is read both ways (`cfg(fuzzing)`: cargo-fuzz builds).
@@ -251,6 +254,45 @@ fn trim_blanks(line: &[u8]) -> &[u8] {
 
 /// Whether a part read in line as a nested message (or that could be one) names a
 /// transfer encoding, at any depth: mail-parser would have decoded it and parsed it apart.
+/// Whether the message must be parsed the usual way: it holds an encoded message (see
+/// the top), or the structure read is not one the usual reading could give. An encoded
+/// message inside a plain one is read in line with the plain one, and the parser's
+/// reading of everything after it can go astray (the root part started inside the
+/// mail, found by fuzzing), hiding the encoded message from the search for one: so the
+/// parts are checked to be in order, inside one another, the root at the start.
+fn usual_reading_needed(msg: &Message, raw: &[u8]) -> bool {
+    !in_order(msg, raw) || encoded_message_inline(msg, raw)
+}
+
+/// Every part within the mail, its header before its body before its end, after the
+/// part before it; the root at the start; each multipart's children after it and
+/// within its body. The usual reading gives nothing else (a structure that fails this
+/// is parsed again the usual way: slower, never wrong).
+fn in_order(msg: &Message, raw: &[u8]) -> bool {
+    let len = raw.len() as u32;
+    let Some(root) = msg.parts.first() else {
+        return true;
+    };
+    let within = |p: &MessagePart| {
+        p.offset_header <= p.offset_body && p.offset_body <= p.offset_end && p.offset_end <= len
+    };
+    root.offset_header == 0
+        && msg.parts.iter().all(within)
+        && msg
+            .parts
+            .windows(2)
+            .all(|w| w[0].offset_header <= w[1].offset_header)
+        && msg.parts.iter().enumerate().all(|(i, p)| match &p.body {
+            PartType::Multipart(children) => children.iter().all(|&c| {
+                (c as usize) > i
+                    && msg.parts.get(c as usize).is_some_and(|child| {
+                        child.offset_header >= p.offset_body && child.offset_end <= p.offset_end
+                    })
+            }),
+            _ => true,
+        })
+}
+
 fn encoded_message_inline(msg: &Message, raw: &[u8]) -> bool {
     let mut messages = vec![msg];
     while let Some(m) = messages.pop() {
@@ -345,7 +387,7 @@ mod tests {
         match (STRUCTURE.parse(raw), MessageParser::default().parse(raw)) {
             (None, None) => Ok(()),
             (Some(_), None) | (None, Some(_)) => Err("one reading found no message".into()),
-            (Some(ours), Some(usual)) if !encoded_message_inline(&ours, raw) => {
+            (Some(ours), Some(usual)) if !usual_reading_needed(&ours, raw) => {
                 same_structure(&ours, Some(&usual), raw)
             }
             // Parsed the usual way: the same reading by construction.
@@ -354,6 +396,29 @@ mod tests {
                 None => Err("parsed again, no message".into()),
             },
         }
+    }
+
+    /// A base64 message/rfc822 inside a plain one (a forward of a forward): read past its
+    /// encoding, it is parsed in line and the reading of what follows goes astray, the
+    /// root part starting inside the mail; the encoded message was then not seen, and the
+    /// walk took that reading (found by the clean_mime fuzz target; the input is its
+    /// seed `regress-encoded-message-in-a-plain-one`). Such a reading is parsed again.
+    #[test]
+    fn a_reading_gone_astray_is_parsed_the_usual_way() {
+        let raw =
+            include_bytes!("../../../../tests/fixtures/mime/encoded-message-in-a-plain-one.eml");
+        let ours = STRUCTURE.parse(raw).unwrap();
+        assert!(!in_order(&ours, raw), "the reading did not go astray");
+        assert!(
+            !encoded_message_inline(&ours, raw),
+            "the encoded message was seen"
+        );
+        let usual = MessageParser::default().parse(raw);
+        assert_eq!(
+            same_structure(&parse(raw).unwrap(), usual.as_ref(), raw),
+            Ok(())
+        );
+        check(raw).unwrap();
     }
 
     /// Pieces of MIME, whole and damaged: headers naming encodings in every form
