@@ -1327,6 +1327,35 @@ source = "test"
         );
     }
 
+    /// Asks `same` (which compares a memo's answer with the answer worked out) the way a
+    /// per-set memo is asked: as many sets as it holds, in turns, each key twice (answers
+    /// are found again, and each set's are its own); then each set for every key (its
+    /// memo dropped when full), the next, and so on twice over: more sets than the memo
+    /// holds, so the first is dropped and asked again. The keys it keeps (up to
+    /// `max_key` bytes long) are more than its `max_bytes`.
+    fn ask_as_a_memo_is_asked<S>(
+        sets: &[S],
+        keys: &[String],
+        (max_key, max_bytes): (usize, usize),
+        same: impl Fn(&S, &str),
+    ) {
+        let kept: usize = keys.iter().map(String::len).filter(|&n| n <= max_key).sum();
+        assert!(kept > max_bytes, "the keys fit in the memo");
+        for k in &keys[..120] {
+            for set in &sets[..MEMO_SETS] {
+                same(set, k);
+                same(set, k);
+            }
+        }
+        for _ in 0..2 {
+            for set in sets {
+                for k in keys {
+                    same(set, k);
+                }
+            }
+        }
+    }
+
     /// The remembered names are the names matched: for more names than the memo holds,
     /// asked twice over, of more rule sets than it holds, each naming other entries.
     #[test]
@@ -1354,29 +1383,15 @@ source = "test"
                 }
             })
             .collect();
-        let kept: usize = names
-            .iter()
-            .map(String::len)
-            .filter(|&n| n <= MEMO_NAME_LEN)
-            .sum();
-        assert!(kept > MEMO_NAME_BYTES);
-        let same = |rules: &Rules, n: &str| {
-            let sets = &rules.param_set;
-            assert_eq!(sets.matching(n), sets.matching_now(n), "{n}");
-        };
-        for n in &names[..120] {
-            for rules in &sets[..MEMO_SETS] {
-                same(rules, n);
-                same(rules, n);
-            }
-        }
-        for _ in 0..2 {
-            for rules in &sets {
-                for n in &names {
-                    same(rules, n);
-                }
-            }
-        }
+        ask_as_a_memo_is_asked(
+            &sets,
+            &names,
+            (MEMO_NAME_LEN, MEMO_NAME_BYTES),
+            |rules: &Rules, n: &str| {
+                let sets = &rules.param_set;
+                assert_eq!(sets.matching(n), sets.matching_now(n), "{n}");
+            },
+        );
         // Some names are matched at all, by entries that differ between the sets.
         assert_eq!(sets[0].param_set.matching("n0"), vec![0]);
         assert_eq!(sets[0].param_set.matching("n1"), vec![1]);
@@ -1411,32 +1426,14 @@ source = "test"
                 _ => format!("same-start.n{i}.h{}.example", i % (MEMO_SETS + 2)),
             })
             .collect();
-        let kept: usize = hosts
-            .iter()
-            .map(String::len)
-            .filter(|&n| n <= MEMO_HOST_LEN)
-            .sum();
-        assert!(kept > MEMO_HOST_BYTES);
-        let same = |set: &UrlGlobs, h: &str| {
-            assert_eq!(set.remembered_candidates(h), set.candidates(h), "{h}");
-        };
-        // As many sets as the memo holds, asked in turns, each host twice: answers are
-        // found again, and each set's are its own.
-        for h in &hosts[..200] {
-            for set in &sets[..MEMO_SETS] {
-                same(set, h);
-                same(set, h);
-            }
-        }
-        // Each set asked for every host (its memo dropped when full), then the next:
-        // more sets than the memo holds, so the first is dropped and asked again.
-        for _ in 0..2 {
-            for set in &sets {
-                for h in &hosts {
-                    same(set, h);
-                }
-            }
-        }
+        ask_as_a_memo_is_asked(
+            &sets,
+            &hosts,
+            (MEMO_HOST_LEN, MEMO_HOST_BYTES),
+            |set: &UrlGlobs, h: &str| {
+                assert_eq!(set.remembered_candidates(h), set.candidates(h), "{h}");
+            },
+        );
         assert!(
             sets.iter()
                 .any(|s| !s.candidates("a0.h0.example").is_empty())
