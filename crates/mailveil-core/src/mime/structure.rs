@@ -549,6 +549,23 @@ mod tests {
         assert!(seen > 50, "only {seen} mails found");
     }
 
+    /// The readings of well-formed mail (the project's newsletters, signed and not) are
+    /// in order: the order check sends none of them to the slower usual parse.
+    #[test]
+    fn well_formed_mail_keeps_the_fast_reading() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+        for name in [
+            "newsletter.eml",
+            "signed/pgp-newsletter.eml",
+            "signed/smime-newsletter.eml",
+        ] {
+            let raw = std::fs::read(root.join(name)).unwrap();
+            let ours = STRUCTURE.parse(&raw).unwrap();
+            assert!(in_order(&ours, &raw), "{name}");
+            assert!(!usual_reading_needed(&ours, &raw), "{name}");
+        }
+    }
+
     #[test]
     fn the_transfer_encoding_is_read_as_mail_parser_reads_it() {
         for (value, want) in [
