@@ -281,10 +281,20 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
             functional::Functional::new(ctx.link_text, ctx.list_unsubscribe, Some(ctx.rules));
         let parts = last.or_else(|| Parts::parse(result));
         if let Some(reason) = functional.reason(result, parts.as_ref()) {
+            let mark = steps.len();
             steps.push(LinkStep::Functional { reason });
             // What makes it work stays; what only measures the campaign or the click
             // is never needed for that.
             cleaned = clean_params(parts.as_ref(), ctx, &mut steps, Scope::Analytics);
+            // Functional only by what those parameters carried (`utm_source=unsubscribe`),
+            // it is not once they are gone: cleaned as any link, or the next pass would
+            // clean it further (found by the link_clean fuzz target: not idempotent).
+            if let Some(new) = &cleaned
+                && functional.reason(new, Parts::parse(new).as_ref()).is_none()
+            {
+                steps.truncate(mark);
+                cleaned = clean_params(parts.as_ref(), ctx, &mut steps, Scope::All);
+            }
         } else if let Some(reason) = stages[..stages.len() - 1]
             .iter()
             .find_map(|s| functional.reason(s, Parts::parse(s).as_ref()))

@@ -1037,6 +1037,24 @@ fn unsubscribe_links_keep_their_parameters() {
     }
 }
 
+/// A link functional only by what a campaign tag carries is cleaned as any link, once:
+/// kept functional, it lost the tag on the first pass and, no longer functional, its
+/// identifying parameters on the second (found by the link_clean fuzz target; seed
+/// `regress-functional-by-a-removed-tag`).
+#[test]
+fn a_link_functional_only_by_a_campaign_tag_is_cleaned_at_once() {
+    let run = Run::new();
+    let url = "https://shop.example/p/1?utm_source=unsubscribe&mc_eid=abc123&id=7";
+    let once = run.result(url);
+    assert_eq!(once, "https://shop.example/p/1?id=7");
+    assert_eq!(run.clean(&once).url, None, "not idempotent");
+    // Functional by its own path, it keeps what it needs, and stays so.
+    let unsub = "https://shop.example/unsubscribe?utm_source=footer&mc_eid=abc123";
+    let kept = run.result(unsub);
+    assert_eq!(kept, "https://shop.example/unsubscribe?mc_eid=abc123");
+    assert_eq!(run.clean(&kept).url, None);
+}
+
 #[test]
 fn link_text_and_list_unsubscribe_make_a_link_functional() {
     let url = "https://news.example/p/42?s=reader@example.org&utm_source=x";
