@@ -824,7 +824,13 @@ fn compound(c: &str) -> Subject {
                 }
             }
             ch if ch.is_alphanumeric() || ch == '-' || ch == '_' || ch == '\\' => {
+                let from = i;
                 let name = ident(&mut i);
+                if i == from {
+                    // A `\` that ends the selector escapes nothing: `ident` reads no
+                    // character, and this loop read it again forever (found by fuzzing).
+                    i += 1;
+                }
                 if s.tag.is_none() && !name.is_empty() {
                     s.tag = Some(name.to_ascii_lowercase());
                 }
@@ -881,6 +887,29 @@ fn attribute(inner: &str, s: &mut Subject) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A selector that ends in `\\` (an escape of nothing) is read to its end: the tag
+    /// reader read the backslash again forever, and a sender's `<style>` held `clean()`
+    /// (found by the clean_bytes fuzz target; seed `regress-selector-ends-in-backslash`).
+    #[test]
+    fn a_selector_ending_in_a_backslash_is_read_to_its_end() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let read: Vec<Subject> = ["img\\", "\\", ".a \\", "p\\x"]
+                .into_iter()
+                .map(subject)
+                .collect();
+            sheets("img\\ { display: none } \\{display:none}");
+            let _ = tx.send(read);
+        });
+        let read = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("still reading the selector after a minute");
+        assert_eq!(read[0].tag.as_deref(), Some("img"));
+        assert_eq!(read[1].tag, None);
+        assert!(read[2].context);
+        assert_eq!(read[3].tag.as_deref(), Some("px"));
+    }
 
     fn sheets(css: &str) -> HiddenSelectors {
         let scan = super::super::css::scan(css, &mut |_| false);
