@@ -43,9 +43,9 @@ impl<V: Clone> Memo<V> {
     }
 }
 
-/// A [`Memo`] for each of the last `max_sets` rule sets asked, named by the id a set
-/// gets when built (a clone shares it with its identical original): one thread meets
-/// a few sets at most (the shipped rules, a reload), and a set's answers are its own.
+/// A [`Memo`] for each of up to `max_sets` rule sets, named by the id a set gets when
+/// built (a clone shares it with its identical original): one thread meets a few sets
+/// at most (the shipped rules, a reload), and a set's answers are its own.
 pub(crate) struct SetMemos<V> {
     sets: Vec<(u64, Memo<V>)>,
     max_sets: usize,
@@ -63,8 +63,8 @@ impl<V: Clone> SetMemos<V> {
         }
     }
 
-    /// `f(key)` for the set `id`, remembered; the set asked least lately is dropped
-    /// when a new one would make more than `max_sets`.
+    /// `f(key)` for the set `id`, remembered; when a new set would make more than
+    /// `max_sets`, the set met first is dropped (after a reload, the old rules).
     pub(crate) fn get(&mut self, id: u64, key: &str, f: impl FnOnce(&str) -> V) -> V {
         let slot = match self.sets.iter().position(|(i, _)| *i == id) {
             Some(i) => i,

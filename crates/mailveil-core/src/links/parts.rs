@@ -147,7 +147,7 @@ impl<'a> Parts<'a> {
     }
 
     /// The raw query pieces (split on `&`, empty pieces included).
-    pub fn query_pieces(&self) -> impl Iterator<Item = &'a str> + Clone + use<'a> {
+    pub fn query_pieces(&self) -> impl Iterator<Item = &'a str> + use<'a> {
         self.query.into_iter().flat_map(|q| q.split('&'))
     }
 

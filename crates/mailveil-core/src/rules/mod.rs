@@ -621,7 +621,7 @@ impl UrlGlobs {
     /// this set: the links and images of a mail share a few hosts, and matching the host
     /// globs was most of a rule match (issue 17). The candidates are a function of the
     /// set (named by its `id`, which a clone shares with its identical original) and
-    /// the host alone; the memo holds [`MEMO_SETS`] sets, the last ones asked.
+    /// the host alone; the memo holds [`MEMO_SETS`] sets, the ones met last.
     fn remembered_candidates(&self, h: &str) -> Vec<usize> {
         type Hosts = crate::memo::SetMemos<Box<[usize]>>;
         thread_local! {
