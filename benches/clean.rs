@@ -16,6 +16,10 @@ use mailveil::{Envelope, Policy, clean, rule_files};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The allocator the `mailveil` binary uses (src/main.rs), so that the bench times what runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn mails(dirs: &[PathBuf]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for dir in dirs {
