@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 
 /// The allocator the `mailveil` binary uses (src/main.rs), so that the bench times what runs.
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: allocator::Allocator = allocator::Allocator {};
+
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 fn mails(dirs: &[PathBuf]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -104,6 +107,7 @@ fn time<F: FnMut()>(mut f: F, min: Duration) -> f64 {
 }
 
 fn main() {
+    allocator::configure();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

@@ -2,12 +2,14 @@
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: cleaning a mail is many small, short-lived
-/// allocations (URL pieces, findings), on which glibc's malloc spent a fifth of the
-/// newsletter's instructions (issue 17, docs/performance.md).
+// The binary's own module (the library forbids unsafe code and sets no allocator).
+mod allocator;
+
+/// mimalloc, set up in `allocator` (why, and how it gives memory back).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: allocator::Allocator = allocator::Allocator {};
 
 fn main() -> std::process::ExitCode {
+    allocator::configure();
     mailveil::app::run(mailveil::cli::Cli::parse())
 }
