@@ -348,8 +348,8 @@ impl Pipeline {
     }
 
     /// The copy for `group` (copy `n` of `of`): cleaned by the core (on a blocking
-    /// thread when larger than [`INLINE_MAX`]), sealed when authentication is on, its images prefetched under
-    /// `prefetch`, counted in the metrics.
+    /// thread when larger than [`INLINE_MAX`]), sealed when authentication is on, its
+    /// images prefetched under `prefetch`, counted in the metrics.
     pub(crate) async fn clean<B>(
         &self,
         mail: &Incoming<B>,
