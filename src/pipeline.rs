@@ -370,7 +370,7 @@ impl Pipeline {
             record: self.reports.reports.debug(),
         };
         let size = mail.raw().len() as u64;
-        let done = if self.inline || mail.raw().len() <= INLINE_MAX {
+        let done = if self.inline || size <= INLINE_MAX as u64 {
             job.run()
         } else {
             tokio::task::spawn_blocking(move || job.run())
@@ -669,10 +669,12 @@ mod tests {
     async fn small_mails_are_cleaned_where_they_are_held_large_ones_move() {
         let p = pipeline(Policy::default());
         let here = std::thread::current().id();
-        let padding = |n: usize| format!("<p>{}</p>\r\n", "x".repeat(n));
-        for (size, moves) in [(0, false), (INLINE_MAX - 1024, false), (INLINE_MAX, true)] {
+        // a paragraph of `x` that makes the mail `size` bytes long (or adds none)
+        let padding = |n: usize| format!("<p>{}</p>\r\n", "x".repeat(n.saturating_sub(9)));
+        for (size, moves) in [(0, false), (INLINE_MAX, false), (INLINE_MAX + 1, true)] {
             let mut raw = TRACKED.to_vec();
             raw.extend_from_slice(padding(size.saturating_sub(raw.len())).as_bytes());
+            assert!(size == 0 || raw.len() == size, "{size}: {}", raw.len());
             let mail = Arc::new(Watched(raw, Default::default()));
             let envelope = Envelope::to(Some("alice@example.test".to_string()));
             let done = p
