@@ -64,6 +64,9 @@ struct AddressTokens {
     folded: Vec<Folded>,
     /// Case-sensitive forms: base64.
     exact: Vec<Finder<'static>>,
+    /// The length of the shortest form: a shorter text (most query pieces and paths)
+    /// holds none, and is not searched a dozen times (issue 17).
+    shortest: usize,
 }
 
 impl AddressTokens {
@@ -82,14 +85,23 @@ impl AddressTokens {
             folded.push(hex(&Sha256::digest(form.as_bytes())));
             exact.extend(base64_forms(form.as_bytes()));
         }
-        let folded = folded.into_iter().map(|f| f.to_ascii_lowercase()).collect();
+        let folded = usable(folded.into_iter().map(|f| f.to_ascii_lowercase()).collect());
+        let exact = usable(exact);
+        let shortest = folded.iter().chain(&exact).map(String::len).min();
         AddressTokens {
-            folded: usable(folded).iter().map(|p| Folded::new(p)).collect(),
-            exact: finders(exact),
+            folded: folded.iter().map(|p| Folded::new(p)).collect(),
+            exact: exact
+                .iter()
+                .map(|p| Finder::new(p.as_bytes()).into_owned())
+                .collect(),
+            shortest: shortest.unwrap_or(usize::MAX),
         }
     }
 
     fn found_in(&self, text: &[u8]) -> bool {
+        if text.len() < self.shortest {
+            return false;
+        }
         self.exact.iter().any(|f| f.find(text).is_some())
             || self.folded.iter().any(|f| f.found_in(text))
     }
@@ -161,13 +173,6 @@ fn base64_forms(bytes: &[u8]) -> Vec<String> {
         out.push(URL_SAFE_NO_PAD.encode(chunk));
     }
     out
-}
-
-fn finders(patterns: Vec<String>) -> Vec<Finder<'static>> {
-    usable(patterns)
-        .iter()
-        .map(|p| Finder::new(p.as_bytes()).into_owned())
-        .collect()
 }
 
 /// The patterns worth looking for, once each.
@@ -342,6 +347,21 @@ mod tests {
         assert!(t.found_in("https://t.example/o?e=reader.name%40example.org"));
         let sha1 = hex(&Sha1::digest(b"reader.name@example.org"));
         assert!(t.found_in(&format!("https://t.example/o/{sha1}")));
+    }
+
+    /// A text shorter than every form is not searched, and a text of exactly the
+    /// shortest form's length is.
+    #[test]
+    fn the_shortest_form_bounds_what_is_searched() {
+        let addr = "r@ex.io";
+        let t = AddressTokens::new(addr);
+        assert_eq!(t.shortest, addr.len());
+        assert!(t.found_in(b"R@EX.IO"));
+        assert!(!t.found_in(b"r@ex.i"));
+        // The base64 forms of a 23-byte address encode 21, 21 and 18 of its bytes: 28,
+        // 28 and 24 characters, longer than the address.
+        let long = RecipientTokens::new([ADDR]);
+        assert_eq!(long.addresses[0].shortest, ADDR.len());
     }
 
     #[test]

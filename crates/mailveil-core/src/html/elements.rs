@@ -275,7 +275,9 @@ fn judge(
             }
         }
     }
-    for attr in FETCH_ATTRS {
+    // Most elements hold none of these: asked of the mask first, `fetch_attr` (a large
+    // frame) is entered only for an attribute that is there (issue 17).
+    for attr in FETCH_ATTRS.iter().filter(|a| attrs.has(a)) {
         let known = seen.take_if(|(a, _)| a == attr).map(|(_, r)| r);
         fetch_attr(el, attrs, tag, attr, (known, fetch), ctx, state);
     }
@@ -636,7 +638,7 @@ fn image(
                 ctx,
                 v.kind,
                 Location::attribute(LocationKind::Source, tag, src_attr),
-                Some(remote.url.to_string()),
+                Some(remote.url.as_str().to_owned()),
                 v.rule,
                 v.tracker,
                 Action::Strip,
@@ -668,7 +670,7 @@ fn image(
             ctx,
             FindingKind::Pixel,
             location,
-            Some(remote.url.to_string()),
+            Some(remote.url.as_str().to_owned()),
             format!("heuristic:{reason}"),
             None,
             Action::Strip,
@@ -749,8 +751,9 @@ fn fetch_attr(
     } else if let Some(p) = proxied_url(&f, ctx) {
         let _ = el.set_attribute(attr, &escape_attr(&p));
         st.changed = true;
-    } else if remote_url(&raw, &None).is_none() {
-        // Relative URL made remote by a removed <base>: write it absolute.
+    } else if base.is_some() && remote_url(&raw, &None).is_none() {
+        // Relative URL made remote by a removed <base>: write it absolute. (Without a
+        // base, `remote` was read from `raw` alone: absolute, and not parsed again.)
         let _ = el.set_attribute(attr, &escape_attr(remote.url.as_str()));
         st.changed = true;
     }
@@ -787,7 +790,7 @@ fn srcset(
                     kept.push(format!("{p} {descriptor}").trim_end().to_string());
                 } else {
                     kept.push(
-                        format!("{} {descriptor}", remote.url)
+                        format!("{} {descriptor}", remote.url.as_str())
                             .trim_end()
                             .to_string(),
                     );

@@ -477,9 +477,21 @@ fn fetch_verdict(
     location: Location,
     ctx: &HtmlContext,
 ) -> Finding {
-    let remote = match unwrap_own(remote.clone(), ctx) {
-        Ok(r) => r,
-        Err(()) => {
+    // Without a proxy there is no URL of ours to read back: the URL is judged as it is,
+    // not copied (issue 17).
+    let unwrapped;
+    let remote = match ctx
+        .policy
+        .proxy
+        .as_ref()
+        .map(|_| unwrap_own(remote.clone(), ctx))
+    {
+        None => remote,
+        Some(Ok(r)) => {
+            unwrapped = r;
+            &unwrapped
+        }
+        Some(Err(())) => {
             return finding(
                 ctx,
                 FindingKind::RemoteContent,
@@ -491,7 +503,7 @@ fn fetch_verdict(
             );
         }
     };
-    let url = Some(remote.url.to_string());
+    let url = Some(remote.url.as_str().to_owned());
     if let Some(id) = ctx.rules.allowed_url(remote.host(), remote.url.as_str()) {
         return finding(
             ctx,
@@ -503,7 +515,7 @@ fn fetch_verdict(
             Action::Keep,
         );
     }
-    match ctx.detector.tracker_for(&remote, fetch) {
+    match ctx.detector.tracker_for(remote, fetch) {
         Some(v) => finding(ctx, v.kind, location, url, v.rule, v.tracker, Action::Strip),
         None => {
             let action = match (ctx.policy.remote_content, &ctx.policy.proxy) {
@@ -592,18 +604,26 @@ fn finding(
 /// quotes, not through `set_attribute`, and a `"` there would end the attribute (found
 /// by fuzzing). One pass into one string: this runs for every URL written.
 fn escape_attr(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+    let bytes = value.as_bytes();
+    // The next special byte from `from`: found with memchr rather than byte by byte
+    // (every rewritten URL is escaped, issue 17); `"` only before the next of the others.
+    let next = |from: usize| {
+        let rest = &bytes[from..];
+        let other = memchr::memchr3(b'&', b'<', b'>', rest);
+        memchr::memchr(b'"', &rest[..other.unwrap_or(rest.len())])
+            .or(other)
+            .map(|i| from + i)
+    };
+    let mut out = String::with_capacity(value.len() + 16);
     let mut at = 0;
-    for (i, b) in value.bytes().enumerate() {
-        let entity = match b {
+    while let Some(i) = next(at) {
+        out.push_str(&value[at..i]);
+        out.push_str(match bytes[i] {
             b'&' => "&amp;",
             b'<' => "&lt;",
             b'>' => "&gt;",
-            b'"' => "&quot;",
-            _ => continue,
-        };
-        out.push_str(&value[at..i]);
-        out.push_str(entity);
+            _ => "&quot;",
+        });
         at = i + 1;
     }
     out.push_str(&value[at..]);
