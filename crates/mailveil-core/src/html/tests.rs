@@ -127,6 +127,55 @@ fn a_plain_image_on_a_redirect_host_is_content() {
     assert!(body(&out.bytes).contains("logo.png"));
 }
 
+/// Under `keep`, an image whose source a `<base>` made remote is written absolute when
+/// the `<base>` goes, and one written absolute without a base is left as it was (the
+/// second reading of its URL is skipped there, issue 17).
+#[test]
+fn kept_images_are_absolute_after_the_base_goes_and_untouched_without_one() {
+    let rules = Rules::default();
+    let keep = Policy {
+        remote_content: RemoteContent::Keep,
+        ..Policy::default()
+    };
+    let clean_body = |html: &str| {
+        let out = clean(&mail(html), &Envelope::to([READER]), &keep, &rules);
+        (body(&out.bytes), out.report)
+    };
+    let (b, report) = clean_body(
+        r#"<base href="https://cdn.sender.example/n/"><img src="hero.png" width="600" height="300">"#,
+    );
+    assert!(
+        b.contains(r#"src="https://cdn.sender.example/n/hero.png""#) && !b.contains("<base"),
+        "{b}"
+    );
+    let kept: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::RemoteContent && f.action == Action::Keep)
+        .filter_map(|f| f.url.as_deref())
+        .collect();
+    assert_eq!(kept, ["https://cdn.sender.example/n/hero.png"]);
+    let absolute =
+        r#"<p>Hi</p><img src="HTTPS://CDN.Sender.example/a%20b.png" width="600" height="300">"#;
+    let out = clean(&mail(absolute), &Envelope::to([READER]), &keep, &rules);
+    assert_eq!(
+        body(&out.bytes),
+        body(&mail(absolute)),
+        "the HTML as it came"
+    );
+    let urls: Vec<_> = out
+        .report
+        .findings
+        .iter()
+        .filter_map(|f| f.url.as_deref())
+        .collect();
+    assert_eq!(
+        urls,
+        ["https://cdn.sender.example/a%20b.png"],
+        "reported as parsed"
+    );
+}
+
 fn text_mail(text: &str) -> Vec<u8> {
     format!(
         "From: news@sender.example\r\nTo: {READER}\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
