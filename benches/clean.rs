@@ -8,8 +8,12 @@
 //! the ratios, and `clean()` on one thread per core (what a daemon gets from the
 //! machine). `BENCH_ONLY=clean` times `clean()` alone on one thread (for a profiler);
 //! `BENCH_ONLY=once` cleans each mail exactly once and prints nothing else, for an
-//! instruction count under callgrind (deterministic where timings are not). Figures, not
-//! assertions: this machine is shared and noisy.
+//! instruction count under callgrind (deterministic where timings are not);
+//! `BENCH_ONLY=floor` runs the floor pass once over each HTML part and nothing else, so
+//! that callgrind gives the floor's instructions (`--toggle-collect=*inspect_everything*`)
+//! to set against `clean()`'s (`--toggle-collect=*mailveil_core::clean*` under `once`):
+//! clean/floor in instructions, a ratio that does not move with the host's speed (see
+//! docs/performance.md). Figures, not assertions: this machine is shared and noisy.
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use mailveil::{Envelope, Policy, clean, rule_files};
@@ -74,6 +78,8 @@ fn bare_lol_html(html: &[u8]) -> usize {
 
 /// The floor: every attribute of every element read (name and value), every `<style>`
 /// text chunk read, nothing changed. What any filter that looks at everything pays.
+/// Never inlined: callgrind counts it by its name (`BENCH_ONLY=floor`).
+#[inline(never)]
 fn inspect_everything(html: &[u8]) -> usize {
     let seen = std::cell::Cell::new(0usize);
     let mut out_len = 0usize;
@@ -143,6 +149,14 @@ fn main() {
         }
         // (After the `once` run: parsing every mail for its HTML is no part of it.)
         let html: Vec<Vec<u8>> = set.iter().flat_map(|m| html_parts(m)).collect();
+        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "floor") {
+            let seen: usize = html.iter().map(|h| inspect_everything(h)).sum();
+            println!(
+                "{name}: {} HTML parts read once by the floor pass, {seen} bytes",
+                html.len()
+            );
+            continue;
+        }
         let mail_bytes: usize = set.iter().map(Vec::len).sum();
         let html_bytes: usize = html.iter().map(Vec::len).sum();
         let t_clean = time(
