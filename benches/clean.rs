@@ -10,10 +10,11 @@
 //! `BENCH_ONLY=once` cleans each mail exactly once and prints nothing else, for an
 //! instruction count under callgrind (deterministic where timings are not);
 //! `BENCH_ONLY=floor` runs the floor pass once over each HTML part and nothing else, so
-//! that callgrind gives the floor's instructions (`--toggle-collect=*inspect_everything*`)
-//! to set against `clean()`'s (`--toggle-collect=*mailveil_core::clean*` under `once`):
-//! clean/floor in instructions, a ratio that does not move with the host's speed (see
-//! docs/performance.md). Figures, not assertions: this machine is shared and noisy.
+//! that callgrind gives the floor's instructions (`--toggle-collect=clean::inspect_everything`)
+//! to set against `clean()`'s (`--toggle-collect=mailveil_core::clean` under `once`; exact
+//! names: a pattern that also matched the functions inside would toggle counting off
+//! again): clean/floor in instructions, a ratio that does not move with the host's speed
+//! (see docs/performance.md). Figures, not assertions: this machine is shared and noisy.
 
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use mailveil::{Envelope, Policy, clean, rule_files};

@@ -623,7 +623,7 @@ fn image(
         };
         // Our own proxy's URL is judged by the URL it carries; one that carries none is
         // stripped by the attribute pass.
-        let Ok(remote) = unwrap_own(remote, ctx) else {
+        let Ok(remote) = unwrap_own(Cow::Owned(remote), ctx).map(Cow::into_owned) else {
             continue;
         };
         if ctx

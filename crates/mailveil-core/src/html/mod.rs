@@ -21,6 +21,7 @@ use lol_html::html_content::{Comment, ContentType, TextChunk};
 use lol_html::{
     AsciiCompatibleEncoding, HtmlRewriter, MemorySettings, Settings, doc_comments, element, text,
 };
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::time::Instant;
 use visibility::HiddenSelectors;
@@ -477,21 +478,9 @@ fn fetch_verdict(
     location: Location,
     ctx: &HtmlContext,
 ) -> Finding {
-    // Without a proxy there is no URL of ours to read back: the URL is judged as it is,
-    // not copied (issue 17).
-    let unwrapped;
-    let remote = match ctx
-        .policy
-        .proxy
-        .as_ref()
-        .map(|_| unwrap_own(remote.clone(), ctx))
-    {
-        None => remote,
-        Some(Ok(r)) => {
-            unwrapped = r;
-            &unwrapped
-        }
-        Some(Err(())) => {
+    let remote = match unwrap_own(Cow::Borrowed(remote), ctx) {
+        Ok(r) => r,
+        Err(()) => {
             return finding(
                 ctx,
                 FindingKind::RemoteContent,
@@ -515,7 +504,7 @@ fn fetch_verdict(
             Action::Keep,
         );
     }
-    match ctx.detector.tracker_for(remote, fetch) {
+    match ctx.detector.tracker_for(&remote, fetch) {
         Some(v) => finding(ctx, v.kind, location, url, v.rule, v.tracker, Action::Strip),
         None => {
             let action = match (ctx.policy.remote_content, &ctx.policy.proxy) {
@@ -549,7 +538,12 @@ pub(crate) const MAX_OWN_NESTING: usize = 4;
 /// mail: anyone with a mailbox here can have one made for a tracker (issue 14), so what
 /// it carries is judged like any other URL, then signed again or stripped. `Err`: a URL
 /// of our proxy that carries nothing readable (it could only fail there).
-pub(super) fn unwrap_own(remote: RemoteUrl, ctx: &HtmlContext) -> Result<RemoteUrl, ()> {
+/// A URL that is not ours comes back as it was given, borrowed or owned: most are not,
+/// and copying each to judge it was wasted (issue 17).
+pub(super) fn unwrap_own<'r>(
+    remote: Cow<'r, RemoteUrl>,
+    ctx: &HtmlContext,
+) -> Result<Cow<'r, RemoteUrl>, ()> {
     let Some(cfg) = &ctx.policy.proxy else {
         return Ok(remote);
     };
@@ -559,7 +553,7 @@ pub(super) fn unwrap_own(remote: RemoteUrl, ctx: &HtmlContext) -> Result<RemoteU
             crate::proxy_url::Own::No => return Ok(current),
             crate::proxy_url::Own::Unreadable => return Err(()),
             crate::proxy_url::Own::Carries { url, .. } => {
-                current = remote_url(&url, &None).ok_or(())?;
+                current = Cow::Owned(remote_url(&url, &None).ok_or(())?);
             }
         }
     }
@@ -636,7 +630,7 @@ fn unescape_attr(value: &str) -> String {
 }
 
 /// [`unescape_attr`], borrowing the value when it holds no entity (most do).
-fn unescape_attr_in_place(value: &str) -> std::borrow::Cow<'_, str> {
+fn unescape_attr_in_place(value: &str) -> Cow<'_, str> {
     htmlize::unescape_attribute(value)
 }
 
