@@ -5,6 +5,7 @@
 pub(crate) mod attach;
 mod boundary_search;
 pub mod charset;
+mod scan;
 mod signed;
 mod structure;
 pub mod transfer;

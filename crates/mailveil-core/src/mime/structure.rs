@@ -24,6 +24,7 @@
 //!   parsed the usual way, and so is a reading whose parts are not in order (root first,
 //!   each inside its multipart). Newsletters hold neither.
 
+use super::scan::{self, Scan};
 use super::transfer::Transfer;
 use mail_parser::{Header, HeaderName, HeaderValue, Message, MessageParser, MessagePart};
 use mail_parser::{MimeHeaders, PartType};
@@ -32,7 +33,7 @@ use std::sync::LazyLock;
 
 /// mail-parser's default reading of every header it names, but `Content-Transfer-Encoding`
 /// read past. Built once: the parser holds a table, no state.
-static STRUCTURE: LazyLock<MessageParser> = LazyLock::new(|| {
+pub(super) static STRUCTURE: LazyLock<MessageParser> = LazyLock::new(|| {
     use HeaderName::*;
     let mut p = MessageParser::new();
     for h in [Subject, Comments, ContentDescription, ContentLocation] {
@@ -84,16 +85,26 @@ static STRUCTURE: LazyLock<MessageParser> = LazyLock::new(|| {
     // (`MIME-Version` among them) and for the rest.
 });
 
-/// The message's structure, its bodies left encoded where that reads the same.
+/// The message's structure, its bodies left encoded where that reads the same: the
+/// structure parser's reading, made by [`scan`] (which leaves the bodies alone).
 pub(crate) fn parse(raw: &[u8]) -> Option<Message<'_>> {
-    let msg = STRUCTURE.parse(raw)?;
-    if usual_reading_needed(&msg, raw) {
-        return MessageParser::default().parse(raw);
-    }
-    // Every input the fuzzers make is read both ways (`cfg(fuzzing)`: cargo-fuzz builds).
+    let msg = match scan::scan(raw) {
+        Scan::Read(msg) if !usual_reading_needed(&msg, raw) => msg,
+        Scan::Nothing => return None,
+        Scan::Read(_) | Scan::Usual => return MessageParser::default().parse(raw),
+    };
+    // Every input the fuzzers make is read all three ways (`cfg(fuzzing)`: cargo-fuzz
+    // builds): the scan against the structure parser, that against the usual reading.
     #[cfg(fuzzing)]
-    if let Err(why) = same_structure(&msg, MessageParser::default().parse(raw).as_ref(), raw) {
-        panic!("the structure parser reads the mail differently: {why}");
+    {
+        let structure = STRUCTURE.parse(raw);
+        if let Err(why) = same_scan(&msg, structure.as_ref(), raw) {
+            panic!("the scan reads the mail differently from the structure parser: {why}");
+        }
+        let usual = MessageParser::default().parse(raw);
+        if let Err(why) = same_structure(&msg, usual.as_ref(), raw) {
+            panic!("the structure parser reads the mail differently: {why}");
+        }
     }
     Some(msg)
 }
@@ -374,12 +385,54 @@ fn same_structure(ours: &Message, usual: Option<&Message>, raw: &[u8]) -> Result
     Ok(())
 }
 
+/// Whether [`scan`]'s reading `ours` is the structure parser's reading `structure` in
+/// everything the walk reads: parts, offsets, headers with their values, multipart
+/// children, kinds of body (HTML, text, other), encoding problems, and the text
+/// `utf8_body` takes.
+#[cfg(any(test, fuzzing))]
+fn same_scan(ours: &Message, structure: Option<&Message>, raw: &[u8]) -> Result<(), String> {
+    let structure = structure.ok_or("the structure parser found no message")?;
+    if ours.parts.len() != structure.parts.len() {
+        return Err(format!(
+            "{} parts, not {}",
+            ours.parts.len(),
+            structure.parts.len()
+        ));
+    }
+    let read = |p: &MessagePart| {
+        let kind = match &p.body {
+            PartType::Html(_) => "html".to_string(),
+            PartType::Text(_) => "text".to_string(),
+            PartType::Multipart(children) => format!("multipart {children:?}"),
+            PartType::Message(_) => "message".to_string(),
+            PartType::Binary(_) | PartType::InlineBinary(_) => "other".to_string(),
+        };
+        let label = p.content_type().and_then(|c| c.attribute("charset"));
+        let utf8 = super::utf8_body(p, label, transfer(p, raw)).map(str::to_owned);
+        format!(
+            "{:?} {:?} {:?} {} {kind} {utf8:?}",
+            (p.offset_header, p.offset_body, p.offset_end),
+            p.headers,
+            p.encoding,
+            p.is_encoding_problem
+        )
+    };
+    for (i, (a, b)) in ours.parts.iter().zip(&structure.parts).enumerate() {
+        let (a, b) = (read(a), read(b));
+        if a != b {
+            return Err(format!("part {i}: {a}, not {b}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn check(raw: &[u8]) -> Result<(), String> {
+        check_scan(raw)?;
         match (STRUCTURE.parse(raw), MessageParser::default().parse(raw)) {
             (None, None) => Ok(()),
             (Some(_), None) | (None, Some(_)) => Err("one reading found no message".into()),
@@ -391,6 +444,18 @@ mod tests {
                 Some(again) => same_structure(&again, Some(&usual), raw),
                 None => Err("parsed again, no message".into()),
             },
+        }
+    }
+
+    /// The scan reads as the structure parser, or leaves a mail with a message part to
+    /// the usual reading.
+    fn check_scan(raw: &[u8]) -> Result<(), String> {
+        match (scan::scan(raw), STRUCTURE.parse(raw)) {
+            (Scan::Nothing, None) => Ok(()),
+            (Scan::Read(ours), structure) => same_scan(&ours, structure.as_ref(), raw),
+            (Scan::Usual, Some(structure)) if holds_message(&structure) => Ok(()),
+            (Scan::Usual, _) => Err("the scan gave up on a mail without a message part".into()),
+            (Scan::Nothing, Some(_)) => Err("the scan found no message".into()),
         }
     }
 
