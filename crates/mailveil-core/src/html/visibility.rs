@@ -337,6 +337,12 @@ impl HiddenSelectors {
         for rule in rules {
             // Once per rule, not once per selector of its list.
             let (e, (sized, auto_sized)) = rule_effects(&rule.declarations);
+            // Nothing to note from such a rule: its selectors are not read (most rules
+            // of a newsletter's sheet set colours, fonts and spacing).
+            if !rule.in_media && (e.show.any() | e.hide.any() | sized.any() | auto_sized.any()) == 0
+            {
+                continue;
+            }
             for selector in split_top(&rule.selectors, ',') {
                 let s = subject(selector);
                 if s.pseudo_element {
