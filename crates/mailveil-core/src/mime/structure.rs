@@ -333,13 +333,7 @@ fn holds_message(msg: &Message) -> bool {
 #[cfg(any(test, fuzzing))]
 fn same_structure(ours: &Message, usual: Option<&Message>, raw: &[u8]) -> Result<(), String> {
     let usual = usual.ok_or("the usual reading found no message")?;
-    if ours.parts.len() != usual.parts.len() {
-        return Err(format!(
-            "{} parts, not {}",
-            ours.parts.len(),
-            usual.parts.len()
-        ));
-    }
+    same_count(ours, usual)?;
     for (i, (a, b)) in ours.parts.iter().zip(&usual.parts).enumerate() {
         let offsets = |p: &MessagePart| (p.offset_header, p.offset_body, p.offset_end);
         if offsets(a) != offsets(b) {
@@ -385,6 +379,14 @@ fn same_structure(ours: &Message, usual: Option<&Message>, raw: &[u8]) -> Result
     Ok(())
 }
 
+#[cfg(any(test, fuzzing))]
+fn same_count(a: &Message, b: &Message) -> Result<(), String> {
+    match (a.parts.len(), b.parts.len()) {
+        (x, y) if x == y => Ok(()),
+        (x, y) => Err(format!("{x} parts, not {y}")),
+    }
+}
+
 /// Whether [`scan`]'s reading `ours` is the structure parser's reading `structure` in
 /// everything the walk reads: parts, offsets, headers with their values, multipart
 /// children, kinds of body (HTML, text, other), encoding problems, and the text
@@ -392,13 +394,7 @@ fn same_structure(ours: &Message, usual: Option<&Message>, raw: &[u8]) -> Result
 #[cfg(any(test, fuzzing))]
 fn same_scan(ours: &Message, structure: Option<&Message>, raw: &[u8]) -> Result<(), String> {
     let structure = structure.ok_or("the structure parser found no message")?;
-    if ours.parts.len() != structure.parts.len() {
-        return Err(format!(
-            "{} parts, not {}",
-            ours.parts.len(),
-            structure.parts.len()
-        ));
-    }
+    same_count(ours, structure)?;
     let read = |p: &MessagePart| {
         let kind = match &p.body {
             PartType::Html(_) => "html".to_string(),
