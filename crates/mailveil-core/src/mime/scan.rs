@@ -18,6 +18,10 @@
 //! - no body lists (`html_body`, `text_body`, `attachments`) and no inline flag: a part
 //!   that is not text is `Binary`. The walk reads neither.
 //!
+//! Why not another crate: `mailparse` decodes lazily but ends parts by its own rules,
+//! and every defence of the walk (`ambiguous-mime`, the boundary checks, the splice by
+//! offset) rests on where mail-parser ends them; mail-parser 1.0 needs rustc 1.98.
+//!
 //! A mail holding a message part or a digest is not read here ([`Scan::Usual`]): the
 //! caller parses it the usual way, as it did before for such mails. The structure
 //! parser's own reading stays the reference: a test and the fuzzers hold this one to it.
