@@ -145,7 +145,7 @@ fn clean_message_parts(
     if depth > walk.policy.limits.max_depth {
         return Err(CleanError::TooDeep);
     }
-    let msg = structure::parse(raw).ok_or(CleanError::Unparseable)?;
+    let msg = structure::parse(raw, walk.deadline)?;
     let mut edits = Vec::new();
     let delimiters = boundary_delimiters(&msg);
     walk.boundaries

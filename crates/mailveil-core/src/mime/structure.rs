@@ -24,12 +24,14 @@
 //!   parsed the usual way, and so is a reading whose parts are not in order (root first,
 //!   each inside its multipart). Newsletters hold neither.
 
+use super::CleanError;
 use super::scan::{self, Scan};
 use super::transfer::Transfer;
 use mail_parser::{Header, HeaderName, HeaderValue, Message, MessageParser, MessagePart};
 use mail_parser::{MimeHeaders, PartType};
 use std::borrow::Cow;
 use std::sync::LazyLock;
+use std::time::Instant;
 
 /// mail-parser's default reading of every header it names, but `Content-Transfer-Encoding`
 /// read past. Built once: the parser holds a table, no state.
@@ -86,12 +88,20 @@ pub(super) static STRUCTURE: LazyLock<MessageParser> = LazyLock::new(|| {
 });
 
 /// The message's structure, its bodies left encoded where that reads the same: the
-/// structure parser's reading, made by [`scan`] (which leaves the bodies alone).
-pub(crate) fn parse(raw: &[u8]) -> Option<Message<'_>> {
-    let msg = match scan::scan(raw) {
+/// structure parser's reading, made by [`scan`] (which leaves the bodies alone), read
+/// until `deadline`. A mail that holds a message part is parsed the usual way, which
+/// cannot be stopped.
+pub(crate) fn parse(raw: &[u8], deadline: Instant) -> Result<Message<'_>, CleanError> {
+    let usual = || {
+        MessageParser::default()
+            .parse(raw)
+            .ok_or(CleanError::Unparseable)
+    };
+    let msg = match scan::scan(raw, deadline) {
         Scan::Read(msg) if !usual_reading_needed(&msg, raw) => msg,
-        Scan::Nothing => return None,
-        Scan::Read(_) | Scan::Usual => return MessageParser::default().parse(raw),
+        Scan::Nothing => return Err(CleanError::Unparseable),
+        Scan::Deadline => return Err(CleanError::Deadline),
+        Scan::Read(_) | Scan::Usual => return usual(),
     };
     // Every input the fuzzers make is read all three ways (`cfg(fuzzing)`: cargo-fuzz
     // builds): the scan against the structure parser, that against the usual reading.
@@ -106,7 +116,7 @@ pub(crate) fn parse(raw: &[u8]) -> Option<Message<'_>> {
             panic!("the structure parser reads the mail differently: {why}");
         }
     }
-    Some(msg)
+    Ok(msg)
 }
 
 /// A part's transfer encoding: the value mail-parser reads from its last
@@ -427,6 +437,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
     fn check(raw: &[u8]) -> Result<(), String> {
         check_scan(raw)?;
         match (STRUCTURE.parse(raw), MessageParser::default().parse(raw)) {
@@ -436,9 +450,9 @@ mod tests {
                 same_structure(&ours, Some(&usual), raw)
             }
             // Parsed the usual way: the same reading by construction.
-            (Some(_), Some(usual)) => match parse(raw) {
-                Some(again) => same_structure(&again, Some(&usual), raw),
-                None => Err("parsed again, no message".into()),
+            (Some(_), Some(usual)) => match parse(raw, later()) {
+                Ok(again) => same_structure(&again, Some(&usual), raw),
+                Err(_) => Err("parsed again, no message".into()),
             },
         }
     }
@@ -446,12 +460,13 @@ mod tests {
     /// The scan reads as the structure parser, or leaves a mail with a message part to
     /// the usual reading.
     fn check_scan(raw: &[u8]) -> Result<(), String> {
-        match (scan::scan(raw), STRUCTURE.parse(raw)) {
+        match (scan::scan(raw, later()), STRUCTURE.parse(raw)) {
             (Scan::Nothing, None) => Ok(()),
             (Scan::Read(ours), structure) => same_scan(&ours, structure.as_ref(), raw),
             (Scan::Usual, Some(structure)) if holds_message(&structure) => Ok(()),
             (Scan::Usual, _) => Err("the scan gave up on a mail without a message part".into()),
             (Scan::Nothing, Some(_)) => Err("the scan found no message".into()),
+            (Scan::Deadline, _) => Err("the scan ran out of time".into()),
         }
     }
 
@@ -480,7 +495,7 @@ mod tests {
             );
             assert!(holds_message(&ours), "{name}");
             assert_eq!(
-                same_structure(&parse(raw).unwrap(), usual.as_ref(), raw),
+                same_structure(&parse(raw, later()).unwrap(), usual.as_ref(), raw),
                 Ok(())
             );
             check(raw).unwrap();
