@@ -166,12 +166,9 @@ impl<'r> Detector<'r> {
 pub fn remote_url(raw: &str, base: &Base) -> Option<RemoteUrl> {
     // A scheme that is not fetched over the network ends it before the copy without
     // noise: a `data:` image is often tens of KB, with line breaks to filter out.
-    if leading_scheme(raw, &mut [0; 16]).is_some_and(|scheme| {
-        !scheme.eq_ignore_ascii_case("view-source")
-            && !NETWORK_SCHEMES
-                .iter()
-                .any(|n| scheme.eq_ignore_ascii_case(n))
-    }) {
+    if leading_scheme(raw, &mut [0; 16])
+        .is_some_and(|scheme| !scheme.eq_ignore_ascii_case("view-source") && !network(scheme))
+    {
         return None;
     }
     let cleaned = strip_url_noise(raw);
@@ -193,11 +190,7 @@ pub fn remote_url(raw: &str, base: &Base) -> Option<RemoteUrl> {
     } else if has_scheme(s) {
         // Only a network scheme can be remote: a `data:` image (often tens of KB) or a
         // `mailto:` is not parsed at all (the parser percent-encodes it byte by byte).
-        let scheme = &s[..s.find(':').unwrap_or(0)];
-        if !NETWORK_SCHEMES
-            .iter()
-            .any(|n| scheme.eq_ignore_ascii_case(n))
-        {
+        if !network(&s[..s.find(':').unwrap_or(0)]) {
             return None;
         }
         Url::parse(s).ok()
@@ -211,6 +204,13 @@ pub fn remote_url(raw: &str, base: &Base) -> Option<RemoteUrl> {
 
 /// The schemes a client fetches over the network.
 const NETWORK_SCHEMES: &[&str] = &["http", "https", "ftp", "ws", "wss"];
+
+/// Whether a scheme, in any case, is one of [`NETWORK_SCHEMES`].
+fn network(scheme: &str) -> bool {
+    NETWORK_SCHEMES
+        .iter()
+        .any(|n| scheme.eq_ignore_ascii_case(n))
+}
 
 /// The scheme of `raw` as [`has_scheme`] reads it once [`strip_url_noise`] has run,
 /// read from its first characters alone into `buf` (`None` without one, or past 16
