@@ -5,26 +5,28 @@
 //! every bare CR made a line end, unless both readings find the same parts with the same
 //! headers and content, and still do once cleaned: then its bytes stay as they came.
 
-use mail_parser::{Message, MessageParser, PartType};
+use crate::mime::structure::{TooComplex, usual};
+use mail_parser::{Message, PartType};
 
 /// How deep nested messages are compared; deeper ones count as read differently.
 const MAX_COMPARE_DEPTH: usize = 8;
 
 /// The mail as the lenient readers read it, when that differs from how mailveil reads
 /// it as is: every bare CR replaced by the mail's line end. `None` when the mail is read
-/// the same either way (or has no bare CR).
-pub(crate) fn bare_cr_reading(raw: &[u8], eol: &[u8]) -> Option<Vec<u8>> {
+/// the same either way (or has no bare CR). Both readings are mail-parser's own, which
+/// cannot be stopped once started: `Err` when either would cost more than a mail's
+/// reading may (`usual`).
+pub(crate) fn bare_cr_reading(raw: &[u8], eol: &[u8]) -> Result<Option<Vec<u8>>, TooComplex> {
     if !has_bare_cr(raw) {
-        return None;
+        return Ok(None);
     }
     let normalised = normalise(raw, eol);
-    let parser = MessageParser::default();
-    let same = match (parser.parse(raw), parser.parse(&normalised)) {
+    let same = match (usual(raw)?, usual(&normalised)?) {
         (Some(a), Some(b)) => same_reading(&a, &b, 0),
         (None, None) => true,
         _ => false,
     };
-    (!same).then_some(normalised)
+    Ok((!same).then_some(normalised))
 }
 
 pub(crate) fn has_bare_cr(raw: &[u8]) -> bool {
@@ -105,13 +107,15 @@ mod tests {
     #[test]
     fn a_bare_cr_inside_html_text_is_read_as_is() {
         let raw = b"From: a@b.example\r\nContent-Type: text/html\r\n\r\n<p>a\rb</p>\r\n";
-        assert_eq!(bare_cr_reading(raw, b"\r\n"), None);
+        assert_eq!(bare_cr_reading(raw, b"\r\n").unwrap(), None);
     }
 
     #[test]
     fn bare_cr_line_ends_are_read_as_line_ends() {
         let raw = b"From: a@b.example\rContent-Type: text/html\r\r<img src=\"https://t.example/o.gif\">\r";
-        let read = bare_cr_reading(raw, b"\r\n").expect("read differently");
+        let read = bare_cr_reading(raw, b"\r\n")
+            .unwrap()
+            .expect("read differently");
         assert_eq!(
             read,
             b"From: a@b.example\r\nContent-Type: text/html\r\n\r\n<img src=\"https://t.example/o.gif\">\r\n"
@@ -122,12 +126,12 @@ mod tests {
     fn a_bare_cr_in_one_header_field_makes_a_new_field() {
         let raw =
             b"From: x@evil.example\rReply-To: a@bank.example\r\nTo: r@example.org\r\n\r\nhi\r\n";
-        assert!(bare_cr_reading(raw, b"\r\n").is_some());
+        assert!(bare_cr_reading(raw, b"\r\n").unwrap().is_some());
     }
 
     #[test]
     fn a_soft_break_written_with_a_bare_cr_is_read_as_one() {
         let raw = b"Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<img src=3D\"https://t.exa=\rmple/o.gif\">\r\n";
-        assert!(bare_cr_reading(raw, b"\r\n").is_some());
+        assert!(bare_cr_reading(raw, b"\r\n").unwrap().is_some());
     }
 }

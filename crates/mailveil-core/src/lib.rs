@@ -133,7 +133,9 @@ fn fail_closed(
         Some(marked) => (raw.to_vec(), marked),
         None => {
             let eol = Eol::detect(raw, Eol::CrLf);
-            let read = lenient::bare_cr_reading(raw, eol.as_bytes());
+            // A mail too complex to compare both readings of keeps the clients' reading.
+            let read = lenient::bare_cr_reading(raw, eol.as_bytes())
+                .unwrap_or_else(|_| Some(lenient::normalise(raw, eol.as_bytes())));
             let head = read.as_deref().unwrap_or(raw);
             (
                 mime::attach::wrap_message(raw, head, code, eol.as_bytes()),
@@ -168,13 +170,17 @@ fn clean_message(
     // that both readings took for text (its mail cut short) is a message once cleaned, and
     // a bare CR then splits one of its fields for one reading only; then too, so that the
     // next pass reads what this one wrote (found by fuzzing: a second pass changed the mail).
-    let read = match lenient::bare_cr_reading(raw, eol.as_bytes()) {
+    // A mail too complex to read both ways is refused.
+    let too_complex = |_| mime::CleanError::TooComplex.code();
+    let read = match lenient::bare_cr_reading(raw, eol.as_bytes()).map_err(too_complex)? {
         Some(read) => read,
         None => {
             let cleaned = clean_as_read(raw, eol, envelope, judged, policy, rules, started)?;
             let splits = cleaned.bytes != raw
                 && lenient::has_bare_cr(raw)
-                && lenient::bare_cr_reading(&cleaned.bytes, eol.as_bytes()).is_some();
+                && lenient::bare_cr_reading(&cleaned.bytes, eol.as_bytes())
+                    .map_err(too_complex)?
+                    .is_some();
             if !splits {
                 return Ok(cleaned);
             }

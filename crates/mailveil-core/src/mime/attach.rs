@@ -7,7 +7,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 
 /// The header that marks an attachment holding an original.
 pub(crate) const ORIGINAL_HEADER: &str = "X-Mailveil-Original";
@@ -20,6 +20,7 @@ const ERROR_CODES: &[&str] = &[
     "too-deep",
     "too-many-parts",
     "time-limit",
+    "too-complex",
     "ambiguous-mime",
     "internal",
 ];
@@ -410,7 +411,8 @@ pub(crate) fn wrapper_start(start: &[u8], eol: &'static [u8]) -> Option<WrapperS
 pub(crate) fn wrapped_error(raw: &[u8]) -> Option<&'static str> {
     let marker = format!("{ORIGINAL_HEADER}: error=");
     memchr::memmem::find(raw, marker.as_bytes())?;
-    let msg = MessageParser::default().parse(raw)?;
+    // Our wrappers cost little to read: one that would cost more is not ours.
+    let msg = super::structure::usual(raw).ok()??;
     let root = msg.parts.first()?;
     let is = |p: &mail_parser::MessagePart, t: &str, s: &str| {
         p.content_type().is_some_and(|c| {
@@ -445,6 +447,7 @@ pub(crate) fn wrapped_error(raw: &[u8]) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mail_parser::MessageParser;
 
     #[test]
     fn a_wrapped_mail_is_known_again_and_holds_the_original() {

@@ -7,7 +7,7 @@ mod boundary_search;
 pub mod charset;
 mod scan;
 mod signed;
-mod structure;
+pub(crate) mod structure;
 pub mod transfer;
 
 use crate::detect::Detector;
@@ -29,6 +29,9 @@ pub(crate) enum CleanError {
     TooDeep,
     TooManyParts,
     Deadline,
+    /// Reading the structure would search through more than a mail's reading may
+    /// (`scan::Budget`): made to make a parser's reading quadratic.
+    TooComplex,
     /// The parser's idea of where a part ends crosses a boundary of the message: an
     /// edit there could take a sibling part with it.
     Ambiguous,
@@ -41,6 +44,7 @@ impl CleanError {
             CleanError::TooDeep => "too-deep",
             CleanError::TooManyParts => "too-many-parts",
             CleanError::Deadline => "time-limit",
+            CleanError::TooComplex => "too-complex",
             CleanError::Ambiguous => "ambiguous-mime",
         }
     }

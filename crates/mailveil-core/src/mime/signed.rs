@@ -186,8 +186,8 @@ fn reads_back(body: &[u8], b: &str, parts: &[&[u8]], eol: &[u8]) -> bool {
         body,
     ]
     .concat();
-    let Some(msg) = mail_parser::MessageParser::default().parse(&entity) else {
-        return false;
+    let Ok(Some(msg)) = super::structure::usual(&entity) else {
+        return false; // no message, or one too costly to read: not sure
     };
     let Some(PartType::Multipart(children)) = msg.parts.first().map(|p| &p.body) else {
         return false;
