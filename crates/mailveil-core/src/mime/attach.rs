@@ -308,9 +308,12 @@ pub(crate) fn wrapper_shell(headers_from: &[u8], code: &str, eol: &[u8]) -> (Vec
     out.extend_from_slice(&headers_from[..top]);
     for f in &fields {
         let name = f.name.to_ascii_lowercase();
+        // Our own fields, written by a sender, do not pass for ours: the attachment is
+        // the only part marked `X-Mailveil-Original`.
         if name.starts_with("content-")
             || name == "mime-version"
-            || name == crate::HEADER_NAME.to_ascii_lowercase()
+            || name.eq_ignore_ascii_case(crate::HEADER_NAME)
+            || name.eq_ignore_ascii_case(ORIGINAL_HEADER)
         {
             continue;
         }
@@ -462,6 +465,28 @@ mod tests {
         let att = msg.attachments().next().unwrap();
         assert_eq!(att.contents(), original);
         assert_eq!(wrapped_error(original), None);
+    }
+
+    /// A sender's own `X-Mailveil-Original` field does not come with the wrapper: a
+    /// reader looking for the original by that field found the wrapper's root first
+    /// (the hostile suite's own helper did; seen failing with the field kept).
+    #[test]
+    fn the_attachment_is_the_only_part_marked_as_the_original() {
+        let original = b"From: a@b.example\r\nX-Mailveil-Original: error=too-deep\r\n\
+            x-mailveil-original: error=x\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n";
+        let w = wrap_message(original, original, "too-deep", b"\r\n");
+        let msg = MessageParser::default().parse(&w).unwrap();
+        let marked: Vec<usize> = (0..msg.parts.len())
+            .filter(|&i| {
+                msg.parts[i]
+                    .headers
+                    .iter()
+                    .any(|h| h.name.as_str().eq_ignore_ascii_case(ORIGINAL_HEADER))
+            })
+            .collect();
+        assert_eq!(marked, [2]);
+        assert_eq!(msg.parts[2].contents(), original);
+        assert_eq!(wrapped_error(&w), Some("too-deep"));
     }
 
     #[test]
