@@ -460,7 +460,8 @@ impl<'x> Reader<'x, '_> {
         };
         part.offset_end = end as u32;
         if nested.is_empty() {
-            // Its text is not read: it is the part's body, taken as any message part.
+            // mail-parser's text of it (its body, cut at the boundary when the mail
+            // ends early) is not read: the walk takes a message part's body by offsets.
             let body = raw.get(part.offset_body as usize..end).unwrap_or_default();
             part.is_encoding_problem = true;
             part.body = PartType::Text(text(body));
