@@ -29,6 +29,13 @@ pub(crate) fn bare_cr_reading(raw: &[u8], eol: &[u8]) -> Result<Option<Vec<u8>>,
     Ok((!same).then_some(normalised))
 }
 
+/// The reading a mail that cannot be cleaned keeps for the header of its wrapper: the
+/// lenient one where it differs, and every bare CR a line end where the two readings
+/// are too complex to compare (clients read them so). `None`: the mail as it is.
+pub(crate) fn wrapper_reading(raw: &[u8], eol: &[u8]) -> Option<Vec<u8>> {
+    bare_cr_reading(raw, eol).unwrap_or_else(|_| Some(normalise(raw, eol)))
+}
+
 pub(crate) fn has_bare_cr(raw: &[u8]) -> bool {
     memchr::memchr_iter(b'\r', raw).any(|i| raw.get(i + 1) != Some(&b'\n'))
 }

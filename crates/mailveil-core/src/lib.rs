@@ -133,9 +133,7 @@ fn fail_closed(
         Some(marked) => (raw.to_vec(), marked),
         None => {
             let eol = Eol::detect(raw, Eol::CrLf);
-            // A mail too complex to compare both readings of keeps the clients' reading.
-            let read = lenient::bare_cr_reading(raw, eol.as_bytes())
-                .unwrap_or_else(|_| Some(lenient::normalise(raw, eol.as_bytes())));
+            let read = lenient::wrapper_reading(raw, eol.as_bytes());
             let head = read.as_deref().unwrap_or(raw);
             (
                 mime::attach::wrap_message(raw, head, code, eol.as_bytes()),

@@ -112,8 +112,7 @@ impl TooLarge {
             }
         }
         // The header read as lenient readers read it, as for any mail that cannot be read.
-        let read = crate::lenient::bare_cr_reading(&start[..section], eol)
-            .unwrap_or_else(|_| Some(crate::lenient::normalise(&start[..section], eol)));
+        let read = crate::lenient::wrapper_reading(&start[..section], eol);
         let headers_from = read.as_deref().unwrap_or(&start[..section]);
         let (before, after) = attach::wrapper_shell(headers_from, CODE, eol);
         let shell = [before, after.clone()].concat();

@@ -72,7 +72,6 @@ pub(crate) enum Scan<'x> {
 }
 
 /// Why a reading stopped before its end.
-#[derive(Clone, Copy)]
 enum Stop {
     Deadline,
     TooComplex,

@@ -140,23 +140,23 @@ pub(crate) fn usual(raw: &[u8]) -> Result<Option<Message<'_>>, TooComplex> {
 }
 
 /// The encoding mail-parser decodes a part with, from its last
-/// `Content-Transfer-Encoding` (read past by the structure parser: read from the bytes):
-/// base64 or quoted-printable on the exact names (any case), where `Transfer` trims.
+/// `Content-Transfer-Encoding` as the structure parser reads headers (read past: read
+/// from the bytes).
 pub(super) fn decoded_as(headers: &[Header], raw: &[u8]) -> Encoding {
-    let header = headers
+    headers
         .iter()
         .rev()
-        .find(|h| h.name == HeaderName::ContentTransferEncoding);
-    match header.map(|h| (h, &h.value)) {
-        Some((h, HeaderValue::Empty)) => match unstructured(value(h, raw)) {
-            Some(v) if v.eq_ignore_ascii_case("base64") => Encoding::Base64,
-            Some(v) if v.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
-            _ => Encoding::None,
-        },
-        Some((_, HeaderValue::Text(v))) if v.eq_ignore_ascii_case("base64") => Encoding::Base64,
-        Some((_, HeaderValue::Text(v))) if v.eq_ignore_ascii_case("quoted-printable") => {
-            Encoding::QuotedPrintable
-        }
+        .find(|h| h.name == HeaderName::ContentTransferEncoding)
+        .map_or(Encoding::None, |h| decoded_by(h, raw))
+}
+
+/// The encoding mail-parser decodes with for the `Content-Transfer-Encoding` header `h`,
+/// read from its bytes: base64 or quoted-printable on the exact names (any case), where
+/// `Transfer` trims.
+fn decoded_by(h: &Header, raw: &[u8]) -> Encoding {
+    match unstructured(value(h, raw)) {
+        Some(v) if v.eq_ignore_ascii_case("base64") => Encoding::Base64,
+        Some(v) if v.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
         _ => Encoding::None,
     }
 }
@@ -198,7 +198,7 @@ pub(crate) fn usual_reading_clean(
     else {
         return false;
     };
-    let exact = match decoded_as(std::slice::from_ref(h), raw) {
+    let exact = match decoded_by(h, raw) {
         Encoding::Base64 => Transfer::Base64,
         Encoding::QuotedPrintable => Transfer::QuotedPrintable,
         _ => Transfer::Identity,

@@ -479,10 +479,6 @@ pub(crate) mod tests {
     /// take in (`/`, `\n`, `\r`), so that pieces and texts hold them too.
     const GLOB_BYTES: &[&str] = &["a", "b", ".", "*", "/", "\n", "\r", "ab"];
 
-    fn text_of(pieces: &[&str]) -> String {
-        pieces.concat()
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2048))]
 
@@ -494,7 +490,7 @@ pub(crate) mod tests {
             glob in proptest::collection::vec(proptest::sample::select(GLOB_BYTES), 0..8),
             text in proptest::collection::vec(proptest::sample::select(GLOB_BYTES), 0..10),
         ) {
-            let (glob, text) = (text_of(&glob), text_of(&text).replace('*', ""));
+            let (glob, text) = (glob.concat(), text.concat().replace('*', ""));
             let host = Regex::new(&format!("^{}$", host_regex(&glob))).unwrap();
             prop_assert_eq!(HostGlob::new(&glob).matches(&text), host.is_match(&text), "host");
             let path = format!("/{text}");
