@@ -193,3 +193,156 @@ fn one_clients_envelope_never_reaches_the_next_clients_transaction() {
         );
     }
 }
+
+/// A sink that announces PIPELINING (and XFORWARD), as Postfix's smtpd does.
+fn pipelining_sink(options: SinkOptions) -> Sink {
+    Sink::start_with(SinkOptions {
+        pipelining: true,
+        xforward: true,
+        ..options
+    })
+}
+
+#[test]
+fn to_a_pipelining_downstream_the_reset_rides_in_front_of_the_next_mail() {
+    let sink = pipelining_sink(SinkOptions::default());
+    let port = free_port();
+    let _d = serve(port, &sink.url(), &[]);
+    assert!(session(port, "a@example.org", "r0@example.net").starts_with("250"));
+    // The session is over and its connection kept, with no RSET yet: it is due.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        on(&sink, 1).iter().all(|c| c != "RSET"),
+        "{:?}",
+        on(&sink, 1)
+    );
+    for i in 1..3 {
+        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
+        assert!(r.starts_with("250"), "{r}");
+    }
+    assert_eq!((sink.count(), sink.connections()), (3, 1));
+    // Each later transaction begins with the RSET, sent in one write with what follows
+    // it up to MAIL, and the MAIL comes right after the session's XFORWARD lines.
+    let cmds = on(&sink, 1);
+    let rsets: Vec<usize> = (0..cmds.len()).filter(|&i| cmds[i] == "RSET").collect();
+    assert_eq!(rsets.len(), 2, "{cmds:?}");
+    let batched = sink.batched();
+    for &i in &rsets {
+        let mail = (i..cmds.len())
+            .find(|&j| cmds[j].starts_with("MAIL FROM"))
+            .unwrap();
+        assert!(
+            cmds[i + 1..mail].iter().all(|c| c.starts_with("XFORWARD")),
+            "{cmds:?}"
+        );
+        assert!(batched.contains(&(1, "RSET".to_string())), "{batched:?}");
+        assert_eq!(cmds[i - 1], "DATA", "{cmds:?}");
+    }
+}
+
+#[test]
+fn a_pipelined_reset_refused_drops_the_connection_before_any_recipient() {
+    let sink = pipelining_sink(SinkOptions {
+        rset_reply: Some("451 4.3.0 not now"),
+        ..SinkOptions::default()
+    });
+    let port = free_port();
+    let _d = serve(port, &sink.url(), &[]);
+    for i in 0..3 {
+        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
+        assert!(r.starts_with("250"), "{r}");
+    }
+    // Each mail was delivered; every refused RSET cost its connection, and the MAIL
+    // written behind it got neither a recipient nor data there.
+    assert_eq!((sink.count(), sink.connections()), (3, 3));
+    for n in 1..=2 {
+        let cmds = on(&sink, n);
+        let rset = cmds.iter().position(|c| c == "RSET").unwrap();
+        assert!(
+            cmds[rset..]
+                .iter()
+                .all(|c| !c.starts_with("RCPT") && c != "DATA"),
+            "{cmds:?}"
+        );
+    }
+    let next: Vec<String> = (2..=3)
+        .flat_map(|n| on(&sink, n))
+        .filter(|c| c.starts_with("RCPT"))
+        .collect();
+    assert_eq!(
+        next,
+        ["RCPT TO:<r1@example.net>", "RCPT TO:<r2@example.net>"]
+    );
+}
+
+#[test]
+fn a_pipelining_downstream_that_dies_at_its_next_use_loses_no_mail() {
+    let sink = pipelining_sink(SinkOptions {
+        die_after_rset: true,
+        ..SinkOptions::default()
+    });
+    let port = free_port();
+    let _d = serve(port, &sink.url(), &[]);
+    for i in 0..3 {
+        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
+        assert!(r.starts_with("250"), "{r}");
+    }
+    assert_eq!((sink.count(), sink.connections()), (3, 3));
+    for n in 1..=2 {
+        let cmds = on(&sink, n);
+        let rset = cmds.iter().position(|c| c == "RSET").unwrap();
+        // The RSET was answered; the line after it got 421 and the connection closed.
+        assert_eq!(cmds.len(), rset + 2, "{cmds:?}");
+    }
+}
+
+#[test]
+fn over_a_pipelining_downstream_one_clients_envelope_never_reaches_the_next() {
+    let sink = pipelining_sink(SinkOptions::default());
+    let port = free_port();
+    let _d = serve(port, &sink.url(), &[]);
+    // The first client delivers a mail with its XFORWARD attributes.
+    let mut c = Client::connect(port);
+    c.reply();
+    assert!(c.cmd("EHLO first.test").starts_with("250"));
+    assert!(
+        c.cmd("XFORWARD NAME=first.example ADDR=192.0.2.1")
+            .starts_with("250")
+    );
+    assert!(c.cmd("MAIL FROM:<first@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<secret@example.net>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.w.write_all_str(MAIL);
+    assert!(c.cmd(".").starts_with("250"));
+    assert!(c.cmd("QUIT").starts_with("221"));
+    assert_eq!(c.reply(), "");
+    // The second, without XFORWARD, on the same downstream connection.
+    let r = session(port, "second@example.org", "b@example.net");
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!((sink.count(), sink.connections()), (2, 1));
+    let cmds = on(&sink, 1);
+    let second = cmds
+        .iter()
+        .position(|c| c == "MAIL FROM:<second@example.org>")
+        .unwrap();
+    let first = cmds
+        .iter()
+        .position(|c| c.contains("first.example"))
+        .unwrap();
+    // The RSET that ends what the first left behind comes right before the second's
+    // MAIL (and its own XFORWARD, if any), and nothing of the first follows it.
+    let rset = cmds[..second].iter().rposition(|c| c == "RSET").unwrap();
+    assert!(
+        cmds[rset + 1..second]
+            .iter()
+            .all(|c| c.starts_with("XFORWARD")),
+        "{cmds:?}"
+    );
+    assert!(first < rset, "{cmds:?}");
+    for c in &cmds[rset..] {
+        assert!(
+            !c.contains("first") && !c.contains("secret") && !c.contains("192.0.2.1"),
+            "{cmds:?}"
+        );
+    }
+}

@@ -4,10 +4,14 @@
 //! connection instead of once per mail (Postfix opens a session per mail to a content
 //! filter).
 //!
-//! One client's envelope can never reach another's transaction: a connection is kept
-//! only after `RSET` was answered `2xx` (the downstream forgets the transaction and
-//! its XFORWARD attributes), with no unread byte from the downstream, and only while it
-//! has not failed once (any error drops it, so its state is never a guess). Kept
+//! One client's envelope can never reach another's transaction: each transaction on a
+//! kept connection begins with an `RSET` answered `2xx` (the downstream forgets the
+//! transaction before and its XFORWARD attributes). A transaction left open is reset
+//! before the connection is kept; after one that ended, the RSET goes in front of the
+//! next MAIL in the same write when the downstream announced PIPELINING
+//! (`Downstream::end_session`), and its reply is read before anything else. A kept
+//! connection has no unread byte from the downstream, and has not failed once (any
+//! error drops it, so its state is never a guess). Kept
 //! connections wait at most [`IDLE_TIMEOUT`] (the downstream's own processes are
 //! finite) and are reused for at most [`MAX_AGE`]. One taken from the pool that turns
 //! out to be dead fails at its first command, MAIL, which is tried again once on a
@@ -58,15 +62,16 @@ impl Pool {
         }
     }
 
-    /// Gives a connection back at the end of a client session: ended (`RSET`) and kept
-    /// if it answered `2xx`, there is room and it is young enough; closed otherwise.
+    /// Gives a connection back at the end of a client session: ended (`RSET`, now or in
+    /// front of its next MAIL) and kept if there is room and it is young enough; closed
+    /// otherwise.
     pub(crate) async fn give_back(&self, mut down: Downstream) {
         if self.size == 0 || down.age() >= MAX_AGE || self.lock().len() >= self.size {
             down.quit().await;
             return;
         }
         // A failed or refused RSET: the downstream's state is not known, drop it.
-        if down.rset().await.is_err() || !down.quiet() {
+        if down.end_session().await.is_err() || !down.quiet() {
             return;
         }
         let full = {

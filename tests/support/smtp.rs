@@ -14,6 +14,8 @@ pub struct Sink {
     pub port: u16,
     mails: Arc<Mutex<Vec<Vec<u8>>>>,
     log: Arc<Mutex<Vec<(usize, String)>>>,
+    /// The command lines that came in one write with the line after them.
+    batched: Arc<Mutex<Vec<(usize, String)>>>,
     connections: Arc<AtomicUsize>,
 }
 
@@ -30,6 +32,8 @@ pub struct SinkOptions {
     /// Answer the first command after each RSET with `421` and close: a connection
     /// that died while it was idle, noticed only when it is used again.
     pub die_after_rset: bool,
+    /// Announce PIPELINING.
+    pub pipelining: bool,
 }
 
 impl Sink {
@@ -44,20 +48,27 @@ impl Sink {
         let port = listener.local_addr().unwrap().port();
         let mails = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let batched = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
         let shared = (
             Arc::clone(&mails),
             Arc::clone(&log),
             Arc::clone(&connections),
+            Arc::clone(&batched),
         );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 let (kept, log, count) = (Arc::clone(&shared.0), Arc::clone(&shared.1), &shared.2);
+                let batched = Arc::clone(&shared.3);
                 let n = count.fetch_add(1, Ordering::SeqCst) + 1;
                 let options = options.clone();
                 std::thread::spawn(move || {
-                    let _ = session(conn, n, &options, &kept, &log);
+                    let logs = Logs {
+                        all: &log,
+                        batched: &batched,
+                    };
+                    let _ = session(conn, n, &options, &kept, logs);
                 });
             }
         });
@@ -65,6 +76,7 @@ impl Sink {
             port,
             mails,
             log,
+            batched,
             connections,
         }
     }
@@ -98,10 +110,23 @@ impl Sink {
         self.log.lock().unwrap().clone()
     }
 
+    /// The command lines that came in the same write as the line after them (a client
+    /// pipelining), with the number of their connection.
+    pub fn batched(&self) -> Vec<(usize, String)> {
+        self.batched.lock().unwrap().clone()
+    }
+
     /// Its address as `serve --downstream` takes it.
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
+}
+
+/// Where a sink session notes the command lines it reads.
+#[derive(Clone, Copy)]
+struct Logs<'a> {
+    all: &'a Mutex<Vec<(usize, String)>>,
+    batched: &'a Mutex<Vec<(usize, String)>>,
 }
 
 fn session(
@@ -109,7 +134,7 @@ fn session(
     n: usize,
     options: &SinkOptions,
     kept: &Mutex<Vec<Vec<u8>>>,
-    log: &Mutex<Vec<(usize, String)>>,
+    logs: Logs,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(options.idle_close.unwrap_or(Duration::from_secs(60))))?;
     let mut w = conn.try_clone()?;
@@ -136,7 +161,16 @@ fn session(
             Err(e) => return Err(e),
         }
         let cmd = line.trim_end().to_ascii_uppercase();
-        log.lock().unwrap().push((n, line.trim_end().to_string()));
+        logs.all
+            .lock()
+            .unwrap()
+            .push((n, line.trim_end().to_string()));
+        if !r.buffer().is_empty() {
+            logs.batched
+                .lock()
+                .unwrap()
+                .push((n, line.trim_end().to_string()));
+        }
         if options.die_after_rset && after_rset {
             w.write_all(b"421 4.4.2 sink.test closing\r\n")?;
             return Ok(());
@@ -148,7 +182,20 @@ fn session(
             } else {
                 b""
             };
-            w.write_all(&[b"250-sink.test\r\n", xforward, b"250 8BITMIME\r\n"].concat())?;
+            let pipelining: &[u8] = if options.pipelining {
+                b"250-PIPELINING\r\n"
+            } else {
+                b""
+            };
+            w.write_all(
+                &[
+                    b"250-sink.test\r\n",
+                    xforward,
+                    pipelining,
+                    b"250 8BITMIME\r\n",
+                ]
+                .concat(),
+            )?;
         } else if cmd == "DATA" {
             w.write_all(b"354 go\r\n")?;
             let mut msg = Vec::new();
