@@ -170,12 +170,19 @@ fn clean_message(
     // next pass reads what this one wrote (found by fuzzing: a second pass changed the mail).
     // A mail too complex to read both ways is refused.
     let too_complex = |_| mime::CleanError::TooComplex.code();
-    let read = match lenient::bare_cr_reading(raw, eol.as_bytes()).map_err(too_complex)? {
+    // Looked for once: the whole mail is scanned for it (issue 17).
+    let bare_cr = lenient::has_bare_cr(raw);
+    let lenient_read = if bare_cr {
+        lenient::bare_cr_reading(raw, eol.as_bytes()).map_err(too_complex)?
+    } else {
+        None
+    };
+    let read = match lenient_read {
         Some(read) => read,
         None => {
             let cleaned = clean_as_read(raw, eol, envelope, judged, policy, rules, started)?;
-            let splits = cleaned.bytes != raw
-                && lenient::has_bare_cr(raw)
+            let splits = bare_cr
+                && cleaned.bytes != raw
                 && lenient::bare_cr_reading(&cleaned.bytes, eol.as_bytes())
                     .map_err(too_complex)?
                     .is_some();
