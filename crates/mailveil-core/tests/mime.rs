@@ -95,6 +95,58 @@ fn base64_html_is_rewritten_in_base64() {
     );
 }
 
+/// A text/plain mail whose body is written in `cte` as `body`.
+fn plain(cte: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: news@sender.example\r\nTo: {READER}\r\nSubject: plain\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn links_in_text_parts_are_cleaned_however_the_part_spells_them() {
+    // The reader's address in a parameter: removed by every rule set.
+    let link = format!("Read it: https://shop.example/p?id=4&e={READER}\r\n");
+    // base64; quoted-printable with the `h` written as `=68`, and with a soft line break
+    // inside `https`: none of them holds `http` as written.
+    let b64 = b64_lines(link.as_bytes());
+    let cases = [
+        ("base64", b64.as_str()),
+        (
+            "quoted-printable",
+            &format!("Read it: =68ttps://shop.example/p?id=3D4&e=3D{READER}"),
+        ),
+        (
+            "quoted-printable",
+            &format!("Read it: ht=\r\ntps://shop.example/p?id=3D4&e=3D{READER}"),
+        ),
+    ];
+    for (cte, body) in cases {
+        let out = run(&plain(cte, body), &keep());
+        let output = text(&out);
+        let written = &output[output.find("\r\n\r\n").unwrap() + 4..];
+        let decoded = if cte == "base64" {
+            STANDARD.decode(written.replace("\r\n", "")).unwrap()
+        } else {
+            quoted_printable::decode(written, quoted_printable::ParseMode::Robust).unwrap()
+        };
+        let decoded = String::from_utf8(decoded).unwrap();
+        assert!(
+            decoded.contains("https://shop.example/p?id=4") && !decoded.contains(READER),
+            "{cte}: {decoded:?}"
+        );
+        assert!(
+            out.report
+                .findings
+                .iter()
+                .any(|f| f.url.as_deref().is_some_and(|u| u.contains("shop.example"))),
+            "{cte}: {:?}",
+            out.report.findings
+        );
+    }
+}
+
 #[test]
 fn each_charset_and_transfer_encoding_round_trips() {
     let charsets = [

@@ -33,8 +33,8 @@ mod text;
 
 pub(crate) use functional::text_is_functional;
 pub use functional::{FUNCTIONAL_STEMS, FUNCTIONAL_WORDS};
-pub(crate) use text::find_http;
 pub use text::find_urls;
+pub(crate) use text::has_scheme;
 
 use crate::detect::{Detector, strip_url_noise};
 use crate::rules::{Redirect, Rules};

@@ -593,11 +593,16 @@ fn text_part(
 ) -> Result<Vec<Edit>, CleanError> {
     let range = body_range(part, raw);
     let body = &raw[range.clone()];
-    if crate::links::find_http(body).is_none() {
+    let transfer = structure::transfer(part, raw);
+    // Looked for in what the part says, not in how it is written: base64 and
+    // quoted-printable spell a link otherwise (`aHR0cHM6Ly`, `=68ttps:`, a soft break).
+    if transfer == Transfer::Identity && !crate::links::has_scheme(body) {
         return Ok(Vec::new());
     }
-    let transfer = structure::transfer(part, raw);
     let (decoded, _) = transfer::decode(body, transfer);
+    if transfer != Transfer::Identity && !crate::links::has_scheme(&decoded) {
+        return Ok(Vec::new());
+    }
     let label = part.content_type().and_then(|c| c.attribute("charset"));
     let enc = match charset::plan(label, &decoded) {
         Plan::InPlace(e) | Plan::RoundTrip(e) => e,
