@@ -30,6 +30,39 @@ fn session(port: u16, from: &str, to: &str) -> String {
     done
 }
 
+/// `n` sessions of one mail each, to r0@, r1@...: each accepted.
+fn deliver(port: u16, n: usize) {
+    for i in 0..n {
+        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
+        assert!(r.starts_with("250"), "{r}");
+    }
+}
+
+/// The first client of the envelope tests: its XFORWARD attributes, MAIL and RCPT
+/// given, nothing more yet.
+fn first_client(port: u16) -> Client {
+    let mut c = Client::connect(port);
+    c.reply();
+    assert!(c.cmd("EHLO first.test").starts_with("250"));
+    assert!(
+        c.cmd("XFORWARD NAME=first.example ADDR=192.0.2.1")
+            .starts_with("250")
+    );
+    assert!(c.cmd("MAIL FROM:<first@example.org>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<secret@example.net>").starts_with("250"));
+    c
+}
+
+/// Nothing of the first client (its names, recipient or address) in `cmds`.
+fn nothing_of_the_first(cmds: &[String]) {
+    for c in cmds {
+        assert!(
+            !c.contains("first") && !c.contains("secret") && !c.contains("192.0.2.1"),
+            "{cmds:?}"
+        );
+    }
+}
+
 trait WriteStr {
     fn write_all_str(&mut self, s: &str);
 }
@@ -55,10 +88,7 @@ fn several_sessions_share_one_downstream_connection_and_pool_0_turns_it_off() {
     let sink = Sink::start();
     let port = free_port();
     let _d = serve(port, &sink.url(), &[]);
-    for i in 0..5 {
-        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
-        assert!(r.starts_with("250"), "{r}");
-    }
+    deliver(port, 5);
     assert_eq!(sink.count(), 5);
     assert_eq!(sink.connections(), 1, "{:?}", sink.commands());
     // Between two sessions' transactions: RSET, and EHLO only once.
@@ -116,10 +146,7 @@ fn a_pooled_connection_that_dies_at_its_first_command_is_replaced_once_before_da
     });
     let port = free_port();
     let _d = serve(port, &sink.url(), &[]);
-    for i in 0..3 {
-        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
-        assert!(r.starts_with("250"), "{r}");
-    }
+    deliver(port, 3);
     assert_eq!(sink.count(), 3);
     // Each reuse failed and was replaced: three connections, the dead ones got no
     // envelope after their RSET.
@@ -158,15 +185,7 @@ fn one_clients_envelope_never_reaches_the_next_clients_transaction() {
     let port = free_port();
     let _d = serve(port, &sink.url(), &[]);
     // The first client gives its envelope and XFORWARD, then leaves without DATA.
-    let mut c = Client::connect(port);
-    c.reply();
-    assert!(c.cmd("EHLO first.test").starts_with("250"));
-    assert!(
-        c.cmd("XFORWARD NAME=first.example ADDR=192.0.2.1")
-            .starts_with("250")
-    );
-    assert!(c.cmd("MAIL FROM:<first@example.org>").starts_with("250"));
-    assert!(c.cmd("RCPT TO:<secret@example.net>").starts_with("250"));
+    let mut c = first_client(port);
     assert!(c.cmd("QUIT").starts_with("221"));
     assert_eq!(c.reply(), "");
     // The second client, on the same downstream connection.
@@ -186,12 +205,7 @@ fn one_clients_envelope_never_reaches_the_next_clients_transaction() {
             .iter()
             .any(|c| c == "RCPT TO:<secret@example.net>")
     );
-    for c in &cmds[second..] {
-        assert!(
-            !c.contains("first") && !c.contains("secret") && !c.contains("192.0.2.1"),
-            "{cmds:?}"
-        );
-    }
+    nothing_of_the_first(&cmds[second..]);
 }
 
 /// A sink that announces PIPELINING (and XFORWARD), as Postfix's smtpd does.
@@ -216,10 +230,7 @@ fn to_a_pipelining_downstream_the_reset_rides_in_front_of_the_next_mail() {
         "{:?}",
         on(&sink, 1)
     );
-    for i in 1..3 {
-        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
-        assert!(r.starts_with("250"), "{r}");
-    }
+    deliver(port, 2);
     assert_eq!((sink.count(), sink.connections()), (3, 1));
     // Each later transaction begins with the RSET, sent in one write with what follows
     // it up to MAIL, and the MAIL comes right after the session's XFORWARD lines.
@@ -240,28 +251,36 @@ fn to_a_pipelining_downstream_the_reset_rides_in_front_of_the_next_mail() {
     }
 }
 
+/// Three mails through a pipelining sink that fails each kept connection at its next
+/// use as `options` say: each mail is delivered, on a connection of its own. Returns the
+/// sink and the commands each of the two connections given up got from its RSET on.
+fn each_reuse_fails(options: SinkOptions) -> (Sink, Vec<Vec<String>>) {
+    let sink = pipelining_sink(options);
+    let port = free_port();
+    let _d = serve(port, &sink.url(), &[]);
+    deliver(port, 3);
+    assert_eq!((sink.count(), sink.connections()), (3, 3));
+    let after_rset = (1..=2)
+        .map(|n| {
+            let cmds = on(&sink, n);
+            let rset = cmds.iter().position(|c| c == "RSET").unwrap();
+            cmds[rset..].to_vec()
+        })
+        .collect();
+    (sink, after_rset)
+}
+
 #[test]
 fn a_pipelined_reset_refused_drops_the_connection_before_any_recipient() {
-    let sink = pipelining_sink(SinkOptions {
+    let (sink, given_up) = each_reuse_fails(SinkOptions {
         rset_reply: Some("451 4.3.0 not now"),
         ..SinkOptions::default()
     });
-    let port = free_port();
-    let _d = serve(port, &sink.url(), &[]);
-    for i in 0..3 {
-        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
-        assert!(r.starts_with("250"), "{r}");
-    }
-    // Each mail was delivered; every refused RSET cost its connection, and the MAIL
-    // written behind it got neither a recipient nor data there.
-    assert_eq!((sink.count(), sink.connections()), (3, 3));
-    for n in 1..=2 {
-        let cmds = on(&sink, n);
-        let rset = cmds.iter().position(|c| c == "RSET").unwrap();
+    // The MAIL written behind each refused RSET got neither a recipient nor data there;
+    // its mail went on the next connection.
+    for cmds in &given_up {
         assert!(
-            cmds[rset..]
-                .iter()
-                .all(|c| !c.starts_with("RCPT") && c != "DATA"),
+            cmds.iter().all(|c| !c.starts_with("RCPT") && c != "DATA"),
             "{cmds:?}"
         );
     }
@@ -277,22 +296,13 @@ fn a_pipelined_reset_refused_drops_the_connection_before_any_recipient() {
 
 #[test]
 fn a_pipelining_downstream_that_dies_at_its_next_use_loses_no_mail() {
-    let sink = pipelining_sink(SinkOptions {
+    let (_sink, given_up) = each_reuse_fails(SinkOptions {
         die_after_rset: true,
         ..SinkOptions::default()
     });
-    let port = free_port();
-    let _d = serve(port, &sink.url(), &[]);
-    for i in 0..3 {
-        let r = session(port, "a@example.org", &format!("r{i}@example.net"));
-        assert!(r.starts_with("250"), "{r}");
-    }
-    assert_eq!((sink.count(), sink.connections()), (3, 3));
-    for n in 1..=2 {
-        let cmds = on(&sink, n);
-        let rset = cmds.iter().position(|c| c == "RSET").unwrap();
-        // The RSET was answered; the line after it got 421 and the connection closed.
-        assert_eq!(cmds.len(), rset + 2, "{cmds:?}");
+    // The RSET was answered; the line after it got 421 and the connection closed.
+    for cmds in &given_up {
+        assert_eq!(cmds.len(), 2, "{cmds:?}");
     }
 }
 
@@ -302,15 +312,7 @@ fn over_a_pipelining_downstream_one_clients_envelope_never_reaches_the_next() {
     let port = free_port();
     let _d = serve(port, &sink.url(), &[]);
     // The first client delivers a mail with its XFORWARD attributes.
-    let mut c = Client::connect(port);
-    c.reply();
-    assert!(c.cmd("EHLO first.test").starts_with("250"));
-    assert!(
-        c.cmd("XFORWARD NAME=first.example ADDR=192.0.2.1")
-            .starts_with("250")
-    );
-    assert!(c.cmd("MAIL FROM:<first@example.org>").starts_with("250"));
-    assert!(c.cmd("RCPT TO:<secret@example.net>").starts_with("250"));
+    let mut c = first_client(port);
     assert!(c.cmd("DATA").starts_with("354"));
     c.w.write_all_str(MAIL);
     assert!(c.cmd(".").starts_with("250"));
@@ -339,10 +341,5 @@ fn over_a_pipelining_downstream_one_clients_envelope_never_reaches_the_next() {
         "{cmds:?}"
     );
     assert!(first < rset, "{cmds:?}");
-    for c in &cmds[rset..] {
-        assert!(
-            !c.contains("first") && !c.contains("secret") && !c.contains("192.0.2.1"),
-            "{cmds:?}"
-        );
-    }
+    nothing_of_the_first(&cmds[rset..]);
 }
