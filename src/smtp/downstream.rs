@@ -194,11 +194,11 @@ impl Downstream {
 
     /// XFORWARD (the attributes the downstream takes), then MAIL FROM. A mail that
     /// needs SMTPUTF8 from a downstream that did not announce it is refused here. A
-    /// downstream that announced PIPELINING gets the RSET due from the session before
-    /// (if any), the XFORWARD lines and MAIL in one write, as Postfix's own SMTP client
-    /// sends them, and the replies are read in order: one round trip instead of one per
-    /// line. A refused RSET or XFORWARD is an error either way (the caller drops the
-    /// connection, so a MAIL accepted after it never gets its data).
+    /// downstream that announced PIPELINING gets the XFORWARD lines and MAIL in one
+    /// write, as Postfix's own SMTP client sends them, behind the RSET due from the
+    /// session before (if any), and the replies are read in order: one round trip
+    /// instead of one per line. A refused RSET or XFORWARD is an error either way (the
+    /// caller drops the connection, so a MAIL accepted after it never gets its data).
     pub async fn mail(
         &mut self,
         sender: Option<&Mailbox>,
@@ -303,10 +303,11 @@ impl Downstream {
     /// downstream state is reset before anyone else's transaction can begin. A
     /// transaction still open is reset now. One that ended (its data answered) leaves
     /// only attributes such as XFORWARD behind, and to a downstream that announced
-    /// PIPELINING the RSET for them is sent in front of the next MAIL, in the same
-    /// write: a round trip per mail saved, as Postfix's SMTP client saves it. Its reply
-    /// is read first, and anything but `2xx` drops the connection before that MAIL's
-    /// transaction gets a recipient (`conn::mail` then dials afresh).
+    /// PIPELINING the RSET for them waits for the connection's next use (as Postfix's
+    /// SMTP client resets a cached session when it reuses it) and goes in front of the
+    /// next MAIL, in the same write (as KumoMTA sends it): a round trip per mail saved.
+    /// Its reply is read first, and anything but `2xx` drops the connection before that
+    /// MAIL's transaction gets a recipient (`conn::mail` then dials afresh).
     pub async fn end_session(&mut self) -> Result<(), DownError> {
         if self.in_transaction || !self.caps.pipelining {
             return self.rset().await;
