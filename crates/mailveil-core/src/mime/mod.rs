@@ -596,11 +596,11 @@ fn text_part(
     let transfer = structure::transfer(part, raw);
     // Looked for in what the part says, not in how it is written: base64 and
     // quoted-printable spell a link otherwise (`aHR0cHM6Ly`, `=68ttps:`, a soft break).
-    if transfer == Transfer::Identity && !crate::links::has_scheme(body) {
-        return Ok(Vec::new());
-    }
-    let (decoded, _) = transfer::decode(body, transfer);
-    if transfer != Transfer::Identity && !crate::links::has_scheme(&decoded) {
+    let decoded: Cow<[u8]> = match transfer {
+        Transfer::Identity => Cow::Borrowed(body),
+        _ => Cow::Owned(transfer::decode(body, transfer).0),
+    };
+    if !crate::links::has_scheme(&decoded) {
         return Ok(Vec::new());
     }
     let label = part.content_type().and_then(|c| c.attribute("charset"));
