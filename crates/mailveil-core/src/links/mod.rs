@@ -163,7 +163,7 @@ pub const TOKEN_HEURISTIC: &str = "heuristic:recipient-token";
 /// segment absent) is a plain URL, not a click.
 pub fn click_redirect<'r>(rules: &'r Rules, url: &str) -> Option<&'r Redirect> {
     let parts = Parts::parse(url)?;
-    click_redirect_at(rules, &parts, &parts.path_and_query())
+    click_redirect_at(rules, &parts, parts.path_and_query())
 }
 
 /// [`click_redirect`] of a URL already split, its `path?query` already written.
@@ -213,7 +213,7 @@ pub fn clean_link(url: &str, ctx: &LinkContext<'_>) -> LinkOutcome {
         };
         let matches = ctx
             .rules
-            .match_redirect(&parts.host, &parts.path_and_query());
+            .match_redirect(&parts.host, parts.path_and_query());
         if matches.is_empty() {
             break Some(parts);
         }
@@ -347,7 +347,7 @@ fn clean_params(
             None
         } else {
             ctx.rules
-                .match_params_at(&parts.host, &path_and_query, &name)
+                .match_params_at(&parts.host, path_and_query, &name)
                 .filter(|p| scope == Scope::All || p.is_analytics())
                 .find(|p| !(p.is_campaign() && ctx.policy.keep_campaign_params))
         };

@@ -19,6 +19,8 @@ pub(crate) struct Parts<'a> {
     pub query: Option<&'a str>,
     /// The fragment without `#`, if there is a `#`.
     pub fragment: Option<&'a str>,
+    /// `path?query` as written: one piece of the URL, so it is never built.
+    path_and_query: &'a str,
 }
 
 /// The host of an authority that is a plain DNS name (letters, digits, `-`, `.`, an
@@ -125,15 +127,13 @@ impl<'a> Parts<'a> {
             path,
             query,
             fragment,
+            path_and_query: before_frag,
         })
     }
 
     /// `path?query`, as the rule patterns are matched against.
-    pub fn path_and_query(&self) -> String {
-        match self.query {
-            Some(q) => format!("{}?{q}", self.path),
-            None => self.path.to_string(),
-        }
+    pub fn path_and_query(&self) -> &'a str {
+        self.path_and_query
     }
 
     /// The raw path segments (the leading `/` dropped; an empty path has none).
@@ -154,19 +154,21 @@ impl<'a> Parts<'a> {
     /// The raw value of the first query parameter named `name` (exact name first, then
     /// ignoring ASCII case).
     pub fn param(&self, name: &str) -> Option<&'a str> {
-        let find = |exact: bool| {
-            self.query_pieces().find_map(|piece| {
-                let (n, v) = name_and_value(piece);
-                let n = percent_decoded(n, true);
-                let hit = if exact {
-                    n == name
-                } else {
-                    n.eq_ignore_ascii_case(name)
-                };
-                hit.then_some(v)
-            })
-        };
-        find(true).or_else(|| find(false))
+        // One pass for both (two were most of the cost of looking for a redirect's
+        // destination in a URL that has none, issue 17): the first exact name wins, and
+        // failing that, the first name equal ignoring case.
+        let mut folded = None;
+        for piece in self.query_pieces() {
+            let (n, v) = name_and_value(piece);
+            let n = percent_decoded(n, true);
+            if n == name {
+                return Some(v);
+            }
+            if folded.is_none() && n.eq_ignore_ascii_case(name) {
+                folded = Some(v);
+            }
+        }
+        folded
     }
 
     /// Rebuilds the URL with another query (None: no `?` at all).
@@ -394,6 +396,50 @@ mod tests {
                     proptest::prop_assert_eq!(p.path_and_query(), written);
                 }
             }
+        }
+
+        /// `path?query` is the piece of the URL it always was built from (issue 17: it
+        /// is no longer built).
+        #[test]
+        fn path_and_query_is_path_then_query(text in url_texts()) {
+            if let Some(p) = Parts::parse(&text) {
+                let built = match p.query {
+                    Some(q) => format!("{}?{q}", p.path),
+                    None => p.path.to_string(),
+                };
+                proptest::prop_assert_eq!(p.path_and_query(), built);
+            }
+        }
+
+        /// One pass finds what the two passes found: the first exact name, else the
+        /// first name equal ignoring case.
+        #[test]
+        fn param_finds_what_two_passes_found(
+            pieces in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["u", "U", "url", "Url", "URL", "%75rl", "%55RL", "r+l", "R+L", "x", ""]),
+                    proptest::option::of("[a-z0-9]{1,2}"),
+                ),
+                0..7,
+            ),
+            name in proptest::sample::select(vec!["u", "url", "URL", "r l", "x"]),
+        ) {
+            let query: Vec<String> = pieces
+                .iter()
+                .map(|(n, v)| v.as_ref().map_or(n.to_string(), |v| format!("{n}={v}")))
+                .collect();
+            let query = query.join("&");
+            let text = format!("https://t.example/p?{query}");
+            let p = Parts::parse(&text).expect("an http URL");
+            let two_passes = |exact: bool| {
+                p.query_pieces().find_map(|piece| {
+                    let (n, v) = name_and_value(piece);
+                    let n = percent_decoded(n, true);
+                    let hit = if exact { n == name } else { n.eq_ignore_ascii_case(name) };
+                    hit.then_some(v)
+                })
+            };
+            proptest::prop_assert_eq!(p.param(name), two_passes(true).or_else(|| two_passes(false)));
         }
     }
 

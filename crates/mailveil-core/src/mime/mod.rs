@@ -98,6 +98,12 @@ impl<'a> Walk<'a> {
         self.report.push(finding, self.policy.limits.max_findings);
     }
 
+    /// [`Walk::note`] of each of `findings`, the report grown once for them.
+    fn note_all(&mut self, findings: Vec<Finding>) {
+        self.report
+            .extend(findings, self.policy.limits.max_findings);
+    }
+
     /// A boundary for a new multipart holding `parts` in `msg` (see `attach::boundary`),
     /// none that `msg`, the multiparts around it or this walk's rewrites use; `Ambiguous`
     /// when the mail's own boundaries and contents leave none sure.
@@ -532,9 +538,7 @@ fn html_pass(
 ) -> Result<Option<Vec<u8>>, CleanError> {
     match html::rewrite(input, encoding, ctx) {
         Ok(outcome) => {
-            for f in outcome.findings {
-                walk.note(f);
-            }
+            walk.note_all(outcome.findings);
             Ok(outcome.bytes)
         }
         Err(HtmlError::Deadline) => Err(CleanError::Deadline),

@@ -146,6 +146,13 @@ impl Report {
             self.findings_dropped += 1;
         }
     }
+
+    /// [`Report::push`] of each of `findings`, in order.
+    pub(crate) fn extend(&mut self, findings: Vec<Finding>, max: usize) {
+        let room = max.saturating_sub(self.findings.len());
+        self.findings_dropped += findings.len().saturating_sub(room);
+        self.findings.extend(findings.into_iter().take(room));
+    }
 }
 
 /// The value of an `X-Mailveil` field that came with a mail (the whole field, folded or
@@ -236,6 +243,35 @@ mod tests {
             tracker: tracker.map(String::from),
             action,
             params: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn extend_keeps_and_drops_what_pushing_one_by_one_does() {
+        let kinds = [FindingKind::Pixel, FindingKind::TrackingParam];
+        for (already, adding, max) in [(0, 3, 10), (2, 5, 4), (4, 2, 4), (6, 1, 4), (0, 0, 0)] {
+            let batch = |n: usize| -> Vec<Finding> {
+                (0..n)
+                    .map(|i| {
+                        let mut f = finding(kinds[i % 2], None, Action::Strip);
+                        f.rule = format!("r{i}");
+                        f
+                    })
+                    .collect()
+            };
+            let (mut one_by_one, mut at_once) = (Report::new(), Report::new());
+            for f in batch(already) {
+                one_by_one.push(f.clone(), max);
+                at_once.push(f, max);
+            }
+            for f in batch(adding) {
+                one_by_one.push(f, max);
+            }
+            at_once.extend(batch(adding), max);
+            assert_eq!(
+                at_once, one_by_one,
+                "{already} then {adding}, at most {max}"
+            );
         }
     }
 
