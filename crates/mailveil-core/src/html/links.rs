@@ -331,8 +331,8 @@ fn replace_markers(out: &[u8], urls: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// Report findings for what `clean_link` did to one link: its `steps`, taken (their
-/// strings move into the findings: cloning them was a tenth of a link's cost, issue 17),
-/// and `url`, the new URL if it changed.
+/// strings move into the findings instead of being copied, issue 17), and `url`, the
+/// new URL if it changed.
 pub(crate) fn findings(
     steps: Vec<LinkStep>,
     url: Option<&str>,
