@@ -78,12 +78,13 @@ pub struct Location {
 impl Location {
     /// An attribute of an element: `img@src`, `td@background`, `a@href`, `body@onload`.
     pub fn attribute(kind: LocationKind, tag: &str, attribute: &str) -> Location {
-        // Joined, not formatted: `format!` cost five times as much, once per link and
-        // image (issue 17).
-        Location {
-            kind,
-            label: [tag, "@", attribute].concat(),
-        }
+        // Built by hand: `format!` cost five times as much, once per link and image
+        // (issue 17).
+        let mut label = String::with_capacity(tag.len() + 1 + attribute.len());
+        label.push_str(tag);
+        label.push('@');
+        label.push_str(attribute);
+        Location { kind, label }
     }
 
     /// A value in CSS: in the `style` attribute of `tag`, or with no tag in a `<style>`
